@@ -1,0 +1,25 @@
+#!/usr/bin/env node
+import { readFileSync } from 'node:fs';
+import { Command, CommanderError } from 'commander';
+import { registerRingKeyCommands } from './ring-key.js';
+import { registerRunCommand } from './run.js';
+
+const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+
+const program = new Command()
+  .name('hasup')
+  .description('high-availability supervisor: keeps PostgreSQL, etcd and Elasticsearch running and elects a PostgreSQL leader over an encrypted gossip ring')
+  .version(pkg.version)
+  .showHelpAfterError('(run with --help for usage)')
+  .exitOverride();
+
+registerRunCommand(program);
+registerRingKeyCommands(program);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof CommanderError) process.exit(err.exitCode);
+  console.error(`hasup: ${(err as Error).message}`);
+  process.exit(1);
+}

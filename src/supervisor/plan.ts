@@ -1,0 +1,125 @@
+import { accessSync, constants, existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import Handlebars from 'handlebars';
+import { ConfigError, parseTomlFile, validate, type Schema, type TomlTable } from './toml-schema.js';
+
+/**
+ * A plan is a folder describing one service, as in Habitat:
+ *
+ *   plan.toml      manifest: name, version, driver, run command, user, ports,
+ *                  health check, topology, which settings need a restart
+ *   default.toml   default configuration (the lowest config layer)
+ *   config/*.hbs   Handlebars templates rendered into the service's config dir
+ *   hooks/         optional executables: init, health-check, reconfigure, post-stop
+ */
+export const HOOK_NAMES = ['init', 'health-check', 'reconfigure', 'post-stop'] as const;
+export type HookName = (typeof HOOK_NAMES)[number];
+
+const SIGNALS = ['SIGHUP', 'SIGUSR1', 'SIGUSR2'] as const;
+
+export const MANIFEST_SCHEMA: Schema = {
+  name: { type: 'string', doc: 'service name, also the directory name under the state dir', check: (v) => (/^[a-z][a-z0-9-]*$/.test(v) ? undefined : 'lower-case letters, digits and dashes') },
+  version: { type: 'string', doc: 'version of the service the plan runs' },
+  driver: { type: 'string', doc: 'service driver that knows this service (postgresql, etcd, elasticsearch, generic)', default: 'generic' },
+  topology: { type: 'string', doc: 'standalone: every member runs it alike; leader: one member leads', enum: ['standalone', 'leader'], default: 'standalone' },
+  run: {
+    type: 'table',
+    doc: 'how to start the service',
+    fields: {
+      command: { type: 'string', doc: 'executable (Handlebars: may use {{cfg.*}}, {{svc.*}})' },
+      args: { type: 'string[]', doc: 'arguments (Handlebars)', default: [] },
+      user: { type: 'string', doc: 'service user the child runs as when the supervisor is root', default: 'hasup' },
+      stop_timeout_ms: { type: 'integer', doc: 'SIGTERM, then SIGKILL after this long', default: 30_000, min: 100 },
+    },
+  },
+  ports: { type: 'any-table', doc: 'name = "cfg.key" pairs: the config keys that hold the ports the service listens on' },
+  health: {
+    type: 'table',
+    doc: 'health check',
+    fields: {
+      interval_ms: { type: 'integer', doc: 'time between checks', default: 5000, min: 100 },
+      timeout_ms: { type: 'integer', doc: 'a check slower than this is CRITICAL', default: 3000, min: 50 },
+    },
+  },
+  config: {
+    type: 'table',
+    doc: 'how configuration changes are applied',
+    fields: {
+      restart_keys: { type: 'string[]', doc: 'dotted config keys whose change needs a restart; any other change is applied by reload', default: [] },
+      reload_signal: { type: 'string', doc: 'signal that makes the service re-read its config', enum: SIGNALS, default: 'SIGHUP' },
+    },
+  },
+};
+
+export interface PlanManifest {
+  name: string;
+  version: string;
+  driver: string;
+  topology: 'standalone' | 'leader';
+  run: { command: string; args: string[]; user: string; stop_timeout_ms: number };
+  ports: Record<string, string>;
+  health: { interval_ms: number; timeout_ms: number };
+  config: { restart_keys: string[]; reload_signal: (typeof SIGNALS)[number] };
+}
+
+export interface Plan {
+  dir: string;
+  manifest: PlanManifest;
+  defaults: TomlTable;
+  /** Output file name (template name without .hbs) → compiled template. */
+  templates: Map<string, HandlebarsTemplateDelegate>;
+  hooks: Partial<Record<HookName, string>>;
+}
+
+type HandlebarsTemplateDelegate = (context: unknown) => string;
+
+export function loadPlan(dir: string): Plan {
+  const manifestFile = join(dir, 'plan.toml');
+  if (!existsSync(manifestFile)) throw new ConfigError(manifestFile, undefined, 'no plan here (plan.toml is missing)');
+  const manifestText = readFileSync(manifestFile, 'utf8');
+  const manifest = validate(parseTomlFile(manifestText, manifestFile), MANIFEST_SCHEMA, manifestText, manifestFile) as unknown as PlanManifest;
+  manifest.ports ??= {};
+  for (const [name, key] of Object.entries(manifest.ports)) {
+    if (typeof key !== 'string') throw new ConfigError(manifestFile, undefined, `ports.${name} must name a config key`);
+  }
+
+  const defaultsFile = join(dir, 'default.toml');
+  const defaults = existsSync(defaultsFile) ? parseTomlFile(readFileSync(defaultsFile, 'utf8'), defaultsFile) : {};
+
+  const templates = new Map<string, HandlebarsTemplateDelegate>();
+  const configDir = join(dir, 'config');
+  if (existsSync(configDir)) {
+    for (const name of readdirSync(configDir).sort()) {
+      if (!name.endsWith('.hbs')) continue;
+      const file = join(configDir, name);
+      try {
+        templates.set(name.slice(0, -4), Handlebars.compile(readFileSync(file, 'utf8'), { strict: true, noEscape: true }));
+      } catch (err) {
+        throw new ConfigError(file, undefined, `template does not compile: ${(err as Error).message}`);
+      }
+    }
+  }
+
+  const hooks: Partial<Record<HookName, string>> = {};
+  for (const hook of HOOK_NAMES) {
+    const file = join(dir, 'hooks', hook);
+    if (!existsSync(file)) continue;
+    try {
+      if (!statSync(file).isFile()) throw new Error('not a file');
+      accessSync(file, constants.X_OK);
+    } catch {
+      throw new ConfigError(file, undefined, 'hook must be an executable file');
+    }
+    hooks[hook] = file;
+  }
+  return { dir, manifest, defaults, templates, hooks };
+}
+
+/** Finds a plan by name in the search path (first match wins). */
+export function findPlan(name: string, searchPath: string[]): Plan {
+  for (const root of searchPath) {
+    const dir = join(root, name);
+    if (existsSync(join(dir, 'plan.toml'))) return loadPlan(dir);
+  }
+  throw new Error(`no plan named "${name}" in ${searchPath.join(', ')}`);
+}
