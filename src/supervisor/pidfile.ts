@@ -82,6 +82,9 @@ export function isGroupAlive(pgid: number): boolean {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ESRCH') return false;
   }
+  // Usually the leader itself is still there, which settles it without a scan.
+  const leader = readProcStat(pgid);
+  if (leader && leader.pgrp === pgid && leader.state !== 'Z' && leader.state !== 'X') return true;
   return groupMembers(pgid).length > 0;
 }
 
@@ -113,19 +116,6 @@ export function signalGroup(pgid: number, signal: NodeJS.Signals): boolean {
   } catch {
     return false;
   }
-}
-
-/** Resolves true once group `pgid` is gone, or false after `timeoutMs`. Polls; never blocks the loop. */
-export function waitForGroupExit(pgid: number, timeoutMs: number, pollMs = 50): Promise<boolean> {
-  const deadline = Date.now() + Math.max(0, timeoutMs);
-  return new Promise((resolve) => {
-    const check = (): void => {
-      if (!isGroupAlive(pgid)) return resolve(true);
-      if (Date.now() >= deadline) return resolve(false);
-      setTimeout(check, Math.min(pollMs, Math.max(1, deadline - Date.now())));
-    };
-    check();
-  });
 }
 
 /** The pidfile's record, or undefined when it is missing or unreadable. */

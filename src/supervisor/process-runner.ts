@@ -411,6 +411,8 @@ export class ProcessRunner extends EventEmitter<{ state: [RunnerState] }> {
     const exit: RunnerExit = { code, signal, at: Date.now() };
     this.update({ lastExit: exit });
     if (!this.wanted) return; // stop() is waiting for this and reports the state.
+    // Backs up the stable timer, which a busy event loop may fire late.
+    this.backoff.recordUptime(performance.now() - this.childUpSince);
     const pid = child.pid;
     if (pid !== undefined) this.cleanUpLeftovers(pid);
     this.scheduleRestart(describeExit(code, signal, this.stderrTail));
@@ -423,6 +425,7 @@ export class ProcessRunner extends EventEmitter<{ state: [RunnerState] }> {
     this.adopted = undefined;
     this.update({ lastExit: { code: null, signal: null, at: Date.now() }, adopted: undefined });
     if (!this.wanted) return;
+    this.backoff.recordUptime(performance.now() - this.childUpSince);
     if (pgid !== undefined) this.cleanUpLeftovers(pgid);
     else removePidFileQuietly(this.opts.pidFile);
     this.scheduleRestart(`adopted process ${record.pid} exited (status unknown: a previous supervisor started it)`);

@@ -1,0 +1,68 @@
+import type { Logger } from './log.js';
+import type { Plan } from './plan.js';
+import type { ClusterSecrets } from './secrets.js';
+import type { TomlTable } from './toml-schema.js';
+
+/**
+ * What the supervisor needs from the one module that knows a service
+ * (src/plugins/<service>/driver.ts). The supervisor knows plans and
+ * processes; only a driver knows SQL, etcd's API or Elasticsearch's.
+ */
+export type Health = 'ok' | 'warning' | 'critical' | 'unknown';
+
+export interface HealthResult {
+  status: Health;
+  message?: string;
+  /** Small service-specific facts shown in status and the API (never secrets). */
+  details?: Record<string, unknown>;
+}
+
+export interface ServicePaths {
+  /** <state>/svc/<name> */
+  root: string;
+  data: string;
+  config: string;
+  /** Sockets and pid files. */
+  run: string;
+  logs: string;
+}
+
+export interface ServiceUser {
+  name: string;
+  uid: number;
+  gid: number;
+}
+
+export interface DriverContext {
+  plan: Plan;
+  paths: ServicePaths;
+  /** The merged config in force. */
+  cfg: TomlTable;
+  memberId: string;
+  /** The member's advertised IP. */
+  ip: string;
+  /** Set when the supervisor runs as root and the child runs as this user. */
+  user?: ServiceUser;
+  secrets: ClusterSecrets;
+  log: Logger;
+}
+
+export interface ServiceDriver {
+  /** Extra values templates see under {{svc.*}}, besides the paths. */
+  templateValues?(ctx: DriverContext): Record<string, unknown>;
+  /**
+   * Runs before every start: creates the data directory on first start
+   * (initdb, ...), fixes ownership. Must be idempotent and must never
+   * destroy existing data.
+   */
+  prepare(ctx: DriverContext): Promise<void>;
+  /**
+   * Checks candidate rendered files with the service's own parser before
+   * they replace the files in force. Returns a reason to refuse, or undefined.
+   */
+  validate?(ctx: DriverContext, files: Map<string, string>): Promise<string | undefined>;
+  /** After a reload: did the service accept the config? A reason if not. */
+  verifyReload?(ctx: DriverContext): Promise<string | undefined>;
+  /** One health check; must finish or give up when `signal` aborts. */
+  health(ctx: DriverContext, signal: AbortSignal): Promise<HealthResult>;
+}

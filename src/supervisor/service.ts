@@ -1,0 +1,342 @@
+import { EventEmitter } from 'node:events';
+import { chownSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import Handlebars from 'handlebars';
+import { changedKeys, mergeLayers, needsRestart, renderTemplates, type ConfigLayer } from './config-layers.js';
+import type { DriverContext, Health, HealthResult, ServiceDriver, ServicePaths } from './driver.js';
+import type { LogSink } from './log-sink.js';
+import type { Logger } from './log.js';
+import type { Plan } from './plan.js';
+import { ProcessRunner, type RunnerState, type ServiceUser } from './process-runner.js';
+import type { ClusterSecrets } from './secrets.js';
+import type { TomlTable } from './toml-schema.js';
+
+/** A config document applied through the ring (`hasup config apply`). */
+export interface GossipedConfig {
+  version: number;
+  data: TomlTable;
+}
+
+export interface ServiceStatus {
+  name: string;
+  group: string;
+  state: RunnerState['state'];
+  pid?: number;
+  /** ms since the epoch of the last process state change. */
+  since: number;
+  restarts: number;
+  lastError?: string;
+  health: Health;
+  healthMessage?: string;
+  healthSince: number;
+  details?: Record<string, unknown>;
+  /** Version of the gossiped config in force, 0 when none. */
+  configVersion: number;
+}
+
+export interface ServiceDeps {
+  plan: Plan;
+  group: string;
+  driver: ServiceDriver;
+  /** The node's own layer from hasup.toml ([service.NAME]). */
+  userLayer: TomlTable;
+  serviceRoot: string;
+  memberId: string;
+  ip: string;
+  user?: ServiceUser;
+  secrets: ClusterSecrets;
+  logSink: LogSink;
+  log: Logger;
+  /** The gossiped config in force when the supervisor last ran. */
+  initialConfig?: GossipedConfig;
+}
+
+export class ConfigRefused extends Error {}
+
+/**
+ * One supervised service: renders its config from the layers, prepares and
+ * runs its process through a ProcessRunner, checks its health on the plan's
+ * interval, and applies config changes by reload or restart as the plan
+ * declares, keeping the previous config when a new one is refused.
+ */
+export class Service extends EventEmitter<{ status: [ServiceStatus] }> {
+  readonly name: string;
+  readonly paths: ServicePaths;
+  private readonly runner: ProcessRunner;
+  private cfg: TomlTable;
+  private gossiped: GossipedConfig | undefined;
+  private health: HealthResult = { status: 'unknown' };
+  private healthSince = Date.now();
+  private healthTimer?: NodeJS.Timeout;
+  private running = false;
+  private readonly log: Logger;
+  /** Serialises config applications and starts. */
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(private readonly deps: ServiceDeps) {
+    super();
+    this.name = deps.plan.manifest.name;
+    this.log = deps.log.child({ service: this.name });
+    const root = deps.serviceRoot;
+    this.paths = { root, data: join(root, 'data'), config: join(root, 'config'), run: join(root, 'run'), logs: join(root, 'logs') };
+    this.gossiped = deps.initialConfig;
+    this.cfg = this.merge(this.gossiped);
+    const manifest = deps.plan.manifest;
+    this.runner = new ProcessRunner({
+      name: this.name,
+      command: '',
+      args: [],
+      env: {},
+      cwd: this.paths.root,
+      user: deps.user?.name,
+      stopTimeoutMs: manifest.run.stop_timeout_ms,
+      backoff: { initialMs: 500, maxMs: 30_000, factor: 2, jitter: 0.2 },
+      flapping: { windowMs: 60_000, maxRestarts: 5 },
+      pidFile: join(this.paths.run, 'hasup-child.pid'),
+      logSink: deps.logSink,
+    });
+    this.runner.on('state', () => this.emit('status', this.status()));
+  }
+
+  get group(): string {
+    return this.deps.group;
+  }
+
+  status(): ServiceStatus {
+    const r = this.runner.state();
+    return {
+      name: this.name,
+      group: this.deps.group,
+      state: r.state,
+      pid: r.pid,
+      since: r.since,
+      restarts: r.restarts,
+      lastError: r.lastError,
+      health: this.health.status,
+      healthMessage: this.health.message,
+      healthSince: this.healthSince,
+      details: this.health.details,
+      configVersion: this.gossiped?.version ?? 0,
+    };
+  }
+
+  /** The merged config in force. */
+  config(): TomlTable {
+    return this.cfg;
+  }
+
+  /** Prepares, renders and starts the service; adopts a child a previous supervisor left running. */
+  start(): Promise<void> {
+    return this.serialised(async () => {
+      this.ensureDirs();
+      const ctx = this.context(this.cfg);
+      await this.deps.driver.prepare(ctx);
+      this.writeFiles(this.render(this.cfg));
+      this.configureRunner();
+      this.running = true;
+      await this.runner.start();
+      this.scheduleHealth(0);
+    });
+  }
+
+  stop(): Promise<void> {
+    return this.serialised(async () => {
+      this.running = false;
+      clearTimeout(this.healthTimer);
+      await this.runner.stop();
+      this.setHealth({ status: 'unknown', message: 'stopped' });
+    });
+  }
+
+  restart(): Promise<void> {
+    return this.serialised(async () => {
+      this.configureRunner();
+      await this.runner.restart();
+    });
+  }
+
+  /** Leave the child running for the next supervisor to adopt (supervisor restart). */
+  release(): void {
+    this.running = false;
+    clearTimeout(this.healthTimer);
+    this.runner.release();
+  }
+
+  /**
+   * Checks a gossiped config document without applying it: merge, render
+   * and the service's own validation. Throws ConfigRefused with the reason.
+   */
+  async check(candidate: GossipedConfig): Promise<void> {
+    const cfg = this.mergeOrRefuse(candidate);
+    const files = this.renderOrRefuse(cfg);
+    const problem = await this.deps.driver.validate?.(this.context(cfg), files);
+    if (problem) throw new ConfigRefused(problem);
+  }
+
+  /**
+   * Applies a gossiped config document (the highest version wins). A document
+   * that does not merge, render or validate is refused and the config in
+   * force stays; a reload the service rejects is rolled back.
+   */
+  applyGossiped(candidate: GossipedConfig): Promise<'reloaded' | 'restarted' | 'unchanged'> {
+    return this.serialised(async () => {
+      if (this.gossiped && candidate.version <= this.gossiped.version) {
+        throw new ConfigRefused(`version ${candidate.version} is not newer than the version in force (${this.gossiped.version})`);
+      }
+      const cfg = this.mergeOrRefuse(candidate);
+      const files = this.renderOrRefuse(cfg);
+      const problem = await this.deps.driver.validate?.(this.context(cfg), files);
+      if (problem) throw new ConfigRefused(problem);
+      const changed = changedKeys(this.cfg, cfg);
+      const previousFiles = this.readCurrentFiles();
+      const previous = { cfg: this.cfg, gossiped: this.gossiped };
+      this.cfg = cfg;
+      this.gossiped = candidate;
+      if (changed.length === 0) return 'unchanged';
+      this.writeFiles(files);
+      if (!this.running) return 'unchanged';
+      if (needsRestart(changed, this.deps.plan.manifest.config.restart_keys)) {
+        this.log.info({ event: 'config', version: candidate.version, changed }, 'config changed; restarting');
+        this.configureRunner();
+        await this.runner.restart();
+        return 'restarted';
+      }
+      this.runner.signal(this.deps.plan.manifest.config.reload_signal);
+      const rejected = await this.deps.driver.verifyReload?.(this.context(cfg));
+      if (rejected) {
+        this.log.warn({ event: 'config_rejected', version: candidate.version, reason: rejected }, 'service rejected the new config; restoring the previous one');
+        this.writeFiles(previousFiles);
+        this.cfg = previous.cfg;
+        this.gossiped = previous.gossiped;
+        this.runner.signal(this.deps.plan.manifest.config.reload_signal);
+        throw new ConfigRefused(rejected);
+      }
+      this.log.info({ event: 'config', version: candidate.version, changed }, 'config changed; reloaded');
+      return 'reloaded';
+    });
+  }
+
+  // ---- internals --------------------------------------------------------------
+
+  private serialised<T>(work: () => Promise<T>): Promise<T> {
+    const next = this.queue.then(work, work);
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+
+  private merge(gossiped: GossipedConfig | undefined): TomlTable {
+    const layers: ConfigLayer[] = [{ name: `[service.${this.name}] in hasup.toml`, data: this.deps.userLayer }];
+    if (gossiped) layers.push({ name: `config version ${gossiped.version}`, data: gossiped.data });
+    return mergeLayers(this.deps.plan.defaults, layers);
+  }
+
+  private mergeOrRefuse(candidate: GossipedConfig): TomlTable {
+    try {
+      return this.merge(candidate);
+    } catch (err) {
+      throw new ConfigRefused((err as Error).message);
+    }
+  }
+
+  private renderOrRefuse(cfg: TomlTable): Map<string, string> {
+    try {
+      return this.render(cfg);
+    } catch (err) {
+      throw new ConfigRefused((err as Error).message);
+    }
+  }
+
+  private context(cfg: TomlTable): DriverContext {
+    return { plan: this.deps.plan, paths: this.paths, cfg, memberId: this.deps.memberId, ip: this.deps.ip, user: this.deps.user, secrets: this.deps.secrets, log: this.log };
+  }
+
+  private templateContext(cfg: TomlTable) {
+    const ctx = this.context(cfg);
+    const svc = {
+      name: this.name,
+      group: this.deps.group,
+      data_dir: this.paths.data,
+      config_dir: this.paths.config,
+      run_dir: this.paths.run,
+      logs_dir: this.paths.logs,
+      ...this.deps.driver.templateValues?.(ctx),
+    };
+    return { cfg, svc, sys: { ip: this.deps.ip, member_id: this.deps.memberId } };
+  }
+
+  private render(cfg: TomlTable): Map<string, string> {
+    return renderTemplates(this.deps.plan, this.templateContext(cfg));
+  }
+
+  private configureRunner(): void {
+    const ctx = this.templateContext(this.cfg);
+    const run = this.deps.plan.manifest.run;
+    const fill = (text: string) => Handlebars.compile(text, { strict: true, noEscape: true })(ctx);
+    const opts = (this.runner as unknown as { opts: { command: string; args: string[]; env: Record<string, string | undefined> } }).opts;
+    opts.command = fill(run.command);
+    opts.args = run.args.map(fill);
+    opts.env = { PATH: process.env.PATH, LANG: 'C.UTF-8' };
+  }
+
+  private ensureDirs(): void {
+    for (const dir of [this.paths.root, this.paths.config, this.paths.run, this.paths.logs]) {
+      mkdirSync(dir, { recursive: true, mode: 0o750 });
+      if (this.deps.user) chownSync(dir, this.deps.user.uid, this.deps.user.gid);
+    }
+  }
+
+  private readCurrentFiles(): Map<string, string> {
+    const out = new Map<string, string>();
+    for (const name of this.deps.plan.templates.keys()) {
+      const file = join(this.paths.config, name);
+      if (existsSync(file)) out.set(name, readFileSync(file, 'utf8'));
+    }
+    return out;
+  }
+
+  /** Atomic per file: write beside, then rename, so the service never reads half a file. */
+  private writeFiles(files: Map<string, string>): void {
+    for (const [name, content] of files) {
+      const file = join(this.paths.config, name);
+      const tmp = `${file}.tmp`;
+      writeFileSync(tmp, content, { mode: 0o640 });
+      if (this.deps.user) chownSync(tmp, this.deps.user.uid, this.deps.user.gid);
+      renameSync(tmp, file);
+    }
+  }
+
+  private scheduleHealth(delayMs: number): void {
+    clearTimeout(this.healthTimer);
+    if (!this.running) return;
+    this.healthTimer = setTimeout(() => void this.checkHealth(), delayMs);
+    this.healthTimer.unref();
+  }
+
+  private async checkHealth(): Promise<void> {
+    const { interval_ms, timeout_ms } = this.deps.plan.manifest.health;
+    const r = this.runner.state();
+    let result: HealthResult;
+    if (r.state !== 'running') {
+      result = { status: 'critical', message: r.lastError ? `${r.state}: ${r.lastError}` : `process is ${r.state}` };
+    } else {
+      try {
+        result = await this.deps.driver.health(this.context(this.cfg), AbortSignal.timeout(timeout_ms));
+      } catch (err) {
+        result = { status: 'critical', message: (err as Error).message };
+      }
+    }
+    if (this.running) this.setHealth(result);
+    this.scheduleHealth(interval_ms);
+  }
+
+  private setHealth(result: HealthResult): void {
+    const changed = result.status !== this.health.status;
+    if (changed) this.healthSince = Date.now();
+    this.health = result;
+    if (changed) {
+      const level = result.status === 'critical' ? 'warn' : 'info';
+      this.log[level]({ event: 'health', health: result.status, reason: result.message }, `${this.name} is ${result.status}`);
+      this.emit('status', this.status());
+    }
+  }
+}

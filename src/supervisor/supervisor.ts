@@ -1,0 +1,189 @@
+import { EventEmitter } from 'node:events';
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import type { ServiceDriver } from './driver.js';
+import type { LogSink } from './log-sink.js';
+import type { Logger } from './log.js';
+import { findPlan } from './plan.js';
+import type { ServiceUser } from './process-runner.js';
+import type { ClusterSecrets } from './secrets.js';
+import { Service, type GossipedConfig, type ServiceStatus } from './service.js';
+import type { StateDir } from './state-dir.js';
+import type { TomlTable } from './toml-schema.js';
+
+export interface SupervisorDeps {
+  stateDir: StateDir;
+  memberId: string;
+  ip: string;
+  user?: ServiceUser;
+  secrets: ClusterSecrets;
+  planPath: string[];
+  group: string;
+  /** [service.NAME] tables from hasup.toml. */
+  userLayers: Record<string, TomlTable>;
+  logSink: LogSink;
+  log: Logger;
+  driverFor(name: string): ServiceDriver;
+}
+
+/** What the supervisor remembers across restarts: which services, and whether they should run. */
+interface Persisted {
+  services: Array<{ name: string; wanted: 'up' | 'down' }>;
+  configs: Record<string, GossipedConfig>;
+}
+
+/**
+ * The set of services this member runs. `load`/`unload` change the set,
+ * `start`/`stop` whether a loaded one runs; both are remembered in the state
+ * directory so a restarted supervisor brings back what the operator chose.
+ */
+export class Supervisor extends EventEmitter<{ status: [ServiceStatus] }> {
+  private readonly services = new Map<string, Service>();
+  private persisted: Persisted;
+  private readonly file: string;
+
+  constructor(private readonly deps: SupervisorDeps) {
+    super();
+    this.file = deps.stateDir.path('services.json');
+    this.persisted = this.read();
+  }
+
+  /** Loads the remembered set, or `initial` on a member's first start. */
+  async start(initial: string[]): Promise<void> {
+    if (!existsSync(this.file)) {
+      this.persisted.services = initial.map((name) => ({ name, wanted: 'up' }));
+      this.write();
+    }
+    for (const entry of this.persisted.services) {
+      const service = this.create(entry.name);
+      if (entry.wanted === 'up') await service.start();
+    }
+  }
+
+  list(): ServiceStatus[] {
+    return [...this.services.values()].map((s) => s.status());
+  }
+
+  get(name: string): Service | undefined {
+    return this.services.get(name);
+  }
+
+  async load(name: string): Promise<ServiceStatus> {
+    if (this.services.has(name)) throw new Error(`service ${name} is already loaded`);
+    const service = this.create(name);
+    this.persisted.services.push({ name, wanted: 'up' });
+    this.write();
+    await service.start();
+    return service.status();
+  }
+
+  async unload(name: string): Promise<void> {
+    const service = this.require(name);
+    await service.stop();
+    this.services.delete(name);
+    this.persisted.services = this.persisted.services.filter((s) => s.name !== name);
+    this.write();
+  }
+
+  async startService(name: string): Promise<ServiceStatus> {
+    const service = this.require(name);
+    this.setWanted(name, 'up');
+    await service.start();
+    return service.status();
+  }
+
+  async stopService(name: string): Promise<ServiceStatus> {
+    const service = this.require(name);
+    this.setWanted(name, 'down');
+    await service.stop();
+    return service.status();
+  }
+
+  async restartService(name: string): Promise<ServiceStatus> {
+    const service = this.require(name);
+    await service.restart();
+    return service.status();
+  }
+
+  /** Validates a config document for SVC.GROUP without applying it (before gossiping it). */
+  async checkConfig(serviceGroup: string, candidate: GossipedConfig): Promise<void> {
+    const service = this.byServiceGroup(serviceGroup);
+    const inForce = this.persisted.configs[serviceGroup]?.version ?? 0;
+    if (candidate.version <= inForce) throw new Error(`version ${candidate.version} of ${serviceGroup} is not newer than the version in force (${inForce})`);
+    if (service) await service.check(candidate);
+  }
+
+  /**
+   * Applies a gossiped config document. Remembered even for a service this
+   * member does not run (yet), so loading it later applies the newest one.
+   */
+  async applyConfig(serviceGroup: string, candidate: GossipedConfig): Promise<string> {
+    const inForce = this.persisted.configs[serviceGroup]?.version ?? 0;
+    if (candidate.version <= inForce) return 'unchanged';
+    const service = this.byServiceGroup(serviceGroup);
+    const outcome = service ? await service.applyGossiped(candidate) : 'remembered';
+    this.persisted.configs[serviceGroup] = candidate;
+    this.write();
+    return outcome;
+  }
+
+  async stopAll(): Promise<void> {
+    await Promise.all([...this.services.values()].map((s) => s.stop()));
+  }
+
+  /** Leaves every child running for the next supervisor to adopt. */
+  releaseAll(): void {
+    for (const s of this.services.values()) s.release();
+  }
+
+  private byServiceGroup(serviceGroup: string): Service | undefined {
+    const [name, group] = serviceGroup.split('.');
+    const service = this.services.get(name ?? '');
+    return service && service.group === group ? service : undefined;
+  }
+
+  private create(name: string): Service {
+    const plan = findPlan(name, this.deps.planPath);
+    const service = new Service({
+      plan,
+      group: this.deps.group,
+      driver: this.deps.driverFor(plan.manifest.driver),
+      userLayer: this.deps.userLayers[name] ?? {},
+      serviceRoot: this.deps.stateDir.path('svc', name),
+      memberId: this.deps.memberId,
+      ip: this.deps.ip,
+      user: this.deps.user,
+      secrets: this.deps.secrets,
+      logSink: this.deps.logSink,
+      log: this.deps.log,
+      initialConfig: this.persisted.configs[`${name}.${this.deps.group}`],
+    });
+    service.on('status', (s) => this.emit('status', s));
+    this.services.set(name, service);
+    return service;
+  }
+
+  private require(name: string): Service {
+    const service = this.services.get(name);
+    if (!service) throw new Error(`service ${name} is not loaded (loaded: ${[...this.services.keys()].join(', ') || 'none'})`);
+    return service;
+  }
+
+  private setWanted(name: string, wanted: 'up' | 'down'): void {
+    for (const s of this.persisted.services) if (s.name === name) s.wanted = wanted;
+    this.write();
+  }
+
+  private read(): Persisted {
+    if (!existsSync(this.file)) return { services: [], configs: {} };
+    const data = JSON.parse(readFileSync(this.file, 'utf8')) as Partial<Persisted>;
+    return { services: data.services ?? [], configs: data.configs ?? {} };
+  }
+
+  private write(): void {
+    mkdirSync(this.deps.stateDir.root, { recursive: true });
+    const tmp = `${this.file}.tmp`;
+    writeFileSync(tmp, `${JSON.stringify(this.persisted, null, 2)}\n`, { mode: 0o600 });
+    renameSync(tmp, this.file);
+  }
+}
+
