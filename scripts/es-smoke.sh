@@ -91,6 +91,7 @@ EOF
 [ ${#run_as[@]} -eq 0 ] || chown -R "$service_user:" "$node_dir"
 
 es_pid=""
+es_exit=""
 stop_node() {
   # SIGTERM to the launcher (the PID we started) stops the server JVM it forked, cleanly.
   [ -n "$es_pid" ] || return 0
@@ -102,7 +103,8 @@ stop_node() {
       kill -KILL -- "-$es_pid" 2>/dev/null || true
     fi
   fi
-  wait "$es_pid" 2>/dev/null || true
+  es_exit=0
+  wait "$es_pid" 2>/dev/null || es_exit=$?
   es_pid=""
 }
 on_exit() {
@@ -185,4 +187,4 @@ say "  http after    $(( t_http - t_start )) ms"
 say "  green after   $(( t_green - t_start )) ms"
 say "  index+search  $(( t_searched - t_green )) ms"
 say "  RSS launcher  ${rss_launcher} MiB, server ${rss_server} MiB"
-say "  stop (TERM)   $(( t_stopped - t_stop )) ms"
+say "  stop (TERM)   $(( t_stopped - t_stop )) ms, launcher exit status $es_exit"

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
+import { registerClientCommands } from './client-commands.js';
 import { registerRingKeyCommands } from './ring-key.js';
 import { registerRunCommand } from './run.js';
 
@@ -15,6 +16,7 @@ const program = new Command()
 
 registerRunCommand(program);
 registerRingKeyCommands(program);
+registerClientCommands(program);
 
 try {
   await program.parseAsync(process.argv);

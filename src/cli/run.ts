@@ -1,22 +1,25 @@
 import { Command, Option } from 'commander';
-import { parsePeerAddress, DEFAULT_GOSSIP_PORT } from '../gossip/address.js';
+import { parsePeerAddress } from '../gossip/address.js';
 import { GOSSIP_PROFILES, type GossipProfile } from '../gossip/config.js';
+import { loadNodeConfig, defaultNodeConfig, type NodeConfig } from '../supervisor/config-file.js';
 import { Daemon } from '../supervisor/daemon.js';
 import { createLogger } from '../supervisor/log.js';
-import { DEFAULT_STATE_DIR } from '../supervisor/state-dir.js';
 
 export const DEFAULT_HTTP_PORT = 9631;
 
 interface RunFlags {
-  advertise: string;
+  config?: string;
+  advertise?: string;
   bind?: string;
   peer: string[];
-  ringKey: string;
-  stateDir: string;
-  profile: GossipProfile;
+  ringKey?: string;
+  secrets?: string;
+  stateDir?: string;
+  profile?: GossipProfile;
   listenHttp?: string;
   http: boolean;
   gossip: string[];
+  service: string[];
   logLevel?: string;
 }
 
@@ -24,39 +27,31 @@ export function registerRunCommand(program: Command): void {
   program
     .command('run')
     .description('run this member: the gossip ring, its services and the HTTP API (what a systemd unit starts)')
-    .requiredOption('--advertise <addr[:port]>', `address other members reach this one at (port defaults to ${DEFAULT_GOSSIP_PORT})`)
+    .option('--config <file>', 'hasup.toml (flags below override its values)', process.env.HASUP_CONFIG)
+    .option('--advertise <addr[:port]>', 'address other members reach this one at (gossip port 9638)')
     .option('--bind <addr>', 'address to bind the gossip sockets to (default: the advertised address)')
     .option('--peer <addr[:port]>', 'a member to join through; repeat for several', collect, [])
     .option('--ring-key <file>', 'ring key file (see `hasup ring-key generate`)', process.env.HASUP_RING_KEY)
-    .option('--state-dir <dir>', 'state directory', process.env.HASUP_STATE_DIR ?? DEFAULT_STATE_DIR)
-    .addOption(new Option('--profile <name>', 'gossip timing profile').choices(Object.keys(GOSSIP_PROFILES)).default('lan'))
+    .option('--secrets <file>', 'cluster secrets file (default: STATE_DIR/secrets.json, created on first start)')
+    .option('--state-dir <dir>', 'state directory (default /var/lib/hasup)', process.env.HASUP_STATE_DIR)
+    .addOption(new Option('--profile <name>', 'gossip timing profile (default lan)').choices(Object.keys(GOSSIP_PROFILES)))
     .option('--gossip <key=value>', 'override one gossip timing value (e.g. probeIntervalMs=500); repeatable', collect, [])
+    .option('--service <name>', 'load this plan on the first start (repeatable; later: hasup svc load)', collect, [])
     .option('--listen-http <addr:port>', `HTTP API address (default: the advertised address, port ${DEFAULT_HTTP_PORT})`)
     .option('--no-http', 'do not serve the HTTP API')
     .option('--log-level <level>', 'trace, debug, info, warn or error')
     .action(async (flags: RunFlags) => {
-      const log = createLogger({ level: flags.logLevel });
-      if (!flags.ringKey) throw new Error('--ring-key FILE is required (or HASUP_RING_KEY); create one with `hasup ring-key generate FILE`');
-      const advertise = parsePeerAddress(flags.advertise);
-      const daemon = new Daemon({
-        stateDir: flags.stateDir,
-        advertise,
-        bind: flags.bind,
-        peers: flags.peer.map((p) => parsePeerAddress(p)),
-        ringKeyFile: flags.ringKey,
-        profile: flags.profile,
-        gossipOverrides: parseOverrides(flags.gossip),
-        http: flags.http ? parseHttpListen(flags.listenHttp, advertise.addr) : null,
-        log,
-      });
+      const config = flags.config ? loadNodeConfig(flags.config) : defaultNodeConfig();
+      const log = createLogger({ level: flags.logLevel ?? config.log.level });
+      const daemon = new Daemon(daemonOptions(config, flags, log));
       let stopping = false;
       const shutdown = (signal: string) => {
         if (stopping) return;
         stopping = true;
-        log.info({ event: 'signal', signal }, `received ${signal}, leaving the ring`);
+        log.info({ event: 'signal', signal }, `received ${signal}: stopping services and leaving the ring`);
         daemon.stop().then(
           () => process.exit(0),
-          (err) => {
+          (err: unknown) => {
             log.error({ err }, 'error while stopping');
             process.exit(1);
           },
@@ -66,6 +61,35 @@ export function registerRunCommand(program: Command): void {
       process.on('SIGINT', () => shutdown('SIGINT'));
       await daemon.start();
     });
+}
+
+/** Flags override the file; the file overrides the defaults. */
+function daemonOptions(config: NodeConfig, flags: RunFlags, log: ReturnType<typeof createLogger>): ConstructorParameters<typeof Daemon>[0] {
+  const where = config.file ? ` in ${config.file}` : '';
+  const advertiseText = flags.advertise ?? config.member.advertise;
+  if (!advertiseText) throw new Error(`--advertise ADDR is required (or member.advertise${where || ' in hasup.toml'})`);
+  const ringKey = flags.ringKey ?? config.member.ring_key;
+  if (!ringKey) throw new Error('--ring-key FILE is required (or member.ring_key in hasup.toml, or HASUP_RING_KEY); create one with `hasup ring-key generate FILE`');
+  const advertise = parsePeerAddress(advertiseText);
+  const httpEnabled = flags.http && config.http.enabled;
+  return {
+    stateDir: flags.stateDir ?? config.member.state_dir,
+    advertise,
+    bind: flags.bind ?? config.member.bind,
+    peers: (flags.peer.length > 0 ? flags.peer : config.member.peers).map((p) => parsePeerAddress(p)),
+    ringKeyFile: ringKey,
+    secretsFile: flags.secrets ?? config.member.secrets,
+    profile: flags.profile ?? config.gossip.profile,
+    gossipOverrides: { ...(config.gossip.overrides ?? {}), ...parseOverrides(flags.gossip) },
+    http: httpEnabled ? parseHttpListen(flags.listenHttp ?? config.http.listen, advertise.addr) : null,
+    services: {
+      load: flags.service.length > 0 ? flags.service : config.services.load,
+      planPath: config.services.plan_path,
+      group: config.services.group,
+      userLayers: config.service ?? {},
+    },
+    log,
+  };
 }
 
 function collect(value: string, previous: string[]): string[] {
@@ -78,7 +102,7 @@ function parseHttpListen(text: string | undefined, advertiseAddr: string): { hos
   return { host: addr, port };
 }
 
-/** `--gossip probeIntervalMs=500` → { probeIntervalMs: 500 }; the config module validates names and types. */
+/** `--gossip probeIntervalMs=500` → { probeIntervalMs: 500 }; the gossip config validates names and types. */
 function parseOverrides(pairs: string[]): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const pair of pairs) {

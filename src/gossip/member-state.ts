@@ -117,6 +117,7 @@ export class MemberTable {
   private readonly ids: string[] = [];
   private readonly index = new Map<string, number>();
   private live = 0;
+  private readonly counts: Record<MemberStateName, number> = { alive: 0, suspect: 0, dead: 0, left: 0, departed: 0 };
 
   get size(): number {
     return this.byId.size;
@@ -125,6 +126,11 @@ export class MemberTable {
   /** Members that are alive or suspect, ourselves included. */
   get liveCount(): number {
     return this.live;
+  }
+
+  /** Members currently in `state` (ourselves included). */
+  count(state: MemberStateName): number {
+    return this.counts[state];
   }
 
   get(id: string): MemberRecord | undefined {
@@ -141,12 +147,15 @@ export class MemberTable {
     this.index.set(record.id, this.ids.length);
     this.ids.push(record.id);
     if (isLive(record.state)) this.live++;
+    this.counts[record.state]++;
   }
 
   /** Changes a member's state; keeps the live count right. */
   setState(record: MemberRecord, state: MemberStateName, incarnation: number, now: number): void {
     if (isLive(record.state)) this.live--;
     if (isLive(state)) this.live++;
+    this.counts[record.state]--;
+    this.counts[state]++;
     if (record.state !== state) record.since = now;
     record.state = state;
     record.incarnation = incarnation;
@@ -164,6 +173,7 @@ export class MemberTable {
     }
     this.index.delete(id);
     if (isLive(record.state)) this.live--;
+    this.counts[record.state]--;
     return record;
   }
 

@@ -6,10 +6,20 @@ import { Memberlist, type MemberView } from '../gossip/memberlist.js';
 import { formatPeerAddress } from '../gossip/address.js';
 import type { PeerAddress } from '../gossip/transport.js';
 import { createUdpTransport, type UdpTransport } from '../gossip/udp-transport.js';
+import { writeApiEndpoint } from '../cli/api-client.js';
+import { driverFor } from '../plugins/drivers.js';
 import { butterflyRoutes } from '../plugins/http/butterfly.js';
+import { configApplyRoutes } from '../plugins/http/config-apply.js';
+import { servicesRoutes } from '../plugins/http/services.js';
 import { createHttpServer, listen, type HttpListen } from '../plugins/http/server.js';
+import { shippedPlansDir } from './install-paths.js';
+import { RotatingFileSink } from './log-sink.js';
 import type { Logger } from './log.js';
+import { loadOrCreateSecrets } from './secrets.js';
+import type { ServiceStatus } from './service.js';
 import { StateDir } from './state-dir.js';
+import { Supervisor } from './supervisor.js';
+import { parseTomlFile, type TomlTable } from './toml-schema.js';
 
 export interface DaemonOptions {
   stateDir: string;
@@ -18,32 +28,44 @@ export interface DaemonOptions {
   bind?: string;
   peers: PeerAddress[];
   ringKeyFile: string;
+  /** Cluster secrets file; STATE_DIR/secrets.json (created on first start) when unset. */
+  secretsFile?: string;
   profile: GossipProfile;
   gossipOverrides?: Record<string, unknown>;
   http: HttpListen | null;
+  services: { load: string[]; planPath: string[]; group: string; userLayers: Record<string, TomlTable> };
   log: Logger;
 }
 
 /** Operators are warned when a member's clock is this far from ours. */
 export const CLOCK_DRIFT_WARN_MS = 1500;
+const CLOCK_CHECK_INTERVAL_MS = 30_000;
+
+export const RUMOR_SERVICE = 'service';
+export const RUMOR_SERVICE_CONFIG = 'service-config';
 
 /**
- * One running member: composes the gossip ring and the HTTP API. Data flows
- * one way: rumor in → membership updated → logged/served.
+ * One running member: composes the gossip ring, the supervisor and the HTTP
+ * API. Data flows one way: rumor in → census updated → supervisor reacts →
+ * child reconfigured → health rumor out.
  */
 export class Daemon {
   readonly memberId: string;
+  private readonly state: StateDir;
   private transport?: UdpTransport;
   private ring?: Memberlist;
+  private supervisor?: Supervisor;
   private http?: FastifyInstance;
-  private joinTimer?: NodeJS.Timeout;
+  private logSink?: RotatingFileSink;
+  private timers: NodeJS.Timeout[] = [];
   private stopped = false;
+  private rumorVersion = 0;
   private readonly log: Logger;
 
   constructor(private readonly opts: DaemonOptions) {
-    const state = new StateDir(opts.stateDir);
-    state.ensure();
-    this.memberId = state.memberId();
+    this.state = new StateDir(opts.stateDir);
+    this.state.ensure();
+    this.memberId = this.state.memberId();
     this.log = opts.log.child({ member: this.memberId });
   }
 
@@ -56,12 +78,10 @@ export class Daemon {
     const { opts, log } = this;
     const config = resolveGossipConfig(opts.profile, opts.gossipOverrides ?? {});
     const keyring = loadKeyring(opts.ringKeyFile);
-    this.transport = await createUdpTransport({
-      bindAddr: opts.bind ?? opts.advertise.addr,
-      port: opts.advertise.port,
-      advertise: opts.advertise,
-      log,
-    });
+    const secretsFile = opts.secretsFile ?? this.state.path('secrets.json');
+    const secrets = loadOrCreateSecrets(secretsFile, opts.secretsFile === undefined);
+
+    this.transport = await createUdpTransport({ bindAddr: opts.bind ?? opts.advertise.addr, port: opts.advertise.port, advertise: opts.advertise, log });
     const ring = new Memberlist({
       self: { id: this.memberId, addr: opts.advertise.addr, port: this.transport.local.port },
       config,
@@ -71,24 +91,56 @@ export class Daemon {
     });
     this.ring = ring;
     ring.on('member', (m, prev) => this.onMemberChange(m, prev));
+    ring.on('rumor', (r) => {
+      if (r.kind === RUMOR_SERVICE_CONFIG) void this.applyGossipedConfig(r.key ?? '', r.version ?? 0, r.payload ?? new Uint8Array());
+    });
     ring.start();
     log.info({ event: 'started', gossip: formatPeerAddress(this.transport.local), profile: opts.profile }, 'gossip ring started');
 
+    this.logSink = new RotatingFileSink({ dir: this.state.path('logs'), fileName: 'services.log' });
+    const supervisor = new Supervisor({
+      stateDir: this.state,
+      memberId: this.memberId,
+      ip: opts.advertise.addr,
+      dropPrivileges: process.getuid?.() === 0,
+      secrets,
+      planPath: [...opts.services.planPath, shippedPlansDir()],
+      group: opts.services.group,
+      userLayers: opts.services.userLayers,
+      logSink: this.logSink,
+      log,
+      driverFor,
+    });
+    this.supervisor = supervisor;
+    supervisor.on('status', (s) => this.publishServiceRumor(s));
+
     if (opts.http) {
-      this.http = await createHttpServer({ log, plugins: [{ plugin: butterflyRoutes, options: { ring } }] });
+      const token = secrets.api_token;
+      this.http = await createHttpServer({
+        log,
+        plugins: [
+          { plugin: butterflyRoutes, options: { ring } },
+          { plugin: servicesRoutes, options: { supervisor, token } },
+          { plugin: configApplyRoutes, options: { supervisor, token, ring: { publish: (sg: string, version: number, toml: string) => ring.publish({ kind: RUMOR_SERVICE_CONFIG, key: sg, version, payload: Buffer.from(toml) }) } } },
+        ],
+      });
       const url = await listen(this.http, opts.http);
+      writeApiEndpoint(this.state.root, { url, secrets: secretsFile });
       log.info({ event: 'http', url }, 'HTTP API listening');
     }
     this.joinPeers(0);
+    this.timers.push(setInterval(() => this.checkClocks(), CLOCK_CHECK_INTERVAL_MS).unref());
+    await supervisor.start(opts.services.load);
   }
 
   /**
    * Joins through the configured peers, retrying with a capped backoff until
-   * one answers: members may start in any order, and a first member whose
-   * peers are all down must keep trying rather than form a ring of one.
+   * one answers: members may start in any order, and a member whose peers
+   * are all down must keep trying rather than stay a ring of one.
    */
   private joinPeers(attempt: number): void {
-    const peers = this.opts.peers.filter((p) => !(p.addr === this.opts.advertise.addr && p.port === this.transport!.local.port));
+    const self = this.transport!.local;
+    const peers = this.opts.peers.filter((p) => !(p.addr === self.addr && p.port === self.port));
     if (peers.length === 0 || this.stopped) return;
     this.log.info({ event: 'joining', peers: peers.map(formatPeerAddress), attempt }, 'joining the ring');
     void this.memberlist.join(peers).then((answered) => {
@@ -99,7 +151,7 @@ export class Daemon {
       }
       const delay = Math.min(30_000, 500 * 2 ** attempt);
       this.log.warn({ event: 'join_retry', delay_ms: delay }, `no peer answered; retrying in ${delay} ms`);
-      this.joinTimer = setTimeout(() => this.joinPeers(attempt + 1), delay);
+      this.timers.push(setTimeout(() => this.joinPeers(attempt + 1), delay));
     });
   }
 
@@ -107,22 +159,50 @@ export class Daemon {
     const fields = { event: 'member', peer: m.id, address: `${m.addr}:${m.port}`, state: m.state, prev: prev ?? null, incarnation: m.incarnation };
     if (m.state === 'dead' || m.state === 'suspect') this.log.warn(fields, `member ${m.id} is ${m.state}`);
     else this.log.info(fields, `member ${m.id} is ${m.state}`);
-    if (m.clockOffsetMs !== undefined && Math.abs(m.clockOffsetMs) > CLOCK_DRIFT_WARN_MS) {
-      this.log.warn({ event: 'clock_drift', peer: m.id, offset_ms: Math.round(m.clockOffsetMs) }, `clock of ${m.id} is ${Math.round(m.clockOffsetMs)} ms off`);
+  }
+
+  private checkClocks(): void {
+    for (const m of this.memberlist.members()) {
+      if (m.state !== 'alive' || m.clockOffsetMs === undefined) continue;
+      if (Math.abs(m.clockOffsetMs) > CLOCK_DRIFT_WARN_MS) {
+        this.log.warn({ event: 'clock_drift', peer: m.id, offset_ms: Math.round(m.clockOffsetMs) }, `clock of member ${m.id} is ${Math.round(m.clockOffsetMs)} ms off ours`);
+      }
     }
   }
 
-  /** Graceful stop: tell the ring we are leaving, then close everything. */
+  /** Our services' state and health, as a rumor every member sees. */
+  private publishServiceRumor(s: ServiceStatus): void {
+    if (!this.ring || this.stopped) return;
+    this.rumorVersion = Math.max(this.rumorVersion + 1, Date.now());
+    const payload = Buffer.from(JSON.stringify({ state: s.state, pid: s.pid ?? null, health: s.health, since: s.since, config_version: s.configVersion }));
+    this.ring.publish({ kind: RUMOR_SERVICE, key: `${this.memberId}/${s.name}.${s.group}`, version: this.rumorVersion, payload });
+  }
+
+  private async applyGossipedConfig(serviceGroup: string, version: number, payload: Uint8Array): Promise<void> {
+    if (!this.supervisor) return;
+    try {
+      const data = parseTomlFile(Buffer.from(payload).toString('utf8'), `gossiped ${serviceGroup} version ${version}`);
+      const outcome = await this.supervisor.applyConfig(serviceGroup, { version, data });
+      this.log.info({ event: 'config_applied', service_group: serviceGroup, version, outcome }, `config ${serviceGroup} version ${version}: ${outcome}`);
+    } catch (err) {
+      this.log.error({ event: 'config_refused', service_group: serviceGroup, version, reason: (err as Error).message }, `config ${serviceGroup} version ${version} refused; the previous config stays in force`);
+    }
+  }
+
+  /** Graceful stop: services down, leave the ring, close everything. */
   async stop(opts: { leave: boolean } = { leave: true }): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
-    clearTimeout(this.joinTimer);
+    for (const t of this.timers) clearTimeout(t);
+    await this.supervisor?.stopAll();
     if (this.ring) {
-      if (opts.leave) await this.ring.leave(2000).catch((err) => this.log.warn({ err }, 'leave failed'));
+      if (opts.leave) await this.ring.leave(2000).catch((err: unknown) => this.log.warn({ err }, 'leave failed'));
       else await this.ring.stop();
     }
     await this.http?.close();
     await this.transport?.close();
+    await this.logSink?.close();
     this.log.info({ event: 'stopped' }, 'stopped');
   }
 }
+

@@ -1,5 +1,8 @@
 import type { Logger } from './log.js';
 import type { Plan } from './plan.js';
+import type { ServiceUser } from './process-runner.js';
+
+export type { ServiceUser };
 import type { ClusterSecrets } from './secrets.js';
 import type { TomlTable } from './toml-schema.js';
 
@@ -25,12 +28,6 @@ export interface ServicePaths {
   /** Sockets and pid files. */
   run: string;
   logs: string;
-}
-
-export interface ServiceUser {
-  name: string;
-  uid: number;
-  gid: number;
 }
 
 export interface DriverContext {

@@ -4,7 +4,7 @@ import type { ServiceDriver } from './driver.js';
 import type { LogSink } from './log-sink.js';
 import type { Logger } from './log.js';
 import { findPlan } from './plan.js';
-import type { ServiceUser } from './process-runner.js';
+import { resolveServiceUser } from './process-runner.js';
 import type { ClusterSecrets } from './secrets.js';
 import { Service, type GossipedConfig, type ServiceStatus } from './service.js';
 import type { StateDir } from './state-dir.js';
@@ -14,7 +14,8 @@ export interface SupervisorDeps {
   stateDir: StateDir;
   memberId: string;
   ip: string;
-  user?: ServiceUser;
+  /** True when the supervisor runs as root: children then run as their plan's service user. */
+  dropPrivileges: boolean;
   secrets: ClusterSecrets;
   planPath: string[];
   group: string;
@@ -54,7 +55,7 @@ export class Supervisor extends EventEmitter<{ status: [ServiceStatus] }> {
       this.write();
     }
     for (const entry of this.persisted.services) {
-      const service = this.create(entry.name);
+      const service = await this.create(entry.name);
       if (entry.wanted === 'up') await service.start();
     }
   }
@@ -69,7 +70,7 @@ export class Supervisor extends EventEmitter<{ status: [ServiceStatus] }> {
 
   async load(name: string): Promise<ServiceStatus> {
     if (this.services.has(name)) throw new Error(`service ${name} is already loaded`);
-    const service = this.create(name);
+    const service = await this.create(name);
     this.persisted.services.push({ name, wanted: 'up' });
     this.write();
     await service.start();
@@ -141,8 +142,9 @@ export class Supervisor extends EventEmitter<{ status: [ServiceStatus] }> {
     return service && service.group === group ? service : undefined;
   }
 
-  private create(name: string): Service {
+  private async create(name: string): Promise<Service> {
     const plan = findPlan(name, this.deps.planPath);
+    const user = this.deps.dropPrivileges ? await resolveServiceUser(plan.manifest.run.user) : undefined;
     const service = new Service({
       plan,
       group: this.deps.group,
@@ -151,7 +153,7 @@ export class Supervisor extends EventEmitter<{ status: [ServiceStatus] }> {
       serviceRoot: this.deps.stateDir.path('svc', name),
       memberId: this.deps.memberId,
       ip: this.deps.ip,
-      user: this.deps.user,
+      user,
       secrets: this.deps.secrets,
       logSink: this.deps.logSink,
       log: this.deps.log,

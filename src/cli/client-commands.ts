@@ -1,0 +1,91 @@
+import { readFileSync } from 'node:fs';
+import type { Command } from 'commander';
+import type { ServiceStatus } from '../supervisor/service.js';
+import { configReference } from '../supervisor/config-file.js';
+import { DEFAULT_STATE_DIR } from '../supervisor/state-dir.js';
+import { ApiClient } from './api-client.js';
+
+/**
+ * Commands that talk to the local daemon through its HTTP API:
+ * `hasup status`, `hasup svc ...`, `hasup config apply`.
+ */
+interface ClientFlags {
+  stateDir: string;
+  api?: string;
+  secrets?: string;
+}
+
+function withClientFlags(cmd: Command): Command {
+  return cmd
+    .option('--state-dir <dir>', 'state directory of the local member', process.env.HASUP_STATE_DIR ?? DEFAULT_STATE_DIR)
+    .option('--api <url>', 'HTTP API of the member (default: recorded in STATE_DIR/api.json)')
+    .option('--secrets <file>', 'cluster secrets file holding the API token (default: recorded by the daemon)');
+}
+
+function client(flags: ClientFlags): ApiClient {
+  return ApiClient.fromStateDir(flags.stateDir, { url: flags.api, secrets: flags.secrets });
+}
+
+export function registerClientCommands(program: Command): void {
+  withClientFlags(program.command('status'))
+    .description('one table: every service of this member with its state, pid, time in state and health')
+    .option('--json', 'print the raw answer')
+    .action(async (flags: ClientFlags & { json?: boolean }) => {
+      const { services } = await client(flags).request<{ services: ServiceStatus[] }>('GET', '/services');
+      if (flags.json) console.log(JSON.stringify({ services }, null, 2));
+      else console.log(statusTable(services, Date.now()));
+    });
+
+  const svc = program.command('svc').description('change the services this member runs (remembered across restarts)');
+  for (const [action, what] of [
+    ['load', 'load a plan and start its service'],
+    ['unload', 'stop a service and forget it'],
+    ['start', 'start a loaded service'],
+    ['stop', 'stop a loaded service (it stays loaded)'],
+    ['restart', 'restart a loaded service'],
+  ] as const) {
+    withClientFlags(svc.command(`${action} <name>`))
+      .description(what)
+      .action(async (name: string, flags: ClientFlags) => {
+        const answer = await client(flags).request<{ service?: ServiceStatus }>('POST', `/services/${encodeURIComponent(name)}/${action}`);
+        console.log(answer.service ? statusTable([answer.service], Date.now()) : `${name}: ${action}ed`);
+      });
+  }
+
+  const config = program.command('config').description('versioned service configuration, gossiped to every member');
+  config
+    .command('reference')
+    .description('print the reference of every hasup.toml key (markdown)')
+    .action(() => console.log(configReference()));
+  withClientFlags(config.command('apply <service_group> <version> <file>'))
+    .description('validate a TOML document and gossip it; every member applies the highest version (e.g. config apply postgresql.default 7 patch.toml)')
+    .action(async (serviceGroup: string, versionText: string, file: string, flags: ClientFlags) => {
+      const version = Number(versionText);
+      if (!Number.isSafeInteger(version) || version < 1) throw new Error(`version must be a positive integer, got "${versionText}"`);
+      let toml: string;
+      try {
+        toml = readFileSync(file, 'utf8');
+      } catch (err) {
+        throw new Error(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      }
+      const answer = await client(flags).request<{ outcome: string }>('POST', '/config', { service_group: serviceGroup, version, toml });
+      console.log(`${serviceGroup} version ${version} applied here (${answer.outcome}) and gossiped to the ring`);
+    });
+}
+
+export function statusTable(services: ServiceStatus[], now: number): string {
+  const rows = [['SERVICE', 'STATE', 'PID', 'TIME IN STATE', 'HEALTH', 'CLUSTER']];
+  for (const s of [...services].sort((a, b) => a.name.localeCompare(b.name))) {
+    rows.push([`${s.name}.${s.group}`, s.state, s.pid ? String(s.pid) : '-', duration(now - s.since), s.health + (s.healthMessage && s.health !== 'ok' ? ` (${s.healthMessage})` : ''), '-']);
+  }
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  return rows.map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  ')).join('\n');
+}
+
+function duration(ms: number): string {
+  const s = Math.max(0, Math.floor(ms / 1000));
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m ${s % 60}s`;
+  if (s < 86400) return `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m`;
+  return `${Math.floor(s / 86400)}d ${Math.floor((s % 86400) / 3600)}h`;
+}

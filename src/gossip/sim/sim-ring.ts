@@ -1,0 +1,144 @@
+import { WireCodec } from '../codec.js';
+import { resolveGossipConfig, type GossipConfig } from '../config.js';
+import { Keyring } from '../keyring.js';
+import type { MemberStateName } from '../member-state.js';
+import { Memberlist, type MemberView } from '../memberlist.js';
+import type { PeerAddress } from '../transport.js';
+import { SimNetwork, type SimTrafficCounters } from './sim-network.js';
+import { childRandom, seededRandom } from './seeded-random.js';
+import { VirtualClock } from './virtual-clock.js';
+
+/**
+ * A ring of simulated members on one virtual clock and one in-memory
+ * network, each a real Memberlist with a real (encrypting) WireCodec. Used by
+ * the simulation tests and bench/gossip.ts.
+ */
+
+export interface SimRingOptions {
+  seed?: number;
+  config?: GossipConfig;
+  latencyMs?: number;
+  jitterMs?: number;
+  loss?: number;
+}
+
+export interface SimMember {
+  index: number;
+  id: string;
+  addr: PeerAddress;
+  ml: Memberlist;
+  counters: SimTrafficCounters;
+  running: boolean;
+}
+
+export type MemberEventListener = (observer: SimMember, member: MemberView, previous: MemberStateName | undefined) => void;
+
+export class SimRing {
+  readonly clock = new VirtualClock();
+  readonly net: SimNetwork;
+  readonly config: GossipConfig;
+  readonly members: SimMember[] = [];
+  private readonly keyring = new Keyring(Keyring.generateKey());
+  private readonly seed: number;
+  private readonly random;
+  private readonly listeners: MemberEventListener[] = [];
+  private incarnations = 0;
+
+  constructor(opts: SimRingOptions = {}) {
+    this.seed = opts.seed ?? 1;
+    this.random = seededRandom(this.seed);
+    this.config = opts.config ?? resolveGossipConfig('lan');
+    this.net = new SimNetwork({
+      clock: this.clock,
+      random: seededRandom(this.seed ^ 0x5bd1e995),
+      latencyMs: opts.latencyMs ?? 1,
+      jitterMs: opts.jitterMs ?? 2,
+      loss: opts.loss ?? 0,
+    });
+  }
+
+  /** Calls `listener` for every member event of every member (also ones added later). */
+  onMemberEvent(listener: MemberEventListener): void {
+    this.listeners.push(listener);
+  }
+
+  /** Creates (and starts) `count` new members. */
+  add(count: number): SimMember[] {
+    const out: SimMember[] = [];
+    for (let i = 0; i < count; i++) {
+      const index = this.members.length;
+      const id = Array.from({ length: 16 }, () => Math.floor(this.random() * 16).toString(16)).join('');
+      const addr = { addr: `10.${(index >> 16) & 255}.${(index >> 8) & 255}.${index & 255}`, port: 7946 };
+      const member = this.boot(index, id, addr);
+      this.members.push(member);
+      out.push(member);
+    }
+    return out;
+  }
+
+  /** Every member joins through `seeds` (indexes), at random moments within `spreadMs`. */
+  async joinAll(seeds: number[] = [0], spreadMs = 0, who: SimMember[] = this.members): Promise<void> {
+    const seedAddrs = seeds.map((i) => this.members[i]!.addr);
+    for (const m of who) {
+      if (seeds.includes(m.index)) continue;
+      this.clock.setTimeout(() => void m.ml.join(seedAddrs), this.random() * spreadMs);
+    }
+  }
+
+  /** kill -9: the process is gone without a word. */
+  kill(m: SimMember): void {
+    this.net.kill(m.addr);
+    m.running = false;
+    void m.ml.stop();
+  }
+
+  /** A new process with the same id and address (its incarnation starts from 0 again). */
+  restart(m: SimMember): SimMember {
+    if (m.running) this.kill(m);
+    this.net.revive(m.addr);
+    const fresh = this.boot(m.index, m.id, m.addr);
+    this.members[m.index] = fresh;
+    return fresh;
+  }
+
+  running(): SimMember[] {
+    return this.members.filter((m) => m.running);
+  }
+
+  /** Whether every running member sees exactly the running members as alive and nothing else live. */
+  converged(): boolean {
+    const running = this.running();
+    const n = running.length;
+    return running.every((m) => m.ml.count('alive') === n && m.ml.count('suspect') === 0);
+  }
+
+  /** Whether every running member other than `subjectId` itself sees it in `state`. */
+  allSee(subjectId: string, state: MemberStateName): boolean {
+    return this.running().every((m) => m.id === subjectId || m.ml.member(subjectId)?.state === state);
+  }
+
+  /** Bytes sent by all members so far. */
+  bytesSent(): number {
+    let total = 0;
+    for (const m of this.members) total += m.counters.bytesOut;
+    return total;
+  }
+
+  private boot(index: number, id: string, addr: PeerAddress): SimMember {
+    const transport = this.net.transport(addr);
+    const ml = new Memberlist({
+      self: { id, addr: addr.addr, port: addr.port },
+      config: this.config,
+      transport,
+      codec: new WireCodec(this.keyring),
+      clock: this.clock,
+      random: childRandom(this.seed, index * 1000 + this.incarnations++),
+    });
+    const member: SimMember = { index, id, addr, ml, counters: transport.counters, running: true };
+    ml.on('member', (view, previous) => {
+      for (const l of this.listeners) l(member, view, previous);
+    });
+    ml.start();
+    return member;
+  }
+}

@@ -1,0 +1,46 @@
+import type { DriverContext, HealthResult, ServiceDriver } from '../supervisor/driver.js';
+import { EtcdDriver } from './etcd/driver.js';
+import { PostgresqlDriver } from './postgresql/driver.js';
+import { assertReachable, ensureOwnedDir } from './service-dirs.js';
+
+/**
+ * The service drivers a plan can name in its manifest (`driver = "..."`).
+ * Each call returns a fresh driver: a driver may remember things about the
+ * one service it looks after (e.g. PostgreSQL's last replication-role sync).
+ */
+export interface DriverOptions {
+  /** For the generic driver: whether the service's process is up (the supervisor's runner knows). */
+  processRunning?: () => boolean;
+}
+
+/** A service hasup knows nothing about: its health is whether its process runs. */
+export class GenericDriver implements ServiceDriver {
+  constructor(private readonly processRunning?: () => boolean) {}
+
+  async prepare(ctx: DriverContext): Promise<void> {
+    await ensureOwnedDir(ctx.paths.data, 0o700, ctx.user);
+    await ensureOwnedDir(ctx.paths.run, 0o700, ctx.user);
+    await ensureOwnedDir(ctx.paths.logs, 0o750, ctx.user);
+    await ensureOwnedDir(ctx.paths.config, 0o750, ctx.user);
+    await assertReachable(ctx.paths.data, ctx.user);
+  }
+
+  async health(): Promise<HealthResult> {
+    if (!this.processRunning) return { status: 'unknown', message: 'no process state to judge by' };
+    return this.processRunning() ? { status: 'ok', message: 'process running' } : { status: 'critical', message: 'process not running' };
+  }
+}
+
+const FACTORIES: Record<string, (opts: DriverOptions) => ServiceDriver> = {
+  postgresql: () => new PostgresqlDriver(),
+  etcd: () => new EtcdDriver(),
+  generic: (opts) => new GenericDriver(opts.processRunning),
+};
+
+export const DRIVER_NAMES: readonly string[] = Object.keys(FACTORIES);
+
+export function driverFor(name: string, opts: DriverOptions = {}): ServiceDriver {
+  const factory = Object.hasOwn(FACTORIES, name) ? FACTORIES[name] : undefined;
+  if (!factory) throw new Error(`no service driver named "${name}" (known: ${DRIVER_NAMES.join(', ')})`);
+  return factory(opts);
+}

@@ -1,0 +1,55 @@
+import { isIP } from 'node:net';
+import type { DriverContext } from '../../supervisor/driver.js';
+
+/**
+ * Where this member's etcd listens and how its cluster is described, from
+ * the merged config and the member's address. The same address rules as
+ * plans/etcd/config/etcd.yml.hbs: listen_address, or the advertised IP.
+ */
+export interface EtcdMember {
+  /** etcd member name: the hasup member id. */
+  name: string;
+  peerUrl: string;
+}
+
+function urlHost(host: string): string {
+  return isIP(host) === 6 ? `[${host}]` : host;
+}
+
+function listenHost(cfg: DriverContext['cfg'], ip: string): string {
+  const configured = typeof cfg.listen_address === 'string' ? cfg.listen_address.trim() : '';
+  return configured === '' ? ip : configured;
+}
+
+/** A host clients on this member can use; a wildcard listen address is reached on loopback. */
+function reachableHost(cfg: DriverContext['cfg'], ip: string): string {
+  const host = listenHost(cfg, ip);
+  if (host === '0.0.0.0') return '127.0.0.1';
+  if (host === '::') return '::1';
+  return host;
+}
+
+export function peerUrl(cfg: DriverContext['cfg'], ip: string): string {
+  return `http://${urlHost(listenHost(cfg, ip))}:${Number(cfg.peer_port)}`;
+}
+
+export function clientUrl(cfg: DriverContext['cfg'], ip: string): string {
+  return `http://${urlHost(reachableHost(cfg, ip))}:${Number(cfg.client_port)}`;
+}
+
+/** etcd's --initial-cluster: name=peerUrl pairs, sorted so every member renders the same string. */
+export function initialCluster(members: EtcdMember[]): string {
+  return [...members]
+    .sort((a, b) => a.name.localeCompare(b.name))
+    .map((m) => `${m.name}=${m.peerUrl}`)
+    .join(',');
+}
+
+/**
+ * The token keeps a new cluster's members from talking to another cluster
+ * that happens to reuse the same addresses. It must be the same on every
+ * founding member, so it derives from the founding member's id.
+ */
+export function clusterToken(foundingMemberId: string): string {
+  return `hasup-${foundingMemberId}`;
+}

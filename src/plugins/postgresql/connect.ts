@@ -1,0 +1,83 @@
+import { Socket } from 'node:net';
+import pg from 'pg';
+import type { DriverContext } from '../../supervisor/driver.js';
+
+/**
+ * One short-lived connection per call, torn down on every path: a health
+ * check that connects, asks and disconnects cannot leak a backend, and an
+ * abort (the check's timeout) destroys the socket at once, whether it is
+ * still connecting, authenticating or waiting for a query.
+ */
+export interface PgTarget {
+  host: string;
+  port: number;
+  user: string;
+  password: string;
+  database: string;
+}
+
+/** Grace for a polite Terminate before the socket is simply destroyed. */
+const END_GRACE_MS = 500;
+
+/**
+ * Where the local server can be reached over TCP. An empty
+ * listen_addresses means the member's advertised address (what the
+ * template renders); wildcards mean loopback does. pg_hba lets a member
+ * reach itself on any of its own addresses (samehost).
+ */
+export function localHost(cfg: DriverContext['cfg'], ip: string): string {
+  const listen = typeof cfg.listen_addresses === 'string' ? cfg.listen_addresses : '';
+  const first = listen.split(',').map((s) => s.trim()).find((s) => s !== '');
+  if (first === undefined) return ip;
+  if (first === '*' || first === '0.0.0.0') return '127.0.0.1';
+  if (first === '::') return '::1';
+  return first;
+}
+
+export function superuserTarget(ctx: DriverContext): PgTarget {
+  return {
+    host: localHost(ctx.cfg, ctx.ip),
+    port: Number(ctx.cfg.port),
+    user: String(ctx.cfg.superuser),
+    password: ctx.secrets.postgresql.superuser_password,
+    database: 'postgres',
+  };
+}
+
+export class PgUnavailable extends Error {}
+
+/** Connects, runs `fn`, disconnects; rejects with a PgUnavailable that names the server, never the password. */
+export async function withClient<T>(target: PgTarget, signal: AbortSignal, fn: (client: pg.Client) => Promise<T>): Promise<T> {
+  const where = `${target.host.includes(':') ? `[${target.host}]` : target.host}:${target.port}`;
+  if (signal.aborted) throw new PgUnavailable(`PostgreSQL at ${where}: check aborted before it started`);
+  const socket = new Socket();
+  const client = new pg.Client({
+    host: target.host,
+    port: target.port,
+    user: target.user,
+    password: target.password,
+    database: target.database,
+    ssl: false,
+    application_name: 'hasup',
+    stream: () => socket,
+  });
+  // A dying connection also emits 'error' on the client; the pending call already rejects with it.
+  client.on('error', () => undefined);
+  const onAbort = () => socket.destroy();
+  signal.addEventListener('abort', onAbort, { once: true });
+  try {
+    await client.connect();
+    return await fn(client);
+  } catch (err) {
+    if (signal.aborted) throw new PgUnavailable(`PostgreSQL at ${where} did not answer in time`);
+    throw new PgUnavailable(`PostgreSQL at ${where}: ${(err as Error).message}`);
+  } finally {
+    signal.removeEventListener('abort', onAbort);
+    if (!socket.destroyed) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([client.end().catch(() => undefined), new Promise((r) => (timer = setTimeout(r, END_GRACE_MS)))]);
+      clearTimeout(timer);
+    }
+    socket.destroy();
+  }
+}
