@@ -139,7 +139,7 @@ es_pid=$!
 say "started pid $es_pid in $node_dir ($url)"
 
 deadline=$(( $(date +%s) + timeout_s ))
-until http -o /dev/null "$url/" 2>/dev/null; do
+until http -o /dev/null "$url/_cluster/health" 2>/dev/null; do
   kill -0 "$es_pid" 2>/dev/null || fail "Elasticsearch exited before serving HTTP"
   [ "$(date +%s)" -lt "$deadline" ] || fail "no HTTP answer on $url within ${timeout_s}s"
   sleep 0.25

@@ -1,11 +1,13 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { registerClientCommands } from './client-commands.js';
 import { registerRingKeyCommands } from './ring-key.js';
 import { registerRunCommand } from './run.js';
+import { installRoot } from '../supervisor/install-paths.js';
 
-const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+const pkg = JSON.parse(readFileSync(join(installRoot(), 'package.json'), 'utf8')) as { version: string };
 
 const program = new Command()
   .name('hasup')

@@ -33,6 +33,11 @@ interface Level<T> {
 
 /** Smallest piggyback worth looking for once the packet is nearly full. */
 const MIN_USEFUL_BYTES = 16;
+/**
+ * Once something did not fit, look at only this many more rumors for a
+ * smaller one: a full scan of a long queue for every packet is quadratic.
+ */
+const MISFIT_SCAN_LIMIT = 32;
 
 export class BroadcastQueue<T> {
   private readonly byKey = new Map<string, Item<T>>();
@@ -83,9 +88,13 @@ export class BroadcastQueue<T> {
     if (this.byKey.size === 0 || budgetBytes < MIN_USEFUL_BYTES) return [];
     const taken: Item<T>[] = [];
     let remaining = budgetBytes;
+    let misfits = 0;
     scan: for (const level of this.levels) {
       for (let item = level?.head; item; item = item.next) {
-        if (item.size > remaining) continue;
+        if (item.size > remaining) {
+          if (++misfits > MISFIT_SCAN_LIMIT) break scan;
+          continue;
+        }
         taken.push(item);
         remaining -= item.size;
         if (remaining < MIN_USEFUL_BYTES) break scan;

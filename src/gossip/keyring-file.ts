@@ -51,9 +51,13 @@ export function generateRingKeyFile(path: string, opts: { force?: boolean } = {}
   try {
     writeSync(fd, formatRingKeyFile(keyring));
     fsyncSync(fd);
-  } finally {
+  } catch (err) {
+    // Leave no half-written key file behind (a disk full, say).
     closeSync(fd);
+    unlinkSync(path);
+    throw err;
   }
+  closeSync(fd);
   return keyring;
 }
 

@@ -5,18 +5,20 @@ import { realClock, type Clock, type Random, type Timer } from './clock.js';
 import { type DropCounters, type PacketInit, type Rumor, type WireCodec } from './codec.js';
 import type { GossipConfig } from './config.js';
 import { ENVELOPE_OVERHEAD } from './envelope.js';
-import { MemberTable, isLive, judgeClaim, judgeClaimAboutSelf, type MemberRecord, type MemberStateName } from './member-state.js';
+import { MemberTable, isLive, judgeClaim, judgeClaimAboutSelf, stateFromWire, type MemberRecord, type MemberStateName } from './member-state.js';
 import { RumorStore, normalizeRumor, type StoredRumor } from './rumor-store.js';
 import { Suspicion, expectedConfirmations, suspicionTimeouts } from './suspicion.js';
 import { MAX_DATAGRAM_BYTES, MAX_STREAM_FRAME_BYTES, type PeerAddress, type Transport } from './transport.js';
 import {
   claimFromWire,
-  memberRumor,
+  memberRumorEntry,
   memberRumorSize,
+  memberRumorToWire,
   memberToWire,
   packetSize,
   rumorSize,
   type MemberClaim,
+  type MemberRumorEntry,
   type MemberRumorInit,
 } from './wire-member.js';
 import { hasup } from '../gen/proto.js';
@@ -89,7 +91,7 @@ export type MemberlistEvents = {
   removed: [member: MemberView];
 };
 
-type Queued = { field: 'members'; msg: MemberRumorInit } | { field: 'rumors'; msg: StoredRumor };
+type Queued = { field: 'members'; entry: MemberRumorEntry } | { field: 'rumors'; msg: StoredRumor };
 
 interface AckHandler {
   onAck(ack: hasup.gossip.IAck, from: PeerAddress): void;
@@ -426,7 +428,7 @@ export class Memberlist extends EventEmitter<MemberlistEvents> {
     };
     this.ackHandlers.set(key, handler);
     // Lifeguard buddy system: a suspect hears about it first thing, so it can refute at once.
-    const leading = target.state === 'suspect' ? [memberRumor(target, this.me.id)] : [];
+    const leading = target.state === 'suspect' ? [memberRumorToWire(memberRumorEntry(target, this.me.id))] : [];
     this.send(probe.target, { ping: { seq: probe.seq, targetId: target.id } }, leading);
     handler.timers.push(
       this.clock.setTimeout(() => this.guard('indirect probe', () => this.indirectProbe(probe)), this.awareness.scale(this.cfg.probeTimeoutMs)),
@@ -505,7 +507,11 @@ export class Memberlist extends EventEmitter<MemberlistEvents> {
     const p = decoded.packet;
     this.guard('packet', () => {
       // Piggybacked rumors first: a suspect refutes before it acks, so the ack carries the refutation.
-      for (const r of p.members) if (r.member) this.applyClaim(claimFromWire(r.member), r.fromId ?? '');
+      for (const r of p.members) {
+        const m = r.member;
+        if (!m || this.alreadyKnown(m)) continue;
+        this.applyClaim(claimFromWire(m), r.fromId ?? '');
+      }
       for (const r of p.rumors) this.store.apply(r);
       if (p.ping) this.onPing(p.ping, from);
       else if (p.ack) this.ackHandlers.get(String(p.ack.seq ?? 0))?.onAck(p.ack, from);
@@ -555,6 +561,17 @@ export class Memberlist extends EventEmitter<MemberlistEvents> {
   }
 
   // ---------------------------------------------------------------- member rumors
+
+  /**
+   * Most rumors a member receives repeat what it knows (that is how an
+   * epidemic works); recognise those without building a claim.
+   */
+  private alreadyKnown(m: hasup.gossip.IMember): boolean {
+    const known = this.table.get(m.id ?? '');
+    return (
+      known !== undefined && known !== this.me && known.state !== 'suspect' && known.incarnation === (m.incarnation ?? 0) && known.state === stateFromWire(m.state)
+    );
+  }
 
   /**
    * Applies one claim about a member (from a rumor, a push-pull, or our own
@@ -683,8 +700,8 @@ export class Memberlist extends EventEmitter<MemberlistEvents> {
   // ---------------------------------------------------------------- dissemination
 
   private enqueueMember(record: MemberRecord, fromId: string, onEnd?: () => void): void {
-    const msg = memberRumor(record, fromId);
-    this.queue.enqueue(`m:${record.id}`, { field: 'members', msg }, memberRumorSize(msg), onEnd);
+    const entry = memberRumorEntry(record, fromId);
+    this.queue.enqueue(`m:${record.id}`, { field: 'members', entry }, memberRumorSize(entry), onEnd);
     this.armGossip();
   }
 
@@ -729,7 +746,7 @@ export class Memberlist extends EventEmitter<MemberlistEvents> {
     const rumors: Rumor[] = [];
     const budget = MAX_PLAINTEXT - packetSize({ ...body, members });
     for (const item of this.queue.take(budget, this.table.liveCount)) {
-      if (item.field === 'members') members.push(item.msg);
+      if (item.field === 'members') members.push(memberRumorToWire(item.entry));
       else rumors.push(item.msg);
     }
     const packet: PacketInit = { ...body, members, rumors };
@@ -867,7 +884,7 @@ export class Memberlist extends EventEmitter<MemberlistEvents> {
   // ---------------------------------------------------------------- events
 
   private emitMember(record: MemberRecord, previous: MemberStateName | undefined): void {
-    this.emitSafe('member', view(record), previous);
+    if (this.listenerCount('member') > 0) this.emitSafe('member', view(record), previous);
   }
 
   private emitSafe<K extends keyof MemberlistEvents>(event: K, ...args: MemberlistEvents[K]): void {

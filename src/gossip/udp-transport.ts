@@ -56,6 +56,8 @@ export interface UdpTransportStats {
   streamsRejected: number;
   /** Inbound stream connections open right now. */
   inboundStreams: number;
+  /** Request bytes announced by inbound streams being read or served right now. */
+  inboundBufferedBytes: number;
   /** Inbound streams whose request was handed to the request handler. */
   requestsIn: number;
   /** Packet or request handlers that threw or rejected. */
@@ -227,7 +229,7 @@ class SocketTransport implements UdpTransport {
   readonly local: PeerAddress;
   private packetHandler: PacketHandler | undefined;
   private requestHandler: RequestHandler | undefined;
-  private readonly counters: Omit<UdpTransportStats, 'inboundStreams'> = {
+  private readonly counters: Omit<UdpTransportStats, 'inboundStreams' | 'inboundBufferedBytes'> = {
     packetsOut: 0,
     bytesOut: 0,
     packetsIn: 0,
@@ -274,7 +276,7 @@ class SocketTransport implements UdpTransport {
   }
 
   stats(): UdpTransportStats {
-    return { ...this.counters, inboundStreams: this.inbound.size };
+    return { ...this.counters, inboundStreams: this.inbound.size, inboundBufferedBytes: this.inboundBufferedBytes };
   }
 
   onPacket(handler: PacketHandler): void {
@@ -320,7 +322,14 @@ class SocketTransport implements UdpTransport {
       return Promise.reject(new Error(`gossip request to ${target}: ${data.length}-byte frame exceeds the ${MAX_STREAM_FRAME_BYTES}-byte limit`));
     }
     this.counters.requestsOut++;
-    const socket = connect({ host: to.addr, port: to.port, allowHalfOpen: false });
+    let socket: Socket;
+    try {
+      socket = connect({ host: to.addr, port: to.port, allowHalfOpen: false });
+    } catch (err) {
+      // Refused before any I/O, e.g. a port out of range in a bad member record.
+      this.counters.requestErrors++;
+      return Promise.reject(prefixed(err as Error, target));
+    }
     this.outbound.add(socket);
     // Keep a listener for the socket's whole life so a late error can never go unhandled.
     socket.on('error', () => {});

@@ -13,7 +13,11 @@ export interface DriverOptions {
   processRunning?: () => boolean;
 }
 
-/** A service hasup knows nothing about: its health is whether its process runs. */
+/**
+ * A service hasup knows nothing about: its health is whether its process
+ * runs. The supervisor asks for health only while the runner has the
+ * process up, so without a processRunning callback being asked means "ok".
+ */
 export class GenericDriver implements ServiceDriver {
   constructor(private readonly processRunning?: () => boolean) {}
 
@@ -26,8 +30,7 @@ export class GenericDriver implements ServiceDriver {
   }
 
   async health(): Promise<HealthResult> {
-    if (!this.processRunning) return { status: 'unknown', message: 'no process state to judge by' };
-    return this.processRunning() ? { status: 'ok', message: 'process running' } : { status: 'critical', message: 'process not running' };
+    return (this.processRunning?.() ?? true) ? { status: 'ok', message: 'process running' } : { status: 'critical', message: 'process not running' };
   }
 }
 

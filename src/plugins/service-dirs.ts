@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { chmod, chown, lchown, lstat, mkdir, readdir, stat } from 'node:fs/promises';
+import { chmod, lchown, lstat, mkdir, readdir, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import type { ServiceUser } from '../supervisor/driver.js';
 

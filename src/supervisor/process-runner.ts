@@ -295,10 +295,11 @@ export class ProcessRunner extends EventEmitter<{ state: [RunnerState] }> {
       this.onStartFailure(this.describeSpawnError(err));
       return;
     }
-    this.watchChild(child);
+    await this.watchChild(child);
   }
 
-  private watchChild(child: ChildProcess): void {
+  /** Wires up the child; resolves once it has spawned, or once its spawn failure has been handled. */
+  private watchChild(child: ChildProcess): Promise<void> {
     this.child = child;
     this.stderrTail = [];
     const pid = child.pid;
@@ -306,6 +307,8 @@ export class ProcessRunner extends EventEmitter<{ state: [RunnerState] }> {
     let ended = false;
     let markExited: () => void = () => {};
     this.childExited = new Promise((resolve) => (markExited = resolve));
+    let markSettled: () => void = () => {};
+    const settled = new Promise<void>((resolve) => (markSettled = resolve));
 
     this.capture(child.stdout, 'stdout', pid ?? 0);
     this.capture(child.stderr, 'stderr', pid ?? 0);
@@ -319,6 +322,7 @@ export class ProcessRunner extends EventEmitter<{ state: [RunnerState] }> {
       if (ended) return;
       ended = true;
       markExited();
+      markSettled();
       if (this.child === child) {
         this.child = undefined;
         this.childExited = undefined;
@@ -327,6 +331,7 @@ export class ProcessRunner extends EventEmitter<{ state: [RunnerState] }> {
     });
     child.once('spawn', () => {
       spawned = true;
+      markSettled();
       if (this.child !== child || !this.wanted || pid === undefined) return;
       this.childUpSince = performance.now();
       this.update({ state: this.flappingMode ? 'flapping' : 'running', pid, adopted: undefined, retryAt: undefined });
@@ -342,6 +347,7 @@ export class ProcessRunner extends EventEmitter<{ state: [RunnerState] }> {
     // spawn() returns only after exec succeeded or failed, so with a pid the
     // child is already in its own group and /proc has its start time.
     if (pid !== undefined) this.recordPid(pid);
+    return settled;
   }
 
   private capture(stream: Readable | null, name: 'stdout' | 'stderr', pid: number): void {

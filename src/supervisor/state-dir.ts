@@ -1,4 +1,4 @@
-import { mkdirSync, readFileSync, writeFileSync, renameSync, accessSync, constants } from 'node:fs';
+import { accessSync, chmodSync, constants, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 
@@ -11,10 +11,16 @@ export const DEFAULT_STATE_DIR = '/var/lib/hasup';
 export class StateDir {
   constructor(readonly root: string) {}
 
-  /** Creates the directory (mode 0700) and checks that it is writable. */
+  /**
+   * Creates the directory and checks that it is writable. Mode 0711: service
+   * users must traverse it to reach their own directories under svc/, but
+   * nobody else may list it (secrets live in files of mode 0600).
+   */
   ensure(): void {
     try {
-      mkdirSync(this.root, { recursive: true, mode: 0o700 });
+      mkdirSync(this.path('svc'), { recursive: true, mode: 0o711 });
+      chmodSync(this.root, 0o711);
+      chmodSync(this.path('svc'), 0o711);
       accessSync(this.root, constants.W_OK);
     } catch (err) {
       throw new Error(`state directory ${this.root} is not usable: ${(err as Error).message}`);

@@ -40,6 +40,7 @@ interface Persisted {
 export class Supervisor extends EventEmitter<{ status: [ServiceStatus] }> {
   private readonly services = new Map<string, Service>();
   private persisted: Persisted;
+  private readonly applying = new Map<string, Promise<string>>();
   private readonly file: string;
 
   constructor(private readonly deps: SupervisorDeps) {
@@ -50,14 +51,17 @@ export class Supervisor extends EventEmitter<{ status: [ServiceStatus] }> {
 
   /** Loads the remembered set, or `initial` on a member's first start. */
   async start(initial: string[]): Promise<void> {
-    if (!existsSync(this.file)) {
-      this.persisted.services = initial.map((name) => ({ name, wanted: 'up' }));
+    const firstStart = !existsSync(this.file);
+    const entries = firstStart ? initial.map((name) => ({ name, wanted: 'up' as const })) : this.persisted.services;
+    // Every plan is found and loaded before anything starts, so a missing
+    // plan stops the supervisor with nothing half-started.
+    const created = [];
+    for (const entry of entries) created.push({ entry, service: await this.create(entry.name) });
+    if (firstStart) {
+      this.persisted.services = entries;
       this.write();
     }
-    for (const entry of this.persisted.services) {
-      const service = await this.create(entry.name);
-      if (entry.wanted === 'up') await service.start();
-    }
+    for (const { entry, service } of created) if (entry.wanted === 'up') await service.start();
   }
 
   list(): ServiceStatus[] {
@@ -117,7 +121,18 @@ export class Supervisor extends EventEmitter<{ status: [ServiceStatus] }> {
    * Applies a gossiped config document. Remembered even for a service this
    * member does not run (yet), so loading it later applies the newest one.
    */
-  async applyConfig(serviceGroup: string, candidate: GossipedConfig): Promise<string> {
+  applyConfig(serviceGroup: string, candidate: GossipedConfig): Promise<string> {
+    // The same document arrives twice on the member where it was applied:
+    // from the API and back from the ring. Both callers share one application.
+    const key = `${serviceGroup}@${candidate.version}`;
+    const inFlight = this.applying.get(key);
+    if (inFlight) return inFlight;
+    const applying = this.applyConfigNow(serviceGroup, candidate).finally(() => this.applying.delete(key));
+    this.applying.set(key, applying);
+    return applying;
+  }
+
+  private async applyConfigNow(serviceGroup: string, candidate: GossipedConfig): Promise<string> {
     const inForce = this.persisted.configs[serviceGroup]?.version ?? 0;
     if (candidate.version <= inForce) return 'unchanged';
     const service = this.byServiceGroup(serviceGroup);

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LineSplitter, MultiSink, RotatingFileSink, formatEntry, type LogEntry, type LogSink } from '../../src/supervisor/log-sink.js';
@@ -167,15 +167,18 @@ test('RotatingFileSink drops and counts lines when the disk falls behind, instea
 });
 
 test('RotatingFileSink that cannot open its file drops and counts, without throwing', async () => {
-  {
-    // Nothing can be created under /proc, not even by root.
-    const blocked = new RotatingFileSink({ dir: '/proc/self/hasup-no-such-dir', fileName: 'x.log' });
+  await withDir(async (dir) => {
+    // A directory path that runs through a regular file can never be created.
+    await writeFile(join(dir, 'plain-file'), '');
+    const blocked = new RotatingFileSink({ dir: join(dir, 'plain-file', 'logs'), fileName: 'x.log' });
     blocked.write(entry(1));
-    assert.equal(blocked.stats().dropped, 1);
+    blocked.write(entry(2));
+    assert.equal(blocked.stats().dropped, 2);
+    assert.equal(blocked.stats().written, 0);
     assert.ok(blocked.stats().errors >= 1);
-    assert.ok(blocked.stats().lastError);
+    assert.match(blocked.stats().lastError ?? '', /ENOTDIR|EEXIST/);
     await blocked.close();
-  }
+  });
 });
 
 test('MultiSink fans out, and one throwing sink does not starve the others', async () => {

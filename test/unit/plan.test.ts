@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, mkdirSync, writeFileSync, chmodSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, writeFileSync, chmodSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { findPlan, loadPlan } from '../../src/supervisor/plan.js';
@@ -50,4 +50,5 @@ test('a broken plan is refused with the file and reason', () => {
   chmodSync(join(dir, 'hooks', 'init'), 0o755);
   assert.equal(loadPlan(dir).hooks.init, join(dir, 'hooks', 'init'));
   assert.throws(() => findPlan('nope', [dir]), /no plan named "nope"/);
+  rmSync(dir, { recursive: true, force: true });
 });

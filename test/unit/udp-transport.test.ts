@@ -154,7 +154,8 @@ describe('udp transport', () => {
     assert.equal(b.stats().requestsIn, 3);
     assert.equal(a.stats().requestsOut, 3);
     assert.equal(a.stats().requestErrors, 0);
-    await until(() => b.stats().streamErrors === 0 && b.stats().inboundStreams === 0, 'server streams closed');
+    await until(() => b.stats().inboundStreams === 0 && b.stats().inboundBufferedBytes === 0, 'server streams closed');
+    assert.equal(b.stats().streamErrors, 0);
   });
 
   it('a handler that answers nothing closes the stream; the requester gets an error', async () => {
@@ -233,6 +234,10 @@ describe('udp transport', () => {
     const gone = b.local;
     await b.close();
     await assert.rejects(a.request(gone, Buffer.from('x'), 2000), /ECONNREFUSED/);
+    // A bad address is a rejection too, never a synchronous throw.
+    const bad = a.request({ addr: '127.0.0.1', port: 70000 }, Buffer.from('x'), 2000);
+    await assert.rejects(bad, /gossip request to 127\.0\.0\.1:70000 failed/);
+    assert.equal(a.stats().requestErrors, 2);
   });
 
   it('closes inbound streams that do not deliver a frame in time', async () => {
@@ -273,14 +278,14 @@ describe('udp transport', () => {
     const first = await rawConnect(b.local);
     first.on('error', () => {});
     first.write(header(800)); // reserves 800 of the 1000-byte budget, then stalls
-    await sleep(50);
+    await until(() => b.stats().inboundBufferedBytes === 800, 'first frame admitted');
     const second = await rawConnect(b.local);
     second.on('error', () => {});
     second.write(header(800));
     await once(second, 'close');
     assert.equal(b.stats().streamsRejected, 1);
     first.destroy();
-    await sleep(50);
+    await until(() => b.stats().inboundBufferedBytes === 0, 'budget released');
     const a = await transport();
     assert.equal((await a.request(b.local, new Uint8Array(800), 2000)).length, 800);
   });
@@ -310,8 +315,11 @@ describe('udp transport', () => {
     });
     // TCP taken but UDP free: the half-bound UDP socket must be released again.
     const tcpOnly = await rawServer(() => {});
-    await assert.rejects(createUdpTransport({ bindAddr: '127.0.0.1', port: tcpOnly.addr.port }), /\/tcp: address already in use \(EADDRINUSE\)/);
-    await tcpOnly.close();
+    try {
+      await assert.rejects(createUdpTransport({ bindAddr: '127.0.0.1', port: tcpOnly.addr.port }), /127\.0\.0\.1:\d+\/tcp: address already in use .*\(EADDRINUSE\)/);
+    } finally {
+      await tcpOnly.close();
+    }
     const t = await createUdpTransport({ bindAddr: '127.0.0.1', port: tcpOnly.addr.port });
     await t.close();
   });

@@ -70,8 +70,8 @@ export class EtcdDriver implements ServiceDriver {
     let status: EtcdStatus;
     try {
       status = (await httpJson(`${base}/v3/maintenance/status`, signal, {})).json as EtcdStatus;
-    } catch {
-      return { status: 'ok', message: 'raft status unavailable' };
+    } catch (err) {
+      return { status: 'ok', message: `raft status unavailable: ${describe(err, base, signal)}` };
     }
     const memberId = hexId(status.header?.member_id);
     const leader = hexId(status.leader);

@@ -1,7 +1,7 @@
 import { chown, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { DriverContext } from '../../supervisor/driver.js';
-import { isFile, runTool } from '../service-dirs.js';
+import { ensureOwnedDir, isFile, runTool } from '../service-dirs.js';
 
 /**
  * Checks a postgresql.conf with PostgreSQL's own parser: `postgres -C`
@@ -34,6 +34,8 @@ export function serverMessages(stderr: string, path: string, label: string): str
 /** Undefined when PostgreSQL accepts `text` as its postgresql.conf, else PostgreSQL's reason. */
 export async function checkPostgresqlConf(ctx: DriverContext, text: string, label = 'postgresql.conf'): Promise<string | undefined> {
   // Inside the run dir, not /tmp: the service user can read it there, and it stays in the state dir.
+  // A config may be checked before the service's first start, so the run dir may not exist yet.
+  await ensureOwnedDir(ctx.paths.run, 0o700, ctx.user);
   const dir = await mkdtemp(join(ctx.paths.run, '.conf-check-'));
   try {
     const file = join(dir, 'postgresql.conf');

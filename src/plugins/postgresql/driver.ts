@@ -64,17 +64,13 @@ export class PostgresqlDriver implements ServiceDriver {
    */
   async verifyReload(ctx: DriverContext): Promise<string | undefined> {
     const signal = AbortSignal.timeout(Math.max(VERIFY_TIMEOUT_MS, ctx.plan.manifest.health.timeout_ms));
-    const found = await withClient(superuserTarget(ctx), signal, async (client) => {
-      const conf = await client.query<{ sourcefile: string | null; sourceline: number | null; name: string | null; error: string }>(
-        'SELECT sourcefile, sourceline, name, error FROM pg_file_settings WHERE error IS NOT NULL ORDER BY seqno',
-      );
-      const hba = await client.query<{ line_number: number | null; error: string }>(
-        'SELECT line_number, error FROM pg_hba_file_rules WHERE error IS NOT NULL ORDER BY line_number',
-      );
-      const pending = await client.query<{ name: string }>('SELECT name FROM pg_settings WHERE pending_restart ORDER BY name');
-      const configFile = (await client.query<{ config_file: string }>('SHOW config_file')).rows[0]?.config_file;
-      return { conf: conf.rows, hba: hba.rows, pending: pending.rows.map((r) => r.name), configFile };
-    });
+    let found;
+    try {
+      found = await this.readConfigErrors(ctx, signal);
+    } catch (err) {
+      // Unverifiable is treated as rejected: the supervisor then puts the previous files back.
+      return `cannot verify the reload: ${(err as Error).message}`;
+    }
     if (found.pending.length > 0) {
       ctx.log.warn({ event: 'pending_restart', settings: found.pending }, `PostgreSQL needs a restart to apply ${found.pending.join(', ')}`);
     }
@@ -89,6 +85,21 @@ export class PostgresqlDriver implements ServiceDriver {
     }
     for (const row of found.hba) reasons.push(`pg_hba.conf${row.line_number ? `:${row.line_number}` : ''}: ${row.error}`);
     return reasons.length > 0 ? reasons.join('; ') : undefined;
+  }
+
+  /** The server's view of its config files on disk, plus what waits for a restart. */
+  private readConfigErrors(ctx: DriverContext, signal: AbortSignal) {
+    return withClient(superuserTarget(ctx), signal, async (client) => {
+      const conf = await client.query<{ sourcefile: string | null; sourceline: number | null; name: string | null; error: string }>(
+        'SELECT sourcefile, sourceline, name, error FROM pg_file_settings WHERE error IS NOT NULL ORDER BY seqno',
+      );
+      const hba = await client.query<{ line_number: number | null; error: string }>(
+        'SELECT line_number, error FROM pg_hba_file_rules WHERE error IS NOT NULL ORDER BY line_number',
+      );
+      const pending = await client.query<{ name: string }>('SELECT name FROM pg_settings WHERE pending_restart ORDER BY name');
+      const configFile = (await client.query<{ config_file: string }>('SHOW config_file')).rows[0]?.config_file;
+      return { conf: conf.rows, hba: hba.rows, pending: pending.rows.map((r) => r.name), configFile };
+    });
   }
 
   async health(ctx: DriverContext, signal: AbortSignal): Promise<HealthResult> {
