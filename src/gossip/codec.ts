@@ -1,4 +1,4 @@
-import { hasup } from '../gen/proto.js';
+import { hasup } from './wire-types.js';
 import { open, seal, type OpenFailure } from './envelope.js';
 import type { Keyring } from './keyring.js';
 
@@ -50,7 +50,6 @@ export class WireCodec {
     } catch {
       return { ok: false, reason: 'malformed' };
     }
-    if (!uint64FieldsToNumbers(packet)) return { ok: false, reason: 'malformed' };
     return validatePacket(packet) ? { ok: true, packet } : { ok: false, reason: 'malformed' };
   }
 }
@@ -116,43 +115,4 @@ function validRumor(r: hasup.gossip.IRumor): boolean {
     Number.isSafeInteger(r.version ?? 0) &&
     validId(r.originId, true)
   );
-}
-
-/**
- * protobufjs decodes uint64 fields (and their prototype defaults) as Long
- * objects whenever the `long` package is installed, whatever pbjs
- * --force-number says, while the generated types promise numbers. Turn them
- * into numbers in place; a value a number cannot hold exactly (>= 2^53) makes
- * the packet malformed rather than silently rounded.
- */
-function uint64FieldsToNumbers(p: Packet): boolean {
-  const members = [...p.members.map((r) => r.member), p.pingReq?.target, ...(p.pushPull?.members ?? [])];
-  for (const m of members) {
-    if (!m) continue;
-    const incarnation = toSafeNumber(m.incarnation);
-    if (incarnation === undefined) return false;
-    m.incarnation = incarnation;
-  }
-  for (const r of [...p.rumors, ...(p.pushPull?.rumors ?? [])]) {
-    const version = toSafeNumber(r.version);
-    if (version === undefined) return false;
-    r.version = version;
-  }
-  if (p.ack) {
-    const clockMs = toSafeNumber(p.ack.clockMs);
-    if (clockMs === undefined) return false;
-    p.ack.clockMs = clockMs;
-  }
-  return true;
-}
-
-function toSafeNumber(value: unknown): number | undefined {
-  if (value === null || value === undefined) return 0;
-  if (typeof value === 'number') return Number.isSafeInteger(value) ? value : undefined;
-  if (typeof value === 'object' && 'low' in value && 'high' in value) {
-    const { low, high } = value as { low: number; high: number };
-    const n = (high >>> 0) * 2 ** 32 + (low >>> 0);
-    return Number.isSafeInteger(n) ? n : undefined;
-  }
-  return undefined;
 }

@@ -21,7 +21,7 @@ import {
   type MemberRumorEntry,
   type MemberRumorInit,
 } from './wire-member.js';
-import { hasup } from '../gen/proto.js';
+import { hasup } from './wire-types.js';
 
 /**
  * The membership engine: SWIM failure detection with Lifeguard's refinements,

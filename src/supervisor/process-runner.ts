@@ -204,7 +204,10 @@ export class ProcessRunner extends EventEmitter<{ state: [RunnerState] }> {
 
   /** Sends `sig` to the child's main pid (e.g. SIGHUP to reload). False when there is no child. */
   signal(sig: NodeJS.Signals): boolean {
-    const pid = this.child?.pid ?? this.adopted?.record.pid;
+    const adopted = this.adopted?.record;
+    // An adopted pid is re-checked first: between liveness polls it could have died and been reused.
+    if (!this.child && adopted && !isSameProcessAlive(adopted)) return false;
+    const pid = this.child?.pid ?? adopted?.pid;
     if (pid === undefined) return false;
     try {
       process.kill(pid, sig);
