@@ -109,11 +109,15 @@ interface Probe {
   acked: boolean;
   nacks: number;
   expectedNacks: number;
+  /** Told the outcome (used by the last-chance probe of a suspicion). */
+  onDone?: ((acked: boolean) => void) | undefined;
 }
 
 const MAX_PLAINTEXT = MAX_DATAGRAM_BYTES - ENVELOPE_OVERHEAD;
 /** Rings up to this size push-pull at the configured interval; bigger ones less often (as memberlist). */
 const PUSH_PULL_SCALE_THRESHOLD = 32;
+/** At most this many corrections of stale accusations go back in one packet. */
+const MAX_CORRECTIONS = 8;
 /** Weight of a new sample in the smoothed RTT and clock offset. */
 const SMOOTHING = 0.2;
 const noopLog: GossipLog = { debug() {}, info() {}, warn() {} };
@@ -400,8 +404,9 @@ export class Memberlist extends EventEmitter<MemberlistEvents> {
     [this.probeOrder[at], this.probeOrder[last]] = [this.probeOrder[last]!, this.probeOrder[at]!];
   }
 
-  private probe(target: MemberRecord, intervalMs: number): void {
+  private probe(target: MemberRecord, intervalMs: number, onDone?: (acked: boolean) => void): void {
     const probe: Probe = {
+      onDone,
       seq: this.nextSeq(),
       targetId: target.id,
       target: { addr: target.addr, port: target.port },
@@ -420,6 +425,7 @@ export class Memberlist extends EventEmitter<MemberlistEvents> {
         this.awareness.applyDelta(-1);
         if (from.addr === probe.target.addr && from.port === probe.target.port) this.recordTiming(probe, Number(ack.clockMs ?? 0));
         this.dropAckHandler(key);
+        probe.onDone?.(true);
       },
       onNack: () => {
         probe.nacks++;
@@ -466,9 +472,11 @@ export class Memberlist extends EventEmitter<MemberlistEvents> {
     if (probe.expectedNacks > 0) this.awareness.applyDelta(probe.expectedNacks - probe.nacks);
     else this.awareness.applyDelta(1);
     const target = this.table.get(probe.targetId);
-    if (!target || !isLive(target.state)) return;
-    this.log.debug({ event: 'probe_failed', member: probe.targetId, nacks: probe.nacks }, `probe of ${probe.targetId} failed`);
-    this.applyClaim({ ...target, incarnation: probe.incarnation, state: 'suspect' }, this.me.id);
+    if (target && isLive(target.state)) {
+      this.log.debug({ event: 'probe_failed', member: probe.targetId, nacks: probe.nacks }, `probe of ${probe.targetId} failed`);
+      this.applyClaim({ ...target, incarnation: probe.incarnation, state: 'suspect' }, this.me.id);
+    }
+    probe.onDone?.(false);
   }
 
   private dropAckHandler(key: string): void {
@@ -507,26 +515,35 @@ export class Memberlist extends EventEmitter<MemberlistEvents> {
     const p = decoded.packet;
     this.guard('packet', () => {
       // Piggybacked rumors first: a suspect refutes before it acks, so the ack carries the refutation.
+      let corrections: MemberRumorInit[] | undefined;
       for (const r of p.members) {
         const m = r.member;
         if (!m || this.alreadyKnown(m)) continue;
+        const newer = this.newerThanStaleAccusation(m);
+        if (newer) {
+          corrections ??= [];
+          if (corrections.length < MAX_CORRECTIONS) corrections.push(memberRumorToWire(memberRumorEntry(newer, '')));
+          continue;
+        }
         this.applyClaim(claimFromWire(m), r.fromId ?? '');
       }
       for (const r of p.rumors) this.store.apply(r);
-      if (p.ping) this.onPing(p.ping, from);
+      if (p.ping) this.onPing(p.ping, from, corrections);
+      else if (corrections) this.send(from, {}, corrections);
       else if (p.ack) this.ackHandlers.get(String(p.ack.seq ?? 0))?.onAck(p.ack, from);
       else if (p.nack) this.ackHandlers.get(String(p.nack.seq ?? 0))?.onNack();
       else if (p.pingReq) this.onPingReq(p.pingReq, from);
     });
   }
 
-  private onPing(ping: hasup.gossip.IPing, from: PeerAddress): void {
+  private onPing(ping: hasup.gossip.IPing, from: PeerAddress, corrections?: MemberRumorInit[]): void {
     // A restarted member at a reused address must not answer for its predecessor.
     if (ping.targetId && ping.targetId !== this.me.id) {
       this.counters.misdirectedPings++;
+      if (corrections) this.send(from, {}, corrections);
       return;
     }
-    this.send(from, { ack: { seq: ping.seq ?? 0, clockMs: Math.round(this.clock.wallNow()) } });
+    this.send(from, { ack: { seq: ping.seq ?? 0, clockMs: Math.round(this.clock.wallNow()) } }, corrections);
   }
 
   private onPingReq(req: hasup.gossip.IPingReq, from: PeerAddress): void {
@@ -566,6 +583,21 @@ export class Memberlist extends EventEmitter<MemberlistEvents> {
    * Most rumors a member receives repeat what it knows (that is how an
    * epidemic works); recognise those without building a claim.
    */
+  /**
+   * The sender accuses a member (maybe us) of being suspect or dead at an
+   * incarnation that member has already refuted: the sender missed the
+   * refutation. Returns our newer record so we can tell the sender directly,
+   * instead of leaving it to declare a live member dead.
+   */
+  private newerThanStaleAccusation(m: hasup.gossip.IMember): MemberRecord | undefined {
+    const state = stateFromWire(m.state);
+    if (state !== 'suspect' && state !== 'dead') return undefined;
+    const known = this.table.get(m.id ?? '');
+    if (!known || known.state !== 'alive' || known.incarnation <= (m.incarnation ?? 0)) return undefined;
+    if (known === this.me && this.leaving) return undefined;
+    return known;
+  }
+
   private alreadyKnown(m: hasup.gossip.IMember): boolean {
     const known = this.table.get(m.id ?? '');
     return (
@@ -641,8 +673,8 @@ export class Memberlist extends EventEmitter<MemberlistEvents> {
     const n = this.table.liveCount;
     const id = record.id;
     const incarnation = record.incarnation;
-    const suspicion = new Suspicion(this.clock, fromId, expectedConfirmations(this.cfg.suspicionMult, n), suspicionTimeouts(this.cfg, n), () =>
-      this.guard('suspicion timeout', () => this.suspicionExpired(id, incarnation)),
+    const suspicion = new Suspicion(this.clock, fromId, expectedConfirmations(this.cfg.suspicionMult, n), suspicionTimeouts(this.cfg, n), (confirmed) =>
+      this.guard('suspicion timeout', () => this.suspicionExpired(id, incarnation, confirmed)),
     );
     this.suspicions.set(id, suspicion);
   }
@@ -654,12 +686,35 @@ export class Memberlist extends EventEmitter<MemberlistEvents> {
     this.suspicions.delete(id);
   }
 
-  private suspicionExpired(id: string, incarnation: number): void {
+  /**
+   * A suspicion that nobody else confirmed may be ours alone because we
+   * missed the refutation (every rumor has a small chance of missing a given
+   * member). Before declaring such a member dead we probe it once more, with
+   * the suspicion in front (buddy system): a live member answers with its
+   * refutation, or corrects our stale view. Confirmed suspicions, the usual
+   * case for a member that really died, are not delayed.
+   */
+  private suspicionExpired(id: string, incarnation: number, confirmed: boolean): void {
     this.suspicions.delete(id);
     const record = this.table.get(id);
     if (this.stopped || !record || record.state !== 'suspect' || record.incarnation !== incarnation) return;
-    this.log.info({ event: 'member_dead', member: id, incarnation }, `${id} declared dead`);
-    this.table.setState(record, 'dead', incarnation, this.clock.now());
+    if (confirmed) {
+      this.declareDead(record);
+      return;
+    }
+    this.probe(record, this.awareness.scale(this.cfg.probeIntervalMs), (acked) => {
+      const current = this.table.get(id);
+      if (this.stopped || !current || current.state !== 'suspect' || current.incarnation !== incarnation) return;
+      // Answered but not refuted (the refutation is still on its way): give it another full suspicion period.
+      if (acked) this.startSuspicion(current, this.me.id);
+      else this.declareDead(current);
+    });
+  }
+
+  private declareDead(record: MemberRecord): void {
+    this.log.info({ event: 'member_dead', member: record.id, incarnation: record.incarnation }, `${record.id} declared dead`);
+    this.cancelSuspicion(record.id);
+    this.table.setState(record, 'dead', record.incarnation, this.clock.now());
     this.enqueueMember(record, this.me.id);
     this.emitMember(record, 'suspect');
   }

@@ -53,7 +53,7 @@ export function suspicionTimeoutMs(confirmations: number, expected: number, t: S
 /**
  * One running suspicion of one member. `onTimeout` fires once, on the clock,
  * never synchronously from `confirm` (callers are in the middle of merging a
- * rumor).
+ * rumor); it is told whether all expected confirmations arrived.
  */
 export class Suspicion {
   private readonly confirmedBy = new Set<string>();
@@ -67,7 +67,7 @@ export class Suspicion {
     from: string,
     private readonly expected: number,
     private readonly timeouts: SuspicionTimeouts,
-    private readonly onTimeout: () => void,
+    private readonly onTimeout: (fullyConfirmed: boolean) => void,
   ) {
     this.startedAt = clock.now();
     // The one who raised the suspicion does not confirm it.
@@ -106,6 +106,6 @@ export class Suspicion {
   private fire(): void {
     if (this.done) return;
     this.done = true;
-    this.onTimeout();
+    this.onTimeout(this.confirmations >= this.expected);
   }
 }

@@ -121,7 +121,7 @@ interface AdoptedChild {
 
 export class ProcessRunner extends EventEmitter<{ state: [RunnerState] }> {
   readonly name: string;
-  private readonly opts: ProcessRunnerOptions;
+  private opts: ProcessRunnerOptions;
   private readonly backoff: Backoff;
   private readonly flaps: FlapDetector;
 
@@ -153,6 +153,14 @@ export class ProcessRunner extends EventEmitter<{ state: [RunnerState] }> {
     this.name = opts.name;
     this.backoff = new Backoff(opts.backoff, opts.random);
     this.flaps = new FlapDetector(opts.flapping);
+  }
+
+  /**
+   * Changes what the next spawn runs (a re-rendered command line after a
+   * config change); the running child is not touched.
+   */
+  setCommand(command: Pick<ProcessRunnerOptions, 'command' | 'args' | 'env'>): void {
+    this.opts = { ...this.opts, ...command };
   }
 
   state(): RunnerState {
@@ -220,7 +228,7 @@ export class ProcessRunner extends EventEmitter<{ state: [RunnerState] }> {
   /**
    * Stop supervising but leave the child running and the pidfile in place,
    * for a hand-over to another supervisor (re-exec on upgrade), which adopts
-   * it. Output still read until this process exits is still logged.
+   * it. Output that arrives before this process exits is still logged.
    */
   release(): void {
     this.wanted = false;

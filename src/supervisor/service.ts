@@ -272,10 +272,7 @@ export class Service extends EventEmitter<{ status: [ServiceStatus] }> {
     const ctx = this.templateContext(this.cfg);
     const run = this.deps.plan.manifest.run;
     const fill = (text: string) => Handlebars.compile(text, { strict: true, noEscape: true })(ctx);
-    const opts = (this.runner as unknown as { opts: { command: string; args: string[]; env: Record<string, string | undefined> } }).opts;
-    opts.command = fill(run.command);
-    opts.args = run.args.map(fill);
-    opts.env = { PATH: process.env.PATH, LANG: 'C.UTF-8' };
+    this.runner.setCommand({ command: fill(run.command), args: run.args.map(fill), env: { PATH: process.env.PATH, LANG: 'C.UTF-8' } });
   }
 
   private ensureDirs(): void {
