@@ -3,7 +3,8 @@
 // Usage: node scripts/run-tests.mjs [suite ...]   (suites: unit, sim, procs, ...)
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
 
 const root = 'dist/test';
 const suites = process.argv.slice(2);
@@ -24,7 +25,17 @@ if (files.length === 0) {
   console.error(`no test files under ${dirs.join(', ')}; run npm run build first`);
   process.exit(1);
 }
-const result = spawnSync(process.execPath, ['--test', '--test-concurrency=1', '--test-reporter=spec', ...files], {
-  stdio: 'inherit',
+const child = spawn(process.execPath, ['--test', '--test-concurrency=1', '--test-reporter=spec', ...files], {
+  stdio: ['ignore', 'pipe', 'inherit'],
 });
-process.exit(result.status ?? 1);
+// Forward the report and end with one plain "N passed, N failed" line.
+const counts = { pass: 0, fail: 0, skipped: 0 };
+createInterface({ input: child.stdout }).on('line', (line) => {
+  console.log(line);
+  const m = /^ℹ (pass|fail|skipped) (\d+)$/.exec(line);
+  if (m) counts[m[1]] = Number(m[2]);
+});
+child.on('exit', (code) => {
+  console.log(`${counts.pass} passed, ${counts.fail} failed, ${counts.skipped} skipped`);
+  process.exit(code ?? 1);
+});

@@ -83,6 +83,12 @@ export interface MemberlistStats {
   misdirectedPings: number;
   /** Exceptions caught in handlers (a bug, never a peer's doing). */
   handlerErrors: number;
+  /** Probes sent; probes that needed ping-req; probes that failed altogether. */
+  probes: number;
+  indirectProbes: number;
+  failedProbes: number;
+  /** Times we refuted a claim that we were suspect or dead. */
+  refutations: number;
 }
 
 export type MemberlistEvents = {
@@ -165,6 +171,10 @@ export class Memberlist extends EventEmitter<MemberlistEvents> {
     pushPullFailures: 0,
     misdirectedPings: 0,
     handlerErrors: 0,
+    probes: 0,
+    indirectProbes: 0,
+    failedProbes: 0,
+    refutations: 0,
   };
 
   constructor(opts: MemberlistOptions) {
@@ -340,6 +350,10 @@ export class Memberlist extends EventEmitter<MemberlistEvents> {
       pushPullFailures: c.pushPullFailures,
       misdirectedPings: c.misdirectedPings,
       handlerErrors: c.handlerErrors,
+      probes: c.probes,
+      indirectProbes: c.indirectProbes,
+      failedProbes: c.failedProbes,
+      refutations: c.refutations,
     };
   }
 
@@ -418,6 +432,7 @@ export class Memberlist extends EventEmitter<MemberlistEvents> {
       expectedNacks: 0,
     };
     const key = String(probe.seq);
+    this.counters.probes++;
     const handler: AckHandler = {
       onAck: (ack, from) => {
         if (probe.acked) return;
@@ -451,6 +466,7 @@ export class Memberlist extends EventEmitter<MemberlistEvents> {
       (m) => m.state === 'alive' && m !== this.me && m.id !== probe.targetId,
     );
     probe.expectedNacks = helpers.length;
+    this.counters.indirectProbes++;
     const target = this.table.get(probe.targetId);
     const wireTarget = target ? memberToWire(target, false) : undefined;
     if (!wireTarget) return;
@@ -468,6 +484,7 @@ export class Memberlist extends EventEmitter<MemberlistEvents> {
   private probeDeadline(probe: Probe): void {
     this.dropAckHandler(String(probe.seq));
     if (probe.acked || this.stopped) return;
+    this.counters.failedProbes++;
     // Lifeguard: missing nacks mean our own network is the likely problem.
     if (probe.expectedNacks > 0) this.awareness.applyDelta(probe.expectedNacks - probe.nacks);
     else this.awareness.applyDelta(1);
@@ -663,6 +680,7 @@ export class Memberlist extends EventEmitter<MemberlistEvents> {
       `refuting a claim that we are ${claim.state}`,
     );
     this.me.incarnation = verdict.incarnation;
+    if (claim.state !== 'alive') this.counters.refutations++;
     // Lifeguard: having to refute suggests we are the slow one.
     if (claim.state !== 'alive') this.awareness.applyDelta(1);
     this.enqueueMember(this.me, this.me.id);
