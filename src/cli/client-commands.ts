@@ -3,11 +3,13 @@ import type { Command } from 'commander';
 import type { ServiceStatus } from '../supervisor/service.js';
 import { configReference } from '../supervisor/config-file.js';
 import { DEFAULT_STATE_DIR } from '../supervisor/state-dir.js';
+import type { ClusterView } from '../plugins/http/cluster-view.js';
 import { ApiClient } from './api-client.js';
+import { clusterCell, clusterSummary } from './census.js';
 
 /**
  * Commands that talk to the local daemon through its HTTP API:
- * `hasup status`, `hasup svc ...`, `hasup config apply`.
+ * `hasup status`, `hasup svc ...`, `hasup config apply` (`hasup census` is in census.ts).
  */
 interface ClientFlags {
   stateDir: string;
@@ -31,9 +33,10 @@ export function registerClientCommands(program: Command): void {
     .description('one table: every service of this member with its state, pid, time in state and health')
     .option('--json', 'print the raw answer')
     .action(async (flags: ClientFlags & { json?: boolean }) => {
-      const { services } = await client(flags).request<{ services: ServiceStatus[] }>('GET', '/services');
-      if (flags.json) console.log(JSON.stringify({ services }, null, 2));
-      else console.log(statusTable(services, Date.now()));
+      const api = client(flags);
+      const [{ services }, cluster] = await Promise.all([api.request<{ services: ServiceStatus[] }>('GET', '/services'), api.request<ClusterView>('GET', '/cluster')]);
+      if (flags.json) console.log(JSON.stringify({ services, cluster }, null, 2));
+      else console.log([statusTable(services, Date.now(), cluster), '', ...clusterSummary(cluster)].join('\n'));
     });
 
   const svc = program.command('svc').description('change the services this member runs (remembered across restarts)');
@@ -73,10 +76,10 @@ export function registerClientCommands(program: Command): void {
     });
 }
 
-export function statusTable(services: ServiceStatus[], now: number): string {
+export function statusTable(services: ServiceStatus[], now: number, cluster?: ClusterView): string {
   const rows = [['SERVICE', 'STATE', 'PID', 'TIME IN STATE', 'HEALTH', 'CLUSTER']];
   for (const s of [...services].sort((a, b) => a.name.localeCompare(b.name))) {
-    rows.push([`${s.name}.${s.group}`, s.state, s.pid ? String(s.pid) : '-', duration(now - s.since), s.health + (s.healthMessage && s.health !== 'ok' ? ` (${s.healthMessage})` : ''), '-']);
+    rows.push([`${s.name}.${s.group}`, s.state, s.pid ? String(s.pid) : '-', duration(now - s.since), s.health + (s.healthMessage && s.health !== 'ok' ? ` (${s.healthMessage})` : ''), cluster ? clusterCell(cluster, `${s.name}.${s.group}`) : '-']);
   }
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   return rows.map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  ')).join('\n');

@@ -2,7 +2,9 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, CommanderError } from 'commander';
+import { registerCensusCommand } from './census.js';
 import { registerClientCommands } from './client-commands.js';
+import { registerFrontendConfigCommand } from './frontend-config.js';
 import { registerRingKeyCommands } from './ring-key.js';
 import { registerRunCommand } from './run.js';
 import { installRoot } from '../supervisor/install-paths.js';
@@ -19,6 +21,8 @@ const program = new Command()
 registerRunCommand(program);
 registerRingKeyCommands(program);
 registerClientCommands(program);
+registerCensusCommand(program);
+registerFrontendConfigCommand(program);
 
 try {
   await program.parseAsync(process.argv);

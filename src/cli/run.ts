@@ -81,7 +81,7 @@ function daemonOptions(config: NodeConfig, flags: RunFlags, log: ReturnType<type
     secretsFile: flags.secrets ?? config.member.secrets,
     profile: flags.profile ?? config.gossip.profile,
     gossipOverrides: { ...(config.gossip.overrides ?? {}), ...parseOverrides(flags.gossip) },
-    http: httpEnabled ? parseHttpListen(flags.listenHttp ?? config.http.listen, advertise.addr) : null,
+    http: httpEnabled ? { ...parseHttpListen(flags.listenHttp ?? config.http.listen, advertise.addr), ...httpSecurity(config.http) } : null,
     services: {
       load: flags.service.length > 0 ? flags.service : config.services.load,
       planPath: config.services.plan_path,
@@ -100,6 +100,12 @@ function parseHttpListen(text: string | undefined, advertiseAddr: string): { hos
   if (text === undefined) return { host: advertiseAddr, port: DEFAULT_HTTP_PORT };
   const { addr, port } = parsePeerAddress(text, DEFAULT_HTTP_PORT);
   return { host: addr, port };
+}
+
+/** TLS files and which route classes answer without the token, from [http]. */
+function httpSecurity(http: NodeConfig['http']) {
+  const tls = http.tls_cert && http.tls_key ? { cert: http.tls_cert, key: http.tls_key, clientCa: http.tls_client_ca } : undefined;
+  return { tls, open: { checks: !http.checks_need_token, metrics: !http.metrics_need_token } };
 }
 
 /** `--gossip probeIntervalMs=500` → { probeIntervalMs: 500 }; the gossip config validates names and types. */

@@ -101,7 +101,9 @@ export class BroadcastQueue<T> {
       }
     }
     const limit = Math.max(1, retransmitLimit(this.retransmitMult, liveMembers));
-    for (const item of taken) {
+    // Re-linked in reverse so that, at their new level, they keep their newest-first order.
+    for (let i = taken.length - 1; i >= 0; i--) {
+      const item = taken[i]!;
       this.unlink(item);
       item.transmits++;
       if (item.transmits >= limit) {

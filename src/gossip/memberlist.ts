@@ -457,22 +457,28 @@ export class Memberlist extends EventEmitter<MemberlistEvents> {
     );
   }
 
-  /** The direct ack did not come in time: ask k others to try (SWIM ping-req), wanting nacks (Lifeguard). */
+  /**
+   * The direct ack did not come in time: ask k others to try (SWIM ping-req),
+   * wanting nacks (Lifeguard), and ping once more directly ourselves (a
+   * single lost datagram should not be enough to need the others; memberlist
+   * uses a TCP ping for the same purpose).
+   */
   private indirectProbe(probe: Probe): void {
     if (probe.acked || this.stopped) return;
-    const helpers = this.table.sample(
-      this.cfg.indirectChecks,
-      this.random,
-      (m) => m.state === 'alive' && m !== this.me && m.id !== probe.targetId,
-    );
+    const target = this.table.get(probe.targetId);
+    if (!target || !isLive(target.state)) {
+      // Someone else settled its fate meanwhile; this probe tells us nothing about our own health.
+      this.dropAckHandler(String(probe.seq));
+      return;
+    }
+    const leading = target.state === 'suspect' ? [memberRumorToWire(memberRumorEntry(target, this.me.id))] : [];
+    this.send(probe.target, { ping: { seq: probe.seq, targetId: probe.targetId } }, leading);
+    const helpers = this.table.sample(this.cfg.indirectChecks, this.random, (m) => m.state === 'alive' && m !== this.me && m !== target);
     probe.expectedNacks = helpers.length;
     this.counters.indirectProbes++;
-    const target = this.table.get(probe.targetId);
-    const wireTarget = target ? memberToWire(target, false) : undefined;
-    if (!wireTarget) return;
     const pingReq = {
       seq: probe.seq,
-      target: wireTarget,
+      target: memberToWire(target, false),
       fromId: this.me.id,
       fromAddr: this.me.addr,
       fromPort: this.me.port,
@@ -545,11 +551,15 @@ export class Memberlist extends EventEmitter<MemberlistEvents> {
         this.applyClaim(claimFromWire(m), r.fromId ?? '');
       }
       for (const r of p.rumors) this.store.apply(r);
-      if (p.ping) this.onPing(p.ping, from, corrections);
-      else if (corrections) this.send(from, {}, corrections);
-      else if (p.ack) this.ackHandlers.get(String(p.ack.seq ?? 0))?.onAck(p.ack, from);
+      if (p.ping) {
+        // Corrections ride on the ack.
+        this.onPing(p.ping, from, corrections);
+        return;
+      }
+      if (p.ack) this.ackHandlers.get(String(p.ack.seq ?? 0))?.onAck(p.ack, from);
       else if (p.nack) this.ackHandlers.get(String(p.nack.seq ?? 0))?.onNack();
       else if (p.pingReq) this.onPingReq(p.pingReq, from);
+      if (corrections) this.send(from, {}, corrections);
     });
   }
 

@@ -20,11 +20,20 @@ export interface SuspicionSettings {
 }
 
 /**
- * min = suspicionMult * max(1, log10(n)) probe intervals: bigger rings need
- * longer for a refutation to spread. max = suspicionMaxTimeoutMult * min.
+ * min = suspicionMult * nodeScale probe intervals, max = suspicionMaxTimeoutMult * min.
+ *
+ * Bigger rings need longer for a refutation to reach everyone. memberlist
+ * scales by log10(n); here a refutation does not wait for the next probe to
+ * be piggybacked but is gossiped at once and then every gossip interval, so
+ * its spread grows more slowly with n: nodeScale = (1 + log10(n)) / 2, which
+ * equals memberlist's scale up to 10 members (1) and is 2 at 1000.
  */
+export function suspicionNodeScale(liveMembers: number): number {
+  return Math.max(1, (1 + Math.log10(Math.max(1, liveMembers))) / 2);
+}
+
 export function suspicionTimeouts(settings: SuspicionSettings, liveMembers: number): SuspicionTimeouts {
-  const nodeScale = Math.max(1, Math.log10(Math.max(1, liveMembers)));
+  const nodeScale = suspicionNodeScale(liveMembers);
   const minMs = Math.floor(settings.suspicionMult * nodeScale * settings.probeIntervalMs);
   return { minMs, maxMs: minMs * settings.suspicionMaxTimeoutMult };
 }

@@ -1,4 +1,5 @@
 import type { DriverContext, HealthResult, ServiceDriver } from '../supervisor/driver.js';
+import { ElasticsearchDriver } from './elasticsearch/driver.js';
 import { EtcdDriver } from './etcd/driver.js';
 import { PostgresqlDriver } from './postgresql/driver.js';
 import { assertReachable, ensureOwnedDir } from './service-dirs.js';
@@ -37,6 +38,7 @@ export class GenericDriver implements ServiceDriver {
 const FACTORIES: Record<string, (opts: DriverOptions) => ServiceDriver> = {
   postgresql: () => new PostgresqlDriver(),
   etcd: () => new EtcdDriver(),
+  elasticsearch: () => new ElasticsearchDriver(),
   generic: (opts) => new GenericDriver(opts.processRunning),
 };
 

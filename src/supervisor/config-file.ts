@@ -41,6 +41,11 @@ export const NODE_CONFIG_SCHEMA: Schema = {
     fields: {
       enabled: { type: 'boolean', doc: 'serve the HTTP API', default: true },
       listen: { type: 'string', doc: 'IP:PORT to listen on (default: the advertised address, port 9631)', check: ipOrIpPort },
+      tls_cert: { type: 'string', doc: 'PEM certificate file: serve the API over HTTPS (needs tls_key)' },
+      tls_key: { type: 'string', doc: 'PEM private key file of tls_cert' },
+      tls_client_ca: { type: 'string', doc: 'PEM CA file: clients must present a certificate it signed (mutual TLS; needs tls_cert)' },
+      checks_need_token: { type: 'boolean', doc: 'require the bearer token on the load-balancer checks (/primary, /replica, /health, ...) too', default: false },
+      metrics_need_token: { type: 'boolean', doc: 'require the bearer token on /metrics too', default: false },
     },
   },
   services: {
@@ -52,14 +57,9 @@ export const NODE_CONFIG_SCHEMA: Schema = {
       group: { type: 'string', doc: 'service group name, as in postgresql.default', default: 'default' },
     },
   },
-  service: { type: 'any-table', doc: 'per-service user config layer: [service.postgresql] work_mem = "8MB" (keys checked against the plan\'s default.toml)' },
-  elasticsearch: {
-    type: 'table',
-    doc: 'how Elasticsearch is launched',
-    fields: {
-      launcher: { type: 'string', doc: 'distribution: ES_HOME/bin/elasticsearch (production); runner: the Maven-fetched server jars (development, CI)', enum: ['distribution', 'runner'], default: 'runner' },
-      home: { type: 'string', doc: 'ES_HOME of an installed distribution (launcher = "distribution")', default: '/usr/share/elasticsearch' },
-    },
+  service: {
+    type: 'any-table',
+    doc: 'per-service user config layer: [service.postgresql] work_mem = "8MB" (keys checked against the plan\'s default.toml); how Elasticsearch is launched is [service.elasticsearch] launcher and home (docs/elasticsearch.md)',
   },
   log: {
     type: 'table',
@@ -73,10 +73,17 @@ export const NODE_CONFIG_SCHEMA: Schema = {
 export interface NodeConfig {
   member: { advertise?: string; bind?: string; peers: string[]; state_dir: string; ring_key?: string; secrets?: string };
   gossip: { profile: 'lan' | 'wan' | 'local'; overrides?: TomlTable };
-  http: { enabled: boolean; listen?: string };
+  http: {
+    enabled: boolean;
+    listen?: string;
+    tls_cert?: string;
+    tls_key?: string;
+    tls_client_ca?: string;
+    checks_need_token: boolean;
+    metrics_need_token: boolean;
+  };
   services: { load: string[]; plan_path: string[]; group: string };
   service?: Record<string, TomlTable>;
-  elasticsearch: { launcher: 'distribution' | 'runner'; home: string };
   log: { level: string };
   /** The file it came from, for error messages; undefined when built from flags alone. */
   file?: string;
@@ -84,6 +91,8 @@ export interface NodeConfig {
 
 export function parseNodeConfig(text: string, file: string): NodeConfig {
   const data = validate(parseTomlFile(text, file), NODE_CONFIG_SCHEMA, text, file) as unknown as NodeConfig;
+  if ((data.http.tls_cert === undefined) !== (data.http.tls_key === undefined)) throw new ConfigError(file, undefined, '"http.tls_cert" and "http.tls_key" go together: set both or neither');
+  if (data.http.tls_client_ca !== undefined && data.http.tls_cert === undefined) throw new ConfigError(file, undefined, '"http.tls_client_ca" needs "http.tls_cert" and "http.tls_key"');
   for (const [name, layer] of Object.entries(data.service ?? {})) {
     if (typeof layer !== 'object' || layer === null || Array.isArray(layer)) throw new ConfigError(file, undefined, `"service.${name}" must be a table`);
   }

@@ -8,10 +8,9 @@ import type { PeerAddress } from '../gossip/transport.js';
 import { createUdpTransport, type UdpTransport } from '../gossip/udp-transport.js';
 import { writeApiEndpoint } from '../cli/api-client.js';
 import { driverFor } from '../plugins/drivers.js';
-import { butterflyRoutes } from '../plugins/http/butterfly.js';
-import { configApplyRoutes } from '../plugins/http/config-apply.js';
-import { servicesRoutes } from '../plugins/http/services.js';
-import { createHttpServer, listen, type HttpListen } from '../plugins/http/server.js';
+import { createApiServer } from '../plugins/http/api.js';
+import { listen, type HttpListen } from '../plugins/http/server.js';
+import { StandaloneLeadership, gossipRoles, type Leadership } from './leadership.js';
 import { shippedPlansDir } from './install-paths.js';
 import { RotatingFileSink } from './log-sink.js';
 import type { Logger } from './log.js';
@@ -56,6 +55,7 @@ export class Daemon {
   private ring?: Memberlist;
   private supervisor?: Supervisor;
   private http?: FastifyInstance;
+  private leadership?: Leadership;
   private logSink?: RotatingFileSink;
   private timers: NodeJS.Timeout[] = [];
   private stopped = false;
@@ -114,15 +114,22 @@ export class Daemon {
     this.supervisor = supervisor;
     supervisor.on('status', (s) => this.publishServiceRumor(s));
 
+    // Until the HA election lands, a member is its own PostgreSQL leader (the election replaces this).
+    const leadership = new StandaloneLeadership(supervisor, this.memberId);
+    this.leadership = leadership;
+    gossipRoles(leadership, this.memberId, ring);
+
     if (opts.http) {
-      const token = secrets.api_token;
-      this.http = await createHttpServer({
+      this.http = await createApiServer({
         log,
-        plugins: [
-          { plugin: butterflyRoutes, options: { ring } },
-          { plugin: servicesRoutes, options: { supervisor, token } },
-          { plugin: configApplyRoutes, options: { supervisor, token, ring: { publish: (sg: string, version: number, toml: string) => ring.publish({ kind: RUMOR_SERVICE_CONFIG, key: sg, version, payload: Buffer.from(toml) }) } } },
-        ],
+        memberId: this.memberId,
+        ring,
+        supervisor,
+        leadership,
+        token: secrets.api_token,
+        tls: opts.http.tls,
+        open: opts.http.open,
+        configs: { publish: (sg: string, version: number, toml: string) => ring.publish({ kind: RUMOR_SERVICE_CONFIG, key: sg, version, payload: Buffer.from(toml) }) },
       });
       const url = await listen(this.http, opts.http);
       writeApiEndpoint(this.state.root, { url, secrets: secretsFile });
@@ -200,6 +207,7 @@ export class Daemon {
       else await this.ring.stop();
     }
     await this.http?.close();
+    this.leadership?.close();
     await this.transport?.close();
     await this.logSink?.close();
     this.log.info({ event: 'stopped' }, 'stopped');

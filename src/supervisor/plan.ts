@@ -1,7 +1,7 @@
 import { accessSync, constants, existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import Handlebars from 'handlebars';
-import { ConfigError, parseTomlFile, validate, type Schema, type TomlTable } from './toml-schema.js';
+import { ConfigError, keyLines, parseTomlFile, validate, type Schema, type TomlTable } from './toml-schema.js';
 
 /**
  * A plan is a folder describing one service, as in Habitat:
@@ -29,6 +29,7 @@ export const MANIFEST_SCHEMA: Schema = {
       command: { type: 'string', doc: 'executable (Handlebars: may use {{cfg.*}}, {{svc.*}})' },
       args: { type: 'string[]', doc: 'arguments (Handlebars)', default: [] },
       user: { type: 'string', doc: 'service user the child runs as when the supervisor is root', default: 'hasup' },
+      env: { type: 'any-table', doc: 'environment of the child besides PATH and LANG: NAME = "value" (Handlebars)' },
       stop_timeout_ms: { type: 'integer', doc: 'SIGTERM, then SIGKILL after this long', default: 30_000, min: 100 },
     },
   },
@@ -56,7 +57,7 @@ export interface PlanManifest {
   version: string;
   driver: string;
   topology: 'standalone' | 'leader';
-  run: { command: string; args: string[]; user: string; stop_timeout_ms: number };
+  run: { command: string; args: string[]; user: string; env: Record<string, string>; stop_timeout_ms: number };
   ports: Record<string, string>;
   health: { interval_ms: number; timeout_ms: number };
   config: { restart_keys: string[]; reload_signal: (typeof SIGNALS)[number] };
@@ -79,6 +80,12 @@ export function loadPlan(dir: string): Plan {
   const manifestText = readFileSync(manifestFile, 'utf8');
   const manifest = validate(parseTomlFile(manifestText, manifestFile), MANIFEST_SCHEMA, manifestText, manifestFile) as unknown as PlanManifest;
   manifest.ports ??= {};
+  manifest.run.env ??= {};
+  for (const [name, value] of Object.entries(manifest.run.env)) {
+    const line = keyLines(manifestText).get(`run.env.${name}`);
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) throw new ConfigError(manifestFile, line, `run.env: "${name}" is not an environment variable name`);
+    if (typeof value !== 'string') throw new ConfigError(manifestFile, line, `run.env.${name} must be a string (Handlebars)`);
+  }
   for (const [name, key] of Object.entries(manifest.ports)) {
     if (typeof key !== 'string') throw new ConfigError(manifestFile, undefined, `ports.${name} must name a config key`);
   }

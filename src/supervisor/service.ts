@@ -53,6 +53,8 @@ export interface ServiceDeps {
 
 export class ConfigRefused extends Error {}
 
+const STARTUP_PROBE_MS = 200;
+
 /**
  * One supervised service: renders its config from the layers, prepares and
  * runs its process through a ProcessRunner, checks its health on the plan's
@@ -69,6 +71,9 @@ export class Service extends EventEmitter<{ status: [ServiceStatus] }> {
   private healthSince = Date.now();
   private healthTimer?: NodeJS.Timeout;
   private running = false;
+  /** Until the first OK after a (re)start, health is checked every STARTUP_PROBE_MS. */
+  private startupProbing = true;
+  private probedPid?: number;
   private readonly log: Logger;
   /** Serialises config applications and starts. */
   private queue: Promise<unknown> = Promise.resolve();
@@ -95,7 +100,16 @@ export class Service extends EventEmitter<{ status: [ServiceStatus] }> {
       pidFile: join(this.paths.run, 'hasup-child.pid'),
       logSink: deps.logSink,
     });
-    this.runner.on('state', () => this.emit('status', this.status()));
+    this.runner.on('state', (r) => {
+      // A fresh child: probe quickly until it answers, so a restart is seen
+      // healthy within moments rather than a whole health interval later.
+      if (r.state === 'running' && r.pid !== this.probedPid) {
+        this.probedPid = r.pid;
+        this.startupProbing = true;
+        this.scheduleHealth(0);
+      }
+      this.emit('status', this.status());
+    });
   }
 
   get group(): string {
@@ -272,7 +286,9 @@ export class Service extends EventEmitter<{ status: [ServiceStatus] }> {
     const ctx = this.templateContext(this.cfg);
     const run = this.deps.plan.manifest.run;
     const fill = (text: string) => Handlebars.compile(text, { strict: true, noEscape: true })(ctx);
-    this.runner.setCommand({ command: fill(run.command), args: run.args.map(fill), env: { PATH: process.env.PATH, LANG: 'C.UTF-8' } });
+    const env: Record<string, string | undefined> = { PATH: process.env.PATH, LANG: 'C.UTF-8' };
+    for (const [name, value] of Object.entries(run.env)) env[name] = fill(value);
+    this.runner.setCommand({ command: fill(run.command), args: run.args.map(fill), env });
   }
 
   private ensureDirs(): void {
@@ -323,7 +339,8 @@ export class Service extends EventEmitter<{ status: [ServiceStatus] }> {
       }
     }
     if (this.running) this.setHealth(result);
-    this.scheduleHealth(interval_ms);
+    if (result.status === 'ok' || result.status === 'warning') this.startupProbing = false;
+    this.scheduleHealth(this.startupProbing ? Math.min(STARTUP_PROBE_MS, interval_ms) : interval_ms);
   }
 
   private setHealth(result: HealthResult): void {

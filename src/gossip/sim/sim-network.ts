@@ -27,17 +27,19 @@ export interface SimTrafficCounters {
   bytesOut: number;
   requestsOut: number;
   packetsDropped: number;
+  /** Largest datagram sent. */
+  maxPacketBytes: number;
 }
 
 export function addressKey(a: PeerAddress): string {
   return `${a.addr}:${a.port}`;
 }
 
-class SimTransport implements Transport {
+export class SimTransport implements Transport {
   packetHandler: PacketHandler | undefined;
   requestHandler: RequestHandler | undefined;
   closed = false;
-  readonly counters: SimTrafficCounters = { packetsOut: 0, bytesOut: 0, requestsOut: 0, packetsDropped: 0 };
+  readonly counters: SimTrafficCounters = { packetsOut: 0, bytesOut: 0, requestsOut: 0, packetsDropped: 0, maxPacketBytes: 0 };
 
   constructor(
     private readonly net: SimNetwork,
@@ -86,7 +88,7 @@ export class SimNetwork {
   }
 
   /** A transport for a new member at `local` (address:port must be unique). */
-  transport(local: PeerAddress): Transport & { readonly counters: SimTrafficCounters } {
+  transport(local: PeerAddress): SimTransport {
     const key = addressKey(local);
     if (this.nodes.has(key) && !this.nodes.get(key)!.closed) throw new Error(`address ${key} already in use`);
     const t = new SimTransport(this, { ...local });
@@ -145,6 +147,7 @@ export class SimNetwork {
     if (sender.closed || this.killed.has(fromKey)) return;
     sender.counters.packetsOut++;
     sender.counters.bytesOut += data.length;
+    if (data.length > sender.counters.maxPacketBytes) sender.counters.maxPacketBytes = data.length;
     const toKey = addressKey(to);
     if (this.blocked(fromKey, toKey) || (this.loss > 0 && this.random() < this.loss)) {
       sender.counters.packetsDropped++;

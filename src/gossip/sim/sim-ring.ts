@@ -4,7 +4,7 @@ import { Keyring } from '../keyring.js';
 import type { MemberStateName } from '../member-state.js';
 import { Memberlist, type MemberView } from '../memberlist.js';
 import type { PeerAddress } from '../transport.js';
-import { SimNetwork, type SimTrafficCounters } from './sim-network.js';
+import { SimNetwork, type SimTrafficCounters, type SimTransport } from './sim-network.js';
 import { childRandom, seededRandom } from './seeded-random.js';
 import { VirtualClock } from './virtual-clock.js';
 
@@ -27,7 +27,9 @@ export interface SimMember {
   id: string;
   addr: PeerAddress;
   ml: Memberlist;
+  transport: SimTransport;
   counters: SimTrafficCounters;
+  /** False once killed or left. */
   running: boolean;
 }
 
@@ -108,15 +110,40 @@ export class SimRing {
     this.net.kill(m.addr);
     m.running = false;
     void m.ml.stop();
+    void m.transport.close();
+  }
+
+  /** Graceful leave; resolves when the member has stopped. */
+  async leave(m: SimMember, timeoutMs?: number): Promise<void> {
+    await m.ml.leave(timeoutMs);
+    m.running = false;
+    await m.transport.close();
   }
 
   /** A new process with the same id and address (its incarnation starts from 0 again). */
   restart(m: SimMember): SimMember {
+    return this.restartWithWallOffset(m, 0);
+  }
+
+  /** As restart, on a host whose wall clock is `wallOffsetMs` off (clock-drift tests). */
+  restartWithWallOffset(m: SimMember, wallOffsetMs: number): SimMember {
     if (m.running) this.kill(m);
     this.net.revive(m.addr);
-    const fresh = this.boot(m.index, m.id, m.addr);
+    const fresh = this.boot(m.index, m.id, m.addr, wallOffsetMs);
     this.members[m.index] = fresh;
     return fresh;
+  }
+
+  /**
+   * Runs the clock until `promise` settles (a join, a leave), at most
+   * `limitMs` of virtual time, and returns its result.
+   */
+  async settle<T>(promise: Promise<T>, limitMs = 60_000): Promise<T> {
+    let settled = false;
+    const observed = promise.finally(() => (settled = true));
+    observed.catch(() => {});
+    if (!(await this.clock.runUntil(() => settled, limitMs, 1))) throw new Error(`still pending after ${limitMs} ms of virtual time`);
+    return promise;
   }
 
   running(): SimMember[] {
@@ -142,17 +169,24 @@ export class SimRing {
     return total;
   }
 
-  private boot(index: number, id: string, addr: PeerAddress): SimMember {
+  /** Largest datagram any member sent. */
+  maxPacketBytes(): number {
+    let max = 0;
+    for (const m of this.members) max = Math.max(max, m.counters.maxPacketBytes);
+    return max;
+  }
+
+  private boot(index: number, id: string, addr: PeerAddress, wallOffsetMs = 0): SimMember {
     const transport = this.net.transport(addr);
     const ml = new Memberlist({
       self: { id, addr: addr.addr, port: addr.port },
       config: this.config,
       transport,
       codec: new WireCodec(this.keyring),
-      clock: this.clock,
+      clock: wallOffsetMs === 0 ? this.clock : this.clock.withWallOffset(wallOffsetMs),
       random: childRandom(this.seed, index * 1000 + this.incarnations++),
     });
-    const member: SimMember = { index, id, addr, ml, counters: transport.counters, running: true };
+    const member: SimMember = { index, id, addr, ml, transport, counters: transport.counters, running: true };
     if (this.forwarding) this.forwardEvents(member);
     ml.start();
     return member;

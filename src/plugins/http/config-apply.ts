@@ -2,7 +2,6 @@ import type { FastifyPluginAsync } from 'fastify';
 import { ConfigError, parseTomlFile } from '../../supervisor/toml-schema.js';
 import { ConfigRefused } from '../../supervisor/service.js';
 import type { Supervisor } from '../../supervisor/supervisor.js';
-import { bearerAuth } from './auth.js';
 
 export interface ConfigPublisher {
   /** Gossips the document; false when the ring already holds this or a newer version. */
@@ -24,10 +23,10 @@ const body = {
  * `POST /config`: `hasup config apply SVC.GROUP VERSION FILE`. The document
  * is validated here (TOML syntax, known keys and types, the service's own
  * check) before it is gossiped; a version that is not higher than the one in
- * force is refused with 409.
+ * force is refused with 409. The token check is the server's.
  */
-export const configApplyRoutes: FastifyPluginAsync<{ supervisor: Supervisor; ring: ConfigPublisher; token: string }> = async (app, { supervisor, ring, token }) => {
-  app.post<{ Body: { service_group: string; version: number; toml: string } }>('/config', { onRequest: bearerAuth(token), schema: { body } }, async (req, reply) => {
+export const configApplyRoutes: FastifyPluginAsync<{ supervisor: Pick<Supervisor, 'checkConfig' | 'applyConfig'>; ring: ConfigPublisher }> = async (app, { supervisor, ring }) => {
+  app.post<{ Body: { service_group: string; version: number; toml: string } }>('/config', { schema: { body, description: 'hasup config apply: validate a TOML document for SVC.GROUP, gossip it, apply it here.' } }, async (req, reply) => {
     const { service_group: serviceGroup, version, toml } = req.body;
     let data;
     try {

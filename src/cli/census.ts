@@ -1,0 +1,66 @@
+import type { Command } from 'commander';
+import type { Census, ClusterView, ServiceGroupView } from '../plugins/http/cluster-view.js';
+import { DEFAULT_STATE_DIR } from '../supervisor/state-dir.js';
+import { ApiClient } from './api-client.js';
+
+/**
+ * `hasup census`: every member the local daemon knows, its services with
+ * health and role, and the leader of each service group; plus the text of
+ * the CLUSTER column and summary that `hasup status` prints.
+ */
+export function registerCensusCommand(program: Command): void {
+  program
+    .command('census')
+    .description('every member of the ring with its services, their health and role, and the leader of each service group')
+    .option('--state-dir <dir>', 'state directory of the local member', process.env.HASUP_STATE_DIR ?? DEFAULT_STATE_DIR)
+    .option('--api <url>', 'HTTP API of the member (default: recorded in STATE_DIR/api.json)')
+    .option('--secrets <file>', 'cluster secrets file holding the API token (default: recorded by the daemon)')
+    .option('--json', 'print the raw answer')
+    .action(async (flags: { stateDir: string; api?: string; secrets?: string; json?: boolean }) => {
+      const census = await ApiClient.fromStateDir(flags.stateDir, { url: flags.api, secrets: flags.secrets }).request<Census>('GET', '/census');
+      console.log(flags.json ? JSON.stringify(census, null, 2) : censusText(census));
+    });
+}
+
+export function censusText(census: Census): string {
+  const rows = [['MEMBER', 'ADDRESS', 'STATE', 'CLOCK OFFSET', 'SERVICES']];
+  for (const m of census.members) {
+    const services = m.services.map((s) => `${s.service_group} ${s.state}/${s.health}${s.role && s.role !== 'unknown' ? ` ${s.role}` : ''}`).join(', ');
+    rows.push([m.self ? `${m.id} (self)` : m.id, m.address, m.state, m.clock_offset_ms === null ? '-' : `${m.clock_offset_ms} ms`, services || '-']);
+  }
+  const groups = census.service_groups.map((g) => `${g.service_group}: ${groupSummary(g, census.member_id)}`);
+  return [table(rows), '', ...groups].join('\n');
+}
+
+/** The CLUSTER cell of `hasup status` for one of this member's service groups. */
+export function clusterCell(view: ClusterView, serviceGroup: string): string {
+  const g = view.service_groups.find((x) => x.service_group === serviceGroup);
+  if (!g) return '-';
+  const mine = g.members.find((m) => m.member === view.member_id);
+  const role = mine?.role && mine.role !== 'unknown' ? `${mine.role}; ` : '';
+  return `${role}${groupSummary(g, view.member_id)}`;
+}
+
+/** Lines under the `hasup status` table: gossip states and clock drift. */
+export function clusterSummary(view: ClusterView): string[] {
+  const g = view.gossip;
+  const lines = [`gossip: ${g.alive} alive, ${g.suspect} suspect, ${g.dead} dead, ${g.left} left${g.departed ? `, ${g.departed} departed` : ''}`];
+  for (const m of view.members) {
+    if (m.clock_drift) lines.push(`clock drift: member ${m.id} is ${m.clock_offset_ms} ms off (over ${view.clock_drift_warn_ms} ms)`);
+  }
+  return lines;
+}
+
+function groupSummary(g: ServiceGroupView, self: string): string {
+  const parts = [`${g.healthy}/${g.total} healthy`];
+  if (g.leaders.length > 1) parts.push(`${g.leaders.length} members claim leader: ${g.leaders.join(', ')}`);
+  else if (g.leader) parts.push(`leader ${g.leader === self ? 'self' : g.leader}`);
+  const replicas = g.members.filter((m) => m.role === 'replica');
+  for (const r of replicas) parts.push(`replica ${r.member === self ? 'self' : r.member} lag ${r.lag_bytes === null ? '?' : `${r.lag_bytes} B`}`);
+  return parts.join(', ');
+}
+
+function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  return rows.map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  ')).join('\n');
+}

@@ -1,0 +1,107 @@
+import type { Command } from 'commander';
+import { parsePeerAddress } from '../gossip/address.js';
+import { renderHaproxyConfig, type FrontendMember, type Listen } from '../plugins/haproxy/config.js';
+import { DEFAULT_STATE_DIR } from '../supervisor/state-dir.js';
+import { ApiClient } from './api-client.js';
+import { DEFAULT_HTTP_PORT } from './run.js';
+
+/**
+ * `hasup gen-frontend-config --haproxy`: prints the load balancer's config for
+ * the cluster. The member list comes from --members, or else from the ring as
+ * the local daemon sees it (every member not permanently departed: a dead one
+ * stays listed so HAProxy takes it back when it returns).
+ */
+interface FrontendFlags {
+  haproxy?: boolean;
+  members?: string;
+  pgPort: string;
+  httpPort?: string;
+  listen: string;
+  replicaListen: string;
+  replicas: boolean;
+  stats?: string;
+  stateDir: string;
+  api?: string;
+  secrets?: string;
+}
+
+export function registerFrontendConfigCommand(program: Command): void {
+  program
+    .command('gen-frontend-config')
+    .description('print a load balancer config whose health checks call the members\' HTTP API (/primary, /replica)')
+    .option('--haproxy', 'HAProxy format (the only one so far)')
+    .option('--members <list>', 'ADDR[:HTTPPORT],... of every member (default: the ring as the local daemon sees it)')
+    .option('--pg-port <port>', 'PostgreSQL port on every member', '5432')
+    .option('--http-port <port>', 'HTTP API port of members found in the ring (default: the local daemon\'s)')
+    .option('--listen <addr:port>', 'where clients connect for the writable leader', '0.0.0.0:5432')
+    .option('--replica-listen <addr:port>', 'where clients connect for read-only sessions on followers', '0.0.0.0:5433')
+    .option('--no-replicas', 'leave out the read-only listener')
+    .option('--stats <addr:port>', 'also serve HAProxy\'s stats page here')
+    .option('--state-dir <dir>', 'state directory of the local member', process.env.HASUP_STATE_DIR ?? DEFAULT_STATE_DIR)
+    .option('--api <url>', 'HTTP API of the local member (default: recorded in STATE_DIR/api.json)')
+    .option('--secrets <file>', 'cluster secrets file holding the API token (default: recorded by the daemon)')
+    .action(async (flags: FrontendFlags) => {
+      if (!flags.haproxy) throw new Error('say which load balancer: --haproxy');
+      const pgPort = parsePort(flags.pgPort, '--pg-port');
+      const discovered = flags.members === undefined ? await membersFromRing(flags, pgPort) : null;
+      const members = discovered?.members ?? parseMembersFlag(flags.members!, pgPort);
+      process.stdout.write(
+        renderHaproxyConfig({
+          members,
+          listen: parseListen(flags.listen, '--listen'),
+          replicaListen: flags.replicas ? parseListen(flags.replicaListen, '--replica-listen') : null,
+          statsListen: flags.stats ? parseListen(flags.stats, '--stats') : null,
+          source: discovered ? `the ring as seen by ${discovered.from}` : '--members',
+        }),
+      );
+    });
+}
+
+/** "10.0.0.11:9631,10.0.0.12" → members; the HTTP port defaults to hasup's. */
+export function parseMembersFlag(text: string, pgPort: number): FrontendMember[] {
+  const items = text.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+  if (items.length === 0) throw new Error('--members is empty');
+  return items.map((item) => {
+    const { addr, port } = parsePeerAddress(item, DEFAULT_HTTP_PORT);
+    return { host: addr, pgPort, checkPort: port };
+  });
+}
+
+interface ButterflyAnswer {
+  self: { id: string; address: string; state: string };
+  members: Array<{ id: string; address: string; state: string }>;
+}
+
+async function membersFromRing(flags: FrontendFlags, pgPort: number): Promise<{ members: FrontendMember[]; from: string }> {
+  let api: ApiClient;
+  try {
+    api = ApiClient.fromStateDir(flags.stateDir, { url: flags.api, secrets: flags.secrets });
+  } catch (err) {
+    throw new Error(`${(err as Error).message}; or list the members with --members ADDR:HTTPPORT,...`);
+  }
+  // Members publish no API port in the ring yet; a cluster runs them all on the same one.
+  const checkPort = flags.httpPort ? parsePort(flags.httpPort, '--http-port') : Number(new URL(api.url).port || DEFAULT_HTTP_PORT);
+  const view = await api.request<ButterflyAnswer>('GET', '/butterfly');
+  const byId = new Map<string, FrontendMember>();
+  for (const m of [view.self, ...view.members]) {
+    if (m.state === 'departed' || byId.has(m.id)) continue;
+    byId.set(m.id, { name: m.id, host: parsePeerAddress(m.address).addr, pgPort, checkPort });
+  }
+  const members = [...byId.values()].sort((a, b) => a.host.localeCompare(b.host, 'en', { numeric: true }));
+  return { members, from: api.url };
+}
+
+function parseListen(text: string, flag: string): Listen {
+  try {
+    const { addr, port } = parsePeerAddress(text, 0);
+    return { host: addr, port };
+  } catch (err) {
+    throw new Error(`${flag}: ${(err as Error).message}`);
+  }
+}
+
+function parsePort(text: string, flag: string): number {
+  const port = Number(text);
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new Error(`${flag} must be a port (1-65535), got "${text}"`);
+  return port;
+}

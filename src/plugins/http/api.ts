@@ -1,0 +1,64 @@
+import type { FastifyInstance } from 'fastify';
+import type { Memberlist } from '../../gossip/memberlist.js';
+import type { Leadership } from '../../supervisor/leadership.js';
+import type { Logger } from '../../supervisor/log.js';
+import type { Supervisor } from '../../supervisor/supervisor.js';
+import { ApiMetrics, metricsRoutes } from '../metrics/metrics.js';
+import { butterflyRoutes } from './butterfly.js';
+import { checkRoutes } from './checks.js';
+import { configApplyRoutes, type ConfigPublisher } from './config-apply.js';
+import { EventHub, eventRoutes, watchRing, type EventHubOptions } from './events.js';
+import { Heartbeat } from './liveness.js';
+import { operationRoutes } from './operations.js';
+import { createHttpServer, type HttpTls, type OpenAccess } from './server.js';
+import { servicesRoutes } from './services.js';
+import { viewRoutes } from './views.js';
+
+export interface ApiDeps {
+  log: Logger;
+  memberId: string;
+  ring: Memberlist;
+  supervisor: Supervisor;
+  leadership: Leadership;
+  /** Gossips a config document (POST /config). */
+  configs: ConfigPublisher;
+  token: string;
+  tls?: HttpTls;
+  open?: OpenAccess;
+  events?: EventHubOptions;
+  livenessMaxAgeMs?: number;
+}
+
+/**
+ * The whole member API: load-balancer checks, views, operations, metrics,
+ * the event stream and the OpenAPI description, on one fastify instance
+ * (not yet listening). Closing it detaches everything it subscribed to.
+ */
+export async function createApiServer(deps: ApiDeps): Promise<FastifyInstance> {
+  const { memberId, ring, supervisor, leadership } = deps;
+  const metrics = new ApiMetrics({ ring, supervisor });
+  const hub = new EventHub({ ...deps.events, onClients: (n) => metrics.eventClients.set(n), onDropped: () => metrics.eventClientsDropped.inc() });
+  const unwatch = watchRing(ring, (e) => hub.publish(e));
+  const app = await createHttpServer({
+    log: deps.log,
+    token: deps.token,
+    tls: deps.tls,
+    open: deps.open,
+    onResponse: (req, status, seconds) => metrics.observeRequest(req.method, req.routeOptions.url ?? 'unmatched', status, seconds),
+    plugins: [
+      { plugin: checkRoutes, options: { memberId, leadership, services: supervisor, heartbeat: new Heartbeat(), livenessMaxAgeMs: deps.livenessMaxAgeMs } },
+      { plugin: viewRoutes, options: { memberId, ring, services: supervisor, leadership } },
+      { plugin: butterflyRoutes, options: { ring } },
+      { plugin: servicesRoutes, options: { supervisor } },
+      { plugin: configApplyRoutes, options: { supervisor, ring: deps.configs } },
+      { plugin: operationRoutes },
+      { plugin: metricsRoutes, options: { metrics } },
+      { plugin: eventRoutes, options: { hub, memberId } },
+    ],
+  });
+  app.addHook('onClose', async () => {
+    unwatch();
+    metrics.close();
+  });
+  return app;
+}

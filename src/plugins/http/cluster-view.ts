@@ -1,0 +1,207 @@
+import type { MemberView } from '../../gossip/memberlist.js';
+import type { MemberStateName } from '../../gossip/member-state.js';
+import type { StoredRumor } from '../../gossip/rumor-store.js';
+import { RUMOR_ROLE, roleRumor, type LeadershipState, type RoleRumor } from '../../supervisor/leadership.js';
+import type { ServiceStatus } from '../../supervisor/service.js';
+
+/**
+ * The census: every member with its services, their health and role, built
+ * from the ring's rumors (and, for this member, from its own live state,
+ * which is fresher). Pure functions of their input, so the same view backs
+ * /census, /cluster and `hasup status`.
+ */
+
+/** Kind of the rumor the daemon publishes for each service (key MEMBER/SVC.GROUP). */
+export const RUMOR_SERVICE = 'service';
+
+/** Operators are warned when a member's clock is this far from ours (as the daemon's log). */
+export const CLOCK_DRIFT_WARN_MS = 1500;
+
+export interface CensusService {
+  service_group: string;
+  state: string;
+  pid: number | null;
+  health: string;
+  since: number | null;
+  config_version: number;
+  role: RoleRumor['role'] | null;
+  writable: boolean | null;
+  lease_in_doubt: boolean | null;
+  lag_bytes: number | null;
+  replication_state: string | null;
+  timeline: number | null;
+}
+
+export interface CensusMember {
+  id: string;
+  address: string;
+  state: MemberStateName;
+  incarnation: number;
+  self: boolean;
+  clock_offset_ms: number | null;
+  rtt_ms: number | null;
+  services: CensusService[];
+}
+
+export interface ServiceGroupMember {
+  member: string;
+  member_state: MemberStateName;
+  state: string;
+  health: string;
+  role: RoleRumor['role'] | null;
+  lag_bytes: number | null;
+  replication_state: string | null;
+  timeline: number | null;
+  config_version: number;
+}
+
+export interface ServiceGroupView {
+  service_group: string;
+  /** The one live member whose role is leader; null when none or several claim it. */
+  leader: string | null;
+  /** Every live member claiming the leader role (more than one before the HA election exists). */
+  leaders: string[];
+  healthy: number;
+  total: number;
+  members: ServiceGroupMember[];
+}
+
+export interface Census {
+  member_id: string;
+  members: CensusMember[];
+  service_groups: ServiceGroupView[];
+}
+
+export interface ClusterView {
+  member_id: string;
+  gossip: Record<MemberStateName, number>;
+  clock_drift_warn_ms: number;
+  members: Array<Omit<CensusMember, 'services'> & { clock_drift: boolean; services: string[] }>;
+  service_groups: ServiceGroupView[];
+}
+
+export interface CensusInput {
+  memberId: string;
+  members: MemberView[];
+  rumors: (kind: string) => StoredRumor[];
+  localServices: ServiceStatus[];
+  leadership: LeadershipState;
+}
+
+interface ServiceRumorPayload {
+  state?: string;
+  pid?: number | null;
+  health?: string;
+  since?: number;
+  config_version?: number;
+}
+
+function parseJson<T>(payload: Uint8Array): T | undefined {
+  try {
+    return JSON.parse(Buffer.from(payload).toString('utf8')) as T;
+  } catch {
+    return undefined;
+  }
+}
+
+/** MEMBER/SVC.GROUP → [member, svc.group]; member ids hold no '/'. */
+function splitKey(key: string): [string, string] | undefined {
+  const slash = key.indexOf('/');
+  return slash > 0 ? [key.slice(0, slash), key.slice(slash + 1)] : undefined;
+}
+
+const isLive = (state: MemberStateName) => state === 'alive' || state === 'suspect';
+
+export function buildCensus(input: CensusInput): Census {
+  const services = new Map<string, Map<string, CensusService>>();
+  const slot = (member: string, group: string): CensusService => {
+    let byGroup = services.get(member);
+    if (!byGroup) services.set(member, (byGroup = new Map()));
+    let s = byGroup.get(group);
+    if (!s) {
+      s = { service_group: group, state: 'unknown', pid: null, health: 'unknown', since: null, config_version: 0, role: null, writable: null, lease_in_doubt: null, lag_bytes: null, replication_state: null, timeline: null };
+      byGroup.set(group, s);
+    }
+    return s;
+  };
+
+  for (const r of input.rumors(RUMOR_SERVICE)) {
+    const key = splitKey(r.key);
+    if (!key || key[0] === input.memberId) continue;
+    const p = parseJson<ServiceRumorPayload>(r.payload);
+    if (!p) continue;
+    Object.assign(slot(key[0], key[1]), { state: p.state ?? 'unknown', pid: p.pid ?? null, health: p.health ?? 'unknown', since: p.since ?? null, config_version: p.config_version ?? 0 });
+  }
+  for (const r of input.rumors(RUMOR_ROLE)) {
+    const key = splitKey(r.key);
+    if (!key || key[0] === input.memberId) continue;
+    const p = parseJson<RoleRumor>(r.payload);
+    if (p) applyRole(slot(key[0], key[1]), p);
+  }
+  for (const s of input.localServices) {
+    Object.assign(slot(input.memberId, `${s.name}.${s.group}`), { state: s.state, pid: s.pid ?? null, health: s.health, since: s.since, config_version: s.configVersion });
+  }
+  if (input.leadership.serviceGroup) applyRole(slot(input.memberId, input.leadership.serviceGroup), roleRumor(input.leadership));
+
+  const members: CensusMember[] = input.members
+    .map((m) => ({
+      id: m.id,
+      address: `${m.addr}:${m.port}`,
+      state: m.state,
+      incarnation: m.incarnation,
+      self: m.id === input.memberId,
+      clock_offset_ms: m.clockOffsetMs === undefined ? null : Math.round(m.clockOffsetMs),
+      rtt_ms: m.rttMs === undefined ? null : Math.round(m.rttMs * 100) / 100,
+      services: [...(services.get(m.id)?.values() ?? [])].sort((a, b) => a.service_group.localeCompare(b.service_group)),
+    }))
+    .sort((a, b) => a.id.localeCompare(b.id));
+  return { member_id: input.memberId, members, service_groups: groupView(members) };
+}
+
+function applyRole(s: CensusService, p: RoleRumor): void {
+  Object.assign(s, { role: p.role, writable: p.writable, lease_in_doubt: p.lease_in_doubt, lag_bytes: p.lag_bytes, replication_state: p.replication_state, timeline: p.timeline });
+}
+
+function groupView(members: CensusMember[]): ServiceGroupView[] {
+  const groups = new Map<string, ServiceGroupView>();
+  for (const m of members) {
+    for (const s of m.services) {
+      let g = groups.get(s.service_group);
+      if (!g) groups.set(s.service_group, (g = { service_group: s.service_group, leader: null, leaders: [], healthy: 0, total: 0, members: [] }));
+      g.members.push({
+        member: m.id,
+        member_state: m.state,
+        state: s.state,
+        health: s.health,
+        role: s.role,
+        lag_bytes: s.lag_bytes,
+        replication_state: s.replication_state,
+        timeline: s.timeline,
+        config_version: s.config_version,
+      });
+      if (!isLive(m.state)) continue;
+      g.total++;
+      if (s.state === 'running' && (s.health === 'ok' || s.health === 'warning')) g.healthy++;
+      if (s.role === 'leader' && s.lease_in_doubt !== true) g.leaders.push(m.id);
+    }
+  }
+  for (const g of groups.values()) g.leader = g.leaders.length === 1 ? g.leaders[0]! : null;
+  return [...groups.values()].sort((a, b) => a.service_group.localeCompare(b.service_group));
+}
+
+export function buildClusterView(input: CensusInput): ClusterView {
+  const census = buildCensus(input);
+  const gossip: Record<MemberStateName, number> = { alive: 0, suspect: 0, dead: 0, left: 0, departed: 0 };
+  for (const m of census.members) gossip[m.state]++;
+  return {
+    member_id: census.member_id,
+    gossip,
+    clock_drift_warn_ms: CLOCK_DRIFT_WARN_MS,
+    members: census.members.map(({ services, ...m }) => ({
+      ...m,
+      clock_drift: m.clock_offset_ms !== null && Math.abs(m.clock_offset_ms) > CLOCK_DRIFT_WARN_MS,
+      services: services.map((s) => s.service_group),
+    })),
+    service_groups: census.service_groups,
+  };
+}

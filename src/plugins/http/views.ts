@@ -1,0 +1,31 @@
+import type { FastifyPluginAsync } from 'fastify';
+import type { Memberlist } from '../../gossip/memberlist.js';
+import type { Leadership } from '../../supervisor/leadership.js';
+import type { ServiceStatus } from '../../supervisor/service.js';
+import { buildCensus, buildClusterView, type CensusInput } from './cluster-view.js';
+
+export interface ViewDeps {
+  memberId: string;
+  ring: Pick<Memberlist, 'members' | 'rumors'>;
+  services: { list(): ServiceStatus[] };
+  leadership: Leadership;
+}
+
+/**
+ * `/census` (Habitat's name: every member, its services, their health and
+ * role, the leader of each service group) and `/cluster` (the same, one line
+ * per member and per service group: what `hasup status` shows).
+ */
+export const viewRoutes: FastifyPluginAsync<ViewDeps> = async (app, deps) => {
+  const input = (): CensusInput => ({
+    memberId: deps.memberId,
+    members: deps.ring.members(),
+    rumors: (kind) => deps.ring.rumors(kind),
+    localServices: deps.services.list(),
+    leadership: deps.leadership.state(),
+  });
+  app.get('/census', { schema: { description: 'Every member with its services, health and role; the leader of each service group.' } }, async () => buildCensus(input()));
+  app.get('/cluster', { schema: { description: 'The whole cluster in one answer: members, gossip states, clock drift, and per service group the leader, roles, lag, timeline and health.' } }, async () =>
+    buildClusterView(input()),
+  );
+};

@@ -1,0 +1,205 @@
+import { EventEmitter } from 'node:events';
+import type { ServiceStatus } from './service.js';
+
+/**
+ * What the load-balancer checks and the cluster views need to know about
+ * this member's place in its PostgreSQL service group. The checks answer
+ * thousands of times a second and must never wait on a child, so an
+ * implementation keeps this in memory, up to date from the health loop and
+ * the election's own events; `state()` is a synchronous read.
+ *
+ * StandaloneLeadership (below) serves a single node. The HA issue replaces it
+ * with the etcd-lease-based election, which alone can say "lease in doubt".
+ */
+export type PostgresRole = 'leader' | 'replica' | 'unknown';
+
+/** Patroni's names for a follower's replication state; unknown when nobody has looked. */
+export type ReplicationState = 'streaming' | 'in archive recovery' | 'stopped' | 'unknown';
+
+export interface LeadershipState {
+  /** The PostgreSQL service group this member runs (postgresql.default), null when it runs none. */
+  serviceGroup: string | null;
+  role: PostgresRole;
+  /** This member holds the leader lease. */
+  holdsLease: boolean;
+  /**
+   * This member cannot tell whether its lease is still valid (etcd
+   * unreachable, renewal overdue): it must stop taking writes now, so the
+   * write checks answer 503 while this is true whatever else holds.
+   */
+  leaseInDoubt: boolean;
+  /** PostgreSQL accepts writes here (running, healthy, not in recovery). */
+  writable: boolean;
+  /** For a replica: its WAL receiver state and how far it is behind the leader, in bytes. */
+  replication: { state: ReplicationState; lagBytes: number | null } | null;
+  timeline: number | null;
+  /** Member id of the group's leader as this member knows it, null when none is known. */
+  leader: string | null;
+  /** ms since the epoch of the last change of `role`. */
+  since: number;
+  /** Why the role is what it is, for operators (never a secret). */
+  reason: string;
+}
+
+export interface Leadership {
+  /** The current state, from memory; O(1), never blocks. */
+  state(): LeadershipState;
+  /** Called after every change of role, lease, doubt or writability. Returns the unsubscriber. */
+  onChange(listener: (state: LeadershipState) => void): () => void;
+  close(): void;
+}
+
+/** The part of the Supervisor a StandaloneLeadership reads. */
+export interface ServiceSource {
+  get(name: string): { status(): ServiceStatus } | undefined;
+  on(event: 'status', listener: (s: ServiceStatus) => void): unknown;
+  off(event: 'status', listener: (s: ServiceStatus) => void): unknown;
+}
+
+/** How often derived state is re-read, to catch details (in_recovery) that change without a status event. */
+const RECHECK_INTERVAL_MS = 1000;
+
+/**
+ * A single node is its own leader while its PostgreSQL runs, is healthy and
+ * is not in recovery; a server in recovery (a standby.signal put there by
+ * hand) is a replica whose replication state it does not know. There is no
+ * lease to doubt. Everything is derived from the service's last health
+ * result, which the supervisor's health loop keeps in memory.
+ */
+export class StandaloneLeadership implements Leadership {
+  private readonly events = new EventEmitter<{ change: [LeadershipState] }>();
+  private last: LeadershipState;
+  private readonly timer: NodeJS.Timeout;
+  private readonly onStatus = (s: ServiceStatus) => {
+    if (s.name === this.serviceName) this.recheck();
+  };
+
+  constructor(
+    private readonly services: ServiceSource,
+    private readonly memberId: string,
+    private readonly serviceName = 'postgresql',
+    private readonly now: () => number = Date.now,
+  ) {
+    this.last = this.derive(now());
+    services.on('status', this.onStatus);
+    this.timer = setInterval(() => this.recheck(), RECHECK_INTERVAL_MS).unref();
+  }
+
+  state(): LeadershipState {
+    const fresh = this.derive(this.last.since);
+    if (sameRole(fresh, this.last)) return fresh;
+    // The health loop changed something no event told us about yet.
+    this.recheck();
+    return this.last;
+  }
+
+  onChange(listener: (state: LeadershipState) => void): () => void {
+    this.events.on('change', listener);
+    return () => this.events.off('change', listener);
+  }
+
+  close(): void {
+    clearInterval(this.timer);
+    this.services.off('status', this.onStatus);
+    this.events.removeAllListeners();
+  }
+
+  private recheck(): void {
+    const fresh = this.derive(this.last.since);
+    if (sameRole(fresh, this.last)) {
+      this.last = fresh;
+      return;
+    }
+    this.last = { ...fresh, since: this.now() };
+    this.events.emit('change', this.last);
+  }
+
+  private derive(since: number): LeadershipState {
+    const status = this.services.get(this.serviceName)?.status();
+    const base: LeadershipState = {
+      serviceGroup: status ? `${status.name}.${status.group}` : null,
+      role: 'unknown',
+      holdsLease: false,
+      leaseInDoubt: false,
+      writable: false,
+      replication: null,
+      timeline: null,
+      leader: null,
+      since,
+      reason: '',
+    };
+    if (!status) return { ...base, reason: `this member runs no ${this.serviceName}` };
+    if (status.state !== 'running') return { ...base, reason: `${this.serviceName} is ${status.state}` };
+    if (status.health !== 'ok' && status.health !== 'warning') {
+      return { ...base, reason: `${this.serviceName} health is ${status.health}${status.healthMessage ? ` (${status.healthMessage})` : ''}` };
+    }
+    const inRecovery = status.details?.in_recovery;
+    if (inRecovery === false) {
+      return { ...base, role: 'leader', holdsLease: true, writable: true, leader: this.memberId, reason: 'standalone: this node is its own leader' };
+    }
+    if (inRecovery === true) {
+      return { ...base, role: 'replica', replication: { state: 'unknown', lagBytes: null }, reason: 'in recovery; a standalone node does not know its upstream' };
+    }
+    return { ...base, reason: `${this.serviceName} health does not say whether it is in recovery` };
+  }
+}
+
+function sameRole(a: LeadershipState, b: LeadershipState): boolean {
+  return (
+    a.role === b.role &&
+    a.serviceGroup === b.serviceGroup &&
+    a.holdsLease === b.holdsLease &&
+    a.leaseInDoubt === b.leaseInDoubt &&
+    a.writable === b.writable &&
+    a.leader === b.leader &&
+    a.timeline === b.timeline &&
+    a.replication?.state === b.replication?.state &&
+    a.replication?.lagBytes === b.replication?.lagBytes
+  );
+}
+
+// ---- the role rumor -----------------------------------------------------------
+
+export const RUMOR_ROLE = 'role';
+
+/** What every member learns about another's role through the ring (key: MEMBER/SVC.GROUP). */
+export interface RoleRumor {
+  role: PostgresRole;
+  writable: boolean;
+  lease_in_doubt: boolean;
+  lag_bytes: number | null;
+  replication_state: ReplicationState | null;
+  timeline: number | null;
+  since: number;
+}
+
+export function roleRumor(s: LeadershipState): RoleRumor {
+  return {
+    role: s.role,
+    writable: s.writable,
+    lease_in_doubt: s.leaseInDoubt,
+    lag_bytes: s.replication?.lagBytes ?? null,
+    replication_state: s.replication?.state ?? null,
+    timeline: s.timeline,
+    since: s.since,
+  };
+}
+
+/**
+ * Gossips this member's role on every change (and once at start), so every
+ * member's census shows who leads each service group. Returns the stopper.
+ */
+export function gossipRoles(
+  leadership: Leadership,
+  memberId: string,
+  ring: { publish(r: { kind: string; key: string; version: number; payload: Uint8Array }): boolean },
+): () => void {
+  let version = 0;
+  const publish = (s: LeadershipState) => {
+    if (!s.serviceGroup) return;
+    version = Math.max(version + 1, Date.now());
+    ring.publish({ kind: RUMOR_ROLE, key: `${memberId}/${s.serviceGroup}`, version, payload: Buffer.from(JSON.stringify(roleRumor(s))) });
+  };
+  publish(leadership.state());
+  return leadership.onChange(publish);
+}
