@@ -108,6 +108,10 @@ export class Service extends EventEmitter<{ status: [ServiceStatus] }> {
         this.startupProbing = true;
         this.scheduleHealth(0);
       }
+      // No process, no health: say so at once rather than at the next check.
+      if (this.running && r.state !== 'running' && r.state !== 'starting') {
+        this.setHealth({ status: 'critical', message: r.lastError ? `${r.state}: ${r.lastError}` : `process is ${r.state}` });
+      }
       this.emit('status', this.status());
     });
   }
@@ -336,6 +340,12 @@ export class Service extends EventEmitter<{ status: [ServiceStatus] }> {
         result = await this.deps.driver.health(this.context(this.cfg), AbortSignal.timeout(timeout_ms));
       } catch (err) {
         result = { status: 'critical', message: (err as Error).message };
+      }
+      // The process changed while we asked (crashed, restarted): the answer is stale.
+      const now = this.runner.state();
+      if (now.state !== 'running' || now.pid !== r.pid) {
+        this.scheduleHealth(0);
+        return;
       }
     }
     if (this.running) this.setHealth(result);

@@ -143,9 +143,11 @@ test('a slow /events client is dropped once its backlog passes the bound; a fast
   const { port } = app.server.address() as AddressInfo;
   const url = `ws://127.0.0.39:${port}/events`;
 
+  console.error('dbg start');
   const refused = new WebSocket(url);
   const refusal = await new Promise<number>((resolve) => refused.on('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0)));
   assert.equal(refusal, 401, 'no token, no stream');
+  console.error('dbg refused ok');
 
   const open = async () => {
     const ws = new WebSocket(url, { headers: { authorization: `Bearer ${TOKEN}` } });
@@ -177,14 +179,19 @@ test('a slow /events client is dropped once its backlog passes the bound; a fast
   }
   assert.equal(dropped, 1, 'the paused client was dropped');
   assert.equal(hub.size, 1, 'the fast client stays');
+  console.error('dbg dropped ok');
   slow.resume();
   await slowClosed;
+  console.error('dbg closed ok');
   const expected = batches * perBatch;
   const deadline = Date.now() + 10_000;
   while (fastCount < expected && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  console.error('dbg count', fastCount, expected);
   assert.equal(fastCount, expected, 'the fast client received every event');
   fast.close();
+  console.error('dbg closing');
   await app.close();
+  console.error('dbg closed');
 });
 
 test('redactSecrets hides values under secret-looking keys at any depth', () => {

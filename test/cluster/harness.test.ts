@@ -143,7 +143,7 @@ describe('namespace cluster: three real members on their own network stacks', { 
   /** Resolves when every viewer has logged each of `peers` as dead since `since`; returns the slowest delay. */
   async function seenDead(viewers: number[], peers: number[], since: number): Promise<number> {
     const events = await Promise.all(
-      viewers.flatMap((v) => peers.map((p) => member(v).waitForEvent(deathOf(ids.get(p)!, since), 30_000, `node ${p} dead on node ${v}`))),
+      viewers.flatMap((v) => peers.map((p) => member(v).waitForEvent(deathOf(ids.get(p)!, since), 45_000, `node ${p} dead on node ${v}`))),
     );
     return Math.max(...events.map((e) => e.time)) - since;
   }
