@@ -145,7 +145,12 @@ test('a slow /events client is dropped once its backlog passes the bound; a fast
 
   console.error('dbg start');
   const refused = new WebSocket(url);
-  const refusal = await new Promise<number>((resolve) => refused.on('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0)));
+  const refusal = await new Promise<number>((resolve) =>
+    refused.on('unexpected-response', (req, res) => {
+      resolve(res.statusCode ?? 0);
+      req.destroy();
+    }),
+  );
   assert.equal(refusal, 401, 'no token, no stream');
   console.error('dbg refused ok');
 
@@ -186,12 +191,11 @@ test('a slow /events client is dropped once its backlog passes the bound; a fast
   const expected = batches * perBatch;
   const deadline = Date.now() + 10_000;
   while (fastCount < expected && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-  console.error('dbg count', fastCount, expected);
   assert.equal(fastCount, expected, 'the fast client received every event');
+  console.error('dbg count ok');
   fast.close();
-  console.error('dbg closing');
   await app.close();
-  console.error('dbg closed');
+  console.error('dbg app closed');
 });
 
 test('redactSecrets hides values under secret-looking keys at any depth', () => {

@@ -8,6 +8,7 @@ import { mkdirSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
+import { loadSecretsFile } from '../../src/supervisor/secrets.js';
 
 export const HASUP_BIN = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'src', 'cli', 'main.js');
 
@@ -39,6 +40,8 @@ export class MemberProc {
     readonly addr: string,
     readonly httpPort: number,
     readonly child: ChildProcess,
+    /** The member's cluster secrets (created on its first start): the API token comes from here. */
+    readonly secretsFile?: string,
   ) {
     createInterface({ input: child.stdout! }).on('line', (line) => this.onLine(line));
     createInterface({ input: child.stderr! }).on('line', (line) => this.stderr.push(line));
@@ -83,10 +86,39 @@ export class MemberProc {
     });
   }
 
-  async butterfly(): Promise<Butterfly> {
-    const res = await fetch(`http://${this.addr}:${this.httpPort}/butterfly`, { signal: AbortSignal.timeout(2000) });
-    if (!res.ok) throw new Error(`GET /butterfly on ${this.addr}: ${res.status}`);
-    return (await res.json()) as Butterfly;
+  get apiUrl(): string {
+    return `http://${this.addr}:${this.httpPort}`;
+  }
+
+  /** The API token, or undefined while the member has not yet created its secrets file. */
+  apiToken(): string | undefined {
+    if (!this.secretsFile) return undefined;
+    try {
+      return loadSecretsFile(this.secretsFile).api_token;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** An authenticated request to this member's HTTP API; throws on a non-2xx answer. */
+  async api<T>(path: string, init: { method?: 'GET' | 'POST'; body?: unknown; timeoutMs?: number } = {}): Promise<T> {
+    const token = this.apiToken();
+    const res = await fetch(`${this.apiUrl}${path}`, {
+      method: init.method ?? 'GET',
+      headers: {
+        ...(token ? { authorization: `Bearer ${token}` } : {}),
+        ...(init.body !== undefined ? { 'content-type': 'application/json' } : {}),
+      },
+      body: init.body === undefined ? undefined : JSON.stringify(init.body),
+      signal: AbortSignal.timeout(init.timeoutMs ?? 2000),
+    });
+    const text = await res.text();
+    if (!res.ok) throw new Error(`${init.method ?? 'GET'} ${path} on ${this.addr}: ${res.status} ${text.slice(0, 200)}`);
+    return (text ? JSON.parse(text) : undefined) as T;
+  }
+
+  butterfly(): Promise<Butterfly> {
+    return this.api<Butterfly>('/butterfly');
   }
 
   kill9(): void {
@@ -148,7 +180,7 @@ export class LocalRing {
       ...(o.extraArgs ?? []),
     ];
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    const member = new MemberProc(index, addr, this.opts.httpPort, child);
+    const member = new MemberProc(index, addr, this.opts.httpPort, child, join(stateDir, 'secrets.json'));
     this.members.set(index, member);
     return member;
   }

@@ -30,8 +30,7 @@ import { chmodSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DEFAULT_HTTP_PORT } from '../../src/cli/run.js';
-import { loadSecretsFile } from '../../src/supervisor/secrets.js';
-import { HASUP_BIN, MemberProc, type Butterfly } from './member-procs.js';
+import { HASUP_BIN, MemberProc } from './member-procs.js';
 import { commandExists, runCommand, runCommandSync, runCommandSyncQuiet, sleepSync } from './netns/commands.js';
 import { droppedPacketsFromJson, FAULT_TABLE, hasFaults, noFaults, renderFaultScript, type NodeFaults } from './netns/fault-rules.js';
 import { listLinks, listNamespaces, liveMarkers, namespacePids, processStartTime, removeMarker, sweepOrphans, writeMarker } from './netns/ownership.js';
@@ -66,51 +65,8 @@ export function netnsUnavailableReason(): string | null {
  * exit, stop) whose API calls carry the cluster's bearer token, read from
  * the secrets file the member uses.
  */
-export class HasupMember extends MemberProc {
-  constructor(
-    index: number,
-    addr: string,
-    httpPort: number,
-    child: ChildProcess,
-    readonly secretsFile: string,
-  ) {
-    super(index, addr, httpPort, child);
-  }
-
-  get apiUrl(): string {
-    return `http://${this.addr}:${this.httpPort}`;
-  }
-
-  /** The API token, or undefined while the member has not yet created its secrets file. */
-  apiToken(): string | undefined {
-    try {
-      return loadSecretsFile(this.secretsFile).api_token;
-    } catch {
-      return undefined;
-    }
-  }
-
-  /** An authenticated request to this member's HTTP API from the host; throws on a non-2xx answer. */
-  async api<T>(path: string, init: { method?: 'GET' | 'POST'; body?: unknown; timeoutMs?: number } = {}): Promise<T> {
-    const token = this.apiToken();
-    const res = await fetch(`${this.apiUrl}${path}`, {
-      method: init.method ?? 'GET',
-      headers: {
-        ...(token ? { authorization: `Bearer ${token}` } : {}),
-        ...(init.body !== undefined ? { 'content-type': 'application/json' } : {}),
-      },
-      body: init.body === undefined ? undefined : JSON.stringify(init.body),
-      signal: AbortSignal.timeout(init.timeoutMs ?? 2000),
-    });
-    const text = await res.text();
-    if (!res.ok) throw new Error(`${init.method ?? 'GET'} ${path} on ${this.addr}: ${res.status} ${text.slice(0, 200)}`);
-    return (text ? JSON.parse(text) : undefined) as T;
-  }
-
-  override butterfly(): Promise<Butterfly> {
-    return this.api<Butterfly>('/butterfly');
-  }
-}
+/** A member started by the harness: MemberProc knows its secrets file and speaks the token. */
+export type HasupMember = MemberProc;
 
 export class ClusterNode {
   /** Processes started on this node through exec()/spawnHasup(), alive or not. */
@@ -153,7 +109,7 @@ export class ClusterNode {
       env: { ...process.env, HASUP_STATE_DIR: this.stateDir, ...opts.env },
     });
     const secretsFile = flagValue(args, '--secrets') ?? join(this.stateDir, 'secrets.json');
-    const member = new HasupMember(this.index, this.address, opts.httpPort ?? httpPortOf(args), child, secretsFile);
+    const member = new MemberProc(this.index, this.address, opts.httpPort ?? httpPortOf(args), child, secretsFile);
     this.members.push(member);
     return member;
   }

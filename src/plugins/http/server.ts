@@ -57,6 +57,8 @@ export async function createHttpServer(opts: {
     loggerInstance: opts.log.child({ component: 'http' }) as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: BODY_LIMIT_BYTES,
+    // Stopping the member must not wait on a client that keeps its connection open.
+    forceCloseConnections: true,
     // Unknown fields are errors, not silently dropped, so a typo is reported.
     ajv: { customOptions: { removeAdditional: false, allErrors: false } },
     ...(opts.tls ? { https: httpsOptions(opts.tls) } : {}),
