@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { parsePeerAddress } from '../gossip/address.js';
 import { renderHaproxyConfig, type FrontendMember, type Listen } from '../plugins/haproxy/config.js';
+import { parseServiceRumor, parseServiceRumorKey, RUMOR_SERVICE } from '../supervisor/service-rumor.js';
 import { DEFAULT_STATE_DIR } from '../supervisor/state-dir.js';
 import { ApiClient } from './api-client.js';
 import { DEFAULT_HTTP_PORT } from './run.js';
@@ -31,8 +32,8 @@ export function registerFrontendConfigCommand(program: Command): void {
     .description('print a load balancer config whose health checks call the members\' HTTP API (/primary, /replica)')
     .option('--haproxy', 'HAProxy format (the only one so far)')
     .option('--members <list>', 'ADDR[:HTTPPORT],... of every member (default: the ring as the local daemon sees it)')
-    .option('--pg-port <port>', 'PostgreSQL port on every member', '5432')
-    .option('--http-port <port>', 'HTTP API port of members found in the ring (default: the local daemon\'s)')
+    .option('--pg-port <port>', 'PostgreSQL port of members that publish none in the ring (and of every --members entry)', '5432')
+    .option('--http-port <port>', 'HTTP API port of every member found in the ring (default: the port each publishes, else the local daemon\'s)')
     .option('--listen <addr:port>', 'where clients connect for the writable leader', '0.0.0.0:5432')
     .option('--replica-listen <addr:port>', 'where clients connect for read-only sessions on followers', '0.0.0.0:5433')
     .option('--no-replicas', 'leave out the read-only listener')
@@ -70,6 +71,26 @@ export function parseMembersFlag(text: string, pgPort: number): FrontendMember[]
 interface ButterflyAnswer {
   self: { id: string; address: string; state: string };
   members: Array<{ id: string; address: string; state: string }>;
+  rumors?: Array<{ kind: string; key: string; payload: string }>;
+}
+
+/**
+ * The PostgreSQL and HTTP API ports each member publishes in its service
+ * rumors (base64 payloads as /butterfly shows them): member id → ports.
+ */
+export function publishedPorts(rumors: ButterflyAnswer['rumors']): Map<string, { pgPort?: number; apiPort?: number }> {
+  const out = new Map<string, { pgPort?: number; apiPort?: number }>();
+  for (const r of rumors ?? []) {
+    const key = r.kind === RUMOR_SERVICE ? parseServiceRumorKey(r.key) : undefined;
+    if (!key) continue;
+    const p = parseServiceRumor(Buffer.from(r.payload, 'base64'));
+    if (!p) continue;
+    const seen = out.get(key.member) ?? {};
+    if (key.service === 'postgresql' && p.ports?.port !== undefined) seen.pgPort = p.ports.port;
+    if (p.api_port !== undefined) seen.apiPort = p.api_port;
+    out.set(key.member, seen);
+  }
+  return out;
 }
 
 async function membersFromRing(flags: FrontendFlags, pgPort: number): Promise<{ members: FrontendMember[]; from: string }> {
@@ -79,13 +100,15 @@ async function membersFromRing(flags: FrontendFlags, pgPort: number): Promise<{ 
   } catch (err) {
     throw new Error(`${(err as Error).message}; or list the members with --members ADDR:HTTPPORT,...`);
   }
-  // Members publish no API port in the ring yet; a cluster runs them all on the same one.
+  // Ports a member publishes in its service rumors win; --http-port / --pg-port (or the local API's port) cover the rest.
   const checkPort = flags.httpPort ? parsePort(flags.httpPort, '--http-port') : Number(new URL(api.url).port || DEFAULT_HTTP_PORT);
   const view = await api.request<ButterflyAnswer>('GET', '/butterfly');
+  const published = publishedPorts(view.rumors);
   const byId = new Map<string, FrontendMember>();
   for (const m of [view.self, ...view.members]) {
     if (m.state === 'departed' || byId.has(m.id)) continue;
-    byId.set(m.id, { name: m.id, host: parsePeerAddress(m.address).addr, pgPort, checkPort });
+    const ports = published.get(m.id);
+    byId.set(m.id, { name: m.id, host: parsePeerAddress(m.address).addr, pgPort: ports?.pgPort ?? pgPort, checkPort: flags.httpPort ? checkPort : (ports?.apiPort ?? checkPort) });
   }
   const members = [...byId.values()].sort((a, b) => a.host.localeCompare(b.host, 'en', { numeric: true }));
   return { members, from: api.url };

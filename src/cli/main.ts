@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { registerCensusCommand } from './census.js';
 import { registerClientCommands } from './client-commands.js';
+import { registerClusterCommands } from './cluster.js';
 import { registerFrontendConfigCommand } from './frontend-config.js';
 import { registerRingKeyCommands } from './ring-key.js';
 import { registerRunCommand } from './run.js';
@@ -19,6 +20,7 @@ const program = new Command()
   .exitOverride();
 
 registerRunCommand(program);
+registerClusterCommands(program);
 registerRingKeyCommands(program);
 registerClientCommands(program);
 registerCensusCommand(program);

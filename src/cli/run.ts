@@ -3,7 +3,7 @@ import { parsePeerAddress } from '../gossip/address.js';
 import { GOSSIP_PROFILES, type GossipProfile } from '../gossip/config.js';
 import { loadNodeConfig, defaultNodeConfig, type NodeConfig } from '../supervisor/config-file.js';
 import { Daemon } from '../supervisor/daemon.js';
-import { createLogger } from '../supervisor/log.js';
+import { createLogger, LogTap } from '../supervisor/log.js';
 
 export const DEFAULT_HTTP_PORT = 9631;
 
@@ -31,8 +31,8 @@ export function registerRunCommand(program: Command): void {
     .option('--advertise <addr[:port]>', 'address other members reach this one at (gossip port 9638)')
     .option('--bind <addr>', 'address to bind the gossip sockets to (default: the advertised address)')
     .option('--peer <addr[:port]>', 'a member to join through; repeat for several', collect, [])
-    .option('--ring-key <file>', 'ring key file (see `hasup ring-key generate`)', process.env.HASUP_RING_KEY)
-    .option('--secrets <file>', 'cluster secrets file (default: STATE_DIR/secrets.json, created on first start)')
+    .option('--ring-key <file>', 'ring key file (see `hasup ring-key generate`; default: the ring key in the secrets file)', process.env.HASUP_RING_KEY)
+    .option('--secrets <file>', 'cluster secrets file (default: STATE_DIR/secrets.json; created on first start when --ring-key is given)')
     .option('--state-dir <dir>', 'state directory (default /var/lib/hasup)', process.env.HASUP_STATE_DIR)
     .addOption(new Option('--profile <name>', 'gossip timing profile (default lan)').choices(Object.keys(GOSSIP_PROFILES)))
     .option('--gossip <key=value>', 'override one gossip timing value (e.g. probeIntervalMs=500); repeatable', collect, [])
@@ -42,8 +42,10 @@ export function registerRunCommand(program: Command): void {
     .option('--log-level <level>', 'trace, debug, info, warn or error')
     .action(async (flags: RunFlags) => {
       const config = flags.config ? loadNodeConfig(flags.config) : defaultNodeConfig();
-      const log = createLogger({ level: flags.logLevel ?? config.log.level });
-      const daemon = new Daemon(daemonOptions(config, flags, log));
+      // The tap feeds the supervisor's own log lines to the journal shipper when shipping is on.
+      const logTap = new LogTap();
+      const log = createLogger({ level: flags.logLevel ?? config.log.level, tap: logTap });
+      const daemon = new Daemon({ ...daemonOptions(config, flags, log), logTap, shipping: shippingOptions(config.shipping) });
       let stopping = false;
       const shutdown = (signal: string) => {
         if (stopping) return;
@@ -68,8 +70,8 @@ function daemonOptions(config: NodeConfig, flags: RunFlags, log: ReturnType<type
   const where = config.file ? ` in ${config.file}` : '';
   const advertiseText = flags.advertise ?? config.member.advertise;
   if (!advertiseText) throw new Error(`--advertise ADDR is required (or member.advertise${where || ' in hasup.toml'})`);
+  // Without a ring-key file the daemon takes the ring key from the secrets file (and says so if it holds none).
   const ringKey = flags.ringKey ?? config.member.ring_key;
-  if (!ringKey) throw new Error('--ring-key FILE is required (or member.ring_key in hasup.toml, or HASUP_RING_KEY); create one with `hasup ring-key generate FILE`');
   const advertise = parsePeerAddress(advertiseText);
   const httpEnabled = flags.http && config.http.enabled;
   return {
@@ -88,6 +90,7 @@ function daemonOptions(config: NodeConfig, flags: RunFlags, log: ReturnType<type
       group: config.services.group,
       userLayers: config.service ?? {},
     },
+    cluster: { etcd: config.cluster.etcd, etcdVoters: config.cluster.etcd_voters },
     log,
   };
 }
@@ -118,4 +121,23 @@ function parseOverrides(pairs: string[]): Record<string, unknown> {
     out[pair.slice(0, eq)] = /^-?\d+(\.\d+)?$/.test(raw) ? Number(raw) : raw;
   }
   return out;
+}
+
+/** [shipping] of hasup.toml as the daemon takes it. */
+function shippingOptions(s: NodeConfig['shipping']): NonNullable<ConstructorParameters<typeof Daemon>[0]['shipping']> {
+  return {
+    enabled: s.enabled,
+    settings: {
+      elasticsearch: s.elasticsearch,
+      spoolMaxMb: s.spool_max_mb,
+      batchMaxEvents: s.batch_max_events,
+      batchMaxBytes: s.batch_max_bytes,
+      flushIntervalMs: s.flush_interval_ms,
+      retryMaxMs: s.retry_max_s * 1000,
+      retentionDays: s.retention_days,
+      metricsIntervalS: s.metrics_interval_s,
+      hostName: s.host_name,
+      journal: s.journal,
+    },
+  };
 }

@@ -14,6 +14,8 @@ const ipOrIpPort = (v: string) => {
   return isIP(host) ? undefined : `"${v}" must be a literal IP address, optionally with :PORT`;
 };
 
+const httpUrl = (v: string) => (/^https?:\/\/[^/\s]+\/?$/.test(v) ? undefined : `"${v}" must be an http(s)://HOST:PORT URL`);
+
 export const NODE_CONFIG_SCHEMA: Schema = {
   member: {
     type: 'table',
@@ -23,8 +25,16 @@ export const NODE_CONFIG_SCHEMA: Schema = {
       bind: { type: 'string', doc: 'address the gossip sockets bind to (default: the advertised address)', check: ipOrIpPort },
       peers: { type: 'string[]', doc: 'members to join through (IP[:PORT])', default: [], check: ipOrIpPort },
       state_dir: { type: 'string', doc: 'state directory: member id, rendered configs, data, logs', default: DEFAULT_STATE_DIR },
-      ring_key: { type: 'string', doc: 'ring key file (hasup ring-key generate)' },
-      secrets: { type: 'string', doc: 'cluster secrets file, mode 0600 (default: STATE_DIR/secrets.json, created on first start)' },
+      ring_key: { type: 'string', doc: 'ring key file (hasup ring-key generate); default: the ring key in the secrets file' },
+      secrets: { type: 'string', doc: 'cluster secrets file, mode 0600, from hasup cluster create (default: STATE_DIR/secrets.json)' },
+    },
+  },
+  cluster: {
+    type: 'table',
+    doc: 'cluster formation (for members prepared by hasup cluster create / join)',
+    fields: {
+      etcd: { type: 'boolean', doc: 'form etcd from the gossip census: the first etcd_voters members run etcd voting members, later ones are clients and run none', default: true },
+      etcd_voters: { type: 'integer', doc: 'how many members run an etcd voting member: 3 or 5', default: 3, min: 3, max: 5 },
     },
   },
   gossip: {
@@ -68,10 +78,28 @@ export const NODE_CONFIG_SCHEMA: Schema = {
       level: { type: 'string', doc: 'log level', enum: ['trace', 'debug', 'info', 'warn', 'error'], default: 'info' },
     },
   },
+  shipping: {
+    type: 'table',
+    doc: 'logs and metrics shipped to Elasticsearch (docs/shipping.md); on by default when this member runs Elasticsearch or elasticsearch URLs are listed',
+    fields: {
+      enabled: { type: 'boolean', doc: 'true or false to decide; unset: on when this member runs Elasticsearch or `elasticsearch` lists nodes' },
+      elasticsearch: { type: 'string[]', doc: 'Elasticsearch URLs (http://IP:PORT) to fail over to, after the local node when this member runs one', default: [], check: httpUrl },
+      spool_max_mb: { type: 'integer', doc: 'disk spool cap (STATE_DIR/spool/events); when full the oldest events are dropped and counted', default: 256, min: 1 },
+      batch_max_events: { type: 'integer', doc: 'events per bulk request at most', default: 5000, min: 1, max: 100000 },
+      batch_max_bytes: { type: 'integer', doc: 'uncompressed bytes per bulk request, about', default: 5242880, min: 1024, max: 104857600 },
+      flush_interval_ms: { type: 'integer', doc: 'a smaller batch is sent once its oldest event waited this long', default: 1000, min: 0, max: 60000 },
+      retry_max_s: { type: 'integer', doc: 'longest pause between retries of a failed bulk request (randomized exponential backoff up to this)', default: 30, min: 1, max: 600 },
+      retention_days: { type: 'integer', doc: 'daily indices (hasup-logs-*, hasup-metrics-*) older than this many days are deleted', default: 7, min: 1 },
+      metrics_interval_s: { type: 'integer', doc: 'seconds between metric samples (host, processes, services)', default: 10, min: 1, max: 3600 },
+      host_name: { type: 'string', doc: 'host.name of every event (default: the OS host name)' },
+      journal: { type: 'boolean', doc: 'also ship the systemd journal (journalctl -o json -f) where journald runs', default: true },
+    },
+  },
 };
 
 export interface NodeConfig {
   member: { advertise?: string; bind?: string; peers: string[]; state_dir: string; ring_key?: string; secrets?: string };
+  cluster: { etcd: boolean; etcd_voters: number };
   gossip: { profile: 'lan' | 'wan' | 'local'; overrides?: TomlTable };
   http: {
     enabled: boolean;
@@ -85,6 +113,19 @@ export interface NodeConfig {
   services: { load: string[]; plan_path: string[]; group: string };
   service?: Record<string, TomlTable>;
   log: { level: string };
+  shipping: {
+    enabled?: boolean;
+    elasticsearch: string[];
+    spool_max_mb: number;
+    batch_max_events: number;
+    batch_max_bytes: number;
+    flush_interval_ms: number;
+    retry_max_s: number;
+    retention_days: number;
+    metrics_interval_s: number;
+    host_name?: string;
+    journal: boolean;
+  };
   /** The file it came from, for error messages; undefined when built from flags alone. */
   file?: string;
 }
@@ -92,6 +133,7 @@ export interface NodeConfig {
 export function parseNodeConfig(text: string, file: string): NodeConfig {
   const data = validate(parseTomlFile(text, file), NODE_CONFIG_SCHEMA, text, file) as unknown as NodeConfig;
   if ((data.http.tls_cert === undefined) !== (data.http.tls_key === undefined)) throw new ConfigError(file, undefined, '"http.tls_cert" and "http.tls_key" go together: set both or neither');
+  if (data.cluster.etcd_voters !== 3 && data.cluster.etcd_voters !== 5) throw new ConfigError(file, undefined, `"cluster.etcd_voters" must be 3 or 5 (an odd number of voters keeps a majority), got ${data.cluster.etcd_voters}`);
   if (data.http.tls_client_ca !== undefined && data.http.tls_cert === undefined) throw new ConfigError(file, undefined, '"http.tls_client_ca" needs "http.tls_cert" and "http.tls_key"');
   for (const [name, layer] of Object.entries(data.service ?? {})) {
     if (typeof layer !== 'object' || layer === null || Array.isArray(layer)) throw new ConfigError(file, undefined, `"service.${name}" must be a table`);

@@ -8,13 +8,18 @@ import type { PeerAddress } from '../gossip/transport.js';
 import { createUdpTransport, type UdpTransport } from '../gossip/udp-transport.js';
 import { writeApiEndpoint } from '../cli/api-client.js';
 import { driverFor } from '../plugins/drivers.js';
+import { EtcdMembership } from '../plugins/etcd/membership.js';
 import { createApiServer } from '../plugins/http/api.js';
+import { memberRoutes } from '../plugins/http/members.js';
 import { listen, type HttpListen } from '../plugins/http/server.js';
+import { HostMetrics } from '../plugins/metrics/host-metrics.js';
+import { DEFAULT_SHIPPING, Shipping, type ShippingSettings } from '../plugins/shipper/shipping.js';
 import { StandaloneLeadership, gossipRoles, type Leadership } from './leadership.js';
 import { shippedPlansDir } from './install-paths.js';
-import { RotatingFileSink } from './log-sink.js';
-import type { Logger } from './log.js';
-import { loadOrCreateSecrets } from './secrets.js';
+import { MultiSink, RotatingFileSink } from './log-sink.js';
+import type { Logger, LogTap } from './log.js';
+import { keyringFromSecrets, loadOrCreateSecrets } from './secrets.js';
+import { encodeServiceRumor, ServicePorts } from './service-rumor.js';
 import type { ServiceStatus } from './service.js';
 import { StateDir } from './state-dir.js';
 import { Supervisor } from './supervisor.js';
@@ -26,13 +31,20 @@ export interface DaemonOptions {
   /** Address to bind the gossip sockets to; defaults to the advertised one. */
   bind?: string;
   peers: PeerAddress[];
-  ringKeyFile: string;
+  /** Ring-key file; when unset the ring key comes from the cluster secrets file (`hasup cluster create`). */
+  ringKeyFile?: string;
   /** Cluster secrets file; STATE_DIR/secrets.json (created on first start) when unset. */
   secretsFile?: string;
   profile: GossipProfile;
   gossipOverrides?: Record<string, unknown>;
   http: HttpListen | null;
   services: { load: string[]; planPath: string[]; group: string; userLayers: Record<string, TomlTable> };
+  /** hasup.toml [cluster]: etcd formation for members prepared by `hasup cluster create/join`. */
+  cluster?: { etcd: boolean; etcdVoters: number };
+  /** hasup.toml [shipping]: logs and metrics to Elasticsearch; `enabled` unset = on when this member runs Elasticsearch or lists nodes. */
+  shipping?: { enabled?: boolean; settings: ShippingSettings };
+  /** The supervisor's own log lines, for the shipper (createLogger's tap). */
+  logTap?: LogTap;
   log: Logger;
 }
 
@@ -56,7 +68,14 @@ export class Daemon {
   private supervisor?: Supervisor;
   private http?: FastifyInstance;
   private leadership?: Leadership;
+  private etcd?: EtcdMembership;
+  private servicePorts?: ServicePorts;
+  private apiPort?: number;
   private logSink?: RotatingFileSink;
+  /** Every child's lines: the log file, and the shipper when shipping is on. */
+  private readonly serviceLines = new MultiSink();
+  private shipping?: Shipping;
+  private readonly hostMetrics = new HostMetrics(() => this.shipping?.stats());
   private timers: NodeJS.Timeout[] = [];
   private stopped = false;
   private rumorVersion = 0;
@@ -77,9 +96,10 @@ export class Daemon {
   async start(): Promise<void> {
     const { opts, log } = this;
     const config = resolveGossipConfig(opts.profile, opts.gossipOverrides ?? {});
-    const keyring = loadKeyring(opts.ringKeyFile);
     const secretsFile = opts.secretsFile ?? this.state.path('secrets.json');
-    const secrets = loadOrCreateSecrets(secretsFile, opts.secretsFile === undefined);
+    // Without a ring-key file the secrets file must already hold the ring key: never invent one here.
+    const secrets = loadOrCreateSecrets(secretsFile, opts.secretsFile === undefined && opts.ringKeyFile !== undefined);
+    const keyring = opts.ringKeyFile ? loadKeyring(opts.ringKeyFile) : keyringFromSecrets(secrets, secretsFile);
 
     this.transport = await createUdpTransport({ bindAddr: opts.bind ?? opts.advertise.addr, port: opts.advertise.port, advertise: opts.advertise, log });
     const ring = new Memberlist({
@@ -98,6 +118,7 @@ export class Daemon {
     log.info({ event: 'started', gossip: formatPeerAddress(this.transport.local), profile: opts.profile }, 'gossip ring started');
 
     this.logSink = new RotatingFileSink({ dir: this.state.path('logs'), fileName: 'services.log' });
+    this.serviceLines.add(this.logSink);
     const supervisor = new Supervisor({
       stateDir: this.state,
       memberId: this.memberId,
@@ -107,12 +128,28 @@ export class Daemon {
       planPath: [...opts.services.planPath, shippedPlansDir()],
       group: opts.services.group,
       userLayers: opts.services.userLayers,
-      logSink: this.logSink,
+      logSink: this.serviceLines,
       log,
       driverFor,
     });
     this.supervisor = supervisor;
+    this.servicePorts = new ServicePorts([...opts.services.planPath, shippedPlansDir()]);
     supervisor.on('status', (s) => this.publishServiceRumor(s));
+    const etcd = new EtcdMembership({
+      ring,
+      supervisor,
+      stateDir: this.state,
+      memberId: this.memberId,
+      ip: opts.advertise.addr,
+      secrets,
+      secretsFile,
+      enabled: opts.cluster?.etcd ?? true,
+      voters: opts.cluster?.etcdVoters ?? 3,
+      planPath: [...opts.services.planPath, shippedPlansDir()],
+      userLayer: opts.services.userLayers.etcd ?? {},
+      log,
+    });
+    this.etcd = etcd;
 
     // Until the HA election lands, a member is its own PostgreSQL leader (the election replaces this).
     const leadership = new StandaloneLeadership(supervisor, this.memberId);
@@ -127,17 +164,47 @@ export class Daemon {
         supervisor,
         leadership,
         token: secrets.api_token,
+        metricsRegistries: [this.hostMetrics.registry],
         tls: opts.http.tls,
         open: opts.http.open,
         configs: { publish: (sg: string, version: number, toml: string) => ring.publish({ kind: RUMOR_SERVICE_CONFIG, key: sg, version, payload: Buffer.from(toml) }) },
       });
+      await this.http.register(memberRoutes, { ring, etcd });
       const url = await listen(this.http, opts.http);
+      this.apiPort = Number(new URL(url).port);
       writeApiEndpoint(this.state.root, { url, secrets: secretsFile });
       log.info({ event: 'http', url }, 'HTTP API listening');
     }
     this.joinPeers(0);
     this.timers.push(setInterval(() => this.checkClocks(), CLOCK_CHECK_INTERVAL_MS).unref());
-    await supervisor.start(opts.services.load);
+    // Under formation etcd runs only where the formation decides (it loads it there).
+    await supervisor.start(etcd.forming ? opts.services.load.filter((name) => name !== 'etcd') : opts.services.load);
+    etcd.start();
+    this.startShipping(supervisor, secrets, leadership);
+  }
+
+  /** Logs and metrics to Elasticsearch (docs/shipping.md), when this member runs Elasticsearch or is told to ship. */
+  private startShipping(supervisor: Supervisor, secrets: ReturnType<typeof loadOrCreateSecrets>, leadership: Leadership): void {
+    const config = this.opts.shipping;
+    const settings = config?.settings ?? DEFAULT_SHIPPING;
+    const enabled = config?.enabled ?? (supervisor.get('elasticsearch') !== undefined || settings.elasticsearch.length > 0);
+    if (!enabled || this.stopped) {
+      this.opts.logTap?.detach();
+      return;
+    }
+    this.shipping = new Shipping(settings, {
+      stateDir: this.state.root,
+      memberId: this.memberId,
+      ip: this.opts.advertise.addr,
+      log: this.log,
+      logTap: this.opts.logTap,
+      services: supervisor,
+      secrets,
+      role: () => leadership.state().role,
+      onSample: (sample) => this.hostMetrics.update(sample),
+    });
+    this.serviceLines.add(this.shipping.sink);
+    this.shipping.start();
   }
 
   /**
@@ -181,7 +248,7 @@ export class Daemon {
   private publishServiceRumor(s: ServiceStatus): void {
     if (!this.ring || this.stopped) return;
     this.rumorVersion = Math.max(this.rumorVersion + 1, Date.now());
-    const payload = Buffer.from(JSON.stringify({ state: s.state, pid: s.pid ?? null, health: s.health, since: s.since, config_version: s.configVersion }));
+    const payload = encodeServiceRumor(s, this.servicePorts?.of(s.name, this.supervisor?.get(s.name)?.config()), this.apiPort);
     this.ring.publish({ kind: RUMOR_SERVICE, key: `${this.memberId}/${s.name}.${s.group}`, version: this.rumorVersion, payload });
   }
 
@@ -201,7 +268,10 @@ export class Daemon {
     if (this.stopped) return;
     this.stopped = true;
     for (const t of this.timers) clearTimeout(t);
+    this.etcd?.stop();
     await this.supervisor?.stopAll();
+    // After the children: their last lines are spooled; what is not acknowledged ships at the next start.
+    await this.shipping?.stop();
     if (this.ring) {
       if (opts.leave) await this.ring.leave(2000).catch((err: unknown) => this.log.warn({ err }, 'leave failed'));
       else await this.ring.stop();

@@ -35,6 +35,12 @@ export interface LeadershipState {
   timeline: number | null;
   /** Member id of the group's leader as this member knows it, null when none is known. */
   leader: string | null;
+  /**
+   * In synchronous mode: 'sync' when this replica is in the synchronous set
+   * (commits may wait for it; it may be promoted), else 'async'. Undefined
+   * or null outside synchronous mode and on the leader.
+   */
+  syncRole?: 'sync' | 'async' | null;
   /** ms since the epoch of the last change of `role`. */
   since: number;
   /** Why the role is what it is, for operators (never a secret). */
@@ -68,6 +74,8 @@ const RECHECK_INTERVAL_MS = 1000;
  */
 export class StandaloneLeadership implements Leadership {
   private readonly events = new EventEmitter<{ change: [LeadershipState] }>();
+  /** The postmaster last seen, and the health details that were current when it appeared. */
+  private process: { pid: number | undefined; detailsAtStart: unknown } = { pid: undefined, detailsAtStart: undefined };
   private last: LeadershipState;
   private readonly timer: NodeJS.Timeout;
   private readonly onStatus = (s: ServiceStatus) => {
@@ -129,9 +137,17 @@ export class StandaloneLeadership implements Leadership {
       reason: '',
     };
     if (!status) return { ...base, reason: `this member runs no ${this.serviceName}` };
+    // Noted on the status event of every new process, before any health check of it can finish.
+    if (status.pid !== this.process.pid) this.process = { pid: status.pid, detailsAtStart: status.details };
     if (status.state !== 'running') return { ...base, reason: `${this.serviceName} is ${status.state}` };
     if (status.health !== 'ok' && status.health !== 'warning') {
       return { ...base, reason: `${this.serviceName} health is ${status.health}${status.healthMessage ? ` (${status.healthMessage})` : ''}` };
+    }
+    if (status.details === this.process.detailsAtStart) {
+      // Every health check yields a new details object; the one we hold was
+      // about the previous postmaster (which might have been a primary while
+      // this one came up in recovery), so wait for a check of this one.
+      return { ...base, reason: `waiting for the first health check of ${this.serviceName} pid ${status.pid ?? '?'}` };
     }
     const inRecovery = status.details?.in_recovery;
     if (inRecovery === false) {
@@ -171,6 +187,8 @@ export interface RoleRumor {
   replication_state: ReplicationState | null;
   timeline: number | null;
   since: number;
+  /** LeadershipState.syncRole; absent from members that predate synchronous mode. */
+  sync_role?: 'sync' | 'async' | null;
 }
 
 export function roleRumor(s: LeadershipState): RoleRumor {
@@ -182,6 +200,7 @@ export function roleRumor(s: LeadershipState): RoleRumor {
     replication_state: s.replication?.state ?? null,
     timeline: s.timeline,
     since: s.since,
+    sync_role: s.syncRole ?? null,
   };
 }
 

@@ -1,19 +1,43 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { Keyring, RING_KEY_BYTES } from '../gossip/keyring.js';
 
 /**
  * The cluster's shared secrets, in one JSON file of mode 0600 that every
  * member holds. They never appear in logs, rumors or API answers.
+ *
+ * `hasup cluster create` writes every field; files written before it existed
+ * (by `hasup run` on a member's first start) lack cluster_id, cluster_name
+ * and ring_key, and still load: such a member takes its ring key from
+ * --ring-key / member.ring_key.
  */
 export interface ClusterSecrets {
+  /** Random id of the cluster (16 hex digits): a state dir formed for one cluster refuses another's secrets. */
+  cluster_id?: string;
+  /** The operator's name for the cluster (not secret; kept here so one file describes the cluster). */
+  cluster_name?: string;
+  /** The ring key (AES-256, base64): one file is then enough to join. A ring-key file given to `hasup run` wins over it. */
+  ring_key?: string;
   api_token: string;
   postgresql: { superuser_password: string; replication_password: string };
 }
 
 const token = () => randomBytes(24).toString('base64url');
 
-export function generateSecrets(): ClusterSecrets {
-  return { api_token: token(), postgresql: { superuser_password: token(), replication_password: token() } };
+export const DEFAULT_CLUSTER_NAME = 'hasup';
+
+/**
+ * Fresh secrets for a new cluster. `ringKey: false` leaves the ring key out
+ * (for a member whose ring key lives in its own ring-key file).
+ */
+export function generateSecrets(opts: { name?: string; ringKey?: boolean } = {}): ClusterSecrets {
+  return {
+    cluster_id: randomBytes(8).toString('hex'),
+    cluster_name: opts.name ?? DEFAULT_CLUSTER_NAME,
+    ...(opts.ringKey === false ? {} : { ring_key: Keyring.generateKey().toString('base64') }),
+    api_token: token(),
+    postgresql: { superuser_password: token(), replication_password: token() },
+  };
 }
 
 export function writeSecretsFile(file: string, secrets: ClusterSecrets, opts: { force?: boolean } = {}): void {
@@ -39,15 +63,46 @@ export function loadSecretsFile(file: string): ClusterSecrets {
   } catch {
     throw new Error(`${file} is not valid JSON`);
   }
+  return checkSecrets(data, file);
+}
+
+/** Checks the shape of a parsed secrets file; errors name the field, never its value. */
+export function checkSecrets(data: unknown, file: string): ClusterSecrets {
   const s = data as Partial<ClusterSecrets>;
+  if (typeof s !== 'object' || s === null) throw new Error(`${file} does not hold a JSON object`);
   if (typeof s.api_token !== 'string' || typeof s.postgresql?.superuser_password !== 'string' || typeof s.postgresql?.replication_password !== 'string') {
     throw new Error(`${file} lacks api_token or postgresql.superuser_password / replication_password`);
   }
+  if (s.cluster_id !== undefined && (typeof s.cluster_id !== 'string' || !/^[0-9a-f]{16}$/.test(s.cluster_id))) {
+    throw new Error(`${file}: cluster_id must be 16 hex digits`);
+  }
+  if (s.cluster_name !== undefined && typeof s.cluster_name !== 'string') throw new Error(`${file}: cluster_name must be a string`);
+  if (s.ring_key !== undefined) ringKeyBytes(s.ring_key, file);
   return s as ClusterSecrets;
+}
+
+function ringKeyBytes(value: unknown, file: string): Buffer {
+  const key = typeof value === 'string' && /^[A-Za-z0-9+/]+={0,2}$/.test(value) ? Buffer.from(value, 'base64') : undefined;
+  if (!key || key.length !== RING_KEY_BYTES) throw new Error(`${file}: ring_key must be a base64-encoded ${RING_KEY_BYTES}-byte key`);
+  return key;
+}
+
+/**
+ * The ring keyring held by a secrets file. Throws a message an operator can
+ * act on when the file predates `hasup cluster create` and holds none.
+ */
+export function keyringFromSecrets(secrets: ClusterSecrets, file: string): Keyring {
+  if (secrets.ring_key === undefined) {
+    throw new Error(
+      `no ring key: ${file} holds none (it predates \`hasup cluster create\`); pass --ring-key FILE or set member.ring_key in hasup.toml (create one with \`hasup ring-key generate FILE\`)`,
+    );
+  }
+  return new Keyring(ringKeyBytes(secrets.ring_key, file));
 }
 
 /** Loads the secrets file, creating it on a member's first start when asked to. */
 export function loadOrCreateSecrets(file: string, create: boolean): ClusterSecrets {
-  if (!existsSync(file) && create) writeSecretsFile(file, generateSecrets());
+  // A member that makes its own secrets has its ring key in a ring-key file: no second, unused key.
+  if (!existsSync(file) && create) writeSecretsFile(file, generateSecrets({ ringKey: false }));
   return loadSecretsFile(file);
 }

@@ -15,7 +15,8 @@ import { EventHub, eventRoutes } from '../../src/plugins/http/events.js';
 import { Heartbeat } from '../../src/plugins/http/liveness.js';
 import { redactSecrets } from '../../src/plugins/http/redact.js';
 import { createHttpServer } from '../../src/plugins/http/server.js';
-import type { Leadership, LeadershipState } from '../../src/supervisor/leadership.js';
+import { EventEmitter } from 'node:events';
+import { StandaloneLeadership, type Leadership, type LeadershipState } from '../../src/supervisor/leadership.js';
 import type { ServiceStatus } from '../../src/supervisor/service.js';
 
 const TOKEN = 'in-process-test-token';
@@ -143,7 +144,6 @@ test('a slow /events client is dropped once its backlog passes the bound; a fast
   const { port } = app.server.address() as AddressInfo;
   const url = `ws://127.0.0.39:${port}/events`;
 
-  console.error('dbg start');
   const refused = new WebSocket(url);
   const refusal = await new Promise<number>((resolve) =>
     refused.on('unexpected-response', (req, res) => {
@@ -152,7 +152,6 @@ test('a slow /events client is dropped once its backlog passes the bound; a fast
     }),
   );
   assert.equal(refusal, 401, 'no token, no stream');
-  console.error('dbg refused ok');
 
   const open = async () => {
     const ws = new WebSocket(url, { headers: { authorization: `Bearer ${TOKEN}` } });
@@ -184,21 +183,50 @@ test('a slow /events client is dropped once its backlog passes the bound; a fast
   }
   assert.equal(dropped, 1, 'the paused client was dropped');
   assert.equal(hub.size, 1, 'the fast client stays');
-  console.error('dbg dropped ok');
   slow.resume();
   await slowClosed;
-  console.error('dbg closed ok');
   const expected = batches * perBatch;
   const deadline = Date.now() + 10_000;
   while (fastCount < expected && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
   assert.equal(fastCount, expected, 'the fast client received every event');
-  console.error('dbg count ok');
   fast.close();
   await app.close();
-  console.error('dbg app closed');
 });
 
 test('redactSecrets hides values under secret-looking keys at any depth', () => {
   const out = redactSecrets({ port: 5432, password: 'p', extra: { ssl_key_file: 'k', api_token: 't', work_mem: '4MB' }, list: [{ secret: 's' }] });
   assert.deepEqual(out, { port: 5432, password: '[redacted]', extra: { ssl_key_file: '[redacted]', api_token: '[redacted]', work_mem: '4MB' }, list: [{ secret: '[redacted]' }] });
+});
+
+test('StandaloneLeadership: leader while healthy and not in recovery; never on a health answer about an earlier postmaster', () => {
+  const services = new EventEmitter<{ status: [ServiceStatus] }>();
+  let current: ServiceStatus | undefined;
+  const source = { get: (name: string) => (name === 'postgresql' && current ? { status: () => current! } : undefined), on: services.on.bind(services), off: services.off.bind(services) };
+  const leadership = new StandaloneLeadership(source, 'aaaaaaaaaaaaaaaa');
+  const changes: string[] = [];
+  leadership.onChange((s) => changes.push(s.role));
+  const set = (s: Partial<ServiceStatus>) => {
+    current = { ...runningService('ok'), ...current, ...s };
+    services.emit('status', current);
+  };
+  assert.equal(leadership.state().serviceGroup, null);
+
+  set({ state: 'starting', pid: undefined, health: 'unknown', details: undefined });
+  assert.equal(leadership.state().role, 'unknown');
+  set({ state: 'running', pid: 100 });
+  set({ health: 'ok', details: { in_recovery: false } });
+  assert.deepEqual([leadership.state().role, leadership.state().writable, leadership.state().holdsLease], ['leader', true, true]);
+
+  // A new postmaster appears while the last answer (about pid 100) still says ok.
+  set({ pid: 200 });
+  assert.equal(leadership.state().role, 'unknown');
+  assert.match(leadership.state().reason, /first health check of postgresql pid 200/);
+  set({ details: { in_recovery: true } });
+  assert.equal(leadership.state().role, 'replica');
+  assert.equal(leadership.state().replication?.state, 'unknown');
+
+  set({ health: 'critical', details: undefined });
+  assert.equal(leadership.state().role, 'unknown');
+  assert.deepEqual(changes, ['unknown', 'leader', 'unknown', 'replica', 'unknown']);
+  leadership.close();
 });

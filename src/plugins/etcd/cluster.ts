@@ -48,8 +48,9 @@ export function initialCluster(members: EtcdMember[]): string {
 /**
  * The token keeps a new cluster's members from talking to another cluster
  * that happens to reuse the same addresses. It must be the same on every
- * founding member, so it derives from the founding member's id.
+ * founding member, so it derives from one id they share: the cluster id of
+ * the secrets file (or, for a one-member etcd of its own, the member id).
  */
-export function clusterToken(foundingMemberId: string): string {
-  return `hasup-${foundingMemberId}`;
+export function clusterToken(id: string): string {
+  return `hasup-${id}`;
 }

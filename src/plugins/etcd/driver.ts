@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import type { DriverContext, HealthResult, ServiceDriver } from '../../supervisor/driver.js';
 import { assertReachable, ensureOwnedDir } from '../service-dirs.js';
 import { clientUrl, clusterToken, initialCluster, peerUrl } from './cluster.js';
+import { readDecision } from './formation-file.js';
 import { httpJson } from './http-json.js';
 
 interface EtcdStatus {
@@ -28,16 +29,28 @@ function describe(err: unknown, where: string, signal: AbortSignal): string {
 }
 
 /**
- * etcd on one member. Standalone for now: the initial cluster is this
- * member alone. When etcd runs on 3 or 5 members, templateValues gets the
- * founding members from the census and passes them to initialCluster().
+ * etcd on one member. When the cluster formation (membership.ts) has made
+ * this member a voter, etcd starts with the member list it decided on:
+ * alone as a new cluster on the founding member, with the running
+ * cluster's members (state "existing") on one added later. Without a
+ * formation (a member run with `--service etcd` alone) it is a one-member
+ * cluster of its own.
  */
 export class EtcdDriver implements ServiceDriver {
   templateValues(ctx: DriverContext): Record<string, unknown> {
+    // With a member/ dir etcd ignores the initial-cluster flags and restarts from its own state.
+    const hasData = existsSync(join(ctx.paths.data, 'member'));
+    const decision = readDecision(ctx.paths.root);
+    if (decision?.role === 'voter') {
+      return {
+        etcd_initial_cluster: initialCluster(decision.members.flatMap((m) => m.peer_urls.map((url) => ({ name: m.name, peerUrl: url })))),
+        etcd_initial_cluster_state: hasData ? 'existing' : decision.state,
+        etcd_cluster_token: decision.token,
+      };
+    }
     return {
       etcd_initial_cluster: initialCluster([{ name: ctx.memberId, peerUrl: peerUrl(ctx.cfg, ctx.ip) }]),
-      // With a member/ dir etcd ignores the initial-cluster flags and restarts from its own state.
-      etcd_initial_cluster_state: existsSync(join(ctx.paths.data, 'member')) ? 'existing' : 'new',
+      etcd_initial_cluster_state: hasData ? 'existing' : 'new',
       etcd_cluster_token: clusterToken(ctx.memberId),
     };
   }

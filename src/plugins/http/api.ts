@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify';
+import type { Registry } from 'prom-client';
 import type { Memberlist } from '../../gossip/memberlist.js';
 import type { Leadership } from '../../supervisor/leadership.js';
 import type { Logger } from '../../supervisor/log.js';
@@ -27,6 +28,8 @@ export interface ApiDeps {
   open?: OpenAccess;
   events?: EventHubOptions;
   livenessMaxAgeMs?: number;
+  /** More Prometheus registries /metrics appends (host and shipping metrics). */
+  metricsRegistries?: Registry[];
 }
 
 /**
@@ -37,6 +40,7 @@ export interface ApiDeps {
 export async function createApiServer(deps: ApiDeps): Promise<FastifyInstance> {
   const { memberId, ring, supervisor, leadership } = deps;
   const metrics = new ApiMetrics({ ring, supervisor });
+  for (const registry of deps.metricsRegistries ?? []) metrics.addRegistry(registry);
   const hub = new EventHub({ ...deps.events, onClients: (n) => metrics.eventClients.set(n), onDropped: () => metrics.eventClientsDropped.inc() });
   const unwatch = watchRing(ring, (e) => hub.publish(e));
   const app = await createHttpServer({

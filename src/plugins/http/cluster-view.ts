@@ -30,6 +30,8 @@ export interface CensusService {
   lag_bytes: number | null;
   replication_state: string | null;
   timeline: number | null;
+  /** In synchronous mode: whether this replica is in the synchronous set. */
+  sync_role: 'sync' | 'async' | null;
 }
 
 export interface CensusMember {
@@ -52,6 +54,7 @@ export interface ServiceGroupMember {
   lag_bytes: number | null;
   replication_state: string | null;
   timeline: number | null;
+  sync_role: 'sync' | 'async' | null;
   config_version: number;
 }
 
@@ -119,7 +122,7 @@ export function buildCensus(input: CensusInput): Census {
     if (!byGroup) services.set(member, (byGroup = new Map()));
     let s = byGroup.get(group);
     if (!s) {
-      s = { service_group: group, state: 'unknown', pid: null, health: 'unknown', since: null, config_version: 0, role: null, writable: null, lease_in_doubt: null, lag_bytes: null, replication_state: null, timeline: null };
+      s = { service_group: group, state: 'unknown', pid: null, health: 'unknown', since: null, config_version: 0, role: null, writable: null, lease_in_doubt: null, lag_bytes: null, replication_state: null, timeline: null, sync_role: null };
       byGroup.set(group, s);
     }
     return s;
@@ -159,7 +162,7 @@ export function buildCensus(input: CensusInput): Census {
 }
 
 function applyRole(s: CensusService, p: RoleRumor): void {
-  Object.assign(s, { role: p.role, writable: p.writable, lease_in_doubt: p.lease_in_doubt, lag_bytes: p.lag_bytes, replication_state: p.replication_state, timeline: p.timeline });
+  Object.assign(s, { role: p.role, writable: p.writable, lease_in_doubt: p.lease_in_doubt, lag_bytes: p.lag_bytes, replication_state: p.replication_state, timeline: p.timeline, sync_role: p.sync_role ?? null });
 }
 
 function groupView(members: CensusMember[]): ServiceGroupView[] {
@@ -177,6 +180,7 @@ function groupView(members: CensusMember[]): ServiceGroupView[] {
         lag_bytes: s.lag_bytes,
         replication_state: s.replication_state,
         timeline: s.timeline,
+        sync_role: s.sync_role,
         config_version: s.config_version,
       });
       if (!isLive(m.state)) continue;

@@ -64,6 +64,16 @@ export async function createHttpServer(opts: {
     ...(opts.tls ? { https: httpsOptions(opts.tls) } : {}),
   }) as unknown as FastifyInstance;
 
+  await app.register(swagger, {
+    openapi: {
+      info: { title: 'hasup member API', version: '1', description: 'Load-balancer checks, cluster views and operations of one hasup member.' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      security: [{ bearer: [] }],
+    },
+  });
+  // Before the token hook: the websocket plugin's own onRequest hook must run first, or a
+  // refused upgrade leaves its socket open.
+  await app.register(websocket, { options: { maxPayload: 4096 } });
   const open = opts.open ?? { checks: true, metrics: true };
   const auth = bearerAuth(opts.token);
   app.addHook('onRequest', async (req, reply) => {
@@ -85,14 +95,6 @@ export async function createHttpServer(opts: {
   });
   app.setNotFoundHandler((req, reply) => reply.code(404).send({ error: `no route ${req.method} ${req.url.split('?')[0]}` }));
 
-  await app.register(swagger, {
-    openapi: {
-      info: { title: 'hasup member API', version: '1', description: 'Load-balancer checks, cluster views and operations of one hasup member.' },
-      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
-      security: [{ bearer: [] }],
-    },
-  });
-  await app.register(websocket, { options: { maxPayload: 4096 } });
   app.get('/openapi.json', { schema: { description: 'This description (OpenAPI 3), generated from the route schemas.' } }, async () => app.swagger());
 
   for (const { plugin, options } of opts.plugins) {

@@ -20,6 +20,7 @@ export interface MetricsSources {
  */
 export class ApiMetrics {
   readonly registry = new Registry();
+  private readonly extraRegistries: Registry[] = [];
   private readonly latency: Histogram<'method' | 'route' | 'status'>;
   private readonly restarts: Counter<'service'>;
   private readonly healthResults: Counter<'service' | 'status'>;
@@ -127,6 +128,17 @@ export class ApiMetrics {
     sources.supervisor.on('status', this.onStatus);
   }
 
+  /** Another registry whose metrics /metrics appends (names must not clash with these). */
+  addRegistry(registry: Registry): void {
+    this.extraRegistries.push(registry);
+  }
+
+  /** The text /metrics answers: this registry, then the added ones. */
+  async text(): Promise<string> {
+    const parts = await Promise.all([this.registry, ...this.extraRegistries].map((r) => r.metrics()));
+    return parts.filter((p) => p !== '').join('\n');
+  }
+
   observeRequest(method: string, route: string, status: number, seconds: number): void {
     this.latency.observe({ method, route, status: String(status) }, seconds);
   }
@@ -153,7 +165,7 @@ function setTotals<T extends string>(c: Counter<T>, totals: Array<[Partial<Recor
 /** `GET /metrics`: Prometheus text format. */
 export const metricsRoutes: FastifyPluginAsync<{ metrics: ApiMetrics }> = async (app, { metrics }) => {
   app.get('/metrics', { config: { access: 'metrics' }, schema: { description: 'Prometheus metrics (text format).', security: [] } }, async (_req, reply) => {
-    const text = await metrics.registry.metrics();
+    const text = await metrics.text();
     return reply.type(metrics.registry.contentType).send(text);
   });
 };

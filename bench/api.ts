@@ -1,0 +1,158 @@
+/**
+ * HTTP API benchmark: one real `hasup run` with PostgreSQL under it (a
+ * healthy standalone leader), then
+ *
+ *   1. autocannon, 10 s, as fast as it goes, on GET /primary → primary_rps
+ *   2. autocannon, 10 s, as fast as it goes, on GET /cluster (with the token) → cluster_rps
+ *   3. a fixed 1000 requests/s, 10 s, on GET /primary → primary_p50_ms, primary_p99_ms
+ *   4. a fixed 1000 requests/s, 10 s, on GET /cluster → cluster_p99_ms
+ *
+ * The fixed-rate runs use an open-loop client of our own that times each
+ * request with hrtime (autocannon's histogram keeps whole milliseconds,
+ * too coarse for a 2 ms target). rss_mb is the daemon's resident memory
+ * after the runs.
+ *
+ *   npm run bench:api -- --json      (last line: one JSON object)
+ */
+import { Agent, request } from 'node:http';
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import autocannon from 'autocannon';
+import { ApiNode, eventually } from '../test/api/api-node.js';
+
+const { values } = parseArgs({
+  options: {
+    json: { type: 'boolean', default: false },
+    seconds: { type: 'string', default: '10' },
+    rate: { type: 'string', default: '1000' },
+    connections: { type: 'string', default: '10' },
+  },
+});
+const seconds = Number(values.seconds);
+const rate = Number(values.rate);
+const say = (text: string) => {
+  if (!values.json) console.error(text);
+};
+
+async function saturate(url: string, headers: Record<string, string>) {
+  const result = await autocannon({ url, headers, connections: Number(values.connections), duration: seconds });
+  return { rps: Math.round(result.requests.average), p50: result.latency.p50, p99: result.latency.p99, non2xx: result.non2xx, errors: result.errors };
+}
+
+/** Sends `rps` requests per second for `secs` seconds whatever the answers' pace, and times each one. */
+async function fixedRate(url: string, headers: Record<string, string>, rps: number, secs: number) {
+  const agent = new Agent({ keepAlive: true, maxSockets: 64 });
+  const { hostname, port, pathname } = new URL(url);
+  const total = rps * secs;
+  const latencies: number[] = [];
+  let sent = 0;
+  let done = 0;
+  let failed = 0;
+  const start = performance.now();
+  await new Promise<void>((resolve) => {
+    const finish = () => {
+      done++;
+      if (done === total) resolve();
+    };
+    const fire = () => {
+      const t0 = process.hrtime.bigint();
+      const req = request({ agent, host: hostname, port, path: pathname, headers }, (res) => {
+        res.resume();
+        res.on('end', () => {
+          if (res.statusCode === 200) latencies.push(Number(process.hrtime.bigint() - t0) / 1e6);
+          else failed++;
+          finish();
+        });
+      });
+      req.on('error', () => {
+        failed++;
+        finish();
+      });
+      req.end();
+    };
+    const tick = () => {
+      const due = Math.min(total, Math.floor(((performance.now() - start) * rps) / 1000));
+      while (sent < due) {
+        sent++;
+        fire();
+      }
+      if (sent < total) setTimeout(tick, 1);
+    };
+    tick();
+  });
+  agent.destroy();
+  latencies.sort((a, b) => a - b);
+  const pct = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))] ?? NaN;
+  const round = (v: number) => Math.round(v * 1000) / 1000;
+  return { achieved_rps: Math.round(total / ((performance.now() - start) / 1000)), p50: round(pct(50)), p99: round(pct(99)), max: round(latencies.at(-1) ?? NaN), failed };
+}
+
+/** hasup_http_request_duration_seconds buckets of one route, cumulative counts by upper bound (s). */
+async function serverBuckets(node: ApiNode, route: string): Promise<Map<number, number>> {
+  const text = (await node.call('/metrics')).text;
+  const out = new Map<number, number>();
+  const re = new RegExp(`^hasup_http_request_duration_seconds_bucket\\{le="([^"]+)",method="GET",route="${route.replaceAll('/', '\\/')}",status="200"\\} (\\d+)$`);
+  for (const line of text.split('\n')) {
+    const m = re.exec(line);
+    if (m) out.set(m[1] === '+Inf' ? Infinity : Number(m[1]), (out.get(m[1] === '+Inf' ? Infinity : Number(m[1])) ?? 0) + Number(m[2]));
+  }
+  return out;
+}
+
+/** The smallest bucket bound (ms) holding 99% of the requests counted between two scrapes: time spent inside the server. */
+function serverP99Ms(before: Map<number, number>, after: Map<number, number>): number {
+  const bounds = [...after.keys()].sort((a, b) => a - b);
+  const total = (after.get(Infinity) ?? 0) - (before.get(Infinity) ?? 0);
+  for (const le of bounds) if ((after.get(le) ?? 0) - (before.get(le) ?? 0) >= 0.99 * total) return le * 1000;
+  return NaN;
+}
+
+function rssMb(pid: number): number {
+  const line = readFileSync(`/proc/${pid}/status`, 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith('VmRSS:'));
+  return Math.round(Number(line?.split(/\s+/)[1] ?? 0) / 102.4) / 10;
+}
+
+const node = new ApiNode({ index: 36, postgresql: true });
+try {
+  say('starting hasup run with PostgreSQL ...');
+  const proc = await node.start();
+  await eventually(async () => ((await node.status('/primary')) === 200 ? true : undefined), 120_000, '/primary 200');
+  const auth = { authorization: `Bearer ${node.token}` };
+
+  say(`GET /primary, ${seconds} s, ${values.connections} connections, as fast as possible ...`);
+  const primaryMax = await saturate(`${node.url}/primary`, {});
+  say(JSON.stringify(primaryMax));
+  say(`GET /cluster, ${seconds} s, as fast as possible ...`);
+  const clusterMax = await saturate(`${node.url}/cluster`, auth);
+  say(JSON.stringify(clusterMax));
+  say(`GET /primary at ${rate}/s for ${seconds} s ...`);
+  const bucketsBefore = await serverBuckets(node, '/primary');
+  const primaryFixed = await fixedRate(`${node.url}/primary`, {}, rate, seconds);
+  const primaryServerP99 = serverP99Ms(bucketsBefore, await serverBuckets(node, '/primary'));
+  say(JSON.stringify(primaryFixed));
+  say(`GET /cluster at ${rate}/s for ${seconds} s ...`);
+  const clusterFixed = await fixedRate(`${node.url}/cluster`, auth, rate, seconds);
+  say(JSON.stringify(clusterFixed));
+  const rss = rssMb(proc.pid);
+  if (primaryMax.non2xx > 0 || primaryFixed.failed > 0) throw new Error(`/primary did not answer 200 throughout (non-2xx ${primaryMax.non2xx}, failed ${primaryFixed.failed})`);
+
+  console.log(
+    JSON.stringify({
+      primary_rps: primaryMax.rps,
+      primary_p50_ms: primaryFixed.p50,
+      primary_p99_ms: primaryFixed.p99,
+      cluster_p99_ms: clusterFixed.p99,
+      rss_mb: rss,
+      fixed_rate_rps: rate,
+      primary_max_ms: primaryFixed.max,
+      primary_server_p99_le_ms: primaryServerP99,
+      primary_saturated_p99_ms: primaryMax.p99,
+      cluster_rps: clusterMax.rps,
+      cluster_p50_ms: clusterFixed.p50,
+    }),
+  );
+} finally {
+  await node.stop();
+}

@@ -1,0 +1,181 @@
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import type { Command } from 'commander';
+import { formatPeerAddress, parsePeerAddress } from '../gossip/address.js';
+import { loadKeyring } from '../gossip/keyring-file.js';
+import { checkVoterCount, type RemovedVoter } from '../plugins/etcd/membership.js';
+import { readClusterState, writeClusterState } from '../supervisor/cluster-state.js';
+import { parseNodeConfig } from '../supervisor/config-file.js';
+import { DEFAULT_CLUSTER_NAME, generateSecrets, loadSecretsFile, writeSecretsFile, type ClusterSecrets } from '../supervisor/secrets.js';
+import { DEFAULT_STATE_DIR, StateDir } from '../supervisor/state-dir.js';
+import { ApiClient } from './api-client.js';
+import { renderNodeConfig } from './node-config-template.js';
+
+/**
+ * `hasup cluster create` / `hasup cluster join` prepare a node: the cluster
+ * secrets, the state directory (marked as belonging to the cluster, and on
+ * the first node as its founder) and a hasup.toml. They do not run the
+ * daemon: `hasup run --config FILE` (what the systemd unit starts) does,
+ * and forms etcd from the ring. `hasup depart` removes a dead member for good.
+ */
+export const DEFAULT_CONFIG_FILE = '/etc/hasup/hasup.toml';
+
+interface PrepareFlags {
+  advertise: string;
+  stateDir: string;
+  config: string;
+  printConfig?: boolean;
+  service: string[];
+  etcdVoters: string;
+}
+
+function withPrepareFlags(cmd: Command): Command {
+  return cmd
+    .requiredOption('--advertise <addr[:port]>', 'address other members reach this node at (a literal IP; gossip port 9638)')
+    .option('--state-dir <dir>', 'state directory of this node', process.env.HASUP_STATE_DIR ?? DEFAULT_STATE_DIR)
+    .option('--config <file>', 'hasup.toml to write for this node (an existing one is kept)', process.env.HASUP_CONFIG ?? DEFAULT_CONFIG_FILE)
+    .option('--print-config', 'print the hasup.toml instead of writing it')
+    .option('--service <name>', 'plan to start at the first start, e.g. postgresql (repeatable; etcd is started by the cluster formation)', collect, [])
+    .option('--etcd-voters <n>', 'members that run an etcd voting member: 3 or 5', '3');
+}
+
+export function registerClusterCommands(program: Command): void {
+  const cluster = program
+    .command('cluster')
+    .description('form a cluster: `create` on the first node, `join` on every other (joins may run in parallel)')
+    .addHelpText(
+      'after',
+      `
+Then start the daemon on each node: \`hasup run --config FILE\` (or the systemd unit).
+The first 3 (or 5) members to run become etcd voting members, later ones etcd clients.`,
+    );
+
+  withPrepareFlags(cluster.command('create'))
+    .description('first node: write the cluster secrets (ring key, API token, PostgreSQL passwords), mark this node as the founder, write its hasup.toml')
+    .option('--secrets <file>', 'cluster secrets file to write, mode 0600 (default: STATE_DIR/secrets.json)')
+    .option('--name <name>', 'cluster name, for operators', DEFAULT_CLUSTER_NAME)
+    .action((flags: PrepareFlags & { secrets?: string; name: string }) => {
+      const p = prepare(flags);
+      const secretsFile = resolve(flags.secrets ?? join(p.stateDir, 'secrets.json'));
+      if (existsSync(secretsFile)) throw new Error(`${secretsFile} already exists; refusing to overwrite the cluster secrets (a cluster is created once; other nodes use \`hasup cluster join\`)`);
+      const secrets = generateSecrets({ name: flags.name });
+      mkdirSync(dirname(secretsFile), { recursive: true, mode: 0o700 });
+      writeSecretsFile(secretsFile, secrets);
+      writeClusterState(p.stateDir, { cluster_id: secrets.cluster_id!, cluster_name: flags.name, founder: true, created_at: Date.now() });
+      const config = finish(p, flags, { clusterName: flags.name, peers: [], secrets: secretsFile, writtenBy: 'create' });
+      p.say(`cluster ${flags.name} (id ${secrets.cluster_id}) created; this node is member ${p.memberId}, the etcd founder`);
+      p.say(`  secrets: ${secretsFile} (mode 0600: copy it to every other node, keep it secret)`);
+      p.say(`  config:  ${config}`);
+      p.say(`next: hasup run --config ${flags.printConfig ? 'FILE' : config}   (or start the systemd unit)`);
+      p.say(`then on every other node: hasup cluster join ${p.advertise} --secrets secrets.json --advertise ITS_ADDRESS`);
+    });
+
+  withPrepareFlags(cluster.command('join <peer>'))
+    .description('every other node: take the cluster secrets, write this node\'s hasup.toml with PEER to join through')
+    .requiredOption('--secrets <file>', 'the cluster secrets file made by `hasup cluster create` (copied into STATE_DIR/secrets.json)')
+    .option('--ring-key <file>', 'ring-key file, for a secrets file that holds no ring key')
+    .action((peerText: string, flags: PrepareFlags & { secrets: string; ringKey?: string }) => {
+      const peer = formatPeerAddress(parsePeerAddress(peerText));
+      const source = resolve(flags.secrets);
+      const secrets = loadSecretsFile(source);
+      if (secrets.ring_key === undefined && !flags.ringKey) throw new Error(`${source} holds no ring key (it predates \`hasup cluster create\`); pass --ring-key FILE`);
+      if (flags.ringKey) loadKeyring(flags.ringKey);
+      const p = prepare(flags);
+      if (peer === formatPeerAddress(parsePeerAddress(p.advertise))) throw new Error(`${peerText} is this node's own address; join through a member that already runs`);
+      const secretsFile = installSecrets(source, secrets, join(p.stateDir, 'secrets.json'));
+      writeClusterState(p.stateDir, { cluster_id: secrets.cluster_id ?? null, cluster_name: secrets.cluster_name ?? null, founder: false, joined_via: peer, created_at: Date.now() });
+      const clusterName = secrets.cluster_name ?? DEFAULT_CLUSTER_NAME;
+      const config = finish(p, flags, { clusterName, peers: [peer], secrets: secretsFile, ringKey: flags.ringKey && resolve(flags.ringKey), writtenBy: 'join' });
+      p.say(`this node (member ${p.memberId}) is ready to join cluster ${clusterName}${secrets.cluster_id ? ` (id ${secrets.cluster_id})` : ''} through ${peer}`);
+      p.say(`  secrets: ${secretsFile}`);
+      p.say(`  config:  ${config}`);
+      p.say(`next: hasup run --config ${flags.printConfig ? 'FILE' : config}   (or start the systemd unit)`);
+    });
+
+  program
+    .command('depart <member>')
+    .description('permanently remove a dead member (by id or address): from the ring, and from etcd\'s voting members so a new member can take its place')
+    .option('--state-dir <dir>', 'state directory of the local member', process.env.HASUP_STATE_DIR ?? DEFAULT_STATE_DIR)
+    .option('--api <url>', 'HTTP API of the member (default: recorded in STATE_DIR/api.json)')
+    .option('--secrets <file>', 'cluster secrets file holding the API token (default: recorded by the daemon)')
+    .action(async (target: string, flags: { stateDir: string; api?: string; secrets?: string }) => {
+      const api = ApiClient.fromStateDir(flags.stateDir, { url: flags.api, secrets: flags.secrets });
+      const id = await memberIdOf(api, target);
+      const answer = await api.request<{ member: string; etcd: RemovedVoter }>('POST', `/members/${id}/depart`);
+      const etcd = answer.etcd.was_voter ? `removed from etcd's voting members (etcd member ${answer.etcd.etcd_member_id})` : `it was not an etcd voter${answer.etcd.note ? ` (${answer.etcd.note})` : ''}`;
+      console.log(`member ${answer.member} departed; ${etcd}`);
+    });
+}
+
+interface Prepared {
+  stateDir: string;
+  memberId: string;
+  advertise: string;
+  voters: number;
+  configFile: string;
+  say: (line: string) => void;
+}
+
+/** Checks every flag and claims the state directory before anything is written. */
+function prepare(flags: PrepareFlags): Prepared {
+  const advertise = parsePeerAddress(flags.advertise);
+  const voters = checkVoterCount(Number(flags.etcdVoters));
+  const stateDir = resolve(flags.stateDir);
+  const claimed = readClusterState(stateDir);
+  if (claimed) {
+    throw new Error(`state directory ${stateDir} already belongs to cluster ${claimed.cluster_name ?? '?'} (${claimed.founder ? 'created' : 'joined'} here); use another --state-dir, or remove this one to start over`);
+  }
+  const state = new StateDir(stateDir);
+  state.ensure();
+  const say = flags.printConfig ? (line: string) => console.error(line) : (line: string) => console.log(line);
+  return { stateDir, memberId: state.memberId(), advertise: flags.advertise.includes(':') ? formatPeerAddress(advertise) : advertise.addr, voters, configFile: resolve(flags.config), say };
+}
+
+/** Writes the node's hasup.toml (or prints it, or keeps an existing one). Returns where it is. */
+function finish(p: Prepared, flags: PrepareFlags, o: { clusterName: string; peers: string[]; secrets: string; ringKey?: string; writtenBy: 'create' | 'join' }): string {
+  const toml = renderNodeConfig({ ...o, advertise: p.advertise, stateDir: p.stateDir, etcdVoters: p.voters, services: flags.service });
+  parseNodeConfig(toml, '(generated hasup.toml)'); // never hand the operator a file `hasup run` would refuse
+  if (flags.printConfig) {
+    process.stdout.write(toml);
+    return '(printed above)';
+  }
+  if (existsSync(p.configFile)) {
+    console.error(`${p.configFile} exists and was kept; make sure it says what this would (not written):\n\n${toml}`);
+    return p.configFile;
+  }
+  mkdirSync(dirname(p.configFile), { recursive: true, mode: 0o755 });
+  writeFileSync(p.configFile, toml, { mode: 0o644, flag: 'wx' });
+  return p.configFile;
+}
+
+/** The node keeps its own copy of the secrets in its state dir, so the copied-in file can be deleted. */
+function installSecrets(source: string, secrets: ClusterSecrets, dest: string): string {
+  if (source === dest) return dest;
+  if (existsSync(dest)) {
+    const present = loadSecretsFile(dest);
+    if (JSON.stringify(present) !== JSON.stringify(secrets)) throw new Error(`${dest} already holds other cluster secrets; remove the state directory to start over`);
+    return dest;
+  }
+  writeSecretsFile(dest, secrets);
+  return dest;
+}
+
+/** A member id as given, or the id of the member at an address (as the local daemon's ring knows it). */
+async function memberIdOf(api: ApiClient, target: string): Promise<string> {
+  if (/^[0-9a-f]{16}$/.test(target)) return target;
+  let addr: string;
+  try {
+    addr = parsePeerAddress(target).addr;
+  } catch {
+    throw new Error(`"${target}" is neither a member id (16 hex digits) nor an IP address`);
+  }
+  const view = await api.request<{ members: Array<{ id: string; address: string; state: string }> }>('GET', '/butterfly');
+  const matches = view.members.filter((m) => parsePeerAddress(m.address).addr === addr && m.state !== 'departed');
+  if (matches.length === 0) throw new Error(`no member at ${addr} in the ring`);
+  if (matches.length > 1) throw new Error(`several members at ${addr} (${matches.map((m) => `${m.id} ${m.state}`).join(', ')}); name one by id`);
+  return matches[0]!.id;
+}
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}

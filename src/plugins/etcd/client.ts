@@ -1,0 +1,408 @@
+/**
+ * A small etcd v3 client over etcd's JSON gateway (/v3/...), enough for
+ * leases, leader keys and cluster membership: range, put, delete, txn with
+ * compares on version/value/lease, lease grant/keep-alive/revoke/time-to-live,
+ * member list and a prefix watch. Keys and values are strings here and
+ * base64 on the wire; 64-bit numbers (revisions, lease ids) arrive as
+ * decimal strings: revisions become numbers (exact up to 2^53), lease ids
+ * stay strings.
+ *
+ * Several endpoints may be given (a function, so the list can follow the
+ * cluster's membership); a call that cannot reach one tries the next, and
+ * the last endpoint that answered is tried first next time. Every call has
+ * a deadline. Error messages name the endpoint without any userinfo part
+ * and never carry request bodies (values may be private to the cluster).
+ */
+
+export interface EtcdClientOptions {
+  /** Client URLs (http://IP:2379); read on every call. */
+  endpoints: () => string[];
+  /** Deadline of one call across all endpoints it tries, unless the call gives its own. */
+  timeoutMs?: number;
+}
+
+export interface CallOptions {
+  timeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+export interface KeyValue {
+  key: string;
+  value: string;
+  createRevision: number;
+  modRevision: number;
+  version: number;
+  /** Lease id (decimal string), '0' when the key has no lease. */
+  lease: string;
+}
+
+export interface RangeResult {
+  kvs: KeyValue[];
+  /** Store revision the answer reflects. */
+  revision: number;
+}
+
+export type Compare =
+  | { key: string; target: 'version'; result: CompareResult; version: number }
+  | { key: string; target: 'value'; result: CompareResult; value: string }
+  | { key: string; target: 'lease'; result: CompareResult; lease: string }
+  | { key: string; target: 'mod'; result: CompareResult; modRevision: number };
+export type CompareResult = 'equal' | 'not_equal' | 'greater' | 'less';
+
+export type TxnOp =
+  | { put: { key: string; value: string; lease?: string } }
+  | { delete: { key: string; prefix?: boolean } }
+  | { range: { key: string; prefix?: boolean } };
+
+export type TxnResponse = { put: { revision: number } } | { delete: { deleted: number } } | { range: RangeResult };
+
+export interface TxnResult {
+  succeeded: boolean;
+  revision: number;
+  responses: TxnResponse[];
+}
+
+export interface WatchEvent {
+  type: 'put' | 'delete';
+  kv: KeyValue;
+}
+
+export interface EtcdMember {
+  id: string;
+  name: string;
+  peerUrls: string[];
+  clientUrls: string[];
+  isLearner: boolean;
+}
+
+/** etcd answered with an error (gRPC status code and etcd's message). */
+export class EtcdError extends Error {
+  constructor(
+    message: string,
+    readonly code: number | undefined,
+    readonly endpoint: string,
+  ) {
+    super(message);
+  }
+}
+
+/** No endpoint answered in time, or none was reachable. */
+export class EtcdUnavailable extends Error {}
+
+const DEFAULT_TIMEOUT_MS = 2000;
+/** gRPC UNAVAILABLE: e.g. "etcdserver: no leader"; another member may do better. */
+const GRPC_UNAVAILABLE = 14;
+/** Errors that mean the request never reached the server, so even a write may go elsewhere. */
+const NOT_SENT = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL', 'UND_ERR_CONNECT_TIMEOUT', 'ENOTFOUND']);
+const MAX_WATCH_BUFFER = 4 * 1024 * 1024;
+
+const b64 = (s: string) => Buffer.from(s, 'utf8').toString('base64');
+const unb64 = (s: string | undefined) => (s ? Buffer.from(s, 'base64').toString('utf8') : '');
+
+/** The first key after every key starting with `prefix` (etcd's range_end for a prefix). */
+export function prefixEnd(prefix: string): string {
+  const bytes = Buffer.from(prefix, 'utf8');
+  for (let i = bytes.length - 1; i >= 0; i--) {
+    if (bytes[i]! < 0xff) {
+      const end = Buffer.from(bytes.subarray(0, i + 1));
+      end[i]! += 1;
+      return end.toString('base64');
+    }
+  }
+  return Buffer.from([0]).toString('base64'); // every key
+}
+
+/** An endpoint as it may appear in messages: no user:password@. */
+export function displayEndpoint(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.protocol}//${u.host}`;
+  } catch {
+    return '(invalid endpoint)';
+  }
+}
+
+interface RawKv {
+  key?: string;
+  value?: string;
+  create_revision?: string;
+  mod_revision?: string;
+  version?: string;
+  lease?: string;
+}
+
+function kvOf(raw: RawKv): KeyValue {
+  return {
+    key: unb64(raw.key),
+    value: unb64(raw.value),
+    createRevision: Number(raw.create_revision ?? 0),
+    modRevision: Number(raw.mod_revision ?? 0),
+    version: Number(raw.version ?? 0),
+    lease: raw.lease ?? '0',
+  };
+}
+
+function rangeOf(raw: { kvs?: RawKv[]; header?: { revision?: string } }): RangeResult {
+  return { kvs: (raw.kvs ?? []).map(kvOf), revision: Number(raw.header?.revision ?? 0) };
+}
+
+function rangeRequest(key: string, prefix?: boolean): Record<string, string> {
+  return prefix ? { key: b64(key), range_end: prefixEnd(key) } : { key: b64(key) };
+}
+
+function compareOf(c: Compare): Record<string, string> {
+  const base = { key: b64(c.key), result: c.result.toUpperCase() };
+  switch (c.target) {
+    case 'version':
+      return { ...base, target: 'VERSION', version: String(c.version) };
+    case 'value':
+      return { ...base, target: 'VALUE', value: b64(c.value) };
+    case 'lease':
+      return { ...base, target: 'LEASE', lease: c.lease };
+    case 'mod':
+      return { ...base, target: 'MOD', mod_revision: String(c.modRevision) };
+  }
+}
+
+function opOf(op: TxnOp): Record<string, unknown> {
+  if ('put' in op) return { request_put: { key: b64(op.put.key), value: b64(op.put.value), ...(op.put.lease && op.put.lease !== '0' ? { lease: op.put.lease } : {}) } };
+  if ('delete' in op) return { request_delete_range: rangeRequest(op.delete.key, op.delete.prefix) };
+  return { request_range: rangeRequest(op.range.key, op.range.prefix) };
+}
+
+interface RawTxnResponse {
+  response_put?: { header?: { revision?: string } };
+  response_delete_range?: { deleted?: string };
+  response_range?: { kvs?: RawKv[]; header?: { revision?: string } };
+}
+
+function txnResponseOf(raw: RawTxnResponse, revision: number): TxnResponse {
+  if (raw.response_put) return { put: { revision: Number(raw.response_put.header?.revision ?? revision) } };
+  if (raw.response_delete_range) return { delete: { deleted: Number(raw.response_delete_range.deleted ?? 0) } };
+  const range = rangeOf(raw.response_range ?? {});
+  return { range: { kvs: range.kvs, revision: range.revision || revision } };
+}
+
+export class EtcdClient {
+  private readonly timeoutMs: number;
+  /** The endpoint that answered last: tried first next time. */
+  private preferred: string | undefined;
+
+  constructor(private readonly opts: EtcdClientOptions) {
+    this.timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  }
+
+  async range(key: string, opts: CallOptions & { prefix?: boolean } = {}): Promise<RangeResult> {
+    return rangeOf(await this.call('/v3/kv/range', rangeRequest(key, opts.prefix), opts, true));
+  }
+
+  async get(key: string, opts: CallOptions = {}): Promise<KeyValue | undefined> {
+    return (await this.range(key, opts)).kvs[0];
+  }
+
+  async put(key: string, value: string, opts: CallOptions & { lease?: string } = {}): Promise<{ revision: number }> {
+    const body = { key: b64(key), value: b64(value), ...(opts.lease && opts.lease !== '0' ? { lease: opts.lease } : {}) };
+    const answer = (await this.call('/v3/kv/put', body, opts, true)) as { header?: { revision?: string } };
+    return { revision: Number(answer.header?.revision ?? 0) };
+  }
+
+  async delete(key: string, opts: CallOptions & { prefix?: boolean } = {}): Promise<{ deleted: number; revision: number }> {
+    const answer = (await this.call('/v3/kv/deleterange', rangeRequest(key, opts.prefix), opts, true)) as { deleted?: string; header?: { revision?: string } };
+    return { deleted: Number(answer.deleted ?? 0), revision: Number(answer.header?.revision ?? 0) };
+  }
+
+  /**
+   * One atomic transaction. Not retried on another endpoint once it may
+   * have been sent: a caller that sees EtcdUnavailable reads the outcome back.
+   */
+  async txn(t: { compare: Compare[]; success: TxnOp[]; failure?: TxnOp[] }, opts: CallOptions = {}): Promise<TxnResult> {
+    const body = { compare: t.compare.map(compareOf), success: t.success.map(opOf), failure: (t.failure ?? []).map(opOf) };
+    const answer = (await this.call('/v3/kv/txn', body, opts, false)) as { succeeded?: boolean; header?: { revision?: string }; responses?: RawTxnResponse[] };
+    const revision = Number(answer.header?.revision ?? 0);
+    return { succeeded: answer.succeeded === true, revision, responses: (answer.responses ?? []).map((r) => txnResponseOf(r, revision)) };
+  }
+
+  /** A new lease of `ttlSeconds` (etcd may raise it to its minimum); returns its id and granted TTL. */
+  async leaseGrant(ttlSeconds: number, opts: CallOptions = {}): Promise<{ id: string; ttl: number }> {
+    const answer = (await this.call('/v3/lease/grant', { TTL: String(ttlSeconds) }, opts, false)) as { ID?: string; TTL?: string; error?: string };
+    if (!answer.ID) throw new EtcdError('etcd granted no lease', undefined, '');
+    return { id: answer.ID, ttl: Number(answer.TTL ?? ttlSeconds) };
+  }
+
+  /** Renews a lease once; returns the TTL it now has, 0 when the lease no longer exists. */
+  async leaseKeepAliveOnce(id: string, opts: CallOptions = {}): Promise<number> {
+    const answer = (await this.call('/v3/lease/keepalive', { ID: id }, opts, true)) as { result?: { TTL?: string }; error?: { message?: string; grpc_code?: number; http_code?: number } };
+    if (answer.error) throw new EtcdError(`etcd lease keep-alive: ${answer.error.message ?? 'error'}`, answer.error.grpc_code, '');
+    return Number(answer.result?.TTL ?? 0);
+  }
+
+  /** Ends a lease (and deletes its keys). A lease already gone counts as revoked. */
+  async leaseRevoke(id: string, opts: CallOptions = {}): Promise<void> {
+    try {
+      await this.call('/v3/lease/revoke', { ID: id }, opts, true);
+    } catch (err) {
+      if (err instanceof EtcdError && /lease not found/.test(err.message)) return;
+      throw err;
+    }
+  }
+
+  /** Remaining TTL of a lease in seconds; -1 when it does not exist. */
+  async leaseTimeToLive(id: string, opts: CallOptions = {}): Promise<number> {
+    const answer = (await this.call('/v3/lease/timetolive', { ID: id }, opts, true)) as { TTL?: string };
+    return Number(answer.TTL ?? -1);
+  }
+
+  async memberList(opts: CallOptions = {}): Promise<EtcdMember[]> {
+    const answer = (await this.call('/v3/cluster/member/list', {}, opts, true)) as {
+      members?: Array<{ ID?: string; name?: string; peerURLs?: string[]; clientURLs?: string[]; isLearner?: boolean }>;
+    };
+    return (answer.members ?? []).map((m) => ({ id: m.ID ?? '', name: m.name ?? '', peerUrls: m.peerURLs ?? [], clientUrls: m.clientURLs ?? [], isLearner: m.isLearner === true }));
+  }
+
+  /**
+   * Watches `key` (or every key under it with `prefix`) from `startRevision`
+   * (default: now) and calls `onEvents` for each batch. Resolves when the
+   * stream ends (the endpoint went away, `signal` aborted); the caller
+   * decides whether to watch again. Rejects only when no endpoint accepts.
+   */
+  async watch(key: string, opts: { prefix?: boolean; startRevision?: number; signal: AbortSignal; connectTimeoutMs?: number }, onEvents: (events: WatchEvent[], revision: number) => void): Promise<void> {
+    const create = { ...rangeRequest(key, opts.prefix), ...(opts.startRevision ? { start_revision: String(opts.startRevision) } : {}) };
+    const res = await this.open('/v3/watch', { create_request: create }, opts.signal, opts.connectTimeoutMs ?? this.timeoutMs);
+    const reader = res.body?.getReader();
+    if (!reader) return;
+    let buffer = '';
+    const decoder = new TextDecoder();
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) return;
+        buffer += decoder.decode(value, { stream: true });
+        if (buffer.length > MAX_WATCH_BUFFER) return;
+        // The gateway writes one JSON object per message, each ending in a newline.
+        for (let nl = buffer.indexOf('\n'); nl >= 0; nl = buffer.indexOf('\n')) {
+          const line = buffer.slice(0, nl).trim();
+          buffer = buffer.slice(nl + 1);
+          if (line === '') continue;
+          let message: { result?: { header?: { revision?: string }; events?: Array<{ type?: string; kv?: RawKv }>; canceled?: boolean } };
+          try {
+            message = JSON.parse(line) as typeof message;
+          } catch {
+            return;
+          }
+          const result = message.result;
+          if (!result || result.canceled) return;
+          const events = (result.events ?? []).map((e) => ({ type: e.type === 'DELETE' ? ('delete' as const) : ('put' as const), kv: kvOf(e.kv ?? {}) }));
+          if (events.length > 0) onEvents(events, Number(result.header?.revision ?? 0));
+        }
+      }
+    } catch {
+      // Aborted or the connection broke: the stream is over either way.
+    } finally {
+      await reader.cancel().catch(() => undefined);
+    }
+  }
+
+  // ---- transport -----------------------------------------------------------
+
+  private endpointsInOrder(): string[] {
+    const list = [...new Set(this.opts.endpoints().map((e) => e.replace(/\/+$/, '')))];
+    if (list.length === 0) throw new EtcdUnavailable('no etcd endpoints are known');
+    const at = this.preferred ? list.indexOf(this.preferred) : -1;
+    return at > 0 ? [...list.slice(at), ...list.slice(0, at)] : list;
+  }
+
+  /**
+   * POSTs `body` to `path`, trying endpoints in turn until one answers
+   * within the call's deadline. `idempotent` calls also move on after a
+   * timeout or an "unavailable" answer; others only when the request
+   * provably never left (connection refused, no route).
+   */
+  private async call(path: string, body: unknown, opts: CallOptions, idempotent: boolean): Promise<unknown> {
+    const endpoints = this.endpointsInOrder();
+    const deadline = Date.now() + (opts.timeoutMs ?? this.timeoutMs);
+    const failures: string[] = [];
+    for (let i = 0; i < endpoints.length; i++) {
+      const endpoint = endpoints[i]!;
+      const left = deadline - Date.now();
+      if (left <= 0) break;
+      // Leave time for the endpoints after this one: a hung member must not eat the whole deadline.
+      const remaining = endpoints.length - i;
+      const attemptMs = remaining > 1 ? Math.max(Math.min(left, 150), Math.floor(left / 2)) : left;
+      const attempt = AbortSignal.timeout(attemptMs);
+      const signal = opts.signal ? AbortSignal.any([opts.signal, attempt]) : attempt;
+      let res: Response;
+      try {
+        res = await fetch(`${endpoint}${path}`, { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' }, signal });
+      } catch (err) {
+        if (opts.signal?.aborted) throw new EtcdUnavailable(`etcd ${path}: cancelled`);
+        const code = errorCode(err);
+        failures.push(`${displayEndpoint(endpoint)}: ${attempt.aborted ? `no answer within ${attemptMs} ms` : code}`);
+        if (!idempotent && !NOT_SENT.has(code)) break;
+        continue;
+      }
+      let text: string;
+      try {
+        text = await res.text();
+      } catch (err) {
+        if (opts.signal?.aborted) throw new EtcdUnavailable(`etcd ${path}: cancelled`);
+        failures.push(`${displayEndpoint(endpoint)}: answer cut off (${errorCode(err)})`);
+        if (!idempotent) break;
+        continue;
+      }
+      let json: { error?: unknown; message?: string; code?: number } & Record<string, unknown>;
+      try {
+        json = JSON.parse(text) as typeof json;
+      } catch {
+        failures.push(`${displayEndpoint(endpoint)}: HTTP ${res.status}, not JSON`);
+        if (!idempotent) break;
+        continue;
+      }
+      if (res.ok && (json.error === undefined || typeof json.error === 'object')) {
+        this.preferred = endpoint;
+        return json;
+      }
+      const message = typeof json.message === 'string' ? json.message : typeof json.error === 'string' ? json.error : `HTTP ${res.status}`;
+      if (json.code === GRPC_UNAVAILABLE && idempotent) {
+        failures.push(`${displayEndpoint(endpoint)}: ${message}`);
+        continue;
+      }
+      this.preferred = endpoint;
+      throw new EtcdError(`etcd ${path} at ${displayEndpoint(endpoint)}: ${message}`, json.code, displayEndpoint(endpoint));
+    }
+    throw new EtcdUnavailable(`etcd ${path}: ${failures.length > 0 ? failures.join('; ') : 'deadline passed before any endpoint was tried'}`);
+  }
+
+  /** Opens a streaming request on the first endpoint that accepts it. */
+  private async open(path: string, body: unknown, signal: AbortSignal, connectTimeoutMs: number): Promise<Response> {
+    const failures: string[] = [];
+    for (const endpoint of this.endpointsInOrder()) {
+      if (signal.aborted) break;
+      const connect = new AbortController();
+      const timer = setTimeout(() => connect.abort(), connectTimeoutMs);
+      const onAbort = () => connect.abort();
+      signal.addEventListener('abort', onAbort, { once: true });
+      try {
+        const res = await fetch(`${endpoint}${path}`, { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' }, signal: connect.signal });
+        clearTimeout(timer);
+        if (res.ok) {
+          this.preferred = endpoint;
+          // From here the caller's signal alone ends the stream.
+          return res;
+        }
+        signal.removeEventListener('abort', onAbort);
+        await res.body?.cancel();
+        failures.push(`${displayEndpoint(endpoint)}: HTTP ${res.status}`);
+      } catch (err) {
+        clearTimeout(timer);
+        signal.removeEventListener('abort', onAbort);
+        failures.push(`${displayEndpoint(endpoint)}: ${connect.signal.aborted && !signal.aborted ? 'no answer in time' : errorCode(err)}`);
+      }
+    }
+    throw new EtcdUnavailable(`etcd ${path}: ${failures.join('; ') || 'cancelled'}`);
+  }
+}
+
+function errorCode(err: unknown): string {
+  const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+  return cause?.code ?? cause?.message ?? (err as Error).name ?? 'error';
+}

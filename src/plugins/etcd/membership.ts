@@ -1,0 +1,289 @@
+import type { Memberlist } from '../../gossip/memberlist.js';
+import { backoffDelay, type BackoffOptions } from '../../supervisor/backoff.js';
+import { assertSameCluster, readClusterState, type ClusterState } from '../../supervisor/cluster-state.js';
+import { mergeLayers } from '../../supervisor/config-layers.js';
+import type { Logger } from '../../supervisor/log.js';
+import { findPlan } from '../../supervisor/plan.js';
+import type { ClusterSecrets } from '../../supervisor/secrets.js';
+import type { StateDir } from '../../supervisor/state-dir.js';
+import type { Supervisor } from '../../supervisor/supervisor.js';
+import type { TomlTable } from '../../supervisor/toml-schema.js';
+import { clusterToken, peerUrl } from './cluster.js';
+import { ETCD_SERVICE, etcdVoters, type CensusSource, type EtcdVoterEndpoint } from './endpoints.js';
+import { readDecision, writeDecision, type EtcdDecision, type EtcdVoterDecision } from './formation-file.js';
+import { addMember, hexMemberId, listMembers, removeMember, type EtcdMemberInfo } from './members-api.js';
+
+/**
+ * etcd formed by the supervisors from the gossip census. The member where
+ * `hasup cluster create` ran starts etcd as a new one-member cluster. Every
+ * other member, on its first start, finds a voter's client URL in the census
+ * and asks the running cluster: while it has fewer than `voters` members,
+ * the newcomer adds itself (member/add) and starts its own etcd with the
+ * member list etcd returned; once it is full, the newcomer is a client and
+ * runs no etcd. The decision is remembered (formation-file.ts).
+ *
+ * Adds are serialised by etcd itself: with strict reconfiguration checks it
+ * refuses an add while an added member has not started (quorum would be at
+ * risk) and until the leader has been connected to every voter for a few
+ * seconds. Parallel joiners therefore retry with backoff and jitter, and
+ * re-read the member list before each try, so each sees the cluster grow
+ * and the one that finds it full becomes a client. A newcomer whose add
+ * overshot (the list it got back is larger than `voters`: another add won a
+ * race it could not see) withdraws its own unstarted member.
+ */
+
+/** etcd voting members: an odd number, so a majority survives one (3) or two (5) lost members. */
+export const ETCD_VOTER_COUNTS = [3, 5] as const;
+
+/**
+ * Join retries: 0.5 s growing to 5 s. etcd refuses an add for about 5 s
+ * after each new voter starts (its health interval), so a cap near that
+ * keeps queued joiners close behind each other; the jitter (up to half the
+ * delay) keeps parallel joiners from retrying in lockstep.
+ */
+export const JOIN_BACKOFF: BackoffOptions = { initialMs: 500, maxMs: 5000, factor: 1.6, jitter: 0.5 };
+
+export function joinRetryDelay(attempt: number, random: () => number = Math.random): number {
+  return backoffDelay(attempt, JOIN_BACKOFF, random);
+}
+
+export type JoinStep =
+  /** This member is in etcd's list (added earlier, maybe by a previous run): start etcd with this list. */
+  | { kind: 'start'; members: EtcdMemberInfo[] }
+  /** Our unstarted member made the cluster larger than wanted: remove it, then look again. */
+  | { kind: 'withdraw'; id: string }
+  /** The cluster has its voters: run no etcd. */
+  | { kind: 'client' }
+  | { kind: 'add' };
+
+/** What a newcomer does, given etcd's member list. Pure. */
+export function decideJoin(members: EtcdMemberInfo[], selfPeerUrl: string, voters: number): JoinStep {
+  const self = members.find((m) => m.peerUrls.includes(selfPeerUrl));
+  if (self) {
+    if (members.length > voters && self.name === '') return { kind: 'withdraw', id: self.id };
+    return { kind: 'start', members };
+  }
+  return members.length >= voters ? { kind: 'client' } : { kind: 'add' };
+}
+
+/**
+ * etcd's --initial-cluster entries for a member list: every member by name,
+ * this member by its own name although etcd does not know it yet, and
+ * another not-yet-started member (no name) by a placeholder: on an existing
+ * cluster etcd matches members by peer URL, not name.
+ */
+export function initialMembers(members: EtcdMemberInfo[], selfName: string, selfPeerUrl: string): EtcdVoterDecision['members'] {
+  return members.map((m) => ({
+    name: m.peerUrls.includes(selfPeerUrl) ? selfName : m.name !== '' ? m.name : `unstarted-${hexMemberId(m.id)}`,
+    peer_urls: m.peerUrls,
+  }));
+}
+
+export function checkVoterCount(n: number): number {
+  if (!(ETCD_VOTER_COUNTS as readonly number[]).includes(n)) throw new Error(`etcd voters must be ${ETCD_VOTER_COUNTS.join(' or ')}, got ${n}`);
+  return n;
+}
+
+export interface EtcdMembershipDeps {
+  ring: CensusSource & Pick<Memberlist, 'member'>;
+  supervisor: Pick<Supervisor, 'get' | 'load'>;
+  stateDir: StateDir;
+  memberId: string;
+  /** The member's advertised IP (etcd listens there unless listen_address says otherwise). */
+  ip: string;
+  secrets: ClusterSecrets;
+  secretsFile: string;
+  /** hasup.toml [cluster] etcd: formation on (for members prepared by cluster create/join). */
+  enabled: boolean;
+  voters: number;
+  planPath: string[];
+  /** [service.etcd] from hasup.toml: ports and listen address of this member's etcd. */
+  userLayer: TomlTable;
+  log: Logger;
+  random?: () => number;
+}
+
+export interface EtcdMembershipStatus {
+  /** Formation runs on this member (it was prepared by cluster create/join). */
+  forming: boolean;
+  founder: boolean;
+  /** joining: not decided yet. null when formation is off. */
+  role: 'voter' | 'client' | 'joining' | null;
+  voters_wanted: number;
+  attempts: number;
+  last_error: string | null;
+  /** Voters in the census, healthy first. */
+  voters: Array<{ member: string; member_state: EtcdVoterEndpoint['memberState']; client_url: string; peer_url: string | null; healthy: boolean }>;
+}
+
+export interface RemovedVoter {
+  was_voter: boolean;
+  /** etcd's id of the removed member (hex, as etcdctl prints it). */
+  etcd_member_id?: string;
+  note?: string;
+}
+
+export class EtcdMembership {
+  private readonly cluster: ClusterState | undefined;
+  private readonly serviceRoot: string;
+  private decision: EtcdDecision | undefined;
+  private attempts = 0;
+  private lastError: string | null = null;
+  private stopped = false;
+  private wake?: () => void;
+  private timer?: NodeJS.Timeout;
+  private readonly log: Logger;
+
+  constructor(private readonly deps: EtcdMembershipDeps) {
+    checkVoterCount(deps.voters);
+    this.cluster = deps.enabled ? readClusterState(deps.stateDir.root) : undefined;
+    if (this.cluster) assertSameCluster(this.cluster, deps.secrets.cluster_id, deps.stateDir.root, deps.secretsFile);
+    this.serviceRoot = deps.stateDir.path('svc', ETCD_SERVICE);
+    this.log = deps.log.child({ component: 'etcd-membership' });
+  }
+
+  /** Formation decides whether this member runs etcd (so etcd is not started from services.load). */
+  get forming(): boolean {
+    return this.cluster !== undefined;
+  }
+
+  /** Decides (or recalls) this member's etcd role in the background and starts etcd on a voter. */
+  start(): void {
+    if (!this.forming || this.stopped) return;
+    void this.run().catch((err: unknown) => {
+      this.lastError = (err as Error).message;
+      this.log.error({ event: 'etcd_formation_failed', reason: this.lastError }, `etcd formation stopped: ${this.lastError}`);
+    });
+  }
+
+  stop(): void {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    this.wake?.();
+  }
+
+  status(): EtcdMembershipStatus {
+    return {
+      forming: this.forming,
+      founder: this.cluster?.founder ?? false,
+      role: !this.forming ? null : (this.decision?.role ?? 'joining'),
+      voters_wanted: this.deps.voters,
+      attempts: this.attempts,
+      last_error: this.lastError,
+      voters: etcdVoters(this.deps.ring).map((v) => ({ member: v.member, member_state: v.memberState, client_url: v.clientUrl, peer_url: v.peerUrl, healthy: v.healthy })),
+    };
+  }
+
+  /**
+   * Removes a departed member from etcd's voting members, through the other
+   * voters in the census. Finds it by name (the hasup member id) or, for a
+   * member that was added but never started, by the host of its peer URL.
+   */
+  async removeVoter(memberId: string): Promise<RemovedVoter> {
+    const view = this.deps.ring.member(memberId);
+    const urls = etcdVoters(this.deps.ring)
+      .filter((v) => v.member !== memberId)
+      .map((v) => v.clientUrl);
+    if (urls.length === 0) return { was_voter: false, note: 'no etcd voter in the census' };
+    const members = await listMembers(urls);
+    const target = members.find((m) => m.name === memberId) ?? (view ? members.find((m) => m.peerUrls.some((u) => hostOf(u) === view.addr)) : undefined);
+    if (!target) return { was_voter: false };
+    await removeMember(urls, target.id);
+    const hex = hexMemberId(target.id);
+    this.log.warn({ event: 'etcd_member_removed', peer: memberId, etcd_member_id: hex }, `removed departed member ${memberId} (etcd member ${hex}) from etcd`);
+    return { was_voter: true, etcd_member_id: hex };
+  }
+
+  // ---- internals --------------------------------------------------------------
+
+  private async run(): Promise<void> {
+    const selfPeerUrl = this.ownPeerUrl();
+    let decision = readDecision(this.serviceRoot);
+    if (decision) this.log.info({ event: 'etcd_role', role: decision.role, recalled: true }, `etcd role: ${decision.role} (decided earlier)`);
+    if (!decision && this.cluster!.founder) {
+      decision = { role: 'voter', state: 'new', token: this.token(), members: [{ name: this.deps.memberId, peer_urls: [selfPeerUrl] }], decided_at: Date.now() };
+      writeDecision(this.serviceRoot, decision);
+      this.log.info({ event: 'etcd_role', role: 'voter', founder: true }, 'etcd role: voter, founding a new etcd cluster');
+    }
+    while (!decision && !this.stopped) {
+      try {
+        decision = await this.tryJoin(selfPeerUrl);
+      } catch (err) {
+        this.lastError = (err as Error).message;
+      }
+      if (decision || this.stopped) break;
+      const delay = joinRetryDelay(this.attempts++, this.deps.random);
+      this.log.info({ event: 'etcd_join_retry', attempt: this.attempts, delay_ms: Math.round(delay), reason: this.lastError }, `etcd join: ${this.lastError}; retrying in ${Math.round(delay)} ms`);
+      await this.sleep(delay);
+    }
+    if (!decision || this.stopped) return;
+    this.decision = decision;
+    this.lastError = null;
+    if (decision.role === 'voter' && !this.deps.supervisor.get(ETCD_SERVICE)) await this.deps.supervisor.load(ETCD_SERVICE);
+  }
+
+  /** One look at the cluster: returns the decision, or undefined to look again later. */
+  private async tryJoin(selfPeerUrl: string): Promise<EtcdDecision | undefined> {
+    const urls = etcdVoters(this.deps.ring)
+      .filter((v) => v.member !== this.deps.memberId)
+      .map((v) => v.clientUrl);
+    if (urls.length === 0) {
+      this.lastError = 'no etcd voter in the census yet';
+      return undefined;
+    }
+    let step = decideJoin(await listMembers(urls), selfPeerUrl, this.deps.voters);
+    if (step.kind === 'add') {
+      const { members } = await addMember(urls, selfPeerUrl);
+      this.log.info({ event: 'etcd_member_added', members: members.length }, `added to etcd (${members.length} members now)`);
+      step = decideJoin(members, selfPeerUrl, this.deps.voters);
+    }
+    switch (step.kind) {
+      case 'start': {
+        const decision: EtcdDecision = { role: 'voter', state: 'existing', token: this.token(), members: initialMembers(step.members, this.deps.memberId, selfPeerUrl), decided_at: Date.now() };
+        writeDecision(this.serviceRoot, decision);
+        this.log.info({ event: 'etcd_role', role: 'voter', members: step.members.length }, `etcd role: voter, joining an etcd cluster of ${step.members.length}`);
+        return decision;
+      }
+      case 'client': {
+        const decision: EtcdDecision = { role: 'client', decided_at: Date.now() };
+        writeDecision(this.serviceRoot, decision);
+        this.log.info({ event: 'etcd_role', role: 'client', voters: this.deps.voters }, `etcd role: client (the cluster has its ${this.deps.voters} voters)`);
+        return decision;
+      }
+      case 'withdraw':
+        await removeMember(urls, step.id);
+        this.lastError = `withdrew from etcd: another member was added at the same time and the cluster has its ${this.deps.voters} voters`;
+        this.log.info({ event: 'etcd_member_withdrawn', etcd_member_id: hexMemberId(step.id) }, this.lastError);
+        return undefined;
+      case 'add':
+        return undefined;
+    }
+  }
+
+  /** This member's etcd peer URL from the plan defaults and [service.etcd] (before etcd is loaded). */
+  private ownPeerUrl(): string {
+    const plan = findPlan(ETCD_SERVICE, this.deps.planPath);
+    const cfg = mergeLayers(plan.defaults, [{ name: '[service.etcd] in hasup.toml', data: this.deps.userLayer }]);
+    return peerUrl(cfg, this.deps.ip);
+  }
+
+  private token(): string {
+    return clusterToken(this.deps.secrets.cluster_id ?? this.cluster?.cluster_id ?? this.deps.memberId);
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      this.wake = resolve;
+      this.timer = setTimeout(resolve, ms);
+      this.timer.unref();
+    });
+  }
+}
+
+function hostOf(url: string): string | undefined {
+  try {
+    return new URL(url).hostname.replace(/^\[|\]$/g, '');
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,108 @@
+/**
+ * The shipper's way into Elasticsearch: the @elastic/elasticsearch 8 client,
+ * gzip on, one client per node URL, and failover in the order given.
+ *
+ * The URL list is a function, read before every request, so the census can
+ * change it at any time. The first URL is preferred (the local node: no
+ * network hop, and its failure is already the supervisor's business); a
+ * node that did not answer is passed over for `downForMs`, then tried
+ * again, so shipping returns to the local node once it is back.
+ */
+import { Client } from '@elastic/elasticsearch';
+import { requestVerdict } from './bulk.js';
+
+export interface ElasticsearchOutputOptions {
+  urls: () => string[];
+  /** Default 60 s: a big bulk into a busy node can take long; a dead one fails at connect. */
+  requestTimeoutMs?: number;
+  /** How long a node that did not answer is passed over. Default 30 s. */
+  downForMs?: number;
+  /** gzip request bodies. Default true. */
+  compression?: boolean;
+}
+
+/** Only the fields of a bulk answer the shipper reads; the rest is filtered out by Elasticsearch. */
+const BULK_FILTER = 'errors,took,items.*.status,items.*.error.type,items.*.error.reason,items.*.error.caused_by.type,items.*.error.caused_by.reason';
+
+export class ElasticsearchOutput {
+  private readonly clients = new Map<string, Client>();
+  private readonly downUntil = new Map<string, number>();
+  private lastUrl: string | undefined;
+
+  constructor(private readonly opts: ElasticsearchOutputOptions) {}
+
+  /** The node the next request goes to. */
+  current(): string | undefined {
+    const urls = this.opts.urls();
+    const now = Date.now();
+    const up = urls.find((u) => (this.downUntil.get(u) ?? 0) <= now);
+    if (up) return up;
+    // All passed over: the one that failed longest ago.
+    return [...urls].sort((a, b) => (this.downUntil.get(a) ?? 0) - (this.downUntil.get(b) ?? 0))[0];
+  }
+
+  /** The node the last request went to. */
+  lastTarget(): string | undefined {
+    return this.lastUrl;
+  }
+
+  /** POST /_bulk with a ready NDJSON body; resolves with the (filtered) answer, throws as the client does. */
+  async bulk(ndjson: string | Buffer): Promise<unknown> {
+    return this.request((client) => client.bulk({ body: ndjson, filter_path: BULK_FILTER } as unknown as Parameters<Client['bulk']>[0]));
+  }
+
+  /**
+   * Runs `fn` against the preferred node; a node that gave no answer is
+   * marked down and the error rethrown (the caller retries, then on the next).
+   */
+  async request<T>(fn: (client: Client) => Promise<T>): Promise<T> {
+    const url = this.current();
+    if (!url) throw new Error('no Elasticsearch node to ship to');
+    this.lastUrl = url;
+    try {
+      const result = await fn(this.client(url));
+      this.downUntil.delete(url);
+      return result;
+    } catch (err) {
+      if (requestVerdict(err) === 'failover' && this.opts.urls().length > 1) this.downUntil.set(url, Date.now() + (this.opts.downForMs ?? 30_000));
+      throw err;
+    }
+  }
+
+  async close(): Promise<void> {
+    const clients = [...this.clients.values()];
+    this.clients.clear();
+    await Promise.allSettled(clients.map((c) => c.close()));
+  }
+
+  private client(url: string): Client {
+    let client = this.clients.get(url);
+    if (!client) {
+      client = new Client({
+        node: url,
+        compression: this.opts.compression ?? true,
+        // The shipper retries itself, with backoff and per document; the client must not resend behind its back.
+        maxRetries: 0,
+        requestTimeout: this.opts.requestTimeoutMs ?? 60_000,
+      });
+      this.clients.set(url, client);
+      // Forget clients of nodes no longer listed (the census changed).
+      const listed = new Set(this.opts.urls());
+      for (const [u, c] of this.clients) {
+        if (!listed.has(u) && u !== url) {
+          this.clients.delete(u);
+          void c.close();
+        }
+      }
+    }
+    return client;
+  }
+}
+
+/** A one-line reason for an error of the client, for logs. */
+export function describeError(err: unknown): string {
+  const e = err as { name?: string; message?: string; meta?: { statusCode?: number; body?: unknown } };
+  const status = e.meta?.statusCode;
+  const type = (e.meta?.body as { error?: { type?: string } } | undefined)?.error?.type;
+  return [e.name, status ? `HTTP ${status}` : undefined, type, e.message?.split('\n')[0]?.slice(0, 200)].filter(Boolean).join(': ');
+}

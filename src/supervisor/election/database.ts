@@ -1,0 +1,75 @@
+/**
+ * What the election needs from the replicated database on this member. The
+ * election decides who leads; only the implementation
+ * (src/plugins/postgresql/ha-node.ts) knows how PostgreSQL is promoted,
+ * stopped, re-pointed, rewound and cloned.
+ */
+
+export interface PeerEndpoint {
+  member: string;
+  host: string;
+  port: number;
+}
+
+export interface ConnectedReplica {
+  member: string;
+  /** 'streaming', 'catchup', ... as the primary sees it. */
+  state: string;
+  /** 'sync', 'quorum', 'potential', 'async'. */
+  syncState: string;
+  flushPosition: number | null;
+  replayPosition: number | null;
+}
+
+export interface DatabaseStatus {
+  /** The server answers queries. */
+  running: boolean;
+  /** Running, and the supervisor's health check passes. */
+  healthy: boolean;
+  /** null when not running. */
+  inRecovery: boolean | null;
+  timeline: number | null;
+  /** Primary: flushed WAL position; standby: received-and-flushed position (or replayed, without a receiver). */
+  walPosition: number | null;
+  replayPosition: number | null;
+  /** Standby: its WAL receiver streams. */
+  streaming: boolean;
+  /** Standby: the member its replication config points at. */
+  upstream: string | null;
+  /** Primary: its connected standbys (by application_name = member id). */
+  replicas: ConnectedReplica[];
+  /** Why it is not running or not healthy. */
+  reason?: string;
+}
+
+/** How a member without data gets some: create the database, or copy the leader's. */
+export type BootstrapPlan = { kind: 'init' } | { kind: 'clone'; leader: PeerEndpoint };
+
+export interface ReplicatedDatabase {
+  /** Where peers reach this member's database. */
+  endpoint(): { host: string; port: number };
+  status(signal: AbortSignal): Promise<DatabaseStatus>;
+  /** Makes the local standby the primary; resolves once it accepts writes. */
+  promote(signal: AbortSignal): Promise<void>;
+  /**
+   * Fencing: stops the server at once (no new commit after this starts),
+   * then brings it back as a read-only standby with no upstream unless
+   * `stayDown`. Resolves with the WAL position the stopped server ended at
+   * when known (a clean stop's checkpoint).
+   */
+  demote(reason: string, opts?: { stayDown?: boolean }): Promise<{ stoppedAt: number | null }>;
+  /** Starts a stopped server as a read-only standby with no upstream (after demote with stayDown). */
+  startStandby(signal: AbortSignal): Promise<void>;
+  /** Becomes (or stays) a streaming standby of `leader`: re-points, rewinds or re-clones as needed; starts the server if stopped. */
+  follow(leader: PeerEndpoint, opts: { leaderIsPrimary: boolean }, signal: AbortSignal): Promise<void>;
+  /** Primary: commits wait for ANY 1 of `members`; null = asynchronous; [] = wait for a standby that is not there (strict). */
+  setSynchronous(members: string[] | null, signal: AbortSignal): Promise<void>;
+  /**
+   * One physical replication slot per member listed, none for anyone else.
+   * Kept on standbys too (unused slots there hold no WAL), so a new
+   * leader already has the slots its followers will stream from.
+   */
+  syncSlots(members: string[], signal: AbortSignal): Promise<void>;
+  /** Before a promotion, so the new primary's first commit already follows the policy. */
+  prepareSynchronous(members: string[] | null): Promise<void>;
+}

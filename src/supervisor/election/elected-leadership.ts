@@ -1,0 +1,129 @@
+import { EventEmitter } from 'node:events';
+import type { Leadership, LeadershipState, PostgresRole, ReplicationState } from '../leadership.js';
+
+/**
+ * The Leadership the load-balancer checks read on a member of an HA
+ * cluster. The HA loop feeds it facts; whether the lease is in doubt is
+ * computed from the monotonic clock on every read, so /primary turns 503
+ * as soon as a renewal is overdue even if the loop itself is stuck.
+ */
+export interface LeadershipFacts {
+  role: PostgresRole;
+  holdsLease: boolean;
+  /** performance.now() at which the last confirmed renewal was sent. */
+  renewedAt: number;
+  /** A renewal attempt failed since the last confirmed one. */
+  renewalFailing: boolean;
+  /** Writes are being refused on purpose (fencing, switchover) whatever PostgreSQL says. */
+  fenced: boolean;
+  /** PostgreSQL runs, is healthy and not in recovery. */
+  primaryWritable: boolean;
+  replication: { state: ReplicationState; lagBytes: number | null } | null;
+  timeline: number | null;
+  leader: string | null;
+  syncRole: 'sync' | 'async' | null;
+  reason: string;
+}
+
+export class ElectedLeadership implements Leadership {
+  private readonly events = new EventEmitter<{ change: [LeadershipState] }>();
+  private facts: LeadershipFacts = {
+    role: 'unknown',
+    holdsLease: false,
+    renewedAt: 0,
+    renewalFailing: false,
+    fenced: false,
+    primaryWritable: false,
+    replication: null,
+    timeline: null,
+    leader: null,
+    syncRole: null,
+    reason: 'starting',
+  };
+  private last: LeadershipState;
+
+  constructor(
+    private readonly serviceGroup: string,
+    /** A renewal not confirmed this long after the previous one puts the lease in doubt. */
+    private readonly doubtAfterMs: () => number,
+    private readonly monotonic: () => number = () => performance.now(),
+    private readonly wallClock: () => number = Date.now,
+  ) {
+    this.last = this.derive(wallClock());
+  }
+
+  state(): LeadershipState {
+    this.recheck();
+    return this.last;
+  }
+
+  onChange(listener: (state: LeadershipState) => void): () => void {
+    this.events.on('change', listener);
+    return () => this.events.off('change', listener);
+  }
+
+  close(): void {
+    this.events.removeAllListeners();
+  }
+
+  /** The HA loop's view changed. */
+  update(change: Partial<LeadershipFacts>): void {
+    this.facts = { ...this.facts, ...change };
+    this.recheck();
+  }
+
+  get current(): Readonly<LeadershipFacts> {
+    return this.facts;
+  }
+
+  /** Re-evaluates time-dependent state (doubt), emitting a change if it flipped. */
+  recheck(): void {
+    const fresh = this.derive(this.last.since);
+    if (same(fresh, this.last)) {
+      this.last = fresh;
+      return;
+    }
+    this.last = { ...fresh, since: fresh.role !== this.last.role ? this.wallClock() : this.last.since };
+    this.events.emit('change', this.last);
+  }
+
+  /** True when this member holds the lease but cannot be sure it still does. */
+  inDoubt(): boolean {
+    const f = this.facts;
+    if (!f.holdsLease) return false;
+    return f.renewalFailing || this.monotonic() - f.renewedAt > this.doubtAfterMs();
+  }
+
+  private derive(since: number): LeadershipState {
+    const f = this.facts;
+    const doubt = this.inDoubt();
+    return {
+      serviceGroup: this.serviceGroup,
+      role: f.role,
+      holdsLease: f.holdsLease,
+      leaseInDoubt: doubt,
+      writable: f.role === 'leader' && f.primaryWritable && !f.fenced && !doubt,
+      replication: f.replication,
+      timeline: f.timeline,
+      leader: f.leader,
+      syncRole: f.syncRole,
+      since,
+      reason: doubt ? `lease renewal overdue or failing; ${f.reason}` : f.reason,
+    };
+  }
+}
+
+function same(a: LeadershipState, b: LeadershipState): boolean {
+  return (
+    a.role === b.role &&
+    a.holdsLease === b.holdsLease &&
+    a.leaseInDoubt === b.leaseInDoubt &&
+    a.writable === b.writable &&
+    a.leader === b.leader &&
+    a.timeline === b.timeline &&
+    a.syncRole === b.syncRole &&
+    a.replication?.state === b.replication?.state &&
+    a.replication?.lagBytes === b.replication?.lagBytes &&
+    a.reason === b.reason
+  );
+}

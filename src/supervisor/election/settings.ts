@@ -1,0 +1,87 @@
+import type { TomlTable } from '../toml-schema.js';
+
+/**
+ * The election's timings and policy, read from the [ha] table of the
+ * PostgreSQL service config (plans/postgresql/default.toml), so `hasup
+ * config apply` changes them on every member at once.
+ *
+ * The defaults (ttl 3 s, loop_wait 1 s, retry_timeout 1 s) aim at a median
+ * failover under 4 s. A dead leader's lease expires ttl after its last
+ * renewal, i.e. 2-3 s after the crash (etcd checks expiry every 0.5 s);
+ * followers watch the key, so the election and pg_promote add a few hundred
+ * ms, and HAProxy's 1 s checks the rest. False positives are kept away by
+ * the margins: a renewal is one keep-alive round trip (no raft write), which
+ * takes milliseconds on a LAN, and the leader has loop_wait + retry_timeout
+ * (2 s) of failed attempts before it fences itself, still a full
+ * retry_timeout (1 s) before the lease can expire. etcd's own leader
+ * election (1 s election timeout) extends every lease when it completes.
+ */
+export interface HaSettings {
+  /** Lease TTL in whole seconds (etcd's unit; etcd raises it to at least 1.5 election timeouts). */
+  ttlS: number;
+  /** Time between two turns of the HA loop and two lease renewals. */
+  loopWaitMs: number;
+  /** How long failing etcd calls are retried before the leader gives up its role. */
+  retryTimeoutMs: number;
+  /** A follower further behind the last known leader position than this (bytes) may not be promoted. */
+  maximumLagOnFailover: number;
+  /** Only members of the recorded synchronous set may be promoted; commits wait for ANY 1 of them. */
+  synchronousMode: boolean;
+  /** With synchronousMode: without a synchronous standby, commits wait rather than go asynchronous. */
+  synchronousModeStrict: boolean;
+  /** This member is never promoted (a reporting replica, a member in another room). */
+  noFailover: boolean;
+}
+
+export const DEFAULT_HA_SETTINGS: HaSettings = {
+  ttlS: 3,
+  loopWaitMs: 1000,
+  retryTimeoutMs: 1000,
+  maximumLagOnFailover: 1024 * 1024,
+  synchronousMode: false,
+  synchronousModeStrict: false,
+  noFailover: false,
+};
+
+function num(table: TomlTable, key: string, fallback: number): number {
+  const v = table[key];
+  return typeof v === 'number' && Number.isFinite(v) ? v : fallback;
+}
+
+function bool(table: TomlTable, key: string, fallback: boolean): boolean {
+  const v = table[key];
+  return typeof v === 'boolean' ? v : fallback;
+}
+
+/** The settings from a merged PostgreSQL service config (its [ha] table; seconds in the file). */
+export function haSettingsFrom(cfg: TomlTable): HaSettings {
+  const ha = (typeof cfg.ha === 'object' && cfg.ha !== null ? cfg.ha : {}) as TomlTable;
+  const d = DEFAULT_HA_SETTINGS;
+  return {
+    ttlS: num(ha, 'ttl', d.ttlS),
+    loopWaitMs: Math.round(num(ha, 'loop_wait', d.loopWaitMs / 1000) * 1000),
+    retryTimeoutMs: Math.round(num(ha, 'retry_timeout', d.retryTimeoutMs / 1000) * 1000),
+    maximumLagOnFailover: num(ha, 'maximum_lag_on_failover', d.maximumLagOnFailover),
+    synchronousMode: bool(ha, 'synchronous_mode', d.synchronousMode),
+    synchronousModeStrict: bool(ha, 'synchronous_mode_strict', d.synchronousModeStrict),
+    noFailover: bool(ha, 'nofailover', d.noFailover),
+  };
+}
+
+/**
+ * Why the settings cannot work, or undefined. The rule loop_wait + 2 ×
+ * retry_timeout ≤ ttl leaves the leader one retry_timeout of failed
+ * renewals after its regular one, and one more to stop PostgreSQL, before
+ * its lease can run out under it.
+ */
+export function checkHaSettings(s: HaSettings): string | undefined {
+  if (!Number.isInteger(s.ttlS) || s.ttlS < 2) return `ha.ttl must be a whole number of seconds, at least 2 (got ${s.ttlS})`;
+  if (s.loopWaitMs < 100) return `ha.loop_wait must be at least 0.1 s (got ${s.loopWaitMs / 1000})`;
+  if (s.retryTimeoutMs < 100) return `ha.retry_timeout must be at least 0.1 s (got ${s.retryTimeoutMs / 1000})`;
+  if (s.loopWaitMs + 2 * s.retryTimeoutMs > s.ttlS * 1000) {
+    return `ha.loop_wait + 2 × ha.retry_timeout must not exceed ha.ttl: ${s.loopWaitMs / 1000} + 2 × ${s.retryTimeoutMs / 1000} > ${s.ttlS}`;
+  }
+  if (!(s.maximumLagOnFailover >= 0)) return `ha.maximum_lag_on_failover must be 0 or more bytes (got ${s.maximumLagOnFailover})`;
+  if (s.synchronousModeStrict && !s.synchronousMode) return 'ha.synchronous_mode_strict needs ha.synchronous_mode = true';
+  return undefined;
+}
