@@ -63,7 +63,7 @@ async function startDemo(): Promise<void> {
     const peers = i === 1 ? [] : ['--peer', `${addr(1)}:${GOSSIP_PORT}`];
     const child = spawn(
       process.execPath,
-      [bin, 'run', '--advertise', `${addr(i)}:${GOSSIP_PORT}`, '--listen-http', `${addr(i)}:${HTTP_PORT}`, '--ring-key', keyFile, '--state-dir', stateDir, ...peers],
+      ['--max-semi-space-size=2', bin, 'run', '--advertise', `${addr(i)}:${GOSSIP_PORT}`, '--listen-http', `${addr(i)}:${HTTP_PORT}`, '--ring-key', keyFile, '--state-dir', stateDir, ...peers],
       { detached: true, stdio: ['ignore', out, out] },
     );
     child.unref();

@@ -1,4 +1,6 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=2
+// The flag: a supervisor allocates little and briefly, and V8's default young
+// generation (16 MiB semi-spaces) would be most of its idle memory.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, CommanderError } from 'commander';
@@ -6,6 +8,7 @@ import { registerCensusCommand } from './census.js';
 import { registerClientCommands } from './client-commands.js';
 import { registerClusterCommands } from './cluster.js';
 import { registerFrontendConfigCommand } from './frontend-config.js';
+import { registerHaCommands } from './ha-commands.js';
 import { registerRingKeyCommands } from './ring-key.js';
 import { registerRunCommand } from './run.js';
 import { installRoot } from '../supervisor/install-paths.js';
@@ -25,6 +28,7 @@ registerRingKeyCommands(program);
 registerClientCommands(program);
 registerCensusCommand(program);
 registerFrontendConfigCommand(program);
+registerHaCommands(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -1,3 +1,5 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { Command, Option } from 'commander';
 import { parsePeerAddress } from '../gossip/address.js';
 import { GOSSIP_PROFILES, type GossipProfile } from '../gossip/config.js';
@@ -72,15 +74,22 @@ function daemonOptions(config: NodeConfig, flags: RunFlags, log: ReturnType<type
   if (!advertiseText) throw new Error(`--advertise ADDR is required (or member.advertise${where || ' in hasup.toml'})`);
   // Without a ring-key file the daemon takes the ring key from the secrets file (and says so if it holds none).
   const ringKey = flags.ringKey ?? config.member.ring_key;
+  const stateDir = flags.stateDir ?? config.member.state_dir;
+  const secretsFile = flags.secrets ?? config.member.secrets;
+  if (!ringKey && !existsSync(secretsFile ?? join(stateDir, 'secrets.json'))) {
+    throw new Error(
+      `no ring key: pass --ring-key FILE (or member.ring_key in ${flags.config ?? 'hasup.toml'}), or prepare this node with \`hasup cluster create\` / \`hasup cluster join\`, whose secrets file holds the ring key`,
+    );
+  }
   const advertise = parsePeerAddress(advertiseText);
   const httpEnabled = flags.http && config.http.enabled;
   return {
-    stateDir: flags.stateDir ?? config.member.state_dir,
+    stateDir,
     advertise,
     bind: flags.bind ?? config.member.bind,
     peers: (flags.peer.length > 0 ? flags.peer : config.member.peers).map((p) => parsePeerAddress(p)),
     ringKeyFile: ringKey,
-    secretsFile: flags.secrets ?? config.member.secrets,
+    secretsFile,
     profile: flags.profile ?? config.gossip.profile,
     gossipOverrides: { ...(config.gossip.overrides ?? {}), ...parseOverrides(flags.gossip) },
     http: httpEnabled ? { ...parseHttpListen(flags.listenHttp ?? config.http.listen, advertise.addr), ...httpSecurity(config.http) } : null,
@@ -90,7 +99,7 @@ function daemonOptions(config: NodeConfig, flags: RunFlags, log: ReturnType<type
       group: config.services.group,
       userLayers: config.service ?? {},
     },
-    cluster: { etcd: config.cluster.etcd, etcdVoters: config.cluster.etcd_voters },
+    cluster: { etcd: config.cluster.etcd, etcdVoters: config.cluster.etcd_voters, etcdEndpoints: config.cluster.etcd_endpoints },
     log,
   };
 }

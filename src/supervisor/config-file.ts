@@ -16,6 +16,21 @@ const ipOrIpPort = (v: string) => {
 
 const httpUrl = (v: string) => (/^https?:\/\/[^/\s]+\/?$/.test(v) ? undefined : `"${v}" must be an http(s)://HOST:PORT URL`);
 
+/** An etcd client URL: http(s)://IP:PORT, no user info, no path (addresses only: nothing looked up). */
+const etcdUrl = (v: string) => {
+  let u: URL;
+  try {
+    u = new URL(v);
+  } catch {
+    return `"${v}" is not a URL (http://IP:2379)`;
+  }
+  const host = u.hostname.replace(/^\[|\]$/g, '');
+  if ((u.protocol !== 'http:' && u.protocol !== 'https:') || !isIP(host) || u.username || u.password || (u.pathname !== '/' && u.pathname !== '')) {
+    return `"${v}" must be http://IP:PORT (a literal address, no user, no path)`;
+  }
+  return undefined;
+};
+
 export const NODE_CONFIG_SCHEMA: Schema = {
   member: {
     type: 'table',
@@ -35,6 +50,12 @@ export const NODE_CONFIG_SCHEMA: Schema = {
     fields: {
       etcd: { type: 'boolean', doc: 'form etcd from the gossip census: the first etcd_voters members run etcd voting members, later ones are clients and run none', default: true },
       etcd_voters: { type: 'integer', doc: 'how many members run an etcd voting member: 3 or 5', default: 3, min: 3, max: 5 },
+      etcd_endpoints: {
+        type: 'string[]',
+        doc: 'client URLs of an etcd the cluster uses for PostgreSQL leader election instead of forming its own (http://IP:2379); when set, this member takes part in the election',
+        default: [],
+        check: etcdUrl,
+      },
     },
   },
   gossip: {
@@ -99,7 +120,7 @@ export const NODE_CONFIG_SCHEMA: Schema = {
 
 export interface NodeConfig {
   member: { advertise?: string; bind?: string; peers: string[]; state_dir: string; ring_key?: string; secrets?: string };
-  cluster: { etcd: boolean; etcd_voters: number };
+  cluster: { etcd: boolean; etcd_voters: number; etcd_endpoints: string[] };
   gossip: { profile: 'lan' | 'wan' | 'local'; overrides?: TomlTable };
   http: {
     enabled: boolean;

@@ -8,12 +8,14 @@ import type { PeerAddress } from '../gossip/transport.js';
 import { createUdpTransport, type UdpTransport } from '../gossip/udp-transport.js';
 import { writeApiEndpoint } from '../cli/api-client.js';
 import { driverFor } from '../plugins/drivers.js';
+import { etcdClientUrls } from '../plugins/etcd/endpoints.js';
 import { EtcdMembership } from '../plugins/etcd/membership.js';
 import { createApiServer } from '../plugins/http/api.js';
 import { memberRoutes } from '../plugins/http/members.js';
 import { listen, type HttpListen } from '../plugins/http/server.js';
 import { HostMetrics } from '../plugins/metrics/host-metrics.js';
 import { DEFAULT_SHIPPING, Shipping, type ShippingSettings } from '../plugins/shipper/shipping.js';
+import { PostgresHa } from './election/postgres-ha.js';
 import { StandaloneLeadership, gossipRoles, type Leadership } from './leadership.js';
 import { shippedPlansDir } from './install-paths.js';
 import { MultiSink, RotatingFileSink } from './log-sink.js';
@@ -40,7 +42,7 @@ export interface DaemonOptions {
   http: HttpListen | null;
   services: { load: string[]; planPath: string[]; group: string; userLayers: Record<string, TomlTable> };
   /** hasup.toml [cluster]: etcd formation for members prepared by `hasup cluster create/join`. */
-  cluster?: { etcd: boolean; etcdVoters: number };
+  cluster?: { etcd: boolean; etcdVoters: number; /** An etcd the cluster uses instead of forming its own ([cluster] etcd_endpoints). */ etcdEndpoints?: string[] };
   /** hasup.toml [shipping]: logs and metrics to Elasticsearch; `enabled` unset = on when this member runs Elasticsearch or lists nodes. */
   shipping?: { enabled?: boolean; settings: ShippingSettings };
   /** The supervisor's own log lines, for the shipper (createLogger's tap). */
@@ -68,6 +70,8 @@ export class Daemon {
   private supervisor?: Supervisor;
   private http?: FastifyInstance;
   private leadership?: Leadership;
+  /** PostgreSQL leadership through an etcd lease (members of a cluster). */
+  private ha?: PostgresHa;
   private etcd?: EtcdMembership;
   private servicePorts?: ServicePorts;
   private apiPort?: number;
@@ -130,7 +134,8 @@ export class Daemon {
       userLayers: opts.services.userLayers,
       logSink: this.serviceLines,
       log,
-      driverFor,
+      // Created lazily, when a plan is loaded: by then the HA election (if any) exists.
+      driverFor: (name) => this.ha?.driverFor(name) ?? driverFor(name),
     });
     this.supervisor = supervisor;
     this.servicePorts = new ServicePorts([...opts.services.planPath, shippedPlansDir()]);
@@ -151,8 +156,21 @@ export class Daemon {
     });
     this.etcd = etcd;
 
-    // Until the HA election lands, a member is its own PostgreSQL leader (the election replaces this).
-    const leadership = new StandaloneLeadership(supervisor, this.memberId);
+    // In a cluster (configured etcd, or the one the formation runs), PostgreSQL leadership
+    // comes from an etcd lease; a member on its own is its own leader.
+    const etcdEndpoints = opts.cluster?.etcdEndpoints ?? [];
+    if (etcdEndpoints.length > 0 || etcd.forming) {
+      this.ha = new PostgresHa({
+        memberId: this.memberId,
+        ip: opts.advertise.addr,
+        group: opts.services.group,
+        scope: secrets.cluster_id ?? secrets.cluster_name ?? 'hasup',
+        etcdEndpoints: () => (etcdEndpoints.length > 0 ? etcdEndpoints : etcdClientUrls(ring)),
+        services: supervisor,
+        log,
+      });
+    }
+    const leadership = this.ha?.leadership ?? new StandaloneLeadership(supervisor, this.memberId);
     this.leadership = leadership;
     gossipRoles(leadership, this.memberId, ring);
 
@@ -165,6 +183,7 @@ export class Daemon {
         leadership,
         token: secrets.api_token,
         metricsRegistries: [this.hostMetrics.registry],
+        ha: this.ha?.operations,
         tls: opts.http.tls,
         open: opts.http.open,
         configs: { publish: (sg: string, version: number, toml: string) => ring.publish({ kind: RUMOR_SERVICE_CONFIG, key: sg, version, payload: Buffer.from(toml) }) },
@@ -177,6 +196,7 @@ export class Daemon {
     }
     this.joinPeers(0);
     this.timers.push(setInterval(() => this.checkClocks(), CLOCK_CHECK_INTERVAL_MS).unref());
+    this.ha?.start();
     // Under formation etcd runs only where the formation decides (it loads it there).
     await supervisor.start(etcd.forming ? opts.services.load.filter((name) => name !== 'etcd') : opts.services.load);
     etcd.start();
@@ -269,6 +289,8 @@ export class Daemon {
     this.stopped = true;
     for (const t of this.timers) clearTimeout(t);
     this.etcd?.stop();
+    // A leader that leaves hands its key back before PostgreSQL goes down, so a follower takes over at once.
+    await this.ha?.close({ leaving: opts.leave });
     await this.supervisor?.stopAll();
     // After the children: their last lines are spooled; what is not acknowledged ships at the next start.
     await this.shipping?.stop();

@@ -4,7 +4,7 @@
  * small helpers to call its API as a load balancer or an operator would.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { HASUP_BIN, LocalRing, generateRingKey, randomPortBase, type MemberProc } from '../support/member-procs.js';
@@ -16,6 +16,8 @@ export interface ApiNodeOptions {
   postgresql?: boolean;
   /** Extra hasup.toml text (e.g. an [http] table). */
   extraConfig?: string;
+  /** Join this member's ring, sharing its ring key and cluster secrets. */
+  joins?: ApiNode;
 }
 
 export class ApiNode {
@@ -23,6 +25,7 @@ export class ApiNode {
   readonly addr: string;
   readonly stateDir: string;
   readonly httpPort: number;
+  readonly gossipPort: number;
   pgPort = 0;
   private ring: LocalRing;
   node?: MemberProc;
@@ -33,6 +36,7 @@ export class ApiNode {
     this.addr = LocalRing.addr(opts.index);
     this.stateDir = join(this.base, `member-${opts.index}`);
     const port = randomPortBase();
+    this.gossipPort = port;
     this.httpPort = port + 1;
     this.ring = new LocalRing({ baseDir: this.base, gossipPort: port, httpPort: this.httpPort, keyFile: join(this.base, 'ring.key') });
   }
@@ -49,8 +53,12 @@ export class ApiNode {
     return join(this.base, 'hasup.toml');
   }
 
+  get secretsFile(): string {
+    return this.opts.joins ? this.opts.joins.secretsFile : join(this.stateDir, 'secrets.json');
+  }
+
   secrets(): { api_token: string; postgresql: { superuser_password: string; replication_password: string } } {
-    return JSON.parse(readFileSync(join(this.stateDir, 'secrets.json'), 'utf8')) as never;
+    return JSON.parse(readFileSync(this.secretsFile, 'utf8')) as never;
   }
 
   get token(): string {
@@ -58,7 +66,8 @@ export class ApiNode {
   }
 
   async start(): Promise<MemberProc> {
-    generateRingKey(this.keyFile);
+    if (this.opts.joins) copyFileSync(this.opts.joins.keyFile, this.keyFile);
+    else generateRingKey(this.keyFile);
     const lines: string[] = [];
     if (this.opts.postgresql) {
       this.pgPort = await freePort();
@@ -67,7 +76,8 @@ export class ApiNode {
     if (this.opts.extraConfig) lines.push(this.opts.extraConfig);
     writeFileSync(this.configFile, `${lines.join('\n')}\n`);
     mkdirSync(this.stateDir, { recursive: true });
-    this.node = this.ring.spawn(this.opts.index, { extraArgs: ['--config', this.configFile] });
+    const join = this.opts.joins ? ['--peer', `${this.opts.joins.addr}:${this.opts.joins.gossipPort}`, '--secrets', this.secretsFile] : [];
+    this.node = this.ring.spawn(this.opts.index, { extraArgs: ['--config', this.configFile, ...join] });
     await this.ring.ready([this.opts.index], 30_000);
     return this.node;
   }

@@ -247,3 +247,41 @@ test('no secret appears in any answer of any endpoint, nor in the log', async ()
   for (const needle of needles) assert.ok(!log.includes(needle), 'a secret leaked into the log');
   await expectStatus('/primary', 200, 60_000);
 });
+
+test('a second member joins: membership event, and the census shows both members with their services and roles from gossip', async () => {
+  const events: ApiEvent[] = [];
+  const ws = new WebSocket(`ws://${node.addr}:${node.httpPort}/events`, { headers: { authorization: `Bearer ${node.token}` } });
+  ws.on('message', (data: Buffer) => events.push(JSON.parse(data.toString()) as ApiEvent));
+  await new Promise((resolve, reject) => {
+    ws.once('open', resolve);
+    ws.once('error', reject);
+  });
+  const second = new ApiNode({ index: 37, postgresql: true, joins: node });
+  try {
+    const proc = await second.start();
+    const joined = await eventually(async () => events.find((e) => e.type === 'member' && e.state === 'alive' && e.member !== undefined && e.member === proc.memberId), 30_000, 'member event for the joiner');
+    assert.equal(joined.address, `${second.addr}:${second.gossipPort}`);
+    // Two standalone nodes each lead their own PostgreSQL: the census shows both claims and names no single leader.
+    const group = await eventually(async () => {
+      const census = (await node.call('/census')).json() as Census;
+      const g = census.service_groups.find((x) => x.service_group === 'postgresql.default');
+      return g && g.leaders.length === 2 ? { census, g } : undefined;
+    }, 90_000, 'both members leading in the census');
+    assert.equal(group.g.leader, null);
+    assert.equal(group.g.healthy, 2);
+    const remote = group.census.members.find((m) => m.id === proc.memberId)!;
+    assert.equal(remote.self, false);
+    assert.deepEqual(
+      remote.services.map((s) => [s.service_group, s.state, s.health, s.role, s.writable]),
+      [['postgresql.default', 'running', 'ok', 'leader', true]],
+    );
+    assert.ok(events.some((e) => e.type === 'role' && e.member === proc.memberId && e.role === 'leader'), 'the remote role change was streamed');
+    const cluster = (await node.call('/cluster')).json() as ClusterView;
+    assert.equal(cluster.gossip.alive, 2);
+    const status = node.cli('status');
+    assert.match(status.stdout, /2 members claim leader/);
+  } finally {
+    ws.close();
+    await second.stop();
+  }
+});

@@ -10,6 +10,9 @@ import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 import { loadSecretsFile } from '../../src/supervisor/secrets.js';
 
+/** Node flags the `hasup` executable runs with (its shebang line): daemons spawned in tests get the same. */
+export const HASUP_NODE_ARGS = ['--max-semi-space-size=2'];
+
 export const HASUP_BIN = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'src', 'cli', 'main.js');
 
 export interface LogEvent {
@@ -169,6 +172,7 @@ export class LocalRing {
     const stateDir = join(this.opts.baseDir, `member-${index}`);
     mkdirSync(stateDir, { recursive: true });
     const args = [
+      ...HASUP_NODE_ARGS,
       HASUP_BIN,
       'run',
       '--advertise', `${addr}:${this.opts.gossipPort}`,

@@ -30,7 +30,7 @@ import { chmodSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DEFAULT_HTTP_PORT } from '../../src/cli/run.js';
-import { HASUP_BIN, MemberProc } from './member-procs.js';
+import { HASUP_BIN, HASUP_NODE_ARGS, MemberProc } from './member-procs.js';
 import { commandExists, runCommand, runCommandSync, runCommandSyncQuiet, sleepSync } from './netns/commands.js';
 import { droppedPacketsFromJson, FAULT_TABLE, hasFaults, noFaults, renderFaultScript, type NodeFaults } from './netns/fault-rules.js';
 import { listLinks, listNamespaces, liveMarkers, namespacePids, processStartTime, removeMarker, sweepOrphans, writeMarker } from './netns/ownership.js';
@@ -104,7 +104,7 @@ export class ClusterNode {
    * authenticated API calls over HTTP from the host).
    */
   spawnHasup(args: string[], opts: { env?: NodeJS.ProcessEnv; httpPort?: number } = {}): HasupMember {
-    const child = this.exec(process.execPath, [HASUP_BIN, ...args], {
+    const child = this.exec(process.execPath, [...HASUP_NODE_ARGS, HASUP_BIN, ...args], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, HASUP_STATE_DIR: this.stateDir, ...opts.env },
     });

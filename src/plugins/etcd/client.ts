@@ -193,7 +193,7 @@ export class EtcdClient {
   }
 
   async range(key: string, opts: CallOptions & { prefix?: boolean } = {}): Promise<RangeResult> {
-    return rangeOf(await this.call('/v3/kv/range', rangeRequest(key, opts.prefix), opts, true));
+    return rangeOf((await this.call('/v3/kv/range', rangeRequest(key, opts.prefix), opts, true)) as Parameters<typeof rangeOf>[0]);
   }
 
   async get(key: string, opts: CallOptions = {}): Promise<KeyValue | undefined> {

@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Registry } from 'prom-client';
 import type { Memberlist } from '../../gossip/memberlist.js';
 import type { Leadership } from '../../supervisor/leadership.js';
+import type { HaOperations } from '../../supervisor/election/postgres-ha.js';
 import type { Logger } from '../../supervisor/log.js';
 import type { Supervisor } from '../../supervisor/supervisor.js';
 import { ApiMetrics, metricsRoutes } from '../metrics/metrics.js';
@@ -30,6 +31,8 @@ export interface ApiDeps {
   livenessMaxAgeMs?: number;
   /** More Prometheus registries /metrics appends (host and shipping metrics). */
   metricsRegistries?: Registry[];
+  /** The PostgreSQL election's operations (switchover, pause, view); absent on a standalone member. */
+  ha?: HaOperations;
 }
 
 /**
@@ -55,7 +58,7 @@ export async function createApiServer(deps: ApiDeps): Promise<FastifyInstance> {
       { plugin: butterflyRoutes, options: { ring } },
       { plugin: servicesRoutes, options: { supervisor } },
       { plugin: configApplyRoutes, options: { supervisor, ring: deps.configs } },
-      { plugin: operationRoutes },
+      { plugin: operationRoutes, options: { ha: deps.ha } },
       { plugin: metricsRoutes, options: { metrics } },
       { plugin: eventRoutes, options: { hub, memberId } },
     ],

@@ -1,5 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+const EVENT_LOOP_SAMPLE_MS = 250;
 import type { MemberlistStats } from '../../gossip/memberlist.js';
 import type { ServiceStatus } from '../../supervisor/service.js';
 
@@ -32,7 +34,10 @@ export class ApiMetrics {
   constructor(private readonly sources: MetricsSources) {
     const registers = [this.registry];
     const stats = () => sources.ring.stats();
-    collectDefaultMetrics({ register: this.registry });
+    // prom-client samples event-loop delay with a libuv timer at this
+    // resolution; its default (10 ms) alone wakes an idle supervisor 100
+    // times a second. Lag worth alerting on is far coarser than 250 ms.
+    collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: EVENT_LOOP_SAMPLE_MS });
 
     new Counter({
       name: 'hasup_gossip_packets_total',

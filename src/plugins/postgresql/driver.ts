@@ -7,6 +7,18 @@ import { superuserTarget, withClient } from './connect.js';
 import { checkHba } from './hba-check.js';
 import { initDataDir, isInitialized } from './initdb.js';
 import { syncReplicationRole } from './replication-role.js';
+import { checkHaSettings, haSettingsFrom } from '../../supervisor/election/settings.js';
+
+/**
+ * What a member of an HA cluster adds to the driver (src/plugins/postgresql/ha-node.ts):
+ * how the data directory is made (initdb or a copy of the leader) and that
+ * every start is a standby start.
+ */
+export interface PostgresqlHaHooks {
+  prepareData(ctx: DriverContext): Promise<void>;
+  /** The latest context (config changes), seen on every health check. */
+  noteContext(ctx: DriverContext): void;
+}
 
 /** Share of max_connections in use above which health is a warning. */
 const CONNECTIONS_WARN_RATIO = 0.9;
@@ -33,6 +45,9 @@ export class PostgresqlDriver implements ServiceDriver {
   /** Postmaster start time + role + secret digest of the last successful sync. */
   private roleSynced: string | undefined;
 
+  /** Without `ha` a member is standalone: an empty data directory gets initdb and the server starts as it was. */
+  constructor(private readonly ha?: PostgresqlHaHooks) {}
+
   async prepare(ctx: DriverContext): Promise<void> {
     const { paths, user } = ctx;
     // PostgreSQL refuses a data dir readable by others; the socket and temp files live in run.
@@ -42,10 +57,13 @@ export class PostgresqlDriver implements ServiceDriver {
     await ensureOwnedDir(paths.config, 0o750, user);
     await assertReachable(paths.data, user);
     await assertReachable(paths.config, user);
-    if (!(await isInitialized(paths.data))) await initDataDir(ctx);
+    if (this.ha) await this.ha.prepareData(ctx);
+    else if (!(await isInitialized(paths.data))) await initDataDir(ctx);
   }
 
   async validate(ctx: DriverContext, files: Map<string, string>): Promise<string | undefined> {
+    const ha = checkHaSettings(haSettingsFrom(ctx.cfg));
+    if (ha) return ha;
     const hba = files.get('pg_hba.conf');
     if (hba !== undefined) {
       const problems = checkHba(hba);
@@ -103,6 +121,7 @@ export class PostgresqlDriver implements ServiceDriver {
   }
 
   async health(ctx: DriverContext, signal: AbortSignal): Promise<HealthResult> {
+    this.ha?.noteContext(ctx);
     try {
       return await withClient(superuserTarget(ctx), signal, async (client) => {
         const row = (

@@ -1,0 +1,426 @@
+import { readFile } from 'node:fs/promises';
+import type pg from 'pg';
+import type { BootstrapPlan, ConnectedReplica, DatabaseStatus, PeerEndpoint, ReplicatedDatabase } from '../../supervisor/election/database.js';
+import { checkHaSettings, haSettingsFrom } from '../../supervisor/election/settings.js';
+import type { DriverContext } from '../../supervisor/driver.js';
+import type { Logger } from '../../supervisor/log.js';
+import { isProcessLive } from '../../supervisor/pidfile.js';
+import type { ServiceStatus } from '../../supervisor/service.js';
+import type { TomlTable } from '../../supervisor/toml-schema.js';
+import { ensureOwnedDir } from '../service-dirs.js';
+import { localHost, superuserTarget, withClient, type PgTarget } from './connect.js';
+import { initDataDir, isInitialized } from './initdb.js';
+import { cloneFromLeader, controlData, rewindFrom } from './replication-tools.js';
+import {
+  clearWasPrimary,
+  haConfPath,
+  HA_STATE_MARK,
+  markWasPrimary,
+  renderHaConf,
+  setDataAside,
+  slotName,
+  wasPrimary,
+  writeHaConf,
+  writePassfile,
+  writeStandbySignal,
+  type HaConfState,
+  type Upstream,
+} from './standby-config.js';
+
+/**
+ * PostgreSQL as the election sees it (ReplicatedDatabase): promotion with
+ * pg_promote(), fencing by fast shutdown, re-pointing a standby by rewriting
+ * ha.conf and reloading (PostgreSQL 13+ reloads primary_conninfo), rewind or
+ * re-clone of a former primary, synchronous standbys and replication slots.
+ * It also decides, in the driver's prepare(), how a member without data gets
+ * some (initdb or pg_basebackup), and makes every start a standby start:
+ * only a promotion ordered by the holder of the leader lease makes a primary.
+ */
+export interface PgServiceHandle {
+  status(): ServiceStatus;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  config(): TomlTable;
+}
+
+export interface PostgresHaNodeDeps {
+  memberId: string;
+  ip: string;
+  /** The supervisor's PostgreSQL service, once loaded. */
+  service: () => PgServiceHandle | undefined;
+  bootstrap: (signal: AbortSignal) => Promise<BootstrapPlan>;
+  bootstrapFailed: () => Promise<void>;
+  /** Aborts waits for the cluster (the member is stopping). */
+  stopSignal: AbortSignal;
+  log: Logger;
+}
+
+/** After SIGINT (fast shutdown), how long before SIGQUIT (immediate). */
+const FAST_STOP_MS = 10_000;
+const IMMEDIATE_STOP_MS = 5000;
+const CLONE_RETRY_MS = 1000;
+const SETTING_APPLY_MS = 3000;
+
+interface StatusRow {
+  in_recovery: boolean;
+  flush: string | null;
+  received: string | null;
+  replayed: string | null;
+  primary_tli: number | null;
+  receiver_tli: number | null;
+  receiver_status: string | null;
+  checkpoint_tli: number | null;
+}
+
+export class PostgresHaNode implements ReplicatedDatabase {
+  private ctx: DriverContext | undefined;
+  private conf: HaConfState = { upstream: null, syncStandbys: null };
+  private confLoaded = false;
+  private readonly log: Logger;
+
+  constructor(private readonly deps: PostgresHaNodeDeps) {
+    this.log = deps.log.child({ component: 'postgresql-ha' });
+  }
+
+  // ---- driver hooks -------------------------------------------------------------
+
+  /** The latest driver context (config changes arrive through the health checks). */
+  noteContext(ctx: DriverContext): void {
+    this.ctx = ctx;
+  }
+
+  /**
+   * Runs in the driver's prepare() before every start: refuses impossible
+   * timings, writes the passfile, creates or copies the data directory when
+   * there is none, and makes the start a standby start.
+   */
+  async prepareData(ctx: DriverContext): Promise<void> {
+    this.ctx = ctx;
+    const problem = checkHaSettings(haSettingsFrom(ctx.cfg));
+    if (problem) throw new Error(problem);
+    await writePassfile(ctx);
+    await this.loadConf(ctx);
+    if (!(await isInitialized(ctx.paths.data))) await this.createData(ctx);
+    await writeHaConf(ctx, this.conf);
+    await writeStandbySignal(ctx);
+  }
+
+  private async createData(ctx: DriverContext): Promise<void> {
+    const signal = this.deps.stopSignal;
+    for (;;) {
+      const plan = await this.deps.bootstrap(signal);
+      if (plan.kind === 'init') {
+        try {
+          await initDataDir(ctx);
+        } catch (err) {
+          await this.deps.bootstrapFailed();
+          throw err;
+        }
+        this.conf.upstream = null;
+        return;
+      }
+      try {
+        await cloneFromLeader(ctx, plan.leader, signal);
+        this.conf.upstream = plan.leader;
+        return;
+      } catch (err) {
+        if (signal.aborted) throw err;
+        this.log.warn({ event: 'clone_retry', from: plan.leader.member, reason: (err as Error).message }, 'copying the leader failed; retrying');
+        await new Promise((r) => setTimeout(r, CLONE_RETRY_MS));
+      }
+    }
+  }
+
+  /** ha.conf carries the state it was written from, so a restarted supervisor knows its upstream. */
+  private async loadConf(ctx: DriverContext): Promise<void> {
+    if (this.confLoaded) return;
+    this.confLoaded = true;
+    try {
+      const text = await readFile(haConfPath(ctx), 'utf8');
+      const line = text.split('\n').find((l) => l.startsWith(HA_STATE_MARK));
+      if (line) this.conf = JSON.parse(line.slice(HA_STATE_MARK.length)) as HaConfState;
+    } catch {
+      // None yet: a first start.
+    }
+  }
+
+  private async saveConf(ctx: DriverContext): Promise<void> {
+    await writeHaConf(ctx, this.conf);
+  }
+
+  // ---- ReplicatedDatabase -------------------------------------------------------
+
+  endpoint(): { host: string; port: number } {
+    const cfg = this.ctx?.cfg ?? this.deps.service()?.config() ?? {};
+    const host = localHost(cfg, this.deps.ip);
+    return { host: host === '127.0.0.1' || host === '::1' ? this.deps.ip : host, port: Number(cfg.port ?? 5432) };
+  }
+
+  async status(signal: AbortSignal): Promise<DatabaseStatus> {
+    const down = (reason: string): DatabaseStatus => ({ running: false, healthy: false, inRecovery: null, timeline: null, walPosition: null, replayPosition: null, streaming: false, upstream: this.conf.upstream?.member ?? null, replicas: [], reason });
+    const svc = this.deps.service();
+    const ctx = this.ctx;
+    if (!svc || !ctx) return down('PostgreSQL is not prepared yet');
+    const st = svc.status();
+    if (st.state !== 'running') return down(`PostgreSQL is ${st.state}`);
+    try {
+      return await withClient(this.target(ctx), signal, async (client) => {
+        const row = (
+          await client.query<StatusRow>(
+            `SELECT pg_is_in_recovery() AS in_recovery,
+                    CASE WHEN pg_is_in_recovery() THEN NULL ELSE (pg_current_wal_flush_lsn() - '0/0'::pg_lsn)::text END AS flush,
+                    (pg_last_wal_receive_lsn() - '0/0'::pg_lsn)::text AS received,
+                    (pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::text AS replayed,
+                    CASE WHEN pg_is_in_recovery() THEN NULL ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END AS primary_tli,
+                    (SELECT received_tli FROM pg_stat_wal_receiver) AS receiver_tli,
+                    (SELECT status FROM pg_stat_wal_receiver) AS receiver_status,
+                    (SELECT timeline_id FROM pg_control_checkpoint()) AS checkpoint_tli`,
+          )
+        ).rows[0]!;
+        let replicas: ConnectedReplica[] = [];
+        if (!row.in_recovery) {
+          const rows = await client.query<{ application_name: string; state: string; sync_state: string; flush: string | null; replay: string | null }>(
+            `SELECT application_name, state, sync_state, (flush_lsn - '0/0'::pg_lsn)::text AS flush, (replay_lsn - '0/0'::pg_lsn)::text AS replay FROM pg_stat_replication`,
+          );
+          replicas = rows.rows.map((r) => ({ member: r.application_name, state: r.state, syncState: r.sync_state, flushPosition: num(r.flush), replayPosition: num(r.replay) }));
+        }
+        const received = num(row.received);
+        const replayed = num(row.replayed);
+        const healthy = st.health === 'ok' || st.health === 'warning';
+        return {
+          running: true,
+          healthy,
+          inRecovery: row.in_recovery,
+          timeline: row.in_recovery ? (row.receiver_tli ?? row.checkpoint_tli) : row.primary_tli,
+          walPosition: row.in_recovery ? Math.max(received ?? 0, replayed ?? 0) : num(row.flush),
+          replayPosition: row.in_recovery ? replayed : num(row.flush),
+          streaming: row.receiver_status === 'streaming',
+          upstream: row.in_recovery ? (this.conf.upstream?.member ?? null) : null,
+          replicas,
+          ...(healthy ? {} : { reason: `health is ${st.health}${st.healthMessage ? ` (${st.healthMessage})` : ''}` }),
+        };
+      });
+    } catch (err) {
+      return down((err as Error).message);
+    }
+  }
+
+  async promote(signal: AbortSignal): Promise<void> {
+    const ctx = this.requireCtx();
+    // Before, not after: a crash half-way must still be rewound before it follows anyone.
+    await markWasPrimary(ctx);
+    this.conf.upstream = null;
+    await this.saveConf(ctx);
+    const promoted = await withClient(this.target(ctx), signal, async (client) => (await client.query<{ ok: boolean }>('SELECT pg_promote(true, 60) AS ok')).rows[0]?.ok === true);
+    if (!promoted) throw new Error('pg_promote() did not finish within 60 s');
+  }
+
+  async demote(reason: string, opts: { stayDown?: boolean } = {}): Promise<{ stoppedAt: number | null }> {
+    const ctx = this.requireCtx();
+    const svc = this.requireService();
+    const st = svc.status();
+    const pid = st.pid;
+    if (pid !== undefined && isProcessLive(pid)) {
+      // Fast shutdown: new connections are refused and every session is cut
+      // at once; the walsenders still send what is written to the standbys.
+      sendSignal(pid, 'SIGINT');
+      this.log.warn({ event: 'pg_stop_fast', pid, reason }, `stopping PostgreSQL (fast): ${reason}`);
+    }
+    // Any start from here on, by whom it may be, is a standby start.
+    await writeStandbySignal(ctx);
+    this.conf.upstream = null;
+    await this.saveConf(ctx);
+    if (pid !== undefined && !(await waitGone(pid, FAST_STOP_MS))) {
+      sendSignal(pid, 'SIGQUIT');
+      await waitGone(pid, IMMEDIATE_STOP_MS);
+    }
+    // The postmaster is gone; this cancels the runner's restart (SIGTERM reaches nobody).
+    await svc.stop();
+    let stoppedAt: number | null = null;
+    try {
+      const cd = await controlData(ctx);
+      if (cd.state === 'shut down' || cd.state === 'shut down in recovery') stoppedAt = cd.checkpoint;
+    } catch (err) {
+      this.log.warn({ err }, 'cannot read pg_controldata after stopping');
+    }
+    if (!opts.stayDown) await svc.start();
+    return { stoppedAt };
+  }
+
+  async startStandby(): Promise<void> {
+    const ctx = this.requireCtx();
+    await writeStandbySignal(ctx);
+    await this.requireService().start();
+  }
+
+  async follow(leader: PeerEndpoint, opts: { leaderIsPrimary: boolean }, signal: AbortSignal): Promise<void> {
+    const ctx = this.requireCtx();
+    const svc = this.requireService();
+    const up: Upstream = { member: leader.member, host: leader.host, port: leader.port };
+    const running = svc.status().state === 'running';
+    let rewind = await wasPrimary(ctx);
+    if (!rewind && running && opts.leaderIsPrimary) rewind = await this.divergedFrom(ctx, up, signal);
+    if (rewind) {
+      if (!opts.leaderIsPrimary) throw new Error(`this member must rewind first, and ${leader.member} is not a primary yet`);
+      await this.rewindOrReclone(ctx, svc, up, signal);
+      return;
+    }
+    this.conf.upstream = up;
+    await this.saveConf(ctx);
+    if (!running) {
+      await writeStandbySignal(ctx);
+      await svc.start();
+      return;
+    }
+    await this.reload(ctx, signal);
+  }
+
+  async setSynchronous(members: string[] | null, signal: AbortSignal): Promise<void> {
+    const ctx = this.requireCtx();
+    this.conf.syncStandbys = members;
+    await this.saveConf(ctx);
+    await this.reload(ctx, signal);
+    await this.awaitSetting(ctx, 'synchronous_standby_names', syncSettingValue(ctx, this.conf), signal);
+  }
+
+  async prepareSynchronous(members: string[] | null): Promise<void> {
+    await this.setSynchronous(members, AbortSignal.timeout(SETTING_APPLY_MS + 2000));
+  }
+
+  async syncSlots(members: string[], signal: AbortSignal): Promise<void> {
+    const ctx = this.requireCtx();
+    const wanted = new Set(members.map(slotName));
+    await withClient(this.target(ctx), signal, async (client) => {
+      const rows = (await client.query<{ slot_name: string; active: boolean }>("SELECT slot_name, active FROM pg_replication_slots WHERE slot_type = 'physical' AND slot_name LIKE 'hasup\\_%'")).rows;
+      const have = new Set(rows.map((r) => r.slot_name));
+      for (const name of wanted) {
+        if (!have.has(name)) {
+          await client.query('SELECT pg_create_physical_replication_slot($1)', [name]);
+          this.log.info({ event: 'slot_created', slot: name }, `replication slot ${name} created`);
+        }
+      }
+      for (const r of rows) {
+        if (!wanted.has(r.slot_name) && !r.active) {
+          await client.query('SELECT pg_drop_replication_slot($1)', [r.slot_name]);
+          this.log.info({ event: 'slot_dropped', slot: r.slot_name }, `replication slot ${r.slot_name} dropped (member gone)`);
+        }
+      }
+    });
+  }
+
+  // ---- internals ------------------------------------------------------------------
+
+  private async rewindOrReclone(ctx: DriverContext, svc: PgServiceHandle, up: Upstream, signal: AbortSignal): Promise<void> {
+    await this.demote(`rewinding to follow ${up.member}`, { stayDown: true });
+    const outcome = await rewindFrom(ctx, up, signal);
+    this.conf.upstream = up;
+    if (!outcome.ok) {
+      this.log.warn({ event: 'rewind_failed', reason: outcome.reason }, `${outcome.reason}; copying the leader afresh`);
+      const aside = await setDataAside(ctx);
+      this.log.warn({ event: 'data_set_aside', path: aside }, `the old data directory is kept at ${aside}`);
+      await ensureOwnedDir(ctx.paths.data, 0o700, ctx.user);
+    }
+    await clearWasPrimary(ctx);
+    await this.saveConf(ctx);
+    await writeStandbySignal(ctx).catch(() => undefined);
+    // prepare() copies the leader when the data directory is empty.
+    await svc.start();
+  }
+
+  /**
+   * Does the local standby hold WAL the leader's history never had? True
+   * when it is on a later timeline than the leader, or ended its timeline
+   * after the point where the leader's history left it.
+   */
+  private async divergedFrom(ctx: DriverContext, up: Upstream, signal: AbortSignal): Promise<boolean> {
+    const mine = await this.status(signal);
+    if (!mine.running || mine.timeline === null || mine.walPosition === null) return false;
+    const target: PgTarget = { ...this.target(ctx), host: up.host, port: up.port };
+    return withClient(target, signal, async (client) => {
+      const leaderTli = (await client.query<{ tli: number }>("SELECT ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int AS tli")).rows[0]!.tli;
+      if (leaderTli === mine.timeline) return false;
+      if (leaderTli < mine.timeline!) return true;
+      const history = await readHistory(client, leaderTli);
+      const entry = history.find((h) => h.timeline === mine.timeline);
+      const diverged = !entry || mine.walPosition! > entry.switchpoint;
+      if (diverged) this.log.warn({ event: 'diverged', timeline: mine.timeline, position: mine.walPosition, switchpoint: entry?.switchpoint ?? null }, 'this standby holds WAL the leader does not have');
+      return diverged;
+    });
+  }
+
+  private async reload(ctx: DriverContext, signal: AbortSignal): Promise<void> {
+    await withClient(this.target(ctx), signal, async (client) => {
+      await client.query('SELECT pg_reload_conf()');
+    });
+  }
+
+  /** A reload is asynchronous: wait until new sessions see `expected`. */
+  private async awaitSetting(ctx: DriverContext, name: string, expected: string, signal: AbortSignal): Promise<void> {
+    const deadline = Date.now() + SETTING_APPLY_MS;
+    let seen = '';
+    while (Date.now() < deadline && !signal.aborted) {
+      seen = await withClient(this.target(ctx), signal, async (client) => (await client.query<{ v: string }>('SELECT current_setting($1) AS v', [name])).rows[0]?.v ?? '');
+      if (seen === expected) return;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error(`${name} is still "${seen}" after the reload, not "${expected}"`);
+  }
+
+  private target(ctx: DriverContext): PgTarget {
+    return superuserTarget(ctx);
+  }
+
+  private requireCtx(): DriverContext {
+    if (!this.ctx) throw new Error('PostgreSQL has not been prepared on this member yet');
+    return this.ctx;
+  }
+
+  private requireService(): PgServiceHandle {
+    const svc = this.deps.service();
+    if (!svc) throw new Error('PostgreSQL is not loaded on this member');
+    return svc;
+  }
+}
+
+/** What SHOW synchronous_standby_names says once ha.conf is in force. */
+function syncSettingValue(ctx: DriverContext, conf: HaConfState): string {
+  const line = renderHaConf(ctx, conf)
+    .split('\n')
+    .find((l) => l.startsWith('synchronous_standby_names = '))!;
+  return line.slice('synchronous_standby_names = '.length).replace(/^'|'$/g, '').replace(/''/g, "'");
+}
+
+async function readHistory(client: pg.Client, timeline: number): Promise<Array<{ timeline: number; switchpoint: number }>> {
+  const file = `pg_wal/${timeline.toString(16).toUpperCase().padStart(8, '0')}.history`;
+  const text = (await client.query<{ t: string }>('SELECT pg_read_file($1) AS t', [file])).rows[0]?.t ?? '';
+  const out: Array<{ timeline: number; switchpoint: number }> = [];
+  for (const line of text.split('\n')) {
+    const m = /^\s*(\d+)\s+([0-9A-Fa-f]+)\/([0-9A-Fa-f]+)/.exec(line);
+    if (m) out.push({ timeline: Number(m[1]), switchpoint: parseInt(m[2]!, 16) * 2 ** 32 + parseInt(m[3]!, 16) });
+  }
+  return out;
+}
+
+function num(text: string | null): number | null {
+  if (text === null) return null;
+  const n = Number(text);
+  return Number.isFinite(n) ? n : null;
+}
+
+function sendSignal(pid: number, sig: NodeJS.Signals): void {
+  try {
+    process.kill(pid, sig);
+  } catch {
+    // Already gone.
+  }
+}
+
+async function waitGone(pid: number, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (!isProcessLive(pid)) return true;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return !isProcessLive(pid);
+}
+

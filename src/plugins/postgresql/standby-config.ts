@@ -1,0 +1,168 @@
+import { chown, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { DriverContext } from '../../supervisor/driver.js';
+import { isFile } from '../service-dirs.js';
+
+/**
+ * The files through which the HA loop tells PostgreSQL what it is:
+ *
+ *   data/standby.signal   start in recovery (every start, until pg_promote removes it)
+ *   config/ha.conf        included last by postgresql.conf: upstream, slot, sync standbys
+ *   run/pgpass            the replication and superuser passwords for libpq (mode 0600):
+ *                         walreceiver, pg_basebackup and pg_rewind read them from here,
+ *                         so no password is ever on a command line or in a config file
+ *   root/ha-was-primary   this data directory has been a primary since it last followed
+ *                         someone: it must be rewound before it follows anyone
+ */
+export interface Upstream {
+  member: string;
+  host: string;
+  port: number;
+}
+
+export interface HaConfState {
+  upstream: Upstream | null;
+  /** null: asynchronous; []: wait for a standby that is not there (strict); else ANY 1 of these. */
+  syncStandbys: string[] | null;
+}
+
+/** ha.conf carries the state it was rendered from on this line, for a restarted supervisor. */
+export const HA_STATE_MARK = '# hasup-state: ';
+
+/** A name no member's application_name can be (member ids are hex): commits wait for it forever. */
+export const NO_SYNC_STANDBY = 'hasup_no_sync_standby';
+
+export const passfilePath = (ctx: DriverContext) => join(ctx.paths.run, 'pgpass');
+export const haConfPath = (ctx: DriverContext) => join(ctx.paths.config, 'ha.conf');
+export const standbySignalPath = (ctx: DriverContext) => join(ctx.paths.data, 'standby.signal');
+const wasPrimaryPath = (ctx: DriverContext) => join(ctx.paths.root, 'ha-was-primary');
+
+/** A replication slot name for a member: lower-case letters, digits and _ only. */
+export function slotName(member: string): string {
+  return `hasup_${member.toLowerCase().replace(/[^a-z0-9_]/g, '_')}`;
+}
+
+/** A value in a libpq connection string. */
+function connValue(v: string): string {
+  return /^[A-Za-z0-9_./:@-]+$/.test(v) ? v : `'${v.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
+}
+
+/** A value in postgresql.conf. */
+function confString(v: string): string {
+  return `'${v.replace(/\\/g, '\\\\').replace(/'/g, "''")}'`;
+}
+
+/** A line of a libpq password file. */
+function passLine(user: string, password: string): string {
+  const esc = (s: string) => s.replace(/\\/g, '\\\\').replace(/:/g, '\\:');
+  return `*:*:*:${esc(user)}:${esc(password)}`;
+}
+
+export function replicationUser(ctx: DriverContext): string {
+  return String(ctx.cfg.replication_user ?? 'replicator');
+}
+
+export function superuser(ctx: DriverContext): string {
+  return String(ctx.cfg.superuser);
+}
+
+/** libpq connection string to `up` as `user`, passwords from the passfile. */
+export function conninfo(ctx: DriverContext, up: { host: string; port: number }, user: string, extra: Record<string, string> = {}): string {
+  const parts: Record<string, string> = {
+    host: up.host,
+    port: String(up.port),
+    user,
+    passfile: passfilePath(ctx),
+    connect_timeout: '3',
+    // A dead upstream is noticed by the election; keepalives only tidy up the socket.
+    keepalives_idle: '5',
+    keepalives_interval: '2',
+    keepalives_count: '3',
+    ...extra,
+  };
+  return Object.entries(parts)
+    .map(([k, v]) => `${k}=${connValue(v)}`)
+    .join(' ');
+}
+
+export function renderHaConf(ctx: DriverContext, state: HaConfState): string {
+  const lines = [
+    '# Written by hasup\'s HA loop on every role change; do not edit (it is rewritten).',
+    `${HA_STATE_MARK}${JSON.stringify(state)}`,
+    "recovery_target_timeline = 'latest'",
+    "wal_retrieve_retry_interval = '1s'",
+  ];
+  if (state.upstream) {
+    const info = conninfo(ctx, state.upstream, replicationUser(ctx), { application_name: ctx.memberId });
+    lines.push(`primary_conninfo = ${confString(info)}`, `primary_slot_name = ${confString(slotName(ctx.memberId))}`);
+    lines.push(`# upstream member: ${state.upstream.member}`);
+  } else {
+    lines.push("primary_conninfo = ''", "primary_slot_name = ''");
+  }
+  const sync = state.syncStandbys;
+  if (sync === null) lines.push("synchronous_standby_names = ''");
+  else {
+    const names = (sync.length > 0 ? sync : [NO_SYNC_STANDBY]).map((n) => `"${n.replace(/"/g, '')}"`).join(', ');
+    lines.push(`synchronous_standby_names = ${confString(`ANY 1 (${names})`)}`);
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+async function writeOwned(ctx: DriverContext, file: string, content: string, mode: number): Promise<void> {
+  const tmp = `${file}.tmp`;
+  await writeFile(tmp, content, { mode });
+  if (ctx.user) await chown(tmp, ctx.user.uid, ctx.user.gid);
+  await rename(tmp, file);
+}
+
+export async function writeHaConf(ctx: DriverContext, state: HaConfState): Promise<void> {
+  await writeOwned(ctx, haConfPath(ctx), renderHaConf(ctx, state), 0o640);
+}
+
+/** The libpq password file; rewritten when the secrets change. */
+export async function writePassfile(ctx: DriverContext): Promise<void> {
+  const content = `${passLine(replicationUser(ctx), ctx.secrets.postgresql.replication_password)}\n${passLine(superuser(ctx), ctx.secrets.postgresql.superuser_password)}\n`;
+  await writeOwned(ctx, passfilePath(ctx), content, 0o600);
+}
+
+export async function writeStandbySignal(ctx: DriverContext): Promise<void> {
+  if (!(await isFile(standbySignalPath(ctx)))) await writeOwned(ctx, standbySignalPath(ctx), '', 0o600);
+}
+
+export async function markWasPrimary(ctx: DriverContext): Promise<void> {
+  await writeFile(wasPrimaryPath(ctx), `${new Date().toISOString()}\n`, { mode: 0o600 });
+}
+
+export function wasPrimary(ctx: DriverContext): Promise<boolean> {
+  return isFile(wasPrimaryPath(ctx));
+}
+
+export async function clearWasPrimary(ctx: DriverContext): Promise<void> {
+  await rm(wasPrimaryPath(ctx), { force: true });
+}
+
+/**
+ * Moves a data directory that can no longer follow anyone aside (keeping
+ * only the newest such copy) and leaves an empty one, so the next start
+ * copies the leader afresh. Nothing is deleted that is not already a copy
+ * set aside before.
+ */
+export async function setDataAside(ctx: DriverContext): Promise<string> {
+  const parent = ctx.paths.root;
+  for (const name of await readdir(parent)) {
+    if (name.startsWith('data.diverged-')) await rm(join(parent, name), { recursive: true, force: true });
+  }
+  const aside = join(parent, `data.diverged-${new Date().toISOString().replace(/[:.]/g, '-')}`);
+  await rename(ctx.paths.data, aside);
+  return aside;
+}
+
+/** Empties a data directory that a failed copy left half-written (it was empty before the copy). */
+export async function emptyDataDir(ctx: DriverContext): Promise<void> {
+  try {
+    await stat(ctx.paths.data);
+  } catch {
+    return;
+  }
+  for (const name of await readdir(ctx.paths.data)) await rm(join(ctx.paths.data, name), { recursive: true, force: true });
+}

@@ -1,0 +1,96 @@
+import { EtcdClient } from '../../plugins/etcd/client.js';
+import { EtcdClusterStore } from '../../plugins/etcd/ha-store.js';
+import { PostgresqlDriver } from '../../plugins/postgresql/driver.js';
+import { PostgresHaNode, type PgServiceHandle } from '../../plugins/postgresql/ha-node.js';
+import type { ServiceDriver } from '../driver.js';
+import type { Logger } from '../log.js';
+import { HaController, type HaView, type SwitchoverResult } from './controller.js';
+import { ElectedLeadership } from './elected-leadership.js';
+import { DEFAULT_HA_SETTINGS, haSettingsFrom, type HaSettings } from './settings.js';
+
+/**
+ * Wires PostgreSQL leadership for a member of an HA cluster: the etcd
+ * client and store, the PostgreSQL side (driver hooks + ReplicatedDatabase),
+ * the HA loop and the Leadership the HTTP checks read. The daemon swaps it
+ * in for StandaloneLeadership when etcd endpoints are known.
+ */
+export interface PostgresHaOptions {
+  memberId: string;
+  ip: string;
+  /** Service group, as in postgresql.default. */
+  group: string;
+  /** Names the cluster in etcd keys: /hasup/<scope>/postgresql/<group>/. */
+  scope: string;
+  etcdEndpoints: () => string[];
+  /** The supervisor's services (PostgreSQL is looked up by name when needed). */
+  services: { get(name: string): PgServiceHandle | undefined };
+  log: Logger;
+  serviceName?: string;
+}
+
+/** What the HTTP API's operation routes call. */
+export interface HaOperations {
+  switchover(to: string | null): Promise<SwitchoverResult>;
+  setPaused(paused: boolean): Promise<void>;
+  view(): HaView;
+}
+
+export class PostgresHa {
+  readonly leadership: ElectedLeadership;
+  readonly controller: HaController;
+  readonly node: PostgresHaNode;
+  readonly operations: HaOperations;
+  private readonly stop = new AbortController();
+  private readonly serviceName: string;
+
+  constructor(opts: PostgresHaOptions) {
+    this.serviceName = opts.serviceName ?? 'postgresql';
+    const serviceGroup = `${this.serviceName}.${opts.group}`;
+    const settings = (): HaSettings => {
+      const cfg = opts.services.get(this.serviceName)?.config();
+      return cfg ? haSettingsFrom(cfg) : DEFAULT_HA_SETTINGS;
+    };
+    const client = new EtcdClient({ endpoints: opts.etcdEndpoints, timeoutMs: 2000 });
+    const store = new EtcdClusterStore(client, `/hasup/${opts.scope}/${this.serviceName}/${opts.group}/`);
+    this.leadership = new ElectedLeadership(serviceGroup, () => {
+      const s = settings();
+      return s.loopWaitMs + s.retryTimeoutMs / 2;
+    });
+    const log = opts.log.child({ component: 'ha' });
+    // The node asks the controller how to bootstrap; the controller drives the node.
+    const late: { controller?: HaController } = {};
+    this.node = new PostgresHaNode({
+      memberId: opts.memberId,
+      ip: opts.ip,
+      service: () => opts.services.get(this.serviceName),
+      bootstrap: (signal) => late.controller!.bootstrap(signal),
+      bootstrapFailed: () => late.controller!.bootstrapFailed(),
+      stopSignal: this.stop.signal,
+      log,
+    });
+    const controller = new HaController({ memberId: opts.memberId, serviceGroup, store, db: this.node, settings, leadership: this.leadership, log });
+    late.controller = controller;
+    this.controller = controller;
+    this.operations = {
+      switchover: (to) => controller.switchover(to),
+      setPaused: (paused) => controller.setPaused(paused),
+      view: () => controller.view(),
+    };
+  }
+
+  /** The driver for a plan's `driver` name when it is PostgreSQL's; undefined for any other. */
+  driverFor(name: string): ServiceDriver | undefined {
+    return name === 'postgresql' ? new PostgresqlDriver(this.node) : undefined;
+  }
+
+  start(): void {
+    this.controller.start();
+  }
+
+  /** `leaving`: the member shuts down, so a leader hands its key back at once. */
+  async close(opts: { leaving: boolean }): Promise<void> {
+    this.stop.abort();
+    await this.controller.close(opts);
+    this.leadership.close();
+  }
+}
