@@ -70,9 +70,12 @@ async function main() {
   const joinConvergeMs = clock.now() - joinStart;
   progress(`join converged in ${joinConvergeMs} virtual ms`);
 
-  // Let the join rumors run out before measuring the quiet cost of the ring.
+  // Let the join rumors run out, and every member's first push-pull (at a
+  // random moment of the first base interval) happen, before measuring the
+  // quiet cost of the ring. Any window one scaled push-pull period long then
+  // holds exactly one push-pull started by each member.
   await clock.runUntil(() => ring.members.every((m) => m.ml.stats().queued === 0), 120_000, 100);
-  await clock.advance(5000);
+  await clock.advance(Math.max(5000, ring.config.pushPullIntervalMs - clock.now()));
   const windowMs = Math.max(60_000, pushPullInterval(ring.config.pushPullIntervalMs, n));
   const bytesBefore = ring.bytesSent();
   await clock.advance(windowMs);

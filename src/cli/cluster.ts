@@ -26,7 +26,6 @@ interface PrepareFlags {
   config: string;
   printConfig?: boolean;
   service: string[];
-  etcdVoters: string;
 }
 
 function withPrepareFlags(cmd: Command): Command {
@@ -35,8 +34,7 @@ function withPrepareFlags(cmd: Command): Command {
     .option('--state-dir <dir>', 'state directory of this node', process.env.HASUP_STATE_DIR ?? DEFAULT_STATE_DIR)
     .option('--config <file>', 'hasup.toml to write for this node (an existing one is kept)', process.env.HASUP_CONFIG ?? DEFAULT_CONFIG_FILE)
     .option('--print-config', 'print the hasup.toml instead of writing it')
-    .option('--service <name>', 'plan to start at the first start, e.g. postgresql (repeatable; etcd is started by the cluster formation)', collect, [])
-    .option('--etcd-voters <n>', 'members that run an etcd voting member: 3 or 5', '3');
+    .option('--service <name>', 'plan to start at the first start, e.g. postgresql (repeatable; etcd is started by the cluster formation)', collect, []);
 }
 
 export function registerClusterCommands(program: Command): void {
@@ -54,11 +52,13 @@ The first 3 (or 5) members to run become etcd voting members, later ones etcd cl
     .description('first node: write the cluster secrets (ring key, API token, PostgreSQL passwords), mark this node as the founder, write its hasup.toml')
     .option('--secrets <file>', 'cluster secrets file to write, mode 0600 (default: STATE_DIR/secrets.json)')
     .option('--name <name>', 'cluster name, for operators', DEFAULT_CLUSTER_NAME)
-    .action((flags: PrepareFlags & { secrets?: string; name: string }) => {
-      const p = prepare(flags);
+    .option('--etcd-voters <n>', 'members that run an etcd voting member: 3 or 5 (kept in the secrets file, so every join uses it)', '3')
+    .action((flags: PrepareFlags & { secrets?: string; name: string; etcdVoters: string }) => {
+      const voters = checkVoterCount(Number(flags.etcdVoters));
+      const p = prepare(flags, voters);
       const secretsFile = resolve(flags.secrets ?? join(p.stateDir, 'secrets.json'));
       if (existsSync(secretsFile)) throw new Error(`${secretsFile} already exists; refusing to overwrite the cluster secrets (a cluster is created once; other nodes use \`hasup cluster join\`)`);
-      const secrets = generateSecrets({ name: flags.name });
+      const secrets = generateSecrets({ name: flags.name, etcdVoters: voters });
       mkdirSync(dirname(secretsFile), { recursive: true, mode: 0o700 });
       writeSecretsFile(secretsFile, secrets);
       writeClusterState(p.stateDir, { cluster_id: secrets.cluster_id!, cluster_name: flags.name, founder: true, created_at: Date.now() });
@@ -80,7 +80,7 @@ The first 3 (or 5) members to run become etcd voting members, later ones etcd cl
       const secrets = loadSecretsFile(source);
       if (secrets.ring_key === undefined && !flags.ringKey) throw new Error(`${source} holds no ring key (it predates \`hasup cluster create\`); pass --ring-key FILE`);
       if (flags.ringKey) loadKeyring(flags.ringKey);
-      const p = prepare(flags);
+      const p = prepare(flags, secrets.etcd_voters ?? 3);
       if (peer === formatPeerAddress(parsePeerAddress(p.advertise))) throw new Error(`${peerText} is this node's own address; join through a member that already runs`);
       const secretsFile = installSecrets(source, secrets, join(p.stateDir, 'secrets.json'));
       writeClusterState(p.stateDir, { cluster_id: secrets.cluster_id ?? null, cluster_name: secrets.cluster_name ?? null, founder: false, joined_via: peer, created_at: Date.now() });
@@ -117,9 +117,8 @@ interface Prepared {
 }
 
 /** Checks every flag and claims the state directory before anything is written. */
-function prepare(flags: PrepareFlags): Prepared {
+function prepare(flags: PrepareFlags, voters: number): Prepared {
   const advertise = parsePeerAddress(flags.advertise);
-  const voters = checkVoterCount(Number(flags.etcdVoters));
   const stateDir = resolve(flags.stateDir);
   const claimed = readClusterState(stateDir);
   if (claimed) {

@@ -18,6 +18,8 @@ export interface ClusterSecrets {
   cluster_name?: string;
   /** The ring key (AES-256, base64): one file is then enough to join. A ring-key file given to `hasup run` wins over it. */
   ring_key?: string;
+  /** How many members run etcd voting members (3 or 5), chosen at create: `cluster join` writes it into each node's hasup.toml. */
+  etcd_voters?: number;
   api_token: string;
   postgresql: { superuser_password: string; replication_password: string };
 }
@@ -30,11 +32,12 @@ export const DEFAULT_CLUSTER_NAME = 'hasup';
  * Fresh secrets for a new cluster. `ringKey: false` leaves the ring key out
  * (for a member whose ring key lives in its own ring-key file).
  */
-export function generateSecrets(opts: { name?: string; ringKey?: boolean } = {}): ClusterSecrets {
+export function generateSecrets(opts: { name?: string; ringKey?: boolean; etcdVoters?: number } = {}): ClusterSecrets {
   return {
     cluster_id: randomBytes(8).toString('hex'),
     cluster_name: opts.name ?? DEFAULT_CLUSTER_NAME,
     ...(opts.ringKey === false ? {} : { ring_key: Keyring.generateKey().toString('base64') }),
+    ...(opts.etcdVoters === undefined ? {} : { etcd_voters: opts.etcdVoters }),
     api_token: token(),
     postgresql: { superuser_password: token(), replication_password: token() },
   };
@@ -78,6 +81,7 @@ export function checkSecrets(data: unknown, file: string): ClusterSecrets {
   }
   if (s.cluster_name !== undefined && typeof s.cluster_name !== 'string') throw new Error(`${file}: cluster_name must be a string`);
   if (s.ring_key !== undefined) ringKeyBytes(s.ring_key, file);
+  if (s.etcd_voters !== undefined && s.etcd_voters !== 3 && s.etcd_voters !== 5) throw new Error(`${file}: etcd_voters must be 3 or 5`);
   return s as ClusterSecrets;
 }
 

@@ -8,7 +8,7 @@
  * HAProxy and straight at every node: no acknowledged write may go missing
  * where the scenario promises it, and no two nodes may accept writes at once.
  */
-import { after, before, describe, test } from 'node:test';
+import { after, afterEach, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
@@ -69,7 +69,22 @@ describe('PostgreSQL HA: three nodes, etcd lease, HAProxy in front', { skip: ski
     await ha.startHaproxy();
   });
 
+  let failed = false;
+  afterEach((t) => {
+    if ((t as unknown as { passed?: boolean }).passed === false) failed = true;
+  });
+
   after(async () => {
+    if (failed || process.env.HASUP_HA_LOGS) {
+      for (const n of ha?.cluster.nodes ?? []) {
+        for (const m of n.members) {
+          const lines = m.events.filter((e) => e.level >= 40 || /^(ha_|pg_|clone|rewind|slot|diverged|data_)/.test(String(e.event ?? '')));
+          console.log(`# ---- node ${n.index} (pid ${m.pid}) ----`);
+          for (const e of lines.slice(-60)) console.log(`# ${new Date(e.time).toISOString().slice(11, 23)} ${e.event ?? ''} ${e.msg}`);
+          for (const line of m.stderr.slice(-10)) console.log(`# stderr: ${line}`);
+        }
+      }
+    }
     await ha?.destroy();
   });
 

@@ -32,6 +32,7 @@ test('new cluster secrets hold a cluster id and a 32-byte ring key, and round-tr
     assert.equal(loaded.cluster_name, 'prod');
     assert.equal(keyringFromSecrets(loaded, file).primary.length, 32);
     assert.notEqual(generateSecrets().ring_key, secrets.ring_key, 'every cluster gets its own ring key');
+    assert.equal(generateSecrets({ etcdVoters: 5 }).etcd_voters, 5, 'the voter count travels with the secrets to every join');
     assert.throws(() => writeSecretsFile(file, generateSecrets()), /already exists/);
   });
 });
@@ -57,6 +58,7 @@ test('malformed new fields are refused, naming the field but never its value', (
       [{ ring_key: 'c2hvcnQ=' }, /ring_key must be a base64-encoded 32-byte key/],
       [{ ring_key: 42 }, /ring_key must be/],
       [{ cluster_id: 'NOT-HEX' }, /cluster_id must be 16 hex digits/],
+      [{ etcd_voters: 4 }, /etcd_voters must be 3 or 5/],
     ] as const) {
       writeFileSync(file, JSON.stringify({ ...base, ...extra }), { mode: 0o600 });
       assert.throws(() => loadSecretsFile(file), (err: Error) => reason.test(err.message) && !err.message.includes('c2hvcnQ'));
@@ -86,7 +88,8 @@ test('the hasup.toml that cluster create/join write is accepted by the real sche
   assert.deepEqual(cfg.member.peers, ['10.0.0.11:9638']);
   assert.equal(cfg.member.secrets, '/var/lib/hasup/secrets.json');
   assert.equal(cfg.member.ring_key, undefined, 'the ring key comes from the secrets file');
-  assert.deepEqual(cfg.cluster, { etcd: true, etcd_voters: 5 });
+  assert.equal(cfg.cluster.etcd, true, 'etcd formation on');
+  assert.equal(cfg.cluster.etcd_voters, 5);
   assert.deepEqual(cfg.services.load, ['postgresql']);
   assert.equal(parseNodeConfig('', 'x').cluster.etcd_voters, 3, 'default: 3 voters');
   assert.throws(() => parseNodeConfig('[cluster]\netcd_voters = 4\n', 'hasup.toml'), /"cluster\.etcd_voters" must be 3 or 5/);

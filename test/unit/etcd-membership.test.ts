@@ -1,10 +1,16 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { MemberView } from '../../src/gossip/memberlist.js';
 import type { StoredRumor } from '../../src/gossip/rumor-store.js';
+import { EtcdDriver } from '../../src/plugins/etcd/driver.js';
 import { etcdClientUrls, etcdVoters } from '../../src/plugins/etcd/endpoints.js';
+import { DECISION_FILE, readDecision, writeDecision } from '../../src/plugins/etcd/formation-file.js';
 import type { EtcdMemberInfo } from '../../src/plugins/etcd/members-api.js';
 import { checkVoterCount, decideJoin, initialMembers, JOIN_BACKOFF, joinRetryDelay } from '../../src/plugins/etcd/membership.js';
+import type { DriverContext } from '../../src/supervisor/driver.js';
 import { RUMOR_SERVICE } from '../../src/supervisor/service-rumor.js';
 
 const started = (id: string, name: string, port: number): EtcdMemberInfo => ({ id, name, peerUrls: [`http://10.0.0.${port}:2380`], clientUrls: [`http://10.0.0.${port}:2379`] });
@@ -162,4 +168,28 @@ test('etcdClientUrls: voters from the census, healthy first, this member first a
   const voters = etcdVoters(ring);
   assert.equal(voters[0]!.peerUrl, null, 'no peer port published: no peer URL');
   assert.deepEqual(voters.map((v) => v.healthy), [true, true, false, false, false]);
+});
+
+test('the etcd driver renders the formation\'s decision: founder new, joiner existing with the list, a restart existing', () => {
+  const root = mkdtempSync(join(tmpdir(), 'hasup-etcd-decision-'));
+  try {
+    const ctx = { paths: { root, data: join(root, 'data') }, cfg: { listen_address: '', peer_port: 2380, client_port: 2379 }, ip: '10.0.0.14', memberId: 'selfid' } as unknown as DriverContext;
+    const driver = new EtcdDriver();
+    assert.equal(driver.templateValues(ctx).etcd_initial_cluster, 'selfid=http://10.0.0.14:2380', 'no decision: a one-member etcd of its own');
+    writeDecision(root, { role: 'voter', state: 'existing', token: 'hasup-c1', members: initialMembers([started('1', 'aaaa', 11), unstarted('2', 14)], 'selfid', SELF), decided_at: 1 });
+    assert.deepEqual(driver.templateValues(ctx), {
+      etcd_initial_cluster: 'aaaa=http://10.0.0.11:2380,selfid=http://10.0.0.14:2380',
+      etcd_initial_cluster_state: 'existing',
+      etcd_cluster_token: 'hasup-c1',
+    });
+    assert.deepEqual(readDecision(root), { role: 'voter', state: 'existing', token: 'hasup-c1', members: [{ name: 'aaaa', peer_urls: ['http://10.0.0.11:2380'] }, { name: 'selfid', peer_urls: [SELF] }], decided_at: 1 });
+    writeDecision(root, { role: 'voter', state: 'new', token: 'hasup-c1', members: [{ name: 'selfid', peer_urls: [SELF] }], decided_at: 1 });
+    assert.equal(driver.templateValues(ctx).etcd_initial_cluster_state, 'new');
+    mkdirSync(join(root, 'data', 'member'), { recursive: true });
+    assert.equal(driver.templateValues(ctx).etcd_initial_cluster_state, 'existing', 'with data, etcd restarts from it');
+    writeFileSync(join(root, DECISION_FILE), '{"role":"voter"}');
+    assert.throws(() => readDecision(root), /does not describe an etcd role/);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
 });

@@ -79,12 +79,13 @@ const commonProperties = {
 
 /**
  * Any field not listed: strings are keywords (labels, Metricbeat names),
- * Metricbeat's *.pct are scaled floats and other numbers doubles, whatever
+ * Metricbeat's *.pct are floats and other numbers doubles, whatever
  * the first sample looked like (a first value of 0 would otherwise map the
  * field as long and truncate every later fraction).
  */
 const dynamicTemplates = [
-  { percentages: { path_match: '*.pct', mapping: { type: 'scaled_float', scaling_factor: 10000 } } },
+  // float, not Metricbeat's scaled_float: that type lives in the mapper-extras module, which the development distribution lacks.
+  { percentages: { path_match: '*.pct', mapping: { type: 'float' } } },
   { strings_as_keywords: { match_mapping_type: 'string', mapping: keyword } },
   // A gauge whose first sample happened to be whole (load 0, 12 connections) must not truncate later fractions.
   { numbers_as_doubles: { match_mapping_type: 'long', mapping: { type: 'double' } } },

@@ -99,10 +99,13 @@ export class ElasticsearchOutput {
   }
 }
 
-/** A one-line reason for an error of the client, for logs. */
+/** A one-line reason for an error of the client, for logs: the deepest cause Elasticsearch gave. */
 export function describeError(err: unknown): string {
   const e = err as { name?: string; message?: string; meta?: { statusCode?: number; body?: unknown } };
   const status = e.meta?.statusCode;
-  const type = (e.meta?.body as { error?: { type?: string } } | undefined)?.error?.type;
-  return [e.name, status ? `HTTP ${status}` : undefined, type, e.message?.split('\n')[0]?.slice(0, 200)].filter(Boolean).join(': ');
+  type Cause = { type?: string; reason?: string; caused_by?: Cause };
+  let cause = (e.meta?.body as { error?: Cause } | undefined)?.error;
+  while (cause?.caused_by) cause = cause.caused_by;
+  const detail = cause ? [cause.type, cause.reason].filter(Boolean).join(': ') : e.message?.split('\n')[0];
+  return [e.name, status ? `HTTP ${status}` : undefined, detail?.slice(0, 300)].filter(Boolean).join(': ');
 }
