@@ -113,6 +113,8 @@ interface Probe {
   sentAt: number;
   sentWall: number;
   acked: boolean;
+  /** A second direct ping went out: an ack's round trip is no longer known. */
+  retried: boolean;
   nacks: number;
   expectedNacks: number;
   /** Told the outcome (used by the last-chance probe of a suspicion). */
@@ -122,6 +124,10 @@ interface Probe {
 const MAX_PLAINTEXT = MAX_DATAGRAM_BYTES - ENVELOPE_OVERHEAD;
 /** Rings up to this size push-pull at the configured interval; bigger ones less often (as memberlist). */
 const PUSH_PULL_SCALE_THRESHOLD = 32;
+/** A joined member repeats its push-pull after 1-2 times this (see scheduleJoinCatchUp). */
+const JOIN_CATCH_UP_MS = 1000;
+/** Largest meta a member may carry (the codec refuses members with more). */
+export const MAX_MEMBER_META_BYTES = 512;
 /** At most this many corrections of stale accusations go back in one packet. */
 const MAX_CORRECTIONS = 8;
 /** Weight of a new sample in the smoothed RTT and clock offset. */
@@ -188,6 +194,7 @@ export class Memberlist extends EventEmitter<MemberlistEvents> {
     this.queue = new BroadcastQueue<Queued>(this.cfg.retransmitMult);
     this.awareness = new Awareness(this.cfg.awarenessMaxMultiplier);
     this.seq = Math.floor(this.random() * 0xffff);
+    checkMeta(opts.self.meta);
     this.me = {
       id: opts.self.id,
       addr: opts.self.addr,
@@ -213,7 +220,11 @@ export class Memberlist extends EventEmitter<MemberlistEvents> {
     this.enqueueMember(this.me, this.me.id);
     // Random phases so members that start together do not act in lockstep.
     this.schedule('probe', this.random() * this.cfg.probeIntervalMs, () => this.probeRound());
-    this.schedule('pushPull', this.random() * this.pushPullIntervalNow(), () => this.pushPullRound());
+    // A first anti-entropy exchange a few seconds after starting repairs what
+    // a join storm's gossip missed (each member misses a given rumor with
+    // probability ~e^-retransmits); later ones are spread over the interval.
+    const catchUp = this.cfg.pushPullIntervalMs / 12;
+    this.schedule('pushPull', catchUp + this.random() * catchUp, () => this.pushPullRound(true));
     this.schedule('reconnect', this.random() * this.cfg.reconnectIntervalMs, () => this.reconnectRound());
     this.schedule('reap', this.reapIntervalMs(), () => this.reapRound());
   }
@@ -226,7 +237,24 @@ export class Memberlist extends EventEmitter<MemberlistEvents> {
     if (this.stopped) return 0;
     const others = peers.filter((p) => !(p.addr === this.me.addr && p.port === this.me.port));
     const answers = await Promise.all(others.map((p) => this.pushPull(p, true).catch(() => false)));
-    return answers.filter(Boolean).length;
+    const answered = answers.filter(Boolean).length;
+    if (answered > 0) this.scheduleJoinCatchUp();
+    return answered;
+  }
+
+  /**
+   * The state a join brings in predates members joining at the same moment,
+   * and those are learned only by gossip, which reaches a member only once
+   * others know of it. One more exchange a moment later, once the joins
+   * around ours have spread, closes that gap instead of leaving it to the
+   * periodic push-pull.
+   */
+  private scheduleJoinCatchUp(): void {
+    const delay = JOIN_CATCH_UP_MS * (1 + this.random());
+    this.schedule('joinCatchUp', delay, () => {
+      const [peer] = this.table.sample(1, this.random, (m) => m.state === 'alive' && m !== this.me);
+      if (peer && !this.leaving) void this.pushPull({ addr: peer.addr, port: peer.port }, false);
+    });
   }
 
   /**
@@ -305,6 +333,7 @@ export class Memberlist extends EventEmitter<MemberlistEvents> {
 
   /** Replaces our meta; a new incarnation carries it to everyone. */
   updateMeta(meta: Uint8Array): void {
+    checkMeta(meta);
     if (this.stopped || this.leaving || this.me.state === 'departed') return;
     this.me.meta = meta;
     this.me.incarnation++;
@@ -428,6 +457,7 @@ export class Memberlist extends EventEmitter<MemberlistEvents> {
       sentAt: this.clock.now(),
       sentWall: this.clock.wallNow(),
       acked: false,
+      retried: false,
       nacks: 0,
       expectedNacks: 0,
     };
@@ -438,7 +468,8 @@ export class Memberlist extends EventEmitter<MemberlistEvents> {
         if (probe.acked) return;
         probe.acked = true;
         this.awareness.applyDelta(-1);
-        if (from.addr === probe.target.addr && from.port === probe.target.port) this.recordTiming(probe, Number(ack.clockMs ?? 0));
+        const direct = from.addr === probe.target.addr && from.port === probe.target.port;
+        if (direct && !probe.retried) this.recordTiming(probe, Number(ack.clockMs ?? 0));
         this.dropAckHandler(key);
         probe.onDone?.(true);
       },
@@ -472,6 +503,7 @@ export class Memberlist extends EventEmitter<MemberlistEvents> {
       return;
     }
     const leading = target.state === 'suspect' ? [memberRumorToWire(memberRumorEntry(target, this.me.id))] : [];
+    probe.retried = true;
     this.send(probe.target, { ping: { seq: probe.seq, targetId: probe.targetId } }, leading);
     const helpers = this.table.sample(this.cfg.indirectChecks, this.random, (m) => m.state === 'alive' && m !== this.me && m !== target);
     probe.expectedNacks = helpers.length;
@@ -607,10 +639,6 @@ export class Memberlist extends EventEmitter<MemberlistEvents> {
   // ---------------------------------------------------------------- member rumors
 
   /**
-   * Most rumors a member receives repeat what it knows (that is how an
-   * epidemic works); recognise those without building a claim.
-   */
-  /**
    * The sender accuses a member (maybe us) of being suspect or dead at an
    * incarnation that member has already refuted: the sender missed the
    * refutation. Returns our newer record so we can tell the sender directly,
@@ -625,6 +653,10 @@ export class Memberlist extends EventEmitter<MemberlistEvents> {
     return known;
   }
 
+  /**
+   * Most rumors a member receives repeat what it knows (that is how an
+   * epidemic works); recognise those without building a claim.
+   */
   private alreadyKnown(m: hasup.gossip.IMember): boolean {
     const known = this.table.get(m.id ?? '');
     return (
@@ -827,7 +859,12 @@ export class Memberlist extends EventEmitter<MemberlistEvents> {
   private send(to: PeerAddress, body: PacketInit, leading: MemberRumorInit[] = []): void {
     const members: MemberRumorInit[] = [...leading];
     const rumors: Rumor[] = [];
-    const budget = MAX_PLAINTEXT - packetSize({ ...body, members });
+    let budget = MAX_PLAINTEXT - packetSize({ ...body, members });
+    // Leading rumors (corrections can carry meta) must never push the packet over the limit.
+    while (budget < 0 && members.length > 0) {
+      members.pop();
+      budget = MAX_PLAINTEXT - packetSize({ ...body, members });
+    }
     for (const item of this.queue.take(budget, this.table.liveCount)) {
       if (item.field === 'members') members.push(memberRumorToWire(item.entry));
       else rumors.push(item.msg);
@@ -852,8 +889,9 @@ export class Memberlist extends EventEmitter<MemberlistEvents> {
     return pushPullInterval(this.cfg.pushPullIntervalMs, this.table.liveCount);
   }
 
-  private pushPullRound(): void {
-    this.schedule('pushPull', this.pushPullIntervalNow(), () => this.pushPullRound());
+  private pushPullRound(first = false): void {
+    const interval = this.pushPullIntervalNow();
+    this.schedule('pushPull', first ? this.random() * interval : interval, () => this.pushPullRound());
     if (this.leaving) return;
     const [peer] = this.table.sample(1, this.random, (m) => m.state === 'alive' && m !== this.me);
     if (peer) void this.pushPull({ addr: peer.addr, port: peer.port }, false);
@@ -978,6 +1016,10 @@ export class Memberlist extends EventEmitter<MemberlistEvents> {
       this.log.warn({ err, event: 'listener_error', on: event }, `a ${event} listener threw`);
     }
   }
+}
+
+function checkMeta(meta: Uint8Array | undefined): void {
+  if (meta && meta.length > MAX_MEMBER_META_BYTES) throw new Error(`member meta is ${meta.length} bytes; at most ${MAX_MEMBER_META_BYTES} are allowed`);
 }
 
 function view(r: MemberRecord): MemberView {

@@ -14,6 +14,7 @@ import { createApiServer } from '../plugins/http/api.js';
 import { memberRoutes } from '../plugins/http/members.js';
 import { listen, type HttpListen } from '../plugins/http/server.js';
 import { HostMetrics } from '../plugins/metrics/host-metrics.js';
+import { EarlyLinesBuffer } from '../plugins/shipper/inputs.js';
 import { DEFAULT_SHIPPING, Shipping, type ShippingSettings } from '../plugins/shipper/shipping.js';
 import { PostgresHa } from './election/postgres-ha.js';
 import { StandaloneLeadership, gossipRoles, type Leadership } from './leadership.js';
@@ -79,6 +80,8 @@ export class Daemon {
   /** Every child's lines: the log file, and the shipper when shipping is on. */
   private readonly serviceLines = new MultiSink();
   private shipping?: Shipping;
+  /** Children's lines from before shipping is decided, so their startup lines ship too. */
+  private readonly earlyLines = new EarlyLinesBuffer();
   private readonly hostMetrics = new HostMetrics(() => this.shipping?.stats());
   private timers: NodeJS.Timeout[] = [];
   private stopped = false;
@@ -123,6 +126,7 @@ export class Daemon {
 
     this.logSink = new RotatingFileSink({ dir: this.state.path('logs'), fileName: 'services.log' });
     this.serviceLines.add(this.logSink);
+    this.serviceLines.add(this.earlyLines);
     const supervisor = new Supervisor({
       stateDir: this.state,
       memberId: this.memberId,
@@ -208,8 +212,10 @@ export class Daemon {
     const config = this.opts.shipping;
     const settings = config?.settings ?? DEFAULT_SHIPPING;
     const enabled = config?.enabled ?? (supervisor.get('elasticsearch') !== undefined || settings.elasticsearch.length > 0);
+    this.serviceLines.remove(this.earlyLines);
     if (!enabled || this.stopped) {
       this.opts.logTap?.detach();
+      this.earlyLines.release();
       return;
     }
     this.shipping = new Shipping(settings, {
@@ -223,6 +229,7 @@ export class Daemon {
       role: () => leadership.state().role,
       onSample: (sample) => this.hostMetrics.update(sample),
     });
+    this.earlyLines.release(this.shipping.sink);
     this.serviceLines.add(this.shipping.sink);
     this.shipping.start();
   }

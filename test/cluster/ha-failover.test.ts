@@ -10,8 +10,9 @@
  */
 import { after, afterEach, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { existsSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { HASUP_BIN } from '../support/member-procs.js';
 import { netnsUnavailableReason } from '../support/netns-cluster.js';
@@ -59,6 +60,36 @@ describe('PostgreSQL HA: three nodes, etcd lease, HAProxy in front', { skip: ski
     for (const i of expect) await eventually(async () => (await ha.check(i, '/replica')) === 200, 15_000, `node ${i} /replica 200`);
   }
 
+  /** Waits until every node runs again: one leader, the others streaming from it. */
+  async function wholeAgain(timeoutMs = 90_000): Promise<number> {
+    const { value: leader } = await soleLeader(timeoutMs);
+    await streamingFollowers(leader, [1, 2, 3].filter((i) => i !== leader), timeoutMs);
+    return leader;
+  }
+
+  /** `hasup ARGS` run from the host against node i's API, without blocking the event loop (writers keep writing). */
+  function cli(i: number, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+    return new Promise((resolve) => {
+      const child = spawn(process.execPath, [HASUP_BIN, ...args, '--state-dir', ha.cluster.node(i).stateDir], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      child.once('close', (code) => resolve({ code, stdout, stderr }));
+    });
+  }
+
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+  function assertNoOverlap(w: WriteChecker, what: string): void {
+    const overlaps = w.overlaps();
+    assert.deepEqual(overlaps, [], `${what}: two nodes accepted writes at the same time: ${JSON.stringify(overlaps)}`);
+  }
+
+  function summary(w: WriteChecker): string {
+    return w.windows().map((x) => `${x.server} ${x.writes} writes ${new Date(x.from).toISOString().slice(17, 23)}-${new Date(x.to).toISOString().slice(17, 23)}`).join('; ');
+  }
+
   before(async () => {
     ha = await HaCluster.create({ nodes: 3 });
     for (const i of [1, 2, 3]) ha.startNode(i);
@@ -76,14 +107,22 @@ describe('PostgreSQL HA: three nodes, etcd lease, HAProxy in front', { skip: ski
 
   after(async () => {
     if (failed || process.env.HASUP_HA_LOGS) {
+      // Every member's full log to files, the HA events of each on the console.
+      const dir = mkdtempSync(join(tmpdir(), 'hasup-ha-logs-'));
       for (const n of ha?.cluster.nodes ?? []) {
         for (const m of n.members) {
-          const lines = m.events.filter((e) => e.level >= 40 || /^(ha_|pg_|clone|rewind|slot|diverged|data_)/.test(String(e.event ?? '')));
+          writeFileSync(join(dir, `node${n.index}-${m.pid}.log`), [...m.events.map((e) => JSON.stringify(e)), ...m.stderr].join('\n'));
+          let previous = '';
           console.log(`# ---- node ${n.index} (pid ${m.pid}) ----`);
-          for (const e of lines.slice(-60)) console.log(`# ${new Date(e.time).toISOString().slice(11, 23)} ${e.event ?? ''} ${e.msg}`);
-          for (const line of m.stderr.slice(-10)) console.log(`# stderr: ${line}`);
+          for (const e of m.events) {
+            if (!(e.level >= 40 || /^(ha_|pg_|clone|rewind|slot|diverged|data_)/.test(String(e.event ?? '')))) continue;
+            const line = `${e.event ?? ''} ${e.msg}${e.reason ? ` (${String(e.reason)})` : ''}`.slice(0, 300);
+            if (line !== previous) console.log(`# ${new Date(e.time).toISOString().slice(11, 23)} ${line}`);
+            previous = line;
+          }
         }
       }
+      console.log(`# member logs in ${dir}`);
     }
     await ha?.destroy();
   });
@@ -106,5 +145,160 @@ describe('PostgreSQL HA: three nodes, etcd lease, HAProxy in front', { skip: ski
     const view = await ha.view(followers[0]!);
     assert.equal(view.leader, ids.get(leader));
     assert.equal(view.members.filter((m) => m.role === 'replica' && m.replication_state === 'streaming').length, 2);
+  });
+  test('a follower killed: the leader keeps serving writes; the follower comes back streaming', async () => {
+    const leader = await wholeAgain();
+    const victim = [1, 2, 3].find((i) => i !== leader)!;
+    const w = checker();
+    w.start([ha.haproxyTarget]);
+    await sleep(500);
+    const cut = Date.now();
+    await ha.killNode(victim);
+    await sleep(4000);
+    await w.stop();
+    const after = w.acks.filter((a) => a.sentAt >= cut);
+    assert.ok(after.length > 50, `writes went on after the follower died (${after.length})`);
+    assert.ok(after.every((a) => a.server === ha.address(leader)), 'on the same leader');
+    const gap = w.longestGap('haproxy', cut);
+    console.log(`# follower killed: ${after.length} writes in 4 s after, longest pause ${gap} ms`);
+    assert.ok(gap < 1500, `no write stall longer than 1.5 s (was ${gap} ms)`);
+    assert.deepEqual(await ha.primaries(), [leader]);
+    ha.startNode(victim);
+    await streamingFollowers(leader, [victim], 60_000);
+  });
+
+  test('the leader node killed: a follower takes over within seconds, no two writers at once; the old leader returns as a follower on a newer timeline', async () => {
+    const leader = await wholeAgain();
+    const before = await ha.view(leader);
+    const w = checker();
+    w.start([ha.haproxyTarget, ...[1, 2, 3].map((i) => ha.nodeTarget(i))]);
+    await sleep(1000);
+    const killed = Date.now();
+    await ha.killNode(leader);
+    const { value: next } = await soleLeader(30_000, leader);
+    await eventually(async () => w.firstAckAfter(killed, 'haproxy'), 15_000, 'a write through HAProxy on the new leader');
+    await sleep(500);
+    await w.stop();
+    const first = w.firstAckAfter(killed, 'haproxy')!;
+    console.log(`# leader killed: node ${next} took over; first write through HAProxy acknowledged ${first.ackedAt - killed} ms after the kill; ${summary(w)}`);
+    assert.equal(first.server, ha.address(next));
+    assertNoOverlap(w, 'kill');
+    assert.ok(first.ackedAt - killed < 10_000, `failover within 10 s (took ${first.ackedAt - killed} ms)`);
+
+    ha.startNode(leader);
+    await streamingFollowers(next, [1, 2, 3].filter((i) => i !== next), 90_000);
+    const { value: old } = await eventually(
+      async () => (await ha.view(next)).members.find((m) => m.member === ids.get(leader) && m.role === 'replica' && m.replication_state === 'streaming'),
+      15_000,
+      'the old leader reported as a streaming replica',
+    );
+    assert.ok(old.timeline! > before.timeline!, `the old leader follows a newer timeline (${before.timeline} -> ${old.timeline})`);
+  });
+
+  test('the leader cut off from the others and from etcd: its /primary turns 503 and it stops taking writes within the TTL; the majority elects a new leader', async () => {
+    const leader = await wholeAgain();
+    const others = [1, 2, 3].filter((i) => i !== leader);
+    const w = checker();
+    w.start([ha.haproxyTarget, ...[1, 2, 3].map((i) => ha.nodeTarget(i))]);
+    await sleep(1000);
+    const cut = Date.now();
+    let next: number;
+    let to503: number;
+    try {
+      await ha.cutFromEtcd(leader);
+      await ha.cluster.partition([leader], others);
+      to503 = (await eventually(async () => (await ha.check(leader, '/primary', 300)) === 503, TTL_MS + 2000, 'the cut-off leader answering 503 on /primary', 25)).ms;
+      next = (await soleLeader(30_000, leader)).value;
+      await eventually(async () => w.acks.some((a) => a.writer === 'haproxy' && a.server === ha.address(next) && a.sentAt >= cut), 15_000, 'writes through HAProxy on the new leader');
+      await sleep(500);
+    } finally {
+      await w.stop();
+      await ha.cluster.clearFaults();
+      await ha.restoreEtcd(leader);
+    }
+    const lastOnOld = Math.max(...w.acks.filter((a) => a.server === ha.address(leader)).map((a) => a.ackedAt));
+    const firstOnNew = Math.min(...w.acks.filter((a) => a.server === ha.address(next) && a.sentAt >= cut).map((a) => a.ackedAt));
+    console.log(`# partition: /primary 503 after ${to503} ms, last write on the old leader ${lastOnOld - cut} ms after the cut, first on node ${next} after ${firstOnNew - cut} ms; ${summary(w)}`);
+    assert.ok(to503 < TTL_MS, `/primary turned 503 within the TTL (${to503} ms)`);
+    assert.ok(lastOnOld - cut < TTL_MS, `the old leader took its last write within the TTL (${lastOnOld - cut} ms)`);
+    assertNoOverlap(w, 'partition');
+    await streamingFollowers(next, [leader], 90_000);
+  });
+
+  test('switchover with writes running: the leader moves to the chosen member and no acknowledged write is lost', async () => {
+    const leader = await wholeAgain();
+    const target = [1, 2, 3].find((i) => i !== leader)!;
+    const w = checker();
+    w.start([ha.haproxyTarget, ...[1, 2, 3].map((i) => ha.nodeTarget(i))]);
+    await sleep(1000);
+    const started = Date.now();
+    const r = await cli(leader === 1 ? 2 : 1, ['switchover', '--to', ids.get(target)!]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, new RegExp(`to ${ids.get(target)}`));
+    await eventually(async () => w.acks.some((a) => a.writer === 'haproxy' && a.server === ha.address(target)), 15_000, 'writes through HAProxy on the new leader');
+    await sleep(500);
+    await w.stop();
+    assert.deepEqual(await ha.primaries(), [target]);
+    const missing = await w.missing(ha.nodeTarget(target));
+    const pause = w.longestGap('haproxy', started - 1000);
+    console.log(`# switchover: ${r.stdout.trim()}; ${w.acks.length} writes acknowledged, ${missing.length} missing; longest write pause through HAProxy ${pause} ms`);
+    assert.deepEqual(missing, [], 'no acknowledged write lost');
+    assertNoOverlap(w, 'switchover');
+    await streamingFollowers(target, [1, 2, 3].filter((i) => i !== target), 60_000);
+  });
+
+  test('pause: with the leader killed nobody takes over; resume: a follower does', async () => {
+    const leader = await wholeAgain();
+    const witness = [1, 2, 3].find((i) => i !== leader)!;
+    const paused = await cli(witness, ['pause']);
+    assert.equal(paused.code, 0, paused.stderr);
+    await eventually(async () => (await ha.view(witness)).paused, 5000, 'the pause to show');
+    await ha.killNode(leader);
+    await sleep(TTL_MS + 3000);
+    assert.deepEqual(await ha.primaries(), [], 'no leader while paused');
+    assert.equal((await ha.view(witness)).leader, null, 'the leader key expired and nobody took it');
+    const resumed = await cli(witness, ['resume']);
+    assert.equal(resumed.code, 0, resumed.stderr);
+    const { value: next, ms } = await soleLeader(15_000, leader);
+    console.log(`# resume -> node ${next} leads after ${ms} ms`);
+    ha.startNode(leader);
+    await streamingFollowers(next, [1, 2, 3].filter((i) => i !== next), 90_000);
+  });
+
+  test('synchronous mode: ANY 1 of the followers, recorded in etcd; the leader killed under writes loses no acknowledged write', async () => {
+    let leader = await wholeAgain();
+    const patch = join(ha.cluster.baseDir, 'sync.toml');
+    writeFileSync(patch, '[ha]\nsynchronous_mode = true\n');
+    const applied = await cli(leader, ['config', 'apply', 'postgresql.default', '1', patch]);
+    assert.equal(applied.code, 0, applied.stderr);
+    const followers = () => [1, 2, 3].filter((i) => i !== leader);
+    await eventually(
+      async () => {
+        const v = await ha.view(leader);
+        return v.synchronous_mode && v.sync_members.length === 2 && v.members.filter((m) => m.sync_role === 'sync').length === 2;
+      },
+      20_000,
+      'both followers in the synchronous set',
+    );
+    const setting = (await ha.sql<{ s: string }>(leader, 'SHOW synchronous_standby_names'))[0]!.s;
+    assert.match(setting, /^ANY 1 \(/);
+    for (const f of followers()) assert.ok(setting.includes(ids.get(f)!), `${setting} names node ${f}`);
+    const w = checker();
+    w.start([ha.haproxyTarget, ...[1, 2, 3].map((i) => ha.nodeTarget(i))]);
+    await sleep(1500);
+    const killed = Date.now();
+    await ha.killNode(leader);
+    const { value: next } = await soleLeader(30_000, leader);
+    await eventually(async () => w.acks.some((a) => a.writer === 'haproxy' && a.server === ha.address(next)), 20_000, 'writes on the new leader');
+    await sleep(500);
+    await w.stop();
+    const missing = await w.missing(ha.nodeTarget(next));
+    const first = w.firstAckAfter(killed, 'haproxy');
+    console.log(`# sync mode: leader killed, node ${next} took over, first write ${first ? first.ackedAt - killed : '?'} ms after; ${w.acks.length} acknowledged, ${missing.length} missing`);
+    assert.deepEqual(missing, [], 'no acknowledged write lost in synchronous mode');
+    assertNoOverlap(w, 'sync kill');
+    ha.startNode(leader);
+    leader = next;
+    await streamingFollowers(next, followers(), 90_000);
   });
 });

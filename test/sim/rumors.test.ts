@@ -77,3 +77,18 @@ test('meta updates reach everyone with a new incarnation', async () => {
     assert.equal(v.incarnation, 1);
   }
 });
+
+test('members with the largest meta: every datagram stays within the limit, also under loss', async () => {
+  const ring = await settledRing(30, 35);
+  for (const m of ring.members) m.ml.updateMeta(new Uint8Array(512).fill(m.index));
+  assert.throws(() => ring.members[0]!.ml.updateMeta(new Uint8Array(513)), /at most 512/);
+  ring.net.setLoss(0.1);
+  await ring.clock.advance(60_000);
+  ring.net.setLoss(0);
+  assert.ok(await ring.clock.runUntil(() => ring.converged(), 30_000, 10));
+  for (const m of ring.members) {
+    assert.equal(m.ml.member(ring.members[7]!.id)?.meta[0], 7);
+    assert.equal(m.ml.stats().handlerErrors, 0);
+  }
+  assert.ok(ring.maxPacketBytes() <= 1400, `sent a ${ring.maxPacketBytes()}-byte datagram`);
+});

@@ -55,8 +55,14 @@ export interface PostgresHaNodeDeps {
   log: Logger;
 }
 
-/** After SIGINT (fast shutdown), how long before SIGQUIT (immediate). */
-const FAST_STOP_MS = 10_000;
+/**
+ * After SIGINT (fast shutdown), how long before SIGQUIT (immediate). A fast
+ * shutdown refuses connections and ends sessions at once but then waits for
+ * the walsenders to hand every record to the standbys; a fenced leader cut
+ * off from them gives up on that sooner than one handing over.
+ */
+const FAST_STOP_MS = 3000;
+const HANDOVER_STOP_MS = 15_000;
 const IMMEDIATE_STOP_MS = 5000;
 const CLONE_RETRY_MS = 1000;
 const SETTING_APPLY_MS = 3000;
@@ -70,12 +76,15 @@ interface StatusRow {
   receiver_tli: number | null;
   receiver_status: string | null;
   checkpoint_tli: number | null;
+  wal_tli: number | null;
 }
 
 export class PostgresHaNode implements ReplicatedDatabase {
   private ctx: DriverContext | undefined;
   private conf: HaConfState = { upstream: null, syncStandbys: null };
   private confLoaded = false;
+  /** prepare() is creating the data directory (initdb or a copy of the leader). */
+  private creating = false;
   private readonly log: Logger;
 
   constructor(private readonly deps: PostgresHaNodeDeps) {
@@ -100,7 +109,14 @@ export class PostgresHaNode implements ReplicatedDatabase {
     if (problem) throw new Error(problem);
     await writePassfile(ctx);
     await this.loadConf(ctx);
-    if (!(await isInitialized(ctx.paths.data))) await this.createData(ctx);
+    if (!(await isInitialized(ctx.paths.data))) {
+      this.creating = true;
+      try {
+        await this.createData(ctx);
+      } finally {
+        this.creating = false;
+      }
+    }
     await writeHaConf(ctx, this.conf);
     await writeStandbySignal(ctx);
   }
@@ -125,7 +141,7 @@ export class PostgresHaNode implements ReplicatedDatabase {
         return;
       } catch (err) {
         if (signal.aborted) throw err;
-        this.log.warn({ event: 'clone_retry', from: plan.leader.member, reason: (err as Error).message }, 'copying the leader failed; retrying');
+        this.log.warn({ event: 'clone_retry', from: plan.leader.member, reason: (err as Error).message }, `copying the leader failed; retrying: ${(err as Error).message}`);
         await new Promise((r) => setTimeout(r, CLONE_RETRY_MS));
       }
     }
@@ -174,7 +190,8 @@ export class PostgresHaNode implements ReplicatedDatabase {
                     CASE WHEN pg_is_in_recovery() THEN NULL ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END AS primary_tli,
                     (SELECT received_tli FROM pg_stat_wal_receiver) AS receiver_tli,
                     (SELECT status FROM pg_stat_wal_receiver) AS receiver_status,
-                    (SELECT timeline_id FROM pg_control_checkpoint()) AS checkpoint_tli`,
+                    (SELECT timeline_id FROM pg_control_checkpoint()) AS checkpoint_tli,
+                    (SELECT max(('x' || substr(name, 1, 8))::bit(32)::int) FROM pg_ls_waldir() WHERE name ~ '^[0-9A-F]{24}$') AS wal_tli`,
           )
         ).rows[0]!;
         let replicas: ConnectedReplica[] = [];
@@ -191,7 +208,8 @@ export class PostgresHaNode implements ReplicatedDatabase {
           running: true,
           healthy,
           inRecovery: row.in_recovery,
-          timeline: row.in_recovery ? (row.receiver_tli ?? row.checkpoint_tli) : row.primary_tli,
+          // A standby's replay timeline is not in any view: the receiver's, else that of the newest WAL it holds.
+          timeline: row.in_recovery ? (row.receiver_tli ?? row.wal_tli ?? row.checkpoint_tli) : row.primary_tli,
           walPosition: row.in_recovery ? Math.max(received ?? 0, replayed ?? 0) : num(row.flush),
           replayPosition: row.in_recovery ? replayed : num(row.flush),
           streaming: row.receiver_status === 'streaming',
@@ -215,7 +233,7 @@ export class PostgresHaNode implements ReplicatedDatabase {
     if (!promoted) throw new Error('pg_promote() did not finish within 60 s');
   }
 
-  async demote(reason: string, opts: { stayDown?: boolean } = {}): Promise<{ stoppedAt: number | null }> {
+  async demote(reason: string, opts: { stayDown?: boolean; handingOver?: boolean } = {}): Promise<{ stoppedAt: number | null }> {
     const ctx = this.requireCtx();
     const svc = this.requireService();
     const st = svc.status();
@@ -227,10 +245,10 @@ export class PostgresHaNode implements ReplicatedDatabase {
       this.log.warn({ event: 'pg_stop_fast', pid, reason }, `stopping PostgreSQL (fast): ${reason}`);
     }
     // Any start from here on, by whom it may be, is a standby start.
-    await writeStandbySignal(ctx);
+    if (await isInitialized(ctx.paths.data)) await writeStandbySignal(ctx);
     this.conf.upstream = null;
     await this.saveConf(ctx);
-    if (pid !== undefined && !(await waitGone(pid, FAST_STOP_MS))) {
+    if (pid !== undefined && !(await waitGone(pid, opts.handingOver ? HANDOVER_STOP_MS : FAST_STOP_MS))) {
       sendSignal(pid, 'SIGQUIT');
       await waitGone(pid, IMMEDIATE_STOP_MS);
     }
@@ -248,17 +266,23 @@ export class PostgresHaNode implements ReplicatedDatabase {
   }
 
   async startStandby(): Promise<void> {
-    const ctx = this.requireCtx();
-    await writeStandbySignal(ctx);
+    await this.requireData();
+    // prepare() makes it a standby start.
     await this.requireService().start();
   }
 
   async follow(leader: PeerEndpoint, opts: { leaderIsPrimary: boolean }, signal: AbortSignal): Promise<void> {
-    const ctx = this.requireCtx();
+    const ctx = await this.requireData();
     const svc = this.requireService();
     const up: Upstream = { member: leader.member, host: leader.host, port: leader.port };
-    const running = svc.status().state === 'running';
+    const st = svc.status();
+    const running = st.state === 'running';
     let rewind = await wasPrimary(ctx);
+    if (!rewind && (st.state === 'backoff' || st.state === 'flapping')) {
+      // A standby that cannot start (a timeline it cannot follow, a damaged data directory): rewind, or copy afresh.
+      this.log.warn({ event: 'standby_cannot_start', state: st.state, reason: st.lastError }, `PostgreSQL does not stay up (${st.lastError ?? st.state}); rewinding to follow ${leader.member}`);
+      rewind = true;
+    }
     if (!rewind && running && opts.leaderIsPrimary) rewind = await this.divergedFrom(ctx, up, signal);
     if (rewind) {
       if (!opts.leaderIsPrimary) throw new Error(`this member must rewind first, and ${leader.member} is not a primary yet`);
@@ -268,7 +292,6 @@ export class PostgresHaNode implements ReplicatedDatabase {
     this.conf.upstream = up;
     await this.saveConf(ctx);
     if (!running) {
-      await writeStandbySignal(ctx);
       await svc.start();
       return;
     }
@@ -322,8 +345,7 @@ export class PostgresHaNode implements ReplicatedDatabase {
     }
     await clearWasPrimary(ctx);
     await this.saveConf(ctx);
-    await writeStandbySignal(ctx).catch(() => undefined);
-    // prepare() copies the leader when the data directory is empty.
+    // prepare() makes it a standby start, and copies the leader when the data directory is empty.
     await svc.start();
   }
 
@@ -373,6 +395,13 @@ export class PostgresHaNode implements ReplicatedDatabase {
   private requireCtx(): DriverContext {
     if (!this.ctx) throw new Error('PostgreSQL has not been prepared on this member yet');
     return this.ctx;
+  }
+
+  /** The context, once the data directory exists: nothing may touch it while prepare() creates it. */
+  private async requireData(): Promise<DriverContext> {
+    const ctx = this.requireCtx();
+    if (this.creating || !(await isInitialized(ctx.paths.data))) throw new Error('the data directory is still being created');
+    return ctx;
   }
 
   private requireService(): PgServiceHandle {

@@ -1,4 +1,4 @@
-import { readdir } from 'node:fs/promises';
+import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { DriverContext } from '../../supervisor/driver.js';
 import { runTool, type RunResult } from '../service-dirs.js';
@@ -63,6 +63,10 @@ export type RewindOutcome = { ok: true; rewound: boolean } | { ok: false; reason
  */
 export async function rewindFrom(ctx: DriverContext, leader: Upstream, signal: AbortSignal): Promise<RewindOutcome> {
   const started = Date.now();
+  // A target that did not shut down cleanly is first recovered by pg_rewind in
+  // single-user mode, which refuses to run with a standby.signal present;
+  // prepare() writes it again before the next start.
+  for (const name of ['standby.signal', 'recovery.signal']) await rm(join(ctx.paths.data, name), { force: true });
   const result = await runTool(bin(ctx, 'pg_rewind'), ['-D', ctx.paths.data, '--source-server', conninfo(ctx, leader, superuser(ctx), { dbname: 'postgres' })], {
     user: ctx.user,
     cwd: ctx.paths.run,

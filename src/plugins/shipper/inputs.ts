@@ -34,6 +34,28 @@ export class ChildLinesInput implements LogSink {
 }
 
 /**
+ * Holds children's first lines (up to `max`) until the daemon knows whether
+ * it ships: services start before that is decided, and a database's
+ * startup lines are among those an operator looks for first.
+ */
+export class EarlyLinesBuffer implements LogSink {
+  private lines: LogEntry[] | undefined = [];
+
+  constructor(private readonly max = 5000) {}
+
+  write(entry: LogEntry): void {
+    if (this.lines && this.lines.length < this.max) this.lines.push(entry);
+  }
+
+  /** Hands the held lines to `sink` (none when shipping is off) and holds no more. */
+  release(sink?: LogSink): void {
+    const lines = this.lines ?? [];
+    this.lines = undefined;
+    if (sink) for (const entry of lines) sink.write(entry);
+  }
+}
+
+/**
  * The supervisor's own pino lines. write() is called on the logging path,
  * so it only queues the text; parsing and spooling happen on the next turn
  * of the event loop, in one go for every line logged meanwhile.

@@ -111,9 +111,14 @@ export class Shipper {
     this.idPrefix = `${opts.memberId}-${opts.spool.generation}-`;
   }
 
-  /** The id a spooled event is stored under in Elasticsearch. */
+  /**
+   * The id a spooled event is stored under in Elasticsearch: member id,
+   * spool generation, and the sequence in fixed-width base 36, so ids sort
+   * in the order they were made (Elasticsearch's advice for ids of one's
+   * own: each new id then lies past the range of older segments).
+   */
   documentId(seq: number): string {
-    return `${this.idPrefix}${seq}`;
+    return `${this.idPrefix}${seq.toString(36).padStart(11, '0')}`;
   }
 
   /**
@@ -266,7 +271,7 @@ export class Shipper {
     const parts: Buffer[] = [];
     let length = 0;
     for (const r of records) {
-      const action = Buffer.from(`{"create":{"_index":"${dailyIndex(streamOfKind(r.kind), r.time)}","_id":"${this.idPrefix}${r.seq}"}}\n`);
+      const action = Buffer.from(`{"create":{"_index":"${dailyIndex(streamOfKind(r.kind), r.time)}","_id":"${this.documentId(r.seq)}"}}\n`);
       parts.push(action, r.payload, NEWLINE);
       length += action.length + r.payload.length + 1;
     }

@@ -82,6 +82,7 @@ const SLOT_RETENTION_MS = 10 * 60_000;
 /** A follower pointed at the right leader but not streaming for this long gets its replication checked again. */
 const NOT_STREAMING_RECHECK_MS = 5000;
 const SWITCHOVER_CATCHUP_MS = 15_000;
+const SLOT_RECHECK_MS = 10_000;
 
 export class HaController {
   private readonly memberId: string;
@@ -458,7 +459,7 @@ export class HaController {
     }
     const endpoint: PeerEndpoint = { member: leader, host: report.host, port: report.port };
     let needed: string | undefined;
-    if (!db.running) needed = 'PostgreSQL is not running';
+    if (!db.running) needed = `PostgreSQL is not running (${db.reason ?? 'no reason known'})`;
     else if (db.upstream !== leader) needed = `it follows ${db.upstream ?? 'nobody'}`;
     else if (!db.streaming) {
       this.notStreamingSince ??= this.now();
@@ -555,7 +556,12 @@ export class HaController {
     this.log.info({ event: 'ha_sync', standbys: desired }, desired === null ? 'replicating asynchronously' : desired.length === 0 ? 'no synchronous standby available: commits wait (strict)' : `synchronous standbys: ANY 1 (${desired.join(', ')})`);
   }
 
-  /** Slots for every other member seen lately, on leader and followers alike. */
+  /**
+   * Slots for every other member seen lately, on leader and followers alike.
+   * The leader checks on every turn (a rewound or copied data directory has
+   * none, and a follower without its slot cannot stream); a follower when
+   * the member set changes, or every SLOT_RECHECK_MS.
+   */
   private async keepSlots(snap: ClusterSnapshot, db: DatabaseStatus, lazily: boolean): Promise<void> {
     if (!db.running) return;
     const now = Date.now();
@@ -563,7 +569,7 @@ export class HaController {
     for (const [m, at] of this.lastSeen) if (now - at > SLOT_RETENTION_MS) this.lastSeen.delete(m);
     const wanted = [...this.lastSeen.keys()].filter((m) => m !== this.memberId).sort();
     const key = wanted.join(',');
-    if (key === this.slotsFor && (lazily || this.now() - this.slotsAt < 30_000)) return;
+    if (lazily && key === this.slotsFor && this.now() - this.slotsAt < SLOT_RECHECK_MS) return;
     try {
       await this.deps.db.syncSlots(wanted, AbortSignal.timeout(5000));
       this.slotsFor = key;
@@ -583,7 +589,7 @@ export class HaController {
     const started = this.now();
     this.log.info({ event: 'ha_switchover', to: target.target }, `switching over to ${target.target}`);
     this.deps.leadership.update({ fenced: true, reason: `switching over to ${target.target}` });
-    const { stoppedAt } = await this.deps.db.demote(`switchover to ${target.target}`, { stayDown: true });
+    const { stoppedAt } = await this.deps.db.demote(`switchover to ${target.target}`, { stayDown: true, handingOver: true });
     const fail = async (reason: string) => {
       this.log.warn({ event: 'ha_switchover_failed', reason }, `switchover failed: ${reason}; staying leader`);
       await this.deps.store.failSwitchover(req, reason).catch(() => undefined);

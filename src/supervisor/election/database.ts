@@ -54,10 +54,11 @@ export interface ReplicatedDatabase {
   /**
    * Fencing: stops the server at once (no new commit after this starts),
    * then brings it back as a read-only standby with no upstream unless
-   * `stayDown`. Resolves with the WAL position the stopped server ended at
+   * `stayDown`. `handingOver` (a switchover) waits longer for the standbys
+   * to receive the last records. Resolves with the WAL position the stopped server ended at
    * when known (a clean stop's checkpoint).
    */
-  demote(reason: string, opts?: { stayDown?: boolean }): Promise<{ stoppedAt: number | null }>;
+  demote(reason: string, opts?: { stayDown?: boolean; handingOver?: boolean }): Promise<{ stoppedAt: number | null }>;
   /** Starts a stopped server as a read-only standby with no upstream (after demote with stayDown). */
   startStandby(signal: AbortSignal): Promise<void>;
   /** Becomes (or stays) a streaming standby of `leader`: re-points, rewinds or re-clones as needed; starts the server if stopped. */
