@@ -52,7 +52,7 @@ const HOUR_MS = 3600_000;
 const lan: GossipConfig = {
   probeIntervalMs: 500,
   probeTimeoutMs: 200,
-  indirectChecks: 3,
+  indirectChecks: 4,
   suspicionMult: 3,
   suspicionMaxTimeoutMult: 5,
   awarenessMaxMultiplier: 8,

@@ -574,7 +574,7 @@ export class Memberlist extends EventEmitter<MemberlistEvents> {
       for (const r of p.members) {
         const m = r.member;
         if (!m || this.alreadyKnown(m)) continue;
-        const newer = this.newerThanStaleAccusation(m);
+        const newer = this.correctionFor(m);
         if (newer) {
           corrections ??= [];
           if (corrections.length < MAX_CORRECTIONS) corrections.push(memberRumorToWire(memberRumorEntry(newer, '')));
@@ -639,16 +639,21 @@ export class Memberlist extends EventEmitter<MemberlistEvents> {
   // ---------------------------------------------------------------- member rumors
 
   /**
-   * The sender accuses a member (maybe us) of being suspect or dead at an
-   * incarnation that member has already refuted: the sender missed the
-   * refutation. Returns our newer record so we can tell the sender directly,
-   * instead of leaving it to declare a live member dead.
+   * A claim that shows the sender missed something important; returns our
+   * record so we can tell the sender directly:
+   * - it accuses a member (maybe us) of being suspect or dead at an
+   *   incarnation that member has already refuted: otherwise the sender
+   *   would declare a live member dead;
+   * - it speaks of a departed member as if it were still around: otherwise
+   *   the sender would let it back in.
    */
-  private newerThanStaleAccusation(m: hasup.gossip.IMember): MemberRecord | undefined {
-    const state = stateFromWire(m.state);
-    if (state !== 'suspect' && state !== 'dead') return undefined;
+  private correctionFor(m: hasup.gossip.IMember): MemberRecord | undefined {
     const known = this.table.get(m.id ?? '');
-    if (!known || known.state !== 'alive' || known.incarnation <= (m.incarnation ?? 0)) return undefined;
+    if (!known) return undefined;
+    const state = stateFromWire(m.state);
+    if (known.state === 'departed') return state === 'departed' ? undefined : known;
+    if (state !== 'suspect' && state !== 'dead') return undefined;
+    if (known.state !== 'alive' || known.incarnation <= (m.incarnation ?? 0)) return undefined;
     if (known === this.me && this.leaving) return undefined;
     return known;
   }
@@ -969,6 +974,10 @@ export class Memberlist extends EventEmitter<MemberlistEvents> {
     const remoteId = state.fromId ?? '';
     for (const m of state.members ?? []) {
       const claim = claimFromWire(m);
+      // Tombstones of members we never knew are not taken from full state: a
+      // tombstone travels as a rumor when it is new, and re-learning old ones
+      // here would keep them alive forever, passed back and forth.
+      if (claim.state === 'departed' && claim.id !== this.me.id && !this.table.get(claim.id)) continue;
       // As memberlist: another member's verdict of death only makes us suspect
       // (its view may be stale); the member gets the chance to refute.
       if (claim.state === 'dead' && claim.id !== this.me.id) claim.state = 'suspect';

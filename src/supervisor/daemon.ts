@@ -14,6 +14,7 @@ import { createApiServer } from '../plugins/http/api.js';
 import { memberRoutes } from '../plugins/http/members.js';
 import { listen, type HttpListen } from '../plugins/http/server.js';
 import { HostMetrics } from '../plugins/metrics/host-metrics.js';
+import { elasticsearchPeerUrls } from '../plugins/shipper/census.js';
 import { EarlyLinesBuffer } from '../plugins/shipper/inputs.js';
 import { DEFAULT_SHIPPING, Shipping, type ShippingSettings } from '../plugins/shipper/shipping.js';
 import { PostgresHa } from './election/postgres-ha.js';
@@ -228,6 +229,7 @@ export class Daemon {
       secrets,
       role: () => leadership.state().role,
       onSample: (sample) => this.hostMetrics.update(sample),
+      peers: () => (this.ring ? elasticsearchPeerUrls(this.ring) : []),
     });
     this.earlyLines.release(this.shipping.sink);
     this.serviceLines.add(this.shipping.sink);

@@ -122,6 +122,25 @@ test('depart: only dead or left members, gossiped to all, and the id can never c
   for (const m of ring.running()) if (m !== ghost) assert.equal(m.ml.count('alive'), 11);
 });
 
+test('a departed id that comes back through a member that never knew it is still shut out', async () => {
+  const ring = await settledRing(8, 12);
+  const ghostly = ring.members[5]!;
+  ring.kill(ghostly);
+  assert.ok(await ring.clock.runUntil(() => ring.allSee(ghostly.id, 'dead'), 30_000));
+  ring.members[0]!.ml.depart(ghostly.id);
+  await ring.clock.advance(10_000);
+  // A newcomer joins after the departure: full state does not hand it old tombstones.
+  const [newcomer] = ring.add(1);
+  await ring.settle(newcomer!.ml.join([ring.members[1]!.addr]));
+  assert.equal(newcomer!.ml.member(ghostly.id), undefined);
+  // The departed member's process is started again and joins through the newcomer only.
+  const ghost = ring.restart(ghostly);
+  await ring.settle(ghost.ml.join([newcomer!.addr]));
+  await ring.clock.advance(30_000);
+  assert.equal(ghost.ml.self().state, 'departed', 'the ghost must learn it was departed');
+  for (const m of ring.running()) if (m !== ghost) assert.equal(m.ml.member(ghostly.id)?.state, 'departed', `member ${m.index}`);
+});
+
 test('dead members are forgotten after the reclaim time, departed ones are kept longer', async () => {
   const config = resolveGossipConfig('lan', { deadReclaimMs: 20_000, departedReclaimMs: 120_000 });
   const ring = await settledRing(8, 9, config);
@@ -186,4 +205,39 @@ test('garbage, forged and truncated packets are counted and change nothing', asy
     target.ml.members().map((m) => `${m.id}:${m.state}:${m.incarnation}`),
     before,
   );
+});
+
+test('a stale accusation is answered with the refutation, and a departed member\'s tombstone is handed back', async () => {
+  const ring = await settledRing(5, 13);
+  const [a, b, c] = [ring.members[0]!, ring.members[1]!, ring.members[2]!];
+  b.ml.updateMeta(Uint8Array.from([1])); // b is now at incarnation 1
+  ring.kill(c);
+  assert.ok(await ring.clock.runUntil(() => ring.allSee(c.id, 'dead') && ring.allSee(b.id, 'alive') && a.ml.member(b.id)?.incarnation === 1, 30_000));
+  a.ml.depart(c.id);
+  await ring.clock.advance(2000);
+
+  const codec = ring.codec();
+  const probe = ring.net.transport({ addr: '10.77.0.1', port: 7946 });
+  const heard: Array<{ id: string; state: number; incarnation: number }> = [];
+  probe.onPacket((data) => {
+    const d = codec.decode(data, 1400);
+    if (d.ok) for (const r of d.packet.members) heard.push({ id: r.member!.id!, state: r.member!.state ?? 0, incarnation: Number(r.member!.incarnation ?? 0) });
+  });
+  const stale = codec.encode({
+    members: [
+      { member: { id: b.id, addr: b.addr.addr, port: b.addr.port, incarnation: 0, state: 1 }, fromId: 'someone' },
+      { member: { id: c.id, addr: c.addr.addr, port: c.addr.port, incarnation: 9, state: 0 } },
+    ],
+  });
+  probe.sendPacket(a.addr, stale);
+  await ring.clock.advance(100);
+  assert.deepEqual(
+    heard.filter((h) => h.id === b.id || h.id === c.id),
+    [
+      { id: b.id, state: 0, incarnation: 1 },
+      { id: c.id, state: 4, incarnation: 0 },
+    ],
+  );
+  assert.equal(a.ml.member(b.id)?.state, 'alive', 'the stale suspicion changed nothing');
+  assert.equal(a.ml.member(c.id)?.state, 'departed');
 });

@@ -140,9 +140,11 @@ export class WriteChecker {
     if (client) await endQuietly(client);
   }
 
-  /** The first acknowledged write sent at or after `t` (optionally by one writer). */
-  firstAckAfter(t: number, writer?: string): Ack | undefined {
-    return this.acks.filter((a) => a.sentAt >= t && (writer === undefined || a.writer === writer)).sort((a, b) => a.ackedAt - b.ackedAt)[0];
+  /** The first acknowledged write sent at or after `t` (optionally by one writer, on one server). */
+  firstAckAfter(t: number, writer?: string, server?: string): Ack | undefined {
+    return this.acks
+      .filter((a) => a.sentAt >= t && (writer === undefined || a.writer === writer) && (server === undefined || a.server === server))
+      .sort((a, b) => a.ackedAt - b.ackedAt)[0];
   }
 
   /** Acknowledged ids missing from the table, read through `target` (the current leader). */

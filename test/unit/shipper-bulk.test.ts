@@ -9,6 +9,8 @@ import assert from 'node:assert/strict';
 import { backoffDelay, interpretBulkAnswer, itemVerdict, requestVerdict } from '../../src/plugins/shipper/bulk.js';
 import { childLineDocument, inferLevel, supervisorLogDocument, type EventOrigin } from '../../src/plugins/shipper/ecs.js';
 import { dailyIndex, expiredIndices } from '../../src/plugins/shipper/indices.js';
+import { elasticsearchPeerUrls, type CensusSource } from '../../src/plugins/shipper/census.js';
+import type { MemberView } from '../../src/gossip/memberlist.js';
 
 test('per-item verdicts: 201 delivered, 409 conflict, 429/5xx retry, cluster blocks retry, mapping errors rejected', () => {
   assert.equal(itemVerdict({ status: 201 }), 'delivered');
@@ -108,4 +110,23 @@ test('daily index names by UTC day, and retention picks only whole days past it'
   assert.equal(dailyIndex('metrics', Date.UTC(2024, 0, 9)), 'hasup-metrics-2024.01.09');
   const names = ['hasup-logs-2024.05.30', 'hasup-logs-2024.05.31', 'hasup-logs-2024.06.01', 'hasup-logs-2024.06.07', 'hasup-metrics-2024.01.01', 'hasup-logs-other'];
   assert.deepEqual(expiredIndices(names, 'logs', 7, Date.UTC(2024, 6 - 1, 7, 12)), ['hasup-logs-2024.05.30'], 'the 31st still holds events younger than 7 days');
+});
+
+test('failover targets from the census: other members running Elasticsearch, healthy first, dead and self left out', () => {
+  const member = (id: string, addr: string, state: MemberView['state']): MemberView => ({ id, addr, port: 9638, incarnation: 1, state, meta: new Uint8Array(), since: 0 });
+  const rumor = (memberId: string, service: string, payload: Record<string, unknown>) => ({ kind: 'service', key: `${memberId}/${service}.default`, version: 1, originId: memberId, payload: Buffer.from(JSON.stringify(payload)) });
+  const running = (health: string, port: number) => ({ state: 'running', pid: 1, health, since: 0, config_version: 0, ports: { http_port: port, transport_port: 9300 } });
+  const census = {
+    self: () => member('me', '10.0.0.1', 'alive'),
+    members: () => [member('me', '10.0.0.1', 'alive'), member('b', '10.0.0.2', 'alive'), member('c', '10.0.0.3', 'alive'), member('d', '10.0.0.4', 'dead'), member('e', 'fd00::5', 'suspect')],
+    rumors: () => [
+      rumor('me', 'elasticsearch', running('ok', 9200)),
+      rumor('c', 'elasticsearch', running('ok', 9201)),
+      rumor('b', 'elasticsearch', running('critical', 9200)),
+      rumor('b', 'postgresql', { ...running('ok', 5432), ports: { port: 5432 } }),
+      rumor('d', 'elasticsearch', running('ok', 9200)),
+      rumor('e', 'elasticsearch', running('ok', 9200)),
+    ],
+  } as unknown as CensusSource;
+  assert.deepEqual(elasticsearchPeerUrls(census), ['http://10.0.0.3:9201', 'http://10.0.0.2:9200', 'http://[fd00::5]:9200']);
 });

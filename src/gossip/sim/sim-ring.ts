@@ -60,6 +60,11 @@ export class SimRing {
     });
   }
 
+  /** A codec holding this ring's key (to craft packets in tests). */
+  codec(): WireCodec {
+    return new WireCodec(this.keyring);
+  }
+
   /** Calls `listener` for every member event of every member (also ones added later). */
   onMemberEvent(listener: MemberEventListener): void {
     if (!this.forwarding) {

@@ -305,7 +305,8 @@ export class EtcdClient {
   // ---- transport -----------------------------------------------------------
 
   private endpointsInOrder(): string[] {
-    const list = [...new Set(this.opts.endpoints().map((e) => e.replace(/\/+$/, '')))];
+    // User info is never sent (etcd's gateway does not take it) nor shown.
+    const list = [...new Set(this.opts.endpoints().map(normalizeEndpoint).filter((e): e is string => e !== undefined))];
     if (list.length === 0) throw new EtcdUnavailable('no etcd endpoints are known');
     const at = this.preferred ? list.indexOf(this.preferred) : -1;
     return at > 0 ? [...list.slice(at), ...list.slice(0, at)] : list;
@@ -399,6 +400,15 @@ export class EtcdClient {
       }
     }
     throw new EtcdUnavailable(`etcd ${path}: ${failures.join('; ') || 'cancelled'}`);
+  }
+}
+
+function normalizeEndpoint(url: string): string | undefined {
+  try {
+    const u = new URL(url);
+    return `${u.protocol}//${u.host}${u.pathname.replace(/\/+$/, '')}`;
+  } catch {
+    return undefined;
   }
 }
 

@@ -334,6 +334,7 @@ export class PostgresHaNode implements ReplicatedDatabase {
   // ---- internals ------------------------------------------------------------------
 
   private async rewindOrReclone(ctx: DriverContext, svc: PgServiceHandle, up: Upstream, signal: AbortSignal): Promise<void> {
+    await this.checkpointSource(ctx, up, signal);
     await this.demote(`rewinding to follow ${up.member}`, { stayDown: true });
     const outcome = await rewindFrom(ctx, up, signal);
     this.conf.upstream = up;
@@ -347,6 +348,25 @@ export class PostgresHaNode implements ReplicatedDatabase {
     await this.saveConf(ctx);
     // prepare() makes it a standby start, and copies the leader when the data directory is empty.
     await svc.start();
+  }
+
+  /**
+   * pg_rewind learns the source's timeline from its control file, which a
+   * fresh promotion updates only at its next checkpoint (spread over
+   * minutes): until then a rewind would think both are on the old
+   * timeline. A CHECKPOINT on the leader makes it current.
+   */
+  private async checkpointSource(ctx: DriverContext, up: Upstream, signal: AbortSignal): Promise<void> {
+    const target: PgTarget = { ...this.target(ctx), host: up.host, port: up.port };
+    await withClient(target, signal, async (client) => {
+      const tli = async () =>
+        (await client.query<{ current: number; control: number }>("SELECT ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int AS current, (SELECT timeline_id FROM pg_control_checkpoint()) AS control")).rows[0]!;
+      const before = await tli();
+      if (before.control === before.current) return;
+      await client.query('CHECKPOINT');
+      const after = await tli();
+      if (after.control !== after.current) throw new Error(`${up.member}'s control file is still on timeline ${after.control} after a checkpoint (current ${after.current})`);
+    });
   }
 
   /**

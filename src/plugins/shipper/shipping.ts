@@ -66,6 +66,8 @@ export interface ShippingDeps {
   role: () => string;
   /** Each metric sample, for /metrics. */
   onSample?: (sample: Sample) => void;
+  /** Other members' Elasticsearch URLs, from the census (./census.ts), tried after the local and configured ones. */
+  peers?: () => string[];
 }
 
 export class Shipping {
@@ -109,12 +111,12 @@ export class Shipping {
     });
   }
 
-  /** Where events go: the local Elasticsearch first (when this member runs one), then the configured nodes. */
+  /** Where events go: the local Elasticsearch first (when this member runs one), then the configured nodes, then the census's. */
   urls(): string[] {
     const urls: string[] = [];
     const local = this.deps.services.list().some((s) => s.name === 'elasticsearch') ? this.deps.services.get('elasticsearch')?.config() : undefined;
     if (local) urls.push(elasticsearchUrl({ cfg: local, ip: this.deps.ip }));
-    for (const url of this.settings.elasticsearch) if (!urls.includes(url)) urls.push(url);
+    for (const url of [...this.settings.elasticsearch, ...(this.deps.peers?.() ?? [])]) if (!urls.includes(url)) urls.push(url);
     return urls;
   }
 
