@@ -164,6 +164,14 @@ export class Daemon {
     // In a cluster (configured etcd, or the one the formation runs), PostgreSQL leadership
     // comes from an etcd lease; a member on its own is its own leader.
     const etcdEndpoints = opts.cluster?.etcdEndpoints ?? [];
+    // A fresh member's PostgreSQL waits (inside supervisor.start) for etcd to say who creates the
+    // database; under formation etcd comes from the formation, so it must not wait for that start.
+    let formationStarted = false;
+    const startFormation = () => {
+      if (formationStarted) return;
+      formationStarted = true;
+      etcd.start();
+    };
     if (etcdEndpoints.length > 0 || etcd.forming) {
       this.ha = new PostgresHa({
         memberId: this.memberId,
@@ -172,6 +180,7 @@ export class Daemon {
         scope: secrets.cluster_id ?? secrets.cluster_name ?? 'hasup',
         etcdEndpoints: () => (etcdEndpoints.length > 0 ? etcdEndpoints : etcdClientUrls(ring)),
         services: supervisor,
+        onBootstrapWait: startFormation,
         log,
       });
     }
@@ -204,7 +213,7 @@ export class Daemon {
     this.ha?.start();
     // Under formation etcd runs only where the formation decides (it loads it there).
     await supervisor.start(etcd.forming ? opts.services.load.filter((name) => name !== 'etcd') : opts.services.load);
-    etcd.start();
+    startFormation();
     this.startShipping(supervisor, secrets, leadership);
   }
 

@@ -150,6 +150,10 @@ describe('PostgreSQL HA: three nodes, etcd lease, HAProxy in front', { skip: ski
     const view = await ha.view(followers[0]!);
     assert.equal(view.leader, ids.get(leader));
     assert.equal(view.members.filter((m) => m.role === 'replica' && m.replication_state === 'streaming').length, 2);
+    const shown = await cli(followers[0]!, ['ha']);
+    assert.equal(shown.code, 0, shown.stderr);
+    assert.match(shown.stdout, new RegExp(`leader ${ids.get(leader)}, timeline \\d+`));
+    assert.equal(shown.stdout.split('\n').filter((l) => / replica +streaming /.test(l)).length, 2, shown.stdout);
   });
   test('a follower killed: the leader keeps serving writes; the follower comes back streaming', async () => {
     const leader = await wholeAgain();

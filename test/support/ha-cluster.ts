@@ -154,6 +154,42 @@ export class HaCluster {
     }
   }
 
+  /** The one node whose /primary answers 200 (none or several: keeps waiting). */
+  async soleLeader(timeoutMs: number, not?: number): Promise<number> {
+    return (
+      await eventually(
+        async () => {
+          const p = await this.primaries();
+          return p.length === 1 && p[0] !== not ? p[0] : undefined;
+        },
+        timeoutMs,
+        `one writable leader${not ? ` other than node ${not}` : ''}`,
+      )
+    ).value;
+  }
+
+  /** Restarts any node whose member is down, then waits for one leader and every other node streaming from it. */
+  async whole(timeoutMs = 120_000): Promise<number> {
+    for (const n of this.cluster.nodes) {
+      const m = n.member;
+      if (!m || m.child.exitCode !== null || m.child.signalCode !== null) this.startNode(n.index);
+    }
+    const leader = await this.soleLeader(timeoutMs);
+    const others = this.cluster.nodes.map((n) => n.index).filter((i) => i !== leader);
+    await eventually(
+      async () => {
+        const rows = await this.sql<{ n: number }>(leader, "SELECT count(*)::int AS n FROM pg_stat_replication WHERE state = 'streaming'");
+        if (rows[0]!.n < others.length) return undefined;
+        const codes = await Promise.all(others.map((i) => this.check(i, '/replica')));
+        return codes.every((c) => c === 200) || undefined;
+      },
+      timeoutMs,
+      `every follower streaming from node ${leader}`,
+      250,
+    );
+    return leader;
+  }
+
   /** Member id of node i (from its API). */
   async memberId(i: number): Promise<string> {
     return (await this.member(i).butterfly()).self.id;

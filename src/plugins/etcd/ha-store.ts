@@ -125,14 +125,16 @@ export class EtcdClusterStore implements ClusterStore {
   watch(onChange: (keys: string[]) => void, signal: AbortSignal): void {
     const loop = async () => {
       while (!signal.aborted) {
+        let streamed = false;
         try {
           await this.client.watch(this.prefix, { prefix: true, signal }, (events) => onChange(events.map((e) => e.kv.key.slice(this.prefix.length))));
+          streamed = true;
         } catch {
-          // No endpoint: try again below.
+          // No endpoint accepted the watch: the loop's own polling covers until one does.
         }
         if (signal.aborted) return;
-        // Whatever happened while the stream was down: have the loop look now.
-        onChange(['leader']);
+        // A stream that broke may have missed a change: have the loop look now.
+        if (streamed) onChange(['leader']);
         await new Promise((r) => setTimeout(r, 500));
       }
     };

@@ -166,6 +166,10 @@ export class PostgresHaNode implements ReplicatedDatabase {
 
   // ---- ReplicatedDatabase -------------------------------------------------------
 
+  present(): boolean {
+    return this.deps.service() !== undefined;
+  }
+
   endpoint(): { host: string; port: number } {
     const cfg = this.ctx?.cfg ?? this.deps.service()?.config() ?? {};
     const host = localHost(cfg, this.deps.ip);
@@ -307,6 +311,8 @@ export class PostgresHaNode implements ReplicatedDatabase {
   }
 
   async prepareSynchronous(members: string[] | null): Promise<void> {
+    // The server loaded ha.conf as it is at its start or last reload: nothing to do when it already says this.
+    if (sameStandbys(this.conf.syncStandbys, members)) return;
     await this.setSynchronous(members, AbortSignal.timeout(SETTING_APPLY_MS + 2000));
   }
 
@@ -429,6 +435,11 @@ export class PostgresHaNode implements ReplicatedDatabase {
     if (!svc) throw new Error('PostgreSQL is not loaded on this member');
     return svc;
   }
+}
+
+function sameStandbys(a: string[] | null, b: string[] | null): boolean {
+  if (a === null || b === null) return a === b;
+  return a.length === b.length && a.every((x) => b.includes(x));
 }
 
 /** What SHOW synchronous_standby_names says once ha.conf is in force. */

@@ -272,6 +272,11 @@ export class HaController {
   private async renewLoop(): Promise<void> {
     while (!this.closed) {
       const s = this.deps.settings();
+      if (!this.deps.db.present() && !this.holding) {
+        // No database here: no lease, no report, no traffic to etcd.
+        await this.sleepFor(s.loopWaitMs, false);
+        continue;
+      }
       const attemptMs = Math.max(200, Math.floor(s.retryTimeoutMs / 2));
       const sentAt = this.now();
       try {
@@ -357,6 +362,10 @@ export class HaController {
   /** One turn; returns how long to wait before the next one. */
   private async turn(): Promise<number> {
     const s = this.deps.settings();
+    if (!this.deps.db.present() && !this.holding) {
+      this.deps.leadership.update({ present: false, role: 'unknown', holdsLease: false, primaryWritable: false, replication: null, reason: 'this member runs no PostgreSQL' });
+      return s.loopWaitMs;
+    }
     const signal = AbortSignal.any([this.stopSignal.signal, AbortSignal.timeout(Math.max(1000, s.retryTimeoutMs))]);
     const db = await this.deps.db.status(signal);
     this.db = db;
@@ -514,7 +523,7 @@ export class HaController {
     }
     this.holding = true;
     this.log.info({ event: 'ha_leader', how: 'elected', position: db.walPosition, election_ms: Math.round(this.now() - started) }, 'won the election: this member holds the leader key');
-    await this.keepSlots(snap, db, false);
+    // Every member keeps slots for the others, so the followers' slots are already here; the leader turn checks again.
     await this.promote(snap, s);
   }
 
@@ -668,6 +677,7 @@ export class HaController {
     const isPrimary = !!db?.running && db.inRecovery === false;
     const lag = isReplica && snap?.optime && db!.replayPosition !== null ? Math.max(0, snap.optime.wal_position - db!.replayPosition) : null;
     this.deps.leadership.update({
+      present: true,
       role: isPrimary && this.holding ? 'leader' : isReplica ? 'replica' : 'unknown',
       holdsLease: this.holding,
       primaryWritable: isPrimary && !!db?.healthy,

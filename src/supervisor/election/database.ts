@@ -46,6 +46,8 @@ export interface DatabaseStatus {
 export type BootstrapPlan = { kind: 'init' } | { kind: 'clone'; leader: PeerEndpoint };
 
 export interface ReplicatedDatabase {
+  /** The database service is loaded on this member (a member without it stays out of the election). */
+  present(): boolean;
   /** Where peers reach this member's database. */
   endpoint(): { host: string; port: number };
   status(signal: AbortSignal): Promise<DatabaseStatus>;

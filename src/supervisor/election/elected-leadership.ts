@@ -8,6 +8,8 @@ import type { Leadership, LeadershipState, PostgresRole, ReplicationState } from
  * as soon as a renewal is overdue even if the loop itself is stuck.
  */
 export interface LeadershipFacts {
+  /** This member runs the service at all (else it has no place in the group). */
+  present: boolean;
   role: PostgresRole;
   holdsLease: boolean;
   /** performance.now() at which the last confirmed renewal was sent. */
@@ -28,6 +30,7 @@ export interface LeadershipFacts {
 export class ElectedLeadership implements Leadership {
   private readonly events = new EventEmitter<{ change: [LeadershipState] }>();
   private facts: LeadershipFacts = {
+    present: false,
     role: 'unknown',
     holdsLease: false,
     renewedAt: 0,
@@ -98,7 +101,7 @@ export class ElectedLeadership implements Leadership {
     const f = this.facts;
     const doubt = this.inDoubt();
     return {
-      serviceGroup: this.serviceGroup,
+      serviceGroup: f.present ? this.serviceGroup : null,
       role: f.role,
       holdsLease: f.holdsLease,
       leaseInDoubt: doubt,
@@ -115,6 +118,7 @@ export class ElectedLeadership implements Leadership {
 
 function same(a: LeadershipState, b: LeadershipState): boolean {
   return (
+    a.serviceGroup === b.serviceGroup &&
     a.role === b.role &&
     a.holdsLease === b.holdsLease &&
     a.leaseInDoubt === b.leaseInDoubt &&

@@ -24,6 +24,12 @@ export interface PostgresHaOptions {
   etcdEndpoints: () => string[];
   /** The supervisor's services (PostgreSQL is looked up by name when needed). */
   services: { get(name: string): PgServiceHandle | undefined };
+  /**
+   * Called when PostgreSQL's first start waits for the cluster to say how to
+   * get its data (the supervisor has created every service by then): what
+   * the cluster's etcd needs to start must not wait behind it.
+   */
+  onBootstrapWait?: () => void;
   log: Logger;
   serviceName?: string;
 }
@@ -63,7 +69,10 @@ export class PostgresHa {
       memberId: opts.memberId,
       ip: opts.ip,
       service: () => opts.services.get(this.serviceName),
-      bootstrap: (signal) => late.controller!.bootstrap(signal),
+      bootstrap: (signal) => {
+        opts.onBootstrapWait?.();
+        return late.controller!.bootstrap(signal);
+      },
       bootstrapFailed: () => late.controller!.bootstrapFailed(),
       stopSignal: this.stop.signal,
       log,
