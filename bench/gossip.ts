@@ -26,7 +26,8 @@ const { values } = parseArgs({
   options: {
     members: { type: 'string', default: '1000' },
     seed: { type: 'string', default: '1' },
-    kills: { type: 'string', default: '5' },
+    /** Default: 5, or fewer in a ring too small to lose 5 and still have two watchers. */
+    kills: { type: 'string' },
     'loss-minutes': { type: 'string', default: '3' },
     /** Override a LAN setting for tuning experiments, e.g. --gossip probeIntervalMs=400 (repeatable). */
     gossip: { type: 'string', multiple: true, default: [] },
@@ -36,7 +37,7 @@ const { values } = parseArgs({
 
 const n = Number(values.members);
 const seed = Number(values.seed);
-const kills = Number(values.kills);
+const kills = values.kills === undefined ? Math.max(1, Math.min(5, n - 2)) : Number(values.kills);
 const lossMinutes = Number(values['loss-minutes']);
 if (!Number.isInteger(n) || n < 3) throw new Error('--members must be an integer >= 3');
 if (!Number.isInteger(kills) || kills < 1 || kills > n - 2) throw new Error('--kills must be from 1 to members-2');
@@ -64,7 +65,7 @@ async function main() {
 
   progress('starting members');
   ring.add(n);
-  await ring.joinAll([0], 0);
+  ring.joinAll([0], 0);
   const joinStart = clock.now();
   if (!(await clock.runUntil(() => ring.converged(), 300_000, 10))) throw new Error('join did not converge in 300 s of virtual time');
   const joinConvergeMs = clock.now() - joinStart;

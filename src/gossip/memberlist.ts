@@ -220,11 +220,7 @@ export class Memberlist extends EventEmitter<MemberlistEvents> {
     this.enqueueMember(this.me, this.me.id);
     // Random phases so members that start together do not act in lockstep.
     this.schedule('probe', this.random() * this.cfg.probeIntervalMs, () => this.probeRound());
-    // A first anti-entropy exchange a few seconds after starting repairs what
-    // a join storm's gossip missed (each member misses a given rumor with
-    // probability ~e^-retransmits); later ones are spread over the interval.
-    const catchUp = this.cfg.pushPullIntervalMs / 12;
-    this.schedule('pushPull', catchUp + this.random() * catchUp, () => this.pushPullRound(true));
+    this.schedule('pushPull', this.random() * this.pushPullIntervalNow(), () => this.pushPullRound());
     this.schedule('reconnect', this.random() * this.cfg.reconnectIntervalMs, () => this.reconnectRound());
     this.schedule('reap', this.reapIntervalMs(), () => this.reapRound());
   }
@@ -894,9 +890,8 @@ export class Memberlist extends EventEmitter<MemberlistEvents> {
     return pushPullInterval(this.cfg.pushPullIntervalMs, this.table.liveCount);
   }
 
-  private pushPullRound(first = false): void {
-    const interval = this.pushPullIntervalNow();
-    this.schedule('pushPull', first ? this.random() * interval : interval, () => this.pushPullRound());
+  private pushPullRound(): void {
+    this.schedule('pushPull', this.pushPullIntervalNow(), () => this.pushPullRound());
     if (this.leaving) return;
     const [peer] = this.table.sample(1, this.random, (m) => m.state === 'alive' && m !== this.me);
     if (peer) void this.pushPull({ addr: peer.addr, port: peer.port }, false);

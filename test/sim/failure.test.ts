@@ -9,7 +9,7 @@ import { SimRing, type SimMember } from '../../src/gossip/sim/sim-ring.js';
 async function settledRing(n: number, seed: number, config = resolveGossipConfig('lan')): Promise<SimRing> {
   const ring = new SimRing({ seed, config });
   ring.add(n);
-  await ring.joinAll([0], 200);
+  ring.joinAll([0], 200);
   assert.ok(await ring.clock.runUntil(() => ring.converged(), 30_000), 'ring did not converge');
   await ring.clock.advance(5000);
   return ring;
@@ -164,7 +164,7 @@ test('acks carry the sender clock: members estimate each other\'s clock offset',
   // Re-create two members on clocks that are 2 s ahead and 700 ms behind.
   const ahead = ring.restartWithWallOffset(members[1]!, 2000);
   const behind = ring.restartWithWallOffset(members[2]!, -700);
-  await ring.joinAll([0], 0);
+  ring.joinAll([0], 0);
   await ring.clock.advance(30_000);
   const viewer = ring.members[0]!.ml;
   const offAhead = viewer.member(ahead.id)!.clockOffsetMs!;

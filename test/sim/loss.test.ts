@@ -5,7 +5,7 @@ import { SimRing } from '../../src/gossip/sim/sim-ring.js';
 async function lossyRing(n: number, seed: number): Promise<{ ring: SimRing; deaths: string[]; suspicions: { count: number } }> {
   const ring = new SimRing({ seed });
   ring.add(n);
-  await ring.joinAll([0], 1000);
+  ring.joinAll([0], 1000);
   assert.ok(await ring.clock.runUntil(() => ring.converged(), 60_000, 100), 'initial convergence');
   await ring.clock.advance(20_000);
   const deaths: string[] = [];

@@ -5,7 +5,7 @@ import { SimRing } from '../../src/gossip/sim/sim-ring.js';
 async function settledRing(n: number, seed: number): Promise<SimRing> {
   const ring = new SimRing({ seed });
   ring.add(n);
-  await ring.joinAll([0], 0);
+  ring.joinAll([0], 0);
   assert.ok(await ring.clock.runUntil(() => ring.converged(), 30_000));
   await ring.clock.advance(3000);
   return ring;

@@ -1,6 +1,7 @@
 import { WireCodec } from '../codec.js';
 import { resolveGossipConfig, type GossipConfig } from '../config.js';
 import { Keyring } from '../keyring.js';
+import type { Random } from '../clock.js';
 import type { MemberStateName } from '../member-state.js';
 import { Memberlist, type MemberView } from '../memberlist.js';
 import type { PeerAddress } from '../transport.js';
@@ -42,9 +43,10 @@ export class SimRing {
   readonly members: SimMember[] = [];
   private readonly keyring = new Keyring(Keyring.generateKey());
   private readonly seed: number;
-  private readonly random;
+  private readonly random: Random;
   private readonly listeners: MemberEventListener[] = [];
-  private incarnations = 0;
+  /** Processes started so far; each gets its own random stream. */
+  private boots = 0;
   private forwarding = false;
 
   constructor(opts: SimRingOptions = {}) {
@@ -102,7 +104,7 @@ export class SimRing {
   }
 
   /** Every member joins through `seeds` (indexes), at random moments within `spreadMs`. */
-  async joinAll(seeds: number[] = [0], spreadMs = 0, who: SimMember[] = this.members): Promise<void> {
+  joinAll(seeds: number[] = [0], spreadMs = 0, who: SimMember[] = this.members): void {
     const seedAddrs = seeds.map((i) => this.members[i]!.addr);
     for (const m of who) {
       if (seeds.includes(m.index)) continue;
@@ -189,7 +191,7 @@ export class SimRing {
       transport,
       codec: new WireCodec(this.keyring),
       clock: wallOffsetMs === 0 ? this.clock : this.clock.withWallOffset(wallOffsetMs),
-      random: childRandom(this.seed, index * 1000 + this.incarnations++),
+      random: childRandom(this.seed, this.boots++),
     });
     const member: SimMember = { index, id, addr, ml, transport, counters: transport.counters, running: true };
     if (this.forwarding) this.forwardEvents(member);

@@ -259,6 +259,17 @@ export class EtcdClient {
     return (answer.members ?? []).map((m) => ({ id: m.ID ?? '', name: m.name ?? '', peerUrls: m.peerURLs ?? [], clientUrls: m.clientURLs ?? [], isLearner: m.isLearner === true }));
   }
 
+  /** The member at `endpoint` (no failover): its id and the id of the member it takes for etcd's leader. */
+  async statusAt(endpoint: string, opts: CallOptions = {}): Promise<{ memberId: string; leader: string }> {
+    const answer = (await this.callAt(endpoint, '/v3/maintenance/status', {}, opts)) as { header?: { member_id?: string }; leader?: string };
+    return { memberId: answer.header?.member_id ?? '', leader: answer.leader ?? '' };
+  }
+
+  /** Asks etcd's leader (at `endpoint`) to hand its leadership to member `targetId`. */
+  async moveLeader(endpoint: string, targetId: string, opts: CallOptions = {}): Promise<void> {
+    await this.callAt(endpoint, '/v3/maintenance/transfer-leadership', { targetID: targetId }, opts);
+  }
+
   /**
    * Watches `key` (or every key under it with `prefix`) from `startRevision`
    * (default: now) and calls `onEvents` for each batch. Resolves when the
@@ -371,6 +382,30 @@ export class EtcdClient {
       throw new EtcdError(`etcd ${path} at ${displayEndpoint(endpoint)}: ${message}`, json.code, displayEndpoint(endpoint));
     }
     throw new EtcdUnavailable(`etcd ${path}: ${failures.length > 0 ? failures.join('; ') : 'deadline passed before any endpoint was tried'}`);
+  }
+
+  /** One POST to one endpoint, for calls that are about that member. */
+  private async callAt(endpoint: string, path: string, body: unknown, opts: CallOptions): Promise<unknown> {
+    const url = normalizeEndpoint(endpoint);
+    if (!url) throw new EtcdUnavailable('invalid etcd endpoint');
+    const timeout = AbortSignal.timeout(opts.timeoutMs ?? this.timeoutMs);
+    const signal = opts.signal ? AbortSignal.any([opts.signal, timeout]) : timeout;
+    let res: Response;
+    let text: string;
+    try {
+      res = await fetch(`${url}${path}`, { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' }, signal });
+      text = await res.text();
+    } catch (err) {
+      throw new EtcdUnavailable(`etcd ${path} at ${displayEndpoint(url)}: ${timeout.aborted ? 'no answer in time' : errorCode(err)}`);
+    }
+    let json: { message?: string; error?: unknown; code?: number };
+    try {
+      json = JSON.parse(text) as typeof json;
+    } catch {
+      throw new EtcdError(`etcd ${path} at ${displayEndpoint(url)}: HTTP ${res.status}, not JSON`, undefined, displayEndpoint(url));
+    }
+    if (!res.ok) throw new EtcdError(`etcd ${path} at ${displayEndpoint(url)}: ${json.message ?? `HTTP ${res.status}`}`, json.code, displayEndpoint(url));
+    return json;
   }
 
   /** Opens a streaming request on the first endpoint that accepts it. */

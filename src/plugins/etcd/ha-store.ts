@@ -122,6 +122,19 @@ export class EtcdClusterStore implements ClusterStore {
     else await this.replaceSwitchover(id, [{ delete: { key: this.k.switchover } }], o);
   }
 
+  async yieldConsensusLeadership(localHost: string, o: StoreCall = {}): Promise<string | null> {
+    const members = await this.client.memberList(o);
+    const local = members.find((m) => m.clientUrls.some((u) => hostOf(u) === localHost));
+    const endpoint = local?.clientUrls[0];
+    if (!local || !endpoint) return null;
+    const status = await this.client.statusAt(endpoint, o);
+    if (status.leader === '' || status.leader !== status.memberId) return null;
+    const target = members.find((m) => m.id !== local.id && !m.isLearner && m.clientUrls.length > 0);
+    if (!target) return null;
+    await this.client.moveLeader(endpoint, target.id, o);
+    return target.name || target.id;
+  }
+
   watch(onChange: (keys: string[]) => void, signal: AbortSignal): void {
     const loop = async () => {
       while (!signal.aborted) {
@@ -168,6 +181,14 @@ export class EtcdClusterStore implements ClusterStore {
       else if (kv.key === this.k.switchover) snap.switchover = parseJson<SwitchoverRequest>(kv.value);
     }
     return snap;
+  }
+}
+
+function hostOf(url: string): string | undefined {
+  try {
+    return new URL(url).hostname.replace(/^\[|\]$/g, '');
+  } catch {
+    return undefined;
   }
 }
 

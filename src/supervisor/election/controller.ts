@@ -83,6 +83,8 @@ const SLOT_RETENTION_MS = 10 * 60_000;
 const NOT_STREAMING_RECHECK_MS = 5000;
 const SWITCHOVER_CATCHUP_MS = 15_000;
 const SLOT_RECHECK_MS = 10_000;
+/** How often a leader checks whether it also leads etcd (when etcd runs on the members). */
+const YIELD_CHECK_MS = 5000;
 
 export class HaController {
   private readonly memberId: string;
@@ -109,6 +111,8 @@ export class HaController {
   private slotsFor = '';
   private slotsAt = -Infinity;
   private lastDecision = '';
+  private yielding = false;
+  private yieldedAt = -Infinity;
 
   constructor(private readonly deps: HaControllerDeps) {
     this.memberId = deps.memberId;
@@ -418,6 +422,7 @@ export class HaController {
       return;
     }
     await this.keepSynchronous(db, snap, s);
+    this.yieldStoreLeadership();
     if (snap.switchover && snap.switchover.from === this.memberId && !snap.switchover.failed) await this.carryOutSwitchover(snap.switchover, snap);
     else if (snap.switchover && snap.switchover.from !== this.memberId && Date.now() - snap.switchover.requested > 60_000) await this.deps.store.clearSwitchover(snap.switchover.id).catch(() => undefined);
     else this.decide('leader');
@@ -540,6 +545,21 @@ export class HaController {
     this.updateLeadership(this.db);
     this.log.info({ event: 'ha_promoted', took_ms: Math.round(this.now() - started), timeline: this.db.timeline }, `promoted to primary (timeline ${this.db.timeline})`);
     this.decide('leader');
+  }
+
+  /** Now and then, in the background: see ClusterStore.yieldConsensusLeadership. */
+  private yieldStoreLeadership(): void {
+    const store = this.deps.store;
+    if (!store.yieldConsensusLeadership || this.yielding || this.now() - this.yieldedAt < YIELD_CHECK_MS) return;
+    this.yielding = true;
+    this.yieldedAt = this.now();
+    store
+      .yieldConsensusLeadership(this.deps.db.endpoint().host, { timeoutMs: 2000 })
+      .then((to) => {
+        if (to) this.log.info({ event: 'ha_etcd_leader_moved', to }, `moved etcd's leadership to ${to}, off the PostgreSQL leader's node`);
+      })
+      .catch(() => undefined)
+      .finally(() => (this.yielding = false));
   }
 
   /**

@@ -126,6 +126,14 @@ export interface ClusterStore {
   failSwitchover(req: SwitchoverRequest, reason: string, o?: StoreCall): Promise<void>;
   clearSwitchover(id: string | null, o?: StoreCall): Promise<void>;
   /**
+   * When the consensus store runs on the members and the one on `localHost`
+   * leads it, hands that leadership to another member, so that losing this
+   * node does not also cost the store an election (and every lease an
+   * extension) on top of the failover. Returns the new store leader, or
+   * null when nothing needed moving.
+   */
+  yieldConsensusLeadership?(localHost: string, o?: StoreCall): Promise<string | null>;
+  /**
    * Calls `onChange` with the names of the keys that changed (relative to
    * the prefix: 'leader', 'members/<id>', ...) until `signal` aborts;
    * re-watches after a broken stream.
