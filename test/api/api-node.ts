@@ -9,6 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { HASUP_BIN, LocalRing, generateRingKey, randomPortBase, type MemberProc } from '../support/member-procs.js';
 import { freePort } from '../support/service-harness.js';
+import { eventually } from '../support/eventually.js';
+export { eventually };
 
 export interface ApiNodeOptions {
   /** Last octet of 127.0.0.N. */
@@ -109,20 +111,6 @@ export class ApiNode {
   }
 }
 
-export async function eventually<T>(probe: () => Promise<T | undefined>, timeoutMs: number, what: string, everyMs = 100): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const value = await probe();
-      if (value !== undefined) return value;
-    } catch (err) {
-      last = err;
-    }
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
-}
 
 /** HAProxy from Debian in the foreground, with a config in a temp dir; stopped by its PID. */
 export class Haproxy {

@@ -25,6 +25,7 @@ import type { ServiceStatus } from '../../src/supervisor/service.js';
 import type { TomlTable } from '../../src/supervisor/toml-schema.js';
 import { HASUP_BIN, LocalRing, generateRingKey, randomPortBase, type MemberProc } from '../support/member-procs.js';
 import { freePort } from '../support/service-harness.js';
+import { eventually } from '../support/eventually.js';
 
 // ---- the plan and driver on their own (no Elasticsearch needed) -------------
 
@@ -162,20 +163,6 @@ function cli(...args: string[]) {
   return spawnSync(process.execPath, [HASUP_BIN, ...args, '--state-dir', stateDir], { encoding: 'utf8', timeout: 120_000 });
 }
 
-async function eventually<T>(probe: () => Promise<T | undefined>, timeoutMs: number, what: string): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const value = await probe();
-      if (value !== undefined) return value;
-    } catch (err) {
-      last = err;
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
-}
 
 const healthy = (notPid?: number) =>
   eventually(async () => {

@@ -14,6 +14,7 @@ import type { ServiceStatus } from '../../src/supervisor/service.js';
 import { HASUP_BIN, LocalRing, generateRingKey, randomPortBase, type MemberProc } from '../support/member-procs.js';
 import { freePort } from '../support/service-harness.js';
 import { installRoot } from '../../src/supervisor/install-paths.js';
+import { eventually } from '../support/eventually.js';
 
 const base = mkdtempSync(join(tmpdir(), 'hasup-node-'));
 chmodSync(base, 0o755);
@@ -36,20 +37,6 @@ const api = () => ApiClient.fromStateDir(stateDir);
 const services = async () => (await api().request<{ services: ServiceStatus[] }>('GET', '/services')).services;
 const service = async (name: string) => (await services()).find((s) => s.name === name)!;
 
-async function eventually<T>(probe: () => Promise<T | undefined>, timeoutMs: number, what: string): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const value = await probe();
-      if (value !== undefined) return value;
-    } catch (err) {
-      last = err;
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
-}
 
 const healthy = (name: string, notPid?: number) =>
   eventually(async () => {

@@ -29,6 +29,7 @@ import { installRoot } from '../../src/supervisor/install-paths.js';
 import type { ServiceStatus } from '../../src/supervisor/service.js';
 import { HASUP_BIN, LocalRing, generateRingKey, randomPortBase, type MemberProc } from '../support/member-procs.js';
 import { freePort } from '../support/service-harness.js';
+import { eventually } from '../support/eventually.js';
 
 const FIXTURE_PLANS = join(installRoot(), 'test', 'fixtures', 'plans');
 const ADDR_INDEX = 61;
@@ -51,20 +52,6 @@ const api = () => ApiClient.fromStateDir(stateDir);
 const services = async () => (await api().request<{ services: ServiceStatus[] }>('GET', '/services')).services;
 const cli = (...args: string[]) => spawnSync(process.execPath, [HASUP_BIN, ...args, '--state-dir', stateDir], { encoding: 'utf8', timeout: 120_000 });
 
-async function eventually<T>(probe: () => Promise<T | undefined>, timeoutMs: number, what: string): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const value = await probe();
-      if (value !== undefined) return value;
-    } catch (err) {
-      last = err;
-    }
-    await new Promise((r) => setTimeout(r, 300));
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
-}
 
 const esHealthy = () =>
   eventually(async () => {

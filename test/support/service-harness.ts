@@ -19,6 +19,7 @@ import { findPlan } from '../../src/supervisor/plan.js';
 import { generateSecrets } from '../../src/supervisor/secrets.js';
 import { shippedPlansDir } from '../../src/supervisor/install-paths.js';
 import type { TomlTable } from '../../src/supervisor/toml-schema.js';
+import { eventually } from './eventually.js';
 
 export const SERVICE_USER_NAME = 'hasup';
 
@@ -176,17 +177,6 @@ export function killGroup(pgid: number, signal: NodeJS.Signals): void {
 }
 
 /** Polls `probe` until it returns a value other than undefined, or fails with the last error after `timeoutMs`. */
-export async function waitFor<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>, intervalMs = 100): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const value = await probe();
-      if (value !== undefined) return value;
-    } catch (err) {
-      last = err;
-    }
-    await new Promise((r) => setTimeout(r, intervalMs));
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+export function waitFor<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>, intervalMs = 100): Promise<T> {
+  return eventually(probe, timeoutMs, what, intervalMs);
 }
