@@ -2,7 +2,7 @@ import type { Member, PacketInit } from './codec.js';
 import { Packet } from './codec.js';
 import { stateFromWire, stateToWire, type MemberRecord, type MemberStateName } from './member-state.js';
 import type { StoredRumor } from './rumor-store.js';
-import type { hasup } from '../gen/proto.js';
+import type { hasup } from './wire-types.js';
 
 /**
  * Conversions between member records and their wire form, and the exact
