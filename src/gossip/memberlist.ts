@@ -32,13 +32,7 @@ import { hasup } from './wire-types.js';
  * network on virtual time.
  */
 
-export interface MemberView {
-  id: string;
-  addr: string;
-  port: number;
-  incarnation: number;
-  state: MemberStateName;
-  meta: Uint8Array;
+export interface MemberView extends MemberClaim {
   /** clock.now() of the last state change. */
   since: number;
   /** Smoothed estimate of (their wall clock - ours), from acks. */
