@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import type { Census, ClusterView, ServiceGroupView } from '../plugins/http/cluster-view.js';
+import type { Census, ClusterView, ServiceGroupMember, ServiceGroupView } from '../plugins/http/cluster-view.js';
 import { DEFAULT_STATE_DIR } from '../supervisor/state-dir.js';
 import { ApiClient } from './api-client.js';
 
@@ -54,10 +54,22 @@ export function clusterSummary(view: ClusterView): string[] {
 function groupSummary(g: ServiceGroupView, self: string): string {
   const parts = [`${g.healthy}/${g.total} healthy`];
   if (g.leaders.length > 1) parts.push(`${g.leaders.length} members claim leader: ${g.leaders.join(', ')}`);
-  else if (g.leader) parts.push(`leader ${g.leader === self ? 'self' : g.leader}`);
+  else if (g.leader) {
+    const timeline = g.members.find((m) => m.member === g.leader)?.timeline;
+    parts.push(`leader ${g.leader === self ? 'self' : g.leader}${timeline ? ` (timeline ${timeline})` : ''}`);
+  }
   const replicas = g.members.filter((m) => m.role === 'replica');
-  for (const r of replicas) parts.push(`replica ${r.member === self ? 'self' : r.member} lag ${r.lag_bytes === null ? '?' : `${r.lag_bytes} B`}`);
+  for (const r of replicas) parts.push(replicaSummary(r, self));
   return parts.join(', ');
+}
+
+/** e.g. `replica m2 streaming sync lag 0 B`: the follower's state, sync role and lag in bytes. */
+function replicaSummary(r: ServiceGroupMember, self: string): string {
+  const words = [`replica ${r.member === self ? 'self' : r.member}`];
+  if (r.replication_state) words.push(r.replication_state);
+  if (r.sync_role) words.push(r.sync_role);
+  words.push(`lag ${r.lag_bytes === null ? '?' : `${r.lag_bytes} B`}`);
+  return words.join(' ');
 }
 
 function table(rows: string[][]): string {

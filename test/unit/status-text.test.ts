@@ -1,0 +1,38 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { clusterCell } from '../../src/cli/census.js';
+import type { ClusterView, ServiceGroupMember } from '../../src/plugins/http/cluster-view.js';
+
+function member(id: string, over: Partial<ServiceGroupMember>): ServiceGroupMember {
+  return { member: id, member_state: 'alive', state: 'up', health: 'ok', role: null, lag_bytes: null, replication_state: null, timeline: null, sync_role: null, config_version: 0, ...over };
+}
+
+function view(members: ServiceGroupMember[], leader: string | null): ClusterView {
+  return {
+    member_id: 'm1',
+    gossip: { alive: 3, suspect: 0, dead: 0, left: 0, departed: 0 },
+    clock_drift_warn_ms: 1500,
+    members: [],
+    service_groups: [{ service_group: 'postgresql.default', leader, leaders: leader ? [leader] : [], healthy: members.length, total: members.length, members }],
+  };
+}
+
+test('the CLUSTER cell names the leader with its timeline and each follower with state, sync role and lag', () => {
+  const cell = clusterCell(
+    view(
+      [
+        member('m1', { role: 'leader', timeline: 3 }),
+        member('m2', { role: 'replica', replication_state: 'streaming', sync_role: 'sync', lag_bytes: 0 }),
+        member('m3', { role: 'replica', replication_state: 'streaming', sync_role: 'async', lag_bytes: 8192 }),
+      ],
+      'm1',
+    ),
+    'postgresql.default',
+  );
+  assert.equal(cell, 'leader; 3/3 healthy, leader self (timeline 3), replica m2 streaming sync lag 0 B, replica m3 streaming async lag 8192 B');
+});
+
+test('a follower with unknown lag and no sync role says so instead of inventing numbers', () => {
+  const cell = clusterCell(view([member('m1', { role: 'replica' }), member('m2', { role: 'leader', timeline: 1 })], 'm2'), 'postgresql.default');
+  assert.equal(cell, 'replica; 2/2 healthy, leader m2 (timeline 1), replica self lag ?');
+});
