@@ -10,10 +10,10 @@ import type { Logger } from '../../supervisor/log.js';
 import { metricDocument, type EventOrigin } from '../shipper/ecs.js';
 import { KIND_METRICS } from '../shipper/indices.js';
 import type { EventTarget } from '../shipper/inputs.js';
-import { hostMetricSets } from './host.js';
+import { HostSampler } from './host.js';
 import { ProcessSampler } from './processes.js';
 import type { MetricSet, Sample } from './sample.js';
-import { ElasticsearchSampler, etcdMetricSets, postgresqlMetricSets, type ServiceMetricsContext } from './services.js';
+import { ElasticsearchSampler, etcdMetricSets, PostgresqlSampler, type ServiceMetricsContext } from './services.js';
 
 export interface MetricsCollectorOptions {
   /** Where the documents go (the Shipper); none = /metrics only. */
@@ -31,7 +31,9 @@ export interface MetricsCollectorOptions {
 export class MetricsCollector {
   private timer: NodeJS.Timeout | undefined;
   private busy = false;
+  private readonly host = new HostSampler();
   private readonly processes = new ProcessSampler();
+  private readonly postgresql = new PostgresqlSampler();
   private readonly elasticsearch = new ElasticsearchSampler();
   private failures = new Map<string, string>();
   rounds = 0;
@@ -65,9 +67,9 @@ export class MetricsCollector {
     try {
       const statuses = this.opts.services.list();
       const sets: MetricSet[] = [];
-      const parts: Array<[string, Promise<MetricSet[]>]> = [['host', hostMetricSets()]];
+      const parts: Array<[string, Promise<MetricSet[]>]> = [['host', this.host.sample(time)]];
       for (const s of statuses) {
-        if (s.name === 'postgresql') parts.push(['postgresql', postgresqlMetricSets(this.opts.serviceContext, s)]);
+        if (s.name === 'postgresql') parts.push(['postgresql', this.postgresql.sample(this.opts.serviceContext, s)]);
         else if (s.name === 'etcd') parts.push(['etcd', Promise.resolve(etcdMetricSets(s))]);
         else if (s.name === 'elasticsearch') parts.push(['elasticsearch', this.elasticsearch.sample(this.opts.serviceContext, s, time)]);
       }

@@ -13,7 +13,7 @@
 import type { ServiceStatus } from '../../supervisor/service.js';
 import type { ClusterSecrets } from '../../supervisor/secrets.js';
 import type { TomlTable } from '../../supervisor/toml-schema.js';
-import { localHost, withClient } from '../postgresql/connect.js';
+import { localHost, PgSession } from '../postgresql/connect.js';
 import { elasticsearchUrl } from '../elasticsearch/driver.js';
 import { httpJson } from '../etcd/http-json.js';
 import type { MetricSet } from './sample.js';
@@ -45,12 +45,21 @@ interface PgFollower {
   lag_bytes: string | null;
 }
 
-export async function postgresqlMetricSets(ctx: ServiceMetricsContext, status: ServiceStatus): Promise<MetricSet[]> {
+/** PostgreSQL's metric sets, over a connection kept open between rounds. */
+export class PostgresqlSampler {
+  private readonly session = new PgSession();
+
+  sample(ctx: ServiceMetricsContext, status: ServiceStatus): Promise<MetricSet[]> {
+    return postgresqlMetricSets(ctx, status, this.session);
+  }
+}
+
+async function postgresqlMetricSets(ctx: ServiceMetricsContext, status: ServiceStatus, metricsSession: PgSession): Promise<MetricSet[]> {
   const cfg = ctx.config('postgresql');
   if (!cfg || status.state !== 'running') return [];
   const target = { host: localHost(cfg, ctx.ip), port: Number(cfg.port), user: String(cfg.superuser), password: ctx.secrets.postgresql.superuser_password, database: 'postgres' };
   const signal = AbortSignal.timeout(QUERY_TIMEOUT_MS);
-  const { numbers, followers } = await withClient(target, signal, async (client) => {
+  const { numbers, followers } = await metricsSession.run(target, signal, async (client) => {
     const numbers = (
       await client.query<PgNumbers>(
         `SELECT pg_is_in_recovery() AS in_recovery,

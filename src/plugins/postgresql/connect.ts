@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { Socket } from 'node:net';
 import pg from 'pg';
 import type { DriverContext } from '../../supervisor/driver.js';
@@ -46,21 +47,16 @@ export function superuserTarget(ctx: DriverContext): PgTarget {
 
 export class PgUnavailable extends Error {}
 
+function clientConfig(target: PgTarget): pg.ClientConfig {
+  return { host: target.host, port: target.port, user: target.user, password: target.password, database: target.database, ssl: false, application_name: 'hasup' };
+}
+
 /** Connects, runs `fn`, disconnects; rejects with a PgUnavailable that names the server, never the password. */
 export async function withClient<T>(target: PgTarget, signal: AbortSignal, fn: (client: pg.Client) => Promise<T>): Promise<T> {
   const where = `${target.host.includes(':') ? `[${target.host}]` : target.host}:${target.port}`;
   if (signal.aborted) throw new PgUnavailable(`PostgreSQL at ${where}: check aborted before it started`);
   const socket = new Socket();
-  const client = new pg.Client({
-    host: target.host,
-    port: target.port,
-    user: target.user,
-    password: target.password,
-    database: target.database,
-    ssl: false,
-    application_name: 'hasup',
-    stream: () => socket,
-  });
+  const client = new pg.Client({ ...clientConfig(target), stream: () => socket });
   // A dying connection also emits 'error' on the client; the pending call already rejects with it.
   client.on('error', () => undefined);
   const onAbort = () => socket.destroy();
@@ -79,5 +75,67 @@ export async function withClient<T>(target: PgTarget, signal: AbortSignal, fn: (
       clearTimeout(timer);
     }
     socket.destroy();
+  }
+}
+
+/**
+ * A kept-open connection for the queries that run every few seconds (the
+ * health check, the HA loop's status, the metric collector). A connection
+ * per query costs a backend fork and a SCRAM exchange (PBKDF2 with 4096
+ * rounds) each time, most of an idle supervisor's CPU. Each caller keeps a
+ * session of its own, so one caller's timeout never fails another's query.
+ *
+ * Any failure or abort closes the connection (a query that timed out may
+ * still be running on a wedged socket); the next call opens a fresh one. A
+ * different target (port, user or password changed) also opens a fresh one.
+ * Nothing that leaves session state behind (SET, an open transaction) belongs
+ * here: it would carry over to the next call.
+ */
+export class PgSession {
+  private client: pg.Client | undefined;
+  private socket: Socket | undefined;
+  private key = '';
+
+  async run<T>(target: PgTarget, signal: AbortSignal, fn: (client: pg.Client) => Promise<T>): Promise<T> {
+    const where = `${target.host.includes(':') ? `[${target.host}]` : target.host}:${target.port}`;
+    if (signal.aborted) throw new PgUnavailable(`PostgreSQL at ${where}: check aborted before it started`);
+    const key = `${target.host}|${target.port}|${target.user}|${target.database}|${createHash('sha256').update(target.password).digest('hex')}`;
+    if (key !== this.key) this.close();
+    let client = this.client;
+    const onAbort = () => this.drop(client);
+    signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      if (!client) {
+        const socket = new Socket();
+        const fresh = new pg.Client({ ...clientConfig(target), stream: () => socket });
+        fresh.on('error', () => this.drop(fresh));
+        fresh.on('end', () => this.drop(fresh));
+        client = fresh;
+        this.client = fresh;
+        this.socket = socket;
+        this.key = key;
+        await fresh.connect();
+      }
+      return await fn(client);
+    } catch (err) {
+      this.drop(client);
+      if (signal.aborted) throw new PgUnavailable(`PostgreSQL at ${where} did not answer in time`);
+      throw new PgUnavailable(`PostgreSQL at ${where}: ${(err as Error).message}`);
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /** Closes the connection if it is still `client` (a later call may have opened a new one). */
+  private drop(client: pg.Client | undefined): void {
+    if (client !== undefined && client === this.client) this.close();
+  }
+
+  /** Drops the connection at once (no Terminate message: the server sees the socket close). */
+  close(): void {
+    this.socket?.destroy();
+    this.socket = undefined;
+    this.client = undefined;
+    this.key = '';
   }
 }

@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import type { DriverContext, HealthResult, ServiceDriver } from '../../supervisor/driver.js';
 import { assertReachable, ensureOwnedDir } from '../service-dirs.js';
 import { checkPostgresqlConf } from './conf-check.js';
-import { superuserTarget, withClient } from './connect.js';
+import { PgSession, superuserTarget, withClient } from './connect.js';
 import { checkHba } from './hba-check.js';
 import { initDataDir, isInitialized } from './initdb.js';
 import { syncReplicationRole } from './replication-role.js';
@@ -44,6 +44,7 @@ interface HealthRow {
 export class PostgresqlDriver implements ServiceDriver {
   /** Postmaster start time + role + secret digest of the last successful sync. */
   private roleSynced: string | undefined;
+  private readonly healthSession = new PgSession();
 
   /** Without `ha` a member is standalone: an empty data directory gets initdb and the server starts as it was. */
   constructor(private readonly ha?: PostgresqlHaHooks) {}
@@ -123,7 +124,7 @@ export class PostgresqlDriver implements ServiceDriver {
   async health(ctx: DriverContext, signal: AbortSignal): Promise<HealthResult> {
     this.ha?.noteContext(ctx);
     try {
-      return await withClient(superuserTarget(ctx), signal, async (client) => {
+      return await this.healthSession.run(superuserTarget(ctx), signal, async (client) => {
         const row = (
           await client.query<HealthRow>(
             `SELECT pg_is_in_recovery() AS in_recovery,

@@ -8,7 +8,7 @@ import { isProcessLive } from '../../supervisor/pidfile.js';
 import type { ServiceStatus } from '../../supervisor/service.js';
 import type { TomlTable } from '../../supervisor/toml-schema.js';
 import { ensureOwnedDir } from '../service-dirs.js';
-import { localHost, superuserTarget, withClient, type PgTarget } from './connect.js';
+import { localHost, PgSession, superuserTarget, withClient, type PgTarget } from './connect.js';
 import { initDataDir, isInitialized } from './initdb.js';
 import { cloneFromLeader, controlData, rewindFrom } from './replication-tools.js';
 import {
@@ -83,6 +83,8 @@ export class PostgresHaNode implements ReplicatedDatabase {
   private ctx: DriverContext | undefined;
   private conf: HaConfState = { upstream: null, syncStandbys: null };
   private confLoaded = false;
+  /** The loop's status query runs every second or so: one kept-open connection. */
+  private readonly statusSession = new PgSession();
   /** prepare() is creating the data directory (initdb or a copy of the leader). */
   private creating = false;
   private readonly log: Logger;
@@ -184,7 +186,7 @@ export class PostgresHaNode implements ReplicatedDatabase {
     const st = svc.status();
     if (st.state !== 'running') return down(`PostgreSQL is ${st.state}`);
     try {
-      return await withClient(this.target(ctx), signal, async (client) => {
+      return await this.statusSession.run(this.target(ctx), signal, async (client) => {
         const row = (
           await client.query<StatusRow>(
             `SELECT pg_is_in_recovery() AS in_recovery,
