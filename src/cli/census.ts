@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import type { Census, ClusterView, ServiceGroupMember, ServiceGroupView } from '../plugins/http/cluster-view.js';
+import type { Census, ClusterView, ElasticsearchClusterView, ServiceGroupMember, ServiceGroupView } from '../plugins/http/cluster-view.js';
 import { DEFAULT_STATE_DIR } from '../supervisor/state-dir.js';
 import { ApiClient } from './api-client.js';
 
@@ -29,6 +29,7 @@ export function censusText(census: Census): string {
     rows.push([m.self ? `${m.id} (self)` : m.id, m.address, m.state, m.clock_offset_ms === null ? '-' : `${m.clock_offset_ms} ms`, services || '-']);
   }
   const groups = census.service_groups.map((g) => `${g.service_group}: ${groupSummary(g, census.member_id)}`);
+  if (census.elasticsearch) groups.push(`Elasticsearch cluster: ${elasticsearchSummary(census.elasticsearch)}`);
   return [table(rows), '', ...groups].join('\n');
 }
 
@@ -38,7 +39,14 @@ export function clusterCell(view: ClusterView, serviceGroup: string): string {
   if (!g) return '-';
   const mine = g.members.find((m) => m.member === view.member_id);
   const role = mine?.role && mine.role !== 'unknown' ? `${mine.role}; ` : '';
-  return `${role}${groupSummary(g, view.member_id)}`;
+  const es = serviceGroup.startsWith('elasticsearch.') && view.elasticsearch ? `${elasticsearchSummary(view.elasticsearch)}; ` : '';
+  return `${es}${role}${groupSummary(g, view.member_id)}`;
+}
+
+/** e.g. `green, 3/3 nodes`: the cluster's health as this member's node reports it; its nodes against the members that run one. */
+export function elasticsearchSummary(es: ElasticsearchClusterView): string {
+  if (es.status === null) return `health unknown, ?/${es.nodes_expected} nodes`;
+  return `${es.status}, ${es.nodes_online ?? '?'}/${es.nodes_expected} nodes`;
 }
 
 /** Lines under the `hasup status` table: gossip states and clock drift. */

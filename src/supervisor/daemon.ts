@@ -8,6 +8,7 @@ import type { PeerAddress } from '../gossip/transport.js';
 import { createUdpTransport, type UdpTransport } from '../gossip/udp-transport.js';
 import { writeApiEndpoint } from '../cli/api-client.js';
 import { driverFor } from '../plugins/drivers.js';
+import { ElasticsearchMembership } from '../plugins/elasticsearch/membership.js';
 import { etcdClientUrls } from '../plugins/etcd/endpoints.js';
 import { EtcdMembership } from '../plugins/etcd/membership.js';
 import { createApiServer } from '../plugins/http/api.js';
@@ -75,6 +76,8 @@ export class Daemon {
   /** PostgreSQL leadership through an etcd lease (members of a cluster). */
   private ha?: PostgresHa;
   private etcd?: EtcdMembership;
+  /** One Elasticsearch cluster from the census (members of a cluster; a member on its own has a cluster of one). */
+  private esMembership?: ElasticsearchMembership;
   private servicePorts?: ServicePorts;
   private apiPort?: number;
   private logSink?: RotatingFileSink;
@@ -128,6 +131,8 @@ export class Daemon {
     this.logSink = new RotatingFileSink({ dir: this.state.path('logs'), fileName: 'services.log' });
     this.serviceLines.add(this.logSink);
     this.serviceLines.add(this.earlyLines);
+    const esMembership = new ElasticsearchMembership({ ring, stateDir: this.state, log });
+    this.esMembership = esMembership;
     const supervisor = new Supervisor({
       stateDir: this.state,
       memberId: this.memberId,
@@ -140,7 +145,7 @@ export class Daemon {
       logSink: this.serviceLines,
       log,
       // Created lazily, when a plan is loaded: by then the HA election (if any) exists.
-      driverFor: (name) => this.ha?.driverFor(name) ?? driverFor(name),
+      driverFor: (name) => this.ha?.driverFor(name) ?? esMembership.driverFor(name) ?? driverFor(name),
     });
     this.supervisor = supervisor;
     this.servicePorts = new ServicePorts([...opts.services.planPath, shippedPlansDir()]);
@@ -211,6 +216,7 @@ export class Daemon {
     this.joinPeers(0);
     this.timers.push(setInterval(() => this.checkClocks(), CLOCK_CHECK_INTERVAL_MS).unref());
     this.ha?.start();
+    esMembership.start();
     // Under formation etcd runs only where the formation decides (it loads it there).
     await supervisor.start(etcd.forming ? opts.services.load.filter((name) => name !== 'etcd') : opts.services.load);
     startFormation();
@@ -307,6 +313,7 @@ export class Daemon {
     this.stopped = true;
     for (const t of this.timers) clearTimeout(t);
     this.etcd?.stop();
+    this.esMembership?.stop();
     // A leader that leaves hands its key back before PostgreSQL goes down, so a follower takes over at once.
     await this.ha?.close({ leaving: opts.leave });
     await this.supervisor?.stopAll();

@@ -4,20 +4,31 @@ import { join } from 'node:path';
 import type { DriverContext, HealthResult, ServiceDriver, ServicePaths } from '../../supervisor/driver.js';
 import { httpJson } from '../etcd/http-json.js';
 import { assertReachable, ensureOwnedDir, isFile } from '../service-dirs.js';
+import { initialMasterNodes, type ClusterRole } from './bootstrap.js';
 import { interpretClusterHealth, type ClusterHealthAnswer } from './cluster-health.js';
 import { launcherScript, launchProblem, resolveLaunch, type LaunchEnvironment } from './launch.js';
-import { bindHost, elasticsearchSettings, type ElasticsearchNode } from './settings.js';
+import { seedHostsContent, writeSeedHostsFile } from './seed-hosts.js';
+import { bindHost, elasticsearchSettings, transportAddress, type ElasticsearchNode } from './settings.js';
 
 export type { ElasticsearchNode };
 
+/** A member of a hasup cluster (cluster.json): seed hosts from the census, bootstrapping by role (bootstrap.ts). */
+export interface ElasticsearchClusterOptions {
+  role: Exclude<ClusterRole, 'standalone'>;
+  /** Every node of the census, this one (given) included: unicast_hosts.txt. */
+  seedNodes: (self: ElasticsearchNode) => ElasticsearchNode[];
+}
+
 export interface ElasticsearchDriverOptions {
   /**
-   * The cluster's master-eligible nodes, this member included: they become
-   * discovery.seed_hosts and, until the cluster has formed,
-   * cluster.initial_master_nodes. Default: this member alone. The
-   * Elasticsearch cluster work fills it from the gossip census.
+   * A member on its own: the cluster's master-eligible nodes, this member
+   * included, written into elasticsearch.yml as discovery.seed_hosts and,
+   * until the cluster has formed, cluster.initial_master_nodes. Default:
+   * this member alone. Ignored when `cluster` is set.
    */
   clusterNodes?: (ctx: DriverContext) => ElasticsearchNode[];
+  /** A member of a hasup cluster: the census decides the seeds, the role whether to bootstrap. */
+  cluster?: ElasticsearchClusterOptions;
   /** Where the vendored distribution and `java` are looked up (tests). */
   launchEnvironment?: LaunchEnvironment;
 }
@@ -28,6 +39,11 @@ const COPIED_CONFIG_FILES = ['log4j2.properties'];
 const PACKAGED_CONFIG_DIR = '/etc/elasticsearch';
 /** Written once this node has been part of a cluster with an elected master; kept with the data. */
 const FORMED_MARKER = 'hasup-cluster-formed';
+/**
+ * The same, on a founder, in the service dir outside the data: a founder
+ * whose data was wiped must not bootstrap again (bootstrap.ts).
+ */
+export const BOOTSTRAPPED_MARKER = 'hasup-cluster-bootstrapped';
 
 /** ES_TMPDIR: Elasticsearch's temp files stay under the service dir instead of /tmp. */
 export function tmpDir(paths: ServicePaths): string {
@@ -48,11 +64,17 @@ export function elasticsearchUrl(ctx: Pick<DriverContext, 'cfg' | 'ip'>): string
  */
 export class ElasticsearchDriver implements ServiceDriver {
   private formedSeen = false;
+  /** The context of the last prepare or health check: where the seed file goes, and the config in force. */
+  private lastCtx?: DriverContext;
+  /** Seed file writes one after another: they share the file beside it. */
+  private seedWrites: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly opts: ElasticsearchDriverOptions = {}) {}
 
   templateValues(ctx: DriverContext): Record<string, unknown> {
     const launch = resolveLaunch(ctx.cfg, this.opts.launchEnvironment);
+    const formed = existsSync(join(ctx.paths.data, FORMED_MARKER));
+    const cluster = this.opts.cluster;
     return {
       es_home: launch.home,
       es_java_home: launch.javaHome ?? '',
@@ -63,10 +85,34 @@ export class ElasticsearchDriver implements ServiceDriver {
         ip: ctx.ip,
         dataDir: ctx.paths.data,
         logsDir: ctx.paths.logs,
-        nodes: this.clusterNodes(ctx),
-        formed: existsSync(join(ctx.paths.data, FORMED_MARKER)),
+        discovery: cluster
+          ? { kind: 'census', initialMasterNodes: initialMasterNodes({ role: cluster.role, selfName: ctx.memberId, formed, bootstrapped: existsSync(join(ctx.paths.root, BOOTSTRAPPED_MARKER)) }) }
+          : { kind: 'static', nodes: this.clusterNodes(ctx), formed },
       }),
     };
+  }
+
+  /**
+   * Rewrites unicast_hosts.txt from the census when it changed (the
+   * Elasticsearch cluster work calls this as members come and go). Returns
+   * the seed addresses when the file was written, undefined when it was
+   * already right or the service has not been prepared yet.
+   */
+  async refreshSeedHosts(): Promise<string[] | undefined> {
+    const ctx = this.lastCtx;
+    const cluster = this.opts.cluster;
+    if (!ctx || !cluster) return undefined;
+    const write = this.seedWrites.then(async () => {
+      const nodes = cluster.seedNodes(selfNode(ctx));
+      return (await writeSeedHostsFile(ctx.paths.config, seedHostsContent(nodes), ctx.user)) ? nodes.map(transportAddress) : undefined;
+    });
+    this.seedWrites = write.catch(() => undefined);
+    return write;
+  }
+
+  /** This member's Elasticsearch HTTP API, once the service has been prepared. */
+  localUrl(): string | undefined {
+    return this.lastCtx && elasticsearchUrl(this.lastCtx);
   }
 
   async prepare(ctx: DriverContext): Promise<void> {
@@ -84,9 +130,13 @@ export class ElasticsearchDriver implements ServiceDriver {
     await assertReachable(paths.config, user);
     await assertReachable(launcherScript(launch.home), user);
     for (const name of COPIED_CONFIG_FILES) await copyDistributionFile(launch.home, name, paths.config, user);
+    this.lastCtx = ctx;
+    // Before the start: the node's first discovery round already has the census's seeds.
+    await this.refreshSeedHosts();
   }
 
   async health(ctx: DriverContext, signal: AbortSignal): Promise<HealthResult> {
+    this.lastCtx = ctx;
     const base = elasticsearchUrl(ctx);
     let answer: { status: number; json: unknown };
     try {
@@ -96,28 +146,39 @@ export class ElasticsearchDriver implements ServiceDriver {
     }
     const result = interpretClusterHealth(answer.status, answer.json as ClusterHealthAnswer, String(ctx.cfg.cluster_name), base);
     if (result.details) await this.rememberFormed(ctx);
+    else if (this.opts.cluster?.role === 'joiner' && result.message?.endsWith('has no elected master yet')) {
+      // Say why a joiner can wait for ever: it never forms a cluster itself.
+      return { ...result, message: `${result.message} (this member joins the cluster the founder's node forms; is it running and in the census?)` };
+    }
     return result;
   }
 
   private clusterNodes(ctx: DriverContext): ElasticsearchNode[] {
     if (this.opts.clusterNodes) return this.opts.clusterNodes(ctx);
-    return [{ name: ctx.memberId, host: bindHost(ctx.cfg, ctx.ip), transportPort: Number(ctx.cfg.transport_port) }];
+    return [selfNode(ctx)];
   }
 
   /** Health with details means a master is elected: the cluster exists, and this node is in it. */
   private async rememberFormed(ctx: DriverContext): Promise<void> {
     if (this.formedSeen) return;
-    const marker = join(ctx.paths.data, FORMED_MARKER);
+    const markers = [join(ctx.paths.data, FORMED_MARKER)];
+    if (this.opts.cluster?.role === 'founder') markers.push(join(ctx.paths.root, BOOTSTRAPPED_MARKER));
     try {
-      if (!existsSync(marker)) {
+      for (const marker of markers) {
+        if (existsSync(marker)) continue;
         await writeFile(marker, `${new Date().toISOString()}\n`, { mode: 0o600 });
         if (ctx.user) await chown(marker, ctx.user.uid, ctx.user.gid);
       }
       this.formedSeen = true;
     } catch (err) {
-      ctx.log.warn({ event: 'es_formed_marker', err: (err as Error).message }, `cannot write ${marker}; cluster.initial_master_nodes stays in elasticsearch.yml`);
+      ctx.log.warn({ event: 'es_formed_marker', err: (err as Error).message }, `cannot write ${markers.join(' and ')}; cluster.initial_master_nodes stays in elasticsearch.yml`);
     }
   }
+}
+
+/** This member's node as the others reach it. */
+function selfNode(ctx: Pick<DriverContext, 'cfg' | 'ip' | 'memberId'>): ElasticsearchNode {
+  return { name: ctx.memberId, host: bindHost(ctx.cfg, ctx.ip), transportPort: Number(ctx.cfg.transport_port) };
 }
 
 /**

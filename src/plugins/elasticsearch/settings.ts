@@ -31,6 +31,7 @@ const MANAGED_SETTINGS = [
   'path.data',
   'path.logs',
   'discovery.seed_hosts',
+  'discovery.seed_providers',
   'cluster.initial_master_nodes',
   'xpack.security.enabled',
   'node.store.allow_mmap',
@@ -45,12 +46,34 @@ export interface SettingsInput {
   ip: string;
   dataDir: string;
   logsDir: string;
+  /** How the node finds the others and whether it bootstraps a cluster. */
+  discovery: StaticDiscovery | CensusDiscovery;
+  /** /proc/sys/vm/max_map_count, for allow_mmap = "auto"; read from the host when not given. */
+  maxMapCount?: number;
+}
+
+/**
+ * A fixed node list in elasticsearch.yml: seed hosts, and their names as the
+ * initial master nodes until this node has been in a formed cluster. What a
+ * member on its own uses (the list is the member alone).
+ */
+export interface StaticDiscovery {
+  kind: 'static';
   /** The cluster's master-eligible nodes, this one included. */
   nodes: ElasticsearchNode[];
   /** True once this node has been part of a formed cluster. */
   formed: boolean;
-  /** /proc/sys/vm/max_map_count, for allow_mmap = "auto"; read from the host when not given. */
-  maxMapCount?: number;
+}
+
+/**
+ * Seed hosts from the gossip census, in unicast_hosts.txt (seed-hosts.ts),
+ * which Elasticsearch re-reads on its own: the list follows the census
+ * without a restart. Whether this node bootstraps is decided elsewhere
+ * (bootstrap.ts); null means it only ever joins a cluster it discovers.
+ */
+export interface CensusDiscovery {
+  kind: 'census';
+  initialMasterNodes: string[] | null;
 }
 
 export function elasticsearchSettings(input: SettingsInput): Record<string, unknown> {
@@ -63,19 +86,38 @@ export function elasticsearchSettings(input: SettingsInput): Record<string, unkn
   const host = bindHost(cfg, input.ip);
   const autoCreate = String(cfg.auto_create_index);
   if (autoCreate.trim() === '') throw new Error('elasticsearch: auto_create_index must not be empty (use "true", "false" or a pattern list)');
-  if (input.nodes.length === 0) throw new Error('elasticsearch: the cluster needs at least one master-eligible node');
+  const discovery = discoveryValues(input.discovery);
   return {
     es_cluster_name: JSON.stringify(clusterName),
     es_node_name: JSON.stringify(input.memberId),
     es_network_host: JSON.stringify(host),
     es_path_data: JSON.stringify(input.dataDir),
     es_path_logs: JSON.stringify(input.logsDir),
-    es_seed_hosts: JSON.stringify(input.nodes.map(transportAddress)),
-    es_bootstrapping: !input.formed,
-    es_initial_master_nodes: JSON.stringify(input.nodes.map((n) => n.name)),
+    ...discovery,
     es_allow_mmap: allowMmap(cfg.allow_mmap, input.maxMapCount),
     es_auto_create_index: JSON.stringify(autoCreate === 'true' || autoCreate === 'false' ? autoCreate === 'true' : autoCreate),
     es_extra: extraSettings(cfg.extra),
+  };
+}
+
+function discoveryValues(discovery: StaticDiscovery | CensusDiscovery): Record<string, unknown> {
+  if (discovery.kind === 'census') {
+    const masters = discovery.initialMasterNodes;
+    if (masters !== null && masters.length === 0) throw new Error('elasticsearch: a bootstrapping node needs at least one initial master node');
+    return {
+      // An explicit empty list: unset, Elasticsearch would also probe ports 9300-9305 on localhost.
+      es_seed_hosts: '[]',
+      es_seed_file: true,
+      es_bootstrapping: masters !== null,
+      es_initial_master_nodes: JSON.stringify(masters ?? []),
+    };
+  }
+  if (discovery.nodes.length === 0) throw new Error('elasticsearch: the cluster needs at least one master-eligible node');
+  return {
+    es_seed_hosts: JSON.stringify(discovery.nodes.map(transportAddress)),
+    es_seed_file: false,
+    es_bootstrapping: !discovery.formed,
+    es_initial_master_nodes: JSON.stringify(discovery.nodes.map((n) => n.name)),
   };
 }
 

@@ -69,10 +69,22 @@ export interface ServiceGroupView {
   members: ServiceGroupMember[];
 }
 
+/** The Elasticsearch cluster as this member's node reports it (its health check), against the census. */
+export interface ElasticsearchClusterView {
+  /** green, yellow or red; null while this member's node does not report the cluster's health (not running, no master). */
+  status: string | null;
+  /** Nodes in the cluster (number_of_nodes); null as above. */
+  nodes_online: number | null;
+  /** Members in the census that run Elasticsearch: alive, suspect and dead ones (a dead member's node is missing until it returns or is departed). */
+  nodes_expected: number;
+}
+
 export interface Census {
   member_id: string;
   members: CensusMember[];
   service_groups: ServiceGroupView[];
+  /** Present when some member runs Elasticsearch. */
+  elasticsearch?: ElasticsearchClusterView;
 }
 
 export interface ClusterView {
@@ -81,6 +93,7 @@ export interface ClusterView {
   clock_drift_warn_ms: number;
   members: Array<Omit<CensusMember, 'services'> & { clock_drift: boolean; services: string[] }>;
   service_groups: ServiceGroupView[];
+  elasticsearch?: ElasticsearchClusterView;
 }
 
 export interface CensusInput {
@@ -158,7 +171,18 @@ export function buildCensus(input: CensusInput): Census {
       services: [...(services.get(m.id)?.values() ?? [])].sort((a, b) => a.service_group.localeCompare(b.service_group)),
     }))
     .sort((a, b) => a.id.localeCompare(b.id));
-  return { member_id: input.memberId, members, service_groups: groupView(members) };
+  const elasticsearch = elasticsearchView(members, input.localServices);
+  return { member_id: input.memberId, members, service_groups: groupView(members), ...(elasticsearch ? { elasticsearch } : {}) };
+}
+
+/** Health details of this member's node, counted against the members that run one. */
+function elasticsearchView(members: CensusMember[], localServices: ServiceStatus[]): ElasticsearchClusterView | undefined {
+  const expected = members.filter((m) => isLive(m.state) || m.state === 'dead').filter((m) => m.services.some((s) => s.service_group.startsWith('elasticsearch.'))).length;
+  const details = localServices.find((s) => s.name === 'elasticsearch')?.details;
+  if (expected === 0 && !details) return undefined;
+  const status = typeof details?.status === 'string' ? details.status : null;
+  const online = typeof details?.number_of_nodes === 'number' ? details.number_of_nodes : null;
+  return { status, nodes_online: status === null ? null : online, nodes_expected: expected };
 }
 
 function applyRole(s: CensusService, p: RoleRumor): void {
@@ -207,5 +231,6 @@ export function buildClusterView(input: CensusInput): ClusterView {
       services: services.map((s) => s.service_group),
     })),
     service_groups: census.service_groups,
+    ...(census.elasticsearch ? { elasticsearch: census.elasticsearch } : {}),
   };
 }
