@@ -1,9 +1,10 @@
 import { readFileSync } from 'node:fs';
-import swagger from '@fastify/swagger';
 import websocket from '@fastify/websocket';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyPluginAsync, type FastifyRequest } from 'fastify';
 import type { Logger } from '../../supervisor/log.js';
 import { bearerAuth } from './auth.js';
+import { OpenApiDocument } from './openapi.js';
+import { schemaCompilers } from './schema-check.js';
 
 export interface HttpTls {
   /** PEM files. */
@@ -59,18 +60,13 @@ export async function createHttpServer(opts: {
     bodyLimit: BODY_LIMIT_BYTES,
     // Stopping the member must not wait on a client that keeps its connection open.
     forceCloseConnections: true,
-    // Unknown fields are errors, not silently dropped, so a typo is reported.
-    ajv: { customOptions: { removeAdditional: false, allErrors: false } },
+    // hasup's own schema checker (unknown fields are errors, not silently dropped, so a typo is reported).
+    schemaController: { compilersFactory: schemaCompilers },
     ...(opts.tls ? { https: httpsOptions(opts.tls) } : {}),
   }) as unknown as FastifyInstance;
 
-  await app.register(swagger, {
-    openapi: {
-      info: { title: 'hasup member API', version: '1', description: 'Load-balancer checks, cluster views and operations of one hasup member.' },
-      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
-      security: [{ bearer: [] }],
-    },
-  });
+  const openapi = new OpenApiDocument({ title: 'hasup member API', version: '1', description: 'Load-balancer checks, cluster views and operations of one hasup member.' });
+  app.addHook('onRoute', openapi.onRoute);
   // Before the token hook: the websocket plugin's own onRequest hook must run first, or a
   // refused upgrade leaves its socket open.
   await app.register(websocket, { options: { maxPayload: 4096 } });
@@ -95,7 +91,7 @@ export async function createHttpServer(opts: {
   });
   app.setNotFoundHandler((req, reply) => reply.code(404).send({ error: `no route ${req.method} ${req.url.split('?')[0]}` }));
 
-  app.get('/openapi.json', { schema: { description: 'This description (OpenAPI 3), generated from the route schemas.' } }, async () => app.swagger());
+  app.get('/openapi.json', { schema: { description: 'This description (OpenAPI 3), generated from the route schemas.' } }, async () => openapi.toJSON());
 
   for (const { plugin, options } of opts.plugins) {
     await app.register(plugin as FastifyPluginAsync<object>, options ?? {});
