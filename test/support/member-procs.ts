@@ -8,12 +8,13 @@ import { mkdirSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
+import { shebangNodeArgs } from '../../src/cli/shebang.js';
 import { loadSecretsFile } from '../../src/supervisor/secrets.js';
 
-/** Node flags the `hasup` executable runs with (its shebang line): daemons spawned in tests get the same. */
-export const HASUP_NODE_ARGS = ['--max-semi-space-size=2'];
-
 export const HASUP_BIN = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'src', 'cli', 'main.js');
+
+/** Node flags the `hasup` executable runs with (its shebang line): daemons spawned in tests get the same. */
+export const HASUP_NODE_ARGS = shebangNodeArgs(HASUP_BIN);
 
 export interface LogEvent {
   time: number;
