@@ -16,6 +16,7 @@ export const HOOK_NAMES = ['init', 'health-check', 'reconfigure', 'post-stop'] a
 export type HookName = (typeof HOOK_NAMES)[number];
 
 const SIGNALS = ['SIGHUP', 'SIGUSR1', 'SIGUSR2'] as const;
+const STOP_SIGNALS = ['SIGTERM', 'SIGINT', 'SIGQUIT'] as const;
 
 export const MANIFEST_SCHEMA: Schema = {
   name: { type: 'string', doc: 'service name, also the directory name under the state dir', check: (v) => (/^[a-z][a-z0-9-]*$/.test(v) ? undefined : 'lower-case letters, digits and dashes') },
@@ -30,7 +31,8 @@ export const MANIFEST_SCHEMA: Schema = {
       args: { type: 'string[]', doc: 'arguments (Handlebars)', default: [] },
       user: { type: 'string', doc: 'service user the child runs as when the supervisor is root', default: 'hasup' },
       env: { type: 'any-table', doc: 'environment of the child besides PATH and LANG: NAME = "value" (Handlebars)' },
-      stop_timeout_ms: { type: 'integer', doc: 'SIGTERM, then SIGKILL after this long', default: 30_000, min: 100 },
+      stop_signal: { type: 'string', doc: 'signal that asks the service to stop (PostgreSQL: SIGINT, its fast shutdown)', enum: STOP_SIGNALS, default: 'SIGTERM' },
+      stop_timeout_ms: { type: 'integer', doc: 'stop_signal, then SIGKILL after this long', default: 30_000, min: 100 },
     },
   },
   ports: { type: 'any-table', doc: 'name = "cfg.key" pairs: the config keys that hold the ports the service listens on' },
@@ -57,7 +59,7 @@ export interface PlanManifest {
   version: string;
   driver: string;
   topology: 'standalone' | 'leader';
-  run: { command: string; args: string[]; user: string; env: Record<string, string>; stop_timeout_ms: number };
+  run: { command: string; args: string[]; user: string; env: Record<string, string>; stop_signal: (typeof STOP_SIGNALS)[number]; stop_timeout_ms: number };
   ports: Record<string, string>;
   health: { interval_ms: number; timeout_ms: number };
   config: { restart_keys: string[]; reload_signal: (typeof SIGNALS)[number] };

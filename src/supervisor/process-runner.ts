@@ -75,7 +75,9 @@ export interface ProcessRunnerOptions {
   cwd: string;
   /** Run as this user (name or numeric uid), resolved via /etc/passwd, then `getent passwd` for NSS users. */
   user?: string;
-  /** Grace after SIGTERM before SIGKILL, for the whole process group. */
+  /** What asks the child to stop (default SIGTERM); sent to the whole process group. */
+  stopSignal?: NodeJS.Signals;
+  /** Grace after the stop signal before SIGKILL, for the whole process group. */
   stopTimeoutMs: number;
   backoff: BackoffOptions;
   flapping: FlappingOptions;
@@ -190,7 +192,7 @@ export class ProcessRunner extends EventEmitter<{ state: [RunnerState] }> {
   }
 
   /**
-   * SIGTERM to the child's whole process group, SIGKILL after stopTimeoutMs;
+   * The stop signal (SIGTERM unless configured) to the child's whole process group, SIGKILL after stopTimeoutMs;
    * resolves when the group is gone (or, should SIGKILL not finish it within
    * 5 s, with lastError saying so). Cancels a pending restart. Never rejects.
    */
@@ -538,7 +540,7 @@ export class ProcessRunner extends EventEmitter<{ state: [RunnerState] }> {
   }
 
   /**
-   * SIGTERM, wait stopTimeoutMs, SIGKILL, wait. With a group id the whole
+   * The stop signal, wait stopTimeoutMs, SIGKILL, wait. With a group id the whole
    * group is signalled and waited for, so grandchildren cannot outlive a stop.
    */
   private async terminate(pid: number, pgid: number | undefined): Promise<void> {
@@ -552,7 +554,7 @@ export class ProcessRunner extends EventEmitter<{ state: [RunnerState] }> {
       }
     };
     if (!alive()) return;
-    send('SIGTERM');
+    send(this.opts.stopSignal ?? 'SIGTERM');
     if (await waitUntil(() => !alive(), this.opts.stopTimeoutMs)) return;
     send('SIGKILL');
     if (await waitUntil(() => !alive(), KILL_WAIT_MS)) return;

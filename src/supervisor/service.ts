@@ -94,6 +94,7 @@ export class Service extends EventEmitter<{ status: [ServiceStatus] }> {
       env: {},
       cwd: this.paths.root,
       user: deps.user?.name,
+      stopSignal: manifest.run.stop_signal,
       stopTimeoutMs: manifest.run.stop_timeout_ms,
       backoff: { initialMs: 500, maxMs: 30_000, factor: 2, jitter: 0.2 },
       flapping: { windowMs: 60_000, maxRestarts: 5 },
