@@ -9,7 +9,7 @@ import { parseNodeConfig } from '../supervisor/config-file.js';
 import { DEFAULT_CLUSTER_NAME, generateSecrets, loadSecretsFile, writeSecretsFile, type ClusterSecrets } from '../supervisor/secrets.js';
 import { DEFAULT_STATE_DIR, StateDir } from '../supervisor/state-dir.js';
 import { ApiClient } from './api-client.js';
-import { renderNodeConfig } from './node-config-template.js';
+import { allowedCidrs, DEFAULT_PREFIX, renderNodeConfig } from './node-config-template.js';
 
 /**
  * `hasup cluster create` / `hasup cluster join` prepare a node: the cluster
@@ -26,6 +26,7 @@ interface PrepareFlags {
   config: string;
   printConfig?: boolean;
   service: string[];
+  clusterCidr: string[];
 }
 
 function withPrepareFlags(cmd: Command): Command {
@@ -34,7 +35,13 @@ function withPrepareFlags(cmd: Command): Command {
     .option('--state-dir <dir>', 'state directory of this node', process.env.HASUP_STATE_DIR ?? DEFAULT_STATE_DIR)
     .option('--config <file>', 'hasup.toml to write for this node (an existing one is kept)', process.env.HASUP_CONFIG ?? DEFAULT_CONFIG_FILE)
     .option('--print-config', 'print the hasup.toml instead of writing it')
-    .option('--service <name>', 'plan to start at the first start, e.g. postgresql (repeatable; etcd is started by the cluster formation)', collect, []);
+    .option('--service <name>', 'plan to start at the first start, e.g. postgresql (repeatable; etcd is started by the cluster formation)', collect, [])
+    .option(
+      '--cluster-cidr <cidr>',
+      `network the members and the load balancer connect to PostgreSQL from, e.g. 10.0.0.0/24 (repeatable; default: the /${DEFAULT_PREFIX[4]} or /${DEFAULT_PREFIX[6]} around the advertised address)`,
+      collect,
+      [],
+    );
 }
 
 export function registerClusterCommands(program: Command): void {
@@ -66,6 +73,7 @@ The first 3 (or 5) members to run become etcd voting members, later ones etcd cl
       p.say(`cluster ${flags.name} (id ${secrets.cluster_id}) created; this node is member ${p.memberId}, the etcd founder`);
       p.say(`  secrets: ${secretsFile} (mode 0600: copy it to every other node, keep it secret)`);
       p.say(`  config:  ${config}`);
+      p.say(`  PostgreSQL accepts connections from ${p.allowedCidrs.join(', ')} ([service.postgresql.hba] allowed_cidrs)`);
       p.say(`next: hasup run --config ${flags.printConfig ? 'FILE' : config}   (or start the systemd unit)`);
       p.say(`then on every other node: hasup cluster join ${p.advertise} --secrets secrets.json --advertise ITS_ADDRESS`);
     });
@@ -89,6 +97,7 @@ The first 3 (or 5) members to run become etcd voting members, later ones etcd cl
       p.say(`this node (member ${p.memberId}) is ready to join cluster ${clusterName}${secrets.cluster_id ? ` (id ${secrets.cluster_id})` : ''} through ${peer}`);
       p.say(`  secrets: ${secretsFile}`);
       p.say(`  config:  ${config}`);
+      p.say(`  PostgreSQL accepts connections from ${p.allowedCidrs.join(', ')} ([service.postgresql.hba] allowed_cidrs)`);
       p.say(`next: hasup run --config ${flags.printConfig ? 'FILE' : config}   (or start the systemd unit)`);
     });
 
@@ -112,6 +121,8 @@ interface Prepared {
   memberId: string;
   advertise: string;
   voters: number;
+  /** pg_hba's allowed networks for this node. */
+  allowedCidrs: string[];
   configFile: string;
   say: (line: string) => void;
 }
@@ -119,6 +130,16 @@ interface Prepared {
 /** Checks every flag and claims the state directory before anything is written. */
 function prepare(flags: PrepareFlags, voters: number): Prepared {
   const advertise = parsePeerAddress(flags.advertise);
+  let hba: ReturnType<typeof allowedCidrs>;
+  try {
+    hba = allowedCidrs(advertise.addr, flags.clusterCidr);
+  } catch (err) {
+    throw new Error(`--cluster-cidr: ${(err as Error).message}`);
+  }
+  if (!hba.advertiseCovered) {
+    // The other members would refuse this one's replication connections (they allow the same networks).
+    throw new Error(`the advertised address ${advertise.addr} is in none of the --cluster-cidr networks (${flags.clusterCidr.join(', ')}); name this node's network too`);
+  }
   const stateDir = resolve(flags.stateDir);
   const claimed = readClusterState(stateDir);
   if (claimed) {
@@ -127,12 +148,13 @@ function prepare(flags: PrepareFlags, voters: number): Prepared {
   const state = new StateDir(stateDir);
   state.ensure();
   const say = flags.printConfig ? (line: string) => console.error(line) : (line: string) => console.log(line);
-  return { stateDir, memberId: state.memberId(), advertise: flags.advertise.includes(':') ? formatPeerAddress(advertise) : advertise.addr, voters, configFile: resolve(flags.config), say };
+  const advertised = flags.advertise.includes(':') ? formatPeerAddress(advertise) : advertise.addr;
+  return { stateDir, memberId: state.memberId(), advertise: advertised, voters, allowedCidrs: hba.cidrs, configFile: resolve(flags.config), say };
 }
 
 /** Writes the node's hasup.toml (or prints it, or keeps an existing one). Returns where it is. */
 function finish(p: Prepared, flags: PrepareFlags, o: { clusterName: string; peers: string[]; secrets: string; ringKey?: string; writtenBy: 'create' | 'join' }): string {
-  const toml = renderNodeConfig({ ...o, advertise: p.advertise, stateDir: p.stateDir, etcdVoters: p.voters, services: flags.service });
+  const toml = renderNodeConfig({ ...o, advertise: p.advertise, stateDir: p.stateDir, etcdVoters: p.voters, services: flags.service, allowedCidrs: p.allowedCidrs });
   parseNodeConfig(toml, '(generated hasup.toml)'); // never hand the operator a file `hasup run` would refuse
   if (flags.printConfig) {
     process.stdout.write(toml);

@@ -8,29 +8,19 @@
  */
 import { after, afterEach, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { appendFileSync, existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import type { HaView } from '../../src/supervisor/election/controller.js';
-import { HASUP_BIN, type MemberProc } from '../support/member-procs.js';
-import { NetnsCluster, netnsUnavailableReason, type ClusterNode } from '../support/netns-cluster.js';
-import { eventually } from '../support/ha-cluster.js';
+import { parseNodeConfig } from '../../src/supervisor/config-file.js';
+import type { MemberProc } from '../support/member-procs.js';
+import { NetnsCluster, netnsUnavailableReason } from '../support/netns-cluster.js';
+import { eventually, hasupIn as hasupCli } from '../support/ha-cluster.js';
 
 const skip =
   netnsUnavailableReason() ??
   (existsSync('/usr/bin/etcd') ? null : 'etcd is not installed') ??
   (existsSync('/usr/lib/postgresql/15/bin/postgres') ? null : 'PostgreSQL 15 is not installed');
-
-function hasupCli(node: ClusterNode, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = node.exec(process.execPath, [HASUP_BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.once('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 describe('cluster create/join with PostgreSQL: the formed etcd elects a leader; losing the leader node (and an etcd voter) fails over', { skip: skip ?? false }, () => {
   let cluster: NetnsCluster;
@@ -45,11 +35,6 @@ describe('cluster create/join with PostgreSQL: the formed etcd elects a leader; 
     }
   };
   const leaders = async (nodes: number[]) => (await Promise.all(nodes.map(async (i) => [i, await primaryCode(i)] as const))).filter(([, c]) => c === 200).map(([i]) => i);
-
-  /** Lets the members replicate to each other: pg_hba allows the cluster's subnet. */
-  function allowSubnet(i: number): void {
-    appendFileSync(configOf(i), `\n[service.postgresql.hba]\nallowed_cidrs = ["${cluster.subnet}.0/24"]\n`);
-  }
 
   before(async () => {
     cluster = await NetnsCluster.create({ nodes: 3 });
@@ -88,7 +73,11 @@ describe('cluster create/join with PostgreSQL: the formed etcd elects a leader; 
       const joined = await hasupCli(node, ['cluster', 'join', first.address, '--secrets', secrets, '--advertise', node.address, '--state-dir', node.stateDir, '--config', configOf(i), '--service', 'postgresql']);
       assert.equal(joined.code, 0, joined.stderr);
     }
-    for (const i of [1, 2, 3]) allowSubnet(i);
+    // No hand edits: create/join allowed the nodes' /24 (the host, where HAProxy and this test connect from, is in it).
+    for (const i of [1, 2, 3]) {
+      const written = parseNodeConfig(readFileSync(configOf(i), 'utf8'), configOf(i)).service?.postgresql?.hba as { allowed_cidrs?: string[] } | undefined;
+      assert.deepEqual([...(written?.allowed_cidrs ?? [])], ['127.0.0.0/8', `${cluster.subnet}.0/24`], `node ${i}'s hasup.toml`);
+    }
     const started = Date.now();
     for (const i of [1, 2, 3]) cluster.node(i).spawnHasup(['run', '--config', configOf(i)]);
     const { value: leader } = await eventually(async () => {

@@ -1,79 +1,93 @@
 /**
- * A PostgreSQL HA cluster for tests and the failover benchmark: N network
- * namespace nodes each running `hasup run` with PostgreSQL, one real etcd
- * on the harness host address (10.231.X.1) that every member uses through
- * [cluster] etcd_endpoints, and HAProxy in the host namespace configured by
+ * A PostgreSQL HA cluster for tests and the failover benchmark, formed the
+ * way an operator forms one: `hasup cluster create` on node 1 and
+ * `hasup cluster join` on every other node (each writes its own hasup.toml,
+ * pg_hba included), then `hasup run --config` on each. The first three
+ * members run etcd voting members, so killing a node takes its etcd member
+ * down with it. HAProxy runs in the host namespace, configured by
  * `hasup gen-frontend-config --haproxy`, its writable listener checking
  * /primary on every member.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { appendFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import type { HaView } from '../../src/supervisor/election/controller.js';
-import { generateSecrets, writeSecretsFile, type ClusterSecrets } from '../../src/supervisor/secrets.js';
-import { EtcdServer } from './etcd-server.js';
-import { generateRingKey, HASUP_BIN, type MemberProc } from './member-procs.js';
-import { NetnsCluster } from './netns-cluster.js';
-import { runCommand } from './netns/commands.js';
+import { loadSecretsFile, type ClusterSecrets } from '../../src/supervisor/secrets.js';
+import { HASUP_BIN, type MemberProc } from './member-procs.js';
+import { NetnsCluster, type ClusterNode } from './netns-cluster.js';
 import type { WriteTarget } from './write-checker.js';
 
 export const PG_PORT = 5432;
 export const API_PORT = 9631;
+/** plans/etcd's client port, on every voter's own address. */
+export const ETCD_CLIENT_PORT = 2379;
 
 export interface HaClusterOptions {
   nodes: number;
   /** Extra lines for [service.postgresql.ha] (e.g. synchronous_mode = true). */
   ha?: string[];
+  /** Extra lines for [service.etcd] (e.g. election_timeout_ms = 1000). */
+  etcd?: string[];
+}
+
+/** What etcd's maintenance/status says on one voter. */
+export interface EtcdVoterStatus {
+  /** etcd's own id of this voter. */
+  memberId: string;
+  /** etcd's id of the voter that leads raft ('' or '0' when none). */
+  leaderId: string;
+  raftTerm: number;
+}
+
+/** A `hasup` command run to completion inside a node. */
+export function hasupIn(node: ClusterNode, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = node.exec(process.execPath, [HASUP_BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.once('close', (code) => resolve({ code, stdout, stderr }));
+  });
 }
 
 export class HaCluster {
   haproxy?: ChildProcess;
   haproxyPort = 0;
-  private readonly etcdCut = new Set<number>();
 
   private constructor(
     readonly cluster: NetnsCluster,
-    readonly etcd: EtcdServer,
     readonly secrets: ClusterSecrets,
     readonly secretsFile: string,
-    readonly ringKey: string,
-    readonly configFile: string,
   ) {}
 
   static async create(opts: HaClusterOptions): Promise<HaCluster> {
     const cluster = await NetnsCluster.create({ nodes: opts.nodes });
-    let etcd: EtcdServer | undefined;
     try {
-      const base = 20_000 + Math.floor(Math.random() * 20_000);
-      etcd = await EtcdServer.start({ host: cluster.hostAddress, clientPort: base, peerPort: base + 1, dataDir: join(cluster.baseDir, 'etcd') });
-      const ringKey = join(cluster.baseDir, 'ring.key');
-      generateRingKey(ringKey);
-      const secrets = generateSecrets();
-      const secretsFile = join(cluster.baseDir, 'secrets.json');
-      writeSecretsFile(secretsFile, secrets);
-      const configFile = join(cluster.baseDir, 'hasup.toml');
-      writeFileSync(
-        configFile,
-        [
-          '[services]',
-          'load = ["postgresql"]',
-          '[cluster]',
-          'etcd = false',
-          `etcd_endpoints = ["${etcd.url}"]`,
-          '[service.postgresql.hba]',
-          `allowed_cidrs = ["${cluster.subnet}.0/24"]`,
-          '[service.postgresql.ha]',
-          ...(opts.ha ?? []),
-          '',
-        ].join('\n'),
-      );
-      return new HaCluster(cluster, etcd, secrets, secretsFile, ringKey, configFile);
+      const configOf = (i: number) => join(cluster.node(i).stateDir, 'hasup.toml');
+      const prepare = async (i: number, args: string[]) => {
+        const node = cluster.node(i);
+        const r = await hasupIn(node, [...args, '--advertise', node.address, '--state-dir', node.stateDir, '--config', configOf(i), '--service', 'postgresql']);
+        if (r.code !== 0) throw new Error(`node ${i}: hasup ${args.slice(0, 2).join(' ')} failed: ${r.stderr}`);
+        const extra = [...(opts.ha?.length ? ['[service.postgresql.ha]', ...opts.ha] : []), ...(opts.etcd?.length ? ['[service.etcd]', ...opts.etcd] : [])];
+        if (extra.length > 0) appendFileSync(configOf(i), `\n${extra.join('\n')}\n`);
+      };
+      await prepare(1, ['cluster', 'create']);
+      const secretsFile = join(cluster.node(1).stateDir, 'secrets.json');
+      // Joins may run in parallel, as the operator's may.
+      const others = cluster.nodes.map((n) => n.index).filter((i) => i !== 1);
+      await Promise.all(others.map((i) => prepare(i, ['cluster', 'join', cluster.node(1).address, '--secrets', secretsFile])));
+      return new HaCluster(cluster, loadSecretsFile(secretsFile), secretsFile);
     } catch (err) {
-      await etcd?.stop();
       await cluster.destroy();
       throw err;
     }
+  }
+
+  /** The hasup.toml `cluster create|join` wrote for node i. */
+  configFile(i: number): string {
+    return join(this.cluster.node(i).stateDir, 'hasup.toml');
   }
 
   get size(): number {
@@ -90,10 +104,9 @@ export class HaCluster {
     return m;
   }
 
-  /** Starts (or restarts, after killNode) `hasup run` on node i. */
+  /** Starts (or restarts, after killNode) `hasup run --config` on node i, as its systemd unit would. */
   startNode(i: number): MemberProc {
-    const peers = this.cluster.nodes.map((n) => n.index).filter((x) => x !== i);
-    return this.cluster.node(i).startMember({ ringKey: this.ringKey, secrets: this.secretsFile, peers, extraArgs: ['--config', this.configFile] });
+    return this.cluster.node(i).spawnHasup(['run', '--config', this.configFile(i)]);
   }
 
   async killNode(i: number): Promise<void> {
@@ -195,32 +208,49 @@ export class HaCluster {
     return (await this.member(i).butterfly()).self.id;
   }
 
-  /**
-   * Cuts node i off from etcd (drops its packets to and from etcd's client
-   * port) while everything else still reaches it: with the harness's
-   * partition, this is a leader on the minority side of a split.
-   */
-  async cutFromEtcd(i: number): Promise<void> {
-    const node = this.cluster.node(i);
-    const rules = [
-      'table inet hasup_etcd_cut {',
-      `  chain out { type filter hook output priority 0; ip daddr ${this.cluster.hostAddress} tcp dport ${this.etcd.opts.clientPort} drop; }`,
-      `  chain in { type filter hook input priority 0; ip saddr ${this.cluster.hostAddress} tcp sport ${this.etcd.opts.clientPort} drop; }`,
-      '}',
-    ].join('\n');
-    await runCommand('ip', ['netns', 'exec', node.namespace, 'nft', '-f', '-'], rules);
-    this.etcdCut.add(i);
+  /** etcd's status on node i's voter (its own id, the raft leader's, the term). */
+  async etcdStatus(i: number, timeoutMs = 1000): Promise<EtcdVoterStatus> {
+    const res = await fetch(`http://${this.address(i)}:${ETCD_CLIENT_PORT}/v3/maintenance/status`, { method: 'POST', body: '{}', signal: AbortSignal.timeout(timeoutMs) });
+    const body = (await res.json()) as { header?: { member_id?: string }; leader?: string; raftTerm?: string };
+    if (!body.header?.member_id) throw new Error(`node ${i}: etcd status without a member id`);
+    return { memberId: body.header.member_id, leaderId: body.leader ?? '', raftTerm: Number(body.raftTerm ?? 0) };
   }
 
-  async restoreEtcd(i: number): Promise<void> {
-    if (!this.etcdCut.delete(i)) return;
-    await runCommand('ip', ['netns', 'exec', this.cluster.node(i).namespace, 'nft', 'delete', 'table', 'inet', 'hasup_etcd_cut']);
+  /** The node whose etcd voter leads raft right now, as the voters that answer agree; undefined when none does. */
+  async etcdLeader(timeoutMs = 1000): Promise<number | undefined> {
+    const answers = await Promise.all(this.cluster.nodes.map(async (n) => [n.index, await this.etcdStatus(n.index, timeoutMs).catch(() => undefined)] as const));
+    const leaderIds = new Set(answers.map(([, st]) => st?.leaderId).filter((id) => id && id !== '0'));
+    if (leaderIds.size !== 1) return undefined;
+    const [id] = [...leaderIds];
+    return answers.find(([, st]) => st?.memberId === id)?.[0];
+  }
+
+  /** Asks etcd's current leader to hand raft leadership to node `to`'s voter; waits until it has. */
+  async moveEtcdLeader(to: number, timeoutMs = 10_000): Promise<void> {
+    const target = (await this.etcdStatus(to)).memberId;
+    await eventually(
+      async () => {
+        const from = await this.etcdLeader();
+        if (from === to) return true;
+        if (from === undefined) return undefined;
+        const res = await fetch(`http://${this.address(from)}:${ETCD_CLIENT_PORT}/v3/maintenance/transfer-leadership`, { method: 'POST', body: JSON.stringify({ targetID: target }), signal: AbortSignal.timeout(3000) });
+        await res.arrayBuffer();
+        return (await this.etcdLeader()) === to || undefined;
+      },
+      timeoutMs,
+      `etcd led from node ${to}`,
+      50,
+    );
   }
 
   async destroy(): Promise<void> {
-    this.haproxy?.kill('SIGKILL');
+    const haproxy = this.haproxy;
+    if (haproxy && haproxy.exitCode === null && haproxy.signalCode === null) {
+      const gone = new Promise((r) => haproxy.once('exit', r));
+      haproxy.kill('SIGKILL');
+      await gone;
+    }
     await this.cluster.destroy();
-    await this.etcd.stop();
   }
 }
 
