@@ -1,6 +1,6 @@
 import { accessSync, constants, existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import Handlebars from 'handlebars';
+import { compileTemplates, TemplateError, type Template } from './templates.js';
 import { ConfigError, keyLines, parseTomlFile, validate, type Schema, type TomlTable } from './toml-schema.js';
 
 /**
@@ -70,11 +70,9 @@ export interface Plan {
   manifest: PlanManifest;
   defaults: TomlTable;
   /** Output file name (template name without .hbs) → compiled template. */
-  templates: Map<string, HandlebarsTemplateDelegate>;
+  templates: Map<string, Template>;
   hooks: Partial<Record<HookName, string>>;
 }
-
-type HandlebarsTemplateDelegate = (context: unknown) => string;
 
 export function loadPlan(dir: string): Plan {
   const manifestFile = join(dir, 'plan.toml');
@@ -95,18 +93,16 @@ export function loadPlan(dir: string): Plan {
   const defaultsFile = join(dir, 'default.toml');
   const defaults = existsSync(defaultsFile) ? parseTomlFile(readFileSync(defaultsFile, 'utf8'), defaultsFile) : {};
 
-  const templates = new Map<string, HandlebarsTemplateDelegate>();
+  const templates = new Map<string, Template>();
   const configDir = join(dir, 'config');
   if (existsSync(configDir)) {
-    for (const name of readdirSync(configDir).sort()) {
-      if (!name.endsWith('.hbs')) continue;
-      const file = join(configDir, name);
-      try {
-        templates.set(name.slice(0, -4), Handlebars.compile(readFileSync(file, 'utf8'), { strict: true, noEscape: true }));
-      } catch (err) {
-        throw new ConfigError(file, undefined, `template does not compile: ${(err as Error).message}`);
-      }
-    }
+    const files = readdirSync(configDir).sort().filter((name) => name.endsWith('.hbs'));
+    const compiled = compileTemplates(files.map((name) => readFileSync(join(configDir, name), 'utf8')));
+    files.forEach((name, i) => {
+      const t = compiled[i]!;
+      if (t instanceof TemplateError) throw new ConfigError(join(configDir, name), undefined, `template does not compile: ${t.message}`);
+      templates.set(name.slice(0, -4), t);
+    });
   }
 
   const hooks: Partial<Record<HookName, string>> = {};

@@ -1,7 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { chownSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import Handlebars from 'handlebars';
 import { changedKeys, mergeLayers, needsRestart, renderTemplates, type ConfigLayer } from './config-layers.js';
 import type { DriverContext, Health, HealthResult, ServiceDriver, ServicePaths } from './driver.js';
 import type { LogSink } from './log-sink.js';
@@ -10,6 +9,7 @@ import type { Plan } from './plan.js';
 import { ProcessRunner, type RunnerState, type ServiceUser } from './process-runner.js';
 import type { ClusterSecrets } from './secrets.js';
 import type { TomlTable } from './toml-schema.js';
+import { compileTemplate } from './templates.js';
 
 /** A config document applied through the ring (`hasup config apply`). */
 export interface GossipedConfig {
@@ -290,7 +290,7 @@ export class Service extends EventEmitter<{ status: [ServiceStatus] }> {
   private configureRunner(): void {
     const ctx = this.templateContext(this.cfg);
     const run = this.deps.plan.manifest.run;
-    const fill = (text: string) => Handlebars.compile(text, { strict: true, noEscape: true })(ctx);
+    const fill = (text: string) => compileTemplate(text)(ctx);
     const env: Record<string, string | undefined> = { PATH: process.env.PATH, LANG: 'C.UTF-8' };
     for (const [name, value] of Object.entries(run.env)) env[name] = fill(value);
     this.runner.setCommand({ command: fill(run.command), args: run.args.map(fill), env });
