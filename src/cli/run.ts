@@ -48,12 +48,11 @@ export function registerRunCommand(program: Command): void {
       const logTap = new LogTap();
       const log = createLogger({ level: flags.logLevel ?? config.log.level, tap: logTap });
       const daemon = new Daemon({ ...daemonOptions(config, flags, log), logTap, shipping: shippingOptions(config.shipping) });
-      let stopping = false;
+      let stopping: Promise<void> | undefined;
       const shutdown = (signal: string) => {
         if (stopping) return;
-        stopping = true;
         log.info({ event: 'signal', signal }, `received ${signal}: stopping services and leaving the ring`);
-        daemon.stop().then(
+        stopping = daemon.stop().then(
           () => process.exit(0),
           (err: unknown) => {
             log.error({ err }, 'error while stopping');
@@ -63,7 +62,15 @@ export function registerRunCommand(program: Command): void {
       };
       process.on('SIGTERM', () => shutdown('SIGTERM'));
       process.on('SIGINT', () => shutdown('SIGINT'));
-      await daemon.start();
+      try {
+        await daemon.start();
+      } catch (err) {
+        // A start cut short by a signal: the stop under way ends the process once the children are down.
+        if (stopping) return stopping;
+        // A start that failed: stop what did start (children included) before saying why.
+        await daemon.stop().catch((stopErr: unknown) => log.error({ err: stopErr }, 'error while stopping after a failed start'));
+        throw err;
+      }
     });
 }
 

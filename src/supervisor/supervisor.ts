@@ -61,7 +61,11 @@ export class Supervisor extends EventEmitter<{ status: [ServiceStatus] }> {
       this.persisted.services = entries;
       this.write();
     }
-    for (const { entry, service } of created) if (entry.wanted === 'up') await service.start();
+    // All at once: a service's start may wait on another's (a new member's PostgreSQL waits
+    // for etcd to say where its data comes from), so none may queue behind another.
+    const starts = await Promise.allSettled(created.filter(({ entry }) => entry.wanted === 'up').map(({ service }) => service.start()));
+    const failed = starts.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
   }
 
   list(): ServiceStatus[] {
