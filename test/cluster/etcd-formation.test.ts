@@ -10,43 +10,15 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { httpJson } from '../../src/plugins/etcd/http-json.js';
+import { httpJson } from '../../src/plugins/http-json.js';
 import { listMembers, type EtcdMemberInfo } from '../../src/plugins/etcd/members-api.js';
 import type { EtcdMembershipStatus } from '../../src/plugins/etcd/membership.js';
-import { HASUP_BIN, type MemberProc } from '../support/member-procs.js';
+import type { MemberProc } from '../support/member-procs.js';
+import { hasupIn, runIn } from '../support/ha-cluster.js';
 import { NetnsCluster, netnsUnavailableReason, type ClusterNode } from '../support/netns-cluster.js';
 
 const ETCD = '/usr/bin/etcd';
 const skip = netnsUnavailableReason() ?? (existsSync(ETCD) ? false : `etcd is not installed at ${ETCD}`);
-
-interface CliResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** A `hasup` command run to completion inside a node. */
-function hasupCli(node: ClusterNode, args: string[]): Promise<CliResult> {
-  return new Promise((resolve) => {
-    const child = node.exec(process.execPath, [HASUP_BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.once('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
-
-function runIn(node: ClusterNode, cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
-  return new Promise((resolve) => {
-    const child = node.exec(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.once('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 async function eventually<T>(check: () => Promise<T | undefined | false>, timeoutMs: number, what: string): Promise<{ value: T; ms: number }> {
   const start = Date.now();
@@ -102,7 +74,7 @@ describe('cluster lifecycle: etcd formed from the gossip census', { skip }, () =
   async function joinNode(i: number, via: number): Promise<void> {
     const node = cluster.node(i);
     const secrets = join(cluster.node(1).stateDir, 'secrets.json');
-    const joined = await hasupCli(node, ['cluster', 'join', cluster.node(via).address, '--secrets', secrets, '--advertise', node.address, '--state-dir', node.stateDir, '--config', configOf(i)]);
+    const joined = await hasupIn(node, ['cluster', 'join', cluster.node(via).address, '--secrets', secrets, '--advertise', node.address, '--state-dir', node.stateDir, '--config', configOf(i)]);
     assert.equal(joined.code, 0, joined.stderr);
     assert.match(joined.stdout, new RegExp(`through ${cluster.node(via).address.replace(/\./g, '\\.')}:9638`));
     ids.set(i, readFileSync(join(node.stateDir, 'member-id'), 'utf8').trim());
@@ -133,7 +105,7 @@ describe('cluster lifecycle: etcd formed from the gossip census', { skip }, () =
 
   test('create on node 1 and two joins started in parallel: a healthy 3-voter etcd, every member sees the others', async () => {
     const first = cluster.node(1);
-    const created = await hasupCli(first, ['cluster', 'create', '--advertise', first.address, '--state-dir', first.stateDir, '--config', configOf(1), '--name', 'lifecycle']);
+    const created = await hasupIn(first, ['cluster', 'create', '--advertise', first.address, '--state-dir', first.stateDir, '--config', configOf(1), '--name', 'lifecycle']);
     assert.equal(created.code, 0, created.stderr);
     assert.match(created.stdout, /cluster lifecycle \(id [0-9a-f]{16}\) created/);
     const secrets = JSON.parse(readFileSync(join(first.stateDir, 'secrets.json'), 'utf8')) as Record<string, unknown>;
@@ -185,7 +157,7 @@ describe('cluster lifecycle: etcd formed from the gossip census', { skip }, () =
   });
 
   test('depart refuses a live member; a killed voter departed is out of etcd, quorum holds, a replacement joins as a voter', async () => {
-    const refused = await hasupCli(cluster.node(1), ['depart', ids.get(3)!, '--state-dir', cluster.node(1).stateDir]);
+    const refused = await hasupIn(cluster.node(1), ['depart', ids.get(3)!, '--state-dir', cluster.node(1).stateDir]);
     assert.notEqual(refused.code, 0);
     assert.match(refused.stderr, /409 .*is alive; only a dead or left member can be departed/);
 
@@ -194,7 +166,7 @@ describe('cluster lifecycle: etcd formed from the gossip census', { skip }, () =
     await eventually(async () => (await member(1).butterfly()).members.find((m) => m.id === ids.get(2))?.state === 'dead', 30_000, 'node 1 to see node 2 dead');
     console.log(`# killed voter seen dead after ${Date.now() - cut} ms`);
     // By address, as an operator who knows the box but not its id would.
-    const departed = await hasupCli(cluster.node(3), ['depart', cluster.node(2).address, '--state-dir', cluster.node(3).stateDir]);
+    const departed = await hasupIn(cluster.node(3), ['depart', cluster.node(2).address, '--state-dir', cluster.node(3).stateDir]);
     assert.equal(departed.code, 0, departed.stderr);
     assert.match(departed.stdout, new RegExp(`member ${ids.get(2)} departed; removed from etcd's voting members`));
 

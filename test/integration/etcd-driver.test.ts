@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { existsSync, statSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { driverFor } from '../../src/plugins/drivers.js';
-import { httpJson } from '../../src/plugins/etcd/http-json.js';
+import { httpJson } from '../../src/plugins/http-json.js';
 import { createHarness, freePort, installConfig, killGroup, render, startService, waitFor, type Harness, type RunningService } from '../support/service-harness.js';
 
 const ETCD = '/usr/bin/etcd';

@@ -40,16 +40,21 @@ export interface EtcdVoterStatus {
   raftTerm: number;
 }
 
-/** A `hasup` command run to completion inside a node. */
-export function hasupIn(node: ClusterNode, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+/** A command run to completion inside a node, its output collected. */
+export function runIn(node: ClusterNode, cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = node.exec(process.execPath, [HASUP_BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = node.exec(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
     let stdout = '';
     let stderr = '';
     child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
     child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
     child.once('close', (code) => resolve({ code, stdout, stderr }));
   });
+}
+
+/** A `hasup` command run to completion inside a node. */
+export function hasupIn(node: ClusterNode, args: string[]): ReturnType<typeof runIn> {
+  return runIn(node, process.execPath, [HASUP_BIN, ...args]);
 }
 
 export class HaCluster {

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { chown, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { DriverContext, HealthResult, ServiceDriver, ServicePaths } from '../../supervisor/driver.js';
-import { httpJson } from '../etcd/http-json.js';
+import { httpJson } from '../http-json.js';
 import { assertReachable, ensureOwnedDir, isFile } from '../service-dirs.js';
 import { initialMasterNodes, type ClusterRole } from './bootstrap.js';
 import { interpretClusterHealth, type ClusterHealthAnswer } from './cluster-health.js';

@@ -1,45 +1,7 @@
-import { request } from 'node:http';
+import { jsonRequest, type JsonAnswer } from '../http-json.js';
 
-/**
- * One request to Elasticsearch's HTTP API on a connection of its own (no
- * pool: a periodic task leaves no socket behind, and an abort ends it
- * wherever it is). The answer's body is parsed as JSON when there is one;
- * some cluster APIs answer 200 with an empty body.
- */
-const MAX_BODY_BYTES = 1024 * 1024;
-
-export interface EsAnswer {
-  status: number;
-  json: unknown;
-}
-
-export function esRequest(method: 'GET' | 'POST' | 'DELETE', url: string, signal: AbortSignal): Promise<EsAnswer> {
-  signal.throwIfAborted();
-  return new Promise((resolve, reject) => {
-    const req = request(url, { method, agent: false, signal, headers: { connection: 'close', accept: 'application/json' } });
-    req.once('error', reject);
-    req.once('response', (res) => {
-      const chunks: Buffer[] = [];
-      let size = 0;
-      res.on('data', (chunk: Buffer) => {
-        size += chunk.length;
-        if (size > MAX_BODY_BYTES) req.destroy(new Error(`answer from ${url} is larger than ${MAX_BODY_BYTES} bytes`));
-        else chunks.push(chunk);
-      });
-      res.once('error', reject);
-      res.once('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
-        if (text.trim() === '') return resolve({ status: res.statusCode ?? 0, json: undefined });
-        try {
-          resolve({ status: res.statusCode ?? 0, json: JSON.parse(text) });
-        } catch {
-          reject(new Error(`${method} ${url} answered ${res.statusCode} with non-JSON: ${text.slice(0, 200)}`));
-        }
-      });
-    });
-    req.end();
-  });
-}
+/** An answer of Elasticsearch's HTTP API (one connection per request, see http-json.ts). */
+export type EsAnswer = JsonAnswer;
 
 /** The reason in an Elasticsearch error answer, or the status. */
 export function esError(answer: EsAnswer): string {
@@ -62,7 +24,7 @@ export async function firstAnswer(urls: string[], method: 'GET' | 'POST' | 'DELE
   let unavailable: (EsAnswer & { base: string }) | undefined;
   for (const base of urls) {
     try {
-      const answer = { ...(await esRequest(method, `${base}${path}`, AbortSignal.timeout(timeoutMs))), base };
+      const answer = { ...(await jsonRequest(method, `${base}${path}`, AbortSignal.timeout(timeoutMs))), base };
       if (answer.status < 500) return answer;
       unavailable = answer;
     } catch (err) {

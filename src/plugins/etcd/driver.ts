@@ -4,7 +4,7 @@ import type { DriverContext, HealthResult, ServiceDriver } from '../../superviso
 import { assertReachable, ensureOwnedDir } from '../service-dirs.js';
 import { clientUrl, clusterToken, initialCluster, peerUrl } from './cluster.js';
 import { readDecision } from './formation-file.js';
-import { httpJson } from './http-json.js';
+import { httpJson } from '../http-json.js';
 
 interface EtcdStatus {
   header?: { member_id?: string; cluster_id?: string; revision?: string };

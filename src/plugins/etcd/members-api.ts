@@ -1,4 +1,4 @@
-import { httpJson } from './http-json.js';
+import { httpJson } from '../http-json.js';
 
 /**
  * etcd's cluster membership calls on the v3 JSON gateway

@@ -15,7 +15,7 @@ import type { ClusterSecrets } from '../../supervisor/secrets.js';
 import type { TomlTable } from '../../supervisor/toml-schema.js';
 import { localHost, PgSession } from '../postgresql/connect.js';
 import { elasticsearchUrl } from '../elasticsearch/driver.js';
-import { httpJson } from '../etcd/http-json.js';
+import { httpJson } from '../http-json.js';
 import type { MetricSet } from './sample.js';
 
 export interface ServiceMetricsContext {

@@ -1,0 +1,57 @@
+import { request } from 'node:http';
+
+/**
+ * One JSON request to a service's HTTP API (etcd, Elasticsearch) on a
+ * connection of its own (no keep-alive pool): a health check or periodic
+ * task leaves no socket behind, and an abort destroys the request wherever
+ * it is.
+ */
+const MAX_BODY_BYTES = 1024 * 1024;
+
+export interface JsonAnswer {
+  status: number;
+  /** The parsed body; undefined when the body was empty (some cluster APIs answer 200 with nothing). */
+  json: unknown;
+}
+
+export function jsonRequest(method: 'GET' | 'POST' | 'DELETE', url: string, signal: AbortSignal, body?: unknown): Promise<JsonAnswer> {
+  signal.throwIfAborted();
+  const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+  return new Promise((resolve, reject) => {
+    const req = request(url, {
+      method,
+      agent: false,
+      signal,
+      headers: { connection: 'close', accept: 'application/json', ...(payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {}) },
+    });
+    req.once('error', reject);
+    req.once('response', (res) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      res.on('data', (chunk: Buffer) => {
+        size += chunk.length;
+        if (size > MAX_BODY_BYTES) req.destroy(new Error(`answer from ${url} is larger than ${MAX_BODY_BYTES} bytes`));
+        else chunks.push(chunk);
+      });
+      res.once('error', reject);
+      res.once('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        if (text.trim() === '') return resolve({ status: res.statusCode ?? 0, json: undefined });
+        try {
+          resolve({ status: res.statusCode ?? 0, json: JSON.parse(text) });
+        } catch {
+          reject(new Error(`${method} ${url} answered ${res.statusCode} with non-JSON: ${text.slice(0, 200)}`));
+        }
+      });
+    });
+    req.end(payload);
+  });
+}
+
+/** GET, or POST when there is a body; an empty answer is an error (etcd always answers with JSON). */
+export async function httpJson(url: string, signal: AbortSignal, body?: unknown): Promise<JsonAnswer> {
+  const method = body === undefined ? 'GET' : 'POST';
+  const answer = await jsonRequest(method, url, signal, body);
+  if (answer.json === undefined) throw new Error(`${method} ${url} answered ${answer.status} with an empty body`);
+  return answer;
+}
