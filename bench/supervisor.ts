@@ -65,15 +65,20 @@ async function main() {
     await ring.ready([ADDR_INDEX], 60_000);
     const api = ApiClient.fromStateDir(stateDir);
     const list = async () => (await api.request<{ services: ServiceStatus[] }>('GET', '/services')).services;
-    const allHealthy = async (notPid?: number) => {
+    const allHealthy = async (what: string, timeoutMs: number, notPid?: number) => {
+      const deadline = Date.now() + timeoutMs;
       for (;;) {
         const s = await list();
         const pgPid = s.find((x) => x.name === 'postgresql')?.pid;
         if (s.length === services.length && s.every((x) => x.health === 'ok' && x.state === 'running') && (notPid === undefined || pgPid !== notPid)) return s;
+        if (Date.now() > deadline) {
+          const states = s.map((x) => `${x.name} ${x.state}/${x.health}${x.healthMessage ? ` (${x.healthMessage})` : ''}${x.lastError ? ` last error: ${x.lastError}` : ''}`);
+          throw new Error(`${what}: not every service healthy after ${timeoutMs} ms: ${states.join('; ')}; logs under ${stateDir}`);
+        }
         await sleep(50);
       }
     };
-    await allHealthy();
+    await allHealthy('cold start', 300_000);
     const coldStartMs = Date.now() - spawnedAt;
     progress(`all of ${services.join(', ')} healthy after ${coldStartMs} ms`);
 
@@ -83,7 +88,7 @@ async function main() {
       const pg = (await list()).find((x) => x.name === 'postgresql')!;
       const killedAt = Date.now();
       process.kill(pg.pid!, 'SIGKILL');
-      await allHealthy(pg.pid);
+      await allHealthy('PostgreSQL restart', 120_000, pg.pid);
       childRestartMs = Date.now() - killedAt;
       progress(`postgresql healthy again ${childRestartMs} ms after kill -9`);
     }
