@@ -8,17 +8,25 @@
  * stay strings.
  *
  * Several endpoints may be given (a function, so the list can follow the
- * cluster's membership); a call that cannot reach one tries the next, and
- * the last endpoint that answered is tried first next time. Every call has
- * a deadline. Error messages name the endpoint without any userinfo part
- * and never carry request bodies (values may be private to the cluster).
+ * cluster's membership). An etcd on this host comes first (no lossy network
+ * between us), then the last endpoint that answered. Calls that may safely
+ * reach etcd twice (reads, lease keep-alive, time-to-live, revoke, member
+ * list) are hedged: see hedgedCall. Puts and deletes are not (a copy that
+ * arrived late could undo a newer write): they try endpoints in turn.
+ * Transactions and lease grants move on only when the request never left.
+ * Every call has a deadline. Error messages name the endpoint without any
+ * userinfo part and never carry request bodies (values may be private to
+ * the cluster).
  */
+import { networkInterfaces } from 'node:os';
 
 export interface EtcdClientOptions {
   /** Client URLs (http://IP:2379); read on every call. */
   endpoints: () => string[];
   /** Deadline of one call across all endpoints it tries, unless the call gives its own. */
   timeoutMs?: number;
+  /** How long a hedged call waits for an answer before it also asks the next endpoint (default 100 ms). */
+  hedgeDelayMs?: number;
 }
 
 export interface CallOptions {
@@ -95,6 +103,35 @@ const GRPC_UNAVAILABLE = 14;
 /** Errors that mean the request never reached the server, so even a write may go elsewhere. */
 const NOT_SENT = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL', 'UND_ERR_CONNECT_TIMEOUT', 'ENOTFOUND']);
 const MAX_WATCH_BUFFER = 4 * 1024 * 1024;
+/**
+ * A hedged call sends to the next endpoint when no answer came within this
+ * long: far above a round trip on a LAN, well below TCP's 200 ms minimum
+ * retransmission timeout, which one lost segment costs.
+ */
+const HEDGE_DELAY_MS = 100;
+/** A local etcd that failed is not put first again for this long. */
+const LOCAL_DEMOTION_MS = 5000;
+/** How long the host's own addresses are trusted before they are read again. */
+const LOCAL_ADDRESSES_TTL_MS = 10_000;
+
+/** How a call may use several endpoints. */
+type CallMode =
+  /** Duplicates are harmless: several endpoints may be asked at once. */
+  | 'hedged'
+  /** One endpoint after another, moving on after a timeout or an "unavailable" answer. */
+  | 'failover'
+  /** Moves on only when the request provably never left. */
+  | 'once';
+
+/** What one attempt at one endpoint came to. */
+type AttemptOutcome =
+  | { kind: 'answer'; json: Record<string, unknown> }
+  /** etcd answered with an error that another member would answer alike. */
+  | { kind: 'etcd-error'; error: EtcdError }
+  /** etcd answered "unavailable" (e.g. no leader): another member may do better. */
+  | { kind: 'unavailable'; reason: string; error: EtcdError }
+  /** No answer; `sent`: the request may have reached etcd. */
+  | { kind: 'failed'; reason: string; sent: boolean };
 
 const b64 = (s: string) => Buffer.from(s, 'utf8').toString('base64');
 const unb64 = (s: string | undefined) => (s ? Buffer.from(s, 'base64').toString('utf8') : '');
@@ -185,15 +222,18 @@ function txnResponseOf(raw: RawTxnResponse, revision: number): TxnResponse {
 
 export class EtcdClient {
   private readonly timeoutMs: number;
-  /** The endpoint that answered last: tried first next time. */
+  /** The endpoint that answered last: tried first next time (after a local etcd). */
   private preferred: string | undefined;
+  /** When each local etcd last failed a call; it goes first again LOCAL_DEMOTION_MS later. */
+  private readonly localFailedAt = new Map<string, number>();
+  private localAddresses: { readAt: number; addresses: Set<string> } | undefined;
 
   constructor(private readonly opts: EtcdClientOptions) {
     this.timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   }
 
   async range(key: string, opts: CallOptions & { prefix?: boolean } = {}): Promise<RangeResult> {
-    return rangeOf((await this.call('/v3/kv/range', rangeRequest(key, opts.prefix), opts, true)) as Parameters<typeof rangeOf>[0]);
+    return rangeOf((await this.call('/v3/kv/range', rangeRequest(key, opts.prefix), opts, 'hedged')) as Parameters<typeof rangeOf>[0]);
   }
 
   async get(key: string, opts: CallOptions = {}): Promise<KeyValue | undefined> {
@@ -202,12 +242,12 @@ export class EtcdClient {
 
   async put(key: string, value: string, opts: CallOptions & { lease?: string } = {}): Promise<{ revision: number }> {
     const body = { key: b64(key), value: b64(value), ...(opts.lease && opts.lease !== '0' ? { lease: opts.lease } : {}) };
-    const answer = (await this.call('/v3/kv/put', body, opts, true)) as { header?: { revision?: string } };
+    const answer = (await this.call('/v3/kv/put', body, opts, 'failover')) as { header?: { revision?: string } };
     return { revision: Number(answer.header?.revision ?? 0) };
   }
 
   async delete(key: string, opts: CallOptions & { prefix?: boolean } = {}): Promise<{ deleted: number; revision: number }> {
-    const answer = (await this.call('/v3/kv/deleterange', rangeRequest(key, opts.prefix), opts, true)) as { deleted?: string; header?: { revision?: string } };
+    const answer = (await this.call('/v3/kv/deleterange', rangeRequest(key, opts.prefix), opts, 'failover')) as { deleted?: string; header?: { revision?: string } };
     return { deleted: Number(answer.deleted ?? 0), revision: Number(answer.header?.revision ?? 0) };
   }
 
@@ -217,21 +257,21 @@ export class EtcdClient {
    */
   async txn(t: { compare: Compare[]; success: TxnOp[]; failure?: TxnOp[] }, opts: CallOptions = {}): Promise<TxnResult> {
     const body = { compare: t.compare.map(compareOf), success: t.success.map(opOf), failure: (t.failure ?? []).map(opOf) };
-    const answer = (await this.call('/v3/kv/txn', body, opts, false)) as { succeeded?: boolean; header?: { revision?: string }; responses?: RawTxnResponse[] };
+    const answer = (await this.call('/v3/kv/txn', body, opts, 'once')) as { succeeded?: boolean; header?: { revision?: string }; responses?: RawTxnResponse[] };
     const revision = Number(answer.header?.revision ?? 0);
     return { succeeded: answer.succeeded === true, revision, responses: (answer.responses ?? []).map((r) => txnResponseOf(r, revision)) };
   }
 
   /** A new lease of `ttlSeconds` (etcd may raise it to its minimum); returns its id and granted TTL. */
   async leaseGrant(ttlSeconds: number, opts: CallOptions = {}): Promise<{ id: string; ttl: number }> {
-    const answer = (await this.call('/v3/lease/grant', { TTL: String(ttlSeconds) }, opts, false)) as { ID?: string; TTL?: string; error?: string };
+    const answer = (await this.call('/v3/lease/grant', { TTL: String(ttlSeconds) }, opts, 'once')) as { ID?: string; TTL?: string; error?: string };
     if (!answer.ID) throw new EtcdError('etcd granted no lease', undefined, '');
     return { id: answer.ID, ttl: Number(answer.TTL ?? ttlSeconds) };
   }
 
   /** Renews a lease once; returns the TTL it now has, 0 when the lease no longer exists. */
   async leaseKeepAliveOnce(id: string, opts: CallOptions = {}): Promise<number> {
-    const answer = (await this.call('/v3/lease/keepalive', { ID: id }, opts, true)) as { result?: { TTL?: string }; error?: { message?: string; grpc_code?: number; http_code?: number } };
+    const answer = (await this.call('/v3/lease/keepalive', { ID: id }, opts, 'hedged')) as { result?: { TTL?: string }; error?: { message?: string; grpc_code?: number; http_code?: number } };
     if (answer.error) throw new EtcdError(`etcd lease keep-alive: ${answer.error.message ?? 'error'}`, answer.error.grpc_code, '');
     return Number(answer.result?.TTL ?? 0);
   }
@@ -239,7 +279,7 @@ export class EtcdClient {
   /** Ends a lease (and deletes its keys). A lease already gone counts as revoked. */
   async leaseRevoke(id: string, opts: CallOptions = {}): Promise<void> {
     try {
-      await this.call('/v3/lease/revoke', { ID: id }, opts, true);
+      await this.call('/v3/lease/revoke', { ID: id }, opts, 'hedged');
     } catch (err) {
       if (err instanceof EtcdError && /lease not found/.test(err.message)) return;
       throw err;
@@ -248,12 +288,12 @@ export class EtcdClient {
 
   /** Remaining TTL of a lease in seconds; -1 when it does not exist. */
   async leaseTimeToLive(id: string, opts: CallOptions = {}): Promise<number> {
-    const answer = (await this.call('/v3/lease/timetolive', { ID: id }, opts, true)) as { TTL?: string };
+    const answer = (await this.call('/v3/lease/timetolive', { ID: id }, opts, 'hedged')) as { TTL?: string };
     return Number(answer.TTL ?? -1);
   }
 
   async memberList(opts: CallOptions = {}): Promise<EtcdMember[]> {
-    const answer = (await this.call('/v3/cluster/member/list', {}, opts, true)) as {
+    const answer = (await this.call('/v3/cluster/member/list', {}, opts, 'hedged')) as {
       members?: Array<{ ID?: string; name?: string; peerURLs?: string[]; clientURLs?: string[]; isLearner?: boolean }>;
     };
     return (answer.members ?? []).map((m) => ({ id: m.ID ?? '', name: m.name ?? '', peerUrls: m.peerURLs ?? [], clientUrls: m.clientURLs ?? [], isLearner: m.isLearner === true }));
@@ -319,17 +359,111 @@ export class EtcdClient {
     // User info is never sent (etcd's gateway does not take it) nor shown.
     const list = [...new Set(this.opts.endpoints().map(normalizeEndpoint).filter((e): e is string => e !== undefined))];
     if (list.length === 0) throw new EtcdUnavailable('no etcd endpoints are known');
-    const at = this.preferred ? list.indexOf(this.preferred) : -1;
-    return at > 0 ? [...list.slice(at), ...list.slice(0, at)] : list;
+    const now = Date.now();
+    return orderEndpoints(list, this.preferred, (e) => this.isLocal(e) && !(now - (this.localFailedAt.get(e) ?? -Infinity) < LOCAL_DEMOTION_MS));
+  }
+
+  private isLocal(endpoint: string): boolean {
+    let host: string;
+    try {
+      host = new URL(endpoint).hostname.replace(/^\[|\]$/g, '');
+    } catch {
+      return false;
+    }
+    return isLocalHost(host, () => this.hostAddresses());
+  }
+
+  private hostAddresses(): Set<string> {
+    const now = Date.now();
+    if (!this.localAddresses || now - this.localAddresses.readAt > LOCAL_ADDRESSES_TTL_MS) {
+      const addresses = new Set<string>();
+      for (const list of Object.values(networkInterfaces())) for (const a of list ?? []) addresses.add(a.address);
+      this.localAddresses = { readAt: now, addresses };
+    }
+    return this.localAddresses.addresses;
+  }
+
+  private noteFailure(endpoint: string): void {
+    if (this.isLocal(endpoint)) this.localFailedAt.set(endpoint, Date.now());
+  }
+
+  private async call(path: string, body: unknown, opts: CallOptions, mode: CallMode): Promise<unknown> {
+    return await (mode === 'hedged' ? this.hedgedCall(path, body, opts) : this.sequentialCall(path, body, opts, mode === 'failover'));
+  }
+
+  /**
+   * Asks the first endpoint; whenever HEDGE_DELAY_MS pass without an answer,
+   * also asks the next one, and a failed attempt (refused, "unavailable")
+   * moves on at once. The first answer wins. Under packet loss this keeps
+   * a call inside its deadline: one lost segment costs a request at least
+   * TCP's 200 ms retransmission timeout and a lost SYN a whole second,
+   * while the other endpoints' paths are very likely clear. Attempts that
+   * lost the race are not aborted but run out (until the call's deadline
+   * at most): aborting a request destroys its keep-alive connection, and the
+   * next call to that endpoint would need a new one, with a SYN to lose.
+   */
+  private hedgedCall(path: string, body: unknown, opts: CallOptions): Promise<unknown> {
+    const endpoints = this.endpointsInOrder();
+    const budgetMs = opts.timeoutMs ?? this.timeoutMs;
+    const deadline = AbortSignal.timeout(budgetMs);
+    const signal = opts.signal ? AbortSignal.any([opts.signal, deadline]) : deadline;
+    // Every endpoint gets asked before the deadline, however short the deadline.
+    const hedgeMs = Math.min(this.opts.hedgeDelayMs ?? HEDGE_DELAY_MS, Math.floor(budgetMs / endpoints.length));
+    return new Promise((resolve, reject) => {
+      const failures: string[] = [];
+      const pending = new Set<string>();
+      let next = 0;
+      let settled = false;
+      let hedge: NodeJS.Timeout | undefined;
+      const settle = (outcome: () => void) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(hedge);
+        signal.removeEventListener('abort', onDeadline);
+        outcome();
+      };
+      const unavailable = () => new EtcdUnavailable(`etcd ${path}: ${failures.join('; ')}`);
+      function onDeadline(): void {
+        if (opts.signal?.aborted) return settle(() => reject(new EtcdUnavailable(`etcd ${path}: cancelled`)));
+        for (const endpoint of pending) failures.push(`${displayEndpoint(endpoint)}: no answer within ${budgetMs} ms`);
+        settle(() => reject(unavailable()));
+      }
+      const launch = (): void => {
+        clearTimeout(hedge);
+        if (settled) return;
+        if (next >= endpoints.length) {
+          if (pending.size === 0) settle(() => reject(unavailable()));
+          return;
+        }
+        const endpoint = endpoints[next++]!;
+        pending.add(endpoint);
+        void this.attempt(endpoint, path, body, signal).then((outcome) => {
+          pending.delete(endpoint);
+          if (settled) return; // lost the race, or the deadline passed: nobody waits for it
+          if (outcome.kind === 'answer' || outcome.kind === 'etcd-error') {
+            this.preferred = endpoint;
+            settle(() => (outcome.kind === 'answer' ? resolve(outcome.json) : reject(outcome.error)));
+            return;
+          }
+          this.noteFailure(endpoint);
+          failures.push(`${displayEndpoint(endpoint)}: ${outcome.reason}`);
+          launch();
+        });
+        if (next < endpoints.length) hedge = setTimeout(launch, hedgeMs);
+      };
+      if (signal.aborted) return onDeadline();
+      signal.addEventListener('abort', onDeadline, { once: true });
+      launch();
+    });
   }
 
   /**
    * POSTs `body` to `path`, trying endpoints in turn until one answers
-   * within the call's deadline. `idempotent` calls also move on after a
-   * timeout or an "unavailable" answer; others only when the request
+   * within the call's deadline. With `failover` a call also moves on after
+   * a timeout or an "unavailable" answer; otherwise only when the request
    * provably never left (connection refused, no route).
    */
-  private async call(path: string, body: unknown, opts: CallOptions, idempotent: boolean): Promise<unknown> {
+  private async sequentialCall(path: string, body: unknown, opts: CallOptions, failover: boolean): Promise<unknown> {
     const endpoints = this.endpointsInOrder();
     const deadline = Date.now() + (opts.timeoutMs ?? this.timeoutMs);
     const failures: string[] = [];
@@ -340,48 +474,55 @@ export class EtcdClient {
       // Leave time for the endpoints after this one: a hung member must not eat the whole deadline.
       const remaining = endpoints.length - i;
       const attemptMs = remaining > 1 ? Math.max(Math.min(left, 150), Math.floor(left / 2)) : left;
-      const attempt = AbortSignal.timeout(attemptMs);
-      const signal = opts.signal ? AbortSignal.any([opts.signal, attempt]) : attempt;
-      let res: Response;
-      try {
-        res = await fetch(`${endpoint}${path}`, { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' }, signal });
-      } catch (err) {
-        if (opts.signal?.aborted) throw new EtcdUnavailable(`etcd ${path}: cancelled`);
-        const code = errorCode(err);
-        failures.push(`${displayEndpoint(endpoint)}: ${attempt.aborted ? `no answer within ${attemptMs} ms` : code}`);
-        if (!idempotent && !NOT_SENT.has(code)) break;
-        continue;
-      }
-      let text: string;
-      try {
-        text = await res.text();
-      } catch (err) {
-        if (opts.signal?.aborted) throw new EtcdUnavailable(`etcd ${path}: cancelled`);
-        failures.push(`${displayEndpoint(endpoint)}: answer cut off (${errorCode(err)})`);
-        if (!idempotent) break;
-        continue;
-      }
-      let json: { error?: unknown; message?: string; code?: number } & Record<string, unknown>;
-      try {
-        json = JSON.parse(text) as typeof json;
-      } catch {
-        failures.push(`${displayEndpoint(endpoint)}: HTTP ${res.status}, not JSON`);
-        if (!idempotent) break;
-        continue;
-      }
-      if (res.ok && (json.error === undefined || typeof json.error === 'object')) {
+      const timeout = AbortSignal.timeout(attemptMs);
+      const outcome = await this.attempt(endpoint, path, body, opts.signal ? AbortSignal.any([opts.signal, timeout]) : timeout);
+      if (opts.signal?.aborted) throw new EtcdUnavailable(`etcd ${path}: cancelled`);
+      if (outcome.kind === 'answer') {
         this.preferred = endpoint;
-        return json;
+        return outcome.json;
       }
-      const message = typeof json.message === 'string' ? json.message : typeof json.error === 'string' ? json.error : `HTTP ${res.status}`;
-      if (json.code === GRPC_UNAVAILABLE && idempotent) {
-        failures.push(`${displayEndpoint(endpoint)}: ${message}`);
-        continue;
+      if (outcome.kind === 'etcd-error' || (outcome.kind === 'unavailable' && !failover)) {
+        this.preferred = endpoint;
+        throw outcome.error;
       }
-      this.preferred = endpoint;
-      throw new EtcdError(`etcd ${path} at ${displayEndpoint(endpoint)}: ${message}`, json.code, displayEndpoint(endpoint));
+      this.noteFailure(endpoint);
+      failures.push(`${displayEndpoint(endpoint)}: ${timeout.aborted ? `no answer within ${attemptMs} ms` : outcome.reason}`);
+      if (!failover && outcome.kind === 'failed' && outcome.sent) break;
     }
     throw new EtcdUnavailable(`etcd ${path}: ${failures.length > 0 ? failures.join('; ') : 'deadline passed before any endpoint was tried'}`);
+  }
+
+  /** One POST to one endpoint, its answer read to the end and sorted; never rejects. */
+  private async attempt(endpoint: string, path: string, body: unknown, signal: AbortSignal): Promise<AttemptOutcome> {
+    let res: Response;
+    try {
+      res = await fetch(`${endpoint}${path}`, { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' }, signal });
+    } catch (err) {
+      const code = errorCode(err);
+      return { kind: 'failed', reason: signal.aborted ? 'no answer in time' : code, sent: !NOT_SENT.has(code) };
+    }
+    let text: string;
+    try {
+      text = await res.text();
+    } catch (err) {
+      return { kind: 'failed', reason: `answer cut off (${errorCode(err)})`, sent: true };
+    }
+    let json: { error?: unknown; message?: string; code?: number } & Record<string, unknown>;
+    try {
+      json = JSON.parse(text) as typeof json;
+    } catch {
+      return { kind: 'failed', reason: `HTTP ${res.status}, not JSON`, sent: true };
+    }
+    // Streaming calls (lease keep-alive) report errors in an `error` object of an HTTP 200 answer.
+    const streamed = typeof json.error === 'object' && json.error !== null ? (json.error as { grpc_code?: number; message?: string }) : undefined;
+    if (streamed?.grpc_code === GRPC_UNAVAILABLE) {
+      const message = streamed.message ?? 'unavailable';
+      return { kind: 'unavailable', reason: message, error: new EtcdError(`etcd ${path} at ${displayEndpoint(endpoint)}: ${message}`, GRPC_UNAVAILABLE, displayEndpoint(endpoint)) };
+    }
+    if (res.ok && (json.error === undefined || typeof json.error === 'object')) return { kind: 'answer', json };
+    const message = typeof json.message === 'string' ? json.message : typeof json.error === 'string' ? json.error : `HTTP ${res.status}`;
+    const error = new EtcdError(`etcd ${path} at ${displayEndpoint(endpoint)}: ${message}`, json.code, displayEndpoint(endpoint));
+    return json.code === GRPC_UNAVAILABLE ? { kind: 'unavailable', reason: message, error } : { kind: 'etcd-error', error };
   }
 
   /** One POST to one endpoint, for calls that are about that member. */
@@ -436,6 +577,23 @@ export class EtcdClient {
     }
     throw new EtcdUnavailable(`etcd ${path}: ${failures.join('; ') || 'cancelled'}`);
   }
+}
+
+/**
+ * The order to try endpoints in: the ones `local` picks (an etcd on this
+ * host, reached without crossing the network) first, then from `preferred`
+ * (the one that answered last) round the list; stable otherwise.
+ */
+export function orderEndpoints(list: string[], preferred: string | undefined, local: (endpoint: string) => boolean): string[] {
+  const at = preferred ? list.indexOf(preferred) : -1;
+  const rotated = at > 0 ? [...list.slice(at), ...list.slice(0, at)] : list;
+  const first = rotated.filter(local);
+  return first.length === 0 ? rotated : [...first, ...rotated.filter((e) => !first.includes(e))];
+}
+
+/** A loopback name or address, or one of `hostAddresses` (read only when needed). */
+export function isLocalHost(host: string, hostAddresses: () => Set<string>): boolean {
+  return host === 'localhost' || host === '::1' || host.startsWith('127.') || hostAddresses().has(host);
 }
 
 function normalizeEndpoint(url: string): string | undefined {

@@ -21,9 +21,10 @@ import type { ClusterSnapshot, ClusterStore, MemberReport, SwitchoverRequest } f
  *
  * Independently of the loop, the session lease is renewed every loop_wait,
  * and a watchdog fences the leader (stops PostgreSQL) once no renewal has
- * been confirmed for loop_wait + retry_timeout: the lease cannot expire
- * before ttl ≥ loop_wait + 2 × retry_timeout, so the old leader has stopped
- * taking writes before anyone else can take the lease.
+ * been confirmed for loop_wait + retry_timeout, counted from when the
+ * confirmed renewal was sent: the lease cannot expire before
+ * ttl ≥ loop_wait + 2 × retry_timeout after that, so the old leader has
+ * stopped taking writes before anyone else can take the lease.
  */
 export interface HaControllerDeps {
   memberId: string;
@@ -288,7 +289,7 @@ export class HaController {
           this.lease = await this.deps.store.grantLease(s.ttlS, { timeoutMs: attemptMs, signal: this.stopSignal.signal });
           this.renewedAt = sentAt;
           this.renewalFailing = false;
-        } else if (await this.deps.store.renewLease(this.lease, { timeoutMs: attemptMs, signal: this.stopSignal.signal })) {
+        } else if (await this.deps.store.renewLease(this.lease, { timeoutMs: this.renewalTimeout(sentAt, attemptMs), signal: this.stopSignal.signal })) {
           this.renewedAt = sentAt;
           this.renewalFailing = false;
         } else {
@@ -303,8 +304,25 @@ export class HaController {
         this.renewalFailing = true;
       }
       this.publishLeaseFacts();
-      await this.sleepFor(this.renewalFailing ? RENEW_RETRY_MS : s.loopWaitMs, false);
+      // Renewals are due loop_wait after the last one was sent, not after it was answered: a slow
+      // answer must not eat into the next renewal's time before the watchdog's limit.
+      await this.sleepFor(this.renewalFailing ? RENEW_RETRY_MS : Math.max(0, s.loopWaitMs - (this.now() - sentAt)), false);
     }
+  }
+
+  /**
+   * How long one renewal may take: until the watchdog would fence, at least
+   * `attemptMs`. A renewal counts from when it was sent (etcd extends the
+   * lease later, never earlier), so a slow answer weakens nothing: the
+   * lease still cannot expire before renewedAt + ttl. Cutting a renewal
+   * short would not help either: under packet loss its request is usually
+   * waiting out a TCP retransmission, and a retry would start over on a
+   * new connection, whose lost SYN costs a whole second.
+   */
+  private renewalTimeout(sentAt: number, attemptMs: number): number {
+    const s = this.deps.settings();
+    const untilFence = this.renewedAt + s.loopWaitMs + s.retryTimeoutMs - sentAt;
+    return Math.round(Math.max(attemptMs, Math.min(untilFence, s.loopWaitMs + s.retryTimeoutMs)));
   }
 
   private watchdog(): void {

@@ -11,10 +11,12 @@ import type { TomlTable } from '../toml-schema.js';
  * followers watch the key, so the election and pg_promote add a few hundred
  * ms, and HAProxy's 1 s checks the rest. False positives are kept away by
  * the margins: a renewal is one keep-alive round trip (no raft write), which
- * takes milliseconds on a LAN, and the leader has loop_wait + retry_timeout
+ * takes milliseconds on a LAN and goes to another etcd member as well when
+ * the first is slow (a lost packet), and the leader has loop_wait + retry_timeout
  * (2 s) of failed attempts before it fences itself, still a full
  * retry_timeout (1 s) before the lease can expire. etcd's own leader
- * election (1 s election timeout) extends every lease when it completes.
+ * election (plans/etcd/default.toml: 50 ms heartbeats, 500 ms election
+ * timeout) extends every lease when it completes.
  */
 export interface HaSettings {
   /** Lease TTL in whole seconds (etcd's unit; etcd raises it to at least 1.5 election timeouts). */
