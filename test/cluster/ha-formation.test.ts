@@ -114,8 +114,13 @@ describe('cluster create/join with PostgreSQL: the formed etcd elects a leader; 
     const others = [1, 2, 3].filter((i) => i !== leader);
     const etcdStatus = async (i: number) => (await (await fetch(`http://${cluster.node(i).address}:2379/v3/maintenance/status`, { method: 'POST', body: '{}', signal: AbortSignal.timeout(2000) })).json()) as { header: { member_id: string }; leader: string };
     // Hand etcd's leadership to the PostgreSQL leader's own etcd member, as chance may do.
-    const mine = (await etcdStatus(leader)).header.member_id;
-    const etcdLeader = (await Promise.all([1, 2, 3].map(async (i) => [i, await etcdStatus(i)] as const))).find(([, st]) => st.leader === st.header.member_id)![0];
+    // Polled, not asked once: on a loaded machine a single status request may time out.
+    const { value: mine } = await eventually(async () => (await etcdStatus(leader)).header.member_id, 10_000, "the leader node's etcd member id");
+    const { value: etcdLeader } = await eventually(
+      async () => (await Promise.all([1, 2, 3].map(async (i) => [i, await etcdStatus(i)] as const))).find(([, st]) => st.leader === st.header.member_id)?.[0],
+      10_000,
+      'the node whose etcd member leads raft',
+    );
     if (etcdLeader !== leader) {
       const moved = await fetch(`http://${cluster.node(etcdLeader).address}:2379/v3/maintenance/transfer-leadership`, { method: 'POST', body: JSON.stringify({ targetID: mine }), signal: AbortSignal.timeout(5000) });
       assert.equal(moved.status, 200, await moved.text());
