@@ -71,6 +71,7 @@ describe('PostgreSQL HA: three nodes, etcd lease, HAProxy in front', { skip: ski
     }
     const { value: leader } = await soleLeader(timeoutMs);
     await streamingFollowers(leader, [1, 2, 3].filter((i) => i !== leader), timeoutMs);
+    await ha.etcdWhole(timeoutMs);
     return leader;
   }
 
@@ -140,6 +141,8 @@ describe('PostgreSQL HA: three nodes, etcd lease, HAProxy in front', { skip: ski
     const followers = [1, 2, 3].filter((i) => i !== leader);
     await streamingFollowers(leader, followers, 120_000);
     console.log(`# bootstrap: leader node ${leader}, both followers streaming after ${Date.now() - started} ms`);
+    await ha.etcdWhole(120_000);
+    console.log(`# etcd: a voter on every node after ${Date.now() - started} ms`);
     for (const f of followers) assert.equal(await ha.check(f, '/primary'), 503, `follower node ${f} is not /primary`);
     const w = checker();
     await w.setup(ha.haproxyTarget);

@@ -205,7 +205,28 @@ export class HaCluster {
       `every follower streaming from node ${leader}`,
       250,
     );
+    await this.etcdWhole(timeoutMs);
     return leader;
+  }
+
+  /**
+   * Waits until every node runs its etcd voter and all agree on one raft
+   * leader. PostgreSQL can be up before the last voter has been added
+   * (etcd refuses an add until its members have been connected for a few
+   * seconds), and a scenario that kills a node of a two-voter etcd tests
+   * a lost quorum, not a lost node.
+   */
+  async etcdWhole(timeoutMs = 60_000): Promise<void> {
+    await eventually(
+      async () => {
+        const answers = await Promise.all(this.cluster.nodes.map((n) => this.etcdStatus(n.index).catch(() => undefined)));
+        const leaders = new Set(answers.map((a) => a?.leaderId));
+        return (answers.every((a) => a !== undefined) && leaders.size === 1 && !leaders.has('') && !leaders.has('0')) || undefined;
+      },
+      timeoutMs,
+      'an etcd voter on every node, all agreeing on one raft leader',
+      250,
+    );
   }
 
   /** Member id of node i (from its API). */
