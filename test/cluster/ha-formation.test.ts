@@ -34,6 +34,7 @@ describe('cluster create/join with PostgreSQL: the formed etcd elects a leader; 
       return 0;
     }
   };
+  const etcdStatus = async (i: number) => (await (await fetch(`http://${cluster.node(i).address}:2379/v3/maintenance/status`, { method: 'POST', body: '{}', signal: AbortSignal.timeout(2000) })).json()) as { header: { member_id: string }; leader: string };
   const leaders = async (nodes: number[]) => (await Promise.all(nodes.map(async (i) => [i, await primaryCode(i)] as const))).filter(([, c]) => c === 200).map(([i]) => i);
 
   before(async () => {
@@ -107,12 +108,21 @@ describe('cluster create/join with PostgreSQL: the formed etcd elects a leader; 
       15_000,
       'both followers reported streaming',
     );
+    // etcd admits its third voter only once the first two have been connected for a few seconds.
+    await eventually(
+      async () => {
+        const all = await Promise.all([1, 2, 3].map((i) => etcdStatus(i)));
+        return (new Set(all.map((st) => st.leader)).size === 1 && all[0]!.leader !== '') || undefined;
+      },
+      120_000,
+      'an etcd voter on every node, all agreeing on one raft leader',
+    );
+    console.log(`# etcd: a voter on every node ${Date.now() - started} ms after the three members started`);
   });
 
   test('the PostgreSQL leader moves etcd\'s leadership off its node; killed with its etcd voter, a follower leads through the two remaining voters', async () => {
     const leader = (await leaders([1, 2, 3]))[0]!;
     const others = [1, 2, 3].filter((i) => i !== leader);
-    const etcdStatus = async (i: number) => (await (await fetch(`http://${cluster.node(i).address}:2379/v3/maintenance/status`, { method: 'POST', body: '{}', signal: AbortSignal.timeout(2000) })).json()) as { header: { member_id: string }; leader: string };
     // Hand etcd's leadership to the PostgreSQL leader's own etcd member, as chance may do.
     // Polled, not asked once: on a loaded machine a single status request may time out.
     const { value: mine } = await eventually(async () => (await etcdStatus(leader)).header.member_id, 10_000, "the leader node's etcd member id");

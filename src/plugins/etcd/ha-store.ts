@@ -127,9 +127,13 @@ export class EtcdClusterStore implements ClusterStore {
     const local = members.find((m) => m.clientUrls.some((u) => hostOf(u) === localHost));
     const endpoint = local?.clientUrls[0];
     if (!local || !endpoint) return null;
+    // Fewer than three started voters: losing any node loses the quorum anyway, and a transfer
+    // while etcd is still forming restarts the few seconds it waits before admitting the next voter.
+    const voters = members.filter((m) => !m.isLearner && m.clientUrls.length > 0);
+    if (voters.length < 3) return null;
     const status = await this.client.statusAt(endpoint, o);
     if (status.leader === '' || status.leader !== status.memberId) return null;
-    const target = members.find((m) => m.id !== local.id && !m.isLearner && m.clientUrls.length > 0);
+    const target = voters.find((m) => m.id !== local.id);
     if (!target) return null;
     await this.client.moveLeader(endpoint, target.id, o);
     return target.name || target.id;
