@@ -152,8 +152,11 @@ test('PostgreSQL, etcd and supervisor lines are searchable with host, service an
     assert.match(doc.log.level, /^(trace|debug|info|notice|warning|error|critical)$/);
     t.diagnostic(`${service}: ${found.hits.total && typeof found.hits.total === 'object' ? found.hits.total.value : '?'} lines, e.g. ${JSON.stringify(doc.message.slice(0, 100))}`);
   }
-  const ready = await searchLogs({ bool: { filter: [{ term: { 'service.name': 'postgresql' } }, { match_phrase: { message: 'ready to accept connections' } }] } });
-  assert.ok(ready.hits.hits.length > 0, 'PostgreSQL\'s own startup line is there, with its pid');
+  // Polled: the line may be in a later bulk than the first PostgreSQL line, and searchable one refresh later.
+  const ready = await eventually(async () => {
+    const r = await searchLogs({ bool: { filter: [{ term: { 'service.name': 'postgresql' } }, { match_phrase: { message: 'ready to accept connections' } }] } });
+    return r.hits.hits.length > 0 ? r : undefined;
+  }, 30_000, "PostgreSQL's own startup line");
   assert.ok((ready.hits.hits[0]!._source!.process?.pid ?? 0) > 0);
 
   const cpu = await eventually(async () => {

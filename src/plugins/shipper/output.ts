@@ -23,6 +23,8 @@ export interface ElasticsearchOutputOptions {
 
 /** Only the fields of a bulk answer the shipper reads; the rest is filtered out by Elasticsearch. */
 const BULK_FILTER = 'errors,took,items.*.status,items.*.error.type,items.*.error.reason,items.*.error.caused_by.type,items.*.error.caused_by.reason';
+/** See bulk(). */
+const BULK_WAIT = '10s';
 
 export class ElasticsearchOutput {
   private readonly clients = new Map<string, Client>();
@@ -48,7 +50,11 @@ export class ElasticsearchOutput {
 
   /** POST /_bulk with a ready NDJSON body; resolves with the (filtered) answer, throws as the client does. */
   async bulk(ndjson: string | Buffer): Promise<unknown> {
-    return this.request((client) => client.bulk({ body: ndjson, filter_path: BULK_FILTER } as unknown as Parameters<Client['bulk']>[0]));
+    // timeout: how long Elasticsearch holds the request waiting for a master, a mapping update or
+    // an index creation (1 min by default). A node stopping without a master (the last one of its
+    // cluster) waits for its requests in flight before it exits; a shorter wait here bounds that,
+    // and the events stay spooled for the next try.
+    return this.request((client) => client.bulk({ body: ndjson, filter_path: BULK_FILTER, timeout: BULK_WAIT } as unknown as Parameters<Client['bulk']>[0]));
   }
 
   /**
