@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import type { EtcdMembershipStatus } from '../plugins/etcd/membership.js';
 import type { Census, ClusterView, ElasticsearchClusterView, ServiceGroupMember, ServiceGroupView } from '../plugins/http/cluster-view.js';
 import { DEFAULT_STATE_DIR } from '../supervisor/state-dir.js';
 import { ApiClient } from './api-client.js';
@@ -47,6 +48,15 @@ export function clusterCell(view: ClusterView, serviceGroup: string): string {
 export function elasticsearchSummary(es: ElasticsearchClusterView): string {
   if (es.status === null) return `health unknown, ?/${es.nodes_expected} nodes`;
   return `${es.status}, ${es.nodes_online ?? '?'}/${es.nodes_expected} nodes`;
+}
+
+/** The `hasup status` line on this member's etcd role; undefined where etcd is not formed by the members. */
+export function etcdSummary(etcd: EtcdMembershipStatus): string | undefined {
+  if (!etcd.forming || etcd.role === null) return undefined;
+  const healthy = etcd.voters.filter((v) => v.healthy).length;
+  const voters = `${healthy}/${etcd.voters.length} voters healthy (${etcd.voters_wanted} wanted)`;
+  if (etcd.role === 'joining') return `etcd: joining${etcd.last_error ? ` (last try: ${etcd.last_error})` : ''}; ${voters}`;
+  return `etcd: ${etcd.role === 'voter' ? 'voter' : 'client, runs no etcd'}${etcd.founder ? ', founded the cluster' : ''}; ${voters}`;
 }
 
 /** Lines under the `hasup status` table: gossip states and clock drift. */

@@ -5,7 +5,8 @@ import { configReference } from '../supervisor/config-file.js';
 import { DEFAULT_STATE_DIR } from '../supervisor/state-dir.js';
 import type { ClusterView } from '../plugins/http/cluster-view.js';
 import { ApiClient } from './api-client.js';
-import { clusterCell, clusterSummary } from './census.js';
+import type { EtcdMembershipStatus } from '../plugins/etcd/membership.js';
+import { clusterCell, clusterSummary, etcdSummary } from './census.js';
 
 /**
  * Commands that talk to the local daemon through its HTTP API:
@@ -34,9 +35,14 @@ export function registerClientCommands(program: Command): void {
     .option('--json', 'print the raw answer')
     .action(async (flags: ClientFlags & { json?: boolean }) => {
       const api = client(flags);
-      const [{ services }, cluster] = await Promise.all([api.request<{ services: ServiceStatus[] }>('GET', '/services'), api.request<ClusterView>('GET', '/cluster')]);
-      if (flags.json) console.log(JSON.stringify({ services, cluster }, null, 2));
-      else console.log([statusTable(services, Date.now(), cluster), '', ...clusterSummary(cluster)].join('\n'));
+      const [{ services }, cluster, etcd] = await Promise.all([
+        api.request<{ services: ServiceStatus[] }>('GET', '/services'),
+        api.request<ClusterView>('GET', '/cluster'),
+        // Served wherever the member's routes are; a daemon without it just gets no etcd line.
+        api.request<EtcdMembershipStatus>('GET', '/etcd').catch(() => undefined),
+      ]);
+      if (flags.json) console.log(JSON.stringify({ services, cluster, etcd }, null, 2));
+      else console.log([statusTable(services, Date.now(), cluster), '', ...clusterSummary(cluster), ...[etcd && etcdSummary(etcd)].filter((l): l is string => !!l)].join('\n'));
     });
 
   const svc = program.command('svc').description('change the services this member runs (remembered across restarts)');

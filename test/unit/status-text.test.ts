@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { clusterCell } from '../../src/cli/census.js';
+import { clusterCell, etcdSummary } from '../../src/cli/census.js';
+import type { EtcdMembershipStatus } from '../../src/plugins/etcd/membership.js';
 import type { ClusterView, ServiceGroupMember } from '../../src/plugins/http/cluster-view.js';
 
 function member(id: string, over: Partial<ServiceGroupMember>): ServiceGroupMember {
@@ -35,4 +36,16 @@ test('the CLUSTER cell names the leader with its timeline and each follower with
 test('a follower with unknown lag and no sync role says so instead of inventing numbers', () => {
   const cell = clusterCell(view([member('m1', { role: 'replica' }), member('m2', { role: 'leader', timeline: 1 })], 'm2'), 'postgresql.default');
   assert.equal(cell, 'replica; 2/2 healthy, leader m2 (timeline 1), replica self lag ?');
+});
+
+function etcd(over: Partial<EtcdMembershipStatus>): EtcdMembershipStatus {
+  const voter = (member: string, healthy: boolean) => ({ member, member_state: 'alive' as const, client_url: `http://${member}:2379`, peer_url: null, healthy });
+  return { forming: true, founder: false, role: 'voter', voters_wanted: 3, attempts: 0, last_error: null, voters: [voter('m1', true), voter('m2', true), voter('m3', false)], ...over };
+}
+
+test("the etcd line says this member's role and how many voters are healthy", () => {
+  assert.equal(etcdSummary(etcd({ founder: true })), 'etcd: voter, founded the cluster; 2/3 voters healthy (3 wanted)');
+  assert.equal(etcdSummary(etcd({ role: 'client' })), 'etcd: client, runs no etcd; 2/3 voters healthy (3 wanted)');
+  assert.equal(etcdSummary(etcd({ role: 'joining', last_error: 'etcdserver: unhealthy cluster' })), 'etcd: joining (last try: etcdserver: unhealthy cluster); 2/3 voters healthy (3 wanted)');
+  assert.equal(etcdSummary(etcd({ forming: false, role: null })), undefined, 'no line where the members do not form etcd');
 });
