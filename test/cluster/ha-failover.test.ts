@@ -35,18 +35,6 @@ describe('PostgreSQL HA: three nodes, etcd lease, HAProxy in front', { skip: ski
 
   const checker = () => new WriteChecker({ user: 'hasup', password: ha.secrets.postgresql.superuser_password, intervalMs: 20, timeoutMs: 1500 });
 
-  /** The one node whose /primary answers 200 (fails on none or several). */
-  async function soleLeader(timeoutMs: number, not?: number): Promise<{ value: number; ms: number }> {
-    return eventually(
-      async () => {
-        const p = await ha.primaries();
-        return p.length === 1 && p[0] !== not ? p[0] : undefined;
-      },
-      timeoutMs,
-      `one writable leader${not ? ` other than node ${not}` : ''}`,
-    );
-  }
-
   async function streamingFollowers(leader: number, expect: number[], timeoutMs: number): Promise<void> {
     const want = expect.map((i) => ids.get(i)!).sort();
     await eventually(
@@ -60,19 +48,6 @@ describe('PostgreSQL HA: three nodes, etcd lease, HAProxy in front', { skip: ski
       250,
     );
     for (const i of expect) await eventually(async () => (await ha.check(i, '/replica')) === 200, 15_000, `node ${i} /replica 200`);
-  }
-
-  /** Waits until every node runs again: one leader, the others streaming from it. */
-  async function wholeAgain(timeoutMs = 90_000): Promise<number> {
-    // A scenario that failed half-way may have left a node down: bring it back.
-    for (const n of ha.cluster.nodes) {
-      const m = n.member;
-      if (!m || m.child.exitCode !== null || m.child.signalCode !== null) ha.startNode(n.index);
-    }
-    const { value: leader } = await soleLeader(timeoutMs);
-    await streamingFollowers(leader, [1, 2, 3].filter((i) => i !== leader), timeoutMs);
-    await ha.etcdWhole(timeoutMs);
-    return leader;
   }
 
   /** `hasup ARGS` run from the host against node i's API, without blocking the event loop (writers keep writing). */
@@ -137,7 +112,7 @@ describe('PostgreSQL HA: three nodes, etcd lease, HAProxy in front', { skip: ski
 
   test('bootstrap: one leader, two followers streaming from it (pg_stat_replication), writes through HAProxy', async () => {
     const started = Date.now();
-    const { value: leader } = await soleLeader(180_000);
+    const leader = await ha.soleLeader(180_000);
     const followers = [1, 2, 3].filter((i) => i !== leader);
     await streamingFollowers(leader, followers, 120_000);
     console.log(`# bootstrap: leader node ${leader}, both followers streaming after ${Date.now() - started} ms`);
@@ -161,7 +136,7 @@ describe('PostgreSQL HA: three nodes, etcd lease, HAProxy in front', { skip: ski
     assert.equal(shown.stdout.split('\n').filter((l) => / replica +streaming /.test(l)).length, 2, shown.stdout);
   });
   test('a follower killed, the one whose etcd voter leads raft: the leader keeps serving writes; the follower comes back streaming', async () => {
-    const leader = await wholeAgain();
+    const leader = await ha.whole(90_000);
     // The leader hands etcd's raft leadership to a follower's voter; killing that follower is the hard case (etcd must elect first).
     const etcdLeader = await ha.etcdLeader();
     const victim = etcdLeader !== undefined && etcdLeader !== leader ? etcdLeader : [1, 2, 3].find((i) => i !== leader)!;
@@ -184,7 +159,7 @@ describe('PostgreSQL HA: three nodes, etcd lease, HAProxy in front', { skip: ski
   });
 
   test('the leader node killed: a follower takes over within seconds, no two writers at once; the old leader returns as a follower on a newer timeline', async () => {
-    const leader = await wholeAgain();
+    const leader = await ha.whole(90_000);
     const before = await ha.view(leader);
     const etcdLeader = await ha.etcdLeader();
     const w = checker();
@@ -192,7 +167,7 @@ describe('PostgreSQL HA: three nodes, etcd lease, HAProxy in front', { skip: ski
     await sleep(1000);
     const killed = Date.now();
     await ha.killNode(leader);
-    const { value: next } = await soleLeader(30_000, leader);
+    const next = await ha.soleLeader(30_000, leader);
     await eventually(async () => w.firstAckAfter(killed, 'haproxy', ha.address(next)), 15_000, 'a write through HAProxy on the new leader');
     await sleep(500);
     await w.stop();
@@ -213,7 +188,7 @@ describe('PostgreSQL HA: three nodes, etcd lease, HAProxy in front', { skip: ski
   });
 
   test('the leader cut off from the others (and so from etcd\'s majority): its /primary turns 503 and it stops taking writes within the TTL; the majority elects a new leader', async () => {
-    const leader = await wholeAgain();
+    const leader = await ha.whole(90_000);
     const others = [1, 2, 3].filter((i) => i !== leader);
     const w = checker();
     w.start([ha.haproxyTarget, ...[1, 2, 3].map((i) => ha.nodeTarget(i))]);
@@ -224,7 +199,7 @@ describe('PostgreSQL HA: three nodes, etcd lease, HAProxy in front', { skip: ski
     try {
       await ha.cluster.partition([leader], others);
       to503 = (await eventually(async () => (await ha.check(leader, '/primary', 300)) === 503, TTL_MS + 2000, 'the cut-off leader answering 503 on /primary', 25)).ms;
-      next = (await soleLeader(30_000, leader)).value;
+      next = await ha.soleLeader(30_000, leader);
       await eventually(async () => w.acks.some((a) => a.writer === 'haproxy' && a.server === ha.address(next) && a.sentAt >= cut), 15_000, 'writes through HAProxy on the new leader');
       await sleep(500);
     } finally {
@@ -241,7 +216,7 @@ describe('PostgreSQL HA: three nodes, etcd lease, HAProxy in front', { skip: ski
   });
 
   test('10% packet loss on every node for 20 s: the leader key never moves to another member and never two writers at once', async () => {
-    const leader = await wholeAgain();
+    const leader = await ha.whole(90_000);
     const w = checker();
     w.start([ha.haproxyTarget, ...[1, 2, 3].map((i) => ha.nodeTarget(i))]);
     await sleep(1000);
@@ -253,7 +228,7 @@ describe('PostgreSQL HA: three nodes, etcd lease, HAProxy in front', { skip: ski
     } finally {
       await ha.cluster.clearFaults();
     }
-    const { value: after } = await soleLeader(30_000);
+    const after = await ha.soleLeader(30_000);
     await sleep(500);
     await w.stop();
     const since = (i: number, event: string) => ha.member(i).events.filter((e) => e.time >= start && e.event === event).length;
@@ -265,7 +240,7 @@ describe('PostgreSQL HA: three nodes, etcd lease, HAProxy in front', { skip: ski
   });
 
   test('switchover with writes running: the leader moves to the chosen member and no acknowledged write is lost', async () => {
-    const leader = await wholeAgain();
+    const leader = await ha.whole(90_000);
     const target = [1, 2, 3].find((i) => i !== leader)!;
     const w = checker();
     w.start([ha.haproxyTarget, ...[1, 2, 3].map((i) => ha.nodeTarget(i))]);
@@ -287,7 +262,7 @@ describe('PostgreSQL HA: three nodes, etcd lease, HAProxy in front', { skip: ski
   });
 
   test('pause: with the leader killed nobody takes over; resume: a follower does', async () => {
-    const leader = await wholeAgain();
+    const leader = await ha.whole(90_000);
     const witness = [1, 2, 3].find((i) => i !== leader)!;
     const paused = await cli(witness, ['pause']);
     assert.equal(paused.code, 0, paused.stderr);
@@ -298,14 +273,15 @@ describe('PostgreSQL HA: three nodes, etcd lease, HAProxy in front', { skip: ski
     assert.equal((await ha.view(witness)).leader, null, 'the leader key expired and nobody took it');
     const resumed = await cli(witness, ['resume']);
     assert.equal(resumed.code, 0, resumed.stderr);
-    const { value: next, ms } = await soleLeader(15_000, leader);
-    console.log(`# resume -> node ${next} leads after ${ms} ms`);
+    const resumedAt = Date.now();
+    const next = await ha.soleLeader(15_000, leader);
+    console.log(`# resume -> node ${next} leads after ${Date.now() - resumedAt} ms`);
     ha.startNode(leader);
     await streamingFollowers(next, [1, 2, 3].filter((i) => i !== next), 90_000);
   });
 
   test('synchronous mode: ANY 1 of the followers, recorded in etcd; the leader killed under writes loses no acknowledged write', async () => {
-    let leader = await wholeAgain();
+    let leader = await ha.whole(90_000);
     const patch = join(ha.cluster.baseDir, 'sync.toml');
     writeFileSync(patch, '[ha]\nsynchronous_mode = true\n');
     const applied = await cli(leader, ['config', 'apply', 'postgresql.default', '1', patch]);
@@ -327,7 +303,7 @@ describe('PostgreSQL HA: three nodes, etcd lease, HAProxy in front', { skip: ski
     await sleep(1500);
     const killed = Date.now();
     await ha.killNode(leader);
-    const { value: next } = await soleLeader(30_000, leader);
+    const next = await ha.soleLeader(30_000, leader);
     await eventually(async () => w.acks.some((a) => a.writer === 'haproxy' && a.server === ha.address(next)), 20_000, 'writes on the new leader');
     await sleep(500);
     await w.stop();
