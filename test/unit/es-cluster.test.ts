@@ -31,7 +31,7 @@ import type { LeadershipState } from '../../src/supervisor/leadership.js';
 import { findPlan } from '../../src/supervisor/plan.js';
 import { generateSecrets } from '../../src/supervisor/secrets.js';
 import type { ServiceStatus } from '../../src/supervisor/service.js';
-import { RUMOR_SERVICE } from '../../src/supervisor/service-rumor.js';
+import { member, rumor } from '../support/census-fixtures.js';
 
 // ---- who bootstraps -------------------------------------------------------------
 
@@ -50,14 +50,6 @@ test('only the founder bootstraps, with itself alone, and only until its node ha
 });
 
 // ---- seed hosts from the census --------------------------------------------------
-
-function member(id: string, addr: string, state: MemberView['state']): MemberView {
-  return { id, addr, port: 9638, incarnation: 1, state, meta: new Uint8Array(), since: 0 };
-}
-
-function rumor(memberId: string, service: string, payload: object): StoredRumor {
-  return { kind: RUMOR_SERVICE, key: `${memberId}/${service}.default`, version: 1, payload: Buffer.from(JSON.stringify(payload)), originId: memberId };
-}
 
 function fakeRing(members: MemberView[], rumors: StoredRumor[], self: string) {
   return { members: () => members, rumors: (kind?: string) => rumors.filter((r) => kind === undefined || r.kind === kind), self: () => members.find((m) => m.id === self)! };

@@ -3,15 +3,13 @@ import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { MemberView } from '../../src/gossip/memberlist.js';
-import type { StoredRumor } from '../../src/gossip/rumor-store.js';
 import { EtcdDriver } from '../../src/plugins/etcd/driver.js';
 import { etcdClientUrls, etcdVoters } from '../../src/plugins/etcd/endpoints.js';
 import { DECISION_FILE, readDecision, writeDecision } from '../../src/plugins/etcd/formation-file.js';
 import type { EtcdMemberInfo } from '../../src/plugins/etcd/members-api.js';
 import { checkVoterCount, decideJoin, initialMembers, JOIN_BACKOFF, joinRetryDelay } from '../../src/plugins/etcd/membership.js';
 import type { DriverContext } from '../../src/supervisor/driver.js';
-import { RUMOR_SERVICE } from '../../src/supervisor/service-rumor.js';
+import { member, rumor } from '../support/census-fixtures.js';
 
 const started = (id: string, name: string, port: number): EtcdMemberInfo => ({ id, name, peerUrls: [`http://10.0.0.${port}:2380`], clientUrls: [`http://10.0.0.${port}:2379`] });
 const unstarted = (id: string, port: number): EtcdMemberInfo => ({ id, name: '', peerUrls: [`http://10.0.0.${port}:2380`], clientUrls: [] });
@@ -131,14 +129,6 @@ test('voter counts: 3 or 5 only', () => {
   assert.equal(checkVoterCount(5), 5);
   for (const n of [0, 1, 2, 4, 7, NaN]) assert.throws(() => checkVoterCount(n), /3 or 5/);
 });
-
-function member(id: string, addr: string, state: MemberView['state']): MemberView {
-  return { id, addr, port: 9638, incarnation: 1, state, meta: new Uint8Array(), since: 0 };
-}
-
-function rumor(memberId: string, service: string, payload: object): StoredRumor {
-  return { kind: RUMOR_SERVICE, key: `${memberId}/${service}.default`, version: 1, payload: Buffer.from(JSON.stringify(payload)), originId: memberId };
-}
 
 test('etcdClientUrls: voters from the census, healthy first, this member first among equals; left, departed and etcd-less members out', () => {
   const running = { state: 'running', health: 'ok', ports: { client_port: 2379, peer_port: 2380 } };
