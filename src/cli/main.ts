@@ -15,6 +15,7 @@ import { registerFrontendConfigCommand } from './frontend-config.js';
 import { registerHaCommands } from './ha-commands.js';
 import { registerRingKeyCommands } from './ring-key.js';
 import { registerRunCommand } from './run.js';
+import { registerSystemdUnitCommand } from './systemd-unit.js';
 import { installRoot } from '../supervisor/install-paths.js';
 
 const pkg = JSON.parse(readFileSync(join(installRoot(), 'package.json'), 'utf8')) as { version: string };
@@ -33,6 +34,7 @@ registerClientCommands(program);
 registerCensusCommand(program);
 registerFrontendConfigCommand(program);
 registerHaCommands(program);
+registerSystemdUnitCommand(program);
 
 try {
   await program.parseAsync(process.argv);
