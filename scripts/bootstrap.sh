@@ -35,7 +35,7 @@ skip_es="${HASUP_BOOTSTRAP_SKIP_ES:-0}"
 # What the children and the test harness run: PostgreSQL 15 server, etcd 3.4, HAProxy,
 # nftables and iproute2 (network namespaces, partitions), procps (ps, sysctl), curl.
 # Java and Maven fetch and run the development Elasticsearch.
-system_packages=(postgresql-15 etcd-server etcd-client haproxy nftables iproute2 procps curl rsyslog rsyslog-elasticsearch)
+system_packages=(postgresql-15 gcc libc6-dev etcd-server etcd-client haproxy nftables iproute2 procps curl rsyslog rsyslog-elasticsearch)
 es_packages=(openjdk-17-jre-headless maven)
 
 wanted=()

@@ -186,6 +186,7 @@ export class Daemon {
         etcdEndpoints: () => (etcdEndpoints.length > 0 ? etcdEndpoints : etcdClientUrls(ring)),
         services: supervisor,
         onBootstrapWait: startFormation,
+        serviceRoot: this.state.path('svc', 'postgresql'),
         log,
       });
     }
@@ -215,7 +216,7 @@ export class Daemon {
     }
     this.joinPeers(0);
     this.timers.push(setInterval(() => this.checkClocks(), CLOCK_CHECK_INTERVAL_MS).unref());
-    this.ha?.start();
+    await this.ha?.start();
     esMembership.start();
     // Under formation etcd runs only where the formation decides (it loads it there).
     await supervisor.start(etcd.forming ? opts.services.load.filter((name) => name !== 'etcd') : opts.services.load);
@@ -317,6 +318,7 @@ export class Daemon {
     // A leader that leaves hands its key back before PostgreSQL goes down, so a follower takes over at once.
     await this.ha?.close({ leaving: opts.leave });
     await this.supervisor?.stopAll();
+    await this.ha?.closeFence();
     // After the children: their last lines are spooled; what is not acknowledged ships at the next start.
     await this.shipping?.stop();
     if (this.ring) {

@@ -58,6 +58,11 @@ export interface ServiceDriver {
    * they replace the files in force. Returns a reason to refuse, or undefined.
    */
   validate?(ctx: DriverContext, files: Map<string, string>): Promise<string | undefined>;
+  /**
+   * A cgroup (v2) directory the child should run in, made ready by the
+   * driver, or undefined. The runner moves each new child into it.
+   */
+  cgroup?(ctx: DriverContext): string | undefined;
   /** After a reload: did the service accept the config? A reason if not. */
   verifyReload?(ctx: DriverContext): Promise<string | undefined>;
   /** One health check; must finish or give up when `signal` aborts. */

@@ -21,7 +21,8 @@
  */
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
-import { existsSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { readFile } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { Backoff, FlapDetector, type BackoffOptions, type FlappingOptions } from './backoff.js';
@@ -83,6 +84,12 @@ export interface ProcessRunnerOptions {
   flapping: FlappingOptions;
   /** Where the child's pid and start time are kept for adoption after a supervisor crash. */
   pidFile: string;
+  /**
+   * A cgroup (v2) directory the child is moved into right after it is
+   * spawned, before it forks workers of its own, so one write to its
+   * cgroup.kill ends every process it ever started (the fence uses it).
+   */
+  cgroup?: () => string | undefined;
   logSink: LogSink;
   /** Longest captured line in bytes; longer lines are cut and marked truncated. Default 16 KiB. */
   maxLineBytes?: number;
@@ -308,7 +315,29 @@ export class ProcessRunner extends EventEmitter<{ state: [RunnerState] }> {
       this.onStartFailure(this.describeSpawnError(err));
       return;
     }
+    if (child.pid !== undefined) this.placeChild(child.pid);
     await this.watchChild(child);
+  }
+
+  /**
+   * Synchronous on purpose: the child must be in its cgroup before it forks.
+   * It also gets the ordinary OOM score back: a supervisor that protects
+   * itself from the OOM killer (OOMScoreAdjust in its unit) must not pass
+   * that protection on to PostgreSQL or Elasticsearch.
+   */
+  private placeChild(pid: number): void {
+    try {
+      writeFileSync(`/proc/${pid}/oom_score_adj`, '0\n');
+    } catch {
+      // not Linux, or not allowed: the child keeps the inherited score
+    }
+    const dir = this.opts.cgroup?.();
+    if (!dir) return;
+    try {
+      writeFileSync(join(dir, 'cgroup.procs'), `${pid}\n`);
+    } catch (err) {
+      this.update({ lastError: `${this.name}: cannot move pid ${pid} into cgroup ${dir}: ${errorMessage(err)}` });
+    }
   }
 
   /** Wires up the child; resolves once it has spawned, or once its spawn failure has been handled. */

@@ -99,6 +99,7 @@ export class Service extends EventEmitter<{ status: [ServiceStatus] }> {
       backoff: { initialMs: 500, maxMs: 30_000, factor: 2, jitter: 0.2 },
       flapping: { windowMs: 60_000, maxRestarts: 5 },
       pidFile: join(this.paths.run, 'hasup-child.pid'),
+      cgroup: () => deps.driver.cgroup?.(this.context(this.cfg)),
       logSink: deps.logSink,
     });
     this.runner.on('state', (r) => {

@@ -53,8 +53,8 @@ export const operationRoutes: FastifyPluginAsync<OperationDeps> = async (app, de
       }
     });
   }
-  app.get('/ha', { schema: { description: 'The PostgreSQL election as this member last read it from etcd: leader, timeline, pause, synchronous set, and every member\'s role, WAL position, lag and sync role.' } }, async (_req, reply) => {
+  app.get('/ha', { schema: { description: 'The PostgreSQL election as this member last read it from etcd: leader, timeline, pause, synchronous set, and every member\'s role, WAL position, lag and sync role; and this member\'s fence.' } }, async (_req, reply) => {
     if (!ha) return reply.code(501).send(NO_HA);
-    return ha.view();
+    return { ...ha.view(), fence: ha.fence() };
   });
 };

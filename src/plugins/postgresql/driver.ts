@@ -47,7 +47,15 @@ export class PostgresqlDriver implements ServiceDriver {
   private readonly healthSession = new PgSession();
 
   /** Without `ha` a member is standalone: an empty data directory gets initdb and the server starts as it was. */
-  constructor(private readonly ha?: PostgresqlHaHooks) {}
+  constructor(
+    private readonly ha?: PostgresqlHaHooks,
+    /** The cgroup the postmaster runs in, so the fence can kill every backend at once. */
+    private readonly cgroupDir?: string,
+  ) {}
+
+  cgroup(): string | undefined {
+    return this.cgroupDir;
+  }
 
   async prepare(ctx: DriverContext): Promise<void> {
     const { paths, user } = ctx;

@@ -4,6 +4,7 @@ import type { ReplicationState } from '../leadership.js';
 import type { BootstrapPlan, DatabaseStatus, PeerEndpoint, ReplicatedDatabase } from './database.js';
 import { desiredSyncSet, electionOutcome, eligibility, switchoverTarget } from './decisions.js';
 import type { ElectedLeadership } from './elected-leadership.js';
+import { NoFence, type LeaderFence } from './fence.js';
 import type { HaSettings } from './settings.js';
 import type { ClusterSnapshot, ClusterStore, MemberReport, SwitchoverRequest } from './store.js';
 
@@ -34,6 +35,10 @@ export interface HaControllerDeps {
   db: ReplicatedDatabase;
   settings: () => HaSettings;
   leadership: ElectedLeadership;
+  /** Guards the primary from outside this process while this member leads (default: none). */
+  fence?: LeaderFence;
+  /** Why this member may not lead now (a required kernel watchdog is missing), or undefined. */
+  leadBlocker?: () => string | undefined;
   log: Logger;
   /** Monotonic ms clock. */
   now?: () => number;
@@ -115,13 +120,20 @@ export class HaController {
   private yielding = false;
   private yieldedAt = -Infinity;
 
+  private readonly fenceGuard: LeaderFence;
+
   constructor(private readonly deps: HaControllerDeps) {
     this.memberId = deps.memberId;
+    this.fenceGuard = deps.fence ?? new NoFence();
     this.log = deps.log.child({ component: 'ha', service_group: deps.serviceGroup });
     this.now = deps.now ?? (() => performance.now());
   }
 
   start(): void {
+    this.fenceGuard.onFenced((cause) => {
+      // The supervisor was late (a stall): PostgreSQL is gone; catch up with what the fence did.
+      if (this.holding) void this.fence(`the fence process stopped PostgreSQL (${cause})`);
+    });
     this.loops.push(this.renewLoop(), this.mainLoop());
     const watchdog = setInterval(() => this.watchdog(), WATCHDOG_MS);
     watchdog.unref();
@@ -148,6 +160,7 @@ export class HaController {
       this.holding = false;
       this.deps.leadership.update({ fenced: true, holdsLease: false, reason: 'member shutting down' });
       await this.deps.db.demote('member shutting down', { stayDown: true }).catch((err: unknown) => this.log.warn({ err }, 'stopping PostgreSQL on shutdown failed'));
+      await this.disarmFence();
       await this.deps.store.releaseLeader(this.memberId, { timeoutMs: 2000 }).catch(() => undefined);
       this.log.info({ event: 'ha_released' }, 'gave up the leader key on shutdown');
     }
@@ -292,6 +305,7 @@ export class HaController {
         } else if (await this.deps.store.renewLease(this.lease, { timeoutMs: this.renewalTimeout(sentAt, attemptMs), signal: this.stopSignal.signal })) {
           this.renewedAt = sentAt;
           this.renewalFailing = false;
+          if (this.holding) this.armFence().catch((err: unknown) => this.log.error({ event: 'fence_arm_failed', err }, `cannot arm the fence: ${(err as Error).message}`));
         } else {
           this.log.warn({ event: 'ha_lease_gone', holding: this.holding }, 'the session lease has expired');
           this.lease = null;
@@ -325,6 +339,35 @@ export class HaController {
     return Math.round(Math.max(attemptMs, Math.min(untilFence, s.loopWaitMs + s.retryTimeoutMs)));
   }
 
+  /**
+   * Arms the fence from the last confirmed renewal: it stops PostgreSQL
+   * loop_wait + 1.5 × retry_timeout after that renewal was sent (half a
+   * retry_timeout after this process would have fenced itself, half a
+   * retry_timeout before the lease can expire), and feeds the kernel
+   * watchdog only while a reboot would still come a quarter retry_timeout
+   * before the lease's earliest expiry.
+   */
+  private armFence() {
+    const s = this.deps.settings();
+    const deadline = this.renewedAt + s.loopWaitMs + 1.5 * s.retryTimeoutMs;
+    const expiry = this.renewedAt + s.ttlS * 1000 - s.retryTimeoutMs / 4;
+    return this.fenceGuard.arm(deadline, expiry);
+  }
+
+  private async disarmFence(): Promise<void> {
+    if (!this.fenceGuard.armed()) return;
+    await this.fenceGuard.disarm().catch((err: unknown) => this.log.warn({ event: 'fence_disarm_failed', err }, `cannot disarm the fence: ${(err as Error).message}`));
+  }
+
+  /** Holding the key but unable to lead safely: hand the key back before PostgreSQL ever takes a write. */
+  private async giveUpKey(reason: string): Promise<void> {
+    this.holding = false;
+    this.log.error({ event: 'ha_cannot_lead', reason }, `giving the leader key back: ${reason}`);
+    await this.deps.store.releaseLeader(this.memberId).catch(() => undefined);
+    await this.disarmFence();
+    this.decide(`cannot lead: ${reason}`, 'warn');
+  }
+
   private watchdog(): void {
     if (this.closed) return;
     this.publishLeaseFacts();
@@ -355,7 +398,11 @@ export class HaController {
     this.fencing = this.deps.db
       .demote(reason)
       .then(
-        () => this.log.info({ event: 'ha_demoted', took_ms: Math.round(this.now() - started) }, 'PostgreSQL demoted to a read-only standby'),
+        async () => {
+          this.log.info({ event: 'ha_demoted', took_ms: Math.round(this.now() - started) }, 'PostgreSQL demoted to a read-only standby');
+          // Stays armed if the demotion failed: then the fence stops PostgreSQL at its deadline.
+          if (!this.holding) await this.disarmFence();
+        },
         (err: unknown) => this.log.error({ event: 'ha_demote_failed', err }, 'demoting PostgreSQL failed'),
       )
       .finally(() => {
@@ -434,6 +481,15 @@ export class HaController {
       return;
     }
     this.unhealthySince = null;
+    if (!this.fenceGuard.armed() && db.inRecovery === false) {
+      // A primary this member leads (reclaimed after a restart, or a fence that came back): guard it now.
+      try {
+        await this.armFence();
+      } catch (err) {
+        await this.fence(`the fence cannot be armed (${(err as Error).message})`);
+        return;
+      }
+    }
     await this.keepSlots(snap, db, false);
     if (db.inRecovery) {
       await this.promote(snap, s);
@@ -471,6 +527,8 @@ export class HaController {
       await this.fence(leader ? `running as a primary while ${leader.member} leads` : 'running as a primary without the leader key');
       return;
     }
+    // Not leading and no primary here: nothing to guard (an arm that raced a demotion ends here).
+    if (!this.fencing) await this.disarmFence();
     if (leader) {
       await this.followLeader(leader.member, snap, db);
       return;
@@ -514,7 +572,7 @@ export class HaController {
 
   /** No leader: if this member may be promoted, find out whether it is the best, and if so take the key and promote. */
   private async elect(db: DatabaseStatus, s: HaSettings, first: ClusterSnapshot): Promise<void> {
-    const mine = eligibility(this.memberId, db, s, first);
+    const mine = eligibility(this.memberId, db, s, first, this.deps.leadBlocker?.());
     if (!mine.eligible) {
       this.decide(`no leader; this member may not be promoted: ${mine.why}`);
       return;
@@ -555,6 +613,13 @@ export class HaController {
     // The new primary's first commit already waits for the synchronous set the old leader kept.
     const carried = s.synchronousMode ? (snap.sync?.members ?? []).filter((m) => m !== this.memberId) : [];
     const initialSync = !s.synchronousMode ? null : carried.length > 0 ? carried : s.synchronousModeStrict ? [] : null;
+    // The fence guards the primary before it can take its first write.
+    try {
+      const armed = await this.armFence();
+      if (s.watchdog === 'required' && armed.watchdog !== 'active') return this.giveUpKey(`the kernel watchdog ${s.watchdogDevice} is required but could not be opened`);
+    } catch (err) {
+      return this.giveUpKey(`the fence cannot be armed (${(err as Error).message})`);
+    }
     await this.deps.db.prepareSynchronous(initialSync);
     this.appliedSync = initialSync;
     await this.deps.db.promote(AbortSignal.any([this.stopSignal.signal, AbortSignal.timeout(60_000)]));
@@ -660,6 +725,7 @@ export class HaController {
     if (!(await this.deps.store.handOver(this.memberId, this.lease!, target.target, target.lease).catch(() => false))) return fail('the leader key could not be handed over');
     this.holding = false;
     this.appliedSync = undefined;
+    await this.disarmFence();
     this.deps.leadership.update({ fenced: false, holdsLease: false, role: 'replica', primaryWritable: false, reason: `handed over to ${target.target}` });
     this.log.info({ event: 'ha_switched_over', to: target.target, took_ms: Math.round(this.now() - started) }, `handed leadership to ${target.target}`);
   }
@@ -695,7 +761,7 @@ export class HaController {
       lag_bytes: lag,
       replication_state: replicationState(db),
       upstream: isReplica ? db.upstream : null,
-      eligible: eligibility(this.memberId, db, s, snap).eligible,
+      eligible: eligibility(this.memberId, db, s, snap, this.deps.leadBlocker?.()).eligible,
       nofailover: s.noFailover,
       leader_seen: leaderSeen,
       lease: this.lease ?? '0',

@@ -19,8 +19,9 @@ export interface Eligibility {
  * of the recorded synchronous set (when one is recorded: an empty set means
  * the leader ran asynchronously and nobody holds more than anybody else).
  */
-export function eligibility(me: string, db: DatabaseStatus, settings: HaSettings, snap: ClusterSnapshot | null): Eligibility {
+export function eligibility(me: string, db: DatabaseStatus, settings: HaSettings, snap: ClusterSnapshot | null, fenceProblem?: string): Eligibility {
   if (settings.noFailover) return { eligible: false, why: 'configured nofailover' };
+  if (fenceProblem) return { eligible: false, why: fenceProblem };
   if (!db.running || !db.healthy) return { eligible: false, why: db.reason ?? 'database not healthy' };
   if (db.inRecovery !== true) return { eligible: false, why: 'not a standby' };
   const optime = snap?.optime;

@@ -1,12 +1,16 @@
 import { EtcdClient } from '../../plugins/etcd/client.js';
 import { EtcdClusterStore } from '../../plugins/etcd/ha-store.js';
+import { ensureServiceCgroup, removeServiceCgroup } from '../../plugins/fence/cgroup.js';
+import { ProcessFence, type FenceStatus } from '../../plugins/fence/process-fence.js';
 import { PostgresqlDriver } from '../../plugins/postgresql/driver.js';
 import { PostgresHaNode, type PgServiceHandle } from '../../plugins/postgresql/ha-node.js';
 import type { ServiceDriver } from '../driver.js';
 import type { Logger } from '../log.js';
 import { HaController, type HaView, type SwitchoverResult } from './controller.js';
 import { ElectedLeadership } from './elected-leadership.js';
-import { DEFAULT_HA_SETTINGS, haSettingsFrom, type HaSettings } from './settings.js';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { DEFAULT_HA_SETTINGS, haSettingsFrom, watchdogTimeoutS, type HaSettings } from './settings.js';
 
 /**
  * Wires PostgreSQL leadership for a member of an HA cluster: the etcd
@@ -30,6 +34,8 @@ export interface PostgresHaOptions {
    * the cluster's etcd needs to start must not wait behind it.
    */
   onBootstrapWait?: () => void;
+  /** The PostgreSQL service's directory (<state>/svc/postgresql): the fence reads data/postmaster.pid and writes its record here. */
+  serviceRoot: string;
   log: Logger;
   serviceName?: string;
 }
@@ -39,6 +45,7 @@ export interface HaOperations {
   switchover(to: string | null): Promise<SwitchoverResult>;
   setPaused(paused: boolean): Promise<void>;
   view(): HaView;
+  fence(): FenceStatus;
 }
 
 export class PostgresHa {
@@ -46,8 +53,10 @@ export class PostgresHa {
   readonly controller: HaController;
   readonly node: PostgresHaNode;
   readonly operations: HaOperations;
+  readonly fence: ProcessFence;
   private readonly stop = new AbortController();
   private readonly serviceName: string;
+  private readonly cgroup: string | undefined;
 
   constructor(opts: PostgresHaOptions) {
     this.serviceName = opts.serviceName ?? 'postgresql';
@@ -77,23 +86,47 @@ export class PostgresHa {
       stopSignal: this.stop.signal,
       log,
     });
-    const controller = new HaController({ memberId: opts.memberId, serviceGroup, store, db: this.node, settings, leadership: this.leadership, log });
+    this.cgroup = ensureServiceCgroup(opts.memberId, this.serviceName);
+    this.fence = new ProcessFence({
+      pidFile: join(opts.serviceRoot, 'data', 'postmaster.pid'),
+      cgroup: this.cgroup,
+      recordFile: join(opts.serviceRoot, 'fence-record.json'),
+      watchdog: () => {
+        const s = settings();
+        if (s.watchdog === 'off' || (s.watchdog === 'automatic' && !existsSync(s.watchdogDevice))) return undefined;
+        return { device: s.watchdogDevice, timeoutS: watchdogTimeoutS(s) };
+      },
+      log: log.child({ component: 'fence' }),
+    });
+    const leadBlocker = () => {
+      const s = settings();
+      return s.watchdog === 'required' && !existsSync(s.watchdogDevice) ? `the required kernel watchdog ${s.watchdogDevice} is missing` : undefined;
+    };
+    const controller = new HaController({ memberId: opts.memberId, serviceGroup, store, db: this.node, settings, leadership: this.leadership, fence: this.fence, leadBlocker, log });
     late.controller = controller;
     this.controller = controller;
     this.operations = {
       switchover: (to) => controller.switchover(to),
       setPaused: (paused) => controller.setPaused(paused),
       view: () => controller.view(),
+      fence: () => this.fence.status(),
     };
   }
 
   /** The driver for a plan's `driver` name when it is PostgreSQL's; undefined for any other. */
   driverFor(name: string): ServiceDriver | undefined {
-    return name === 'postgresql' ? new PostgresqlDriver(this.node) : undefined;
+    return name === 'postgresql' ? new PostgresqlDriver(this.node, this.cgroup) : undefined;
   }
 
-  start(): void {
+  async start(): Promise<void> {
+    await this.fence.start();
     this.controller.start();
+  }
+
+  /** After the services stopped: the fence exits (and would stop a primary left running). */
+  async closeFence(): Promise<void> {
+    await this.fence.close();
+    if (this.cgroup) removeServiceCgroup(this.cgroup);
   }
 
   /** `leaving`: the member shuts down, so a leader hands its key back at once. */

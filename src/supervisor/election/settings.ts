@@ -33,7 +33,19 @@ export interface HaSettings {
   synchronousModeStrict: boolean;
   /** This member is never promoted (a reporting replica, a member in another room). */
   noFailover: boolean;
+  /**
+   * The kernel watchdog the fence feeds while this member leads: off;
+   * automatic (used when the device exists); required (no leadership
+   * without it).
+   */
+  watchdog: WatchdogMode;
+  watchdogDevice: string;
+  /** Keys present with a wrong type or value: refused by checkHaSettings, never silently defaulted. */
+  invalid: string[];
 }
+
+export type WatchdogMode = 'off' | 'automatic' | 'required';
+const WATCHDOG_MODES: readonly string[] = ['off', 'automatic', 'required'];
 
 export const DEFAULT_HA_SETTINGS: HaSettings = {
   ttlS: 3,
@@ -43,31 +55,61 @@ export const DEFAULT_HA_SETTINGS: HaSettings = {
   synchronousMode: false,
   synchronousModeStrict: false,
   noFailover: false,
+  watchdog: 'automatic',
+  watchdogDevice: '/dev/watchdog',
+  invalid: [],
 };
 
-function num(table: TomlTable, key: string, fallback: number): number {
-  const v = table[key];
-  return typeof v === 'number' && Number.isFinite(v) ? v : fallback;
-}
+/** Reads typed keys of one table, noting each present key of the wrong type. */
+class Reader {
+  readonly invalid: string[] = [];
+  constructor(private readonly table: TomlTable) {}
 
-function bool(table: TomlTable, key: string, fallback: boolean): boolean {
-  const v = table[key];
-  return typeof v === 'boolean' ? v : fallback;
+  private take<T>(key: string, fallback: T, ok: (v: unknown) => boolean, want: string): T {
+    const v = this.table[key];
+    if (v === undefined) return fallback;
+    if (ok(v)) return v as T;
+    this.invalid.push(`ha.${key} must be ${want} (got ${JSON.stringify(v)})`);
+    return fallback;
+  }
+  num(key: string, fallback: number): number {
+    return this.take(key, fallback, (v) => typeof v === 'number' && Number.isFinite(v), 'a number');
+  }
+  bool(key: string, fallback: boolean): boolean {
+    return this.take(key, fallback, (v) => typeof v === 'boolean', 'true or false');
+  }
+  str(key: string, fallback: string): string {
+    return this.take(key, fallback, (v) => typeof v === 'string' && v.length > 0, 'a non-empty string');
+  }
+  oneOf<T extends string>(key: string, fallback: T, values: readonly string[]): T {
+    return this.take(key, fallback, (v) => typeof v === 'string' && values.includes(v), `one of ${values.map((x) => `"${x}"`).join(', ')}`);
+  }
 }
 
 /** The settings from a merged PostgreSQL service config (its [ha] table; seconds in the file). */
 export function haSettingsFrom(cfg: TomlTable): HaSettings {
   const ha = (typeof cfg.ha === 'object' && cfg.ha !== null ? cfg.ha : {}) as TomlTable;
   const d = DEFAULT_HA_SETTINGS;
-  return {
-    ttlS: num(ha, 'ttl', d.ttlS),
-    loopWaitMs: Math.round(num(ha, 'loop_wait', d.loopWaitMs / 1000) * 1000),
-    retryTimeoutMs: Math.round(num(ha, 'retry_timeout', d.retryTimeoutMs / 1000) * 1000),
-    maximumLagOnFailover: num(ha, 'maximum_lag_on_failover', d.maximumLagOnFailover),
-    synchronousMode: bool(ha, 'synchronous_mode', d.synchronousMode),
-    synchronousModeStrict: bool(ha, 'synchronous_mode_strict', d.synchronousModeStrict),
-    noFailover: bool(ha, 'nofailover', d.noFailover),
+  const r = new Reader(ha);
+  const settings: HaSettings = {
+    ttlS: r.num('ttl', d.ttlS),
+    loopWaitMs: Math.round(r.num('loop_wait', d.loopWaitMs / 1000) * 1000),
+    retryTimeoutMs: Math.round(r.num('retry_timeout', d.retryTimeoutMs / 1000) * 1000),
+    maximumLagOnFailover: r.num('maximum_lag_on_failover', d.maximumLagOnFailover),
+    synchronousMode: r.bool('synchronous_mode', d.synchronousMode),
+    synchronousModeStrict: r.bool('synchronous_mode_strict', d.synchronousModeStrict),
+    noFailover: r.bool('nofailover', d.noFailover),
+    watchdog: r.oneOf('watchdog', d.watchdog, WATCHDOG_MODES),
+    watchdogDevice: r.str('watchdog_device', d.watchdogDevice),
+    invalid: [],
   };
+  settings.invalid = r.invalid;
+  return settings;
+}
+
+/** The kernel watchdog's timeout in whole seconds: a reboot must come before the lease can expire. */
+export function watchdogTimeoutS(s: HaSettings): number {
+  return Math.max(1, Math.floor((s.ttlS * 1000 - s.loopWaitMs - s.retryTimeoutMs) / 1000));
 }
 
 /**
@@ -77,6 +119,8 @@ export function haSettingsFrom(cfg: TomlTable): HaSettings {
  * its lease can run out under it.
  */
 export function checkHaSettings(s: HaSettings): string | undefined {
+  if (s.invalid.length > 0) return s.invalid.join('; ');
+  if (!s.watchdogDevice.startsWith('/')) return `ha.watchdog_device must be an absolute path (got ${s.watchdogDevice})`;
   if (!Number.isInteger(s.ttlS) || s.ttlS < 2) return `ha.ttl must be a whole number of seconds, at least 2 (got ${s.ttlS})`;
   if (s.loopWaitMs < 100) return `ha.loop_wait must be at least 0.1 s (got ${s.loopWaitMs / 1000})`;
   if (s.retryTimeoutMs < 100) return `ha.retry_timeout must be at least 0.1 s (got ${s.retryTimeoutMs / 1000})`;

@@ -1,0 +1,388 @@
+/*
+ * hasup-fence: guards a PostgreSQL primary while its supervisor may stall.
+ *
+ * The supervisor (hasup) starts one fence per member and keeps its stdin
+ * open. While the member leads, hasup arms the fence after every confirmed
+ * lease renewal with two CLOCK_MONOTONIC instants: the fence deadline (kill
+ * PostgreSQL if no later arm came) and the earliest moment the lease could
+ * expire in etcd. The fence needs nothing from hasup to act:
+ *
+ *   - the deadline passes without a new arm (hasup stopped, stalled, its
+ *     event loop blocked): PostgreSQL is killed;
+ *   - stdin reaches end of file while armed (hasup crashed or was killed):
+ *     PostgreSQL is killed at once, and the fence exits;
+ *   - stdin reaches end of file while disarmed: the fence exits quietly.
+ *
+ * Killing PostgreSQL: the postmaster (from postmaster.pid) is stopped with
+ * SIGSTOP so it forks nothing more; every backend but the walsenders is
+ * killed at once; the walsenders get a short grace to hand the WAL already
+ * flushed (and so possibly acknowledged) to the standbys; then they and the
+ * postmaster are killed, and the cgroup the postmaster runs in, when one is
+ * given, is killed whole (cgroup.kill) so no process can escape.
+ *
+ * Optional kernel watchdog: while armed, the fence feeds the device only as
+ * long as a reboot after one more timeout would still come before the lease
+ * can expire; it closes it with the magic 'V' once PostgreSQL is known dead
+ * or the member stops leading. If the fence itself stops (the whole machine
+ * stalls), the kernel reboots it before anyone else can take the lease.
+ *
+ * Written in C rather than TypeScript: it must keep working when the Node.js
+ * process is what stalls, and it is tiny (about 1 MB RSS, where a second Node
+ * process idles at about 40 MB).
+ *
+ * Protocol (one line each way):
+ *   arm <deadline_ns> <expiry_ns>   -> armed watchdog=active|failed|off
+ *   disarm                          -> disarmed
+ *   ping                            -> pong <state>
+ * and, unasked, after acting:       -> fenced <cause> <killed> <survivors>
+ * Malformed lines are answered with "error <reason>" and change nothing.
+ */
+#define _GNU_SOURCE
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <linux/watchdog.h>
+
+#define MAX_PIDS 4096
+#define LINE_MAX_LEN 256
+
+static const char *pidfile_path;
+static const char *cgroup_dir;
+static const char *record_path;
+static const char *watchdog_path;
+static int watchdog_timeout_s = 1;
+static int64_t grace_ns = 100 * 1000000LL;
+
+static int armed;
+static int64_t deadline_ns;
+static int64_t expiry_ns;
+static int wd_fd = -1;
+
+static int64_t now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static void logf_(const char *fmt, ...) {
+  char buf[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  fprintf(stderr, "hasup-fence: %s\n", buf);
+  fflush(stderr);
+}
+
+static void reply(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vfprintf(stdout, fmt, ap);
+  va_end(ap);
+  fputc('\n', stdout);
+  fflush(stdout);
+}
+
+static void sleep_ns(int64_t ns) {
+  if (ns <= 0) return;
+  struct timespec ts = {ns / 1000000000LL, ns % 1000000000LL};
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+  }
+}
+
+/* ---- kernel watchdog ------------------------------------------------------ */
+
+static void watchdog_open(void) {
+  if (!watchdog_path || wd_fd >= 0) return;
+  wd_fd = open(watchdog_path, O_WRONLY | O_CLOEXEC);
+  if (wd_fd < 0) {
+    logf_("cannot open watchdog %s: %s", watchdog_path, strerror(errno));
+    return;
+  }
+  int t = watchdog_timeout_s;
+  /* A fake device (a plain file, in tests) has no ioctls: keepalives are plain writes. */
+  if (ioctl(wd_fd, WDIOC_SETTIMEOUT, &t) != 0 && errno != ENOTTY) logf_("watchdog %s: cannot set the timeout: %s", watchdog_path, strerror(errno));
+}
+
+static void watchdog_feed(void) {
+  if (wd_fd < 0) return;
+  if (write(wd_fd, "1", 1) != 1) logf_("watchdog keepalive failed: %s", strerror(errno));
+}
+
+/* The magic close: the kernel stops the timer instead of rebooting. */
+static void watchdog_close(void) {
+  if (wd_fd < 0) return;
+  if (write(wd_fd, "V", 1) != 1) logf_("watchdog magic close failed: %s", strerror(errno));
+  close(wd_fd);
+  wd_fd = -1;
+}
+
+/* ---- finding PostgreSQL's processes --------------------------------------- */
+
+/* Field 4 (ppid) and the command name of /proc/PID/stat; 0 when unreadable. */
+static int read_stat(int pid, int *ppid, char *comm, size_t commlen, char *state) {
+  char path[64], buf[1024];
+  snprintf(path, sizeof path, "/proc/%d/stat", pid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0) return 0;
+  buf[n] = 0;
+  char *open_paren = strchr(buf, '(');
+  char *close_paren = strrchr(buf, ')');
+  if (!open_paren || !close_paren || close_paren < open_paren) return 0;
+  size_t len = (size_t)(close_paren - open_paren - 1);
+  if (len >= commlen) len = commlen - 1;
+  memcpy(comm, open_paren + 1, len);
+  comm[len] = 0;
+  char st;
+  int pp;
+  if (sscanf(close_paren + 2, "%c %d", &st, &pp) != 2) return 0;
+  *ppid = pp;
+  *state = st;
+  return 1;
+}
+
+static int is_alive(int pid) {
+  int ppid;
+  char comm[64], st;
+  if (!read_stat(pid, &ppid, comm, sizeof comm, &st)) return 0;
+  return st != 'Z' && st != 'X';
+}
+
+/* A walsender's process title reads "postgres: walsender ...". */
+static int is_walsender(int pid) {
+  char path[64], buf[256];
+  snprintf(path, sizeof path, "/proc/%d/cmdline", pid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0) return 0;
+  buf[n] = 0;
+  for (ssize_t i = 0; i < n; i++)
+    if (buf[i] == 0) buf[i] = ' ';
+  return strstr(buf, "walsender") != NULL;
+}
+
+/* The postmaster's pid from the first line of postmaster.pid, if that process is a live postgres. */
+static int postmaster_pid(void) {
+  if (!pidfile_path) return 0;
+  FILE *f = fopen(pidfile_path, "re");
+  if (!f) return 0;
+  int pid = 0;
+  if (fscanf(f, "%d", &pid) != 1) pid = 0;
+  fclose(f);
+  if (pid <= 1) return 0;
+  int ppid;
+  char comm[64], st;
+  if (!read_stat(pid, &ppid, comm, sizeof comm, &st) || st == 'Z') return 0;
+  /* A pid reused by something else after PostgreSQL died must never be signalled. */
+  if (strncmp(comm, "postgres", 8) != 0) return 0;
+  return pid;
+}
+
+static int children_of(int parent, int *out, int max) {
+  DIR *d = opendir("/proc");
+  if (!d) return 0;
+  int n = 0;
+  struct dirent *e;
+  while ((e = readdir(d)) && n < max) {
+    if (!isdigit((unsigned char)e->d_name[0])) continue;
+    int pid = atoi(e->d_name), ppid;
+    char comm[64], st;
+    if (read_stat(pid, &ppid, comm, sizeof comm, &st) && ppid == parent && st != 'Z') out[n++] = pid;
+  }
+  closedir(d);
+  return n;
+}
+
+static int cgroup_pids(int *out, int max) {
+  if (!cgroup_dir) return 0;
+  char path[512];
+  snprintf(path, sizeof path, "%s/cgroup.procs", cgroup_dir);
+  FILE *f = fopen(path, "re");
+  if (!f) return 0;
+  int n = 0, pid;
+  while (n < max && fscanf(f, "%d", &pid) == 1)
+    if (is_alive(pid)) out[n++] = pid;
+  fclose(f);
+  return n;
+}
+
+static int cgroup_kill(void) {
+  if (!cgroup_dir) return 0;
+  char path[512];
+  snprintf(path, sizeof path, "%s/cgroup.kill", cgroup_dir);
+  int fd = open(path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  int ok = write(fd, "1", 1) == 1;
+  close(fd);
+  return ok;
+}
+
+/* ---- fencing -------------------------------------------------------------- */
+
+static void record(const char *cause, int pm, int killed, int survivors, int used_cgroup) {
+  if (!record_path) return;
+  char tmp[600];
+  snprintf(tmp, sizeof tmp, "%s.tmp", record_path);
+  FILE *f = fopen(tmp, "we");
+  if (!f) return;
+  struct timespec wall;
+  clock_gettime(CLOCK_REALTIME, &wall);
+  fprintf(f, "{\"at_ms\":%lld,\"cause\":\"%s\",\"postmaster\":%d,\"killed\":%d,\"survivors\":%d,\"cgroup\":%s}\n",
+          (long long)wall.tv_sec * 1000 + wall.tv_nsec / 1000000, cause, pm, killed, survivors, used_cgroup ? "true" : "false");
+  fflush(f);
+  fsync(fileno(f));
+  fclose(f);
+  rename(tmp, record_path);
+}
+
+static void fence(const char *cause) {
+  int64_t started = now_ns();
+  static int pids[MAX_PIDS];
+  int pm = postmaster_pid(), killed = 0;
+  if (pm) {
+    kill(pm, SIGSTOP);
+    int n = children_of(pm, pids, MAX_PIDS), walsenders = 0;
+    for (int i = 0; i < n; i++) {
+      if (is_walsender(pids[i])) {
+        walsenders++;
+        continue;
+      }
+      if (kill(pids[i], SIGKILL) == 0) killed++;
+    }
+    /* Whatever was flushed (and so maybe acknowledged) may still be on its way to a standby. */
+    if (walsenders > 0) sleep_ns(grace_ns);
+    n = children_of(pm, pids, MAX_PIDS);
+    for (int i = 0; i < n; i++)
+      if (kill(pids[i], SIGKILL) == 0) killed++;
+    if (kill(pm, SIGKILL) == 0) killed++;
+  }
+  int used_cgroup = cgroup_kill();
+  /* Wait (briefly) until nothing is left: the kernel needs a moment to tear processes down. */
+  int survivors = 0;
+  for (int tries = 0; tries < 100; tries++) {
+    survivors = cgroup_pids(pids, MAX_PIDS);
+    if (pm && is_alive(pm)) survivors++;
+    if (survivors == 0) break;
+    sleep_ns(10 * 1000000LL);
+  }
+  armed = 0;
+  if (survivors == 0) watchdog_close(); /* PostgreSQL is gone: no reason left to reboot */
+  record(cause, pm, killed, survivors, used_cgroup);
+  logf_("fenced (%s): postmaster %d, %d processes killed, %d left, cgroup %s, took %lld ms", cause, pm, killed, survivors,
+        used_cgroup ? "killed" : "not used", (long long)((now_ns() - started) / 1000000));
+  reply("fenced %s %d %d", cause, killed, survivors);
+}
+
+/* ---- commands ------------------------------------------------------------- */
+
+static void command(char *line) {
+  long long d, x;
+  char extra;
+  if (sscanf(line, "arm %lld %lld %c", &d, &x, &extra) == 2 && d > 0 && x >= d) {
+    deadline_ns = d;
+    expiry_ns = x;
+    armed = 1;
+    watchdog_open();
+    reply("armed watchdog=%s", !watchdog_path ? "off" : wd_fd >= 0 ? "active" : "failed");
+  } else if (strcmp(line, "disarm") == 0) {
+    armed = 0;
+    watchdog_close();
+    reply("disarmed");
+  } else if (strcmp(line, "ping") == 0) {
+    reply("pong %s", armed ? "armed" : "disarmed");
+  } else {
+    reply("error unknown or malformed command");
+  }
+}
+
+static void usage(void) {
+  fprintf(stderr,
+          "usage: hasup-fence --pidfile PATH [--cgroup DIR] [--record FILE] [--grace-ms N]\n"
+          "                   [--watchdog DEVICE --watchdog-timeout SECONDS]\n");
+  exit(2);
+}
+
+int main(int argc, char **argv) {
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+    if (!v) usage();
+    if (strcmp(a, "--pidfile") == 0) pidfile_path = v;
+    else if (strcmp(a, "--cgroup") == 0) cgroup_dir = v;
+    else if (strcmp(a, "--record") == 0) record_path = v;
+    else if (strcmp(a, "--watchdog") == 0) watchdog_path = v;
+    else if (strcmp(a, "--watchdog-timeout") == 0) watchdog_timeout_s = atoi(v);
+    else if (strcmp(a, "--grace-ms") == 0) grace_ns = atoll(v) * 1000000LL;
+    else usage();
+    i++;
+  }
+  if (!pidfile_path || watchdog_timeout_s < 1 || grace_ns < 0) usage();
+  signal(SIGPIPE, SIG_IGN); /* a reply to a dead supervisor must not kill the fence */
+  /* SIGTERM from the supervisor's process group must not take the fence along. */
+  signal(SIGINT, SIG_IGN);
+  signal(SIGHUP, SIG_IGN);
+
+  char buf[LINE_MAX_LEN * 4];
+  size_t used = 0;
+  for (;;) {
+    int timeout_ms = -1;
+    int64_t now = now_ns();
+    if (armed) {
+      if (now >= deadline_ns) {
+        fence("deadline");
+        continue;
+      }
+      /* Feed the kernel watchdog only while its reboot would still beat the lease's expiry. */
+      if (wd_fd >= 0 && now + (int64_t)watchdog_timeout_s * 1000000000LL < expiry_ns) watchdog_feed();
+      int64_t wait = deadline_ns - now;
+      if (wd_fd >= 0 && wait > 100000000LL) wait = 100000000LL;
+      timeout_ms = (int)((wait + 999999) / 1000000);
+    }
+    struct pollfd p = {0, POLLIN, 0};
+    int r = poll(&p, 1, timeout_ms);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      logf_("poll: %s", strerror(errno));
+      if (armed) fence("fence-error");
+      return 1;
+    }
+    if (r == 0) continue;
+    ssize_t n = read(0, buf + used, sizeof buf - used);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+    if (n <= 0) {
+      if (armed) fence("supervisor-gone");
+      else watchdog_close();
+      return 0;
+    }
+    used += (size_t)n;
+    char *start = buf, *nl;
+    while ((nl = memchr(start, '\n', used - (size_t)(start - buf)))) {
+      *nl = 0;
+      if (nl - start < LINE_MAX_LEN) command(start);
+      else reply("error line too long");
+      start = nl + 1;
+    }
+    used -= (size_t)(start - buf);
+    memmove(buf, start, used);
+    if (used == sizeof buf) {
+      reply("error line too long");
+      used = 0;
+    }
+  }
+}

@@ -1,0 +1,46 @@
+/**
+ * The fence: what guarantees, outside the supervisor's own process, that a
+ * leader's PostgreSQL stops taking writes before its lease can expire, if
+ * the supervisor stops renewing for any reason (stalled, stopped, killed,
+ * crashed, its event loop blocked). The HA controller arms it after every
+ * confirmed renewal while it leads, and before it promotes; it disarms it
+ * once PostgreSQL no longer takes writes here. The implementation
+ * (src/plugins/fence/process-fence.ts) is a small separate process.
+ */
+export interface FenceArmResult {
+  /** The kernel watchdog: opened and fed, not configured, or asked for but not usable. */
+  watchdog: 'active' | 'off' | 'failed';
+}
+
+export interface LeaderFence {
+  /**
+   * Arms (or re-arms) the fence. `deadlineMs`: when PostgreSQL is killed
+   * unless armed again; `expiryMs`: the earliest moment the lease can
+   * expire (the kernel watchdog is fed only while a reboot would still come
+   * before it). Both on the controller's monotonic clock. Resolves once the
+   * fence confirmed; rejects when it cannot be armed.
+   */
+  arm(deadlineMs: number, expiryMs: number): Promise<FenceArmResult>;
+  /** Stops guarding (PostgreSQL here takes no writes any more). */
+  disarm(): Promise<void>;
+  /** True between a confirmed arm and the next disarm or fence. */
+  armed(): boolean;
+  /** Called when the fence stopped PostgreSQL on its own (the supervisor was late). */
+  onFenced(listener: (cause: string) => void): void;
+}
+
+/** A fence that guards nothing: for a member without PostgreSQL, and for tests that need none. */
+export class NoFence implements LeaderFence {
+  private isArmed = false;
+  async arm(): Promise<FenceArmResult> {
+    this.isArmed = true;
+    return { watchdog: 'off' };
+  }
+  async disarm(): Promise<void> {
+    this.isArmed = false;
+  }
+  armed(): boolean {
+    return this.isArmed;
+  }
+  onFenced(): void {}
+}
