@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import type { EtcdMembershipStatus } from '../plugins/etcd/membership.js';
+import type { FenceStatus } from '../plugins/fence/process-fence.js';
 import type { Census, ClusterView, ElasticsearchClusterView, ServiceGroupMember, ServiceGroupView } from '../plugins/http/cluster-view.js';
 import { DEFAULT_STATE_DIR } from '../supervisor/state-dir.js';
 import { ApiClient } from './api-client.js';
@@ -57,6 +58,15 @@ export function etcdSummary(etcd: EtcdMembershipStatus): string | undefined {
   const voters = `${healthy}/${etcd.voters.length} voters healthy (${etcd.voters_wanted} wanted)`;
   if (etcd.role === 'joining') return `etcd: joining${etcd.last_error ? ` (last try: ${etcd.last_error})` : ''}; ${voters}`;
   return `etcd: ${etcd.role === 'voter' ? 'voter' : 'client, runs no etcd'}${etcd.founder ? ', founded the cluster' : ''}; ${voters}`;
+}
+
+/** The `hasup status` line on this member's fence: whether it guards a primary, its size, the watchdog, what it last did. */
+export function fenceSummary(f: FenceStatus): string {
+  const state = f.pid === null ? 'NOT RUNNING' : f.armed ? 'armed, guarding the primary' : 'standing by';
+  const proc = f.pid === null ? '' : ` (pid ${f.pid}${f.rss_kb !== null ? `, ${(f.rss_kb / 1024).toFixed(1)} MB RSS` : ''}${f.restarts > 0 ? `, restarted ${f.restarts}x` : ''})`;
+  const watchdog = `; kernel watchdog ${f.watchdog ?? 'off'}`;
+  const last = f.last_fence ? `; last stopped PostgreSQL ${new Date(f.last_fence.at_ms).toISOString()} (${f.last_fence.cause})` : '';
+  return `fence: ${state}${proc}${watchdog}${last}`;
 }
 
 /** Lines under the `hasup status` table: gossip states and clock drift. */

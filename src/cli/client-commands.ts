@@ -6,7 +6,8 @@ import { DEFAULT_STATE_DIR } from '../supervisor/state-dir.js';
 import type { ClusterView } from '../plugins/http/cluster-view.js';
 import { ApiClient } from './api-client.js';
 import type { EtcdMembershipStatus } from '../plugins/etcd/membership.js';
-import { clusterCell, clusterSummary, etcdSummary } from './census.js';
+import type { FenceStatus } from '../plugins/fence/process-fence.js';
+import { clusterCell, clusterSummary, etcdSummary, fenceSummary } from './census.js';
 
 /**
  * Commands that talk to the local daemon through its HTTP API:
@@ -35,14 +36,20 @@ export function registerClientCommands(program: Command): void {
     .option('--json', 'print the raw answer')
     .action(async (flags: ClientFlags & { json?: boolean }) => {
       const api = client(flags);
-      const [{ services }, cluster, etcd] = await Promise.all([
+      const [{ services }, cluster, etcd, ha] = await Promise.all([
         api.request<{ services: ServiceStatus[] }>('GET', '/services'),
         api.request<ClusterView>('GET', '/cluster'),
         // Served wherever the member's routes are; a daemon without it just gets no etcd line.
         api.request<EtcdMembershipStatus>('GET', '/etcd').catch(() => undefined),
+        // Only members of an HA cluster have a fence.
+        api.request<{ fence?: FenceStatus }>('GET', '/ha').catch(() => undefined),
       ]);
-      if (flags.json) console.log(JSON.stringify({ services, cluster, etcd }, null, 2));
-      else console.log([statusTable(services, Date.now(), cluster), '', ...clusterSummary(cluster), ...[etcd && etcdSummary(etcd)].filter((l): l is string => !!l)].join('\n'));
+      const fence = ha?.fence;
+      if (flags.json) console.log(JSON.stringify({ services, cluster, etcd, fence }, null, 2));
+      else {
+        const extra = [etcd && etcdSummary(etcd), fence && fenceSummary(fence)].filter((l): l is string => !!l);
+        console.log([statusTable(services, Date.now(), cluster), '', ...clusterSummary(cluster), ...extra].join('\n'));
+      }
     });
 
   const svc = program.command('svc').description('change the services this member runs (remembered across restarts)');

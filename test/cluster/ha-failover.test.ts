@@ -13,7 +13,7 @@
 import { after, afterEach, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { HASUP_BIN } from '../support/member-procs.js';
@@ -185,6 +185,77 @@ describe('PostgreSQL HA: three nodes, etcd lease, HAProxy in front', { skip: ski
       'the old leader reported as a streaming replica',
     );
     assert.ok(old.timeline! > before.timeline!, `the old leader follows a newer timeline (${before.timeline} -> ${old.timeline})`);
+  });
+
+  /** What the fence of node i last did, from its record in the node's state dir. */
+  function fenceRecord(i: number): { cause: string; at_ms: number; survivors: number } | null {
+    try {
+      return JSON.parse(readFileSync(join(ha.cluster.node(i).stateDir, 'svc', 'postgresql', 'fence-record.json'), 'utf8')) as { cause: string; at_ms: number; survivors: number };
+    } catch {
+      return null;
+    }
+  }
+
+  /**
+   * A supervisor-only fault on the leader (PostgreSQL left running): a
+   * follower takes over, the old primary acknowledges nothing after the new
+   * leader's first write on any client path, and no acknowledged write is
+   * lost (asynchronous mode: the fence leaves the walsenders a moment to
+   * hand over what was flushed). Returns the old leader and the new one.
+   */
+  async function supervisorFault(what: string, fault: (pid: number) => void, cause: string, heal: (leader: number) => void): Promise<{ leader: number; next: number }> {
+    const leader = await ha.whole(90_000);
+    const w = checker();
+    w.start([ha.haproxyTarget, ...[1, 2, 3].map((i) => ha.nodeTarget(i))]);
+    await sleep(1000);
+    const at = Date.now();
+    fault(ha.member(leader).pid);
+    let next: number;
+    try {
+      next = await ha.soleLeader(30_000, leader);
+      await eventually(async () => w.firstAckAfter(at, 'haproxy', ha.address(next)), 15_000, 'a write through HAProxy on the new leader');
+      await sleep(1000);
+    } finally {
+      await w.stop();
+      heal(leader);
+    }
+    const first = w.firstAckAfter(at, 'haproxy', ha.address(next))!;
+    const lastOnOld = Math.max(...w.acks.filter((a) => a.server === ha.address(leader)).map((a) => a.ackedAt));
+    const rec = fenceRecord(leader);
+    const missing = await w.missing(ha.nodeTarget(next));
+    console.log(
+      `# ${what}: last write on the old leader ${lastOnOld - at} ms after the fault, fence ${rec?.cause ?? 'none'} at ${rec ? rec.at_ms - at : '?'} ms; ` +
+        `node ${next} first write through HAProxy at ${first.ackedAt - at} ms; ${w.acks.length} acknowledged, ${missing.length} missing; ${summary(w)}`,
+    );
+    assert.equal(rec?.cause, cause, 'the fence stopped PostgreSQL');
+    assert.ok(rec!.at_ms >= at && rec!.survivors === 0, 'during this fault, leaving no PostgreSQL process');
+    assertNoOverlap(w, what);
+    assert.ok(lastOnOld < first.ackedAt, 'the old primary acknowledged nothing after the new leader\'s first write');
+    assert.deepEqual(missing, [], 'no acknowledged write lost');
+    return { leader, next };
+  }
+
+  test('the leader\'s hasup frozen (SIGSTOP) with PostgreSQL running: the fence stops PostgreSQL before the lease can expire; after SIGCONT the old leader follows', async () => {
+    let stopped = 0;
+    const { leader, next } = await supervisorFault(
+      'hasup SIGSTOP',
+      (pid) => {
+        stopped = pid;
+        process.kill(pid, 'SIGSTOP');
+      },
+      'deadline',
+      () => process.kill(stopped, 'SIGCONT'),
+    );
+    await streamingFollowers(next, [leader], 90_000);
+    assert.ok(ha.member(leader).events.some((e) => e.event === 'fence_acted'), 'the resumed supervisor reports what its fence did');
+  });
+
+  test('the leader\'s hasup killed -9 with PostgreSQL running: the fence stops PostgreSQL at once; a restarted hasup rejoins as a follower', async () => {
+    const { leader, next } = await supervisorFault('hasup kill -9', (pid) => process.kill(pid, 'SIGKILL'), 'supervisor-gone', () => undefined);
+    await ha.member(leader).exited;
+    ha.startNode(leader);
+    await streamingFollowers(next, [leader], 90_000);
+    assert.ok(ha.member(leader).events.some((e) => e.event === 'fence_record'), 'the restarted supervisor logs what the fence did');
   });
 
   test('the leader cut off from the others (and so from etcd\'s majority): its /primary turns 503 and it stops taking writes within the TTL; the majority elects a new leader', async () => {

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { clusterCell, etcdSummary } from '../../src/cli/census.js';
+import { clusterCell, etcdSummary, fenceSummary } from '../../src/cli/census.js';
 import type { EtcdMembershipStatus } from '../../src/plugins/etcd/membership.js';
 import type { ClusterView, ServiceGroupMember } from '../../src/plugins/http/cluster-view.js';
 
@@ -48,4 +48,14 @@ test("the etcd line says this member's role and how many voters are healthy", ()
   assert.equal(etcdSummary(etcd({ role: 'client' })), 'etcd: client, runs no etcd; 2/3 voters healthy (3 wanted)');
   assert.equal(etcdSummary(etcd({ role: 'joining', last_error: 'etcdserver: unhealthy cluster' })), 'etcd: joining (last try: etcdserver: unhealthy cluster); 2/3 voters healthy (3 wanted)');
   assert.equal(etcdSummary(etcd({ forming: false, role: null })), undefined, 'no line where the members do not form etcd');
+});
+
+test('the fence line says whether it guards the primary, its size, the watchdog and what it last did', () => {
+  const f = { pid: 321, armed: true, restarts: 0, rss_kb: 1126, watchdog: null, last_fence: null };
+  assert.equal(fenceSummary(f), 'fence: armed, guarding the primary (pid 321, 1.1 MB RSS); kernel watchdog off');
+  assert.equal(
+    fenceSummary({ ...f, armed: false, restarts: 2, watchdog: '/dev/watchdog', last_fence: { at_ms: Date.UTC(2026, 11, 6, 12), cause: 'deadline', postmaster: 9, killed: 7, survivors: 0, cgroup: true } }),
+    'fence: standing by (pid 321, 1.1 MB RSS, restarted 2x); kernel watchdog /dev/watchdog; last stopped PostgreSQL 2026-12-06T12:00:00.000Z (deadline)',
+  );
+  assert.equal(fenceSummary({ ...f, pid: null, armed: false, rss_kb: null }), 'fence: NOT RUNNING; kernel watchdog off');
 });
