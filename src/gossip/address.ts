@@ -31,5 +31,20 @@ export function parsePeerAddress(text: string, defaultPort = DEFAULT_GOSSIP_PORT
 }
 
 export function formatPeerAddress(peer: PeerAddress): string {
-  return isIP(peer.addr) === 6 ? `[${peer.addr}]:${peer.port}` : `${peer.addr}:${peer.port}`;
+  return formatHostPort(peer.addr, peer.port);
+}
+
+/**
+ * HOST:PORT with an IPv6 host in brackets ([fd00::1]:9638), as URLs, etcd,
+ * Elasticsearch, HAProxy and log lines want it. The one formatter for an
+ * address and a port anywhere in hasup: the gossip library owns it because
+ * it sits below everything else and imports nothing of hasup.
+ */
+export function formatHostPort(host: string, port: number | string): string {
+  return `${bracketHost(host)}:${port}`;
+}
+
+/** An IPv6 address in brackets, anything else as it is: the host part of a URL. */
+export function bracketHost(host: string): string {
+  return isIP(host) === 6 ? `[${host}]` : host;
 }

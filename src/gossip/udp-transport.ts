@@ -1,5 +1,6 @@
 import { createSocket, type RemoteInfo, type Socket as DatagramSocket } from 'node:dgram';
 import { connect, createServer, isIP, type Server, type Socket } from 'node:net';
+import { formatHostPort } from './address.js';
 import {
   MAX_DATAGRAM_BYTES,
   MAX_STREAM_FRAME_BYTES,
@@ -107,10 +108,6 @@ function isWildcard(addr: string): boolean {
   return addr === '0.0.0.0' || addr === '::' || addr === '0:0:0:0:0:0:0:0';
 }
 
-function hostPort(addr: string, port: number): string {
-  return isIP(addr) === 6 ? `[${addr}]:${port}` : `${addr}:${port}`;
-}
-
 function listenError(err: unknown, addr: string, port: number, proto: string): Error {
   const code = (err as NodeJS.ErrnoException).code;
   const why =
@@ -121,7 +118,7 @@ function listenError(err: unknown, addr: string, port: number, proto: string): E
         : code === 'EACCES'
           ? 'permission denied'
           : (err as Error).message;
-  const wrapped = new Error(`cannot listen for gossip on ${hostPort(addr, port)}/${proto}: ${why}${code ? ` (${code})` : ''}`);
+  const wrapped = new Error(`cannot listen for gossip on ${formatHostPort(addr, port)}/${proto}: ${why}${code ? ` (${code})` : ''}`);
   (wrapped as NodeJS.ErrnoException).code = code;
   return wrapped;
 }
@@ -301,7 +298,7 @@ class SocketTransport implements UdpTransport {
       this.udp.send(data, to.port, to.addr, (err) => {
         if (err) {
           this.counters.sendErrors++;
-          this.opts.log?.debug?.({ to: hostPort(to.addr, to.port), err: err.message }, 'gossip datagram send failed');
+          this.opts.log?.debug?.({ to: formatHostPort(to.addr, to.port), err: err.message }, 'gossip datagram send failed');
         } else {
           this.counters.packetsOut++;
           this.counters.bytesOut += data.length;
@@ -310,12 +307,12 @@ class SocketTransport implements UdpTransport {
     } catch (err) {
       // Synchronous refusals: bad port, address of the wrong family, socket closed.
       this.counters.sendErrors++;
-      this.opts.log?.debug?.({ to: hostPort(to.addr, to.port), err: (err as Error).message }, 'gossip datagram send failed');
+      this.opts.log?.debug?.({ to: formatHostPort(to.addr, to.port), err: (err as Error).message }, 'gossip datagram send failed');
     }
   }
 
   request(to: PeerAddress, data: Uint8Array, timeoutMs: number): Promise<Uint8Array> {
-    const target = hostPort(to.addr, to.port);
+    const target = formatHostPort(to.addr, to.port);
     if (this.closing) return Promise.reject(new Error(`gossip request to ${target}: transport is closed`));
     if (data.length > MAX_STREAM_FRAME_BYTES) {
       this.counters.requestErrors++;
@@ -419,7 +416,7 @@ class SocketTransport implements UdpTransport {
         if (kind === 'oversized') this.counters.oversizedIn++;
         else if (kind === 'budget') this.counters.streamsRejected++;
         else this.counters.streamErrors++;
-        this.opts.log?.debug?.({ from: hostPort(from.addr, from.port), err: err.message }, 'gossip stream dropped');
+        this.opts.log?.debug?.({ from: formatHostPort(from.addr, from.port), err: err.message }, 'gossip stream dropped');
         socket.destroy();
       },
     );

@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { chown, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { formatHostPort } from '../../gossip/address.js';
 import type { DriverContext, HealthResult, ServiceDriver, ServicePaths } from '../../supervisor/driver.js';
 import { httpJson } from '../http-json.js';
 import { assertReachable, ensureOwnedDir, isFile } from '../service-dirs.js';
@@ -53,7 +54,7 @@ export function tmpDir(paths: ServicePaths): string {
 /** The base URL of this member's Elasticsearch HTTP API. */
 export function elasticsearchUrl(ctx: Pick<DriverContext, 'cfg' | 'ip'>): string {
   const host = bindHost(ctx.cfg, ctx.ip);
-  return `http://${host.includes(':') ? `[${host}]` : host}:${String(ctx.cfg.http_port)}`;
+  return `http://${formatHostPort(host, String(ctx.cfg.http_port))}`;
 }
 
 /**

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
+import { formatHostPort } from '../../gossip/address.js';
 import type { TomlTable } from '../../supervisor/toml-schema.js';
 
 /**
@@ -131,7 +132,7 @@ export function bindHost(cfg: TomlTable, memberIp: string): string {
 
 /** HOST:PORT as discovery.seed_hosts wants it (IPv6 in brackets). */
 export function transportAddress(node: ElasticsearchNode): string {
-  return isIP(node.host) === 6 ? `[${node.host}]:${node.transportPort}` : `${node.host}:${node.transportPort}`;
+  return formatHostPort(node.host, node.transportPort);
 }
 
 function port(value: unknown, name: string): number {

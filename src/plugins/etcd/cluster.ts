@@ -1,4 +1,4 @@
-import { isIP } from 'node:net';
+import { formatHostPort } from '../../gossip/address.js';
 import type { DriverContext } from '../../supervisor/driver.js';
 
 /**
@@ -10,10 +10,6 @@ export interface EtcdMember {
   /** etcd member name: the hasup member id. */
   name: string;
   peerUrl: string;
-}
-
-function urlHost(host: string): string {
-  return isIP(host) === 6 ? `[${host}]` : host;
 }
 
 function listenHost(cfg: DriverContext['cfg'], ip: string): string {
@@ -30,11 +26,11 @@ function reachableHost(cfg: DriverContext['cfg'], ip: string): string {
 }
 
 export function peerUrl(cfg: DriverContext['cfg'], ip: string): string {
-  return `http://${urlHost(listenHost(cfg, ip))}:${Number(cfg.peer_port)}`;
+  return `http://${formatHostPort(listenHost(cfg, ip), Number(cfg.peer_port))}`;
 }
 
 export function clientUrl(cfg: DriverContext['cfg'], ip: string): string {
-  return `http://${urlHost(reachableHost(cfg, ip))}:${Number(cfg.client_port)}`;
+  return `http://${formatHostPort(reachableHost(cfg, ip), Number(cfg.client_port))}`;
 }
 
 /** etcd's --initial-cluster: name=peerUrl pairs, sorted so every member renders the same string. */

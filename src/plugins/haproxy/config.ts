@@ -1,4 +1,5 @@
 import { isIP } from 'node:net';
+import { formatHostPort } from '../../gossip/address.js';
 
 /**
  * Renders the HAProxy configuration that puts the cluster behind one
@@ -97,7 +98,7 @@ export function renderHaproxyConfig(input: HaproxyConfigInput): string {
 }
 
 function serverLines(members: FrontendMember[]): string[] {
-  return members.map((m) => `    server ${serverName(m)} ${formatAddress(m.host, m.pgPort)} check port ${m.checkPort}`);
+  return members.map((m) => `    server ${serverName(m)} ${formatHostPort(m.host, m.pgPort)} check port ${m.checkPort}`);
 }
 
 /** HAProxy server names allow letters, digits and `-_.:`; anything else becomes `_`. */
@@ -106,12 +107,8 @@ export function serverName(m: FrontendMember): string {
   return raw.replace(/[^A-Za-z0-9_.:-]/g, '_');
 }
 
-function formatAddress(host: string, port: number): string {
-  return isIP(host) === 6 ? `[${host}]:${port}` : `${host}:${port}`;
-}
-
 function formatListen(l: Listen): string {
-  return formatAddress(l.host, l.port);
+  return formatHostPort(l.host, l.port);
 }
 
 function validate(input: HaproxyConfigInput): void {
