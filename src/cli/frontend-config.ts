@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { parsePeerAddress } from '../gossip/address.js';
 import { renderHaproxyConfig, type FrontendMember, type Listen } from '../plugins/haproxy/config.js';
-import { parseServiceRumor, parseServiceRumorKey, RUMOR_SERVICE } from '../supervisor/service-rumor.js';
+import { decodeServiceRumor, parseServiceRumorKey, RUMOR_SERVICE } from '../supervisor/rumors/service.js';
 import { DEFAULT_STATE_DIR } from '../supervisor/state-dir.js';
 import { ApiClient } from './api-client.js';
 import { DEFAULT_HTTP_PORT } from './run.js';
@@ -83,7 +83,7 @@ export function publishedPorts(rumors: ButterflyAnswer['rumors']): Map<string, {
   for (const r of rumors ?? []) {
     const key = r.kind === RUMOR_SERVICE ? parseServiceRumorKey(r.key) : undefined;
     if (!key) continue;
-    const p = parseServiceRumor(Buffer.from(r.payload, 'base64'));
+    const p = decodeServiceRumor(Buffer.from(r.payload, 'base64'));
     if (!p) continue;
     const seen = out.get(key.member) ?? {};
     if (key.service === 'postgresql' && p.ports?.port !== undefined) seen.pgPort = p.ports.port;

@@ -24,7 +24,9 @@ import { shippedPlansDir } from './install-paths.js';
 import { MultiSink, RotatingFileSink } from './log-sink.js';
 import type { Logger, LogTap } from './log.js';
 import { keyringFromSecrets, loadOrCreateSecrets } from './secrets.js';
-import { encodeServiceRumor, ServicePorts } from './service-rumor.js';
+import { nextRumorVersion } from './rumors/key.js';
+import { serviceRumor, ServicePorts } from './rumors/service.js';
+import { decodeServiceConfigRumor, serviceConfigRumor } from './rumors/service-config.js';
 import type { ServiceStatus } from './service.js';
 import { StateDir } from './state-dir.js';
 import { Supervisor } from './supervisor.js';
@@ -56,9 +58,6 @@ export interface DaemonOptions {
 /** Operators are warned when a member's clock is this far from ours. */
 export const CLOCK_DRIFT_WARN_MS = 1500;
 const CLOCK_CHECK_INTERVAL_MS = 30_000;
-
-export const RUMOR_SERVICE = 'service';
-export const RUMOR_SERVICE_CONFIG = 'service-config';
 
 /**
  * One running member: composes the gossip ring, the supervisor and the HTTP
@@ -123,7 +122,8 @@ export class Daemon {
     this.ring = ring;
     ring.on('member', (m, prev) => this.onMemberChange(m, prev));
     ring.on('rumor', (r) => {
-      if (r.kind === RUMOR_SERVICE_CONFIG) void this.applyGossipedConfig(r.key ?? '', r.version ?? 0, r.payload ?? new Uint8Array());
+      const config = decodeServiceConfigRumor(r);
+      if (config) void this.applyGossipedConfig(config.serviceGroup, config.version, config.toml);
     });
     ring.start();
     log.info({ event: 'started', gossip: formatPeerAddress(this.transport.local), profile: opts.profile }, 'gossip ring started');
@@ -206,7 +206,7 @@ export class Daemon {
         ha: this.ha?.operations,
         tls: opts.http.tls,
         open: opts.http.open,
-        configs: { publish: (sg: string, version: number, toml: string) => ring.publish({ kind: RUMOR_SERVICE_CONFIG, key: sg, version, payload: Buffer.from(toml) }) },
+        configs: { publish: (sg: string, version: number, toml: string) => ring.publish(serviceConfigRumor(sg, version, toml)) },
       });
       await this.http.register(memberRoutes, { ring, etcd });
       const url = await listen(this.http, opts.http);
@@ -292,15 +292,14 @@ export class Daemon {
   /** Our services' state and health, as a rumor every member sees. */
   private publishServiceRumor(s: ServiceStatus): void {
     if (!this.ring || this.stopped) return;
-    this.rumorVersion = Math.max(this.rumorVersion + 1, Date.now());
-    const payload = encodeServiceRumor(s, this.servicePorts?.of(s.name, this.supervisor?.get(s.name)?.config()), this.apiPort);
-    this.ring.publish({ kind: RUMOR_SERVICE, key: `${this.memberId}/${s.name}.${s.group}`, version: this.rumorVersion, payload });
+    this.rumorVersion = nextRumorVersion(this.rumorVersion);
+    this.ring.publish(serviceRumor(this.memberId, s, this.servicePorts?.of(s.name, this.supervisor?.get(s.name)?.config()), this.apiPort, this.rumorVersion));
   }
 
-  private async applyGossipedConfig(serviceGroup: string, version: number, payload: Uint8Array): Promise<void> {
+  private async applyGossipedConfig(serviceGroup: string, version: number, toml: string): Promise<void> {
     if (!this.supervisor) return;
     try {
-      const data = parseTomlFile(Buffer.from(payload).toString('utf8'), `gossiped ${serviceGroup} version ${version}`);
+      const data = parseTomlFile(toml, `gossiped ${serviceGroup} version ${version}`);
       const outcome = await this.supervisor.applyConfig(serviceGroup, { version, data });
       this.log.info({ event: 'config_applied', service_group: serviceGroup, version, outcome }, `config ${serviceGroup} version ${version}: ${outcome}`);
     } catch (err) {

@@ -1,6 +1,6 @@
 import type { MemberView } from '../../src/gossip/memberlist.js';
 import type { StoredRumor } from '../../src/gossip/rumor-store.js';
-import { RUMOR_SERVICE } from '../../src/supervisor/service-rumor.js';
+import { RUMOR_SERVICE } from '../../src/supervisor/rumors/service.js';
 
 /** A ring member as the census sees it (gossip port 9638). */
 export function member(id: string, addr: string, state: MemberView['state']): MemberView {

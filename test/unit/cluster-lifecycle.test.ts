@@ -8,7 +8,7 @@ import { renderNodeConfig } from '../../src/cli/node-config-template.js';
 import { assertSameCluster, readClusterState, writeClusterState } from '../../src/supervisor/cluster-state.js';
 import { parseNodeConfig } from '../../src/supervisor/config-file.js';
 import { generateSecrets, keyringFromSecrets, loadOrCreateSecrets, loadSecretsFile, writeSecretsFile } from '../../src/supervisor/secrets.js';
-import { encodeServiceRumor, parseServiceRumor, parseServiceRumorKey } from '../../src/supervisor/service-rumor.js';
+import { decodeServiceRumor, encodeServiceRumor, parseServiceRumorKey } from '../../src/supervisor/rumors/service.js';
 import type { ServiceStatus } from '../../src/supervisor/service.js';
 
 function withDir(fn: (dir: string) => void): void {
@@ -98,10 +98,10 @@ test('the hasup.toml that cluster create/join write is accepted by the real sche
 test('service rumors carry ports and the API port; the frontend config reads them from /butterfly', () => {
   const status = { name: 'postgresql', group: 'default', state: 'running', pid: 7, since: 1, restarts: 0, health: 'ok', healthSince: 1, configVersion: 2 } as ServiceStatus;
   const payload = encodeServiceRumor(status, { port: 5433 }, 9700);
-  assert.deepEqual(parseServiceRumor(payload), { state: 'running', pid: 7, health: 'ok', since: 1, config_version: 2, ports: { port: 5433 }, api_port: 9700 });
+  assert.deepEqual(decodeServiceRumor(payload), { state: 'running', pid: 7, health: 'ok', since: 1, config_version: 2, ports: { port: 5433 }, api_port: 9700 });
   assert.deepEqual(parseServiceRumorKey('abcd/postgresql.default'), { member: 'abcd', service: 'postgresql', group: 'default' });
   assert.equal(parseServiceRumorKey('no-slash'), undefined);
-  const hostile = parseServiceRumor(Buffer.from(JSON.stringify({ state: 'running', ports: { port: 70000, x: 'y' }, api_port: -1 })));
+  const hostile = decodeServiceRumor(Buffer.from(JSON.stringify({ state: 'running', ports: { port: 70000, x: 'y' }, api_port: -1 })));
   assert.deepEqual(hostile?.ports, {}, 'out-of-range and non-numeric ports are dropped');
   assert.equal(hostile?.api_port, undefined);
 

@@ -9,7 +9,8 @@ import assert from 'node:assert/strict';
 import { backoffDelay, interpretBulkAnswer, itemVerdict, requestVerdict } from '../../src/plugins/shipper/bulk.js';
 import { childLineDocument, inferLevel, supervisorLogDocument, type EventOrigin } from '../../src/plugins/shipper/ecs.js';
 import { dailyIndex, expiredIndices } from '../../src/plugins/shipper/indices.js';
-import { elasticsearchPeerUrls, type CensusSource } from '../../src/plugins/shipper/census.js';
+import { elasticsearchPeerUrls } from '../../src/plugins/shipper/census.js';
+import type { CensusSource } from '../../src/supervisor/rumors/service-members.js';
 import type { MemberView } from '../../src/gossip/memberlist.js';
 
 test('per-item verdicts: 201 delivered, 409 conflict, 429/5xx retry, cluster blocks retry, mapping errors rejected', () => {

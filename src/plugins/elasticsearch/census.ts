@@ -1,6 +1,5 @@
-import type { MemberStateName } from '../../gossip/member-state.js';
 import type { Memberlist } from '../../gossip/memberlist.js';
-import { parseServiceRumor, parseServiceRumorKey, RUMOR_SERVICE } from '../../supervisor/service-rumor.js';
+import { serviceMembers, type CensusSource } from '../../supervisor/rumors/service-members.js';
 import type { ElasticsearchNode } from './settings.js';
 
 /**
@@ -16,24 +15,13 @@ import type { ElasticsearchNode } from './settings.js';
  * node is gone. The node's own state (running, stopped) does not matter
  * either: the address stays the same, and keeping it keeps the file still.
  */
-export type CensusSource = Pick<Memberlist, 'members' | 'rumors' | 'self'>;
-
 export const ELASTICSEARCH_SERVICE = 'elasticsearch';
-
-const SEED_STATES: ReadonlySet<MemberStateName> = new Set(['alive', 'suspect', 'dead']);
 
 /** This node (from its own config, which is fresher than its rumor) and every other seed in the census, by name. */
 export function censusNodes(ring: CensusSource, self: ElasticsearchNode): ElasticsearchNode[] {
-  const members = new Map(ring.members().map((m) => [m.id, m]));
   const nodes = new Map<string, ElasticsearchNode>([[self.name, self]]);
-  for (const r of ring.rumors(RUMOR_SERVICE)) {
-    const key = parseServiceRumorKey(r.key);
-    if (!key || key.service !== ELASTICSEARCH_SERVICE || nodes.has(key.member)) continue;
-    const m = members.get(key.member);
-    if (!m || !SEED_STATES.has(m.state)) continue;
-    const port = parseServiceRumor(r.payload)?.ports?.transport_port;
-    if (port === undefined) continue;
-    nodes.set(m.id, { name: m.id, host: m.addr, transportPort: port });
+  for (const m of serviceMembers(ring, ELASTICSEARCH_SERVICE, 'transport_port')) {
+    if (!nodes.has(m.member)) nodes.set(m.member, { name: m.member, host: m.addr, transportPort: m.port });
   }
   return [...nodes.values()].sort((a, b) => a.name.localeCompare(b.name));
 }

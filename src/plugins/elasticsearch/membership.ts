@@ -3,7 +3,7 @@ import type { StoredRumor } from '../../gossip/rumor-store.js';
 import { readClusterState } from '../../supervisor/cluster-state.js';
 import type { ServiceDriver } from '../../supervisor/driver.js';
 import type { Logger } from '../../supervisor/log.js';
-import { parseServiceRumorKey, RUMOR_SERVICE } from '../../supervisor/service-rumor.js';
+import { parseServiceRumorKey, RUMOR_SERVICE } from '../../supervisor/rumors/service.js';
 import type { StateDir } from '../../supervisor/state-dir.js';
 import { elasticsearchPeerUrls } from '../shipper/census.js';
 import { clusterRoleOf, type ClusterRole } from './bootstrap.js';

@@ -9,7 +9,8 @@ import type { StateDir } from '../../supervisor/state-dir.js';
 import type { Supervisor } from '../../supervisor/supervisor.js';
 import type { TomlTable } from '../../supervisor/toml-schema.js';
 import { clusterToken, peerUrl } from './cluster.js';
-import { ETCD_SERVICE, etcdVoters, type CensusSource, type EtcdVoterEndpoint } from './endpoints.js';
+import type { CensusSource } from '../../supervisor/rumors/service-members.js';
+import { ETCD_SERVICE, etcdVoters, type EtcdVoterEndpoint } from './endpoints.js';
 import { readDecision, writeDecision, type EtcdDecision, type EtcdVoterDecision } from './formation-file.js';
 import { addMember, hexMemberId, listMembers, removeMember, type EtcdMemberInfo } from './members-api.js';
 

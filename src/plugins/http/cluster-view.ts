@@ -2,6 +2,8 @@ import type { MemberView } from '../../gossip/memberlist.js';
 import type { MemberStateName } from '../../gossip/member-state.js';
 import type { StoredRumor } from '../../gossip/rumor-store.js';
 import { RUMOR_ROLE, roleRumor, type LeadershipState, type RoleRumor } from '../../supervisor/leadership.js';
+import { splitMemberServiceKey } from '../../supervisor/rumors/key.js';
+import { decodeServiceRumor, RUMOR_SERVICE } from '../../supervisor/rumors/service.js';
 import type { ServiceStatus } from '../../supervisor/service.js';
 
 /**
@@ -10,9 +12,6 @@ import type { ServiceStatus } from '../../supervisor/service.js';
  * which is fresher). Pure functions of their input, so the same view backs
  * /census, /cluster and `hasup status`.
  */
-
-/** Kind of the rumor the daemon publishes for each service (key MEMBER/SVC.GROUP). */
-export const RUMOR_SERVICE = 'service';
 
 /** Operators are warned when a member's clock is this far from ours (as the daemon's log). */
 export const CLOCK_DRIFT_WARN_MS = 1500;
@@ -104,26 +103,12 @@ export interface CensusInput {
   leadership: LeadershipState;
 }
 
-interface ServiceRumorPayload {
-  state?: string;
-  pid?: number | null;
-  health?: string;
-  since?: number;
-  config_version?: number;
-}
-
 function parseJson<T>(payload: Uint8Array): T | undefined {
   try {
     return JSON.parse(Buffer.from(payload).toString('utf8')) as T;
   } catch {
     return undefined;
   }
-}
-
-/** MEMBER/SVC.GROUP → [member, svc.group]; member ids hold no '/'. */
-function splitKey(key: string): [string, string] | undefined {
-  const slash = key.indexOf('/');
-  return slash > 0 ? [key.slice(0, slash), key.slice(slash + 1)] : undefined;
 }
 
 const isLive = (state: MemberStateName) => state === 'alive' || state === 'suspect';
@@ -142,17 +127,17 @@ export function buildCensus(input: CensusInput): Census {
   };
 
   for (const r of input.rumors(RUMOR_SERVICE)) {
-    const key = splitKey(r.key);
-    if (!key || key[0] === input.memberId) continue;
-    const p = parseJson<ServiceRumorPayload>(r.payload);
+    const key = splitMemberServiceKey(r.key);
+    if (!key || key.member === input.memberId) continue;
+    const p = decodeServiceRumor(r.payload);
     if (!p) continue;
-    Object.assign(slot(key[0], key[1]), { state: p.state ?? 'unknown', pid: p.pid ?? null, health: p.health ?? 'unknown', since: p.since ?? null, config_version: p.config_version ?? 0 });
+    Object.assign(slot(key.member, key.serviceGroup), { state: p.state ?? 'unknown', pid: p.pid ?? null, health: p.health ?? 'unknown', since: p.since ?? null, config_version: p.config_version ?? 0 });
   }
   for (const r of input.rumors(RUMOR_ROLE)) {
-    const key = splitKey(r.key);
-    if (!key || key[0] === input.memberId) continue;
+    const key = splitMemberServiceKey(r.key);
+    if (!key || key.member === input.memberId) continue;
     const p = parseJson<RoleRumor>(r.payload);
-    if (p) applyRole(slot(key[0], key[1]), p);
+    if (p) applyRole(slot(key.member, key.serviceGroup), p);
   }
   for (const s of input.localServices) {
     Object.assign(slot(input.memberId, `${s.name}.${s.group}`), { state: s.state, pid: s.pid ?? null, health: s.health, since: s.since, config_version: s.configVersion });

@@ -5,10 +5,9 @@ import type { MemberView, MemberlistEvents } from '../../gossip/memberlist.js';
 import type { MemberStateName } from '../../gossip/member-state.js';
 import type { StoredRumor } from '../../gossip/rumor-store.js';
 import { RUMOR_ROLE, type RoleRumor } from '../../supervisor/leadership.js';
-import { RUMOR_SERVICE } from './cluster-view.js';
-
-/** Kind of the rumor that carries a versioned config document (key SVC.GROUP). */
-export const RUMOR_SERVICE_CONFIG = 'service-config';
+import { splitMemberServiceKey } from '../../supervisor/rumors/key.js';
+import { decodeServiceConfigRumor } from '../../supervisor/rumors/service-config.js';
+import { decodeServiceRumor, RUMOR_SERVICE } from '../../supervisor/rumors/service.js';
 
 export interface ApiEvent {
   type: 'hello' | 'member' | 'service' | 'role' | 'config';
@@ -102,27 +101,28 @@ export function watchRing(ring: EventEmitter<MemberlistEvents>, publish: (e: Api
     publish({ type: 'member', time: Date.now(), member: m.id, address: `${m.addr}:${m.port}`, state: m.state, previous: prev ?? null, incarnation: m.incarnation });
   };
   const onRumor = (r: StoredRumor) => {
-    const slash = r.key.indexOf('/');
-    if (r.kind === RUMOR_SERVICE_CONFIG) {
-      publish({ type: 'config', time: Date.now(), service_group: r.key, version: r.version, origin: r.originId });
+    const config = decodeServiceConfigRumor(r);
+    if (config) {
+      publish({ type: 'config', time: Date.now(), service_group: config.serviceGroup, version: config.version, origin: r.originId });
       return;
     }
-    if ((r.kind !== RUMOR_SERVICE && r.kind !== RUMOR_ROLE) || slash <= 0) return;
-    let p: Record<string, unknown>;
-    try {
-      p = JSON.parse(Buffer.from(r.payload).toString('utf8')) as Record<string, unknown>;
-    } catch {
-      return;
-    }
-    const member = r.key.slice(0, slash);
-    const serviceGroup = r.key.slice(slash + 1);
+    const key = r.kind === RUMOR_SERVICE || r.kind === RUMOR_ROLE ? splitMemberServiceKey(r.key) : undefined;
+    if (!key) return;
+    const { member, serviceGroup } = key;
     if (r.kind === RUMOR_SERVICE) {
+      const p = decodeServiceRumor(r.payload);
+      if (!p) return;
       const fingerprint = `${String(p.state)}|${String(p.health)}|${String(p.pid)}`;
       if (services.get(r.key) === fingerprint) return;
       services.set(r.key, fingerprint);
       publish({ type: 'service', time: Date.now(), member, service_group: serviceGroup, state: p.state, health: p.health, pid: p.pid ?? null, config_version: p.config_version ?? 0 });
     } else {
-      const role = p as unknown as RoleRumor;
+      let role: RoleRumor;
+      try {
+        role = JSON.parse(Buffer.from(r.payload).toString('utf8')) as RoleRumor;
+      } catch {
+        return;
+      }
       const fingerprint = `${role.role}|${role.writable}|${role.lease_in_doubt}`;
       if (roles.get(r.key) === fingerprint) return;
       roles.set(r.key, fingerprint);

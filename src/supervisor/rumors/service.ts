@@ -1,12 +1,16 @@
-import { findPlan } from './plan.js';
-import type { ServiceStatus } from './service.js';
-import type { TomlTable } from './toml-schema.js';
+import { findPlan } from '../plan.js';
+import type { ServiceStatus } from '../service.js';
+import type { TomlTable } from '../toml-schema.js';
+import { memberServiceKey, splitMemberServiceKey } from './key.js';
 
 /**
  * The service rumor: what one member says about one of its services (key
  * MEMBER/SVC.GROUP), and with it what other members need to reach it: the
  * ports the service listens on and the member's HTTP API port. Addresses are
- * not repeated here: a member is reached at its gossip address.
+ * not repeated here: a member is reached at its gossip address. Published on
+ * every status change of the service (daemon.ts); read through
+ * decodeServiceRumor, or serviceMembers (service-members.ts) for "who runs
+ * service X, and where".
  */
 export const RUMOR_SERVICE = 'service';
 
@@ -23,17 +27,16 @@ export interface ServiceRumorPayload {
 }
 
 export function serviceRumorKey(memberId: string, name: string, group: string): string {
-  return `${memberId}/${name}.${group}`;
+  return memberServiceKey(memberId, `${name}.${group}`);
 }
 
 /** MEMBER/SVC.GROUP → { member, service, group }; undefined for a malformed key. */
 export function parseServiceRumorKey(key: string): { member: string; service: string; group: string } | undefined {
-  const slash = key.indexOf('/');
-  if (slash <= 0) return undefined;
-  const serviceGroup = key.slice(slash + 1);
-  const dot = serviceGroup.indexOf('.');
+  const split = splitMemberServiceKey(key);
+  if (!split) return undefined;
+  const dot = split.serviceGroup.indexOf('.');
   if (dot <= 0) return undefined;
-  return { member: key.slice(0, slash), service: serviceGroup.slice(0, dot), group: serviceGroup.slice(dot + 1) };
+  return { member: split.member, service: split.serviceGroup.slice(0, dot), group: split.serviceGroup.slice(dot + 1) };
 }
 
 export function encodeServiceRumor(s: ServiceStatus, ports: Record<string, number> | undefined, apiPort: number | undefined): Uint8Array {
@@ -43,8 +46,20 @@ export function encodeServiceRumor(s: ServiceStatus, ports: Record<string, numbe
   return Buffer.from(JSON.stringify(payload));
 }
 
-/** A peer's payload, or undefined when it is not JSON; unknown or mistyped port fields are dropped. */
-export function parseServiceRumor(payload: Uint8Array): Partial<ServiceRumorPayload> | undefined {
+/**
+ * The rumor a member publishes for one of its services, ready for the ring.
+ * `version` comes from nextRumorVersion (key.ts).
+ */
+export function serviceRumor(memberId: string, s: ServiceStatus, ports: Record<string, number> | undefined, apiPort: number | undefined, version: number): { kind: string; key: string; version: number; payload: Uint8Array } {
+  return { kind: RUMOR_SERVICE, key: serviceRumorKey(memberId, s.name, s.group), version, payload: encodeServiceRumor(s, ports, apiPort) };
+}
+
+/**
+ * A peer's payload, or undefined when it is not a JSON object; unknown or
+ * mistyped port fields are dropped, other fields are passed on as they came.
+ * Never throws.
+ */
+export function decodeServiceRumor(payload: Uint8Array): Partial<ServiceRumorPayload> | undefined {
   let data: unknown;
   try {
     data = JSON.parse(Buffer.from(payload).toString('utf8'));
@@ -60,13 +75,19 @@ export function parseServiceRumor(payload: Uint8Array): Partial<ServiceRumorPayl
   return { ...p, ports, api_port: isPort(p.api_port) ? p.api_port : undefined };
 }
 
+/** A running service whose last health check passed (ok or warning). */
+export function isServiceHealthy(p: Partial<ServiceRumorPayload>): boolean {
+  return p.state === 'running' && (p.health === 'ok' || p.health === 'warning');
+}
+
 function isPort(v: unknown): v is number {
   return typeof v === 'number' && Number.isInteger(v) && v >= 1 && v <= 65535;
 }
 
 /**
  * The ports a service listens on, from its plan's [ports] table (port name →
- * config key) and its merged config. Plans are read once per service name.
+ * config key) and its merged config: what a member puts in its service
+ * rumors. Plans are read once per service name.
  */
 export class ServicePorts {
   private readonly mapping = new Map<string, Record<string, string>>();
