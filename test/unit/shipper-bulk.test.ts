@@ -6,7 +6,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { backoffDelay, interpretBulkAnswer, itemVerdict, requestVerdict } from '../../src/plugins/shipper/bulk.js';
+import { bulkRetryDelay, interpretBulkAnswer, itemVerdict, requestVerdict } from '../../src/plugins/shipper/bulk.js';
 import { childLineDocument, inferLevel, supervisorLogDocument, type EventOrigin } from '../../src/plugins/shipper/ecs.js';
 import { dailyIndex, expiredIndices } from '../../src/plugins/shipper/indices.js';
 import { elasticsearchPeerUrls } from '../../src/plugins/shipper/census.js';
@@ -61,12 +61,12 @@ test('a request with no answer fails over to another node; an answer (429, 5xx) 
 });
 
 test('backoff grows exponentially up to its cap and is randomized between half and all of it', () => {
-  assert.equal(backoffDelay(0, 100, 10_000, () => 0), 50);
-  assert.equal(backoffDelay(0, 100, 10_000, () => 1), 100);
-  assert.equal(backoffDelay(3, 100, 10_000, () => 1), 800);
-  assert.equal(backoffDelay(30, 100, 10_000, () => 1), 10_000);
-  assert.equal(backoffDelay(1000, 100, 10_000, () => 0), 5000);
-  const spread = new Set(Array.from({ length: 50 }, () => backoffDelay(5, 100, 10_000)));
+  assert.equal(bulkRetryDelay(0, 100, 10_000, () => 0), 50);
+  assert.equal(bulkRetryDelay(0, 100, 10_000, () => 1), 100);
+  assert.equal(bulkRetryDelay(3, 100, 10_000, () => 1), 800);
+  assert.equal(bulkRetryDelay(30, 100, 10_000, () => 1), 10_000);
+  assert.equal(bulkRetryDelay(1000, 100, 10_000, () => 0), 5000);
+  const spread = new Set(Array.from({ length: 50 }, () => bulkRetryDelay(5, 100, 10_000)));
   assert.ok(spread.size > 10, 'members retrying together spread out');
   for (const d of spread) assert.ok(d >= 1600 && d <= 3200);
 });

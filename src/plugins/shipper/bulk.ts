@@ -13,6 +13,7 @@
  *   any other 4xx    the document itself is refused (mapping conflict,
  *                    unparsable field) — drop it, count it, warn naming why
  */
+import { backoffDelay } from '../../supervisor/backoff.js';
 
 export type ItemVerdict = 'delivered' | 'conflict' | 'retry' | 'rejected';
 
@@ -94,11 +95,13 @@ export function requestVerdict(err: unknown): RequestVerdict {
 }
 
 /**
- * Randomized exponential backoff: a uniformly random delay between half and
- * all of min(max, base·2^attempt), so many members retrying after the same
- * outage spread out instead of hitting Elasticsearch together.
+ * The pause before retry number `attempt` (0-based) of a bulk request that
+ * failed as a whole: the supervisor's backoff (supervisor/backoff.ts),
+ * doubling from `baseMs` up to `maxMs`, with up to half of each step
+ * randomised away, so many members retrying after the same outage spread out
+ * instead of hitting Elasticsearch together. `random` near 0 gives the
+ * shortest pause (half the step), near 1 the whole step.
  */
-export function backoffDelay(attempt: number, baseMs: number, maxMs: number, random: () => number = Math.random): number {
-  const ceiling = Math.min(maxMs, baseMs * 2 ** Math.min(attempt, 30));
-  return Math.round(ceiling / 2 + random() * (ceiling / 2));
+export function bulkRetryDelay(attempt: number, baseMs: number, maxMs: number, random: () => number = Math.random): number {
+  return backoffDelay(attempt, { initialMs: baseMs, maxMs, factor: 2, jitter: 0.5 }, () => 1 - random());
 }

@@ -12,7 +12,7 @@
  * unfinished batch, and the ids (member, spool generation, sequence) turn the
  * replayed copies into conflicts instead of duplicates.
  */
-import { backoffDelay, interpretBulkAnswer, requestVerdict } from './bulk.js';
+import { bulkRetryDelay, interpretBulkAnswer, requestVerdict } from './bulk.js';
 import { deleteExpiredIndices, installTemplates } from './index-admin.js';
 import { dailyIndex, streamOfKind } from './indices.js';
 import { describeError, type ElasticsearchOutput } from './output.js';
@@ -245,7 +245,7 @@ export class Shipper {
         this.lastError = describeError(err);
         const verdict = requestVerdict(err);
         this.warn(`request:${verdict}`, { event: 'ship_retry', target: this.opts.output.lastTarget(), reason: this.lastError, events: pending.length }, `bulk request to ${this.opts.output.lastTarget() ?? '?'} failed (${this.lastError}); ${verdict === 'failover' ? 'trying the next node' : 'retrying'} with backoff, events stay in the spool`);
-        await this.sleep(backoffDelay(attempt++, this.retryBaseMs, this.retryMaxMs));
+        await this.sleep(bulkRetryDelay(attempt++, this.retryBaseMs, this.retryMaxMs));
         continue;
       }
       const outcome = interpretBulkAnswer(answer, pending.length);
@@ -261,7 +261,7 @@ export class Shipper {
       this.stats_.itemRetries += outcome.retry.length;
       pending = outcome.retry.map((position) => pending[position]!);
       this.warn('items:retry', { event: 'ship_retry_items', events: pending.length }, `Elasticsearch asked for ${pending.length} events to be sent again (busy or unavailable); retrying with backoff`);
-      await this.sleep(backoffDelay(attempt++, this.retryBaseMs, this.retryMaxMs));
+      await this.sleep(bulkRetryDelay(attempt++, this.retryBaseMs, this.retryMaxMs));
     }
     if (pending.length > 0) throw new Error('stopped');
   }
@@ -305,7 +305,7 @@ export class Shipper {
       } catch (err) {
         this.lastError = describeError(err);
         this.warn('templates', { event: 'ship_templates_retry', target: this.opts.output.lastTarget(), reason: this.lastError }, `cannot install the index templates yet (${this.lastError}); events wait in the spool`);
-        await this.sleep(backoffDelay(attempt++, this.retryBaseMs, this.retryMaxMs));
+        await this.sleep(bulkRetryDelay(attempt++, this.retryBaseMs, this.retryMaxMs));
       }
     }
   }
