@@ -93,7 +93,8 @@ async function main(): Promise<void> {
   if (why) throw new Error(`the failover benchmark needs network namespaces: ${why}`);
   if (!Number.isInteger(trials) || trials < 1) throw new Error('--trials must be a positive integer');
   const loadAtStart = load1();
-  const ha = await HaCluster.create({ nodes: 3, etcd: etcdTimeouts(values['etcd-timeouts']) });
+  // Without --sync the cluster is asynchronous on purpose (the default, "auto", is synchronous with three members).
+  const ha = await HaCluster.create({ nodes: 3, etcd: etcdTimeouts(values['etcd-timeouts']), ha: values.sync ? [] : ['synchronous_mode = false'] });
   const results: Trial[] = [];
   try {
     for (const i of [1, 2, 3]) ha.startNode(i);

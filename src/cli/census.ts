@@ -88,6 +88,8 @@ function groupSummary(g: ServiceGroupView, self: string): string {
   }
   const replicas = g.members.filter((m) => m.role === 'replica');
   for (const r of replicas) parts.push(replicaSummary(r, self));
+  for (const c of g.critical ?? []) parts.push(`CRITICAL: ${c}`);
+  for (const w of g.warnings ?? []) parts.push(`WARNING: ${w}`);
   return parts.join(', ');
 }
 

@@ -6,7 +6,8 @@ import type { TomlTable } from './toml-schema.js';
  * < the gossiped `config apply` document. Every key of an upper layer must
  * exist in the defaults with the same type, so a typo is an error rather
  * than a setting that silently does nothing. An empty table in the defaults
- * is open: any keys may go under it (free-form extra settings).
+ * is open: any keys may go under it (free-form extra settings). A setting
+ * whose default is the string "auto" may also be set to true or false.
  */
 export interface ConfigLayer {
   name: string;
@@ -28,7 +29,7 @@ function mergeInto(base: TomlTable, upper: TomlTable, shape: TomlTable | undefin
     const here = [...path, key].join('.');
     const expected = shape?.[key];
     if (!open && shape !== undefined && !(key in shape)) throw new LayerError(`${layer}: unknown setting "${here}"`);
-    if (!open && expected !== undefined && kind(expected) !== kind(value)) {
+    if (!open && expected !== undefined && kind(expected) !== kind(value) && !(expected === 'auto' && typeof value === 'boolean')) {
       throw new LayerError(`${layer}: "${here}" must be ${kind(expected)}, got ${kind(value)}`);
     }
     if (kind(value) === 'a table') {

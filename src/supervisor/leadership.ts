@@ -41,6 +41,10 @@ export interface LeadershipState {
    * or null outside synchronous mode and on the leader.
    */
   syncRole?: 'sync' | 'async' | null;
+  /** The leader runs in synchronous mode but commits asynchronously: no healthy follower to wait for. */
+  syncDegraded?: boolean;
+  /** Peers whose PostgreSQL takes writes without the leader lease, as this member sees them, and what it did. */
+  roguePrimaries?: { member: string; since: number; action: string | null }[];
   /** ms since the epoch of the last change of `role`. */
   since: number;
   /** Why the role is what it is, for operators (never a secret). */
@@ -189,6 +193,10 @@ export interface RoleRumor {
   since: number;
   /** LeadershipState.syncRole; absent from members that predate synchronous mode. */
   sync_role?: 'sync' | 'async' | null;
+  /** LeadershipState.syncDegraded. */
+  sync_degraded?: boolean;
+  /** LeadershipState.roguePrimaries. */
+  rogue_primaries?: { member: string; since: number; action: string | null }[];
 }
 
 export function roleRumor(s: LeadershipState): RoleRumor {
@@ -201,6 +209,8 @@ export function roleRumor(s: LeadershipState): RoleRumor {
     timeline: s.timeline,
     since: s.since,
     sync_role: s.syncRole ?? null,
+    sync_degraded: s.syncDegraded ?? false,
+    rogue_primaries: s.roguePrimaries ?? [],
   };
 }
 

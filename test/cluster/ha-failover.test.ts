@@ -130,6 +130,9 @@ describe('PostgreSQL HA: three nodes, etcd lease, HAProxy in front', { skip: ski
     const view = await ha.view(followers[0]!);
     assert.equal(view.leader, ids.get(leader));
     assert.equal(view.members.filter((m) => m.role === 'replica' && m.replication_state === 'streaming').length, 2);
+    // synchronous_mode = "auto" (the default): three members replicate synchronously.
+    await eventually(async () => (await ha.view(leader)).sync_members.length === 2, 20_000, 'both followers in the synchronous set by default');
+    assert.equal((await ha.view(leader)).synchronous_mode, true);
     const shown = await cli(followers[0]!, ['ha']);
     assert.equal(shown.code, 0, shown.stderr);
     assert.match(shown.stdout, new RegExp(`leader ${ids.get(leader)}, timeline \\d+`));
@@ -386,5 +389,59 @@ describe('PostgreSQL HA: three nodes, etcd lease, HAProxy in front', { skip: ski
     ha.startNode(leader);
     leader = next;
     await streamingFollowers(next, followers(), 90_000);
+  });
+
+  test('a rogue primary (the leader\'s hasup and its fence both frozen, asynchronous mode): the others report it as critical and fence it over SQL; resumed, it rejoins as a follower with the SQL fence removed', async () => {
+    const leader = await ha.whole(90_000);
+    const patch = join(ha.cluster.baseDir, 'async.toml');
+    writeFileSync(patch, '[ha]\nsynchronous_mode = false\n');
+    const applied = await cli(leader, ['config', 'apply', 'postgresql.default', '2', patch]);
+    assert.equal(applied.code, 0, applied.stderr);
+    await eventually(async () => (await ha.sql<{ s: string }>(leader, "SELECT current_setting('synchronous_standby_names') AS s"))[0]!.s === '', 20_000, 'the leader asynchronous');
+    const fencePid = ((await ha.view(leader)) as unknown as { fence: { pid: number } }).fence.pid;
+    const hasupPid = ha.member(leader).pid;
+    const w = checker();
+    w.start([ha.haproxyTarget, ...[1, 2, 3].map((i) => ha.nodeTarget(i))]);
+    await sleep(1000);
+    const at = Date.now();
+    process.kill(fencePid, 'SIGSTOP');
+    process.kill(hasupPid, 'SIGSTOP');
+    let next = 0;
+    let seenAt = 0;
+    let critical: string[] = [];
+    try {
+      next = await ha.soleLeader(30_000, leader);
+      ({ value: critical } = await eventually(
+        async () => {
+          const view = await ha.member(next).api<{ service_groups: { service_group: string; critical: string[] }[] }>('/cluster');
+          const c = view.service_groups.find((g) => g.service_group === 'postgresql.default')?.critical ?? [];
+          return c.some((x) => x.includes(ids.get(leader)!) && x.includes('fenced over SQL')) ? c : undefined;
+        },
+        20_000,
+        'the rogue primary reported and fenced on the new leader',
+      ));
+      seenAt = Date.now();
+      const status = await cli(next, ['status']);
+      assert.match(status.stdout, new RegExp(`CRITICAL: member ${ids.get(leader)}'s PostgreSQL takes writes without the leader lease`));
+      await sleep(2000);
+    } finally {
+      await w.stop();
+      process.kill(hasupPid, 'SIGCONT');
+      process.kill(fencePid, 'SIGCONT');
+    }
+    const first = w.firstAckAfter(at, 'haproxy', ha.address(next));
+    const onOld = w.acks.filter((a) => a.server === ha.address(leader));
+    const afterNew = first ? onOld.filter((a) => a.ackedAt > first.ackedAt).length : 0;
+    const afterFence = onOld.filter((a) => a.ackedAt > seenAt).length;
+    console.log(`# rogue primary: node ${next} leads; reported ${seenAt - at} ms after the freeze: ${critical.join(' | ')}; the rogue acknowledged ${afterNew} writes after the new leader's first, ${afterFence} after it was seen fenced`);
+    assert.equal(afterFence, 0, 'the rogue acknowledges nothing once fenced');
+    await streamingFollowers(next, [leader], 90_000);
+    const settings = await ha.sql<{ ro: string; sync: string }>(leader, "SELECT current_setting('default_transaction_read_only') AS ro, current_setting('synchronous_standby_names') AS sync");
+    assert.deepEqual(settings[0], { ro: 'off', sync: '' }, 'the SQL fence is gone from the rejoined member');
+    assert.ok(ha.member(leader).events.some((e) => e.event === 'peer_fence_cleared'), 'the rejoining member said it removed the SQL fence');
+    await eventually(async () => {
+      const view = await ha.member(next).api<{ service_groups: { service_group: string; critical: string[] }[] }>('/cluster');
+      return (view.service_groups.find((g) => g.service_group === 'postgresql.default')?.critical ?? []).length === 0;
+    }, 15_000, 'the critical reason cleared once the rogue is a standby');
   });
 });

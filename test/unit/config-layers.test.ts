@@ -19,6 +19,13 @@ test('unknown settings and wrong types are refused, naming the layer', () => {
   assert.throws(() => mergeLayers(defaults, [{ name: 'user', data: { logging: { level: 3 } } }]), /"logging.level" must be a string/);
 });
 
+test('a setting whose default is "auto" also takes true or false, and nothing else', () => {
+  const d = { ha: { synchronous_mode: 'auto' } };
+  assert.deepEqual(mergeLayers(d, [{ name: 'apply', data: { ha: { synchronous_mode: true } } }]), { ha: { synchronous_mode: true } });
+  assert.deepEqual(mergeLayers(d, [{ name: 'apply', data: { ha: { synchronous_mode: false } } }]), { ha: { synchronous_mode: false } });
+  assert.throws(() => mergeLayers(d, [{ name: 'apply', data: { ha: { synchronous_mode: 1 } } }]), (e: LayerError) => /must be a string, got a number/.test(e.message));
+});
+
 test('an empty table in the defaults takes any keys', () => {
   const merged = mergeLayers(defaults, [{ name: 'user', data: { extra: { anything: 1, nested: { x: 'y' } } } }]);
   assert.deepEqual(merged.extra, { anything: 1, nested: { x: 'y' } });

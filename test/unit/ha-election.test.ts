@@ -10,7 +10,7 @@ import { pino } from 'pino';
 import type { DatabaseStatus } from '../../src/supervisor/election/database.js';
 import { desiredSyncSet, electionOutcome, eligibility, switchoverTarget } from '../../src/supervisor/election/decisions.js';
 import { ElectedLeadership } from '../../src/supervisor/election/elected-leadership.js';
-import { checkHaSettings, DEFAULT_HA_SETTINGS, haSettingsFrom, type HaSettings } from '../../src/supervisor/election/settings.js';
+import { checkHaSettings, DEFAULT_HA_SETTINGS, effectiveSettings, haSettingsFrom, type HaSettings } from '../../src/supervisor/election/settings.js';
 import type { ClusterSnapshot, MemberReport } from '../../src/supervisor/election/store.js';
 import { conninfo, NO_SYNC_STANDBY, renderHaConf, slotName } from '../../src/plugins/postgresql/standby-config.js';
 import type { DriverContext } from '../../src/supervisor/driver.js';
@@ -62,10 +62,27 @@ test('timings: loop_wait + 2 × retry_timeout must fit in the ttl; the defaults 
   assert.match(checkHaSettings(settings({ ttlS: 3, loopWaitMs: 2000, retryTimeoutMs: 1000 }))!, /loop_wait \+ 2 × ha.retry_timeout must not exceed ha.ttl: 2 \+ 2 × 1 > 3/);
   assert.match(checkHaSettings(settings({ ttlS: 1 }))!, /at least 2/);
   assert.match(checkHaSettings(settings({ ttlS: 2.5 }))!, /whole number/);
-  assert.match(checkHaSettings(settings({ synchronousModeStrict: true }))!, /needs ha.synchronous_mode/);
+  assert.match(checkHaSettings(settings({ synchronousModeStrict: true, synchronousModeAuto: false }))!, /needs ha.synchronous_mode/);
   const fromToml = haSettingsFrom({ ha: { ttl: 10, loop_wait: 2, retry_timeout: 4, synchronous_mode: true, maximum_lag_on_failover: 5 } });
-  assert.deepEqual(fromToml, { ...DEFAULT_HA_SETTINGS, ttlS: 10, loopWaitMs: 2000, retryTimeoutMs: 4000, synchronousMode: true, maximumLagOnFailover: 5 });
+  assert.deepEqual(fromToml, { ...DEFAULT_HA_SETTINGS, ttlS: 10, loopWaitMs: 2000, retryTimeoutMs: 4000, synchronousMode: true, synchronousModeAuto: false, maximumLagOnFailover: 5 });
   assert.deepEqual(haSettingsFrom({}), DEFAULT_HA_SETTINGS);
+});
+
+test('settings of the wrong type are refused with the key and the reason, never silently defaulted', () => {
+  assert.equal(checkHaSettings(haSettingsFrom({ ha: { ttl: '3' } })), 'ha.ttl must be a number (got "3")');
+  assert.equal(checkHaSettings(haSettingsFrom({ ha: { synchronous_mode: 'yes' } })), 'ha.synchronous_mode must be true, false or "auto" (got "yes")');
+  assert.match(checkHaSettings(haSettingsFrom({ ha: { watchdog: 'always', nofailover: 1 } }))!, /ha.nofailover must be true or false \(got 1\); ha.watchdog must be one of "off", "automatic", "required" \(got "always"\)/);
+  assert.match(checkHaSettings(haSettingsFrom({ ha: { watchdog_device: 'dev/watchdog' } }))!, /absolute path/);
+  assert.equal(checkHaSettings(haSettingsFrom({ ha: { watchdog: 'required', watchdog_device: '/dev/watchdog1' } })), undefined);
+});
+
+test('synchronous_mode = "auto" (the default) is synchronous from three members on; true and false are fixed', () => {
+  assert.equal(DEFAULT_HA_SETTINGS.synchronousModeAuto, true);
+  assert.equal(effectiveSettings(DEFAULT_HA_SETTINGS, 2).synchronousMode, false);
+  assert.equal(effectiveSettings(DEFAULT_HA_SETTINGS, 3).synchronousMode, true);
+  assert.equal(effectiveSettings(haSettingsFrom({ ha: { synchronous_mode: false } }), 5).synchronousMode, false);
+  assert.equal(effectiveSettings(haSettingsFrom({ ha: { synchronous_mode: true } }), 2).synchronousMode, true);
+  assert.equal(checkHaSettings(haSettingsFrom({ ha: { synchronous_mode_strict: true } })), undefined, 'strict goes with auto');
 });
 
 test('eligibility: only a healthy standby within the lag bound, in the sync set when one is kept, not excluded, not passed over by a switchover', () => {

@@ -8,13 +8,13 @@ function member(id: string, over: Partial<ServiceGroupMember>): ServiceGroupMemb
   return { member: id, member_state: 'alive', state: 'up', health: 'ok', role: null, lag_bytes: null, replication_state: null, timeline: null, sync_role: null, config_version: 0, ...over };
 }
 
-function view(members: ServiceGroupMember[], leader: string | null): ClusterView {
+function view(members: ServiceGroupMember[], leader: string | null, warnings: string[] = []): ClusterView {
   return {
     member_id: 'm1',
     gossip: { alive: 3, suspect: 0, dead: 0, left: 0, departed: 0 },
     clock_drift_warn_ms: 1500,
     members: [],
-    service_groups: [{ service_group: 'postgresql.default', leader, leaders: leader ? [leader] : [], healthy: members.length, total: members.length, members }],
+    service_groups: [{ service_group: 'postgresql.default', leader, leaders: leader ? [leader] : [], warnings, critical: [], healthy: members.length, total: members.length, members }],
   };
 }
 
@@ -31,6 +31,11 @@ test('the CLUSTER cell names the leader with its timeline and each follower with
     'postgresql.default',
   );
   assert.equal(cell, 'leader; 3/3 healthy, leader self (timeline 3), replica m2 streaming sync lag 0 B, replica m3 streaming async lag 8192 B');
+});
+
+test('a leader committing asynchronously in synchronous mode is a warning in the CLUSTER cell', () => {
+  const cell = clusterCell(view([member('m1', { role: 'leader', timeline: 2 })], 'm1', ['leader m1 commits asynchronously: synchronous mode has no healthy follower to wait for']), 'postgresql.default');
+  assert.equal(cell, 'leader; 1/1 healthy, leader self (timeline 2), WARNING: leader m1 commits asynchronously: synchronous mode has no healthy follower to wait for');
 });
 
 test('a follower with unknown lag and no sync role says so instead of inventing numbers', () => {

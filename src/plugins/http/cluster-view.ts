@@ -31,6 +31,10 @@ export interface CensusService {
   timeline: number | null;
   /** In synchronous mode: whether this replica is in the synchronous set. */
   sync_role: 'sync' | 'async' | null;
+  /** The leader runs in synchronous mode but commits asynchronously (no healthy follower). */
+  sync_degraded: boolean;
+  /** Peers this member found taking writes without the leader lease. */
+  rogue_primaries: { member: string; since: number; action: string | null }[];
 }
 
 export interface CensusMember {
@@ -63,6 +67,10 @@ export interface ServiceGroupView {
   leader: string | null;
   /** Every live member claiming the leader role (more than one before the HA election exists). */
   leaders: string[];
+  /** What an operator should know about the group's safety, e.g. a leader committing asynchronously in synchronous mode. */
+  warnings: string[];
+  /** What endangers written data now: a member taking writes without the leader lease (a rogue primary). */
+  critical: string[];
   healthy: number;
   total: number;
   members: ServiceGroupMember[];
@@ -120,7 +128,7 @@ export function buildCensus(input: CensusInput): Census {
     if (!byGroup) services.set(member, (byGroup = new Map()));
     let s = byGroup.get(group);
     if (!s) {
-      s = { service_group: group, state: 'unknown', pid: null, health: 'unknown', since: null, config_version: 0, role: null, writable: null, lease_in_doubt: null, lag_bytes: null, replication_state: null, timeline: null, sync_role: null };
+      s = { service_group: group, state: 'unknown', pid: null, health: 'unknown', since: null, config_version: 0, role: null, writable: null, lease_in_doubt: null, lag_bytes: null, replication_state: null, timeline: null, sync_role: null, sync_degraded: false, rogue_primaries: [] };
       byGroup.set(group, s);
     }
     return s;
@@ -171,7 +179,7 @@ function elasticsearchView(members: CensusMember[], localServices: ServiceStatus
 }
 
 function applyRole(s: CensusService, p: RoleRumor): void {
-  Object.assign(s, { role: p.role, writable: p.writable, lease_in_doubt: p.lease_in_doubt, lag_bytes: p.lag_bytes, replication_state: p.replication_state, timeline: p.timeline, sync_role: p.sync_role ?? null });
+  Object.assign(s, { role: p.role, writable: p.writable, lease_in_doubt: p.lease_in_doubt, lag_bytes: p.lag_bytes, replication_state: p.replication_state, timeline: p.timeline, sync_role: p.sync_role ?? null, sync_degraded: p.sync_degraded ?? false, rogue_primaries: p.rogue_primaries ?? [] });
 }
 
 function groupView(members: CensusMember[]): ServiceGroupView[] {
@@ -179,7 +187,7 @@ function groupView(members: CensusMember[]): ServiceGroupView[] {
   for (const m of members) {
     for (const s of m.services) {
       let g = groups.get(s.service_group);
-      if (!g) groups.set(s.service_group, (g = { service_group: s.service_group, leader: null, leaders: [], healthy: 0, total: 0, members: [] }));
+      if (!g) groups.set(s.service_group, (g = { service_group: s.service_group, leader: null, leaders: [], warnings: [], critical: [], healthy: 0, total: 0, members: [] }));
       g.members.push({
         member: m.id,
         member_state: m.state,
@@ -196,6 +204,10 @@ function groupView(members: CensusMember[]): ServiceGroupView[] {
       g.total++;
       if (s.state === 'running' && (s.health === 'ok' || s.health === 'warning')) g.healthy++;
       if (s.role === 'leader' && s.lease_in_doubt !== true) g.leaders.push(m.id);
+      if (s.role === 'leader' && s.sync_degraded) g.warnings.push(`leader ${m.id} commits asynchronously: synchronous mode has no healthy follower to wait for`);
+      for (const r of s.rogue_primaries) {
+        g.critical.push(`member ${r.member}'s PostgreSQL takes writes without the leader lease (seen by ${m.id} since ${new Date(r.since).toISOString()}${r.action ? `; ${r.action}` : ''})`);
+      }
     }
   }
   for (const g of groups.values()) g.leader = g.leaders.length === 1 ? g.leaders[0]! : null;

@@ -9,6 +9,7 @@ import type { ServiceStatus } from '../../supervisor/service.js';
 import type { TomlTable } from '../../supervisor/toml-schema.js';
 import { ensureOwnedDir } from '../service-dirs.js';
 import { localHost, PgSession, superuserTarget, withClient, type PgTarget } from './connect.js';
+import { clearPeerFence, fenceOverSql } from './peer-fence.js';
 import { initDataDir, isInitialized } from './initdb.js';
 import { cloneFromLeader, controlData, rewindFrom } from './replication-tools.js';
 import {
@@ -85,6 +86,8 @@ export class PostgresHaNode implements ReplicatedDatabase {
   private confLoaded = false;
   /** The loop's status query runs every second or so: one kept-open connection. */
   private readonly statusSession = new PgSession();
+  /** Kept-open sessions to the peers, for the rogue-primary check. */
+  private readonly peerSessions = new Map<string, PgSession>();
   /** prepare() is creating the data directory (initdb or a copy of the leader). */
   private creating = false;
   private readonly log: Logger;
@@ -119,8 +122,28 @@ export class PostgresHaNode implements ReplicatedDatabase {
         this.creating = false;
       }
     }
+    if (await clearPeerFence(ctx.paths.data)) {
+      this.log.warn({ event: 'peer_fence_cleared' }, 'removed the fence a peer set over SQL while this member was a rogue primary (postgresql.auto.conf)');
+    }
     await writeHaConf(ctx, this.conf);
     await writeStandbySignal(ctx);
+  }
+
+  async peerRole(peer: PeerEndpoint, signal: AbortSignal): Promise<'primary' | 'standby' | 'unreachable'> {
+    const ctx = this.requireCtx();
+    let session = this.peerSessions.get(peer.member);
+    if (!session) this.peerSessions.set(peer.member, (session = new PgSession()));
+    try {
+      const inRecovery = await session.run({ ...this.target(ctx), host: peer.host, port: peer.port }, signal, async (c) => (await c.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r')).rows[0]?.r);
+      return inRecovery === false ? 'primary' : 'standby';
+    } catch {
+      return 'unreachable';
+    }
+  }
+
+  async fencePeer(peer: PeerEndpoint, signal: AbortSignal): Promise<string> {
+    const ctx = this.requireCtx();
+    return withClient({ ...this.target(ctx), host: peer.host, port: peer.port }, signal, fenceOverSql);
   }
 
   private async createData(ctx: DriverContext): Promise<void> {

@@ -5,7 +5,7 @@ import type { BootstrapPlan, DatabaseStatus, PeerEndpoint, ReplicatedDatabase } 
 import { desiredSyncSet, electionOutcome, eligibility, switchoverTarget } from './decisions.js';
 import type { ElectedLeadership } from './elected-leadership.js';
 import { NoFence, type LeaderFence } from './fence.js';
-import type { HaSettings } from './settings.js';
+import { effectiveSettings, type HaSettings } from './settings.js';
 import type { ClusterSnapshot, ClusterStore, MemberReport, SwitchoverRequest } from './store.js';
 
 /**
@@ -64,6 +64,14 @@ export interface HaMemberView extends MemberReport {
   sync_role: 'sync' | 'async' | null;
 }
 
+export interface RoguePrimary {
+  member: string;
+  /** ms since the epoch when this member first saw it. */
+  since: number;
+  /** What this member did about it (null: nothing yet, or it could not). */
+  action: string | null;
+}
+
 export interface HaView {
   member_id: string;
   service_group: string;
@@ -75,6 +83,8 @@ export interface HaView {
   switchover: SwitchoverRequest | null;
   settings: { ttl: number; loop_wait: number; retry_timeout: number; maximum_lag_on_failover: number };
   members: HaMemberView[];
+  /** Peers whose database takes writes without the leader lease, as this member sees them: critical. */
+  rogue_primaries: RoguePrimary[];
   /** When the view was read from the store (ms since the epoch); null before the first read. */
   as_of: number | null;
 }
@@ -89,6 +99,8 @@ const SLOT_RETENTION_MS = 10 * 60_000;
 const NOT_STREAMING_RECHECK_MS = 5000;
 const SWITCHOVER_CATCHUP_MS = 15_000;
 const SLOT_RECHECK_MS = 10_000;
+/** How often every member asks each peer's database whether it takes writes (a rogue primary). */
+const ROGUE_CHECK_MS = 2000;
 /** How often a leader checks whether it also leads etcd (when etcd runs on the members). */
 const YIELD_CHECK_MS = 5000;
 
@@ -119,6 +131,12 @@ export class HaController {
   private lastDecision = '';
   private yielding = false;
   private yieldedAt = -Infinity;
+  /** Where each member seen lately serves its database (kept as long as lastSeen). */
+  private readonly addresses = new Map<string, PeerEndpoint>();
+  /** Peers found taking writes without the lease: since when, and what was done about it. */
+  private readonly rogues = new Map<string, RoguePrimary>();
+  private rogueCheckAt = -Infinity;
+  private rogueChecking = false;
 
   private readonly fenceGuard: LeaderFence;
 
@@ -264,7 +282,7 @@ export class HaController {
 
   view(): HaView {
     const snap = this.snapshot;
-    const s = this.deps.settings();
+    const s = this.settings();
     const syncMembers = snap?.sync?.members ?? [];
     const members = [...(snap?.members.values() ?? [])]
       .map((m) => ({ ...m.report, sync_role: s.synchronousMode && m.report.role === 'replica' ? (syncMembers.includes(m.report.member) ? ('sync' as const) : ('async' as const)) : null }))
@@ -281,6 +299,7 @@ export class HaController {
       switchover: snap?.switchover ?? null,
       settings: { ttl: s.ttlS, loop_wait: s.loopWaitMs / 1000, retry_timeout: s.retryTimeoutMs / 1000, maximum_lag_on_failover: s.maximumLagOnFailover },
       members,
+      rogue_primaries: [...this.rogues.values()],
       as_of: this.snapshotAt,
     };
   }
@@ -289,7 +308,7 @@ export class HaController {
 
   private async renewLoop(): Promise<void> {
     while (!this.closed) {
-      const s = this.deps.settings();
+      const s = this.settings();
       if (!this.deps.db.present() && !this.holding) {
         // No database here: no lease, no report, no traffic to etcd.
         await this.sleepFor(s.loopWaitMs, false);
@@ -334,7 +353,7 @@ export class HaController {
    * new connection, whose lost SYN costs a whole second.
    */
   private renewalTimeout(sentAt: number, attemptMs: number): number {
-    const s = this.deps.settings();
+    const s = this.settings();
     const untilFence = this.renewedAt + s.loopWaitMs + s.retryTimeoutMs - sentAt;
     return Math.round(Math.max(attemptMs, Math.min(untilFence, s.loopWaitMs + s.retryTimeoutMs)));
   }
@@ -348,7 +367,7 @@ export class HaController {
    * before the lease's earliest expiry.
    */
   private armFence() {
-    const s = this.deps.settings();
+    const s = this.settings();
     const deadline = this.renewedAt + s.loopWaitMs + 1.5 * s.retryTimeoutMs;
     const expiry = this.renewedAt + s.ttlS * 1000 - s.retryTimeoutMs / 4;
     return this.fenceGuard.arm(deadline, expiry);
@@ -372,7 +391,7 @@ export class HaController {
     if (this.closed) return;
     this.publishLeaseFacts();
     if (!this.holding) return;
-    const s = this.deps.settings();
+    const s = this.settings();
     const since = this.now() - this.renewedAt;
     if (since > s.loopWaitMs + s.retryTimeoutMs) void this.fence(`no lease renewal confirmed for ${Math.round(since)} ms`);
   }
@@ -417,7 +436,7 @@ export class HaController {
 
   private async mainLoop(): Promise<void> {
     while (!this.closed) {
-      let next = this.deps.settings().loopWaitMs;
+      let next = this.settings().loopWaitMs;
       try {
         if (this.fencing) await this.fencing;
         if (!this.closed) next = await this.turn();
@@ -430,7 +449,7 @@ export class HaController {
 
   /** One turn; returns how long to wait before the next one. */
   private async turn(): Promise<number> {
-    const s = this.deps.settings();
+    const s = this.settings();
     if (!this.deps.db.present() && !this.holding) {
       this.deps.leadership.update({ present: false, role: 'unknown', holdsLease: false, primaryWritable: false, replication: null, reason: 'this member runs no PostgreSQL' });
       return s.loopWaitMs;
@@ -445,6 +464,7 @@ export class HaController {
     if (this.holding) await this.leaderTurn(db, s);
     else await this.followerTurn(db, s);
     this.updateLeadership(this.db);
+    this.watchForRogues();
     const snap = this.snapshot;
     const hurry = snap && ((!snap.leader && !snap.paused) || snap.switchover);
     return hurry ? BUSY_LOOP_MS : s.loopWaitMs;
@@ -490,7 +510,7 @@ export class HaController {
         return;
       }
     }
-    await this.keepSlots(snap, db, false);
+    await this.keepSlots(db, false);
     if (db.inRecovery) {
       await this.promote(snap, s);
       return;
@@ -556,7 +576,7 @@ export class HaController {
       if (this.now() - this.notStreamingSince > NOT_STREAMING_RECHECK_MS && report.role === 'leader') needed = 'it does not stream from the leader';
     } else this.notStreamingSince = null;
     if (!needed) {
-      await this.keepSlots(snap, db, true);
+      await this.keepSlots(db, true);
       this.decide(`following ${leader}`);
       return;
     }
@@ -665,7 +685,11 @@ export class HaController {
     await this.deps.db.setSynchronous(desired, AbortSignal.timeout(Math.max(2000, s.retryTimeoutMs)));
     this.appliedSync = desired;
     if (!sameSet(union, desiredList)) await this.deps.store.setSync(this.memberId, desiredList);
-    this.log.info({ event: 'ha_sync', standbys: desired }, desired === null ? 'replicating asynchronously' : desired.length === 0 ? 'no synchronous standby available: commits wait (strict)' : `synchronous standbys: ANY 1 (${desired.join(', ')})`);
+    if (desired === null && s.synchronousMode) {
+      this.log.warn({ event: 'ha_sync_degraded', standbys: null }, 'synchronous mode, but no healthy streaming follower: committing asynchronously until one is back');
+    } else {
+      this.log.info({ event: 'ha_sync', standbys: desired }, desired === null ? 'replicating asynchronously' : desired.length === 0 ? 'no synchronous standby available: commits wait (strict)' : `synchronous standbys: ANY 1 (${desired.join(', ')})`);
+    }
   }
 
   /**
@@ -674,11 +698,8 @@ export class HaController {
    * none, and a follower without its slot cannot stream); a follower when
    * the member set changes, or every SLOT_RECHECK_MS.
    */
-  private async keepSlots(snap: ClusterSnapshot, db: DatabaseStatus, lazily: boolean): Promise<void> {
+  private async keepSlots(db: DatabaseStatus, lazily: boolean): Promise<void> {
     if (!db.running) return;
-    const now = Date.now();
-    for (const m of snap.members.keys()) this.lastSeen.set(m, now);
-    for (const [m, at] of this.lastSeen) if (now - at > SLOT_RETENTION_MS) this.lastSeen.delete(m);
     const wanted = [...this.lastSeen.keys()].filter((m) => m !== this.memberId).sort();
     const key = wanted.join(',');
     if (lazily && key === this.slotsFor && this.now() - this.slotsAt < SLOT_RECHECK_MS) return;
@@ -772,11 +793,90 @@ export class HaController {
   private setSnapshot(snap: ClusterSnapshot): void {
     this.snapshot = snap;
     this.snapshotAt = Date.now();
+    const now = Date.now();
+    for (const [m, stored] of snap.members) {
+      this.lastSeen.set(m, now);
+      this.addresses.set(m, { member: m, host: stored.report.host, port: stored.report.port });
+    }
+    for (const [m, at] of this.lastSeen) {
+      if (now - at > SLOT_RETENTION_MS) {
+        this.lastSeen.delete(m);
+        this.addresses.delete(m);
+      }
+    }
+  }
+
+  /**
+   * Every ROGUE_CHECK_MS, in the background: asks each peer seen lately
+   * whether its database takes writes. One that does while the leader key
+   * (read afresh from the store, so a just-elected leader is never taken
+   * for one) names someone else is a rogue primary: its supervisor and
+   * fence are gone or stalled. It is reported on every view and fenced
+   * over SQL. With no leader at all and failover paused (maintenance) it is
+   * only reported.
+   */
+  private watchForRogues(): void {
+    if (this.rogueChecking || this.now() - this.rogueCheckAt < ROGUE_CHECK_MS || this.closed) return;
+    this.rogueChecking = true;
+    this.rogueCheckAt = this.now();
+    void this.checkRogues().finally(() => (this.rogueChecking = false));
+  }
+
+  private async checkRogues(): Promise<void> {
+    const s = this.settings();
+    const found = new Set<string>();
+    for (const peer of [...this.addresses.values()].filter((p) => p.member !== this.memberId)) {
+      if ((await this.deps.db.peerRole(peer, AbortSignal.timeout(1000))) !== 'primary') continue;
+      let fresh: ClusterSnapshot;
+      try {
+        fresh = await this.deps.store.snapshot({ timeoutMs: s.retryTimeoutMs });
+      } catch {
+        continue; // cannot tell who leads: never fence on a guess
+      }
+      if (fresh.leader?.member === peer.member) continue;
+      found.add(peer.member);
+      let rogue = this.rogues.get(peer.member);
+      if (!rogue) {
+        rogue = { member: peer.member, since: Date.now(), action: null };
+        this.rogues.set(peer.member, rogue);
+        this.log.error(
+          { event: 'ha_rogue_primary', member: peer.member, leader: fresh.leader?.member ?? null },
+          `CRITICAL: member ${peer.member}'s PostgreSQL takes writes without the leader lease (${fresh.leader ? `${fresh.leader.member} leads` : 'nobody leads'})`,
+        );
+      }
+      if (!fresh.leader && fresh.paused) continue;
+      try {
+        const did = await this.deps.db.fencePeer(peer, AbortSignal.timeout(3000));
+        rogue.action = `fenced over SQL by ${this.memberId}: ${did}`;
+        this.log.error({ event: 'ha_rogue_fenced', member: peer.member, action: did }, `fenced member ${peer.member}'s rogue primary over SQL: ${did}`);
+      } catch (err) {
+        this.log.warn({ event: 'ha_rogue_fence_failed', member: peer.member, reason: (err as Error).message }, `could not fence member ${peer.member} over SQL: ${(err as Error).message}`);
+      }
+    }
+    for (const m of [...this.rogues.keys()]) {
+      if (found.has(m)) continue;
+      this.rogues.delete(m);
+      this.log.info({ event: 'ha_rogue_gone', member: m }, `member ${m}'s PostgreSQL no longer takes writes`);
+    }
+    const list = [...this.rogues.values()];
+    const shown = this.deps.leadership.current.rogues;
+    if (JSON.stringify(shown) !== JSON.stringify(list)) this.deps.leadership.update({ rogues: list });
+  }
+
+  /**
+   * The settings in force. synchronous_mode = "auto" counts the members seen
+   * reporting in the last SLOT_RETENTION_MS, not only the live ones: a
+   * member that just died still counts, so a failover does not change the
+   * mode under the election that follows it.
+   */
+  private settings(): HaSettings {
+    const known = new Set([this.memberId, ...this.lastSeen.keys()]);
+    return effectiveSettings(this.deps.settings(), known.size);
   }
 
   private updateLeadership(db: DatabaseStatus | null): void {
     const snap = this.snapshot;
-    const s = this.deps.settings();
+    const s = this.settings();
     const isReplica = !!db?.running && db.inRecovery === true;
     const isPrimary = !!db?.running && db.inRecovery === false;
     const lag = isReplica && snap?.optime && db!.replayPosition !== null ? Math.max(0, snap.optime.wal_position - db!.replayPosition) : null;
@@ -789,6 +889,7 @@ export class HaController {
       timeline: db?.timeline ?? null,
       leader: snap?.leader?.member ?? null,
       syncRole: s.synchronousMode && isReplica ? (snap?.sync?.members.includes(this.memberId) ? 'sync' : 'async') : null,
+      syncDegraded: s.synchronousMode && isPrimary && this.holding && this.appliedSync === null,
       reason: this.lastDecision || 'starting',
     });
   }

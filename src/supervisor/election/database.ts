@@ -75,4 +75,8 @@ export interface ReplicatedDatabase {
   syncSlots(members: string[], signal: AbortSignal): Promise<void>;
   /** Before a promotion, so the new primary's first commit already follows the policy. */
   prepareSynchronous(members: string[] | null): Promise<void>;
+  /** What a peer's database is right now. */
+  peerRole(peer: PeerEndpoint, signal: AbortSignal): Promise<'primary' | 'standby' | 'unreachable'>;
+  /** Makes a peer's database that takes writes without the lease unable to acknowledge a commit; says what it did. */
+  fencePeer(peer: PeerEndpoint, signal: AbortSignal): Promise<string>;
 }

@@ -24,7 +24,17 @@ export interface LeadershipFacts {
   timeline: number | null;
   leader: string | null;
   syncRole: 'sync' | 'async' | null;
+  /** Leader in synchronous mode running asynchronously (no healthy follower to wait for). */
+  syncDegraded: boolean;
+  /** Peers whose database takes writes without the lease, as this member sees them. */
+  rogues: RogueSighting[];
   reason: string;
+}
+
+export interface RogueSighting {
+  member: string;
+  since: number;
+  action: string | null;
 }
 
 export class ElectedLeadership implements Leadership {
@@ -41,6 +51,8 @@ export class ElectedLeadership implements Leadership {
     timeline: null,
     leader: null,
     syncRole: null,
+    syncDegraded: false,
+    rogues: [],
     reason: 'starting',
   };
   private last: LeadershipState;
@@ -110,6 +122,8 @@ export class ElectedLeadership implements Leadership {
       timeline: f.timeline,
       leader: f.leader,
       syncRole: f.syncRole,
+      syncDegraded: f.syncDegraded,
+      roguePrimaries: f.rogues,
       since,
       reason: doubt ? `lease renewal overdue or failing; ${f.reason}` : f.reason,
     };
@@ -126,6 +140,8 @@ function same(a: LeadershipState, b: LeadershipState): boolean {
     a.leader === b.leader &&
     a.timeline === b.timeline &&
     a.syncRole === b.syncRole &&
+    a.syncDegraded === b.syncDegraded &&
+    JSON.stringify(a.roguePrimaries ?? []) === JSON.stringify(b.roguePrimaries ?? []) &&
     a.replication?.state === b.replication?.state &&
     a.replication?.lagBytes === b.replication?.lagBytes &&
     a.reason === b.reason

@@ -27,8 +27,14 @@ export interface HaSettings {
   retryTimeoutMs: number;
   /** A follower further behind the last known leader position than this (bytes) may not be promoted. */
   maximumLagOnFailover: number;
-  /** Only members of the recorded synchronous set may be promoted; commits wait for ANY 1 of them. */
+  /**
+   * Only members of the recorded synchronous set may be promoted; commits
+   * wait for ANY 1 of them. With synchronousModeAuto this is what the
+   * controller decides from the group's size, false as read from config.
+   */
   synchronousMode: boolean;
+  /** synchronous_mode = "auto" (the default): synchronous once the group has AUTO_SYNC_MIN_MEMBERS members. */
+  synchronousModeAuto: boolean;
   /** With synchronousMode: without a synchronous standby, commits wait rather than go asynchronous. */
   synchronousModeStrict: boolean;
   /** This member is never promoted (a reporting replica, a member in another room). */
@@ -44,6 +50,19 @@ export interface HaSettings {
   invalid: string[];
 }
 
+/**
+ * With synchronous_mode = "auto", a group of this many PostgreSQL members
+ * or more runs synchronously: with three, losing the leader and one
+ * follower at once is what it takes to lose a write, and the leader still
+ * has a second follower to wait for when one is down.
+ */
+export const AUTO_SYNC_MIN_MEMBERS = 3;
+
+/** The settings in force for a group of `members` PostgreSQL members (auto resolved). */
+export function effectiveSettings(s: HaSettings, members: number): HaSettings {
+  return s.synchronousModeAuto ? { ...s, synchronousMode: members >= AUTO_SYNC_MIN_MEMBERS } : s;
+}
+
 export type WatchdogMode = 'off' | 'automatic' | 'required';
 const WATCHDOG_MODES: readonly string[] = ['off', 'automatic', 'required'];
 
@@ -53,6 +72,7 @@ export const DEFAULT_HA_SETTINGS: HaSettings = {
   retryTimeoutMs: 1000,
   maximumLagOnFailover: 1024 * 1024,
   synchronousMode: false,
+  synchronousModeAuto: true,
   synchronousModeStrict: false,
   noFailover: false,
   watchdog: 'automatic',
@@ -65,7 +85,7 @@ class Reader {
   readonly invalid: string[] = [];
   constructor(private readonly table: TomlTable) {}
 
-  private take<T>(key: string, fallback: T, ok: (v: unknown) => boolean, want: string): T {
+  take<T>(key: string, fallback: T, ok: (v: unknown) => boolean, want: string): T {
     const v = this.table[key];
     if (v === undefined) return fallback;
     if (ok(v)) return v as T;
@@ -91,12 +111,14 @@ export function haSettingsFrom(cfg: TomlTable): HaSettings {
   const ha = (typeof cfg.ha === 'object' && cfg.ha !== null ? cfg.ha : {}) as TomlTable;
   const d = DEFAULT_HA_SETTINGS;
   const r = new Reader(ha);
+  const syncMode = r.take<boolean | 'auto'>('synchronous_mode', 'auto', (v) => typeof v === 'boolean' || v === 'auto', 'true, false or "auto"');
   const settings: HaSettings = {
     ttlS: r.num('ttl', d.ttlS),
     loopWaitMs: Math.round(r.num('loop_wait', d.loopWaitMs / 1000) * 1000),
     retryTimeoutMs: Math.round(r.num('retry_timeout', d.retryTimeoutMs / 1000) * 1000),
     maximumLagOnFailover: r.num('maximum_lag_on_failover', d.maximumLagOnFailover),
-    synchronousMode: r.bool('synchronous_mode', d.synchronousMode),
+    synchronousMode: syncMode === true,
+    synchronousModeAuto: syncMode === 'auto',
     synchronousModeStrict: r.bool('synchronous_mode_strict', d.synchronousModeStrict),
     noFailover: r.bool('nofailover', d.noFailover),
     watchdog: r.oneOf('watchdog', d.watchdog, WATCHDOG_MODES),
@@ -128,6 +150,6 @@ export function checkHaSettings(s: HaSettings): string | undefined {
     return `ha.loop_wait + 2 × ha.retry_timeout must not exceed ha.ttl: ${s.loopWaitMs / 1000} + 2 × ${s.retryTimeoutMs / 1000} > ${s.ttlS}`;
   }
   if (!(s.maximumLagOnFailover >= 0)) return `ha.maximum_lag_on_failover must be 0 or more bytes (got ${s.maximumLagOnFailover})`;
-  if (s.synchronousModeStrict && !s.synchronousMode) return 'ha.synchronous_mode_strict needs ha.synchronous_mode = true';
+  if (s.synchronousModeStrict && !s.synchronousMode && !s.synchronousModeAuto) return 'ha.synchronous_mode_strict needs ha.synchronous_mode = true or "auto"';
   return undefined;
 }
