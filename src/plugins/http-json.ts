@@ -14,7 +14,8 @@ export interface JsonAnswer {
   json: unknown;
 }
 
-export function jsonRequest(method: 'GET' | 'POST' | 'DELETE', url: string, signal: AbortSignal, body?: unknown): Promise<JsonAnswer> {
+/** One request, its answer as text (up to 1 MB); rejects when no whole answer came. */
+export function textRequest(method: 'GET' | 'POST' | 'DELETE', url: string, signal: AbortSignal, body?: unknown): Promise<{ status: number; text: string }> {
   signal.throwIfAborted();
   const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
   return new Promise((resolve, reject) => {
@@ -34,18 +35,20 @@ export function jsonRequest(method: 'GET' | 'POST' | 'DELETE', url: string, sign
         else chunks.push(chunk);
       });
       res.once('error', reject);
-      res.once('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
-        if (text.trim() === '') return resolve({ status: res.statusCode ?? 0, json: undefined });
-        try {
-          resolve({ status: res.statusCode ?? 0, json: JSON.parse(text) });
-        } catch {
-          reject(new Error(`${method} ${url} answered ${res.statusCode} with non-JSON: ${text.slice(0, 200)}`));
-        }
-      });
+      res.once('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
     });
     req.end(payload);
   });
+}
+
+export async function jsonRequest(method: 'GET' | 'POST' | 'DELETE', url: string, signal: AbortSignal, body?: unknown): Promise<JsonAnswer> {
+  const { status, text } = await textRequest(method, url, signal, body);
+  if (text.trim() === '') return { status, json: undefined };
+  try {
+    return { status, json: JSON.parse(text) };
+  } catch {
+    throw new Error(`${method} ${url} answered ${status} with non-JSON: ${text.slice(0, 200)}`);
+  }
 }
 
 /** GET, or POST when there is a body; an empty answer is an error (etcd always answers with JSON). */

@@ -3,16 +3,16 @@ import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { EtcdMember } from '../../src/plugins/etcd/client.js';
 import { EtcdDriver } from '../../src/plugins/etcd/driver.js';
 import { etcdClientUrls, etcdVoters } from '../../src/plugins/etcd/endpoints.js';
 import { DECISION_FILE, readDecision, writeDecision } from '../../src/plugins/etcd/formation-file.js';
-import type { EtcdMemberInfo } from '../../src/plugins/etcd/members-api.js';
 import { checkVoterCount, decideJoin, initialMembers, JOIN_BACKOFF, joinRetryDelay } from '../../src/plugins/etcd/membership.js';
 import type { DriverContext } from '../../src/supervisor/driver.js';
 import { member, rumor } from '../support/census-fixtures.js';
 
-const started = (id: string, name: string, port: number): EtcdMemberInfo => ({ id, name, peerUrls: [`http://10.0.0.${port}:2380`], clientUrls: [`http://10.0.0.${port}:2379`] });
-const unstarted = (id: string, port: number): EtcdMemberInfo => ({ id, name: '', peerUrls: [`http://10.0.0.${port}:2380`], clientUrls: [] });
+const started = (id: string, name: string, port: number): EtcdMember => ({ id, name, peerUrls: [`http://10.0.0.${port}:2380`], clientUrls: [`http://10.0.0.${port}:2379`], isLearner: false });
+const unstarted = (id: string, port: number): EtcdMember => ({ id, name: '', peerUrls: [`http://10.0.0.${port}:2380`], clientUrls: [], isLearner: false });
 const SELF = 'http://10.0.0.14:2380';
 
 test('decideJoin: add while the cluster is short of voters, client once it has them', () => {
@@ -48,7 +48,7 @@ test('parallel joiners against etcd\'s strict reconfig check: exactly `voters` v
     for (let seed = 1; seed <= 300; seed++) {
       let state = seed;
       const random = () => (state = (state * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
-      const members: EtcdMemberInfo[] = [started('1', 'founder', 11)];
+      const members: EtcdMember[] = [started('1', 'founder', 11)];
       let nextId = 100;
       const joiners = Array.from({ length: 6 }, (_, i) => ({ url: `http://10.0.0.${20 + i}:2380`, name: `j${i}`, role: undefined as 'voter' | 'client' | undefined, startsIn: -1, willAdd: false }));
       const canAdd = () => {
@@ -74,7 +74,7 @@ test('parallel joiners against etcd\'s strict reconfig check: exactly `voters` v
           // The add this joiner decided on when it last read the list; etcd may refuse it.
           j.willAdd = false;
           if (!canAdd()) continue;
-          members.push({ id: String(nextId++), name: '', peerUrls: [j.url], clientUrls: [] });
+          members.push({ id: String(nextId++), name: '', peerUrls: [j.url], clientUrls: [], isLearner: false });
           next = decideJoin(snapshot(), j.url, voters);
         } else {
           next = decideJoin(snapshot(), j.url, voters);

@@ -1,11 +1,14 @@
 /**
- * A small etcd v3 client over etcd's JSON gateway (/v3/...), enough for
- * leases, leader keys and cluster membership: range, put, delete, txn with
- * compares on version/value/lease, lease grant/keep-alive/revoke/time-to-live,
- * member list and a prefix watch. Keys and values are strings here and
- * base64 on the wire; 64-bit numbers (revisions, lease ids) arrive as
- * decimal strings: revisions become numbers (exact up to 2^53), lease ids
- * stay strings.
+ * hasup's one etcd client, over etcd's v3 JSON gateway (/v3/...): leases,
+ * leader keys and cluster membership for the HA store (ha-store.ts), the
+ * etcd formation (membership.ts) and the etcd driver's health check
+ * (driver.ts). Range, put, delete, txn with compares on version/value/lease,
+ * lease grant/keep-alive/revoke/time-to-live, member list/add/remove, a
+ * prefix watch, and the calls about one member (health, status, leader
+ * transfer). Keys and values are strings here and base64 on the wire; 64-bit
+ * numbers (revisions, lease ids, member ids) arrive as decimal strings:
+ * revisions become numbers (exact up to 2^53), ids stay strings. Why not the
+ * etcd3 package: docs/architecture.md, "Talking to etcd".
  *
  * Several endpoints may be given (a function, so the list can follow the
  * cluster's membership). An etcd on this host comes first (no lossy network
@@ -14,11 +17,15 @@
  * list) are hedged: see hedgedCall. Puts and deletes are not (a copy that
  * arrived late could undo a newer write): they try endpoints in turn.
  * Transactions and lease grants move on only when the request never left.
- * Every call has a deadline. Error messages name the endpoint without any
+ * Membership changes take the first answer etcd gives, and move on only
+ * when an endpoint gives none. Every call has a deadline. Every failure is
+ * an EtcdError (EtcdUnavailable when no answer came). Error messages name
+ * the endpoint without any
  * userinfo part and never carry request bodies (values may be private to
  * the cluster).
  */
 import { networkInterfaces } from 'node:os';
+import { textRequest } from '../http-json.js';
 
 export interface EtcdClientOptions {
   /** Client URLs (http://IP:2379); read on every call. */
@@ -27,6 +34,15 @@ export interface EtcdClientOptions {
   timeoutMs?: number;
   /** How long a hedged call waits for an answer before it also asks the next endpoint (default 100 ms). */
   hedgeDelayMs?: number;
+  /**
+   * true (the default): requests share fetch's keep-alive connections, so a
+   * call need not open one (a SYN to lose) and a hedged attempt that lost
+   * the race keeps its connection. false: every request on a connection of
+   * its own, closed after the answer and at once on abort, so an occasional
+   * or periodic call (the health check, the formation) leaves no socket.
+   * Watches always use fetch.
+   */
+  keepAlive?: boolean;
 }
 
 export interface CallOptions {
@@ -75,27 +91,59 @@ export interface WatchEvent {
   kv: KeyValue;
 }
 
+/** A member of the etcd cluster, as member list/add/remove give it. */
 export interface EtcdMember {
+  /** Decimal uint64 (etcdctl and etcd's logs print it in hex: hexId). */
   id: string;
+  /** Empty for a member that was added but has not started yet. */
   name: string;
   peerUrls: string[];
   clientUrls: string[];
   isLearner: boolean;
 }
 
-/** etcd answered with an error (gRPC status code and etcd's message). */
+/** One member's view of the cluster (maintenance/status). Ids are decimal uint64, '' when absent. */
+export interface EtcdStatus {
+  memberId: string;
+  /** The member it takes for raft's leader; '' when it knows none. */
+  leader: string;
+  clusterId: string;
+  version: string | undefined;
+  /** NaN when etcd did not say. */
+  dbSizeBytes: number;
+  raftTerm: number;
+  raftIndex: number;
+  raftAppliedIndex: number;
+  /** Alarms and errors the member reports (e.g. "NOSPACE"). */
+  errors: string[];
+}
+
+/**
+ * A failed etcd call: etcd answered with an error (`code` is its gRPC status
+ * code: 5 not found, 9 peer URL exists, 14 unavailable, ...), or, as
+ * EtcdUnavailable, nobody answered. `reason` is the message without the
+ * call and endpoint it names.
+ */
 export class EtcdError extends Error {
+  readonly reason: string;
+
   constructor(
     message: string,
     readonly code: number | undefined,
     readonly endpoint: string,
+    reason?: string,
   ) {
     super(message);
+    this.reason = reason ?? message;
   }
 }
 
-/** No endpoint answered in time, or none was reachable. */
-export class EtcdUnavailable extends Error {}
+/** No endpoint answered in time, or none was reachable: etcd said nothing, so `code` is undefined. */
+export class EtcdUnavailable extends EtcdError {
+  constructor(message: string, endpoint = '', reason?: string) {
+    super(message, undefined, endpoint, reason);
+  }
+}
 
 const DEFAULT_TIMEOUT_MS = 2000;
 /** gRPC UNAVAILABLE: e.g. "etcdserver: no leader"; another member may do better. */
@@ -121,7 +169,13 @@ type CallMode =
   /** One endpoint after another, moving on after a timeout or an "unavailable" answer. */
   | 'failover'
   /** Moves on only when the request provably never left. */
-  | 'once';
+  | 'once'
+  /**
+   * One endpoint after another, each given the call's whole timeout; any
+   * answer, an error too, is final: moves on only when an endpoint gives
+   * none. For membership changes, which etcd decides once for the cluster.
+   */
+  | 'each';
 
 /** What one attempt at one endpoint came to. */
 type AttemptOutcome =
@@ -177,6 +231,29 @@ function kvOf(raw: RawKv): KeyValue {
     version: Number(raw.version ?? 0),
     lease: raw.lease ?? '0',
   };
+}
+
+interface RawMember {
+  ID?: string;
+  name?: string;
+  peerURLs?: string[];
+  clientURLs?: string[];
+  isLearner?: boolean;
+}
+
+function memberOf(m: RawMember): EtcdMember {
+  return { id: String(m.ID ?? ''), name: m.name ?? '', peerUrls: m.peerURLs ?? [], clientUrls: m.clientURLs ?? [], isLearner: m.isLearner === true };
+}
+
+interface RawStatus {
+  header?: { member_id?: string; cluster_id?: string };
+  version?: string;
+  dbSize?: string;
+  leader?: string;
+  raftIndex?: string;
+  raftTerm?: string;
+  raftAppliedIndex?: string;
+  errors?: unknown[];
 }
 
 function rangeOf(raw: { kvs?: RawKv[]; header?: { revision?: string } }): RangeResult {
@@ -292,17 +369,49 @@ export class EtcdClient {
     return Number(answer.TTL ?? -1);
   }
 
+  /** The members as the answering etcd knows them (served locally: works without quorum). */
   async memberList(opts: CallOptions = {}): Promise<EtcdMember[]> {
-    const answer = (await this.call('/v3/cluster/member/list', {}, opts, 'hedged')) as {
-      members?: Array<{ ID?: string; name?: string; peerURLs?: string[]; clientURLs?: string[]; isLearner?: boolean }>;
-    };
-    return (answer.members ?? []).map((m) => ({ id: m.ID ?? '', name: m.name ?? '', peerUrls: m.peerURLs ?? [], clientUrls: m.clientURLs ?? [], isLearner: m.isLearner === true }));
+    const answer = (await this.call('/v3/cluster/member/list', {}, opts, 'hedged')) as { members?: RawMember[] };
+    return (answer.members ?? []).map(memberOf);
   }
 
-  /** The member at `endpoint` (no failover): its id and the id of the member it takes for etcd's leader. */
-  async statusAt(endpoint: string, opts: CallOptions = {}): Promise<{ memberId: string; leader: string }> {
-    const answer = (await this.callAt(endpoint, '/v3/maintenance/status', {}, opts)) as { header?: { member_id?: string }; leader?: string };
-    return { memberId: answer.header?.member_id ?? '', leader: answer.leader ?? '' };
+  /** Adds a voting member; returns it and the member list right after the change. */
+  async memberAdd(peerUrl: string, opts: CallOptions = {}): Promise<{ added: EtcdMember; members: EtcdMember[] }> {
+    const answer = (await this.call('/v3/cluster/member/add', { peerURLs: [peerUrl] }, opts, 'each')) as { member?: RawMember; members?: RawMember[] };
+    if (!answer.member?.ID) throw new EtcdError('etcd answered member/add without the new member', undefined, '');
+    return { added: memberOf(answer.member), members: (answer.members ?? []).map(memberOf) };
+  }
+
+  /** Removes a member; returns the member list right after the change. */
+  async memberRemove(id: string, opts: CallOptions = {}): Promise<EtcdMember[]> {
+    const answer = (await this.call('/v3/cluster/member/remove', { ID: id }, opts, 'each')) as { members?: RawMember[] };
+    return (answer.members ?? []).map(memberOf);
+  }
+
+  /** The member at `endpoint` (no failover): its ids, raft position and alarms. */
+  async statusAt(endpoint: string, opts: CallOptions = {}): Promise<EtcdStatus> {
+    const answer = (await this.callAt(endpoint, '/v3/maintenance/status', {}, opts)) as RawStatus;
+    return {
+      memberId: answer.header?.member_id ?? '',
+      leader: answer.leader ?? '',
+      clusterId: answer.header?.cluster_id ?? '',
+      version: answer.version,
+      dbSizeBytes: Number(answer.dbSize ?? NaN),
+      raftTerm: Number(answer.raftTerm ?? NaN),
+      raftIndex: Number(answer.raftIndex ?? NaN),
+      raftAppliedIndex: Number(answer.raftAppliedIndex ?? NaN),
+      errors: Array.isArray(answer.errors) ? answer.errors.map(String) : [],
+    };
+  }
+
+  /**
+   * GET /health of the member at `endpoint` (no failover): whether it says it
+   * is healthy and, when not, why. etcd answers 503 with the same JSON when
+   * unhealthy, so the HTTP status does not matter here.
+   */
+  async healthAt(endpoint: string, opts: CallOptions = {}): Promise<{ healthy: boolean; reason: string | undefined }> {
+    const { json } = await this.requestAt(endpoint, '/health', undefined, opts);
+    return { healthy: json.health === 'true', reason: typeof json.reason === 'string' && json.reason !== '' ? json.reason : undefined };
   }
 
   /** Asks etcd's leader (at `endpoint`) to hand its leadership to member `targetId`. */
@@ -364,13 +473,8 @@ export class EtcdClient {
   }
 
   private isLocal(endpoint: string): boolean {
-    let host: string;
-    try {
-      host = new URL(endpoint).hostname.replace(/^\[|\]$/g, '');
-    } catch {
-      return false;
-    }
-    return isLocalHost(host, () => this.hostAddresses());
+    const host = endpointHost(endpoint);
+    return host !== undefined && isLocalHost(host, () => this.hostAddresses());
   }
 
   private hostAddresses(): Set<string> {
@@ -388,7 +492,7 @@ export class EtcdClient {
   }
 
   private async call(path: string, body: unknown, opts: CallOptions, mode: CallMode): Promise<unknown> {
-    return await (mode === 'hedged' ? this.hedgedCall(path, body, opts) : this.sequentialCall(path, body, opts, mode === 'failover'));
+    return await (mode === 'hedged' ? this.hedgedCall(path, body, opts) : this.sequentialCall(path, body, opts, mode));
   }
 
   /**
@@ -460,20 +564,22 @@ export class EtcdClient {
   /**
    * POSTs `body` to `path`, trying endpoints in turn until one answers
    * within the call's deadline. With `failover` a call also moves on after
-   * a timeout or an "unavailable" answer; otherwise only when the request
-   * provably never left (connection refused, no route).
+   * a timeout or an "unavailable" answer; with `once` only when the request
+   * provably never left (connection refused, no route); with `each` after
+   * any attempt that got no answer, each attempt having the whole timeout.
    */
-  private async sequentialCall(path: string, body: unknown, opts: CallOptions, failover: boolean): Promise<unknown> {
+  private async sequentialCall(path: string, body: unknown, opts: CallOptions, mode: 'failover' | 'once' | 'each'): Promise<unknown> {
     const endpoints = this.endpointsInOrder();
-    const deadline = Date.now() + (opts.timeoutMs ?? this.timeoutMs);
+    const budgetMs = opts.timeoutMs ?? this.timeoutMs;
+    const deadline = Date.now() + budgetMs;
     const failures: string[] = [];
     for (let i = 0; i < endpoints.length; i++) {
       const endpoint = endpoints[i]!;
       const left = deadline - Date.now();
-      if (left <= 0) break;
+      if (left <= 0 && mode !== 'each') break;
       // Leave time for the endpoints after this one: a hung member must not eat the whole deadline.
       const remaining = endpoints.length - i;
-      const attemptMs = remaining > 1 ? Math.max(Math.min(left, 150), Math.floor(left / 2)) : left;
+      const attemptMs = mode === 'each' ? budgetMs : remaining > 1 ? Math.max(Math.min(left, 150), Math.floor(left / 2)) : left;
       const timeout = AbortSignal.timeout(attemptMs);
       const outcome = await this.attempt(endpoint, path, body, opts.signal ? AbortSignal.any([opts.signal, timeout]) : timeout);
       if (opts.signal?.aborted) throw new EtcdUnavailable(`etcd ${path}: cancelled`);
@@ -481,22 +587,22 @@ export class EtcdClient {
         this.preferred = endpoint;
         return outcome.json;
       }
-      if (outcome.kind === 'etcd-error' || (outcome.kind === 'unavailable' && !failover)) {
+      if (outcome.kind === 'etcd-error' || (outcome.kind === 'unavailable' && mode !== 'failover')) {
         this.preferred = endpoint;
         throw outcome.error;
       }
       this.noteFailure(endpoint);
       failures.push(`${displayEndpoint(endpoint)}: ${timeout.aborted ? `no answer within ${attemptMs} ms` : outcome.reason}`);
-      if (!failover && outcome.kind === 'failed' && outcome.sent) break;
+      if (mode === 'once' && outcome.kind === 'failed' && outcome.sent) break;
     }
     throw new EtcdUnavailable(`etcd ${path}: ${failures.length > 0 ? failures.join('; ') : 'deadline passed before any endpoint was tried'}`);
   }
 
   /** One POST to one endpoint, its answer read to the end and sorted; never rejects. */
   private async attempt(endpoint: string, path: string, body: unknown, signal: AbortSignal): Promise<AttemptOutcome> {
-    let res: Response;
+    let res: { status: number; ok: boolean; text: () => Promise<string> };
     try {
-      res = await fetch(`${endpoint}${path}`, { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' }, signal });
+      res = await this.send(`${endpoint}${path}`, body, signal);
     } catch (err) {
       const code = errorCode(err);
       return { kind: 'failed', reason: signal.aborted ? 'no answer in time' : code, sent: !NOT_SENT.has(code) };
@@ -517,36 +623,66 @@ export class EtcdClient {
     const streamed = typeof json.error === 'object' && json.error !== null ? (json.error as { grpc_code?: number; message?: string }) : undefined;
     if (streamed?.grpc_code === GRPC_UNAVAILABLE) {
       const message = streamed.message ?? 'unavailable';
-      return { kind: 'unavailable', reason: message, error: new EtcdError(`etcd ${path} at ${displayEndpoint(endpoint)}: ${message}`, GRPC_UNAVAILABLE, displayEndpoint(endpoint)) };
+      return { kind: 'unavailable', reason: message, error: new EtcdError(`etcd ${path} at ${displayEndpoint(endpoint)}: ${message}`, GRPC_UNAVAILABLE, displayEndpoint(endpoint), message) };
     }
     if (res.ok && (json.error === undefined || typeof json.error === 'object')) return { kind: 'answer', json };
     const message = typeof json.message === 'string' ? json.message : typeof json.error === 'string' ? json.error : `HTTP ${res.status}`;
-    const error = new EtcdError(`etcd ${path} at ${displayEndpoint(endpoint)}: ${message}`, json.code, displayEndpoint(endpoint));
+    const error = new EtcdError(`etcd ${path} at ${displayEndpoint(endpoint)}: ${message}`, json.code, displayEndpoint(endpoint), message);
     return json.code === GRPC_UNAVAILABLE ? { kind: 'unavailable', reason: message, error } : { kind: 'etcd-error', error };
   }
 
   /** One POST to one endpoint, for calls that are about that member. */
   private async callAt(endpoint: string, path: string, body: unknown, opts: CallOptions): Promise<unknown> {
+    const { status, json, where } = await this.requestAt(endpoint, path, body, opts);
+    if (status < 200 || status > 299) {
+      const reason = typeof json.message === 'string' ? json.message : `HTTP ${status}`;
+      throw new EtcdError(`etcd ${path} at ${where}: ${reason}`, typeof json.code === 'number' ? json.code : undefined, where, reason);
+    }
+    return json;
+  }
+
+  /** One request to one endpoint (GET without a body, else POST), its JSON answer whatever the HTTP status. */
+  private async requestAt(endpoint: string, path: string, body: unknown, opts: CallOptions): Promise<{ status: number; json: Record<string, unknown>; where: string }> {
     const url = normalizeEndpoint(endpoint);
     if (!url) throw new EtcdUnavailable('invalid etcd endpoint');
+    const where = displayEndpoint(url);
     const timeout = AbortSignal.timeout(opts.timeoutMs ?? this.timeoutMs);
     const signal = opts.signal ? AbortSignal.any([opts.signal, timeout]) : timeout;
-    let res: Response;
+    let res: { status: number };
     let text: string;
     try {
-      res = await fetch(`${url}${path}`, { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' }, signal });
-      text = await res.text();
+      const answer = await this.send(`${url}${path}`, body, signal);
+      res = answer;
+      text = await answer.text();
     } catch (err) {
-      throw new EtcdUnavailable(`etcd ${path} at ${displayEndpoint(url)}: ${timeout.aborted ? 'no answer in time' : errorCode(err)}`);
+      const reason = timeout.aborted ? 'no answer in time' : errorCode(err);
+      throw new EtcdUnavailable(`etcd ${path} at ${where}: ${reason}`, where, reason);
     }
-    let json: { message?: string; error?: unknown; code?: number };
+    let json: unknown;
     try {
-      json = JSON.parse(text) as typeof json;
+      json = JSON.parse(text);
     } catch {
-      throw new EtcdError(`etcd ${path} at ${displayEndpoint(url)}: HTTP ${res.status}, not JSON`, undefined, displayEndpoint(url));
+      json = undefined;
     }
-    if (!res.ok) throw new EtcdError(`etcd ${path} at ${displayEndpoint(url)}: ${json.message ?? `HTTP ${res.status}`}`, json.code, displayEndpoint(url));
-    return json;
+    if (typeof json !== 'object' || json === null) {
+      const reason = `HTTP ${res.status}, not JSON`;
+      throw new EtcdError(`etcd ${path} at ${where}: ${reason}`, undefined, where, reason);
+    }
+    return { status: res.status, json: json as Record<string, unknown>, where };
+  }
+
+  /**
+   * One HTTP exchange (GET without a body, else a JSON POST): through
+   * fetch's keep-alive pool, or with keepAlive false on a connection of its
+   * own. Rejects when no answer came; `text` rejects when the answer broke off.
+   */
+  private async send(url: string, body: unknown, signal: AbortSignal): Promise<{ status: number; ok: boolean; text: () => Promise<string> }> {
+    if (this.opts.keepAlive === false) {
+      const answer = await textRequest(body === undefined ? 'GET' : 'POST', url, signal, body);
+      return { status: answer.status, ok: answer.status >= 200 && answer.status <= 299, text: () => Promise.resolve(answer.text) };
+    }
+    const res = await fetch(url, body === undefined ? { signal } : { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' }, signal });
+    return { status: res.status, ok: res.ok, text: () => res.text() };
   }
 
   /** Opens a streaming request on the first endpoint that accepts it. */
@@ -596,6 +732,20 @@ export function isLocalHost(host: string, hostAddresses: () => Set<string>): boo
   return host === 'localhost' || host === '::1' || host.startsWith('127.') || hostAddresses().has(host);
 }
 
+/** The host of a client or peer URL, an IPv6 address without its brackets; undefined for a malformed URL. */
+export function endpointHost(url: string): string | undefined {
+  try {
+    return new URL(url).hostname.replace(/^\[|\]$/g, '');
+  } catch {
+    return undefined;
+  }
+}
+
+/** etcd prints member and cluster ids in hex (etcdctl, logs); the gateway gives decimal. Undefined for anything but a decimal id. */
+export function hexId(decimal: string | undefined): string | undefined {
+  return decimal !== undefined && /^\d+$/.test(decimal) ? BigInt(decimal).toString(16) : undefined;
+}
+
 function normalizeEndpoint(url: string): string | undefined {
   try {
     const u = new URL(url);
@@ -605,7 +755,9 @@ function normalizeEndpoint(url: string): string | undefined {
   }
 }
 
+/** The system error code of a failed request (fetch puts it in `cause`, node:http on the error itself). */
 function errorCode(err: unknown): string {
   const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-  return cause?.code ?? cause?.message ?? (err as Error).name ?? 'error';
+  const own = (err as { code?: unknown }).code;
+  return cause?.code ?? (typeof own === 'string' ? own : undefined) ?? cause?.message ?? (err as Error).name ?? 'error';
 }

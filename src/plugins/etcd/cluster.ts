@@ -6,7 +6,8 @@ import type { DriverContext } from '../../supervisor/driver.js';
  * the merged config and the member's address. The same address rules as
  * plans/etcd/config/etcd.yml.hbs: listen_address, or the advertised IP.
  */
-export interface EtcdMember {
+/** One entry of etcd's --initial-cluster (the cluster's members are client.ts's EtcdMember). */
+export interface InitialMember {
   /** etcd member name: the hasup member id. */
   name: string;
   peerUrl: string;
@@ -34,7 +35,7 @@ export function clientUrl(cfg: DriverContext['cfg'], ip: string): string {
 }
 
 /** etcd's --initial-cluster: name=peerUrl pairs, sorted so every member renders the same string. */
-export function initialCluster(members: EtcdMember[]): string {
+export function initialCluster(members: InitialMember[]): string {
   return [...members]
     .sort((a, b) => a.name.localeCompare(b.name))
     .map((m) => `${m.name}=${m.peerUrl}`)

@@ -3,30 +3,20 @@ import { join } from 'node:path';
 import type { DriverContext, HealthResult, ServiceDriver } from '../../supervisor/driver.js';
 import { assertReachable, ensureOwnedDir } from '../service-dirs.js';
 import { clientUrl, clusterToken, initialCluster, peerUrl } from './cluster.js';
+import { EtcdClient, EtcdError, hexId, type EtcdStatus } from './client.js';
 import { readDecision } from './formation-file.js';
-import { httpJson } from '../http-json.js';
-
-interface EtcdStatus {
-  header?: { member_id?: string; cluster_id?: string; revision?: string };
-  version?: string;
-  dbSize?: string;
-  leader?: string;
-  raftIndex?: string;
-  raftTerm?: string;
-  raftAppliedIndex?: string;
-  errors?: string[];
-}
-
-/** etcd prints member and cluster ids in hex; its JSON gateway gives uint64 in decimal strings. */
-function hexId(decimal: string | undefined): string | undefined {
-  if (decimal === undefined || !/^\d+$/.test(decimal)) return undefined;
-  return BigInt(decimal).toString(16);
-}
 
 function describe(err: unknown, where: string, signal: AbortSignal): string {
   if (signal.aborted) return `etcd at ${where} did not answer in time`;
-  return `etcd at ${where}: ${(err as Error).message}`;
+  return `etcd at ${where}: ${err instanceof EtcdError ? err.reason : (err as Error).message}`;
 }
+
+/**
+ * The health check's calls are about this member's etcd alone, through the
+ * one etcd client, each on a connection of its own that closes after it; the
+ * health loop's signal is their deadline (this only bounds a call without one).
+ */
+const HEALTH_CALL_LIMIT_MS = 60_000;
 
 /**
  * etcd on one member. When the cluster formation (membership.ts) has made
@@ -37,6 +27,8 @@ function describe(err: unknown, where: string, signal: AbortSignal): string {
  * cluster of its own.
  */
 export class EtcdDriver implements ServiceDriver {
+  private readonly etcd = new EtcdClient({ endpoints: () => [], timeoutMs: HEALTH_CALL_LIMIT_MS, keepAlive: false });
+
   templateValues(ctx: DriverContext): Record<string, unknown> {
     // With a member/ dir etcd ignores the initial-cluster flags and restarts from its own state.
     const hasData = existsSync(join(ctx.paths.data, 'member'));
@@ -68,38 +60,36 @@ export class EtcdDriver implements ServiceDriver {
 
   async health(ctx: DriverContext, signal: AbortSignal): Promise<HealthResult> {
     const base = clientUrl(ctx.cfg, ctx.ip);
-    let health: { health?: unknown; reason?: unknown };
+    let health: { healthy: boolean; reason: string | undefined };
     try {
-      const answer = await httpJson(`${base}/health`, signal);
-      health = answer.json as typeof health;
+      health = await this.etcd.healthAt(base, { signal });
     } catch (err) {
       return { status: 'critical', message: describe(err, base, signal) };
     }
-    if (health.health !== 'true') {
-      const reason = typeof health.reason === 'string' && health.reason !== '' ? `: ${health.reason}` : '';
-      return { status: 'critical', message: `etcd at ${base} reports itself unhealthy${reason}` };
+    if (!health.healthy) {
+      return { status: 'critical', message: `etcd at ${base} reports itself unhealthy${health.reason ? `: ${health.reason}` : ''}` };
     }
     // Raft facts are a bonus: a status that fails or times out does not make a healthy member unhealthy.
     let status: EtcdStatus;
     try {
-      status = (await httpJson(`${base}/v3/maintenance/status`, signal, {})).json as EtcdStatus;
+      status = await this.etcd.statusAt(base, { signal });
     } catch (err) {
       return { status: 'ok', message: `raft status unavailable: ${describe(err, base, signal)}` };
     }
-    const memberId = hexId(status.header?.member_id);
+    const memberId = hexId(status.memberId);
     const leader = hexId(status.leader);
     const details = {
       version: status.version,
       member_id: memberId,
-      cluster_id: hexId(status.header?.cluster_id),
+      cluster_id: hexId(status.clusterId),
       leader,
       is_leader: memberId !== undefined && memberId === leader,
-      raft_term: Number(status.raftTerm ?? NaN),
-      raft_index: Number(status.raftIndex ?? NaN),
-      raft_applied_index: Number(status.raftAppliedIndex ?? NaN),
-      db_size_bytes: Number(status.dbSize ?? NaN),
+      raft_term: status.raftTerm,
+      raft_index: status.raftIndex,
+      raft_applied_index: status.raftAppliedIndex,
+      db_size_bytes: status.dbSizeBytes,
     };
-    if (status.errors && status.errors.length > 0) return { status: 'warning', message: status.errors.join('; '), details };
+    if (status.errors.length > 0) return { status: 'warning', message: status.errors.join('; '), details };
     return { status: 'ok', details };
   }
 }

@@ -1,5 +1,5 @@
 import type { ClusterSnapshot, ClusterStore, MemberReport, OpTime, StoreCall, StoredReport, SwitchoverRequest, SyncState } from '../../supervisor/election/store.js';
-import type { EtcdClient, KeyValue, TxnOp } from './client.js';
+import { endpointHost, type EtcdClient, type KeyValue, type TxnOp } from './client.js';
 
 /**
  * The election's store in etcd: every key of one service group under one
@@ -124,7 +124,7 @@ export class EtcdClusterStore implements ClusterStore {
 
   async yieldConsensusLeadership(localHost: string, o: StoreCall = {}): Promise<string | null> {
     const members = await this.client.memberList(o);
-    const local = members.find((m) => m.clientUrls.some((u) => hostOf(u) === localHost));
+    const local = members.find((m) => m.clientUrls.some((u) => endpointHost(u) === localHost));
     const endpoint = local?.clientUrls[0];
     if (!local || !endpoint) return null;
     // Fewer than three started voters: losing any node loses the quorum anyway, and a transfer
@@ -185,14 +185,6 @@ export class EtcdClusterStore implements ClusterStore {
       else if (kv.key === this.k.switchover) snap.switchover = parseJson<SwitchoverRequest>(kv.value);
     }
     return snap;
-  }
-}
-
-function hostOf(url: string): string | undefined {
-  try {
-    return new URL(url).hostname.replace(/^\[|\]$/g, '');
-  } catch {
-    return undefined;
   }
 }
 

@@ -11,8 +11,8 @@ import type { TomlTable } from '../../supervisor/toml-schema.js';
 import { clusterToken, peerUrl } from './cluster.js';
 import type { CensusSource } from '../../supervisor/rumors/service-members.js';
 import { ETCD_SERVICE, etcdVoters, type EtcdVoterEndpoint } from './endpoints.js';
+import { EtcdClient, endpointHost, hexId, type EtcdMember } from './client.js';
 import { readDecision, writeDecision, type EtcdDecision, type EtcdVoterDecision } from './formation-file.js';
-import { addMember, hexMemberId, listMembers, removeMember, type EtcdMemberInfo } from './members-api.js';
 
 /**
  * etcd formed by the supervisors from the gossip census. The member where
@@ -31,7 +31,16 @@ import { addMember, hexMemberId, listMembers, removeMember, type EtcdMemberInfo 
  * and the one that finds it full becomes a client. A newcomer whose add
  * overshot (the list it got back is larger than `voters`: another add won a
  * race it could not see) withdraws its own unstarted member.
+ *
+ * The calls go through the etcd client (client.ts) to the other voters in
+ * the census, in census order, each call to a client of its own on
+ * connections that close after it: the member list is hedged like every
+ * read; an add or a removal takes etcd's first answer, and moves on to the
+ * next voter only when one gives none.
  */
+
+/** Deadline of a member list; of each attempt of an add or a removal. */
+export const MEMBER_CALL_TIMEOUT_MS = 5000;
 
 /** etcd voting members: an odd number, so a majority survives one (3) or two (5) lost members. */
 export const ETCD_VOTER_COUNTS = [3, 5] as const;
@@ -50,7 +59,7 @@ export function joinRetryDelay(attempt: number, random: () => number = Math.rand
 
 export type JoinStep =
   /** This member is in etcd's list (added earlier, maybe by a previous run): start etcd with this list. */
-  | { kind: 'start'; members: EtcdMemberInfo[] }
+  | { kind: 'start'; members: EtcdMember[] }
   /** Our unstarted member made the cluster larger than wanted: remove it, then look again. */
   | { kind: 'withdraw'; id: string }
   /** The cluster has its voters: run no etcd. */
@@ -58,7 +67,7 @@ export type JoinStep =
   | { kind: 'add' };
 
 /** What a newcomer does, given etcd's member list. Pure. */
-export function decideJoin(members: EtcdMemberInfo[], selfPeerUrl: string, voters: number): JoinStep {
+export function decideJoin(members: EtcdMember[], selfPeerUrl: string, voters: number): JoinStep {
   const self = members.find((m) => m.peerUrls.includes(selfPeerUrl));
   if (self) {
     if (members.length > voters && self.name === '') return { kind: 'withdraw', id: self.id };
@@ -73,9 +82,9 @@ export function decideJoin(members: EtcdMemberInfo[], selfPeerUrl: string, voter
  * another not-yet-started member (no name) by a placeholder: on an existing
  * cluster etcd matches members by peer URL, not name.
  */
-export function initialMembers(members: EtcdMemberInfo[], selfName: string, selfPeerUrl: string): EtcdVoterDecision['members'] {
+export function initialMembers(members: EtcdMember[], selfName: string, selfPeerUrl: string): EtcdVoterDecision['members'] {
   return members.map((m) => ({
-    name: m.peerUrls.includes(selfPeerUrl) ? selfName : m.name !== '' ? m.name : `unstarted-${hexMemberId(m.id)}`,
+    name: m.peerUrls.includes(selfPeerUrl) ? selfName : m.name !== '' ? m.name : `unstarted-${hexId(m.id) ?? m.id}`,
     peer_urls: m.peerUrls,
   }));
 }
@@ -186,11 +195,12 @@ export class EtcdMembership {
       .filter((v) => v.member !== memberId)
       .map((v) => v.clientUrl);
     if (urls.length === 0) return { was_voter: false, note: 'no etcd voter in the census' };
-    const members = await listMembers(urls);
-    const target = members.find((m) => m.name === memberId) ?? (view ? members.find((m) => m.peerUrls.some((u) => hostOf(u) === view.addr)) : undefined);
+    const etcd = etcdAt(urls);
+    const members = await etcd.memberList();
+    const target = members.find((m) => m.name === memberId) ?? (view ? members.find((m) => m.peerUrls.some((u) => endpointHost(u) === view.addr)) : undefined);
     if (!target) return { was_voter: false };
-    await removeMember(urls, target.id);
-    const hex = hexMemberId(target.id);
+    await etcd.memberRemove(target.id);
+    const hex = hexId(target.id) ?? target.id;
     this.log.warn({ event: 'etcd_member_removed', peer: memberId, etcd_member_id: hex }, `removed departed member ${memberId} (etcd member ${hex}) from etcd`);
     return { was_voter: true, etcd_member_id: hex };
   }
@@ -232,9 +242,10 @@ export class EtcdMembership {
       this.lastError = 'no etcd voter in the census yet';
       return undefined;
     }
-    let step = decideJoin(await listMembers(urls), selfPeerUrl, this.deps.voters);
+    const etcd = etcdAt(urls);
+    let step = decideJoin(await etcd.memberList(), selfPeerUrl, this.deps.voters);
     if (step.kind === 'add') {
-      const { members } = await addMember(urls, selfPeerUrl);
+      const { members } = await etcd.memberAdd(selfPeerUrl);
       this.log.info({ event: 'etcd_member_added', members: members.length }, `added to etcd (${members.length} members now)`);
       step = decideJoin(members, selfPeerUrl, this.deps.voters);
     }
@@ -252,9 +263,9 @@ export class EtcdMembership {
         return decision;
       }
       case 'withdraw':
-        await removeMember(urls, step.id);
+        await etcd.memberRemove(step.id);
         this.lastError = `withdrew from etcd: another member was added at the same time and the cluster has its ${this.deps.voters} voters`;
-        this.log.info({ event: 'etcd_member_withdrawn', etcd_member_id: hexMemberId(step.id) }, this.lastError);
+        this.log.info({ event: 'etcd_member_withdrawn', etcd_member_id: hexId(step.id) ?? step.id }, this.lastError);
         return undefined;
       case 'add':
         return undefined;
@@ -281,10 +292,7 @@ export class EtcdMembership {
   }
 }
 
-function hostOf(url: string): string | undefined {
-  try {
-    return new URL(url).hostname.replace(/^\[|\]$/g, '');
-  } catch {
-    return undefined;
-  }
+/** A client for the voters at `urls`, tried in this order (census order: healthy first), leaving no connection open. */
+function etcdAt(urls: string[]): EtcdClient {
+  return new EtcdClient({ endpoints: () => urls, timeoutMs: MEMBER_CALL_TIMEOUT_MS, keepAlive: false });
 }
