@@ -1,4 +1,6 @@
 import { EventEmitter } from 'node:events';
+import { nextRumorVersion } from './rumors/key.js';
+import { roleRumorFor } from './rumors/role.js';
 import type { ServiceStatus } from './service.js';
 
 /**
@@ -178,45 +180,10 @@ function sameRole(a: LeadershipState, b: LeadershipState): boolean {
   );
 }
 
-// ---- the role rumor -----------------------------------------------------------
-
-export const RUMOR_ROLE = 'role';
-
-/** What every member learns about another's role through the ring (key: MEMBER/SVC.GROUP). */
-export interface RoleRumor {
-  role: PostgresRole;
-  writable: boolean;
-  lease_in_doubt: boolean;
-  lag_bytes: number | null;
-  replication_state: ReplicationState | null;
-  timeline: number | null;
-  since: number;
-  /** LeadershipState.syncRole; absent from members that predate synchronous mode. */
-  sync_role?: 'sync' | 'async' | null;
-  /** LeadershipState.syncDegraded. */
-  sync_degraded?: boolean;
-  /** LeadershipState.roguePrimaries. */
-  rogue_primaries?: { member: string; since: number; action: string | null }[];
-}
-
-export function roleRumor(s: LeadershipState): RoleRumor {
-  return {
-    role: s.role,
-    writable: s.writable,
-    lease_in_doubt: s.leaseInDoubt,
-    lag_bytes: s.replication?.lagBytes ?? null,
-    replication_state: s.replication?.state ?? null,
-    timeline: s.timeline,
-    since: s.since,
-    sync_role: s.syncRole ?? null,
-    sync_degraded: s.syncDegraded ?? false,
-    rogue_primaries: s.roguePrimaries ?? [],
-  };
-}
-
 /**
- * Gossips this member's role on every change (and once at start), so every
- * member's census shows who leads each service group. Returns the stopper.
+ * Gossips this member's role (rumors/role.ts) on every change (and once at
+ * start), so every member's census shows who leads each service group.
+ * Returns the stopper.
  */
 export function gossipRoles(
   leadership: Leadership,
@@ -226,8 +193,9 @@ export function gossipRoles(
   let version = 0;
   const publish = (s: LeadershipState) => {
     if (!s.serviceGroup) return;
-    version = Math.max(version + 1, Date.now());
-    ring.publish({ kind: RUMOR_ROLE, key: `${memberId}/${s.serviceGroup}`, version, payload: Buffer.from(JSON.stringify(roleRumor(s))) });
+    version = nextRumorVersion(version);
+    const rumor = roleRumorFor(memberId, s, version);
+    if (rumor) ring.publish(rumor);
   };
   publish(leadership.state());
   return leadership.onChange(publish);

@@ -1,8 +1,9 @@
 import type { MemberView } from '../../gossip/memberlist.js';
 import type { MemberStateName } from '../../gossip/member-state.js';
 import type { StoredRumor } from '../../gossip/rumor-store.js';
-import { RUMOR_ROLE, roleRumor, type LeadershipState, type RoleRumor } from '../../supervisor/leadership.js';
+import type { LeadershipState } from '../../supervisor/leadership.js';
 import { splitMemberServiceKey } from '../../supervisor/rumors/key.js';
+import { decodeRoleRumor, roleRumor, RUMOR_ROLE, type RoleRumor } from '../../supervisor/rumors/role.js';
 import { decodeServiceRumor, RUMOR_SERVICE } from '../../supervisor/rumors/service.js';
 import type { ServiceStatus } from '../../supervisor/service.js';
 
@@ -111,14 +112,6 @@ export interface CensusInput {
   leadership: LeadershipState;
 }
 
-function parseJson<T>(payload: Uint8Array): T | undefined {
-  try {
-    return JSON.parse(Buffer.from(payload).toString('utf8')) as T;
-  } catch {
-    return undefined;
-  }
-}
-
 const isLive = (state: MemberStateName) => state === 'alive' || state === 'suspect';
 
 export function buildCensus(input: CensusInput): Census {
@@ -144,7 +137,7 @@ export function buildCensus(input: CensusInput): Census {
   for (const r of input.rumors(RUMOR_ROLE)) {
     const key = splitMemberServiceKey(r.key);
     if (!key || key.member === input.memberId) continue;
-    const p = parseJson<RoleRumor>(r.payload);
+    const p = decodeRoleRumor(r.payload);
     if (p) applyRole(slot(key.member, key.serviceGroup), p);
   }
   for (const s of input.localServices) {

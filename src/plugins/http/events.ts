@@ -4,8 +4,8 @@ import type { EventEmitter } from 'node:events';
 import type { MemberView, MemberlistEvents } from '../../gossip/memberlist.js';
 import type { MemberStateName } from '../../gossip/member-state.js';
 import type { StoredRumor } from '../../gossip/rumor-store.js';
-import { RUMOR_ROLE, type RoleRumor } from '../../supervisor/leadership.js';
 import { splitMemberServiceKey } from '../../supervisor/rumors/key.js';
+import { decodeRoleRumor, RUMOR_ROLE } from '../../supervisor/rumors/role.js';
 import { decodeServiceConfigRumor } from '../../supervisor/rumors/service-config.js';
 import { decodeServiceRumor, RUMOR_SERVICE } from '../../supervisor/rumors/service.js';
 
@@ -117,12 +117,8 @@ export function watchRing(ring: EventEmitter<MemberlistEvents>, publish: (e: Api
       services.set(r.key, fingerprint);
       publish({ type: 'service', time: Date.now(), member, service_group: serviceGroup, state: p.state, health: p.health, pid: p.pid ?? null, config_version: p.config_version ?? 0 });
     } else {
-      let role: RoleRumor;
-      try {
-        role = JSON.parse(Buffer.from(r.payload).toString('utf8')) as RoleRumor;
-      } catch {
-        return;
-      }
+      const role = decodeRoleRumor(r.payload);
+      if (!role) return;
       const fingerprint = `${role.role}|${role.writable}|${role.lease_in_doubt}`;
       if (roles.get(r.key) === fingerprint) return;
       roles.set(r.key, fingerprint);
