@@ -2,7 +2,7 @@ import type { DriverContext, HealthResult, ServiceDriver } from '../supervisor/d
 import { ElasticsearchDriver } from './elasticsearch/driver.js';
 import { EtcdDriver } from './etcd/driver.js';
 import { PostgresqlDriver } from './postgresql/driver.js';
-import { assertReachable, ensureOwnedDir } from './service-dirs.js';
+import { prepareServiceDirs } from './service-dirs.js';
 
 /**
  * The service drivers a plan can name in its manifest (`driver = "..."`).
@@ -23,11 +23,7 @@ export class GenericDriver implements ServiceDriver {
   constructor(private readonly processRunning?: () => boolean) {}
 
   async prepare(ctx: DriverContext): Promise<void> {
-    await ensureOwnedDir(ctx.paths.data, 0o700, ctx.user);
-    await ensureOwnedDir(ctx.paths.run, 0o700, ctx.user);
-    await ensureOwnedDir(ctx.paths.logs, 0o750, ctx.user);
-    await ensureOwnedDir(ctx.paths.config, 0o750, ctx.user);
-    await assertReachable(ctx.paths.data, ctx.user);
+    await prepareServiceDirs(ctx.paths, ctx.user);
   }
 
   async health(): Promise<HealthResult> {

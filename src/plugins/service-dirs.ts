@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { chmod, lchown, lstat, mkdir, readdir, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import type { ServiceUser } from '../supervisor/driver.js';
+import type { ServicePaths, ServiceUser } from '../supervisor/driver.js';
 
 /**
  * Directory and child-process chores that every service driver shares:
@@ -27,6 +27,20 @@ export async function ensureOwnedDir(dir: string, mode: number, user: ServiceUse
   const st = await stat(dir);
   if (user && (st.uid !== user.uid || st.gid !== user.gid)) await chownTree(dir, user);
   if ((st.mode & 0o7777) !== mode) await chmod(dir, mode);
+}
+
+/**
+ * The directories every service has, owned by its user: data and run
+ * private to it (PostgreSQL and etcd refuse a data dir with group or other
+ * bits), logs and config readable by its group; then a check that the user
+ * can reach its data dir. What each driver's prepare() starts with.
+ */
+export async function prepareServiceDirs(paths: ServicePaths, user: ServiceUser | undefined): Promise<void> {
+  await ensureOwnedDir(paths.data, 0o700, user);
+  await ensureOwnedDir(paths.run, 0o700, user);
+  await ensureOwnedDir(paths.logs, 0o750, user);
+  await ensureOwnedDir(paths.config, 0o750, user);
+  await assertReachable(paths.data, user);
 }
 
 /** lchown of every entry under (and including) `dir`; symlinks themselves, never their targets. */

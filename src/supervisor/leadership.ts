@@ -101,7 +101,7 @@ export class StandaloneLeadership implements Leadership {
 
   state(): LeadershipState {
     const fresh = this.derive(this.last.since);
-    if (sameRole(fresh, this.last)) return fresh;
+    if (sameLeadershipState(fresh, this.last)) return fresh;
     // The health loop changed something no event told us about yet.
     this.recheck();
     return this.last;
@@ -120,7 +120,7 @@ export class StandaloneLeadership implements Leadership {
 
   private recheck(): void {
     const fresh = this.derive(this.last.since);
-    if (sameRole(fresh, this.last)) {
+    if (sameLeadershipState(fresh, this.last)) {
       this.last = fresh;
       return;
     }
@@ -166,15 +166,24 @@ export class StandaloneLeadership implements Leadership {
   }
 }
 
-function sameRole(a: LeadershipState, b: LeadershipState): boolean {
+/**
+ * Two states that say the same about this member's role, lease, doubt,
+ * writability, leader, timeline, synchronous mode and replication (`since`
+ * and `reason` aside): a Leadership announces a change only when this is
+ * false. Fields an implementation never sets compare equal.
+ */
+export function sameLeadershipState(a: LeadershipState, b: LeadershipState): boolean {
   return (
-    a.role === b.role &&
     a.serviceGroup === b.serviceGroup &&
+    a.role === b.role &&
     a.holdsLease === b.holdsLease &&
     a.leaseInDoubt === b.leaseInDoubt &&
     a.writable === b.writable &&
     a.leader === b.leader &&
     a.timeline === b.timeline &&
+    a.syncRole === b.syncRole &&
+    a.syncDegraded === b.syncDegraded &&
+    JSON.stringify(a.roguePrimaries ?? []) === JSON.stringify(b.roguePrimaries ?? []) &&
     a.replication?.state === b.replication?.state &&
     a.replication?.lagBytes === b.replication?.lagBytes
   );

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { formatHostPort } from '../../gossip/address.js';
 import type { DriverContext, HealthResult, ServiceDriver, ServicePaths } from '../../supervisor/driver.js';
 import { httpJson } from '../http-json.js';
-import { assertReachable, ensureOwnedDir, isFile } from '../service-dirs.js';
+import { assertReachable, ensureOwnedDir, isFile, prepareServiceDirs } from '../service-dirs.js';
 import { initialMasterNodes, type ClusterRole } from './bootstrap.js';
 import { interpretClusterHealth, type ClusterHealthAnswer } from './cluster-health.js';
 import { launcherScript, launchProblem, resolveLaunch, type LaunchEnvironment } from './launch.js';
@@ -121,13 +121,9 @@ export class ElasticsearchDriver implements ServiceDriver {
     const launch = resolveLaunch(ctx.cfg, this.opts.launchEnvironment);
     const problem = launchProblem(launch);
     if (problem) throw new Error(problem);
-    await ensureOwnedDir(paths.data, 0o700, user);
-    await ensureOwnedDir(paths.run, 0o700, user);
-    await ensureOwnedDir(paths.logs, 0o750, user);
     // Elasticsearch creates elasticsearch.keystore in its config dir on first start.
-    await ensureOwnedDir(paths.config, 0o750, user);
+    await prepareServiceDirs(paths, user);
     await ensureOwnedDir(tmpDir(paths), 0o700, user);
-    await assertReachable(paths.data, user);
     await assertReachable(paths.config, user);
     await assertReachable(launcherScript(launch.home), user);
     for (const name of COPIED_CONFIG_FILES) await copyDistributionFile(launch.home, name, paths.config, user);

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { DriverContext, HealthResult, ServiceDriver } from '../../supervisor/driver.js';
-import { assertReachable, ensureOwnedDir } from '../service-dirs.js';
+import { assertReachable, prepareServiceDirs } from '../service-dirs.js';
 import { clientUrl, clusterToken, initialCluster, peerUrl } from './cluster.js';
 import { EtcdClient, EtcdError, hexId, type EtcdStatus } from './client.js';
 import { readDecision } from './formation-file.js';
@@ -50,11 +50,7 @@ export class EtcdDriver implements ServiceDriver {
   async prepare(ctx: DriverContext): Promise<void> {
     const { paths, user } = ctx;
     // etcd refuses a data dir with any group or other permission bits.
-    await ensureOwnedDir(paths.data, 0o700, user);
-    await ensureOwnedDir(paths.run, 0o700, user);
-    await ensureOwnedDir(paths.logs, 0o750, user);
-    await ensureOwnedDir(paths.config, 0o750, user);
-    await assertReachable(paths.data, user);
+    await prepareServiceDirs(paths, user);
     await assertReachable(paths.config, user);
   }
 
