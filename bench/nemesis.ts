@@ -16,6 +16,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { seededRandom } from '../src/gossip/sim/seeded-random.js';
 import { HaCluster } from '../test/support/ha-cluster.js';
 import { FAULT_KINDS, Nemesis, type FaultKind } from '../test/support/nemesis.js';
 import { netnsUnavailableReason } from '../test/support/netns-cluster.js';
@@ -31,18 +32,6 @@ const { values } = parseArgs({
   },
 });
 const progress = (msg: string) => process.stderr.write(`[nemesis] ${new Date().toISOString().slice(11, 19)} ${msg}\n`);
-
-/** mulberry32: a small seeded generator, so a run can be repeated with --seed. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function maxBy<T>(xs: T[], key: (x: T) => string, value: (x: T) => number, fold: (a: number, b: number) => number): Record<string, number> {
   const out: Record<string, number> = {};
@@ -65,7 +54,7 @@ async function main(): Promise<void> {
   const haLines = mode === 'auto' ? [] : [`synchronous_mode = ${mode === 'sync'}`];
   const ha = await HaCluster.create({ nodes: 3, ha: haLines });
   const checker = new WriteChecker({ user: 'hasup', password: ha.secrets.postgresql.superuser_password, intervalMs: 20, timeoutMs: 1500 });
-  const nemesis = new Nemesis({ ha, checker, random: seeded(seed), holdMs: [5000, 15000], lossMs: 60_000, pauseMs: 3000, progress });
+  const nemesis = new Nemesis({ ha, checker, random: seededRandom(seed), holdMs: [5000, 15000], lossMs: 60_000, pauseMs: 3000, progress });
   let ok = false;
   let result: Record<string, unknown> = {};
   try {
@@ -75,7 +64,7 @@ async function main(): Promise<void> {
     await checker.setup(ha.haproxyTarget);
     checker.start([ha.haproxyTarget, ...[1, 2, 3].map((i) => ha.nodeTarget(i))]);
     const began = Date.now();
-    const random = seeded(seed ^ 0x5bd1e995);
+    const random = seededRandom(seed ^ 0x5bd1e995);
     while (Date.now() - began < minutes * 60_000) await nemesis.run(kinds[Math.floor(random() * kinds.length)]!);
     await checker.stop();
     const finalLeader = await ha.whole(180_000);

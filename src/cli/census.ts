@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import type { EtcdMembershipStatus } from '../plugins/etcd/membership.js';
-import type { FenceStatus } from '../plugins/fence/process-fence.js';
+import type { FenceStatus } from '../ha/index.js';
 import type { Census, ClusterView, ElasticsearchClusterView, ServiceGroupMember, ServiceGroupView } from '../plugins/http/cluster-view.js';
 import { DEFAULT_STATE_DIR } from '../supervisor/state-dir.js';
 import { ApiClient } from './api-client.js';

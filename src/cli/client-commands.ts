@@ -6,7 +6,7 @@ import { DEFAULT_STATE_DIR } from '../supervisor/state-dir.js';
 import type { ClusterView } from '../plugins/http/cluster-view.js';
 import { ApiClient } from './api-client.js';
 import type { EtcdMembershipStatus } from '../plugins/etcd/membership.js';
-import type { FenceStatus } from '../plugins/fence/process-fence.js';
+import type { FenceStatus } from '../ha/index.js';
 import { clusterCell, clusterSummary, etcdSummary, fenceSummary } from './census.js';
 
 /**

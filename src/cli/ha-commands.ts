@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import type { HaView } from '../supervisor/election/controller.js';
+import type { HaView } from '../ha/index.js';
 import { DEFAULT_STATE_DIR } from '../supervisor/state-dir.js';
 import { ApiClient } from './api-client.js';
 

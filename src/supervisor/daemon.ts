@@ -18,7 +18,7 @@ import { HostMetrics } from '../plugins/metrics/host-metrics.js';
 import { elasticsearchPeerUrls } from '../plugins/shipper/census.js';
 import { EarlyLinesBuffer } from '../plugins/shipper/inputs.js';
 import { DEFAULT_SHIPPING, Shipping, type ShippingSettings } from '../plugins/shipper/shipping.js';
-import { PostgresHa } from './election/postgres-ha.js';
+import { PostgresHa } from '../node/postgres-ha.js';
 import { StandaloneLeadership, gossipRoles, type Leadership } from './leadership.js';
 import { shippedPlansDir } from './install-paths.js';
 import { MultiSink, RotatingFileSink } from './log-sink.js';

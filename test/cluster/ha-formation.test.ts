@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
-import type { HaView } from '../../src/supervisor/election/controller.js';
+import type { HaView } from '../../src/ha/index.js';
 import { parseNodeConfig } from '../../src/supervisor/config-file.js';
 import type { MemberProc } from '../support/member-procs.js';
 import { NetnsCluster, netnsUnavailableReason } from '../support/netns-cluster.js';

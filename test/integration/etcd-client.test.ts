@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EtcdClient, EtcdError, EtcdUnavailable, prefixEnd } from '../../src/plugins/etcd/client.js';
 import { EtcdClusterStore } from '../../src/plugins/etcd/ha-store.js';
-import type { MemberReport } from '../../src/supervisor/election/store.js';
+import type { MemberReport } from '../../src/ha/store.js';
 import { EtcdServer } from '../support/etcd-server.js';
 import { freePort } from '../support/service-harness.js';
 

@@ -12,7 +12,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { appendFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
-import type { HaView } from '../../src/supervisor/election/controller.js';
+import type { HaView } from '../../src/ha/index.js';
 import { loadSecretsFile, type ClusterSecrets } from '../../src/supervisor/secrets.js';
 import { HASUP_BIN, type MemberProc } from './member-procs.js';
 import { NetnsCluster, type ClusterNode } from './netns-cluster.js';

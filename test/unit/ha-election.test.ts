@@ -7,11 +7,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { pino } from 'pino';
-import type { DatabaseStatus } from '../../src/supervisor/election/database.js';
-import { desiredSyncSet, electionOutcome, eligibility, switchoverTarget } from '../../src/supervisor/election/decisions.js';
-import { ElectedLeadership } from '../../src/supervisor/election/elected-leadership.js';
-import { checkHaSettings, DEFAULT_HA_SETTINGS, effectiveSettings, haSettingsFrom, type HaSettings } from '../../src/supervisor/election/settings.js';
-import type { ClusterSnapshot, MemberReport } from '../../src/supervisor/election/store.js';
+import type { DatabaseStatus } from '../../src/ha/database.js';
+import { desiredSyncSet, electionOutcome, eligibility, switchoverTarget } from '../../src/ha/decisions.js';
+import { ElectedLeadership } from '../../src/ha/elected-leadership.js';
+import { checkHaSettings, DEFAULT_HA_SETTINGS, effectiveSettings, haSettingsFrom, type HaSettings } from '../../src/ha/settings.js';
+import type { ClusterSnapshot, MemberReport } from '../../src/ha/store.js';
 import { conninfo, NO_SYNC_STANDBY, renderHaConf, slotName } from '../../src/plugins/postgresql/standby-config.js';
 import type { DriverContext } from '../../src/supervisor/driver.js';
 

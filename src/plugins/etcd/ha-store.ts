@@ -1,4 +1,4 @@
-import type { ClusterSnapshot, ClusterStore, MemberReport, OpTime, StoreCall, StoredReport, SwitchoverRequest, SyncState } from '../../supervisor/election/store.js';
+import type { ClusterSnapshot, ClusterStore, MemberReport, OpTime, StoreCall, StoredReport, SwitchoverRequest, SyncState } from '../../ha/index.js';
 import { endpointHost, type EtcdClient, type KeyValue, type TxnOp } from './client.js';
 
 /**

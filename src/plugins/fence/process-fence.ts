@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import type { FenceArmResult, LeaderFence } from '../../supervisor/election/fence.js';
+import type { FenceArmResult, FenceRecord, FenceStatus, LeaderFence } from '../../ha/index.js';
 import { installRoot } from '../../supervisor/install-paths.js';
 import type { Logger } from '../../supervisor/log.js';
 
@@ -31,24 +31,6 @@ export interface ProcessFenceOptions {
   /** How long the walsenders may go on after every other backend is killed. */
   graceMs?: number;
   log: Logger;
-}
-
-export interface FenceRecord {
-  at_ms: number;
-  cause: string;
-  postmaster: number;
-  killed: number;
-  survivors: number;
-  cgroup: boolean;
-}
-
-export interface FenceStatus {
-  pid: number | null;
-  armed: boolean;
-  restarts: number;
-  rss_kb: number | null;
-  watchdog: string | null;
-  last_fence: FenceRecord | null;
 }
 
 const REPLY_TIMEOUT_MS = 1000;

@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Registry } from 'prom-client';
 import type { Memberlist } from '../../gossip/memberlist.js';
 import type { Leadership } from '../../supervisor/leadership.js';
-import type { HaOperations } from '../../supervisor/election/postgres-ha.js';
+import type { HaOperations } from '../../ha/index.js';
 import type { Logger } from '../../supervisor/log.js';
 import type { Supervisor } from '../../supervisor/supervisor.js';
 import { ApiMetrics, metricsRoutes } from '../metrics/metrics.js';

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsync } from 'fastify';
-import { SwitchoverError } from '../../supervisor/election/controller.js';
-import type { HaOperations } from '../../supervisor/election/postgres-ha.js';
+import { SwitchoverError } from '../../ha/index.js';
+import type { HaOperations } from '../../ha/index.js';
 
 const switchoverBody = {
   type: ['object', 'null'],

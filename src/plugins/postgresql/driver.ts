@@ -7,7 +7,7 @@ import { PgSession, superuserTarget, withClient } from './connect.js';
 import { checkHba } from './hba-check.js';
 import { initDataDir, isInitialized } from './initdb.js';
 import { syncReplicationRole } from './replication-role.js';
-import { checkHaSettings, haSettingsFrom } from '../../supervisor/election/settings.js';
+import { checkHaSettings, haSettingsFrom } from '../../ha/index.js';
 
 /**
  * What a member of an HA cluster adds to the driver (src/plugins/postgresql/ha-node.ts):

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import type pg from 'pg';
-import type { BootstrapPlan, ConnectedReplica, DatabaseStatus, PeerEndpoint, ReplicatedDatabase } from '../../supervisor/election/database.js';
-import { checkHaSettings, haSettingsFrom } from '../../supervisor/election/settings.js';
+import type { BootstrapPlan, ConnectedReplica, DatabaseStatus, PeerEndpoint, ReplicatedDatabase } from '../../ha/index.js';
+import { checkHaSettings, haSettingsFrom } from '../../ha/index.js';
 import type { DriverContext } from '../../supervisor/driver.js';
 import type { Logger } from '../../supervisor/log.js';
 import { isProcessLive } from '../../supervisor/pidfile.js';

@@ -29,6 +29,26 @@ export interface LeaderFence {
   onFenced(listener: (cause: string) => void): void;
 }
 
+/** What the fence last did (written by the fence itself, so it outlives the supervisor). */
+export interface FenceRecord {
+  at_ms: number;
+  cause: string;
+  postmaster: number;
+  killed: number;
+  survivors: number;
+  cgroup: boolean;
+}
+
+/** The fence as views show it. */
+export interface FenceStatus {
+  pid: number | null;
+  armed: boolean;
+  restarts: number;
+  rss_kb: number | null;
+  watchdog: string | null;
+  last_fence: FenceRecord | null;
+}
+
 /** A fence that guards nothing: for a member without PostgreSQL, and for tests that need none. */
 export class NoFence implements LeaderFence {
   private isArmed = false;

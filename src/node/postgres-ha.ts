@@ -1,16 +1,14 @@
-import { EtcdClient } from '../../plugins/etcd/client.js';
-import { EtcdClusterStore } from '../../plugins/etcd/ha-store.js';
-import { ensureServiceCgroup, removeServiceCgroup } from '../../plugins/fence/cgroup.js';
-import { ProcessFence, type FenceStatus } from '../../plugins/fence/process-fence.js';
-import { PostgresqlDriver } from '../../plugins/postgresql/driver.js';
-import { PostgresHaNode, type PgServiceHandle } from '../../plugins/postgresql/ha-node.js';
-import type { ServiceDriver } from '../driver.js';
-import type { Logger } from '../log.js';
-import { HaController, type HaView, type SwitchoverResult } from './controller.js';
-import { ElectedLeadership } from './elected-leadership.js';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { DEFAULT_HA_SETTINGS, haSettingsFrom, watchdogTimeoutS, type HaSettings } from './settings.js';
+import { DEFAULT_HA_SETTINGS, ElectedLeadership, HaController, haSettingsFrom, watchdogTimeoutS, type HaOperations, type HaSettings } from '../ha/index.js';
+import { EtcdClient } from '../plugins/etcd/client.js';
+import { EtcdClusterStore } from '../plugins/etcd/ha-store.js';
+import { ensureServiceCgroup, removeServiceCgroup } from '../plugins/fence/cgroup.js';
+import { ProcessFence } from '../plugins/fence/process-fence.js';
+import { PostgresqlDriver } from '../plugins/postgresql/driver.js';
+import { PostgresHaNode, type PgServiceHandle } from '../plugins/postgresql/ha-node.js';
+import type { ServiceDriver } from '../supervisor/driver.js';
+import type { Logger } from '../supervisor/log.js';
 
 /**
  * Wires PostgreSQL leadership for a member of an HA cluster: the etcd
@@ -38,14 +36,6 @@ export interface PostgresHaOptions {
   serviceRoot: string;
   log: Logger;
   serviceName?: string;
-}
-
-/** What the HTTP API's operation routes call. */
-export interface HaOperations {
-  switchover(to: string | null): Promise<SwitchoverResult>;
-  setPaused(paused: boolean): Promise<void>;
-  view(): HaView;
-  fence(): FenceStatus;
 }
 
 export class PostgresHa {

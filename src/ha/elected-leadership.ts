@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import type { Leadership, LeadershipState, PostgresRole, ReplicationState } from '../leadership.js';
+import { sameLeadershipState, type Leadership, type LeadershipState, type PostgresRole, type ReplicationState } from '../supervisor/leadership.js';
 
 /**
  * The Leadership the load-balancer checks read on a member of an HA
@@ -130,20 +130,7 @@ export class ElectedLeadership implements Leadership {
   }
 }
 
+/** The reason counts here too: an operator watching /events wants to see why. */
 function same(a: LeadershipState, b: LeadershipState): boolean {
-  return (
-    a.serviceGroup === b.serviceGroup &&
-    a.role === b.role &&
-    a.holdsLease === b.holdsLease &&
-    a.leaseInDoubt === b.leaseInDoubt &&
-    a.writable === b.writable &&
-    a.leader === b.leader &&
-    a.timeline === b.timeline &&
-    a.syncRole === b.syncRole &&
-    a.syncDegraded === b.syncDegraded &&
-    JSON.stringify(a.roguePrimaries ?? []) === JSON.stringify(b.roguePrimaries ?? []) &&
-    a.replication?.state === b.replication?.state &&
-    a.replication?.lagBytes === b.replication?.lagBytes &&
-    a.reason === b.reason
-  );
+  return sameLeadershipState(a, b) && a.reason === b.reason;
 }

@@ -1,4 +1,4 @@
-import type { TomlTable } from '../toml-schema.js';
+import type { TomlTable } from '../supervisor/toml-schema.js';
 
 /**
  * The election's timings and policy, read from the [ha] table of the

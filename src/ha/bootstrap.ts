@@ -1,0 +1,48 @@
+import type { HaContext } from './context.js';
+import type { BootstrapPlan } from './database.js';
+import { sleep } from './clock.js';
+
+const BOOTSTRAP_POLL_MS = 500;
+
+/**
+ * How a member with an empty data directory gets its data (called from the
+ * database's prepare): the first to claim the initialize key creates the
+ * database; everyone else waits for a healthy leader and copies it.
+ */
+export async function bootstrapPlan(ctx: HaContext, signal: AbortSignal): Promise<BootstrapPlan> {
+  const { store } = ctx.deps;
+  let told = '';
+  const tell = (msg: string) => {
+    if (msg !== told) ctx.log.info({ event: 'ha_bootstrap_wait' }, msg);
+    told = msg;
+  };
+  while (!signal.aborted && !ctx.closed) {
+    try {
+      const snap = await store.snapshot({ signal });
+      const leader = snap.leader;
+      if (leader && leader.member !== ctx.memberId) {
+        const report = snap.members.get(leader.member)?.report;
+        if (report && report.role === 'leader' && report.healthy) {
+          ctx.log.info({ event: 'ha_bootstrap', plan: 'clone', from: leader.member }, `copying the database from leader ${leader.member}`);
+          return { kind: 'clone', leader: { member: leader.member, host: report.host, port: report.port } };
+        }
+        tell(`waiting for leader ${leader.member} to be healthy before copying its database`);
+      } else if (!snap.initialize) {
+        if (await store.claimInitialize(ctx.memberId, { signal })) {
+          ctx.log.info({ event: 'ha_bootstrap', plan: 'init' }, 'this member creates the database');
+          return { kind: 'init' };
+        }
+      } else if (snap.initialize.member === ctx.memberId && !leader) {
+        // We claimed it before and never finished (crash during initdb, wiped data dir).
+        ctx.log.info({ event: 'ha_bootstrap', plan: 'init' }, 'this member creates the database (claimed earlier)');
+        return { kind: 'init' };
+      } else {
+        tell(`waiting for member ${snap.initialize.member} to create the database`);
+      }
+    } catch (err) {
+      tell(`waiting for etcd: ${(err as Error).message}`);
+    }
+    await sleep(ctx.clock, BOOTSTRAP_POLL_MS, signal);
+  }
+  throw new Error('bootstrap cancelled');
+}

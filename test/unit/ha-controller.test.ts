@@ -1,0 +1,167 @@
+/**
+ * The HA controller in virtual time, against the in-memory store, fake
+ * databases and fake fences of test/support/ha-fakes.ts: formation,
+ * failover after lease loss, fencing when renewals stop (the member
+ * frozen), no promotion outside the synchronous set, switchover, pause and
+ * an etcd outage, each checked by its phase sequence, the calls made on the
+ * databases, and that no two databases ever took writes at once.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { FakeCluster } from '../support/ha-fakes.js';
+
+const phasesOf = (c: FakeCluster, id: string) => c.member(id).controller.phases().map((p) => p.phase);
+const callsOf = (c: FakeCluster, id: string, call: string) => c.member(id).db.calls.filter((x) => x.call === call);
+
+/** Three members, A with the data: formed and whole. */
+async function formed(settings: ConstructorParameters<typeof FakeCluster>[1] = {}): Promise<FakeCluster> {
+  const c = new FakeCluster(['A', 'B', 'C'], settings);
+  c.start('A');
+  assert.ok(await c.until(() => c.whole(), 20_000), 'the cluster forms: one leader, two followers streaming');
+  return c;
+}
+
+test('formation: the member with the data wins the first election, promotes with the fence armed, the others follow', async () => {
+  const c = await formed();
+  assert.equal(c.leader(), 'A');
+  assert.deepEqual(phasesOf(c, 'A'), ['follower', 'candidate', 'leader']);
+  assert.equal(callsOf(c, 'A', 'promote').length, 1);
+  assert.ok(c.member('A').fence.arms >= 1 && c.member('A').fence.armed(), 'the fence guards the new primary');
+  for (const id of ['B', 'C']) {
+    assert.equal(callsOf(c, id, 'promote').length, 0);
+    assert.deepEqual(callsOf(c, id, 'follow').map((x) => x.arg), ['A']);
+    assert.equal(c.member(id).fence.armed(), false);
+  }
+  assert.deepEqual(c.doubleWriters(), []);
+  await c.close();
+});
+
+test('failover after lease loss: a leader cut off from etcd fences itself before its lease can expire; a follower is elected; the old leader follows it once back', async () => {
+  const c = await formed();
+  await c.run(3000);
+  const cutAt = c.clock.now();
+  c.store.cut.add('A');
+  assert.ok(await c.until(() => c.store.leader() === null, 10_000), 'the lease expires');
+  const expiredAt = c.clock.now();
+  const demote = callsOf(c, 'A', 'demote')[0];
+  assert.ok(demote, 'the cut-off leader demoted its database');
+  assert.ok(demote.at < expiredAt, `it demoted (${demote.at - cutAt} ms after the cut) before the lease expired (${expiredAt - cutAt} ms)`);
+  assert.ok(await c.until(() => c.leader() !== null, 10_000), 'a follower is elected');
+  const next = c.leader()!;
+  assert.ok(['B', 'C'].includes(next));
+  assert.deepEqual(phasesOf(c, next).slice(-2), ['candidate', 'leader']);
+  assert.deepEqual(phasesOf(c, 'A').slice(-3), ['leader', 'fencing', 'follower']);
+  assert.ok(c.clock.now() - cutAt < 6000, `failover within 6 s of the cut (${c.clock.now() - cutAt} ms)`);
+  c.store.cut.delete('A');
+  assert.ok(await c.until(() => c.whole(), 20_000), 'the old leader follows the new one');
+  assert.equal(c.member('A').db.upstream, next);
+  assert.deepEqual(c.doubleWriters(), [], 'never two writable primaries');
+  await c.close();
+});
+
+test('fencing when renewals stop: a frozen supervisor (SIGSTOP) is fenced by its fence at the deadline, before the lease expires; resumed, it steps down and follows', async () => {
+  const c = await formed();
+  await c.run(2500);
+  const a = c.member('A');
+  a.clock.pause();
+  const frozenAt = c.clock.now();
+  assert.ok(await c.until(() => a.fence.acted > 0, 5000), 'the fence acted');
+  const fencedAt = c.clock.now();
+  assert.equal(a.db.writable(), false);
+  assert.ok(await c.until(() => c.leader() !== null && c.leader() !== 'A', 10_000), 'a follower took over');
+  const next = c.leader()!;
+  const promotedAt = callsOf(c, next, 'promote')[0]!.at;
+  assert.ok(fencedAt < promotedAt, `the old primary was killed ${fencedAt - frozenAt} ms after the freeze, before the new one was promoted (${promotedAt - frozenAt} ms)`);
+  assert.ok(fencedAt - frozenAt <= 2600, 'within loop_wait + 1.5 × retry_timeout of the last renewal');
+  assert.equal(callsOf(c, 'A', 'demote').length, 0, 'the frozen supervisor did nothing itself');
+  a.clock.resume();
+  assert.ok(await c.until(() => c.whole(), 20_000), 'resumed, the old leader follows the new one');
+  // It fences itself at once (its renewals are overdue), then finds its old lease gone and takes a new one.
+  assert.deepEqual(phasesOf(c, 'A').slice(-5), ['leader', 'fencing', 'follower', 'no-lease', 'follower']);
+  assert.deepEqual(c.doubleWriters(), []);
+  await c.close();
+});
+
+test('synchronous mode: a member outside the recorded synchronous set is never promoted, even when it is the only one left', async () => {
+  const c = await formed({ synchronousMode: true });
+  assert.ok(await c.until(() => c.store.snapshot().sync?.members.join() === 'B,C', 10_000), 'both followers synchronous');
+  c.member('C').db.blocked = true;
+  assert.ok(await c.until(() => c.store.snapshot().sync?.members.join() === 'B', 20_000), 'C left the synchronous set when it stopped streaming');
+  assert.deepEqual(c.member('A').db.sync, ['B'], 'the leader commits with B only');
+  // A and B die; C comes back streaming-capable but holds no guarantee of the acknowledged writes.
+  for (const id of ['A', 'B']) {
+    c.member(id).clock.pause();
+    c.member(id).db.running = false;
+  }
+  c.member('C').db.blocked = false;
+  await c.run(15_000);
+  assert.equal(c.store.leader(), null, 'nobody holds the leader key');
+  assert.equal(callsOf(c, 'C', 'promote').length, 0, 'C was never promoted');
+  assert.ok(!phasesOf(c, 'C').includes('leader'));
+  assert.equal(c.store.snapshot().members.get('C')?.report.eligible, false, 'C reports itself not eligible');
+  await c.close();
+});
+
+test('switchover: the leader stops, waits for the target, hands the key over; the target promotes; the old leader follows it', async () => {
+  const c = await formed();
+  await c.run(2000);
+  const result = c.member('B').controller.switchover('C');
+  assert.ok(await c.until(() => c.leader() === 'C', 20_000), 'C leads');
+  const r = await c.settle(result);
+  assert.equal(r.from, 'A');
+  assert.equal(r.to, 'C');
+  assert.deepEqual(phasesOf(c, 'A').slice(-3), ['leader', 'handing-over', 'follower']);
+  assert.deepEqual(callsOf(c, 'A', 'demote')[0]?.arg, { stayDown: true, handingOver: true });
+  assert.deepEqual(phasesOf(c, 'C').slice(-1), ['leader']);
+  assert.equal(c.member('A').fence.armed(), false, 'the old leader disarmed its fence');
+  assert.ok(await c.until(() => c.whole(), 20_000));
+  assert.deepEqual(c.doubleWriters(), []);
+  await c.close();
+});
+
+test('pause: with failover paused nobody takes a vacant leader key; resumed, a follower does', async () => {
+  const c = await formed();
+  await c.settle(c.member('B').controller.setPaused(true));
+  const a = c.member('A');
+  a.clock.pause();
+  a.db.running = false;
+  await c.run(10_000);
+  assert.equal(c.store.leader(), null, 'the leader key expired and stayed vacant');
+  for (const id of ['B', 'C']) assert.equal(callsOf(c, id, 'promote').length, 0);
+  await c.settle(c.member('C').controller.setPaused(false));
+  assert.ok(await c.until(() => c.leader() !== null, 10_000), 'resumed: a follower takes over');
+  assert.ok(['B', 'C'].includes(c.leader()!));
+  await c.close();
+});
+
+test('an etcd outage: the leader fences itself, nobody takes over while etcd is away, one leader after it is back, never two writers', async () => {
+  const c = await formed();
+  await c.run(2000);
+  const downAt = c.clock.now();
+  c.store.down = true;
+  await c.run(6000);
+  assert.deepEqual(c.world.primaries(), [], 'no writable primary while etcd is away');
+  const demote = callsOf(c, 'A', 'demote')[0];
+  assert.ok(demote && demote.at - downAt <= 2100, `the leader fenced itself ${demote ? demote.at - downAt : '?'} ms after the outage began`);
+  for (const id of ['B', 'C']) assert.equal(callsOf(c, id, 'promote').length, 0, `${id} did not promote during the outage`);
+  c.store.down = false;
+  assert.ok(await c.until(() => c.whole(), 30_000), 'after the outage: one leader, two followers');
+  assert.deepEqual(c.doubleWriters(), []);
+  await c.close();
+});
+
+test('a rogue primary (a database writable without the lease) is seen by the others and fenced over SQL', async () => {
+  const c = await formed();
+  await c.run(2000);
+  // B's database turns writable behind its supervisor's back (started by hand); B's supervisor is frozen.
+  const b = c.member('B');
+  b.clock.pause();
+  b.db.inRecovery = false;
+  b.db.upstream = null;
+  assert.ok(await c.until(() => b.db.sqlFenced, 10_000), 'fenced over SQL');
+  const viewA = c.member('A').controller.view();
+  assert.equal(viewA.rogue_primaries[0]?.member, 'B');
+  assert.match(viewA.rogue_primaries[0]?.action ?? '', /fenced over SQL by A/);
+  assert.equal(c.leader(), 'A', 'the real leader keeps its role');
+  await c.close();
+});
