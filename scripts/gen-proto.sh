@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Generates the static protobufjs module and its TypeScript declarations from
-# proto/*.proto. The generated files are build output (src/gen is ignored):
+# proto/*.proto. The generated files are build output (src/gossip/gen is ignored):
 # the .proto files are the single source of the wire types.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-out=src/gen
+out=src/gossip/gen
 mkdir -p "$out"
 stamp="$out/.stamp"
 if [ -f "$stamp" ] && [ -z "$(find proto -name '*.proto' -newer "$stamp")" ]; then

@@ -1,23 +1,8 @@
-import { existsSync, readFileSync, writeFileSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
+import { readApiEndpoint } from '../node/api-endpoint.js';
 import { loadSecretsFile } from '../supervisor/secrets.js';
 
-/**
- * How CLI commands reach the local daemon: `hasup run` records its API URL
- * and secrets path in STATE_DIR/api.json; commands read it and the bearer
- * token from the secrets file.
- */
-export interface ApiEndpoint {
-  url: string;
-  secrets: string;
-}
-
-export function writeApiEndpoint(stateDir: string, endpoint: ApiEndpoint): void {
-  const file = join(stateDir, 'api.json');
-  writeFileSync(`${file}.tmp`, JSON.stringify(endpoint), { mode: 0o600 });
-  renameSync(`${file}.tmp`, file);
-}
-
+/** How CLI commands reach the local daemon: through the endpoint file `hasup run` writes, with the bearer token from the secrets file. */
 export class ApiClient {
   private constructor(
     readonly url: string,
@@ -25,9 +10,7 @@ export class ApiClient {
   ) {}
 
   static fromStateDir(stateDir: string, overrides: { url?: string; secrets?: string } = {}): ApiClient {
-    const file = join(stateDir, 'api.json');
-    let recorded: Partial<ApiEndpoint> = {};
-    if (existsSync(file)) recorded = JSON.parse(readFileSync(file, 'utf8')) as ApiEndpoint;
+    const recorded = readApiEndpoint(stateDir);
     const url = overrides.url ?? recorded.url;
     const secrets = overrides.secrets ?? recorded.secrets ?? join(stateDir, 'secrets.json');
     if (!url) throw new Error(`no hasup daemon has run with state directory ${stateDir} (no api.json); pass --state-dir or --api URL`);

@@ -1,8 +1,7 @@
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { formatPeerAddress, parsePeerAddress } from '../gossip/address.js';
-import { loadKeyring } from '../gossip/keyring-file.js';
+import { formatPeerAddress, parsePeerAddress, loadKeyring } from '../gossip/index.js';
 import { checkVoterCount, type RemovedVoter } from '../plugins/etcd/membership.js';
 import { readClusterState, writeClusterState } from '../supervisor/cluster-state.js';
 import { parseNodeConfig } from '../supervisor/config-file.js';

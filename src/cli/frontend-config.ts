@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { parsePeerAddress } from '../gossip/address.js';
+import { parsePeerAddress } from '../gossip/index.js';
 import { renderHaproxyConfig, type FrontendMember, type Listen } from '../plugins/haproxy/config.js';
 import { decodeServiceRumor, parseServiceRumorKey, RUMOR_SERVICE } from '../supervisor/rumors/service.js';
 import { DEFAULT_STATE_DIR } from '../supervisor/state-dir.js';

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { addRingKey, generateRingKeyFile, loadKeyring, removeRingKey, ringKeyFingerprint, useRingKey } from '../gossip/keyring-file.js';
+import { addRingKey, generateRingKeyFile, loadKeyring, removeRingKey, ringKeyFingerprint, useRingKey } from '../gossip/index.js';
 
 /**
  * `hasup ring-key ...`: create and rotate the gossip ring's keys. Every

@@ -1,10 +1,9 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, Option } from 'commander';
-import { parsePeerAddress } from '../gossip/address.js';
-import { GOSSIP_PROFILES, type GossipProfile } from '../gossip/config.js';
+import { parsePeerAddress, GOSSIP_PROFILES, type GossipProfile } from '../gossip/index.js';
 import { loadNodeConfig, defaultNodeConfig, type NodeConfig } from '../supervisor/config-file.js';
-import { Daemon } from '../supervisor/daemon.js';
+import { Daemon } from '../node/daemon.js';
 import { createLogger, LogTap } from '../supervisor/log.js';
 
 export const DEFAULT_HTTP_PORT = 9631;

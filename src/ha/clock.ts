@@ -4,10 +4,10 @@
  * tests run failover, fencing and switchover in virtual time in
  * milliseconds of wall time.
  */
-import type { Clock, Timer } from '../gossip/clock.js';
+import type { Clock, Timer } from '../gossip/index.js';
 
 // The gossip library's clock: the same VirtualClock drives both in tests.
-export { realClock, type Clock, type Timer } from '../gossip/clock.js';
+export { realClock, type Clock, type Timer } from '../gossip/index.js';
 
 /** Resolves after `ms` on `clock`, or at once when `signal` aborts. */
 export function sleep(clock: Clock, ms: number, signal?: AbortSignal): Promise<void> {

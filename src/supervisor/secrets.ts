@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
-import { Keyring, RING_KEY_BYTES } from '../gossip/keyring.js';
+import { Keyring, RING_KEY_BYTES } from '../gossip/index.js';
 
 /**
  * The cluster's shared secrets, in one JSON file of mode 0600 that every

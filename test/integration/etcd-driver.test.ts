@@ -2,7 +2,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, statSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
-import { driverFor } from '../../src/plugins/drivers.js';
+import { driverFor } from '../../src/node/drivers.js';
 import { httpJson } from '../../src/plugins/http-json.js';
 import { createHarness, freePort, installConfig, killGroup, render, startService, waitFor, type Harness, type RunningService } from '../support/service-harness.js';
 

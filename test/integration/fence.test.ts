@@ -10,7 +10,7 @@ import { existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'no
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import pg from 'pg';
-import { driverFor } from '../../src/plugins/drivers.js';
+import { driverFor } from '../../src/node/drivers.js';
 import { ensureServiceCgroup, removeServiceCgroup } from '../../src/plugins/fence/cgroup.js';
 import { defaultFenceBinary, ProcessFence } from '../../src/plugins/fence/process-fence.js';
 import { isProcessLive } from '../../src/supervisor/pidfile.js';

@@ -5,7 +5,7 @@ import { createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import pg from 'pg';
 import { PostgresqlDriver } from '../../src/plugins/postgresql/driver.js';
-import { driverFor } from '../../src/plugins/drivers.js';
+import { driverFor } from '../../src/node/drivers.js';
 import { createHarness, freePort, installConfig, killGroup, render, startService, waitFor, type Harness, type RunningService } from '../support/service-harness.js';
 
 const BIN_DIR = '/usr/lib/postgresql/15/bin';

@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { renderHaproxyConfig, serverName, type HaproxyConfigInput } from '../../src/plugins/haproxy/config.js';
 import { parseMembersFlag } from '../../src/cli/frontend-config.js';
-import { writeApiEndpoint } from '../../src/cli/api-client.js';
+import { writeApiEndpoint } from '../../src/node/api-endpoint.js';
 import { generateSecrets, writeSecretsFile } from '../../src/supervisor/secrets.js';
 import { HASUP_BIN } from '../support/member-procs.js';
 

@@ -1,4 +1,4 @@
-import type { Memberlist } from '../../gossip/memberlist.js';
+import type { Memberlist } from '../../gossip/index.js';
 import { serviceMembers, type CensusSource } from '../../supervisor/rumors/service-members.js';
 import type { ElasticsearchNode } from './settings.js';
 

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { chown, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { formatHostPort } from '../../gossip/address.js';
+import { formatHostPort } from '../../gossip/index.js';
 import type { DriverContext, HealthResult, ServiceDriver, ServicePaths } from '../../supervisor/driver.js';
 import { httpJson } from '../http-json.js';
 import { assertReachable, ensureOwnedDir, isFile, prepareServiceDirs } from '../service-dirs.js';

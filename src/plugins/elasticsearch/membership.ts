@@ -1,5 +1,4 @@
-import type { Memberlist } from '../../gossip/memberlist.js';
-import type { StoredRumor } from '../../gossip/rumor-store.js';
+import type { Memberlist, StoredRumor } from '../../gossip/index.js';
 import { readClusterState } from '../../supervisor/cluster-state.js';
 import type { ServiceDriver } from '../../supervisor/driver.js';
 import type { Logger } from '../../supervisor/log.js';

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
-import { formatHostPort } from '../../gossip/address.js';
+import { formatHostPort } from '../../gossip/index.js';
 import type { TomlTable } from '../../supervisor/toml-schema.js';
 
 /**

@@ -1,4 +1,4 @@
-import { formatHostPort } from '../../gossip/address.js';
+import { formatHostPort } from '../../gossip/index.js';
 import type { DriverContext } from '../../supervisor/driver.js';
 
 /**

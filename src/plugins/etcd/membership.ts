@@ -1,4 +1,4 @@
-import type { Memberlist } from '../../gossip/memberlist.js';
+import type { Memberlist } from '../../gossip/index.js';
 import { backoffDelay, type BackoffOptions } from '../../supervisor/backoff.js';
 import { assertSameCluster, readClusterState, type ClusterState } from '../../supervisor/cluster-state.js';
 import { mergeLayers } from '../../supervisor/config-layers.js';

@@ -1,5 +1,5 @@
 import { isIP } from 'node:net';
-import { formatHostPort } from '../../gossip/address.js';
+import { formatHostPort } from '../../gossip/index.js';
 
 /**
  * Renders the HAProxy configuration that puts the cluster behind one

@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { Registry } from 'prom-client';
-import type { Memberlist } from '../../gossip/memberlist.js';
+import type { Memberlist } from '../../gossip/index.js';
 import type { Leadership } from '../../supervisor/leadership.js';
 import type { HaOperations } from '../../ha/index.js';
 import type { Logger } from '../../supervisor/log.js';

@@ -1,5 +1,5 @@
 import type { FastifyPluginAsync } from 'fastify';
-import type { Memberlist, MemberView } from '../../gossip/memberlist.js';
+import type { Memberlist, MemberView } from '../../gossip/index.js';
 
 /**
  * `/butterfly`: the raw gossip state of this member (Habitat's name for it):

@@ -1,6 +1,4 @@
-import type { MemberView } from '../../gossip/memberlist.js';
-import type { MemberStateName } from '../../gossip/member-state.js';
-import type { StoredRumor } from '../../gossip/rumor-store.js';
+import type { MemberView, MemberStateName, StoredRumor } from '../../gossip/index.js';
 import type { LeadershipState } from '../../supervisor/leadership.js';
 import { splitMemberServiceKey } from '../../supervisor/rumors/key.js';
 import { decodeRoleRumor, roleRumor, RUMOR_ROLE, type RoleRumor } from '../../supervisor/rumors/role.js';

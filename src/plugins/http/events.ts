@@ -1,9 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { WebSocket } from 'ws';
 import type { EventEmitter } from 'node:events';
-import type { MemberView, MemberlistEvents } from '../../gossip/memberlist.js';
-import type { MemberStateName } from '../../gossip/member-state.js';
-import type { StoredRumor } from '../../gossip/rumor-store.js';
+import type { MemberView, MemberlistEvents, MemberStateName, StoredRumor } from '../../gossip/index.js';
 import { splitMemberServiceKey } from '../../supervisor/rumors/key.js';
 import { decodeRoleRumor, RUMOR_ROLE } from '../../supervisor/rumors/role.js';
 import { decodeServiceConfigRumor } from '../../supervisor/rumors/service-config.js';

@@ -1,5 +1,5 @@
 import type { FastifyPluginAsync } from 'fastify';
-import type { Memberlist } from '../../gossip/memberlist.js';
+import type { Memberlist } from '../../gossip/index.js';
 import type { EtcdMembershipStatus, RemovedVoter } from '../etcd/membership.js';
 
 /**

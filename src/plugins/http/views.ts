@@ -1,5 +1,5 @@
 import type { FastifyPluginAsync } from 'fastify';
-import type { Memberlist } from '../../gossip/memberlist.js';
+import type { Memberlist } from '../../gossip/index.js';
 import type { Leadership } from '../../supervisor/leadership.js';
 import type { ServiceStatus } from '../../supervisor/service.js';
 import { buildCensus, buildClusterView, type CensusInput } from './cluster-view.js';

@@ -2,7 +2,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 const EVENT_LOOP_SAMPLE_MS = 250;
-import type { MemberlistStats } from '../../gossip/memberlist.js';
+import type { MemberlistStats } from '../../gossip/index.js';
 import type { ServiceStatus } from '../../supervisor/service.js';
 
 export interface MetricsSources {

@@ -1,5 +1,4 @@
-import { formatHostPort } from '../../gossip/address.js';
-import type { MemberStateName } from '../../gossip/member-state.js';
+import { formatHostPort, type MemberStateName } from '../../gossip/index.js';
 import { serviceMembers, type CensusSource } from '../../supervisor/rumors/service-members.js';
 
 /**

@@ -1,5 +1,4 @@
-import type { MemberStateName } from '../../gossip/member-state.js';
-import type { Memberlist } from '../../gossip/memberlist.js';
+import type { MemberStateName, Memberlist } from '../../gossip/index.js';
 import { decodeServiceRumor, isServiceHealthy, parseServiceRumorKey, RUMOR_SERVICE, type ServiceRumorPayload } from './service.js';
 
 /** What the census helpers read of the ring. */

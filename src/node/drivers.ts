@@ -1,8 +1,8 @@
 import type { DriverContext, HealthResult, ServiceDriver } from '../supervisor/driver.js';
-import { ElasticsearchDriver } from './elasticsearch/driver.js';
-import { EtcdDriver } from './etcd/driver.js';
-import { PostgresqlDriver } from './postgresql/driver.js';
-import { prepareServiceDirs } from './service-dirs.js';
+import { ElasticsearchDriver } from '../plugins/elasticsearch/driver.js';
+import { EtcdDriver } from '../plugins/etcd/driver.js';
+import { PostgresqlDriver } from '../plugins/postgresql/driver.js';
+import { prepareServiceDirs } from '../plugins/service-dirs.js';
 
 /**
  * The service drivers a plan can name in its manifest (`driver = "..."`).
