@@ -21,6 +21,7 @@ export interface ProcStat {
   pid: number;
   /** One letter: R, S, D, Z, T, ... */
   state: string;
+  ppid: number;
   pgrp: number;
   startTime: number;
 }
@@ -45,10 +46,11 @@ export function parseProcStat(text: string): ProcStat | undefined {
   // Fields from 3 (state) onward; field N sits at index N - 3.
   const rest = text.slice(close + 2).trim().split(' ');
   const state = rest[0];
+  const ppid = Number(rest[4 - 3]);
   const pgrp = Number(rest[5 - 3]);
   const startTime = Number(rest[22 - 3]);
-  if (!state || !Number.isInteger(pid) || !Number.isFinite(pgrp) || !Number.isFinite(startTime)) return undefined;
-  return { pid, state, pgrp, startTime };
+  if (!state || !Number.isInteger(pid) || !Number.isFinite(ppid) || !Number.isFinite(pgrp) || !Number.isFinite(startTime)) return undefined;
+  return { pid, state, ppid, pgrp, startTime };
 }
 
 /** A process that exists and is not a zombie (a zombie has exited; it only waits to be reaped). */
@@ -88,22 +90,43 @@ export function isGroupAlive(pgid: number): boolean {
   return groupMembers(pgid).length > 0;
 }
 
-/** Live (non-zombie) pids in process group `pgid`, found by scanning /proc. */
-export function groupMembers(pgid: number): number[] {
+/** Every live (non-zombie) process, from a scan of /proc. */
+function liveProcesses(): ProcStat[] {
   let entries: string[];
   try {
     entries = readdirSync('/proc');
   } catch {
     return [];
   }
-  const members: number[] = [];
+  const out: ProcStat[] = [];
   for (const entry of entries) {
     const code = entry.charCodeAt(0);
     if (code < 48 || code > 57) continue;
     const stat = readProcStat(Number(entry));
-    if (stat && stat.pgrp === pgid && stat.state !== 'Z' && stat.state !== 'X') members.push(stat.pid);
+    if (stat && stat.state !== 'Z' && stat.state !== 'X') out.push(stat);
   }
-  return members;
+  return out;
+}
+
+/** Live (non-zombie) pids in process group `pgid`, found by scanning /proc. */
+export function groupMembers(pgid: number): number[] {
+  return liveProcesses()
+    .filter((s) => s.pgrp === pgid)
+    .map((s) => s.pid);
+}
+
+/** Live descendants of `pid` (children, their children, ...), found by scanning /proc. */
+export function descendantsOf(pid: number): number[] {
+  const byParent = new Map<number, number[]>();
+  for (const s of liveProcesses()) byParent.set(s.ppid, [...(byParent.get(s.ppid) ?? []), s.pid]);
+  const out: number[] = [];
+  const queue = [...(byParent.get(pid) ?? [])];
+  while (queue.length > 0) {
+    const next = queue.shift()!;
+    out.push(next);
+    queue.push(...(byParent.get(next) ?? []));
+  }
+  return out;
 }
 
 /** Sends `signal` to every process in group `pgid`; false when the group is already gone. */

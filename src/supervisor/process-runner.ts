@@ -28,6 +28,7 @@ import type { Readable } from 'node:stream';
 import { Backoff, FlapDetector, type BackoffOptions, type FlappingOptions } from './backoff.js';
 import { DEFAULT_MAX_LINE_BYTES, LineSplitter, type LogSink } from './log-sink.js';
 import {
+  descendantsOf,
   isGroupAlive,
   isProcessLive,
   isSameProcessAlive,
@@ -320,7 +321,10 @@ export class ProcessRunner extends EventEmitter<{ state: [RunnerState] }> {
   }
 
   /**
-   * Synchronous on purpose: the child must be in its cgroup before it forks.
+   * Synchronous on purpose: the child must be in its cgroup before it forks
+   * (spawn() returns once it exec'd, so a quick child may have forked
+   * already: whatever it started by then is moved too; the fence finds
+   * PostgreSQL's backends through /proc as well).
    * It also gets the ordinary OOM score back: a supervisor that protects
    * itself from the OOM killer (OOMScoreAdjust in its unit) must not pass
    * that protection on to PostgreSQL or Elasticsearch.
@@ -335,6 +339,7 @@ export class ProcessRunner extends EventEmitter<{ state: [RunnerState] }> {
     if (!dir) return;
     try {
       writeFileSync(join(dir, 'cgroup.procs'), `${pid}\n`);
+      for (const early of descendantsOf(pid)) writeFileSync(join(dir, 'cgroup.procs'), `${early}\n`);
     } catch (err) {
       this.update({ lastError: `${this.name}: cannot move pid ${pid} into cgroup ${dir}: ${errorMessage(err)}` });
     }

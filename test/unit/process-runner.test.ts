@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -503,4 +503,41 @@ test('findPasswdEntry looks users up by name or uid', () => {
   assert.deepEqual(findPasswdEntry(passwd, 'postgres'), { name: 'postgres', uid: 105, gid: 110, home: '/var/lib/postgresql' });
   assert.deepEqual(findPasswdEntry(passwd, '105'), { name: 'postgres', uid: 105, gid: 110, home: '/var/lib/postgresql' });
   assert.equal(findPasswdEntry(passwd, 'post'), undefined);
+});
+
+test('a child is moved into its cgroup before it forks, so the cgroup holds everything it starts', { skip: process.getuid?.() !== 0 ? 'needs root (cgroups)' : false }, async (t) => {
+  const { ensureServiceCgroup, removeServiceCgroup } = await import('../../src/plugins/fence/cgroup.js');
+  const cgroup = ensureServiceCgroup(`runner-test-${process.pid}`, 'svc');
+  if (!cgroup) return t.skip('no writable cgroup v2 here');
+  try {
+    await withRunner('sleep 30 & wait', { cgroup: () => cgroup }, async ({ runner, states }) => {
+      await runner.start();
+      await waitFor('the child to run', () => states.some((s) => s.state === 'running' && s.pid !== undefined));
+      const pid = states.find((s) => s.pid !== undefined)!.pid!;
+      // The shell and the sleep it forked afterwards are both in the cgroup.
+      await waitFor('the grandchild in the cgroup', () => readFileSync(join(cgroup, 'cgroup.procs'), 'utf8').trim().split('\n').length >= 2);
+      assert.ok(readFileSync(join(cgroup, 'cgroup.procs'), 'utf8').split('\n').includes(String(pid)));
+    });
+  } finally {
+    removeServiceCgroup(cgroup);
+  }
+});
+
+test('a child gets the ordinary OOM score back from a supervisor protected from the OOM killer', async (t) => {
+  const before = readFileSync('/proc/self/oom_score_adj', 'utf8').trim();
+  try {
+    writeFileSync('/proc/self/oom_score_adj', '-500');
+  } catch (err) {
+    return t.skip(`this process may not lower its oom_score_adj here (${(err as NodeJS.ErrnoException).code})`);
+  }
+  try {
+    await withRunner('sleep 30', {}, async ({ runner, states }) => {
+      await runner.start();
+      await waitFor('the child to run', () => states.some((s) => s.state === 'running' && s.pid !== undefined));
+      const pid = states.find((s) => s.pid !== undefined)!.pid!;
+      assert.equal(readFileSync(`/proc/${pid}/oom_score_adj`, 'utf8').trim(), '0');
+    });
+  } finally {
+    writeFileSync('/proc/self/oom_score_adj', before);
+  }
 });
