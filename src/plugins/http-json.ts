@@ -1,10 +1,10 @@
-import { request } from 'node:http';
+import { request, type Agent, type IncomingMessage } from 'node:http';
 
 /**
  * One JSON request to a service's HTTP API (etcd, Elasticsearch) on a
  * connection of its own (no keep-alive pool): a health check or periodic
  * task leaves no socket behind, and an abort destroys the request wherever
- * it is.
+ * it is. (openRequest, below, can use a keep-alive pool instead.)
  */
 const MAX_BODY_BYTES = 1024 * 1024;
 
@@ -57,4 +57,59 @@ export async function httpJson(url: string, signal: AbortSignal, body?: unknown)
   const answer = await jsonRequest(method, url, signal, body);
   if (answer.json === undefined) throw new Error(`${method} ${url} answered ${answer.status} with an empty body`);
   return answer;
+}
+
+/**
+ * One request on `agent`'s keep-alive pool (or, with `false`, on a
+ * connection of its own), resolved as soon as the answer's head came, its
+ * body left to the caller (readText, or read as it streams in). Aborts
+ * behave as fetch's: before the head the promise rejects with the signal's
+ * reason; after it the response is destroyed with that reason (so the body
+ * errors with it), and the connection with it. Once the body has ended,
+ * the signal no longer touches the request: its connection is back in the
+ * pool. Never sends a request whose signal has already aborted.
+ */
+export function openRequest(method: 'GET' | 'POST', url: string, signal: AbortSignal, agent: Agent | false, body?: unknown): Promise<IncomingMessage> {
+  if (signal.aborted) return Promise.reject(signal.reason as Error);
+  const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+  return new Promise((resolve, reject) => {
+    const req = request(url, {
+      method,
+      agent,
+      headers: { accept: 'application/json', ...(payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {}) },
+    });
+    let res: IncomingMessage | undefined;
+    const release = () => signal.removeEventListener('abort', onAbort);
+    function onAbort(): void {
+      release();
+      if (res) {
+        res.destroy(signal.reason as Error);
+      } else {
+        reject(signal.reason as Error);
+        req.destroy();
+      }
+    }
+    signal.addEventListener('abort', onAbort, { once: true });
+    // Stays attached: a request destroyed after an abort still emits an error, which must not go uncaught.
+    req.on('error', (err) => {
+      release();
+      reject(err);
+    });
+    req.once('response', (r) => {
+      res = r;
+      // The reader sees errors through its own listeners; this one only keeps an unread error from being thrown.
+      r.on('error', () => undefined);
+      r.once('end', release);
+      r.once('close', release);
+      resolve(r);
+    });
+    req.end(payload);
+  });
+}
+
+/** A response's whole body as UTF-8 text; rejects when it breaks off or is destroyed. */
+export async function readText(res: IncomingMessage): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of res) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
 }

@@ -61,6 +61,7 @@ describe('etcd client and election store on a real etcd', { skip }, () => {
   });
 
   after(async () => {
+    client?.close();
     for (const s of hungSockets) s.destroy();
     hung?.close();
     await etcd?.stop();
@@ -140,6 +141,7 @@ describe('etcd client and election store on a real etcd', { skip }, () => {
     const again = Date.now();
     assert.equal((await multi.get('/m/k'))?.value, 'v');
     assert.ok(Date.now() - again < 200, 'the live endpoint is tried first now');
+    multi.close();
   });
 
   test('no endpoint answers: EtcdUnavailable within the deadline, naming endpoints without credentials', async () => {
@@ -154,6 +156,7 @@ describe('etcd client and election store on a real etcd', { skip }, () => {
     });
     const took = Date.now() - started;
     assert.ok(took >= 500 && took < 1500, `waited for the hung endpoint until the deadline, no longer (${took} ms)`);
+    none.close();
   });
 
   test('etcd errors come back as EtcdError with etcd\'s reason', async () => {

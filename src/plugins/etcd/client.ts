@@ -24,8 +24,9 @@
  * userinfo part and never carry request bodies (values may be private to
  * the cluster).
  */
+import { Agent, type IncomingMessage } from 'node:http';
 import { networkInterfaces } from 'node:os';
-import { textRequest } from '../http-json.js';
+import { openRequest, readText, textRequest } from '../http-json.js';
 
 export interface EtcdClientOptions {
   /** Client URLs (http://IP:2379); read on every call. */
@@ -35,12 +36,14 @@ export interface EtcdClientOptions {
   /** How long a hedged call waits for an answer before it also asks the next endpoint (default 100 ms). */
   hedgeDelayMs?: number;
   /**
-   * true (the default): requests share fetch's keep-alive connections, so a
-   * call need not open one (a SYN to lose) and a hedged attempt that lost
-   * the race keeps its connection. false: every request on a connection of
+   * true (the default): requests share keep-alive connections (a node:http
+   * Agent, see keepAlivePool), so a call need not open one (a SYN to lose)
+   * and a hedged attempt that lost the race keeps its connection; close()
+   * lets go of them. false: every request, a watch too, on a connection of
    * its own, closed after the answer and at once on abort, so an occasional
    * or periodic call (the health check, the formation) leaves no socket.
-   * Watches always use fetch.
+   * No path uses fetch, whose undici costs some 18 MB of RSS
+   * (docs/architecture.md, "Talking to etcd").
    */
   keepAlive?: boolean;
 }
@@ -161,6 +164,33 @@ const HEDGE_DELAY_MS = 100;
 const LOCAL_DEMOTION_MS = 5000;
 /** How long the host's own addresses are trusted before they are read again. */
 const LOCAL_ADDRESSES_TTL_MS = 10_000;
+/** An idle keep-alive connection is closed after this long: fetch's (undici's) default keepAliveTimeout, which the client had before. */
+const IDLE_CONNECTION_MS = 4000;
+/** TCP keep-alive probes on a pooled connection start after this much silence (undici's keepAliveInitialDelay, as before). */
+const TCP_KEEPALIVE_DELAY_MS = 60_000;
+
+/**
+ * The keep-alive connections of the clients made with keepAlive true: one
+ * node:http Agent, shared by those clients as fetch's global pool was, so a
+ * connection that a hedged attempt kept alive serves the next call of any
+ * of them. Each such client holds it from its first request to close(); the
+ * last close destroys it with its sockets (and the next request makes a new
+ * one). An idle socket is unref'd: it never keeps the process alive.
+ */
+const keepAlivePool: { agent: Agent | undefined; holders: number } = { agent: undefined, holders: 0 };
+
+function holdKeepAliveAgent(): Agent {
+  keepAlivePool.holders++;
+  keepAlivePool.agent ??= new Agent({ keepAlive: true, keepAliveMsecs: TCP_KEEPALIVE_DELAY_MS, timeout: IDLE_CONNECTION_MS });
+  return keepAlivePool.agent;
+}
+
+function releaseKeepAliveAgent(): void {
+  keepAlivePool.holders = Math.max(0, keepAlivePool.holders - 1);
+  if (keepAlivePool.holders > 0 || !keepAlivePool.agent) return;
+  keepAlivePool.agent.destroy();
+  keepAlivePool.agent = undefined;
+}
 
 /** How a call may use several endpoints. */
 type CallMode =
@@ -304,9 +334,23 @@ export class EtcdClient {
   /** When each local etcd last failed a call; it goes first again LOCAL_DEMOTION_MS later. */
   private readonly localFailedAt = new Map<string, number>();
   private localAddresses: { readAt: number; addresses: Set<string> } | undefined;
+  /** The keep-alive pool while this client holds it (keepAlive true, from its first request to close()). */
+  private agent: Agent | undefined;
 
   constructor(private readonly opts: EtcdClientOptions) {
     this.timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  }
+
+  /**
+   * Lets go of the keep-alive connections: when no other open client shares
+   * them, every pooled socket is closed, with any request or watch still on
+   * one. Safe to repeat; a client used again after close() holds the pool
+   * again until it is closed again. A keepAlive false client holds nothing.
+   */
+  close(): void {
+    if (!this.agent) return;
+    this.agent = undefined;
+    releaseKeepAliveAgent();
   }
 
   async range(key: string, opts: CallOptions & { prefix?: boolean } = {}): Promise<RangeResult> {
@@ -428,15 +472,11 @@ export class EtcdClient {
   async watch(key: string, opts: { prefix?: boolean; startRevision?: number; signal: AbortSignal; connectTimeoutMs?: number }, onEvents: (events: WatchEvent[], revision: number) => void): Promise<void> {
     const create = { ...rangeRequest(key, opts.prefix), ...(opts.startRevision ? { start_revision: String(opts.startRevision) } : {}) };
     const res = await this.open('/v3/watch', { create_request: create }, opts.signal, opts.connectTimeoutMs ?? this.timeoutMs);
-    const reader = res.body?.getReader();
-    if (!reader) return;
     let buffer = '';
     const decoder = new TextDecoder();
     try {
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) return;
-        buffer += decoder.decode(value, { stream: true });
+      for await (const chunk of res) {
+        buffer += decoder.decode(chunk as Buffer, { stream: true });
         if (buffer.length > MAX_WATCH_BUFFER) return;
         // The gateway writes one JSON object per message, each ending in a newline.
         for (let nl = buffer.indexOf('\n'); nl >= 0; nl = buffer.indexOf('\n')) {
@@ -455,10 +495,12 @@ export class EtcdClient {
           if (events.length > 0) onEvents(events, Number(result.header?.revision ?? 0));
         }
       }
+      // The stream ended.
     } catch {
       // Aborted or the connection broke: the stream is over either way.
     } finally {
-      await reader.cancel().catch(() => undefined);
+      // A stream left unread (bad line, cancelled, too long) goes with its connection; an ended one is untouched.
+      res.destroy();
     }
   }
 
@@ -672,21 +714,31 @@ export class EtcdClient {
   }
 
   /**
-   * One HTTP exchange (GET without a body, else a JSON POST): through
-   * fetch's keep-alive pool, or with keepAlive false on a connection of its
-   * own. Rejects when no answer came; `text` rejects when the answer broke off.
+   * One HTTP exchange (GET without a body, else a JSON POST): over the
+   * keep-alive pool, or with keepAlive false on a connection of its own.
+   * Rejects when no answer came; `text` rejects when the answer broke off.
+   * As with fetch before: the body is read whether or not anyone still
+   * waits for it, so a request that ran out keeps its connection, and only
+   * `signal` (the call's deadline, the caller's abort) cuts a request off.
    */
   private async send(url: string, body: unknown, signal: AbortSignal): Promise<{ status: number; ok: boolean; text: () => Promise<string> }> {
     if (this.opts.keepAlive === false) {
       const answer = await textRequest(body === undefined ? 'GET' : 'POST', url, signal, body);
       return { status: answer.status, ok: answer.status >= 200 && answer.status <= 299, text: () => Promise.resolve(answer.text) };
     }
-    const res = await fetch(url, body === undefined ? { signal } : { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' }, signal });
-    return { status: res.status, ok: res.ok, text: () => res.text() };
+    const res = await openRequest(body === undefined ? 'GET' : 'POST', url, signal, this.keepAliveAgent(), body);
+    const text = readText(res);
+    text.catch(() => undefined); // read to the end even when nobody asks for it; its caller sees the error
+    const status = res.statusCode ?? 0;
+    return { status, ok: status >= 200 && status <= 299, text: () => text };
+  }
+
+  private keepAliveAgent(): Agent {
+    return (this.agent ??= holdKeepAliveAgent());
   }
 
   /** Opens a streaming request on the first endpoint that accepts it. */
-  private async open(path: string, body: unknown, signal: AbortSignal, connectTimeoutMs: number): Promise<Response> {
+  private async open(path: string, body: unknown, signal: AbortSignal, connectTimeoutMs: number): Promise<IncomingMessage> {
     const failures: string[] = [];
     for (const endpoint of this.endpointsInOrder()) {
       if (signal.aborted) break;
@@ -695,16 +747,17 @@ export class EtcdClient {
       const onAbort = () => connect.abort();
       signal.addEventListener('abort', onAbort, { once: true });
       try {
-        const res = await fetch(`${endpoint}${path}`, { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' }, signal: connect.signal });
+        const res = await openRequest('POST', `${endpoint}${path}`, connect.signal, this.opts.keepAlive === false ? false : this.keepAliveAgent(), body);
         clearTimeout(timer);
-        if (res.ok) {
+        const status = res.statusCode ?? 0;
+        if (status >= 200 && status <= 299) {
           this.preferred = endpoint;
           // From here the caller's signal alone ends the stream.
           return res;
         }
         signal.removeEventListener('abort', onAbort);
-        await res.body?.cancel();
-        failures.push(`${displayEndpoint(endpoint)}: HTTP ${res.status}`);
+        res.destroy();
+        failures.push(`${displayEndpoint(endpoint)}: HTTP ${status}`);
       } catch (err) {
         clearTimeout(timer);
         signal.removeEventListener('abort', onAbort);
