@@ -84,6 +84,7 @@ async function main(): Promise<void> {
       overlap_acks_by_kind: maxBy(r, (x) => x.kind, (x) => x.overlap_acks, (a, b) => a + b),
       unavailable_ms_max: maxBy(r, (x) => x.kind, (x) => x.unavailable_ms, Math.max),
       false_failovers: r.filter((x) => x.false_failover).length,
+      fences_by_kind: maxBy(r, (x) => x.kind, (x) => x.fences, (a, b) => a + b),
       fences: nemesis.fences(began),
       fence_rss_kb: fenceView.fence?.rss_kb ?? null,
       load1: Math.round(loadavg()[0]! * 100) / 100,

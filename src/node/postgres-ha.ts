@@ -44,6 +44,7 @@ export class PostgresHa {
   readonly node: PostgresHaNode;
   readonly operations: HaOperations;
   readonly fence: ProcessFence;
+  private readonly etcd: EtcdClient;
   private readonly stop = new AbortController();
   private readonly serviceName: string;
   private readonly cgroup: string | undefined;
@@ -56,6 +57,7 @@ export class PostgresHa {
       return cfg ? haSettingsFrom(cfg) : DEFAULT_HA_SETTINGS;
     };
     const client = new EtcdClient({ endpoints: opts.etcdEndpoints, timeoutMs: 2000 });
+    this.etcd = client;
     const store = new EtcdClusterStore(client, `/hasup/${opts.scope}/${this.serviceName}/${opts.group}/`);
     this.leadership = new ElectedLeadership(serviceGroup, () => {
       const s = settings();
@@ -124,5 +126,6 @@ export class PostgresHa {
     this.stop.abort();
     await this.controller.close(opts);
     this.leadership.close();
+    this.etcd.close();
   }
 }

@@ -48,6 +48,8 @@ export interface FaultResult {
   overlap_acks: number;
   overlap_ms: number;
   false_failover: boolean;
+  /** Fences (self, fence process, peers over SQL) from the fault until the cluster healed. */
+  fences: number;
   detail: string;
 }
 
@@ -107,10 +109,11 @@ export class Nemesis {
       overlap_acks: overlap.acks,
       overlap_ms: overlap.ms,
       false_failover: !ON_LEADER.has(kind) && after !== leader,
+      fences: Object.values(this.fences(started, started + healedMs)).reduce((a, b) => a + b, 0),
       detail,
     };
     this.results.push(result);
-    this.o.progress(`  healed in ${healedMs} ms, leader node ${after}; unavailable ${result.unavailable_ms} ms, overlap ${overlap.acks} acks / ${overlap.ms} ms${result.false_failover ? ', FALSE FAILOVER' : ''}`);
+    this.o.progress(`  healed in ${healedMs} ms, leader node ${after}; unavailable ${result.unavailable_ms} ms, overlap ${overlap.acks} acks / ${overlap.ms} ms, ${result.fences} fences${result.false_failover ? ', FALSE FAILOVER' : ''}`);
     return result;
   }
 
@@ -192,13 +195,13 @@ export class Nemesis {
     return missing.size;
   }
 
-  /** Fences over the run, by cause: ha_fenced reasons (first words) and the fence process's actions. */
-  fences(since: number): Record<string, number> {
+  /** Fences between `since` and `until`, by cause: ha_fenced reasons (first words), the fence process's actions, SQL fences of rogues. */
+  fences(since: number, until = Infinity): Record<string, number> {
     const out: Record<string, number> = {};
     for (const n of this.o.ha.cluster.nodes) {
       for (const m of n.members) {
         for (const e of m.events) {
-          if (e.time < since) continue;
+          if (e.time < since || e.time > until) continue;
           if (e.event === 'ha_fenced') bump(out, `self: ${fenceCause(String(e.reason ?? ''))}`);
           if (e.event === 'fence_acted') bump(out, `fence process: ${String(e.cause ?? '?')}`);
           if (e.event === 'ha_rogue_fenced') bump(out, 'peer: rogue primary fenced over SQL');
