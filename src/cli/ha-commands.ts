@@ -58,6 +58,8 @@ export function haText(v: HaView): string {
     `${v.service_group}: leader ${v.leader ?? 'none'}${v.timeline !== null ? `, timeline ${v.timeline}` : ''}${v.paused ? ', automatic failover PAUSED' : ''}`,
     `synchronous mode ${v.synchronous_mode ? `on (set: ${v.sync_members.join(', ') || 'none'})` : 'off'}; ttl ${v.settings.ttl} s, loop_wait ${v.settings.loop_wait} s, retry_timeout ${v.settings.retry_timeout} s`,
   ];
+  head.push(`this member: ${v.phase}`);
+  for (const r of v.rogue_primaries ?? []) head.push(`CRITICAL: member ${r.member}'s PostgreSQL takes writes without the leader lease${r.action ? ` (${r.action})` : ''}`);
   if (v.switchover) head.push(`switchover pending: ${v.switchover.from} -> ${v.switchover.to ?? 'best replica'}${v.switchover.failed ? ` (failed: ${v.switchover.failed})` : ''}`);
   const rows = [['MEMBER', 'ADDRESS', 'ROLE', 'STATE', 'TIMELINE', 'LAG', 'SYNC', 'HEALTHY']];
   for (const m of v.members) {

@@ -165,3 +165,15 @@ test('a rogue primary (a database writable without the lease) is seen by the oth
   assert.equal(c.leader(), 'A', 'the real leader keeps its role');
   await c.close();
 });
+
+test('watchdog = "required": a member whose fence cannot open the kernel watchdog gives the key back before promoting; nobody takes writes', async () => {
+  const c = new FakeCluster(['A', 'B', 'C'], { watchdog: 'required' }, { watchdog: 'failed' });
+  c.start('A');
+  await c.run(10_000);
+  assert.deepEqual(c.world.primaries(), [], 'no primary without a working watchdog');
+  for (const id of ['A', 'B', 'C']) assert.equal(callsOf(c, id, 'promote').length, 0, `${id} never promoted`);
+  const a = phasesOf(c, 'A');
+  assert.deepEqual(a.slice(a.indexOf('leader'), a.indexOf('leader') + 2), ['leader', 'follower'], 'it took the key, then handed it back');
+  assert.match(c.member('A').controller.phases().find((p) => p.phase === 'follower' && p.why.startsWith('cannot lead'))?.why ?? '', /kernel watchdog \/dev\/watchdog is required/);
+  await c.close();
+});
