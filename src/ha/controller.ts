@@ -142,6 +142,7 @@ export class HaController {
     const ctx = this.ctx;
     const s = ctx.settings();
     const { db: database, leadership } = ctx.deps;
+    if (database.present()) ctx.fence.standBy();
     if (!database.present() && !ctx.holding) {
       leadership.update({ present: false, role: 'unknown', holdsLease: false, primaryWritable: false, replication: null, reason: 'this member runs no PostgreSQL' });
       return s.loopWaitMs;

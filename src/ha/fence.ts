@@ -23,6 +23,8 @@ export interface LeaderFence {
   arm(deadlineMs: number, expiryMs: number): Promise<FenceArmResult>;
   /** Stops guarding (PostgreSQL here takes no writes any more). */
   disarm(): Promise<void>;
+  /** This member runs the database: have the fence ready (idempotent; a member without one runs no fence). */
+  standBy(): void;
   /** True between a confirmed arm and the next disarm or fence. */
   armed(): boolean;
   /** Called when the fence stopped PostgreSQL on its own (the supervisor was late). */
@@ -59,6 +61,7 @@ export class NoFence implements LeaderFence {
   async disarm(): Promise<void> {
     this.isArmed = false;
   }
+  standBy(): void {}
   armed(): boolean {
     return this.isArmed;
   }

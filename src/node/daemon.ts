@@ -210,7 +210,7 @@ export class Daemon {
     }
     this.joinPeers(0);
     this.timers.push(setInterval(() => this.checkClocks(), CLOCK_CHECK_INTERVAL_MS).unref());
-    await this.ha?.start();
+    this.ha?.start();
     esMembership.start();
     // Under formation etcd runs only where the formation decides (it loads it there).
     await supervisor.start(etcd.forming ? opts.services.load.filter((name) => name !== 'etcd') : opts.services.load);

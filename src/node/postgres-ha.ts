@@ -110,8 +110,8 @@ export class PostgresHa {
     return name === 'postgresql' ? new PostgresqlDriver(this.node, this.cgroup) : undefined;
   }
 
-  async start(): Promise<void> {
-    await this.fence.start();
+  start(): void {
+    this.fence.start();
     this.controller.start();
   }
 

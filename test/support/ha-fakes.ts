@@ -404,6 +404,7 @@ export class FakeFence implements LeaderFence {
   armed(): boolean {
     return this.deadline !== null;
   }
+  standBy(): void {}
   onFenced(listener: (cause: string) => void): void {
     this.listeners.push(listener);
   }

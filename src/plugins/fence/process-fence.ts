@@ -78,7 +78,8 @@ export class ProcessFence implements LeaderFence {
     }
   }
 
-  start(): Promise<void> {
+  /** Says what the fence did last, if it ever acted (maybe before this supervisor started). The process itself starts on standBy() or the first arm. */
+  start(): void {
     const last = this.lastRecord();
     if (last) {
       this.opts.log.warn(
@@ -86,7 +87,11 @@ export class ProcessFence implements LeaderFence {
         `the fence stopped PostgreSQL at ${new Date(last.at_ms).toISOString()} (${last.cause}): ${last.killed} processes killed, ${last.survivors} left`,
       );
     }
-    return this.spawnFence();
+  }
+
+  standBy(): void {
+    if (this.child || this.up || this.closing || this.restartTimer) return;
+    void this.spawnFence();
   }
 
   async arm(deadlineMs: number, expiryMs: number): Promise<FenceArmResult> {
