@@ -131,16 +131,23 @@ static void watchdog_close(void) {
 
 /* ---- finding PostgreSQL's processes --------------------------------------- */
 
-/* Field 4 (ppid) and the command name of /proc/PID/stat; 0 when unreadable. */
-static int read_stat(int pid, int *ppid, char *comm, size_t commlen, char *state) {
-  char path[64], buf[1024];
-  snprintf(path, sizeof path, "/proc/%d/stat", pid);
+/* /proc/PID/NAME into buf (NUL-terminated); its length, or 0 when unreadable or empty. */
+static ssize_t read_proc(int pid, const char *name, char *buf, size_t size) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/%s", pid, name);
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) return 0;
-  ssize_t n = read(fd, buf, sizeof buf - 1);
+  ssize_t n = read(fd, buf, size - 1);
   close(fd);
   if (n <= 0) return 0;
   buf[n] = 0;
+  return n;
+}
+
+/* Field 4 (ppid) and the command name of /proc/PID/stat; 0 when unreadable. */
+static int read_stat(int pid, int *ppid, char *comm, size_t commlen, char *state) {
+  char buf[1024];
+  if (read_proc(pid, "stat", buf, sizeof buf) == 0) return 0;
   char *open_paren = strchr(buf, '(');
   char *close_paren = strrchr(buf, ')');
   if (!open_paren || !close_paren || close_paren < open_paren) return 0;
@@ -165,14 +172,8 @@ static int is_alive(int pid) {
 
 /* A walsender's process title reads "postgres: walsender ...". */
 static int is_walsender(int pid) {
-  char path[64], buf[256];
-  snprintf(path, sizeof path, "/proc/%d/cmdline", pid);
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return 0;
-  ssize_t n = read(fd, buf, sizeof buf - 1);
-  close(fd);
-  if (n <= 0) return 0;
-  buf[n] = 0;
+  char buf[256];
+  ssize_t n = read_proc(pid, "cmdline", buf, sizeof buf);
   for (ssize_t i = 0; i < n; i++)
     if (buf[i] == 0) buf[i] = ' ';
   return strstr(buf, "walsender") != NULL;
