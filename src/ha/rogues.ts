@@ -1,3 +1,4 @@
+import { sameRogues } from '../supervisor/leadership.js';
 import type { HaContext } from './context.js';
 import type { ClusterSnapshot } from './store.js';
 import type { RoguePrimary } from './view.js';
@@ -74,6 +75,6 @@ export class RogueWatch {
     }
     const list = this.list();
     const { leadership } = ctx.deps;
-    if (JSON.stringify(leadership.current.rogues) !== JSON.stringify(list)) leadership.update({ rogues: list });
+    if (!sameRogues(leadership.current.rogues, list)) leadership.update({ rogues: list });
   }
 }

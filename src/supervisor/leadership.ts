@@ -172,6 +172,13 @@ export class StandaloneLeadership implements Leadership {
  * and `reason` aside): a Leadership announces a change only when this is
  * false. Fields an implementation never sets compare equal.
  */
+type RogueList = NonNullable<LeadershipState['roguePrimaries']>;
+
+/** Field by field: this runs on every load-balancer check, where serialising would cost. */
+export function sameRogues(a: RogueList, b: RogueList): boolean {
+  return a.length === b.length && a.every((r, i) => r.member === b[i]!.member && r.since === b[i]!.since && r.action === b[i]!.action);
+}
+
 export function sameLeadershipState(a: LeadershipState, b: LeadershipState): boolean {
   return (
     a.serviceGroup === b.serviceGroup &&
@@ -183,7 +190,7 @@ export function sameLeadershipState(a: LeadershipState, b: LeadershipState): boo
     a.timeline === b.timeline &&
     a.syncRole === b.syncRole &&
     a.syncDegraded === b.syncDegraded &&
-    JSON.stringify(a.roguePrimaries ?? []) === JSON.stringify(b.roguePrimaries ?? []) &&
+    sameRogues(a.roguePrimaries ?? [], b.roguePrimaries ?? []) &&
     a.replication?.state === b.replication?.state &&
     a.replication?.lagBytes === b.replication?.lagBytes
   );

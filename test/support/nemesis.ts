@@ -104,7 +104,7 @@ export class Nemesis {
       leader_after: after,
       started,
       healed_ms: healedMs,
-      unavailable_ms: longestGap(this.o.checker.acks, 'haproxy', started, started + healedMs),
+      unavailable_ms: this.o.checker.longestGap('haproxy', started, started + healedMs),
       lost_acked: 0,
       overlap_acks: overlap.acks,
       overlap_ms: overlap.ms,
@@ -232,14 +232,6 @@ export function overlapOf(acks: Ack[], oldServer: string, newServer: string): { 
   if (!Number.isFinite(firstNew)) return { acks: 0, ms: 0 };
   const late = acks.filter((a) => a.server === oldServer && a.ackedAt > firstNew);
   return { acks: late.length, ms: late.length ? Math.max(...late.map((a) => a.ackedAt)) - firstNew : 0 };
-}
-
-/** Longest stretch with no write acknowledged through `writer` between `from` and `to`. */
-export function longestGap(acks: Ack[], writer: string, from: number, to: number): number {
-  const times = [from, ...acks.filter((a) => a.writer === writer && a.ackedAt >= from && a.ackedAt <= to).map((a) => a.ackedAt).sort((a, b) => a - b), to];
-  let gap = 0;
-  for (let i = 1; i < times.length; i++) gap = Math.max(gap, times[i]! - times[i - 1]!);
-  return gap;
 }
 
 function signalQuietly(pid: number, signal: NodeJS.Signals): void {

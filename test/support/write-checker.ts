@@ -191,9 +191,11 @@ export class WriteChecker {
     return out;
   }
 
-  /** Longest stretch without an acknowledged write through `writer`, after `from`. */
-  longestGap(writer: string, from: number): number {
-    const times = this.acks.filter((a) => a.writer === writer && a.ackedAt >= from).map((a) => a.ackedAt).sort((a, b) => a - b);
+  /** Longest stretch without an acknowledged write through `writer`, after `from` (and up to `to`, counting the window's edges). */
+  longestGap(writer: string, from: number, to?: number): number {
+    const inside = this.acks.filter((a) => a.writer === writer && a.ackedAt >= from && (to === undefined || a.ackedAt <= to)).map((a) => a.ackedAt).sort((a, b) => a - b);
+    // With a closed window its edges count too: no write at all between `from` and `to` is one gap.
+    const times = to === undefined ? inside : [from, ...inside, to];
     let gap = 0;
     for (let i = 1; i < times.length; i++) gap = Math.max(gap, times[i]! - times[i - 1]!);
     return gap;
