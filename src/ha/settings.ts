@@ -1,4 +1,4 @@
-import type { TomlTable } from '../supervisor/toml-schema.js';
+import { checkTable, isTable, type Schema, type TomlTable } from '../supervisor/toml-schema.js';
 
 /**
  * The election's timings and policy, read from the [ha] table of the
@@ -64,70 +64,44 @@ export function effectiveSettings(s: HaSettings, members: number): HaSettings {
 }
 
 export type WatchdogMode = 'off' | 'automatic' | 'required';
-const WATCHDOG_MODES: readonly string[] = ['off', 'automatic', 'required'];
 
-export const DEFAULT_HA_SETTINGS: HaSettings = {
-  ttlS: 3,
-  loopWaitMs: 1000,
-  retryTimeoutMs: 1000,
-  maximumLagOnFailover: 1024 * 1024,
-  synchronousMode: false,
-  synchronousModeAuto: true,
-  synchronousModeStrict: false,
-  noFailover: false,
-  watchdog: 'automatic',
-  watchdogDevice: '/dev/watchdog',
-  invalid: [],
+/**
+ * The [ha] table's keys: their types, the values an enum or path allows,
+ * and their defaults (the plan's default.toml writes the same ones, with
+ * comments). How values relate to each other is checkHaSettings' job.
+ */
+export const HA_SETTINGS_SCHEMA: Schema = {
+  ttl: { type: 'number', doc: 'leader lease TTL, whole seconds', default: 3 },
+  loop_wait: { type: 'number', doc: 'seconds between turns of the HA loop and between lease renewals', default: 1 },
+  retry_timeout: { type: 'number', doc: 'seconds failing etcd calls are retried before a leader fences itself', default: 1 },
+  maximum_lag_on_failover: { type: 'number', doc: 'bytes behind the last known leader position past which a follower is never promoted', default: 1024 * 1024 },
+  synchronous_mode: { type: 'boolean-or', words: ['auto'], doc: 'commits wait for one healthy follower; "auto": from 3 PostgreSQL members on', default: 'auto' },
+  synchronous_mode_strict: { type: 'boolean', doc: 'hold commits rather than run without a synchronous follower', default: false },
+  nofailover: { type: 'boolean', doc: 'never promote this member', default: false },
+  watchdog: { type: 'string', enum: ['off', 'automatic', 'required'], doc: 'the kernel watchdog the fence feeds while this member leads', default: 'automatic' },
+  watchdog_device: { type: 'string', doc: 'the kernel watchdog device', default: '/dev/watchdog', check: (v) => (v.startsWith('/') ? undefined : `must be an absolute path (got ${v})`) },
 };
-
-/** Reads typed keys of one table, noting each present key of the wrong type. */
-class Reader {
-  readonly invalid: string[] = [];
-  constructor(private readonly table: TomlTable) {}
-
-  take<T>(key: string, fallback: T, ok: (v: unknown) => boolean, want: string): T {
-    const v = this.table[key];
-    if (v === undefined) return fallback;
-    if (ok(v)) return v as T;
-    this.invalid.push(`ha.${key} must be ${want} (got ${JSON.stringify(v)})`);
-    return fallback;
-  }
-  num(key: string, fallback: number): number {
-    return this.take(key, fallback, (v) => typeof v === 'number' && Number.isFinite(v), 'a number');
-  }
-  bool(key: string, fallback: boolean): boolean {
-    return this.take(key, fallback, (v) => typeof v === 'boolean', 'true or false');
-  }
-  str(key: string, fallback: string): string {
-    return this.take(key, fallback, (v) => typeof v === 'string' && v.length > 0, 'a non-empty string');
-  }
-  oneOf<T extends string>(key: string, fallback: T, values: readonly string[]): T {
-    return this.take(key, fallback, (v) => typeof v === 'string' && values.includes(v), `one of ${values.map((x) => `"${x}"`).join(', ')}`);
-  }
-}
 
 /** The settings from a merged PostgreSQL service config (its [ha] table; seconds in the file). */
 export function haSettingsFrom(cfg: TomlTable): HaSettings {
-  const ha = (typeof cfg.ha === 'object' && cfg.ha !== null ? cfg.ha : {}) as TomlTable;
-  const d = DEFAULT_HA_SETTINGS;
-  const r = new Reader(ha);
-  const syncMode = r.take<boolean | 'auto'>('synchronous_mode', 'auto', (v) => typeof v === 'boolean' || v === 'auto', 'true, false or "auto"');
-  const settings: HaSettings = {
-    ttlS: r.num('ttl', d.ttlS),
-    loopWaitMs: Math.round(r.num('loop_wait', d.loopWaitMs / 1000) * 1000),
-    retryTimeoutMs: Math.round(r.num('retry_timeout', d.retryTimeoutMs / 1000) * 1000),
-    maximumLagOnFailover: r.num('maximum_lag_on_failover', d.maximumLagOnFailover),
+  const { value: ha, problems } = checkTable(isTable(cfg.ha) ? cfg.ha : {}, HA_SETTINGS_SCHEMA, { fill: true, at: ['ha'] });
+  const syncMode = ha.synchronous_mode as boolean | 'auto';
+  return {
+    ttlS: ha.ttl as number,
+    loopWaitMs: Math.round((ha.loop_wait as number) * 1000),
+    retryTimeoutMs: Math.round((ha.retry_timeout as number) * 1000),
+    maximumLagOnFailover: ha.maximum_lag_on_failover as number,
     synchronousMode: syncMode === true,
     synchronousModeAuto: syncMode === 'auto',
-    synchronousModeStrict: r.bool('synchronous_mode_strict', d.synchronousModeStrict),
-    noFailover: r.bool('nofailover', d.noFailover),
-    watchdog: r.oneOf('watchdog', d.watchdog, WATCHDOG_MODES),
-    watchdogDevice: r.str('watchdog_device', d.watchdogDevice),
-    invalid: [],
+    synchronousModeStrict: ha.synchronous_mode_strict as boolean,
+    noFailover: ha.nofailover as boolean,
+    watchdog: ha.watchdog as WatchdogMode,
+    watchdogDevice: ha.watchdog_device as string,
+    invalid: problems.map((p) => p.reason),
   };
-  settings.invalid = r.invalid;
-  return settings;
 }
+
+export const DEFAULT_HA_SETTINGS: HaSettings = haSettingsFrom({});
 
 /** The kernel watchdog's timeout in whole seconds: a reboot must come before the lease can expire. */
 export function watchdogTimeoutS(s: HaSettings): number {
@@ -142,7 +116,6 @@ export function watchdogTimeoutS(s: HaSettings): number {
  */
 export function checkHaSettings(s: HaSettings): string | undefined {
   if (s.invalid.length > 0) return s.invalid.join('; ');
-  if (!s.watchdogDevice.startsWith('/')) return `ha.watchdog_device must be an absolute path (got ${s.watchdogDevice})`;
   if (!Number.isInteger(s.ttlS) || s.ttlS < 2) return `ha.ttl must be a whole number of seconds, at least 2 (got ${s.ttlS})`;
   if (s.loopWaitMs < 100) return `ha.loop_wait must be at least 0.1 s (got ${s.loopWaitMs / 1000})`;
   if (s.retryTimeoutMs < 100) return `ha.retry_timeout must be at least 0.1 s (got ${s.retryTimeoutMs / 1000})`;

@@ -1,13 +1,13 @@
 import type { Plan } from './plan.js';
-import type { TomlTable } from './toml-schema.js';
+import { checkTable, isTable, schemaOfDefaults, type TomlTable } from './toml-schema.js';
 
 /**
  * Config layers, later wins: the plan's default.toml < the node's user config
- * < the gossiped `config apply` document. Every key of an upper layer must
- * exist in the defaults with the same type, so a typo is an error rather
- * than a setting that silently does nothing. An empty table in the defaults
- * is open: any keys may go under it (free-form extra settings). A setting
- * whose default is the string "auto" may also be set to true or false.
+ * < the gossiped `config apply` document. Each upper layer is checked against
+ * the schema its defaults imply (toml-schema's schemaOfDefaults: a key's type
+ * is its default's, an empty table takes any keys, "auto" also takes true or
+ * false), so a typo is an error rather than a setting that silently does
+ * nothing.
  */
 export interface ConfigLayer {
   name: string;
@@ -17,36 +17,22 @@ export interface ConfigLayer {
 export class LayerError extends Error {}
 
 export function mergeLayers(defaults: TomlTable, layers: ConfigLayer[]): TomlTable {
+  const schema = schemaOfDefaults(defaults);
   let merged = structuredClone(defaults);
-  for (const layer of layers) merged = mergeInto(merged, layer.data, defaults, [], layer.name);
+  for (const layer of layers) {
+    const problem = checkTable(layer.data, schema).problems[0];
+    if (problem) throw new LayerError(`${layer.name}: ${problem.reason}`);
+    merged = mergeInto(merged, layer.data);
+  }
   return merged;
 }
 
-function mergeInto(base: TomlTable, upper: TomlTable, shape: TomlTable | undefined, path: string[], layer: string): TomlTable {
+function mergeInto(base: TomlTable, upper: TomlTable): TomlTable {
   const out: TomlTable = { ...base };
-  const open = shape !== undefined && Object.keys(shape).length === 0;
   for (const [key, value] of Object.entries(upper)) {
-    const here = [...path, key].join('.');
-    const expected = shape?.[key];
-    if (!open && shape !== undefined && !(key in shape)) throw new LayerError(`${layer}: unknown setting "${here}"`);
-    if (!open && expected !== undefined && kind(expected) !== kind(value) && !(expected === 'auto' && typeof value === 'boolean')) {
-      throw new LayerError(`${layer}: "${here}" must be ${kind(expected)}, got ${kind(value)}`);
-    }
-    if (kind(value) === 'a table') {
-      out[key] = mergeInto((base[key] as TomlTable | undefined) ?? {}, value as TomlTable, open ? undefined : (expected as TomlTable | undefined), [...path, key], layer);
-    } else {
-      out[key] = value;
-    }
+    out[key] = isTable(value) ? mergeInto((base[key] as TomlTable | undefined) ?? {}, value) : value;
   }
   return out;
-}
-
-function kind(v: unknown): string {
-  if (Array.isArray(v)) return 'a list';
-  if (v instanceof Date) return 'a date';
-  if (typeof v === 'object' && v !== null) return 'a table';
-  if (typeof v === 'number') return 'a number';
-  return `a ${typeof v}`;
 }
 
 /** Dotted paths whose values differ between two merged configs. */
@@ -57,7 +43,7 @@ export function changedKeys(before: TomlTable, after: TomlTable, path: string[] 
     const a = before[key];
     const b = after[key];
     const here = [...path, key];
-    if (kind(a) === 'a table' && kind(b) === 'a table') out.push(...changedKeys(a as TomlTable, b as TomlTable, here));
+    if (isTable(a) && isTable(b)) out.push(...changedKeys(a, b, here));
     else if (JSON.stringify(a) !== JSON.stringify(b)) out.push(here.join('.'));
   }
   return out;

@@ -69,9 +69,9 @@ test('timings: loop_wait + 2 × retry_timeout must fit in the ttl; the defaults 
 });
 
 test('settings of the wrong type are refused with the key and the reason, never silently defaulted', () => {
-  assert.equal(checkHaSettings(haSettingsFrom({ ha: { ttl: '3' } })), 'ha.ttl must be a number (got "3")');
-  assert.equal(checkHaSettings(haSettingsFrom({ ha: { synchronous_mode: 'yes' } })), 'ha.synchronous_mode must be true, false or "auto" (got "yes")');
-  assert.match(checkHaSettings(haSettingsFrom({ ha: { watchdog: 'always', nofailover: 1 } }))!, /ha.nofailover must be true or false \(got 1\); ha.watchdog must be one of "off", "automatic", "required" \(got "always"\)/);
+  assert.equal(checkHaSettings(haSettingsFrom({ ha: { ttl: '3' } })), '"ha.ttl" must be a number, got string "3"');
+  assert.equal(checkHaSettings(haSettingsFrom({ ha: { synchronous_mode: 'yes' } })), '"ha.synchronous_mode" must be true, false or "auto", got string "yes"');
+  assert.match(checkHaSettings(haSettingsFrom({ ha: { watchdog: 'always', nofailover: 1 } }))!, /"ha.nofailover" must be true or false, got number 1; "ha.watchdog" must be one of off, automatic, required, got "always"/);
   assert.match(checkHaSettings(haSettingsFrom({ ha: { watchdog_device: 'dev/watchdog' } }))!, /absolute path/);
   assert.equal(checkHaSettings(haSettingsFrom({ ha: { watchdog: 'required', watchdog_device: '/dev/watchdog1' } })), undefined);
 });

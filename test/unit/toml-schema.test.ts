@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ConfigError, keyLines, parseTomlFile, validate, type Schema } from '../../src/supervisor/toml-schema.js';
+import { checkTable, ConfigError, keyLines, parseTomlFile, schemaOfDefaults, validate, type Schema } from '../../src/supervisor/toml-schema.js';
 
 const schema: Schema = {
   name: { type: 'string', doc: 'a name' },
@@ -48,4 +48,29 @@ test('keyLines follows table headers and dotted keys', () => {
   assert.equal(lines.get('b.c.d'), 3);
   assert.equal(lines.get('e.f'), 4);
   assert.equal(lines.get('e.f.g'), 5);
+});
+
+test('checkTable collects every problem in document order and keeps what passed', () => {
+  const s: Schema = {
+    wait: { type: 'number', doc: 'seconds', min: 0.1, default: 1 },
+    sync: { type: 'boolean-or', words: ['auto'], doc: 'sync', default: 'auto' },
+    tags: { type: 'list', doc: 'tags' },
+  };
+  assert.deepEqual(checkTable({ wait: 0.5, sync: false }, s, { fill: true }), { value: { wait: 0.5, sync: false }, problems: [] });
+  const { value, problems } = checkTable({ wait: '1', sync: 'yes', tags: 3, extra: 1 }, s, { at: ['t'] });
+  assert.deepEqual(value, {});
+  assert.deepEqual(
+    problems.map((p) => p.reason),
+    ['unknown key "t.extra" (known here: wait, sync, tags)', '"t.wait" must be a number, got string "1"', '"t.sync" must be true, false or "auto", got string "yes"', '"t.tags" must be a list, got number 3'],
+  );
+  assert.match(checkTable({ wait: 0.01 }, s).problems[0]!.reason, /"wait" must be at least 0.1, got 0.01/);
+});
+
+test('a plan default implies the type of its key; an empty table is open; "auto" also takes true or false', () => {
+  const schema = schemaOfDefaults({ port: 5432, name: 'x', on: true, cidrs: ['a'], extra: {}, ha: { sync: 'auto' } });
+  assert.deepEqual(checkTable({ port: 1.5, name: 'y', on: false, cidrs: [], extra: { any: { thing: 1 } }, ha: { sync: true } }, schema).problems, []);
+  assert.deepEqual(
+    checkTable({ port: 'p', ha: { sync: 'sometimes' } }, schema).problems.map((p) => p.reason),
+    ['"port" must be a number, got string "p"', '"ha.sync" must be true, false or "auto", got string "sometimes"'],
+  );
 });
