@@ -33,9 +33,10 @@ skip_es="${HASUP_BOOTSTRAP_SKIP_ES:-0}"
 
 # --- Debian packages -----------------------------------------------------------
 # What the children and the test harness run: PostgreSQL 15 server, etcd 3.4, HAProxy,
-# nftables and iproute2 (network namespaces, partitions), procps (ps, sysctl), curl.
+# nftables and iproute2 (network namespaces, partitions), procps (ps, sysctl), curl,
+# pgBackRest 2.45 (WAL archiving and backups, docs/backup.md).
 # Java and Maven fetch and run the development Elasticsearch.
-system_packages=(postgresql-15 gcc libc6-dev etcd-server etcd-client haproxy nftables iproute2 procps curl rsyslog rsyslog-elasticsearch)
+system_packages=(postgresql-15 gcc libc6-dev etcd-server etcd-client haproxy nftables iproute2 procps curl rsyslog rsyslog-elasticsearch pgbackrest)
 es_packages=(openjdk-17-jre-headless maven)
 
 wanted=()
@@ -153,7 +154,7 @@ if [ ${#wanted[@]} -gt 0 ]; then
     # Check once, right after installing, that the binaries hasup execs are where it expects.
     [ "$skip_system" = 1 ] || check_commands /usr/lib/postgresql/15/bin/postgres \
       /usr/lib/postgresql/15/bin/pg_basebackup /usr/lib/postgresql/15/bin/pg_rewind \
-      /usr/lib/postgresql/15/bin/initdb etcd etcdctl haproxy nft ip ps curl
+      /usr/lib/postgresql/15/bin/initdb etcd etcdctl haproxy nft ip ps curl pgbackrest
     [ "$skip_es" = 1 ] || check_commands java mvn
   fi
   [ "$skip_system" = 1 ] || disable_default_pg_cluster
