@@ -19,7 +19,7 @@ const layers = (forbidden, why) => ({
 });
 
 export default tseslint.config(
-  { ignores: ['dist/', 'src/gossip/gen/', 'node_modules/', '.cache/', 'vendor/'] },
+  { ignores: ['dist/', '.helper-dist/', 'src/gossip/gen/', 'node_modules/', '.cache/', 'vendor/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

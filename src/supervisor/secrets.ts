@@ -22,6 +22,12 @@ export interface ClusterSecrets {
   etcd_voters?: number;
   api_token: string;
   postgresql: { superuser_password: string; replication_password: string };
+  /**
+   * The pgBackRest repository passphrase (used when the PostgreSQL service's
+   * backup.cipher is true). The same on every member, since they share the
+   * repository; files written before it existed lack it.
+   */
+  backup?: { repo_cipher_pass: string };
 }
 
 const token = () => randomBytes(24).toString('base64url');
@@ -40,6 +46,8 @@ export function generateSecrets(opts: { name?: string; ringKey?: boolean; etcdVo
     ...(opts.etcdVoters === undefined ? {} : { etcd_voters: opts.etcdVoters }),
     api_token: token(),
     postgresql: { superuser_password: token(), replication_password: token() },
+    // 48 random bytes, as pgBackRest's documentation suggests; base64url has no character its config format treats specially.
+    backup: { repo_cipher_pass: randomBytes(48).toString('base64url') },
   };
 }
 
@@ -82,6 +90,12 @@ export function checkSecrets(data: unknown, file: string): ClusterSecrets {
   if (s.cluster_name !== undefined && typeof s.cluster_name !== 'string') throw new Error(`${file}: cluster_name must be a string`);
   if (s.ring_key !== undefined) ringKeyBytes(s.ring_key, file);
   if (s.etcd_voters !== undefined && s.etcd_voters !== 3 && s.etcd_voters !== 5) throw new Error(`${file}: etcd_voters must be 3 or 5`);
+  if (s.backup !== undefined) {
+    const pass = (s.backup as { repo_cipher_pass?: unknown } | null)?.repo_cipher_pass;
+    if (typeof pass !== 'string' || pass.length < 16 || /[\n\r\0]/.test(pass)) {
+      throw new Error(`${file}: backup.repo_cipher_pass must be a string of at least 16 characters on one line`);
+    }
+  }
   return s as ClusterSecrets;
 }
 

@@ -8,6 +8,8 @@ import { checkHba } from './hba-check.js';
 import { initDataDir, isInitialized } from './initdb.js';
 import { syncReplicationRole } from './replication-role.js';
 import { checkHaSettings, haSettingsFrom } from '../../ha/index.js';
+import { pgbackrestTemplateValues, preparePgBackRestFiles } from '../backup/files.js';
+import { backupEnabled, backupSettingsFrom, checkBackupSettings } from '../backup/settings.js';
 
 /**
  * What a member of an HA cluster adds to the driver (src/plugins/postgresql/ha-node.ts):
@@ -57,6 +59,11 @@ export class PostgresqlDriver implements ServiceDriver {
     return this.cgroupDir;
   }
 
+  /** {{svc.pgbackrest.*}}: where pgBackRest's config, spool, locks and logs are on this member. */
+  templateValues(ctx: DriverContext): Record<string, unknown> {
+    return { pgbackrest: pgbackrestTemplateValues(ctx.paths) };
+  }
+
   async prepare(ctx: DriverContext): Promise<void> {
     const { paths, user } = ctx;
     // PostgreSQL refuses a data dir readable by others; the socket and temp files live in run.
@@ -68,11 +75,15 @@ export class PostgresqlDriver implements ServiceDriver {
     await assertReachable(paths.config, user);
     if (this.ha) await this.ha.prepareData(ctx);
     else if (!(await isInitialized(paths.data))) await initDataDir(ctx);
+    // Before the server starts: its archive_command and restore_command need them.
+    if (backupEnabled(backupSettingsFrom(ctx.cfg))) await preparePgBackRestFiles(ctx);
   }
 
   async validate(ctx: DriverContext, files: Map<string, string>): Promise<string | undefined> {
     const ha = checkHaSettings(haSettingsFrom(ctx.cfg));
     if (ha) return ha;
+    const backup = checkBackupSettings(backupSettingsFrom(ctx.cfg), ctx.secrets);
+    if (backup) return backup;
     const hba = files.get('pg_hba.conf');
     if (hba !== undefined) {
       const problems = checkHba(hba);

@@ -1,0 +1,86 @@
+import { chown, rename, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { DriverContext, ServicePaths } from '../../supervisor/driver.js';
+import { ensureOwnedDir, isFile } from '../service-dirs.js';
+import { passfilePath, writePassfile } from '../postgresql/standby-config.js';
+import { cipherPass } from './settings.js';
+
+/**
+ * Where pgBackRest keeps its files on a member: all under the PostgreSQL
+ * service's own directories, never pgBackRest's defaults (/tmp/pgbackrest,
+ * /var/log/pgbackrest, /var/spool/pgbackrest), since several members may
+ * share a host (the tests do) and must not share locks or a spool.
+ *
+ *   config/pgbackrest.conf      rendered from the plan's template (no secret in it)
+ *   pgbackrest/spool/           the async archive-push acknowledgements and archive-get queue
+ *   pgbackrest/lock/            pgBackRest's lock files (one backup at a time per member)
+ *   pgbackrest/conf.d/          given with --config-include-path; cipher.conf holds the
+ *                               repository passphrase (mode 0600), when the secrets have one
+ *   logs/                       pgBackRest's own log files (hasup-<command>.log)
+ *   run/pgpass                  the superuser's password for the commands that connect
+ *                               (shared with the HA loop's tools: standby-config.ts)
+ */
+export interface PgBackRestPaths {
+  conf: string;
+  dir: string;
+  spool: string;
+  lock: string;
+  includeDir: string;
+  cipherFile: string;
+  logs: string;
+}
+
+/** The stanza: one per cluster, every member's PostgreSQL is the same database. */
+export const STANZA = 'hasup';
+
+export function pgbackrestPaths(paths: ServicePaths): PgBackRestPaths {
+  const dir = join(paths.root, 'pgbackrest');
+  const includeDir = join(dir, 'conf.d');
+  return {
+    conf: join(paths.config, 'pgbackrest.conf'),
+    dir,
+    spool: join(dir, 'spool'),
+    lock: join(dir, 'lock'),
+    includeDir,
+    cipherFile: join(includeDir, 'cipher.conf'),
+    logs: paths.logs,
+  };
+}
+
+/** What the plan's templates see as {{svc.pgbackrest.*}}. */
+export function pgbackrestTemplateValues(paths: ServicePaths): Record<string, string> {
+  const p = pgbackrestPaths(paths);
+  return { conf: p.conf, spool_dir: p.spool, lock_dir: p.lock, include_dir: p.includeDir, log_dir: p.logs, stanza: STANZA };
+}
+
+/**
+ * Makes pgBackRest's directories, owned by the service user and private to
+ * it, and writes the passphrase include when the cluster secrets hold one
+ * (removing a stale one when they do not). The passphrase goes in for both
+ * repositories: pgBackRest ignores repo2-cipher-pass while no repo2-path is
+ * set, and uses a passphrase only where the rendered config asks for
+ * aes-256-cbc, so the file does not depend on the config in force and a
+ * config change needs no new file. Idempotent; run before every start.
+ */
+export async function preparePgBackRestFiles(ctx: DriverContext): Promise<PgBackRestPaths> {
+  const p = pgbackrestPaths(ctx.paths);
+  await ensureOwnedDir(p.dir, 0o700, ctx.user);
+  for (const dir of [p.spool, p.lock, p.includeDir]) await ensureOwnedDir(dir, 0o700, ctx.user);
+  await ensureOwnedDir(p.logs, 0o750, ctx.user);
+  const pass = cipherPass(ctx.secrets);
+  if (pass === undefined) await rm(p.cipherFile, { force: true });
+  else await writeOwned(ctx, p.cipherFile, `[global]\nrepo1-cipher-pass=${pass}\nrepo2-cipher-pass=${pass}\n`);
+  // The HA loop writes the same file; a standalone member has none until here.
+  if (!(await isFile(passfilePath(ctx)))) {
+    await ensureOwnedDir(ctx.paths.run, 0o700, ctx.user);
+    await writePassfile(ctx);
+  }
+  return p;
+}
+
+async function writeOwned(ctx: DriverContext, file: string, content: string): Promise<void> {
+  const tmp = `${file}.tmp-${process.pid}`;
+  await writeFile(tmp, content, { mode: 0o600 });
+  if (ctx.user) await chown(tmp, ctx.user.uid, ctx.user.gid);
+  await rename(tmp, file);
+}
