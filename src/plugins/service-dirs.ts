@@ -115,6 +115,8 @@ export interface RunOptions {
   env?: Record<string, string>;
   timeoutMs: number;
   signal?: AbortSignal;
+  /** How much of each of stdout and stderr to keep (default MAX_CAPTURE_CHARS); a tool whose answer is its output may need more. */
+  captureChars?: number;
 }
 
 /** Enough of a tool's output to explain a failure, without holding a runaway log in memory. */
@@ -141,11 +143,12 @@ export function runTool(command: string, args: string[], opts: RunOptions): Prom
     });
     let stdout = '';
     let stderr = '';
+    const cap = opts.captureChars ?? MAX_CAPTURE_CHARS;
     child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
-      if (stdout.length < MAX_CAPTURE_CHARS) stdout += chunk;
+      if (stdout.length < cap) stdout += chunk;
     });
     child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
-      if (stderr.length < MAX_CAPTURE_CHARS) stderr += chunk;
+      if (stderr.length < cap) stderr += chunk;
     });
     child.once('error', (err) => {
       // An abort or timeout still ends in 'close'; only a failed spawn has no exit to report.

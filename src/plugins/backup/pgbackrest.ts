@@ -1,0 +1,217 @@
+import type { DriverContext } from '../../supervisor/driver.js';
+import { passfilePath } from '../postgresql/standby-config.js';
+import { runTool, type RunResult } from '../service-dirs.js';
+import { preparePgBackRestFiles, pgbackrestPaths, STANZA, type PgBackRestPaths } from './files.js';
+import { parseInfo, parseProgress, type BackupInfo, type BackupProgress, type BackupType, type StanzaInfo } from './info.js';
+import { backupEnabled, backupSettingsFrom, checkBackupSettings, type BackupSettings } from './settings.js';
+import { parseVerify, withDependents, type VerifyReport } from './verify.js';
+
+/**
+ * pgBackRest on this member, as typed calls: each runs the pgbackrest
+ * binary once, as the PostgreSQL service user, with this member's rendered
+ * config (config/pgbackrest.conf) and passphrase include, and either
+ * returns what the command answered or throws a PgBackRestError that says
+ * which command failed, how, and pgBackRest's last lines of stderr. No
+ * secret is ever on its command line: the repository passphrase is in the
+ * include file, the superuser's password in the libpq passfile.
+ *
+ * Console logging is off and warnings go to stderr, so stdout holds only
+ * the command's answer (info's JSON, verify's report). pgBackRest keeps
+ * its own log in the service's logs dir (hasup-<command>.log).
+ */
+export class PgBackRestError extends Error {
+  constructor(
+    /** e.g. "pgbackrest backup --type=full" (no secret is ever on the command line). */
+    readonly command: string,
+    readonly exitCode: number | null,
+    readonly signal: NodeJS.Signals | null,
+    /** pgBackRest's last lines of stderr. */
+    readonly stderrTail: string[],
+    why?: string,
+  ) {
+    const how = why ?? (signal ? `was killed by ${signal}` : `failed with exit code ${exitCode}`);
+    super(`${command} (stanza ${STANZA}) ${how}${stderrTail.length > 0 ? `: ${stderrTail.join(' | ')}` : ''}`);
+  }
+}
+
+/** Backups are off, or their settings cannot work: said before pgBackRest is run. */
+export class BackupNotConfigured extends Error {}
+
+export interface CallOptions {
+  /** Give up (and kill pgbackrest) after this long. */
+  timeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+export interface BackupOptions extends CallOptions {
+  /** The repository to back up into; pgBackRest's default (the first) when not given. */
+  repo?: 1 | 2;
+  /** Called every progressIntervalMs while the backup runs, with what `info` says of it. */
+  onProgress?: (p: BackupProgress) => void;
+  progressIntervalMs?: number;
+}
+
+const MINUTE = 60_000;
+/** Commands that only read the repository or check the setup. */
+const SHORT_TIMEOUT_MS = 10 * MINUTE;
+/** Backups and verification read or write the whole database. */
+const LONG_TIMEOUT_MS = 24 * 60 * MINUTE;
+/** info's JSON lists every backup; keep all of it. */
+const INFO_CAPTURE_CHARS = 32 * 1024 * 1024;
+/** verify logs one line per faulty file. */
+const VERIFY_CAPTURE_CHARS = 8 * 1024 * 1024;
+const STDERR_TAIL_LINES = 6;
+
+/** How a command is run: its default time limit, how much output to keep, what pgBackRest logs to stderr. */
+interface RunHow {
+  timeoutMs: number;
+  captureChars?: number;
+  /** warn unless told: stdout stays the command's answer, stderr the warnings and errors. */
+  stderrLevel?: 'warn' | 'info' | 'detail';
+}
+
+export class PgBackRest {
+  readonly paths: PgBackRestPaths;
+  private prepared: Promise<unknown> | undefined;
+
+  private constructor(
+    private readonly ctx: DriverContext,
+    readonly settings: BackupSettings,
+  ) {
+    this.paths = pgbackrestPaths(ctx.paths);
+  }
+
+  /** For the PostgreSQL service in `ctx`; throws BackupNotConfigured when backups are off or misconfigured. */
+  static forService(ctx: DriverContext): PgBackRest {
+    const settings = backupSettingsFrom(ctx.cfg);
+    if (!backupEnabled(settings)) throw new BackupNotConfigured('backups are off: set backup.repo_path in the PostgreSQL service config');
+    const problem = checkBackupSettings(settings, ctx.secrets);
+    if (problem) throw new BackupNotConfigured(problem);
+    return new PgBackRest(ctx, settings);
+  }
+
+  /** Creates the stanza in every repository (idempotent: an existing, matching stanza is fine). */
+  async stanzaCreate(opts: CallOptions = {}): Promise<void> {
+    await this.run('stanza-create', [], { timeoutMs: SHORT_TIMEOUT_MS }, opts);
+  }
+
+  /** Checks the config, the connection to PostgreSQL and that a WAL segment reaches every repository. */
+  async check(opts: CallOptions = {}): Promise<void> {
+    await this.run('check', [], { timeoutMs: SHORT_TIMEOUT_MS }, opts);
+  }
+
+  /** Takes a backup of the local PostgreSQL (which must be the primary) and returns it as `info` lists it. */
+  async backup(type: BackupType, opts: BackupOptions = {}): Promise<BackupInfo> {
+    const before = new Set((await this.info(opts)).backups.map((b) => `${b.repo}/${b.label}`));
+    const args = [`--type=${type}`, ...(opts.repo ? [`--repo=${opts.repo}`] : [])];
+    const stopProgress = opts.onProgress ? this.watchProgress(opts.onProgress, opts.progressIntervalMs ?? 5000) : undefined;
+    try {
+      await this.run('backup', args, { timeoutMs: LONG_TIMEOUT_MS }, opts);
+    } finally {
+      await stopProgress?.();
+    }
+    const made = (await this.info(opts)).backups.filter((b) => !before.has(`${b.repo}/${b.label}`));
+    const newest = made[made.length - 1];
+    if (!newest) throw new PgBackRestError(`pgbackrest backup --type=${type}`, 0, null, [], 'succeeded but info lists no new backup');
+    return newest;
+  }
+
+  /** The stanza's backups and archive in every repository. */
+  async info(opts: CallOptions = {}): Promise<StanzaInfo> {
+    const out = await this.run('info', ['--output=json'], { timeoutMs: SHORT_TIMEOUT_MS, captureChars: INFO_CAPTURE_CHARS }, opts);
+    return parseInfo(out.stdout, STANZA);
+  }
+
+  /** Whether a backup runs on this member now, and how far it is (pgBackRest's backup lock). */
+  async progress(opts: CallOptions = {}): Promise<BackupProgress> {
+    const out = await this.run('info', ['--output=text'], { timeoutMs: SHORT_TIMEOUT_MS }, opts);
+    return parseProgress(out.stdout);
+  }
+
+  /**
+   * Reads every backup and archived WAL segment in one repository (the
+   * first unless told) and checks it against its recorded checksum and
+   * size; adds the gaps in the archived WAL and the backups that depend on
+   * a faulty one (verify.ts). A repository with faults is a report with
+   * ok = false naming them, not an exception.
+   */
+  async verify(opts: CallOptions & { repo?: 1 | 2 } = {}): Promise<VerifyReport> {
+    const repo = opts.repo ?? 1;
+    const out = await this.run('verify', ['--output=text', '--verbose', `--repo=${repo}`], { timeoutMs: LONG_TIMEOUT_MS, captureChars: VERIFY_CAPTURE_CHARS, stderrLevel: 'detail' }, opts);
+    const report = parseVerify(out.stdout, out.stderr);
+    return withDependents(report, (await this.info(opts)).backups.filter((b) => b.repo === repo));
+  }
+
+  /** Removes backups (and the WAL only they need) beyond the retention settings; a backup does this itself when it ends. */
+  async expire(opts: CallOptions & { repo?: 1 | 2 } = {}): Promise<void> {
+    await this.run('expire', opts.repo ? [`--repo=${opts.repo}`] : [], { timeoutMs: SHORT_TIMEOUT_MS }, opts);
+  }
+
+  // ---- internals --------------------------------------------------------------
+
+  private async run(command: string, args: string[], how: RunHow, opts: CallOptions): Promise<RunResult> {
+    this.prepared ??= preparePgBackRestFiles(this.ctx).catch((err: unknown) => {
+      this.prepared = undefined;
+      throw err;
+    });
+    await this.prepared;
+    const shown = `pgbackrest ${[command, ...args.filter((a) => !a.startsWith('--output') && a !== '--verbose')].join(' ')}`;
+    const argv = [
+      `--config=${this.paths.conf}`,
+      `--config-include-path=${this.paths.includeDir}`,
+      `--stanza=${STANZA}`,
+      '--log-level-console=off',
+      `--log-level-stderr=${how.stderrLevel ?? 'warn'}`,
+      ...args,
+      command,
+    ];
+    const timeoutMs = opts.timeoutMs ?? how.timeoutMs;
+    const started = Date.now();
+    const result = await runTool(this.settings.pgbackrestBin, argv, {
+      user: this.ctx.user,
+      cwd: this.paths.dir,
+      env: { PGPASSFILE: passfilePath(this.ctx), PGCONNECT_TIMEOUT: '10' },
+      timeoutMs,
+      ...(opts.signal ? { signal: opts.signal } : {}),
+      ...(how.captureChars ? { captureChars: how.captureChars } : {}),
+    });
+    if (result.code !== 0) {
+      const timedOut = result.signal !== null && Date.now() - started >= timeoutMs;
+      const why = opts.signal?.aborted ? 'was cancelled' : timedOut ? `did not finish within ${timeoutMs} ms and was killed` : undefined;
+      throw new PgBackRestError(shown, result.code, result.signal, stderrTail(result.stderr), why);
+    }
+    return result;
+  }
+
+  /** Polls progress until the returned function is called (which waits for a poll in flight). */
+  private watchProgress(onProgress: (p: BackupProgress) => void, intervalMs: number): () => Promise<void> {
+    let stopped = false;
+    let inFlight: Promise<void> = Promise.resolve();
+    const timer = setInterval(() => {
+      if (stopped) return;
+      inFlight = inFlight.then(async () => {
+        if (stopped) return;
+        try {
+          const p = await this.progress({ timeoutMs: Math.max(intervalMs * 4, 30_000) });
+          if (!stopped) onProgress(p);
+        } catch {
+          // Progress is a courtesy: a failed look does not touch the backup.
+        }
+      });
+    }, intervalMs);
+    return async () => {
+      stopped = true;
+      clearInterval(timer);
+      await inFlight;
+    };
+  }
+}
+
+/** The last lines pgBackRest wrote to stderr, whitespace folded (its HINT lines are indented). */
+export function stderrTail(stderr: string, lines = STDERR_TAIL_LINES): string[] {
+  return stderr
+    .split('\n')
+    .map((l) => l.trim().replace(/\s+/g, ' '))
+    .filter((l) => l !== '')
+    .slice(-lines);
+}
