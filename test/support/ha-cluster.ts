@@ -130,6 +130,7 @@ export class HaCluster {
     const file = join(this.cluster.baseDir, 'haproxy.cfg');
     writeFileSync(file, gen.stdout);
     this.haproxy = spawn('haproxy', ['-db', '-f', file], { stdio: ['ignore', 'ignore', 'ignore'] });
+    this.cluster.adoptHostProcess(this.haproxy);
   }
 
   get haproxyTarget(): WriteTarget {

@@ -4,7 +4,7 @@
  * logs. Used by the multi-process tests and the process benchmark.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { createWriteStream, mkdirSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
@@ -47,8 +47,18 @@ export class MemberProc {
     /** The member's cluster secrets (created on its first start): the API token comes from here. */
     readonly secretsFile?: string,
   ) {
-    createInterface({ input: child.stdout! }).on('line', (line) => this.onLine(line));
-    createInterface({ input: child.stderr! }).on('line', (line) => this.stderr.push(line));
+    // HASUP_TEST_LOG_DIR keeps every member's log lines in a file, for reading after a failed run.
+    const dir = process.env.HASUP_TEST_LOG_DIR;
+    const file = dir ? createWriteStream(join(dir, `member-${index}-${child.pid}.log`), { flags: 'a' }) : undefined;
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      file?.write(`${line}\n`);
+      this.onLine(line);
+    });
+    createInterface({ input: child.stderr! }).on('line', (line) => {
+      file?.write(`${line}\n`);
+      this.stderr.push(line);
+    });
+    child.once('exit', () => file?.end());
     this.exited = new Promise((resolve) => child.once('exit', (code) => resolve(code)));
   }
 

@@ -176,6 +176,8 @@ export class NetnsCluster {
   readonly hostAddress: string;
   readonly bridgeName: string;
   private destroyed = false;
+  /** Processes in the root namespace that serve this cluster (HAProxy): killed with it, even on SIGINT. */
+  private readonly hostProcesses: ChildProcess[] = [];
 
   private constructor(
     readonly mode: ClusterMode,
@@ -364,6 +366,11 @@ export class NetnsCluster {
     );
   }
 
+  /** Ties a process of the root namespace to this cluster: destroy() and the exit hooks kill it. */
+  adoptHostProcess(child: ChildProcess): void {
+    this.hostProcesses.push(child);
+  }
+
   /** The same teardown without awaiting anything, for the process-exit hook. */
   destroySync(): void {
     if (this.destroyed) return;
@@ -384,6 +391,7 @@ export class NetnsCluster {
     } else {
       for (const n of this.nodes) for (const pid of n.pids()) killQuietly(pid, 'SIGKILL');
     }
+    for (const child of this.hostProcesses) if (child.pid !== undefined && child.exitCode === null && child.signalCode === null) killQuietly(child.pid, 'SIGKILL');
     if (this.ownsBaseDir && !process.env.HASUP_KEEP_CLUSTER_STATE) rmSync(this.baseDir, { recursive: true, force: true });
   }
 }
