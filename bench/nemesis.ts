@@ -9,7 +9,8 @@
  *
  * The last line is JSON: minutes, mode, faults (by kind), acked, lost_acked
  * (and by kind), overlap_ms_max, overlap_acks (and by kind),
- * unavailable_ms_max (by kind), false_failovers, fences (by cause), the
+ * unavailable_ms_max (by kind), false_failovers, fences (by cause),
+ * freezes_by_kind (leaders frozen by their fence for overdue renewals), the
  * fence process's RSS.
  */
 import { mkdtempSync, writeFileSync } from 'node:fs';
@@ -86,6 +87,7 @@ async function main(): Promise<void> {
       false_failovers: r.filter((x) => x.false_failover).length,
       fences_by_kind: maxBy(r, (x) => x.kind, (x) => x.fences, (a, b) => a + b),
       fences: nemesis.fences(began),
+      freezes_by_kind: maxBy(r, (x) => x.kind, (x) => x.freezes, (a, b) => a + b),
       fence_rss_kb: fenceView.fence?.rss_kb ?? null,
       load1: Math.round(loadavg()[0]! * 100) / 100,
     };

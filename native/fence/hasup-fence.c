@@ -3,15 +3,33 @@
  *
  * The supervisor (hasup) starts one fence per member and keeps its stdin
  * open. While the member leads, hasup arms the fence after every confirmed
- * lease renewal with two CLOCK_MONOTONIC instants: the fence deadline (kill
- * PostgreSQL if no later arm came) and the earliest moment the lease could
- * expire in etcd. The fence needs nothing from hasup to act:
+ * lease renewal with three CLOCK_MONOTONIC instants: when to freeze
+ * PostgreSQL if no later arm came, when to kill it, and the earliest moment
+ * the lease could expire in etcd. The fence needs nothing from hasup to act:
  *
- *   - the deadline passes without a new arm (hasup stopped, stalled, its
- *     event loop blocked): PostgreSQL is killed;
- *   - stdin reaches end of file while armed (hasup crashed or was killed):
- *     PostgreSQL is killed at once, and the fence exits;
+ *   - the freeze instant passes without a new arm (renewals overdue: hasup
+ *     stopped, stalled, its event loop blocked, or etcd slow to answer):
+ *     every PostgreSQL process is stopped (SIGSTOP), so nothing more is
+ *     committed or acknowledged, but nothing is lost either: an arm that
+ *     comes later (a renewal was confirmed after all, so the lease still
+ *     stands) thaws it (SIGCONT) and the primary goes on where it stopped;
+ *   - the kill instant passes without a new arm: PostgreSQL is killed;
+ *   - stdin reaches end of file while armed (hasup crashed or was killed),
+ *     or hasup disarms a frozen fence: PostgreSQL is killed at once (a
+ *     frozen primary is never left for anyone to thaw), and on end of file
+ *     the fence exits;
  *   - stdin reaches end of file while disarmed: the fence exits quietly.
+ *
+ * Freezing rather than killing at the first deadline is what lets a leader
+ * ride out a few seconds in which etcd cannot answer (its own leader
+ * election under packet loss): etcd gives every lease a whole ttl again
+ * when it elects a leader, so the renewal that finally comes through is
+ * valid and the primary resumes without a failover. Safety is the same as
+ * a kill at that instant: a stopped process acknowledges nothing.
+ *
+ * Freezing PostgreSQL: the postmaster is stopped first (it forks nothing
+ * more), then every other backend; the walsenders last, after the same
+ * grace as below, so the standbys receive the WAL already flushed.
  *
  * Killing PostgreSQL: the postmaster (from postmaster.pid) is stopped with
  * SIGSTOP so it forks nothing more; every backend but the walsenders is
@@ -22,8 +40,8 @@
  *
  * Optional kernel watchdog: while armed, the fence feeds the device only as
  * long as a reboot after one more timeout would still come before the lease
- * can expire; it closes it with the magic 'V' once PostgreSQL is known dead
- * or the member stops leading. If the fence itself stops (the whole machine
+ * can expire; it closes it with the magic 'V' once PostgreSQL is known
+ * frozen or dead, or the member stops leading. If the fence itself stops (the whole machine
  * stalls), the kernel reboots it before anyone else can take the lease.
  *
  * Written in C rather than TypeScript: it must keep working when the Node.js
@@ -31,10 +49,12 @@
  * process idles at about 40 MB).
  *
  * Protocol (one line each way):
- *   arm <deadline_ns> <expiry_ns>   -> armed watchdog=active|failed|off
- *   disarm                          -> disarmed
- *   ping                            -> pong <state>
- * and, unasked, after acting:       -> fenced <cause> <killed> <survivors>
+ *   arm <freeze_ns> <kill_ns> <expiry_ns> -> armed watchdog=active|failed|off
+ *   disarm                          -> disarmed (killing PostgreSQL first if frozen)
+ *   kill                            -> killed (PostgreSQL killed now if armed)
+ *   ping                            -> pong armed|frozen|disarmed
+ * and, unasked, after acting:       -> frozen <stopped>
+ *                                   -> fenced <cause> <killed> <survivors>
  * Malformed lines are answered with "error <reason>" and change nothing.
  */
 #define _GNU_SOURCE
@@ -66,7 +86,10 @@ static int watchdog_timeout_s = 1;
 static int64_t grace_ns = 100 * 1000000LL;
 
 static int armed;
-static int64_t deadline_ns;
+/* PostgreSQL's processes are stopped (SIGSTOP) by this fence and not yet thawed or killed. */
+static int frozen;
+static int64_t freeze_ns;
+static int64_t kill_ns;
 static int64_t expiry_ns;
 static int wd_fd = -1;
 
@@ -253,6 +276,47 @@ static void record(const char *cause, int pm, int killed, int survivors, int use
   rename(tmp, record_path);
 }
 
+/* Sends `sig` to every process of PostgreSQL: the postmaster, its children, the cgroup's. Returns how many. */
+static int signal_all(int pm, int sig, int skip_walsenders) {
+  static int pids[MAX_PIDS];
+  int sent = 0;
+  if (pm) {
+    int n = children_of(pm, pids, MAX_PIDS);
+    for (int i = 0; i < n; i++) {
+      if (skip_walsenders && is_walsender(pids[i])) continue;
+      if (kill(pids[i], sig) == 0) sent++;
+    }
+  }
+  int n = cgroup_pids(pids, MAX_PIDS);
+  for (int i = 0; i < n; i++) {
+    if (pids[i] == pm || (skip_walsenders && is_walsender(pids[i]))) continue;
+    if (kill(pids[i], sig) == 0) sent++;
+  }
+  return sent;
+}
+
+static void freeze(void) {
+  int pm = postmaster_pid(), stopped = 0;
+  if (pm && kill(pm, SIGSTOP) == 0) stopped++;
+  stopped += signal_all(pm, SIGSTOP, 1);
+  /* The WAL already flushed (and so maybe acknowledged) may still be on its way to a standby. */
+  sleep_ns(grace_ns);
+  signal_all(pm, SIGSTOP, 0);
+  frozen = 1;
+  watchdog_close(); /* a stopped PostgreSQL takes no writes: no reason left to reboot */
+  logf_("froze PostgreSQL (renewals overdue): postmaster %d, %d processes stopped", pm, stopped);
+  reply("frozen %d", stopped);
+}
+
+/* An arm means a confirmed renewal: the lease stands, a frozen PostgreSQL may go on. */
+static void thaw(void) {
+  int pm = postmaster_pid();
+  int resumed = signal_all(pm, SIGCONT, 0);
+  if (pm && kill(pm, SIGCONT) == 0) resumed++;
+  if (frozen) logf_("thawed PostgreSQL (a renewal was confirmed): %d processes resumed", resumed);
+  frozen = 0;
+}
+
 static void fence(const char *cause) {
   int64_t started = now_ns();
   static int pids[MAX_PIDS];
@@ -267,8 +331,8 @@ static void fence(const char *cause) {
       }
       if (kill(pids[i], SIGKILL) == 0) killed++;
     }
-    /* Whatever was flushed (and so maybe acknowledged) may still be on its way to a standby. */
-    if (walsenders > 0) sleep_ns(grace_ns);
+    /* Whatever was flushed (and so maybe acknowledged) may still be on its way to a standby (not when frozen: it was given its grace then). */
+    if (walsenders > 0 && !frozen) sleep_ns(grace_ns);
     n = children_of(pm, pids, MAX_PIDS);
     for (int i = 0; i < n; i++)
       if (kill(pids[i], SIGKILL) == 0) killed++;
@@ -284,6 +348,7 @@ static void fence(const char *cause) {
     sleep_ns(10 * 1000000LL);
   }
   armed = 0;
+  frozen = 0;
   if (survivors == 0) watchdog_close(); /* PostgreSQL is gone: no reason left to reboot */
   record(cause, pm, killed, survivors, used_cgroup);
   logf_("fenced (%s): postmaster %d, %d processes killed, %d left, cgroup %s, took %lld ms", cause, pm, killed, survivors,
@@ -294,20 +359,27 @@ static void fence(const char *cause) {
 /* ---- commands ------------------------------------------------------------- */
 
 static void command(char *line) {
-  long long d, x;
+  long long f, k, x;
   char extra;
-  if (sscanf(line, "arm %lld %lld %c", &d, &x, &extra) == 2 && d > 0 && x >= d) {
-    deadline_ns = d;
+  if (sscanf(line, "arm %lld %lld %lld %c", &f, &k, &x, &extra) == 3 && f > 0 && k >= f && x > 0) {
+    freeze_ns = f;
+    kill_ns = k;
     expiry_ns = x;
     armed = 1;
+    /* Also after a restart of this fence: a PostgreSQL its predecessor froze is thawed by a valid arm. */
+    if (now_ns() < freeze_ns) thaw();
     watchdog_open();
     reply("armed watchdog=%s", !watchdog_path ? "off" : wd_fd >= 0 ? "active" : "failed");
   } else if (strcmp(line, "disarm") == 0) {
+    if (frozen) fence("disarmed-frozen");
     armed = 0;
     watchdog_close();
     reply("disarmed");
+  } else if (strcmp(line, "kill") == 0) {
+    if (armed || frozen) fence("supervisor");
+    reply("killed");
   } else if (strcmp(line, "ping") == 0) {
-    reply("pong %s", armed ? "armed" : "disarmed");
+    reply("pong %s", frozen ? "frozen" : armed ? "armed" : "disarmed");
   } else {
     reply("error unknown or malformed command");
   }
@@ -345,13 +417,17 @@ int main(int argc, char **argv) {
     int timeout_ms = -1;
     int64_t now = now_ns();
     if (armed) {
-      if (now >= deadline_ns) {
+      if (now >= kill_ns) {
         fence("deadline");
+        continue;
+      }
+      if (!frozen && now >= freeze_ns) {
+        freeze();
         continue;
       }
       /* Feed the kernel watchdog only while its reboot would still beat the lease's expiry. */
       if (wd_fd >= 0 && now + (int64_t)watchdog_timeout_s * 1000000000LL < expiry_ns) watchdog_feed();
-      int64_t wait = deadline_ns - now;
+      int64_t wait = (frozen ? kill_ns : freeze_ns) - now;
       if (wd_fd >= 0 && wait > 100000000LL) wait = 100000000LL;
       timeout_ms = (int)((wait + 999999) / 1000000);
     }
@@ -360,14 +436,14 @@ int main(int argc, char **argv) {
     if (r < 0) {
       if (errno == EINTR) continue;
       logf_("poll: %s", strerror(errno));
-      if (armed) fence("fence-error");
+      if (armed || frozen) fence("fence-error");
       return 1;
     }
     if (r == 0) continue;
     ssize_t n = read(0, buf + used, sizeof buf - used);
     if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
     if (n <= 0) {
-      if (armed) fence("supervisor-gone");
+      if (armed || frozen) fence("supervisor-gone");
       else watchdog_close();
       return 0;
     }

@@ -62,7 +62,7 @@ export function etcdSummary(etcd: EtcdMembershipStatus): string | undefined {
 
 /** The `hasup status` line on this member's fence: whether it guards a primary, its size, the watchdog, what it last did. */
 export function fenceSummary(f: FenceStatus): string {
-  const state = f.pid === null ? 'NOT RUNNING' : f.armed ? 'armed, guarding the primary' : 'standing by';
+  const state = f.pid === null ? 'NOT RUNNING' : f.frozen ? 'PostgreSQL FROZEN (lease renewal overdue)' : f.armed ? 'armed, guarding the primary' : 'standing by';
   const proc = f.pid === null ? '' : ` (pid ${f.pid}${f.rss_kb !== null ? `, ${(f.rss_kb / 1024).toFixed(1)} MB RSS` : ''}${f.restarts > 0 ? `, restarted ${f.restarts}x` : ''})`;
   const watchdog = `; kernel watchdog ${f.watchdog ?? 'off'}`;
   const last = f.last_fence ? `; last stopped PostgreSQL ${new Date(f.last_fence.at_ms).toISOString()} (${f.last_fence.cause})` : '';

@@ -36,11 +36,13 @@ export interface HaControllerDeps {
  *   follower      holds a lease, not the leader key; follows the leader if any
  *   candidate     no leader: this member may be promoted and is comparing positions
  *   leader        holds the leader key (promoting, or a primary)
+ *   suspended     leader whose lease renewal is overdue: PostgreSQL frozen by
+ *                 the fence, thawed by the next confirmed renewal
  *   handing-over  leader carrying out a switchover (PostgreSQL stopped)
  *   fencing       gave up the key, PostgreSQL being stopped or demoted
  *   closed        the controller was stopped
  */
-export type HaPhase = 'no-lease' | 'follower' | 'candidate' | 'leader' | 'handing-over' | 'fencing' | 'closed';
+export type HaPhase = 'no-lease' | 'follower' | 'candidate' | 'leader' | 'suspended' | 'handing-over' | 'fencing' | 'closed';
 
 export interface PhaseChange {
   phase: HaPhase;
@@ -98,7 +100,7 @@ export class HaContext {
 
   /** This member holds the leader key (as far as it knows). */
   get holding(): boolean {
-    return this.phaseNow === 'leader' || this.phaseNow === 'handing-over';
+    return this.phaseNow === 'leader' || this.phaseNow === 'suspended' || this.phaseNow === 'handing-over';
   }
 
   get closed(): boolean {

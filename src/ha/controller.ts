@@ -182,6 +182,11 @@ export class HaController {
       await this.lease.fence(snap.leader ? `the leader key now names ${snap.leader.member}` : 'the leader key is gone');
       return;
     }
+    if (ctx.phase === 'suspended') {
+      // PostgreSQL is frozen: nothing to look after until the lease keeper resumes or fences.
+      ctx.decide('leader, writes frozen until a lease renewal is confirmed', 'warn');
+      return;
+    }
     if (!db.running || !db.healthy) {
       const now = ctx.clock.now();
       this.unhealthySince ??= now;

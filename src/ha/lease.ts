@@ -1,17 +1,31 @@
 import { every } from './clock.js';
 import type { HaContext } from './context.js';
+import type { FenceDeadlines } from './fence.js';
 
 /**
  * Lease keeping and fencing. The session lease is renewed every loop_wait,
  * independently of the HA loop; while this member leads, every confirmed
- * renewal arms the fence, and a watchdog on the clock fences the leader
- * (stops PostgreSQL) once no renewal has been confirmed for loop_wait +
- * retry_timeout, counted from when the confirmed renewal was sent: the lease
- * cannot expire before ttl ≥ loop_wait + 2 × retry_timeout after that, so
- * the old leader has stopped taking writes before anyone else can take it.
+ * renewal arms the fence. Once no renewal has been confirmed for loop_wait
+ * + retry_timeout, counted from when the confirmed renewal was sent, the
+ * leader stops taking writes: the lease cannot expire before ttl ≥
+ * loop_wait + 2 × retry_timeout after that, so the old leader has stopped
+ * before anyone else can take it.
+ *
+ * With a fence that freezes (the fence process), stopping is reversible:
+ * PostgreSQL is frozen, the member stays leader ('suspended') and goes on
+ * renewing, and a renewal confirmed within the hold (2 × ttl after the last
+ * one) thaws it: no failover, no lost session, only a pause in commits.
+ * That is what keeps a leader in place while etcd elects a leader of its
+ * own under packet loss (it cannot answer for seconds, and gives every
+ * lease a whole ttl again once it has a leader). A renewal that finds the
+ * lease gone, or none within the hold, ends it: the fence kills
+ * PostgreSQL and it comes back as a standby. Without such a fence the
+ * leader demotes at once.
  */
 const RENEW_RETRY_MS = 100;
 const WATCHDOG_MS = 50;
+/** A frozen leader waits this many ttls after its last confirmed renewal for the next one. */
+const HOLD_TTLS = 2;
 
 export class LeaseKeeper {
   constructor(private readonly ctx: HaContext) {}
@@ -40,9 +54,15 @@ export class LeaseKeeper {
           ctx.renewalFailing = false;
           if (ctx.phase === 'no-lease') ctx.transition('follower', 'session lease granted');
         } else if (await store.renewLease(ctx.lease, { timeoutMs: this.renewalTimeout(sentAt, attemptMs), signal: ctx.stop.signal })) {
+          const overdueMs = sentAt - ctx.renewedAt;
           ctx.renewedAt = sentAt;
           ctx.renewalFailing = false;
-          if (ctx.holding) this.armFence().catch((err: unknown) => ctx.log.error({ event: 'fence_arm_failed', err }, `cannot arm the fence: ${(err as Error).message}`));
+          if (ctx.holding) {
+            this.armFence().then(
+              () => this.resume(overdueMs),
+              (err: unknown) => ctx.log.error({ event: 'fence_arm_failed', err }, `cannot arm the fence: ${(err as Error).message}`),
+            );
+          }
         } else {
           ctx.log.warn({ event: 'ha_lease_gone', holding: ctx.holding }, 'the session lease has expired');
           ctx.lease = null;
@@ -63,33 +83,38 @@ export class LeaseKeeper {
   }
 
   /**
-   * How long one renewal may take: until the watchdog would fence, at least
-   * `attemptMs`. A renewal counts from when it was sent (etcd extends the
-   * lease later, never earlier), so a slow answer weakens nothing: the
-   * lease still cannot expire before renewedAt + ttl. Cutting a renewal
-   * short would not help either: under packet loss its request is usually
-   * waiting out a TCP retransmission, and a retry would start over on a
-   * new connection, whose lost SYN costs a whole second.
+   * How long one renewal may take: until the leader would give up, at
+   * least `attemptMs`, at most loop_wait + retry_timeout. A renewal counts
+   * from when it was sent (etcd extends the lease later, never earlier),
+   * so a slow answer weakens nothing: the lease still cannot expire before
+   * renewedAt + ttl. Cutting a renewal short would not help either: under
+   * packet loss its request is usually waiting out a TCP retransmission,
+   * and a retry would start over on a new connection, whose lost SYN costs
+   * a whole second.
    */
   private renewalTimeout(sentAt: number, attemptMs: number): number {
     const s = this.ctx.settings();
-    const untilFence = this.ctx.renewedAt + s.loopWaitMs + s.retryTimeoutMs - sentAt;
-    return Math.round(Math.max(attemptMs, Math.min(untilFence, s.loopWaitMs + s.retryTimeoutMs)));
+    const untilGiveUp = this.deadlines().kill - sentAt;
+    return Math.round(Math.max(attemptMs, Math.min(untilGiveUp, s.loopWaitMs + s.retryTimeoutMs)));
   }
 
   /**
-   * Arms the fence from the last confirmed renewal: it stops PostgreSQL
-   * loop_wait + 1.5 × retry_timeout after that renewal was sent (half a
-   * retry_timeout after this process would have fenced itself, half a
-   * retry_timeout before the lease can expire), and feeds the kernel
-   * watchdog only while a reboot would still come a quarter retry_timeout
-   * before the lease's earliest expiry.
+   * The fence's instants, from the last confirmed renewal: writes stop
+   * (freeze) loop_wait + retry_timeout after it was sent, a retry_timeout
+   * before the lease can expire; a fence that freezes kills PostgreSQL at
+   * the end of the hold (without one, the in-process fence demotes at the
+   * freeze instant); and the kernel watchdog is fed only while a reboot
+   * would still come a quarter retry_timeout before the lease's earliest
+   * expiry.
    */
-  armFence() {
+  private deadlines(): FenceDeadlines {
     const s = this.ctx.settings();
-    const deadline = this.ctx.renewedAt + s.loopWaitMs + 1.5 * s.retryTimeoutMs;
-    const expiry = this.ctx.renewedAt + s.ttlS * 1000 - s.retryTimeoutMs / 4;
-    return this.ctx.fence.arm(deadline, expiry);
+    const at = this.ctx.renewedAt;
+    return { freeze: at + s.loopWaitMs + s.retryTimeoutMs, kill: at + HOLD_TTLS * s.ttlS * 1000, expiry: at + s.ttlS * 1000 - s.retryTimeoutMs / 4 };
+  }
+
+  armFence() {
+    return this.ctx.fence.arm(this.deadlines());
   }
 
   async disarmFence(): Promise<void> {
@@ -113,9 +138,27 @@ export class LeaseKeeper {
     if (ctx.closed) return;
     this.publishLeaseFacts();
     if (!ctx.holding) return;
-    const s = ctx.settings();
-    const since = ctx.clock.now() - ctx.renewedAt;
-    if (since > s.loopWaitMs + s.retryTimeoutMs) void this.fence(`no lease renewal confirmed for ${Math.round(since)} ms`);
+    const now = ctx.clock.now();
+    const at = this.deadlines();
+    if (now <= at.freeze) return;
+    const since = Math.round(now - ctx.renewedAt);
+    if (ctx.fence.freezes && ctx.fence.armed() && now <= at.kill) {
+      if (ctx.phase === 'leader') {
+        ctx.transition('suspended', `no lease renewal confirmed for ${since} ms: writes frozen until one is`);
+        ctx.log.warn({ event: 'ha_suspended', since_ms: since }, `no lease renewal confirmed for ${since} ms: PostgreSQL frozen by the fence until one is (killed ${Math.round(at.kill - now)} ms from now otherwise)`);
+      }
+      return;
+    }
+    void this.fence(`no lease renewal confirmed for ${since} ms`);
+  }
+
+  /** A renewal was confirmed and the fence re-armed (so thawed): a suspended leader takes writes again. */
+  private resume(overdueMs: number): void {
+    const ctx = this.ctx;
+    if (ctx.phase !== 'suspended') return;
+    ctx.transition('leader', `lease renewal confirmed after ${Math.round(overdueMs)} ms`);
+    ctx.log.warn({ event: 'ha_resumed', overdue_ms: Math.round(overdueMs) }, `lease renewal confirmed after ${Math.round(overdueMs)} ms: PostgreSQL thawed, still the leader`);
+    ctx.wake();
   }
 
   private publishLeaseFacts(): void {
@@ -133,13 +176,16 @@ export class LeaseKeeper {
   fence(reason: string): Promise<void> {
     const ctx = this.ctx;
     if (ctx.fencing) return ctx.fencing;
+    // Past the freeze instant the fence may have stopped PostgreSQL, which then cannot shut down: kill it.
+    const frozen = ctx.fence.freezes && ctx.fence.armed() && ctx.clock.now() > this.deadlines().freeze;
     ctx.transition('fencing', reason);
     ctx.appliedSync = undefined;
     ctx.deps.leadership.update({ fenced: true, holdsLease: false, primaryWritable: false, reason: `fenced: ${reason}` });
     ctx.log.warn({ event: 'ha_fenced', reason }, `leader fencing itself: ${reason}`);
     const started = ctx.clock.now();
-    ctx.fencing = ctx.deps.db
-      .demote(reason)
+    const killed = frozen ? ctx.fence.kill().catch((err: unknown) => ctx.log.error({ event: 'fence_kill_failed', err }, `cannot have the fence kill PostgreSQL: ${(err as Error).message}`)) : Promise.resolve();
+    ctx.fencing = killed
+      .then(() => ctx.deps.db.demote(reason))
       .then(
         async () => {
           ctx.log.info({ event: 'ha_demoted', took_ms: Math.round(ctx.clock.now() - started) }, 'PostgreSQL demoted to a read-only standby');

@@ -131,7 +131,7 @@ describe('the fence against a real PostgreSQL', { skip }, () => {
     assert.ok(backends.length >= 4, `PostgreSQL runs its workers and the session's backend (${backends.length})`);
     const fence = new RawFence(fenceArgs());
     const deadline = monoNs() + ms(400);
-    fence.send(`arm ${deadline} ${deadline + ms(1000)}`);
+    fence.send(`arm ${deadline} ${deadline} ${deadline + ms(1000)}`);
     assert.match(await fence.next(), /^armed watchdog=off$/);
     // Until the deadline PostgreSQL takes writes.
     await session.query('INSERT INTO t VALUES (1)');
@@ -153,13 +153,78 @@ describe('the fence against a real PostgreSQL', { skip }, () => {
     await server!.exited;
   });
 
+  test('past the freeze instant PostgreSQL is frozen (a commit waits, nothing is killed); a later arm thaws it and the commit completes', async () => {
+    rmSync(record(), { force: true });
+    const { postmaster, session } = await startPostgres();
+    const backends = childrenOf(postmaster);
+    const fence = new RawFence(fenceArgs());
+    const freezeAt = monoNs() + ms(300);
+    fence.send(`arm ${freezeAt} ${freezeAt + ms(60_000)} ${freezeAt + ms(1000)}`);
+    assert.match(await fence.next(), /^armed/);
+    assert.match(await fence.next(2000), /^frozen \d+$/);
+    const frozenAfterMs = Number(monoNs() - freezeAt) / 1e6;
+    assert.ok(frozenAfterMs < 400, `froze ${frozenAfterMs.toFixed(0)} ms after the instant (the walsender grace included)`);
+    for (const pid of [postmaster, ...backends]) {
+      const state = readFileSync(`/proc/${pid}/stat`, 'latin1').split(') ')[1]!.charAt(0);
+      assert.equal(state, 'T', `process ${pid} is stopped`);
+    }
+    let committed = false;
+    const commit = session.query('INSERT INTO t VALUES (10)').then(() => (committed = true));
+    await new Promise((r) => setTimeout(r, 700));
+    assert.equal(committed, false, 'no commit while frozen');
+    const far = monoNs() + ms(60_000);
+    fence.send(`arm ${far} ${far} ${far + ms(1000)}`);
+    assert.match(await fence.next(), /^armed/);
+    await commit;
+    assert.ok(committed, 'the waiting commit went through once thawed');
+    assert.ok(isProcessLive(postmaster));
+    assert.equal(existsSync(record()), false, 'nothing was killed, so no fence record');
+    fence.send('disarm');
+    assert.equal(await fence.next(), 'disarmed');
+    fence.child.stdin!.end();
+    assert.equal(await fence.exited(), 0);
+    await session.end();
+    await server!.stop('SIGINT');
+  });
+
+  test('frozen and not re-armed it kills PostgreSQL at the kill instant; a disarm while frozen kills at once', async () => {
+    rmSync(record(), { force: true });
+    let { postmaster } = await startPostgres();
+    let fence = new RawFence(fenceArgs());
+    let at = monoNs() + ms(200);
+    fence.send(`arm ${at} ${at + ms(500)} ${at + ms(1000)}`);
+    assert.match(await fence.next(), /^armed/);
+    assert.match(await fence.next(2000), /^frozen/);
+    assert.ok(isProcessLive(postmaster), 'frozen, not dead');
+    assert.match(await fence.next(2000), /^fenced deadline \d+ 0$/);
+    assert.ok(Number(monoNs() - at) / 1e6 >= 500, 'killed at the kill instant, not before');
+    await server!.exited;
+    assert.equal(isProcessLive(postmaster), false);
+    fence.child.stdin!.end();
+    await fence.exited();
+
+    ({ postmaster } = await startPostgres());
+    fence = new RawFence(fenceArgs());
+    at = monoNs() + ms(200);
+    fence.send(`arm ${at} ${at + ms(60_000)} ${at + ms(1000)}`);
+    assert.match(await fence.next(), /^armed/);
+    assert.match(await fence.next(2000), /^frozen/);
+    fence.send('disarm');
+    assert.match(await fence.next(), /^fenced disarmed-frozen \d+ 0$/, 'a frozen primary is never left for anyone to thaw');
+    assert.equal(await fence.next(), 'disarmed');
+    await server!.exited;
+    assert.equal(isProcessLive(postmaster), false);
+    fence.child.stdin!.end();
+    assert.equal(await fence.exited(), 0);
+  });
+
   test('re-armed in time it never acts, and once disarmed a closed stdin leaves PostgreSQL alone', async () => {
     const { postmaster, session } = await startPostgres();
     const fence = new RawFence(fenceArgs());
     const until = Date.now() + 1500;
     while (Date.now() < until) {
       const d = monoNs() + ms(300);
-      fence.send(`arm ${d} ${d + ms(500)}`);
+      fence.send(`arm ${d} ${d} ${d + ms(500)}`);
       assert.match(await fence.next(), /^armed/);
       await new Promise((r) => setTimeout(r, 100));
     }
@@ -179,7 +244,7 @@ describe('the fence against a real PostgreSQL', { skip }, () => {
     const { postmaster, session } = await startPostgres();
     const fence = new RawFence(fenceArgs());
     const far = monoNs() + ms(60_000);
-    fence.send(`arm ${far} ${far + ms(1000)}`);
+    fence.send(`arm ${far} ${far} ${far + ms(1000)}`);
     assert.match(await fence.next(), /^armed/);
     const closedAt = Date.now();
     fence.child.stdin!.destroy();
@@ -193,7 +258,7 @@ describe('the fence against a real PostgreSQL', { skip }, () => {
 
   test('malformed commands are refused and change nothing', async () => {
     const fence = new RawFence(fenceArgs());
-    for (const bad of ['arm', 'arm 5', 'arm 10 5', 'arm -1 3', 'arm 1 2 3', 'ARM 1 2', 'x'.repeat(300), '']) {
+    for (const bad of ['arm', 'arm 5', 'arm 1 2', 'arm 10 5 20', 'arm -1 3 4', 'arm 1 2 0', 'arm 1 2 3 4', 'ARM 1 2 3', 'x'.repeat(300), '']) {
       fence.send(bad);
       assert.match(await fence.next(), /^error/, `refused: ${JSON.stringify(bad.slice(0, 20))}`);
     }
@@ -209,14 +274,14 @@ describe('the fence against a real PostgreSQL', { skip }, () => {
     const fence = new RawFence([...fenceArgs(), '--watchdog', device, '--watchdog-timeout', '1']);
     // Lease far from expiry: fed about every 100 ms.
     let d = monoNs() + ms(5000);
-    fence.send(`arm ${d} ${d + ms(1000)}`);
+    fence.send(`arm ${d} ${d} ${d + ms(1000)}`);
     assert.equal(await fence.next(), 'armed watchdog=active');
     await new Promise((r) => setTimeout(r, 600));
     const fed = readFileSync(device, 'utf8').length;
     assert.ok(fed >= 3, `fed ${fed} times in 600 ms`);
     // Expiry closer than one watchdog timeout: no more keepalives, so a stalled machine reboots in time.
     d = monoNs() + ms(700);
-    fence.send(`arm ${d} ${d + ms(100)}`);
+    fence.send(`arm ${d} ${d} ${d + ms(100)}`);
     assert.match(await fence.next(), /^armed/);
     const before = readFileSync(device, 'utf8').length;
     await new Promise((r) => setTimeout(r, 400));
@@ -234,7 +299,7 @@ describe('the fence against a real PostgreSQL', { skip }, () => {
     fence.start();
     assert.equal(fence.status().pid, null, 'no process before it is needed');
     const now = performance.now();
-    await fence.arm(now + 60_000, now + 61_000);
+    await fence.arm({ freeze: now + 60_000, kill: now + 60_000, expiry: now + 61_000 });
     const first = fence.status().pid!;
     assert.ok(fence.armed());
     process.kill(first, 'SIGKILL');

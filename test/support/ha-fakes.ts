@@ -15,7 +15,7 @@ import type { Clock, Timer } from '../../src/ha/clock.js';
 import { HaController } from '../../src/ha/controller.js';
 import type { DatabaseStatus, PeerEndpoint, ReplicatedDatabase } from '../../src/ha/database.js';
 import { ElectedLeadership } from '../../src/ha/elected-leadership.js';
-import type { FenceArmResult, LeaderFence } from '../../src/ha/fence.js';
+import type { FenceArmResult, FenceDeadlines, LeaderFence } from '../../src/ha/fence.js';
 import { DEFAULT_HA_SETTINGS, type HaSettings } from '../../src/ha/settings.js';
 import type { ClusterSnapshot, ClusterStore, MemberReport, OpTime, StoreCall, StoredReport, SwitchoverRequest, SyncState } from '../../src/ha/store.js';
 
@@ -88,6 +88,12 @@ export class MemoryStore {
   private nextLease = 1;
   /** Every member's calls fail (an etcd outage). */
   down = false;
+  /**
+   * etcd without a raft leader (electing one, say under packet loss): every
+   * call fails and no lease expires; the new leader gives every lease a
+   * whole ttl again (etcd's lessor Promote), see electLeader.
+   */
+  leaderless = false;
   /** Members whose calls fail (cut off from etcd). */
   readonly cut = new Set<string>();
   /** How long each call takes. */
@@ -106,7 +112,7 @@ export class MemoryStore {
   client(member: string, memberClock: Clock = this.clock): ClusterStore {
     const call = async <T>(fn: () => T): Promise<T> => {
       await new Promise<void>((resolve) => memberClock.setTimeout(resolve, this.latencyMs));
-      if (this.down || this.cut.has(member)) {
+      if (this.down || this.leaderless || this.cut.has(member)) {
         // A call to an unreachable etcd hangs until its deadline.
         await new Promise<void>((resolve) => memberClock.setTimeout(resolve, 200));
         throw new Error('etcd unavailable');
@@ -217,7 +223,18 @@ export class MemoryStore {
     }
   }
 
+  /** etcd loses its leader for `ms` and then elects one, which extends every lease by a ttl and an election timeout. */
+  electLeader(ms: number, electionTimeoutMs = 500): void {
+    this.leaderless = true;
+    this.clock.setTimeout(() => {
+      this.leaderless = false;
+      const now = this.clock.now();
+      for (const l of this.leases.values()) l.expiresAt = now + electionTimeoutMs + l.ttlMs;
+    }, ms);
+  }
+
   private expire(): void {
+    if (this.leaderless) return;
     const now = this.clock.now();
     for (const [id, l] of this.leases) if (l.expiresAt <= now) this.dropLease(id);
   }
@@ -255,6 +272,8 @@ export class FakeDb implements ReplicatedDatabase {
   blocked = false;
   /** Killed by the fence: down until the HA loop starts it again. */
   killed = false;
+  /** Stopped by the fence (SIGSTOP): answers nothing, commits nothing, until thawed or killed. */
+  frozen = false;
   sqlFenced = false;
   sync: string[] | null = null;
   readonly calls: { call: DbCall; at: number; arg?: unknown }[] = [];
@@ -268,7 +287,7 @@ export class FakeDb implements ReplicatedDatabase {
   }
 
   writable(): boolean {
-    return this.running && !this.killed && !this.inRecovery && !this.sqlFenced;
+    return this.running && !this.killed && !this.frozen && !this.inRecovery && !this.sqlFenced;
   }
 
   private record(call: DbCall, arg?: unknown): void {
@@ -277,7 +296,7 @@ export class FakeDb implements ReplicatedDatabase {
 
   private streaming(): boolean {
     const up = this.upstream ? this.world.dbs.get(this.upstream) : undefined;
-    return this.running && !this.killed && this.inRecovery && !this.blocked && !!up && up.running && !up.killed && !up.inRecovery;
+    return this.running && !this.killed && this.inRecovery && !this.blocked && !!up && up.running && !up.killed && !up.frozen && !up.inRecovery;
   }
 
   catchUp(): void {
@@ -296,7 +315,7 @@ export class FakeDb implements ReplicatedDatabase {
   }
   async status(): Promise<DatabaseStatus> {
     this.catchUp();
-    const up = this.running && !this.killed;
+    const up = this.running && !this.killed && !this.frozen;
     const replicas = up && !this.inRecovery ? [...this.world.dbs.values()].filter((d) => d.upstream === this.member && d.streaming()).map((d) => ({ member: d.member, state: 'streaming', syncState: 'async', flushPosition: d.wal, replayPosition: d.wal })) : [];
     return {
       running: up,
@@ -308,7 +327,7 @@ export class FakeDb implements ReplicatedDatabase {
       streaming: this.streaming(),
       upstream: up && this.inRecovery ? this.upstream : null,
       replicas,
-      reason: up ? undefined : 'PostgreSQL is stopped',
+      reason: up ? undefined : this.frozen ? 'PostgreSQL does not answer (frozen)' : 'PostgreSQL is stopped',
     };
   }
   async promote(): Promise<void> {
@@ -321,6 +340,8 @@ export class FakeDb implements ReplicatedDatabase {
   }
   async demote(_reason: string, opts: { stayDown?: boolean } = {}): Promise<{ stoppedAt: number | null }> {
     this.record('demote', opts);
+    // A frozen PostgreSQL cannot shut down: the HA core must have the fence kill it first.
+    if (this.frozen) throw new Error('PostgreSQL does not answer (frozen): it cannot be shut down');
     // A clean stop writes a shutdown checkpoint, and the walsenders hand it to the streaming followers.
     const stoppedAt = this.wal;
     if (this.writable()) {
@@ -360,7 +381,7 @@ export class FakeDb implements ReplicatedDatabase {
   }
   async peerRole(peer: PeerEndpoint): Promise<'primary' | 'standby' | 'unreachable'> {
     const d = this.world.dbs.get(peer.member);
-    if (!d || !d.running || d.killed) return 'unreachable';
+    if (!d || !d.running || d.killed || d.frozen) return 'unreachable';
     return d.inRecovery ? 'standby' : 'primary';
   }
   async fencePeer(peer: PeerEndpoint): Promise<string> {
@@ -372,14 +393,25 @@ export class FakeDb implements ReplicatedDatabase {
   }
 }
 
-/** The fence process: at the armed deadline (on the machine's clock, which a supervisor's stall does not stop) it kills the database. */
+/**
+ * The fence process, on the machine's clock (which a supervisor's stall
+ * does not stop): it freezes the database at the freeze instant, thaws it
+ * on a later arm, and kills it at the kill instant, on a disarm while
+ * frozen, or when asked.
+ */
 export class FakeFence implements LeaderFence {
-  private deadline: number | null = null;
-  private timer: Timer | null = null;
+  readonly freezes = true;
+  private at: FenceDeadlines | null = null;
+  private timers: Timer[] = [];
   private readonly listeners: ((cause: string) => void)[] = [];
   arms = 0;
   disarms = 0;
+  /** Kills (on its own, asked, or on a disarm while frozen). */
   acted = 0;
+  /** When it froze the database (machine clock), and when it thawed it. */
+  readonly froze: number[] = [];
+  readonly thawed: number[] = [];
+  readonly kills: { at: number; cause: string }[] = [];
 
   constructor(
     private readonly db: FakeDb,
@@ -389,32 +421,52 @@ export class FakeFence implements LeaderFence {
     private readonly watchdog: FenceArmResult['watchdog'] = 'off',
   ) {}
 
-  async arm(deadlineMs: number): Promise<FenceArmResult> {
+  async arm(at: FenceDeadlines): Promise<FenceArmResult> {
     this.arms++;
-    this.deadline = deadlineMs;
-    this.timer?.cancel();
-    this.timer = this.machineClock.setTimeout(() => this.fire(), Math.max(0, deadlineMs - this.machineClock.now()));
+    this.at = at;
+    for (const t of this.timers.splice(0)) t.cancel();
+    const now = this.machineClock.now();
+    if (this.db.frozen && at.freeze > now) {
+      this.db.frozen = false;
+      this.thawed.push(now);
+    }
+    this.timers.push(
+      this.machineClock.setTimeout(() => this.freeze(), Math.max(0, at.freeze - now)),
+      this.machineClock.setTimeout(() => this.fire('deadline'), Math.max(0, at.kill - now)),
+    );
     return { watchdog: this.watchdog };
   }
   async disarm(): Promise<void> {
     this.disarms++;
-    this.deadline = null;
-    this.timer?.cancel();
+    if (this.db.frozen) this.fire('disarmed-frozen');
+    this.at = null;
+    for (const t of this.timers.splice(0)) t.cancel();
+  }
+  async kill(): Promise<void> {
+    if (this.at) this.fire('supervisor');
   }
   armed(): boolean {
-    return this.deadline !== null;
+    return this.at !== null;
   }
   standBy(): void {}
   onFenced(listener: (cause: string) => void): void {
     this.listeners.push(listener);
   }
-  private fire(): void {
-    if (this.deadline === null) return;
-    this.deadline = null;
+  private freeze(): void {
+    if (this.at === null || this.db.frozen) return;
+    this.db.frozen = true;
+    this.froze.push(this.machineClock.now());
+  }
+  private fire(cause: string): void {
+    if (this.at === null && !this.db.frozen) return;
+    this.at = null;
+    for (const t of this.timers.splice(0)) t.cancel();
     this.acted++;
+    this.kills.push({ at: this.machineClock.now(), cause });
     this.db.killed = true;
+    this.db.frozen = false;
     this.supervisorClock.setTimeout(() => {
-      for (const l of this.listeners) l('deadline');
+      for (const l of this.listeners) l(cause);
     }, 0);
   }
 }

@@ -14,6 +14,9 @@
  *   unavailable_ms  longest stretch with no write acknowledged through HAProxy
  *   false failover  the leader moved although the fault was not on it
  *   fences          self-fencing of leaders (ha_fenced) and fence-process actions, by cause
+ *   freezes         leaders whose renewals were overdue, their PostgreSQL frozen
+ *                   by the fence (ha_suspended): a pause in commits, not a fence,
+ *                   unless it ends in one (then it counts there too)
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -50,6 +53,8 @@ export interface FaultResult {
   false_failover: boolean;
   /** Fences (self, fence process, peers over SQL) from the fault until the cluster healed. */
   fences: number;
+  /** Leaders frozen by their fence for overdue renewals (thawed, or fenced: see fences). */
+  freezes: number;
   detail: string;
 }
 
@@ -110,10 +115,11 @@ export class Nemesis {
       overlap_ms: overlap.ms,
       false_failover: !ON_LEADER.has(kind) && after !== leader,
       fences: Object.values(this.fences(started, started + healedMs)).reduce((a, b) => a + b, 0),
+      freezes: this.count('ha_suspended', started, started + healedMs),
       detail,
     };
     this.results.push(result);
-    this.o.progress(`  healed in ${healedMs} ms, leader node ${after}; unavailable ${result.unavailable_ms} ms, overlap ${overlap.acks} acks / ${overlap.ms} ms, ${result.fences} fences${result.false_failover ? ', FALSE FAILOVER' : ''}`);
+    this.o.progress(`  healed in ${healedMs} ms, leader node ${after}; unavailable ${result.unavailable_ms} ms, overlap ${overlap.acks} acks / ${overlap.ms} ms, ${result.fences} fences, ${result.freezes} freezes${result.false_failover ? ', FALSE FAILOVER' : ''}`);
     return result;
   }
 
@@ -193,6 +199,13 @@ export class Nemesis {
       if (r) r.lost_acked++;
     }
     return missing.size;
+  }
+
+  /** How many `event` lines every member logged between `since` and `until`. */
+  count(event: string, since: number, until = Infinity): number {
+    let n = 0;
+    for (const node of this.o.ha.cluster.nodes) for (const m of node.members) for (const e of m.events) if (e.event === event && e.time >= since && e.time <= until) n++;
+    return n;
   }
 
   /** Fences between `since` and `until`, by cause: ha_fenced reasons (first words), the fence process's actions, SQL fences of rogues. */

@@ -2,8 +2,8 @@
  * The HA controller in virtual time, against the in-memory store, fake
  * databases and fake fences of test/support/ha-fakes.ts: formation,
  * failover after lease loss, fencing when renewals stop (the member
- * frozen), no promotion outside the synchronous set, switchover, pause and
- * an etcd outage, each checked by its phase sequence, the calls made on the
+ * frozen), riding out etcd's own leader election, no promotion outside the
+ * synchronous set, switchover, pause and an etcd outage, each checked by its phase sequence, the calls made on the
  * databases, and that no two databases ever took writes at once.
  */
 import { test } from 'node:test';
@@ -36,43 +36,70 @@ test('formation: the member with the data wins the first election, promotes with
   await c.close();
 });
 
-test('failover after lease loss: a leader cut off from etcd fences itself before its lease can expire; a follower is elected; the old leader follows it once back', async () => {
+test('failover after lease loss: a leader cut off from etcd freezes its database before its lease can expire; a follower is elected; the old leader is killed, then follows it once back', async () => {
   const c = await formed();
   await c.run(3000);
   const cutAt = c.clock.now();
+  const a = c.member('A');
   c.store.cut.add('A');
   assert.ok(await c.until(() => c.store.leader() === null, 10_000), 'the lease expires');
   const expiredAt = c.clock.now();
-  const demote = callsOf(c, 'A', 'demote')[0];
-  assert.ok(demote, 'the cut-off leader demoted its database');
-  assert.ok(demote.at < expiredAt, `it demoted (${demote.at - cutAt} ms after the cut) before the lease expired (${expiredAt - cutAt} ms)`);
+  const frozeAt = a.fence.froze[0];
+  assert.ok(frozeAt !== undefined && frozeAt < expiredAt, `the cut-off leader's database froze (${frozeAt! - cutAt} ms after the cut) before the lease expired (${expiredAt - cutAt} ms)`);
   assert.ok(await c.until(() => c.leader() !== null, 10_000), 'a follower is elected');
   const next = c.leader()!;
   assert.ok(['B', 'C'].includes(next));
   assert.deepEqual(phasesOf(c, next).slice(-2), ['candidate', 'leader']);
-  assert.deepEqual(phasesOf(c, 'A').slice(-3), ['leader', 'fencing', 'follower']);
   assert.ok(c.clock.now() - cutAt < 6000, `failover within 6 s of the cut (${c.clock.now() - cutAt} ms)`);
+  assert.ok(await c.until(() => callsOf(c, 'A', 'demote').length > 0, 10_000), 'the old leader gives up at the end of its hold');
+  assert.equal(a.fence.kills.length, 1, 'killed once, at the end of the hold (by the fence, or asked by the supervisor at the same instant)');
+  assert.ok(a.fence.kills[0]!.at <= callsOf(c, 'A', 'demote')[0]!.at, 'killed before the demotion (a frozen database cannot shut down)');
+  assert.deepEqual(phasesOf(c, 'A').slice(-4), ['leader', 'suspended', 'fencing', 'follower']);
   c.store.cut.delete('A');
   assert.ok(await c.until(() => c.whole(), 20_000), 'the old leader follows the new one');
-  assert.equal(c.member('A').db.upstream, next);
+  assert.equal(a.db.upstream, next);
   assert.deepEqual(c.doubleWriters(), [], 'never two writable primaries');
   await c.close();
 });
 
-test('fencing when renewals stop: a frozen supervisor (SIGSTOP) is fenced by its fence at the deadline, before the lease expires; resumed, it steps down and follows', async () => {
+test('etcd electing a leader of its own for 3.5 s: the leader freezes its database, and thaws it when a renewal comes through; no failover, no kill, no demotion', async () => {
+  const c = await formed();
+  await c.run(3000);
+  const a = c.member('A');
+  const walBefore = a.db.wal;
+  c.store.electLeader(3500);
+  await c.run(8000);
+  assert.equal(c.leader(), 'A', 'A still leads');
+  assert.equal(a.fence.froze.length, 1, 'frozen once');
+  assert.equal(a.fence.thawed.length, 1, 'thawed once');
+  assert.ok(a.fence.thawed[0]! - a.fence.froze[0]! < 3000, `frozen for ${a.fence.thawed[0]! - a.fence.froze[0]!} ms`);
+  assert.equal(a.fence.acted, 0, 'never killed');
+  assert.equal(callsOf(c, 'A', 'demote').length, 0);
+  for (const id of ['B', 'C']) assert.equal(callsOf(c, id, 'promote').length, 0, `${id} did not promote`);
+  assert.deepEqual(phasesOf(c, 'A').slice(-3), ['leader', 'suspended', 'leader']);
+  assert.ok(a.db.wal > walBefore, 'the primary took writes again');
+  assert.ok(c.whole());
+  assert.deepEqual(c.doubleWriters(), []);
+  await c.close();
+});
+
+test('fencing when renewals stop: a frozen supervisor (SIGSTOP) has its database frozen by the fence before the lease expires, and killed at the end of the hold; resumed, it steps down and follows', async () => {
   const c = await formed();
   await c.run(2500);
   const a = c.member('A');
   a.clock.pause();
-  const frozenAt = c.clock.now();
-  assert.ok(await c.until(() => a.fence.acted > 0, 5000), 'the fence acted');
-  const fencedAt = c.clock.now();
+  const stoppedAt = c.clock.now();
+  assert.ok(await c.until(() => a.fence.froze.length > 0, 5000), 'the fence froze the database');
+  const frozeAt = a.fence.froze[0]!;
   assert.equal(a.db.writable(), false);
+  assert.ok(frozeAt - stoppedAt <= 2100, `frozen ${frozeAt - stoppedAt} ms after the stall: within loop_wait + retry_timeout of the last renewal`);
   assert.ok(await c.until(() => c.leader() !== null && c.leader() !== 'A', 10_000), 'a follower took over');
   const next = c.leader()!;
   const promotedAt = callsOf(c, next, 'promote')[0]!.at;
-  assert.ok(fencedAt < promotedAt, `the old primary was killed ${fencedAt - frozenAt} ms after the freeze, before the new one was promoted (${promotedAt - frozenAt} ms)`);
-  assert.ok(fencedAt - frozenAt <= 2600, 'within loop_wait + 1.5 × retry_timeout of the last renewal');
+  assert.ok(frozeAt < promotedAt, `the old primary was frozen ${frozeAt - stoppedAt} ms after the stall, before the new one was promoted (${promotedAt - stoppedAt} ms)`);
+  assert.ok(await c.until(() => a.fence.acted > 0, 10_000), 'the fence killed it at the end of the hold');
+  assert.deepEqual(a.fence.kills.map((k) => k.cause), ['deadline']);
+  assert.ok(a.fence.kills[0]!.at - stoppedAt <= 6100, `killed ${a.fence.kills[0]!.at - stoppedAt} ms after the stall: within 2 × ttl of the last renewal`);
   assert.equal(callsOf(c, 'A', 'demote').length, 0, 'the frozen supervisor did nothing itself');
   a.clock.resume();
   assert.ok(await c.until(() => c.whole(), 20_000), 'resumed, the old leader follows the new one');
@@ -134,15 +161,18 @@ test('pause: with failover paused nobody takes a vacant leader key; resumed, a f
   await c.close();
 });
 
-test('an etcd outage: the leader fences itself, nobody takes over while etcd is away, one leader after it is back, never two writers', async () => {
+test('an etcd outage: the leader freezes its database and gives up at the end of its hold, nobody takes over while etcd is away, one leader after it is back, never two writers', async () => {
   const c = await formed();
   await c.run(2000);
   const downAt = c.clock.now();
+  const a = c.member('A');
   c.store.down = true;
-  await c.run(6000);
+  await c.run(8000);
   assert.deepEqual(c.world.primaries(), [], 'no writable primary while etcd is away');
+  const frozeAt = a.fence.froze[0];
+  assert.ok(frozeAt !== undefined && frozeAt - downAt <= 2100, `the leader's database froze ${frozeAt! - downAt} ms after the outage began`);
   const demote = callsOf(c, 'A', 'demote')[0];
-  assert.ok(demote && demote.at - downAt <= 2100, `the leader fenced itself ${demote ? demote.at - downAt : '?'} ms after the outage began`);
+  assert.ok(demote && demote.at - downAt <= 6100, `the leader gave up ${demote ? demote.at - downAt : '?'} ms after the outage began`);
   for (const id of ['B', 'C']) assert.equal(callsOf(c, id, 'promote').length, 0, `${id} did not promote during the outage`);
   c.store.down = false;
   assert.ok(await c.until(() => c.whole(), 30_000), 'after the outage: one leader, two followers');

@@ -56,11 +56,12 @@ test("the etcd line says this member's role and how many voters are healthy", ()
 });
 
 test('the fence line says whether it guards the primary, its size, the watchdog and what it last did', () => {
-  const f = { pid: 321, armed: true, restarts: 0, rss_kb: 1126, watchdog: null, last_fence: null };
+  const f = { pid: 321, armed: true, frozen: false, restarts: 0, rss_kb: 1126, watchdog: null, last_fence: null };
   assert.equal(fenceSummary(f), 'fence: armed, guarding the primary (pid 321, 1.1 MB RSS); kernel watchdog off');
   assert.equal(
     fenceSummary({ ...f, armed: false, restarts: 2, watchdog: '/dev/watchdog', last_fence: { at_ms: Date.UTC(2026, 11, 6, 12), cause: 'deadline', postmaster: 9, killed: 7, survivors: 0, cgroup: true } }),
     'fence: standing by (pid 321, 1.1 MB RSS, restarted 2x); kernel watchdog /dev/watchdog; last stopped PostgreSQL 2026-12-06T12:00:00.000Z (deadline)',
   );
   assert.equal(fenceSummary({ ...f, pid: null, armed: false, rss_kb: null }), 'fence: NOT RUNNING; kernel watchdog off');
+  assert.equal(fenceSummary({ ...f, frozen: true }), 'fence: PostgreSQL FROZEN (lease renewal overdue) (pid 321, 1.1 MB RSS); kernel watchdog off');
 });

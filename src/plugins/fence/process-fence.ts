@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import type { FenceArmResult, FenceRecord, FenceStatus, LeaderFence } from '../../ha/index.js';
+import type { FenceArmResult, FenceDeadlines, FenceRecord, FenceStatus, LeaderFence } from '../../ha/index.js';
 import { installRoot } from '../../supervisor/install-paths.js';
 import type { Logger } from '../../supervisor/log.js';
 
@@ -50,12 +50,14 @@ export function defaultFenceBinary(): string {
 }
 
 export class ProcessFence implements LeaderFence {
+  readonly freezes = true;
   private child: ChildProcess | null = null;
   private childWatchdog: string | null = null;
   private pending: Pending[] = [];
   private isArmed = false;
-  /** The last arm asked for, re-sent to a restarted fence. */
-  private lastArm: { deadlineNs: bigint; expiryNs: bigint } | null = null;
+  private isFrozen = false;
+  /** The last arm asked for (its protocol line), re-sent to a restarted fence. */
+  private lastArm: string | null = null;
   private closing = false;
   private restarts = 0;
   private restartDelay = RESTART_MIN_MS;
@@ -94,12 +96,16 @@ export class ProcessFence implements LeaderFence {
     void this.spawnFence();
   }
 
-  async arm(deadlineMs: number, expiryMs: number): Promise<FenceArmResult> {
-    const arm = { deadlineNs: this.toMonotonicNs(deadlineMs), expiryNs: this.toMonotonicNs(expiryMs) };
+  async arm(at: FenceDeadlines): Promise<FenceArmResult> {
+    const arm = `arm ${this.toMonotonicNs(at.freeze)} ${this.toMonotonicNs(at.kill)} ${this.toMonotonicNs(at.expiry)}`;
     this.lastArm = arm;
     await this.ensureCurrent();
-    const reply = await this.request(`arm ${arm.deadlineNs} ${arm.expiryNs}`, 'armed');
+    const reply = await this.request(arm, 'armed');
     this.isArmed = true;
+    if (this.isFrozen && at.freeze > performance.now()) {
+      this.isFrozen = false;
+      this.opts.log.warn({ event: 'fence_thawed' }, 'a lease renewal was confirmed: the fence thawed PostgreSQL');
+    }
     const wd = /watchdog=(\w+)/.exec(reply)?.[1];
     return { watchdog: wd === 'active' || wd === 'failed' ? wd : 'off' };
   }
@@ -112,6 +118,15 @@ export class ProcessFence implements LeaderFence {
     }
     await this.request('disarm', 'disarmed');
     this.isArmed = false;
+    this.isFrozen = false;
+  }
+
+  async kill(): Promise<void> {
+    this.lastArm = null;
+    if (!this.child) return;
+    await this.request('kill', 'killed');
+    this.isArmed = false;
+    this.isFrozen = false;
   }
 
   armed(): boolean {
@@ -127,6 +142,7 @@ export class ProcessFence implements LeaderFence {
     return {
       pid,
       armed: this.isArmed,
+      frozen: this.isFrozen,
       restarts: this.restarts,
       rss_kb: pid ? rssKb(pid) : null,
       watchdog: this.childWatchdog,
@@ -189,8 +205,7 @@ export class ProcessFence implements LeaderFence {
         done();
         // A restarted fence takes over the guard at once.
         if (this.lastArm) {
-          const { deadlineNs, expiryNs } = this.lastArm;
-          this.request(`arm ${deadlineNs} ${expiryNs}`, 'armed').then(
+          this.request(this.lastArm, 'armed').then(
             () => (this.isArmed = true),
             (err: unknown) => this.opts.log.error({ event: 'fence_rearm_failed', err }, 'could not re-arm the restarted fence'),
           );
@@ -209,7 +224,13 @@ export class ProcessFence implements LeaderFence {
   }
 
   private onLine(line: string): void {
+    if (line.startsWith('frozen ')) {
+      this.isFrozen = true;
+      this.opts.log.warn({ event: 'fence_froze', stopped: Number(line.split(' ')[1] ?? 0) }, 'lease renewals overdue: the fence froze PostgreSQL (no writes until a renewal is confirmed)');
+      return;
+    }
     if (line.startsWith('fenced ')) {
+      this.isFrozen = false;
       const [, cause = 'unknown', killed = '0', survivors = '0'] = line.split(' ');
       this.isArmed = false;
       this.lastArm = null;
