@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { InfoParseError, newestArchived, parseInfo, parseProgress } from '../../src/plugins/backup/info.js';
-import { PgBackRestError, stderrTail } from '../../src/plugins/backup/pgbackrest.js';
+import { formatBytes, PgBackRestError, stderrTail } from '../../src/plugins/backup/pgbackrest.js';
 import { describeVerify, parseVerify, VerifyParseError, walGaps, withDependents } from '../../src/plugins/backup/verify.js';
 import * as out from '../fixtures/pgbackrest-2.45.js';
 
@@ -65,6 +65,10 @@ test('progress: a running backup and its percentage come from the text form of i
   assert.deepEqual(parseProgress(out.INFO_TEXT_RUNNING.replace('0.00% complete', '42.17% complete')), { running: true, percent: 42.17 });
   assert.deepEqual(parseProgress(out.INFO_TEXT_RUNNING.replace(' - 0.00% complete', '')), { running: true });
   assert.deepEqual(parseProgress(out.INFO_TEXT_RUNNING.replace(' (backup/expire running - 0.00% complete)', '')), { running: false });
+  // Before the first backup the stanza's status is an error, and the lock goes inside its parentheses.
+  const first = out.INFO_TEXT_RUNNING.replace('status: ok (backup/expire running - 0.00% complete)', 'status: error (no valid backups, backup/expire running - 3.50% complete)');
+  assert.deepEqual(parseProgress(first), { running: true, percent: 3.5 });
+  assert.deepEqual(parseProgress(first.replace(', backup/expire running - 3.50% complete', '')), { running: false });
 });
 
 test('verify: a sound repository', () => {
@@ -126,4 +130,10 @@ test('errors say the command, how it ended and the last lines pgBackRest wrote',
   const err = new PgBackRestError('pgbackrest backup --type=full', 64, null, stderrTail(stderr));
   assert.match(err.message, /^pgbackrest backup --type=full \(stanza hasup\) failed with exit code 64: ERROR: \[064\]: unable to write .*No space left on device \| HINT: is the repository full\?$/);
   assert.deepEqual(stderrTail('a\n\nb\nc\nd\ne\nf\ng\n'), ['b', 'c', 'd', 'e', 'f', 'g']);
+  const noted = err.withNote('repository 1 (/repo) is full: 0 B free of 64.0 MiB');
+  assert.equal(noted.message, `${err.message} [repository 1 (/repo) is full: 0 B free of 64.0 MiB]`);
+  assert.equal(noted.exitCode, 64);
+  assert.equal(formatBytes(0), '0 B');
+  assert.equal(formatBytes(1536), '1.5 KiB');
+  assert.equal(formatBytes(64 * 1024 * 1024), '64.0 MiB');
 });

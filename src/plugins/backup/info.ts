@@ -199,10 +199,12 @@ export interface BackupProgress {
 
 /**
  * Progress from the text form of `info` (2.45 gives the percentage only
- * there, not in JSON): "status: ok (backup/expire running - 12.34% complete)".
+ * there, not in JSON). The stanza's status line says it, after the status
+ * or inside its parentheses: "status: ok (backup/expire running - 12.34%
+ * complete)", "status: error (no valid backups, backup/expire running)".
  */
 export function parseProgress(text: string): BackupProgress {
-  const m = /\(backup\/expire running(?: - (\d+(?:\.\d+)?)% complete)?\)/.exec(text);
+  const m = /^\s*status: .*\bbackup\/expire running(?: - (\d+(?:\.\d+)?)% complete)?\)/m.exec(text);
   if (!m) return { running: false };
   return m[1] === undefined ? { running: true } : { running: true, percent: Number(m[1]) };
 }

@@ -1,3 +1,4 @@
+import { statfs } from 'node:fs/promises';
 import type { DriverContext } from '../../supervisor/driver.js';
 import { passfilePath } from '../postgresql/standby-config.js';
 import { runTool, type RunResult } from '../service-dirs.js';
@@ -27,10 +28,16 @@ export class PgBackRestError extends Error {
     readonly signal: NodeJS.Signals | null,
     /** pgBackRest's last lines of stderr. */
     readonly stderrTail: string[],
-    why?: string,
+    readonly why?: string,
+    /** What hasup adds (e.g. the space left in the repository). */
+    readonly note?: string,
   ) {
     const how = why ?? (signal ? `was killed by ${signal}` : `failed with exit code ${exitCode}`);
-    super(`${command} (stanza ${STANZA}) ${how}${stderrTail.length > 0 ? `: ${stderrTail.join(' | ')}` : ''}`);
+    super(`${command} (stanza ${STANZA}) ${how}${stderrTail.length > 0 ? `: ${stderrTail.join(' | ')}` : ''}${note ? ` [${note}]` : ''}`);
+  }
+
+  withNote(note: string): PgBackRestError {
+    return new PgBackRestError(this.command, this.exitCode, this.signal, this.stderrTail, this.why, note);
   }
 }
 
@@ -61,6 +68,8 @@ const INFO_CAPTURE_CHARS = 32 * 1024 * 1024;
 /** verify logs one line per faulty file. */
 const VERIFY_CAPTURE_CHARS = 8 * 1024 * 1024;
 const STDERR_TAIL_LINES = 6;
+/** A repository with less free space than this (or 1% of its size, whichever is less) is called full. */
+const FULL_BELOW_BYTES = 64 * 1024 * 1024;
 
 /** How a command is run: its default time limit, how much output to keep, what pgBackRest logs to stderr. */
 interface RunHow {
@@ -107,6 +116,10 @@ export class PgBackRest {
     const stopProgress = opts.onProgress ? this.watchProgress(opts.onProgress, opts.progressIntervalMs ?? 5000) : undefined;
     try {
       await this.run('backup', args, { timeoutMs: LONG_TIMEOUT_MS }, opts);
+    } catch (err) {
+      // pgBackRest names the file it could not write, and the errno; what the repository has left says why.
+      if (err instanceof PgBackRestError) throw err.withNote(await this.repoSpace(opts.repo ?? 1));
+      throw err;
     } finally {
       await stopProgress?.();
     }
@@ -183,6 +196,32 @@ export class PgBackRest {
     return result;
   }
 
+  /**
+   * "repository 1 (/mnt/backups) is full: 0 B free of 50 GiB", or why that
+   * is unknown; never waits long on a hung mount. pgBackRest 2.45 names the
+   * errno only when the main process failed the write, not when one of its
+   * copy processes did ("unable to write '<file>'" and its retries), so
+   * this is what says "full" every time.
+   */
+  private async repoSpace(repo: 1 | 2): Promise<string> {
+    const path = repo === 2 ? this.settings.repo2Path : this.settings.repoPath;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const fs = await Promise.race([
+        statfs(path),
+        new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('no answer within 2 s')), 2000))),
+      ]);
+      const free = Number(fs.bavail) * Number(fs.bsize);
+      const size = Number(fs.blocks) * Number(fs.bsize);
+      const full = free < Math.min(FULL_BELOW_BYTES, size / 100);
+      return `repository ${repo} (${path}) ${full ? 'is full' : 'has room'}: ${formatBytes(free)} free of ${formatBytes(size)}`;
+    } catch (err) {
+      return `repository ${repo} (${path}): free space unknown (${(err as Error).message})`;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   /** Polls progress until the returned function is called (which waits for a poll in flight). */
   private watchProgress(onProgress: (p: BackupProgress) => void, intervalMs: number): () => Promise<void> {
     let stopped = false;
@@ -214,4 +253,14 @@ export function stderrTail(stderr: string, lines = STDERR_TAIL_LINES): string[] 
     .map((l) => l.trim().replace(/\s+/g, ' '))
     .filter((l) => l !== '')
     .slice(-lines);
+}
+
+export function formatBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) {
+    n /= 1024;
+    i++;
+  }
+  return `${i === 0 ? n : n.toFixed(1)} ${units[i]}`;
 }
