@@ -117,7 +117,7 @@ export class PgBackRest {
     try {
       await this.run('backup', args, { timeoutMs: LONG_TIMEOUT_MS }, opts);
     } catch (err) {
-      // pgBackRest names the file it could not write, and the errno; what the repository has left says why.
+      // pgBackRest names the file it could not write, not always why; what the repository has left often says it.
       if (err instanceof PgBackRestError) throw err.withNote(await this.repoSpace(opts.repo ?? 1));
       throw err;
     } finally {
@@ -222,21 +222,26 @@ export class PgBackRest {
     }
   }
 
-  /** Polls progress until the returned function is called (which waits for a poll in flight). */
+  /**
+   * Polls progress until the returned function is called (which waits for
+   * a poll in flight). A tick that comes while the last look still runs is
+   * skipped, so a slow `info` never queues looks up.
+   */
   private watchProgress(onProgress: (p: BackupProgress) => void, intervalMs: number): () => Promise<void> {
     let stopped = false;
-    let inFlight: Promise<void> = Promise.resolve();
+    let inFlight: Promise<void> | undefined;
+    const look = async () => {
+      try {
+        const p = await this.progress({ timeoutMs: Math.max(intervalMs * 4, 30_000) });
+        if (!stopped) onProgress(p);
+      } catch {
+        // Progress is a courtesy: a failed look does not touch the backup.
+      } finally {
+        inFlight = undefined;
+      }
+    };
     const timer = setInterval(() => {
-      if (stopped) return;
-      inFlight = inFlight.then(async () => {
-        if (stopped) return;
-        try {
-          const p = await this.progress({ timeoutMs: Math.max(intervalMs * 4, 30_000) });
-          if (!stopped) onProgress(p);
-        } catch {
-          // Progress is a courtesy: a failed look does not touch the backup.
-        }
-      });
+      if (!stopped && !inFlight) inFlight = look();
     }, intervalMs);
     return async () => {
       stopped = true;
