@@ -88,6 +88,8 @@ static int64_t grace_ns = 100 * 1000000LL;
 static int armed;
 /* PostgreSQL's processes are stopped (SIGSTOP) by this fence and not yet thawed or killed. */
 static int frozen;
+/* A thaw is due at the next valid arm: after a freeze, and at start (a predecessor may have frozen it). */
+static int thaw_due = 1;
 static int64_t freeze_ns;
 static int64_t kill_ns;
 static int64_t expiry_ns;
@@ -303,6 +305,7 @@ static void freeze(void) {
   sleep_ns(grace_ns);
   signal_all(pm, SIGSTOP, 0);
   frozen = 1;
+  thaw_due = 1;
   watchdog_close(); /* a stopped PostgreSQL takes no writes: no reason left to reboot */
   logf_("froze PostgreSQL (renewals overdue): postmaster %d, %d processes stopped", pm, stopped);
   reply("frozen %d", stopped);
@@ -315,6 +318,7 @@ static void thaw(void) {
   if (pm && kill(pm, SIGCONT) == 0) resumed++;
   if (frozen) logf_("thawed PostgreSQL (a renewal was confirmed): %d processes resumed", resumed);
   frozen = 0;
+  thaw_due = 0;
 }
 
 static void fence(const char *cause) {
@@ -367,7 +371,7 @@ static void command(char *line) {
     expiry_ns = x;
     armed = 1;
     /* Also after a restart of this fence: a PostgreSQL its predecessor froze is thawed by a valid arm. */
-    if (now_ns() < freeze_ns) thaw();
+    if (thaw_due && now_ns() < freeze_ns) thaw();
     watchdog_open();
     reply("armed watchdog=%s", !watchdog_path ? "off" : wd_fd >= 0 ? "active" : "failed");
   } else if (strcmp(line, "disarm") == 0) {
