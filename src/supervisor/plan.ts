@@ -33,6 +33,11 @@ export const MANIFEST_SCHEMA: Schema = {
       env: { type: 'any-table', doc: 'environment of the child besides PATH and LANG: NAME = "value" (Handlebars)' },
       stop_signal: { type: 'string', doc: 'signal that asks the service to stop (PostgreSQL: SIGINT, its fast shutdown)', enum: STOP_SIGNALS, default: 'SIGTERM' },
       stop_timeout_ms: { type: 'integer', doc: 'stop_signal, then SIGKILL after this long', default: 30_000, min: 100 },
+      log_file: {
+        type: 'string',
+        doc: 'a file the service logs to instead of stdout/stderr, followed like stderr (Handlebars); for a service that would die of a broken pipe once adopted after a supervisor crash (Go programs such as etcd)',
+        default: '',
+      },
     },
   },
   ports: { type: 'any-table', doc: 'name = "cfg.key" pairs: the config keys that hold the ports the service listens on' },
@@ -59,7 +64,7 @@ export interface PlanManifest {
   version: string;
   driver: string;
   topology: 'standalone' | 'leader';
-  run: { command: string; args: string[]; user: string; env: Record<string, string>; stop_signal: (typeof STOP_SIGNALS)[number]; stop_timeout_ms: number };
+  run: { command: string; args: string[]; user: string; env: Record<string, string>; stop_signal: (typeof STOP_SIGNALS)[number]; stop_timeout_ms: number; log_file: string };
   ports: Record<string, string>;
   health: { interval_ms: number; timeout_ms: number };
   config: { restart_keys: string[]; reload_signal: (typeof SIGNALS)[number] };

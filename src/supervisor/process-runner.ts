@@ -26,6 +26,7 @@ import { join } from 'node:path';
 import { readFile } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { Backoff, FlapDetector, type BackoffOptions, type FlappingOptions } from './backoff.js';
+import { LogFileTail } from './log-file-tail.js';
 import { DEFAULT_MAX_LINE_BYTES, LineSplitter, type LogSink } from './log-sink.js';
 import {
   descendantsOf,
@@ -92,6 +93,12 @@ export interface ProcessRunnerOptions {
    */
   cgroup?: () => string | undefined;
   logSink: LogSink;
+  /**
+   * A file the child writes its log to instead of stdout/stderr (a plan's
+   * run.log_file): followed like stderr, from spawn or adoption on (see
+   * LogFileTail for why).
+   */
+  logFile?: string;
   /** Longest captured line in bytes; longer lines are cut and marked truncated. Default 16 KiB. */
   maxLineBytes?: number;
   /** Randomness for backoff jitter; tests may pass a fixed one. */
@@ -147,6 +154,9 @@ export class ProcessRunner extends EventEmitter<{ state: [RunnerState] }> {
   private childUpSince = 0;
   private adopted: AdoptedChild | undefined;
   private stderrTail: string[] = [];
+  private logFileTail: { tail: LogFileTail; splitter: LineSplitter } | undefined;
+  /** The pid the log file's lines are credited to (the current child). */
+  private logPid = 0;
 
   private restartTimer: NodeJS.Timeout | undefined;
   private stableTimer: NodeJS.Timeout | undefined;
@@ -169,7 +179,8 @@ export class ProcessRunner extends EventEmitter<{ state: [RunnerState] }> {
    * Changes what the next spawn runs (a re-rendered command line after a
    * config change); the running child is not touched.
    */
-  setCommand(command: Pick<ProcessRunnerOptions, 'command' | 'args' | 'env'>): void {
+  setCommand(command: Pick<ProcessRunnerOptions, 'command' | 'args' | 'env' | 'logFile'>): void {
+    if (command.logFile !== this.opts.logFile) this.stopLogFile();
     this.opts = { ...this.opts, ...command };
   }
 
@@ -359,6 +370,7 @@ export class ProcessRunner extends EventEmitter<{ state: [RunnerState] }> {
 
     this.capture(child.stdout, 'stdout', pid ?? 0);
     this.capture(child.stderr, 'stderr', pid ?? 0);
+    this.followLogFile(pid ?? 0);
 
     child.on('error', (err) => {
       if (spawned) {
@@ -412,6 +424,33 @@ export class ProcessRunner extends EventEmitter<{ state: [RunnerState] }> {
     stream.on('error', () => splitter.end());
   }
 
+  /** Lines of the child's log file go where its stderr goes (the sink, and the tail kept for errors). */
+  private followLogFile(pid: number): void {
+    const file = this.opts.logFile;
+    if (!file) return;
+    this.logPid = pid;
+    if (this.logFileTail) return;
+    const splitter = new LineSplitter((line, truncated) => {
+      this.rememberStderr(line);
+      try {
+        this.opts.logSink.write({ service: this.name, stream: 'stderr', line, pid: this.logPid, time: Date.now(), ...(truncated ? { truncated } : {}) });
+      } catch {
+        // A sink must not throw; if one does, supervision goes on.
+      }
+    }, this.opts.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES);
+    const tail = new LogFileTail(file, (chunk) => splitter.push(chunk));
+    tail.start();
+    this.logFileTail = { tail, splitter };
+  }
+
+  private stopLogFile(): void {
+    const t = this.logFileTail;
+    if (!t) return;
+    this.logFileTail = undefined;
+    t.tail.stop();
+    t.splitter.end();
+  }
+
   private rememberStderr(line: string): void {
     if (line.trim() === '') return;
     this.stderrTail.push(line.length > STDERR_TAIL_LINE_CHARS ? `${line.slice(0, STDERR_TAIL_LINE_CHARS)}…` : line);
@@ -431,6 +470,7 @@ export class ProcessRunner extends EventEmitter<{ state: [RunnerState] }> {
 
   private adoptChild(record: PidRecord): void {
     this.adopted = { record, pgid: leaderGroup(record.pid) };
+    this.followLogFile(record.pid);
     this.childUpSince = performance.now();
     this.update({ state: 'running', pid: record.pid, adopted: true, retryAt: undefined });
     this.armStableTimer();
@@ -568,6 +608,7 @@ export class ProcessRunner extends EventEmitter<{ state: [RunnerState] }> {
     this.child = undefined;
     this.childExited = undefined;
     this.adopted = undefined;
+    this.stopLogFile();
     if (this.pollTimer) clearInterval(this.pollTimer);
     this.pollTimer = undefined;
     this.update({ state: 'stopped', pid: undefined, adopted: undefined });

@@ -145,6 +145,11 @@ export class Service extends EventEmitter<{ status: [ServiceStatus] }> {
     return this.cfg;
   }
 
+  /** What the service's driver is given, with the config in force: for plugins that run the service's tools beside it (backups). */
+  driverContext(): DriverContext {
+    return this.context(this.cfg);
+  }
+
   /** Prepares, renders and starts the service; adopts a child a previous supervisor left running. */
   start(): Promise<void> {
     return this.serialised(async () => {
@@ -294,7 +299,7 @@ export class Service extends EventEmitter<{ status: [ServiceStatus] }> {
     const fill = (text: string) => compileTemplate(text)(ctx);
     const env: Record<string, string | undefined> = { PATH: process.env.PATH, LANG: 'C.UTF-8' };
     for (const [name, value] of Object.entries(run.env)) env[name] = fill(value);
-    this.runner.setCommand({ command: fill(run.command), args: run.args.map(fill), env });
+    this.runner.setCommand({ command: fill(run.command), args: run.args.map(fill), env, logFile: run.log_file ? fill(run.log_file) : undefined });
   }
 
   private ensureDirs(): void {

@@ -172,6 +172,16 @@ test('SIGKILL of the supervisor, then a restart: children adopted, no second pos
   const etcdAfter = await healthy('etcd');
   assert.equal(pgAfter.pid, pgBefore.pid, 'the running postmaster is adopted, not started twice');
   assert.equal(etcdAfter.pid, etcdBefore.pid);
+  // The adopted etcd's stderr pipe died with the old supervisor: it logs to a file now, so a log line
+  // (a put naming a lease that does not exist makes etcd warn) no longer kills it with SIGPIPE.
+  await etcd('/v3/kv/put', { key: Buffer.from('adopted').toString('base64'), value: 'eA==', lease: '12345' }).catch(() => undefined);
+  await eventually(
+    async () => readFileSync(join(stateDir, 'logs', 'services.log'), 'utf8').split('\n').some((l) => l.includes('"service":"etcd"') && l.includes('failed to apply request')) || undefined,
+    10_000,
+    "etcd's warning, read from its log file, in the services log",
+  );
+  await new Promise((r) => setTimeout(r, 500));
+  assert.equal((await healthy('etcd')).pid, etcdBefore.pid, 'the adopted etcd survived its own log line');
   assert.deepEqual(postmastersOf(join(stateDir, 'svc', 'postgresql', 'data')), [pgBefore.pid], 'exactly one postmaster for the data directory');
   assert.deepEqual(await sql('SHOW work_mem'), [{ work_mem: '12MB' }], 'the gossiped config survives a supervisor restart');
 });

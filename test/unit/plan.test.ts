@@ -27,10 +27,12 @@ test('the shipped etcd plan renders its yaml', () => {
   const plan = findPlan('etcd', [plansDir]);
   const files = renderTemplates(plan, {
     cfg: plan.defaults,
-    svc: { data_dir: '/d', config_dir: '/c', etcd_initial_cluster: 'm1=http://10.0.0.1:2380', etcd_initial_cluster_state: 'new', etcd_cluster_token: 't' },
+    svc: { data_dir: '/d', config_dir: '/c', logs_dir: '/l', etcd_initial_cluster: 'm1=http://10.0.0.1:2380', etcd_initial_cluster_state: 'new', etcd_cluster_token: 't' },
     sys: { ip: '10.0.0.1', member_id: 'm1' },
   });
   assert.match(files.get('etcd.yml')!, /^listen-client-urls: 'http:\/\/10\.0\.0\.1:2379'$/m);
+  assert.match(files.get('etcd.yml')!, /^log-outputs: \['\/l\/etcd\.log'\]$/m, 'etcd logs to the file hasup follows, not to its stderr pipe');
+  assert.equal(plan.manifest.run.log_file, '{{svc.logs_dir}}/etcd.log');
 });
 
 test('a template that uses a missing value fails to render instead of writing a broken config', () => {
