@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import type { EtcdMembershipStatus } from '../plugins/etcd/membership.js';
 import type { FenceStatus } from '../ha/index.js';
-import type { Census, ClusterView, ElasticsearchClusterView, ServiceGroupMember, ServiceGroupView } from '../plugins/http/cluster-view.js';
+import type { Census, ClusterBackupView, ClusterView, ElasticsearchClusterView, ServiceGroupMember, ServiceGroupView } from '../plugins/http/cluster-view.js';
 import { DEFAULT_STATE_DIR } from '../supervisor/state-dir.js';
 import { ApiClient } from './api-client.js';
 
@@ -67,6 +67,55 @@ export function fenceSummary(f: FenceStatus): string {
   const watchdog = `; kernel watchdog ${f.watchdog ?? 'off'}`;
   const last = f.last_fence ? `; last stopped PostgreSQL ${new Date(f.last_fence.at_ms).toISOString()} (${f.last_fence.cause})` : '';
   return `fence: ${state}${proc}${watchdog}${last}`;
+}
+
+/**
+ * The `hasup status` line on backups, from the leader's report: the
+ * repository, whether the stanza is ready, the last full backup, how far
+ * WAL is archived, a running job; a WARNING when archiving or the
+ * repository fails.
+ */
+export function backupSummary(b: ClusterBackupView, now: number): string {
+  if (!b.enabled) return 'backups: off (set [service.postgresql.backup] repo_path)';
+  const parts = [`repository ${b.repo_path}`];
+  if (!b.active) {
+    parts.push('no PostgreSQL leader looks after it now');
+    return `backups: ${parts.join(', ')}`;
+  }
+  if (b.stanza === 'ok') parts.push('stanza ok');
+  else if (b.stanza === 'creating') parts.push('stanza being made ready');
+  else if (b.stanza === 'failed') {
+    const retry = b.retry_at !== null ? `; retrying ${b.retry_at > now ? `in ${duration(b.retry_at - now)}` : 'now'}` : '';
+    parts.push(`WARNING: repository not ready${b.last_error ? ` since ${minute(b.last_error.at)} (${b.last_error.message})` : ''}${retry}`);
+  }
+  parts.push(b.last_full ? `last full ${minute(b.last_full.stopped_at)} (${ago(now - b.last_full.stopped_at)})` : 'no full backup yet');
+  if (b.last_backup && b.last_backup.label !== b.last_full?.label) parts.push(`last ${b.last_backup.type} ${minute(b.last_backup.stopped_at)} (${ago(now - b.last_backup.stopped_at)})`);
+  const a = b.archive;
+  if (a?.failing) {
+    parts.push(`WARNING: WAL archiving fails (segment ${a.last_failed_wal ?? '?'}${a.last_failed_at !== null ? ` at ${minute(a.last_failed_at)}` : ''}; last archived ${a.last_archived_wal ?? 'none'}${a.last_archived_at !== null ? ` at ${minute(a.last_archived_at)}` : ''})`);
+  } else if (a) parts.push(a.last_archived_wal ? `archive up to ${a.last_archived_wal}` : 'nothing archived yet');
+  const job = b.job;
+  if (job?.state === 'running') parts.push(`backup ${job.id}${job.type ? ` (${job.type})` : ''} running${job.percent !== null ? `, ${job.percent.toFixed(0)}%` : ''}`);
+  else if (job?.state === 'failed' && job.ended_at !== null) parts.push(`WARNING: the last backup job failed ${ago(now - job.ended_at)}${job.error ? ` (${job.error})` : ''}`);
+  if (!b.from_leader) parts.push(`as reported by ${b.member}, not known as the leader here`);
+  return `backups: ${parts.join(', ')}`;
+}
+
+/** 2026-12-06T10:00Z */
+function minute(ms: number): string {
+  return `${new Date(ms).toISOString().slice(0, 16)}Z`;
+}
+
+function ago(ms: number): string {
+  return ms < 0 ? 'in the future' : `${duration(ms)} ago`;
+}
+
+function duration(ms: number): string {
+  const s = Math.max(0, Math.round(ms / 1000));
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.round(s / 60)} min`;
+  if (s < 86_400) return `${Math.round(s / 360) / 10} h`;
+  return `${Math.round(s / 8640) / 10} d`;
 }
 
 /** Lines under the `hasup status` table: gossip states and clock drift. */

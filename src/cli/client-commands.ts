@@ -7,7 +7,7 @@ import type { ClusterView } from '../plugins/http/cluster-view.js';
 import { ApiClient } from './api-client.js';
 import type { EtcdMembershipStatus } from '../plugins/etcd/membership.js';
 import type { FenceStatus } from '../ha/index.js';
-import { clusterCell, clusterSummary, etcdSummary, fenceSummary } from './census.js';
+import { backupSummary, clusterCell, clusterSummary, etcdSummary, fenceSummary } from './census.js';
 
 /**
  * Commands that talk to the local daemon through its HTTP API:
@@ -47,7 +47,7 @@ export function registerClientCommands(program: Command): void {
       const fence = ha?.fence;
       if (flags.json) console.log(JSON.stringify({ services, cluster, etcd, fence }, null, 2));
       else {
-        const extra = [etcd && etcdSummary(etcd), fence && fenceSummary(fence)].filter((l): l is string => !!l);
+        const extra = [etcd && etcdSummary(etcd), fence && fenceSummary(fence), cluster.backup && backupSummary(cluster.backup, Date.now())].filter((l): l is string => !!l);
         console.log([statusTable(services, Date.now(), cluster), '', ...clusterSummary(cluster), ...extra].join('\n'));
       }
     });

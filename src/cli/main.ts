@@ -8,6 +8,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, CommanderError } from 'commander';
+import { registerBackupCommands } from './backup-commands.js';
 import { registerCensusCommand } from './census.js';
 import { registerClientCommands } from './client-commands.js';
 import { registerClusterCommands } from './cluster.js';
@@ -34,6 +35,7 @@ registerClientCommands(program);
 registerCensusCommand(program);
 registerFrontendConfigCommand(program);
 registerHaCommands(program);
+registerBackupCommands(program);
 registerSystemdUnitCommand(program);
 
 try {

@@ -1,11 +1,13 @@
 import type { FastifyInstance } from 'fastify';
 import { WireCodec, resolveGossipConfig, type GossipProfile, loadKeyring, Memberlist, type MemberView, formatPeerAddress, type PeerAddress, createUdpTransport, type UdpTransport } from '../gossip/index.js';
 import { writeApiEndpoint } from './api-endpoint.js';
+import { BackupCoordinator } from '../plugins/backup/coordinator.js';
 import { driverFor } from './drivers.js';
 import { ElasticsearchMembership } from '../plugins/elasticsearch/membership.js';
 import { etcdClientUrls } from '../plugins/etcd/endpoints.js';
 import { EtcdMembership } from '../plugins/etcd/membership.js';
 import { createApiServer } from '../plugins/http/api.js';
+import { clusterBackupView } from '../plugins/http/cluster-view.js';
 import { memberRoutes } from '../plugins/http/members.js';
 import { listen, type HttpListen } from '../plugins/http/server.js';
 import { HostMetrics } from '../plugins/metrics/host-metrics.js';
@@ -18,6 +20,7 @@ import { shippedPlansDir } from '../supervisor/install-paths.js';
 import { MultiSink, RotatingFileSink } from '../supervisor/log-sink.js';
 import type { Logger, LogTap } from '../supervisor/log.js';
 import { keyringFromSecrets, loadOrCreateSecrets } from '../supervisor/secrets.js';
+import { backupRumorFor } from '../supervisor/rumors/backup.js';
 import { nextRumorVersion } from '../supervisor/rumors/key.js';
 import { serviceRumor, ServicePorts } from '../supervisor/rumors/service.js';
 import { decodeServiceConfigRumor, serviceConfigRumor } from '../supervisor/rumors/service-config.js';
@@ -69,6 +72,8 @@ export class Daemon {
   /** PostgreSQL leadership through an etcd lease (members of a cluster). */
   private ha?: PostgresHa;
   private etcd?: EtcdMembership;
+  /** The backup repository's stanza, archiving and backup jobs (docs/backup.md). */
+  private backup?: BackupCoordinator;
   /** One Elasticsearch cluster from the census (members of a cluster; a member on its own has a cluster of one). */
   private esMembership?: ElasticsearchMembership;
   private servicePorts?: ServicePorts;
@@ -187,6 +192,7 @@ export class Daemon {
     const leadership = this.ha?.leadership ?? new StandaloneLeadership(supervisor, this.memberId);
     this.leadership = leadership;
     gossipRoles(leadership, this.memberId, ring);
+    this.backup = this.startBackups(ring, supervisor, leadership);
 
     if (opts.http) {
       this.http = await createApiServer({
@@ -198,6 +204,7 @@ export class Daemon {
         token: secrets.api_token,
         metricsRegistries: [this.hostMetrics.registry],
         ha: this.ha?.operations,
+        backup: this.backup,
         tls: opts.http.tls,
         open: opts.http.open,
         configs: { publish: (sg: string, version: number, toml: string) => ring.publish(serviceConfigRumor(sg, version, toml)) },
@@ -211,11 +218,41 @@ export class Daemon {
     this.joinPeers(0);
     this.timers.push(setInterval(() => this.checkClocks(), CLOCK_CHECK_INTERVAL_MS).unref());
     this.ha?.start();
+    this.backup?.start();
     esMembership.start();
     // Under formation etcd runs only where the formation decides (it loads it there).
     await supervisor.start(etcd.forming ? opts.services.load.filter((name) => name !== 'etcd') : opts.services.load);
     startFormation();
     this.startShipping(supervisor, secrets, leadership);
+  }
+
+  /**
+   * The backup coordinator: while this member leads PostgreSQL with backups
+   * on, it makes the repository ready and runs backup jobs; its report is
+   * gossiped (rumors/backup.ts) so every member shows the leader's.
+   */
+  private startBackups(ring: Memberlist, supervisor: Supervisor, leadership: Leadership): BackupCoordinator {
+    const serviceGroup = `postgresql.${this.opts.services.group}`;
+    const coordinator: BackupCoordinator = new BackupCoordinator({
+      memberId: this.memberId,
+      context: () => supervisor.get('postgresql')?.driverContext(),
+      leadership,
+      clusterReport: () => {
+        const view = clusterBackupView(
+          { memberId: this.memberId, members: ring.members(), rumors: (kind) => ring.rumors(kind), localServices: [], leadership: leadership.state(), localBackup: coordinator.report() },
+          null,
+        );
+        return view ? { member: view.member, report: view } : undefined;
+      },
+      log: this.log,
+    });
+    let version = 0;
+    coordinator.onReport((report) => {
+      if (this.stopped) return;
+      version = nextRumorVersion(version);
+      ring.publish(backupRumorFor(this.memberId, serviceGroup, report, version));
+    });
+    return coordinator;
   }
 
   /** Logs and metrics to Elasticsearch (docs/shipping.md), when this member runs Elasticsearch or is told to ship. */
@@ -308,6 +345,8 @@ export class Daemon {
     for (const t of this.timers) clearTimeout(t);
     this.etcd?.stop();
     this.esMembership?.stop();
+    // A running backup or verify is cancelled before PostgreSQL goes down under it.
+    await this.backup?.close();
     // A leader that leaves hands its key back before PostgreSQL goes down, so a follower takes over at once.
     await this.ha?.close({ leaving: opts.leave });
     await this.supervisor?.stopAll();

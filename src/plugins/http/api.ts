@@ -5,7 +5,10 @@ import type { Leadership } from '../../supervisor/leadership.js';
 import type { HaOperations } from '../../ha/index.js';
 import type { Logger } from '../../supervisor/log.js';
 import type { Supervisor } from '../../supervisor/supervisor.js';
+import type { BackupOperations } from '../backup/coordinator.js';
 import { ApiMetrics, metricsRoutes } from '../metrics/metrics.js';
+import { memberApiAddress } from '../../supervisor/rumors/service-members.js';
+import { backupRoutes } from './backup.js';
 import { butterflyRoutes } from './butterfly.js';
 import { checkRoutes } from './checks.js';
 import { configApplyRoutes, type ConfigPublisher } from './config-apply.js';
@@ -33,6 +36,8 @@ export interface ApiDeps {
   metricsRegistries?: Registry[];
   /** The PostgreSQL election's operations (switchover, pause, view); absent on a standalone member. */
   ha?: HaOperations;
+  /** Backup jobs, the repository's listing and its verification (src/plugins/backup/coordinator.ts). */
+  backup?: BackupOperations;
 }
 
 /**
@@ -54,11 +59,12 @@ export async function createApiServer(deps: ApiDeps): Promise<FastifyInstance> {
     onResponse: (req, status, seconds) => metrics.observeRequest(req.method, req.routeOptions.url ?? 'unmatched', status, seconds),
     plugins: [
       { plugin: checkRoutes, options: { memberId, leadership, services: supervisor, heartbeat: new Heartbeat(), livenessMaxAgeMs: deps.livenessMaxAgeMs } },
-      { plugin: viewRoutes, options: { memberId, ring, services: supervisor, leadership } },
+      { plugin: viewRoutes, options: { memberId, ring, services: supervisor, leadership, backup: () => deps.backup?.report() } },
       { plugin: butterflyRoutes, options: { ring } },
       { plugin: servicesRoutes, options: { supervisor } },
       { plugin: configApplyRoutes, options: { supervisor, ring: deps.configs } },
       { plugin: operationRoutes, options: { ha: deps.ha } },
+      { plugin: backupRoutes, options: { backup: deps.backup, locate: (member: string) => memberApiAddress(ring, member) } },
       { plugin: metricsRoutes, options: { metrics } },
       { plugin: eventRoutes, options: { hub, memberId } },
     ],

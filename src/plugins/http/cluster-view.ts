@@ -1,5 +1,6 @@
 import type { MemberView, MemberStateName, StoredRumor } from '../../gossip/index.js';
 import type { LeadershipState } from '../../supervisor/leadership.js';
+import { decodeBackupReport, pickBackupReport, RUMOR_BACKUP, type BackupReport, type MemberBackupReport } from '../../supervisor/rumors/backup.js';
 import { splitMemberServiceKey } from '../../supervisor/rumors/key.js';
 import { decodeRoleRumor, roleRumor, RUMOR_ROLE, type RoleRumor } from '../../supervisor/rumors/role.js';
 import { decodeServiceRumor, RUMOR_SERVICE } from '../../supervisor/rumors/service.js';
@@ -93,6 +94,14 @@ export interface Census {
   elasticsearch?: ElasticsearchClusterView;
 }
 
+/** Backups as the cluster's leader reports them (or, without one, the newest report any member made). */
+export interface ClusterBackupView extends BackupReport {
+  /** The member whose report this is. */
+  member: string;
+  /** It is the PostgreSQL leader's. */
+  from_leader: boolean;
+}
+
 export interface ClusterView {
   member_id: string;
   gossip: Record<MemberStateName, number>;
@@ -100,6 +109,8 @@ export interface ClusterView {
   members: Array<Omit<CensusMember, 'services'> & { clock_drift: boolean; services: string[] }>;
   service_groups: ServiceGroupView[];
   elasticsearch?: ElasticsearchClusterView;
+  /** Present when some member runs PostgreSQL. */
+  backup?: ClusterBackupView;
 }
 
 export interface CensusInput {
@@ -108,6 +119,8 @@ export interface CensusInput {
   rumors: (kind: string) => StoredRumor[];
   localServices: ServiceStatus[];
   leadership: LeadershipState;
+  /** This member's backup report (its coordinator's; undefined where PostgreSQL is not loaded). */
+  localBackup?: BackupReport;
 }
 
 const isLive = (state: MemberStateName) => state === 'alive' || state === 'suspect';
@@ -205,8 +218,28 @@ function groupView(members: CensusMember[]): ServiceGroupView[] {
   return [...groups.values()].sort((a, b) => a.service_group.localeCompare(b.service_group));
 }
 
+/**
+ * The backup report to show: every member's from its rumor (this member's
+ * own, fresher, from its coordinator), the PostgreSQL leader's first.
+ */
+export function clusterBackupView(input: CensusInput, groupLeader: string | null): ClusterBackupView | undefined {
+  const live = new Set(input.members.filter((m) => isLive(m.state)).map((m) => m.id));
+  const reports: MemberBackupReport[] = [];
+  for (const r of input.rumors(RUMOR_BACKUP)) {
+    const key = splitMemberServiceKey(r.key);
+    if (!key || key.member === input.memberId || !live.has(key.member)) continue;
+    const report = decodeBackupReport(r.payload);
+    if (report) reports.push({ member: key.member, report });
+  }
+  if (input.localBackup) reports.push({ member: input.memberId, report: input.localBackup });
+  const picked = pickBackupReport(reports, input.leadership.leader ?? groupLeader, input.memberId);
+  return picked ? { ...picked.report, member: picked.member, from_leader: picked.from_leader } : undefined;
+}
+
 export function buildClusterView(input: CensusInput): ClusterView {
   const census = buildCensus(input);
+  const pgLeader = census.service_groups.find((g) => g.service_group === input.leadership.serviceGroup || g.service_group.startsWith('postgresql.'))?.leader ?? null;
+  const backup = clusterBackupView(input, pgLeader);
   const gossip: Record<MemberStateName, number> = { alive: 0, suspect: 0, dead: 0, left: 0, departed: 0 };
   for (const m of census.members) gossip[m.state]++;
   return {
@@ -220,5 +253,6 @@ export function buildClusterView(input: CensusInput): ClusterView {
     })),
     service_groups: census.service_groups,
     ...(census.elasticsearch ? { elasticsearch: census.elasticsearch } : {}),
+    ...(backup ? { backup } : {}),
   };
 }

@@ -1,6 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { Memberlist } from '../../gossip/index.js';
 import type { Leadership } from '../../supervisor/leadership.js';
+import type { BackupReport } from '../../supervisor/rumors/backup.js';
 import type { ServiceStatus } from '../../supervisor/service.js';
 import { buildCensus, buildClusterView, type CensusInput } from './cluster-view.js';
 
@@ -9,6 +10,8 @@ export interface ViewDeps {
   ring: Pick<Memberlist, 'members' | 'rumors'>;
   services: { list(): ServiceStatus[] };
   leadership: Leadership;
+  /** This member's backup report (undefined where PostgreSQL is not loaded); peers' come from their rumors. */
+  backup?: () => BackupReport | undefined;
 }
 
 /**
@@ -23,9 +26,10 @@ export const viewRoutes: FastifyPluginAsync<ViewDeps> = async (app, deps) => {
     rumors: (kind) => deps.ring.rumors(kind),
     localServices: deps.services.list(),
     leadership: deps.leadership.state(),
+    localBackup: deps.backup?.(),
   });
   app.get('/census', { schema: { description: 'Every member with its services, health and role; the leader of each service group.' } }, async () => buildCensus(input()));
-  app.get('/cluster', { schema: { description: 'The whole cluster in one answer: members, gossip states, clock drift, and per service group the leader, roles, lag, timeline and health.' } }, async () =>
+  app.get('/cluster', { schema: { description: 'The whole cluster in one answer: members, gossip states, clock drift, per service group the leader, roles, lag, timeline and health, and backups as the leader reports them (repository, stanza, archiving, last full backup, the running job).' } }, async () =>
     buildClusterView(input()),
   );
 };

@@ -57,3 +57,20 @@ export function serviceMembers(ring: CensusSource, service: string, port: string
   out.sort((a, b) => a.rank - b.rank || Number(b.self) - Number(a.self) || a.member.localeCompare(b.member));
   return out.map(({ rank: _rank, ...m }) => m);
 }
+
+/**
+ * Where a member's HTTP API is reached: its gossip address, and the API
+ * port its service rumors carry (a member serves one API for all its
+ * services). Undefined when the ring does not know the member or none of
+ * its rumors names the port.
+ */
+export function memberApiAddress(ring: Pick<Memberlist, 'members' | 'rumors'>, member: string): { addr: string; port: number } | undefined {
+  const m = ring.members().find((x) => x.id === member);
+  if (!m) return undefined;
+  for (const r of ring.rumors(RUMOR_SERVICE)) {
+    if (parseServiceRumorKey(r.key)?.member !== member) continue;
+    const port = decodeServiceRumor(r.payload)?.api_port;
+    if (port !== undefined) return { addr: m.addr, port };
+  }
+  return undefined;
+}

@@ -1,0 +1,202 @@
+import { InvalidArgumentError, Option, type Command } from 'commander';
+import type { JobView } from '../plugins/backup/coordinator.js';
+import type { BackupType } from '../plugins/backup/info.js';
+import { formatBytes } from '../plugins/backup/pgbackrest.js';
+import type { BackupListing, VerifyOutcome } from '../plugins/backup/views.js';
+import { DEFAULT_STATE_DIR } from '../supervisor/state-dir.js';
+import { ApiClient, ApiError } from './api-client.js';
+
+/**
+ * Backups from the command line, through the local daemon's API
+ * (docs/backup.md):
+ *
+ *   hasup backup create [--type full|diff|incr] [--wait]   on the leader (a follower names it; the command goes there)
+ *   hasup backup list [--json]                              the repository's backups, archive and recoverability window
+ *   hasup backup verify [--json]                            pgBackRest's verify and hasup's checks; exit 1 when anything is wrong
+ */
+interface Flags {
+  stateDir: string;
+  api?: string;
+  secrets?: string;
+  json?: boolean;
+}
+
+function withFlags(cmd: Command): Command {
+  return cmd
+    .option('--state-dir <dir>', 'state directory of the local member', process.env.HASUP_STATE_DIR ?? DEFAULT_STATE_DIR)
+    .option('--api <url>', 'HTTP API of the member (default: recorded in STATE_DIR/api.json)')
+    .option('--secrets <file>', 'cluster secrets file holding the API token (default: recorded by the daemon)')
+    .option('--json', 'print the answer as JSON');
+}
+
+const client = (flags: Flags) => ApiClient.fromStateDir(flags.stateDir, { url: flags.api, secrets: flags.secrets });
+
+/** The API's own words for a refusal (it names what to do), without the method and status. */
+function plain(err: unknown): Error {
+  return err instanceof ApiError && typeof err.body.error === 'string' ? new Error(err.body.error) : (err as Error);
+}
+
+const POLL_MS = 2000;
+/** The daemon answers a verify within this; longer ones are polled as jobs. */
+const VERIFY_WAIT_S = 240;
+
+export function registerBackupCommands(program: Command): void {
+  const backup = program.command('backup').description('backups of the PostgreSQL cluster with pgBackRest (set [service.postgresql.backup] repo_path on every member)');
+
+  withFlags(backup.command('create'))
+    .description('take a backup on the PostgreSQL leader (asked of a follower, the command goes to the leader)')
+    .addOption(new Option('--type <type>', 'full, diff (changes since the last full) or incr (changes since the last backup)').choices(['full', 'diff', 'incr']).default('full'))
+    .option('--wait', 'wait for the backup to end, printing its progress')
+    .action(async (flags: Flags & { type: BackupType; wait?: boolean }) => {
+      let api = client(flags);
+      let answer: { job: JobView };
+      try {
+        answer = await api.request<{ job: JobView }>('POST', '/backup', { type: flags.type });
+      } catch (err) {
+        const leader = err instanceof ApiError && err.status === 421 ? (err.body.leader as { member?: string; api?: string | null } | undefined) : undefined;
+        if (!leader) throw plain(err);
+        if (!leader.api) throw new Error(`backups are taken on the leader, member ${leader.member ?? '?'}, whose API address this member does not know; run the command there`);
+        if (!flags.json) console.error(`this member is not the leader; asking the leader ${leader.member ?? ''} at ${leader.api}`);
+        api = api.at(leader.api);
+        answer = await api.request<{ job: JobView }>('POST', '/backup', { type: flags.type }).catch((e: unknown) => {
+          throw plain(e);
+        });
+      }
+      let job = answer.job;
+      if (!flags.wait) {
+        console.log(flags.json ? JSON.stringify(job, null, 2) : `backup job ${job.id} (${job.type}) started on member ${job.member}; follow it at ${api.url}/backup/jobs/${job.id}, or run with --wait`);
+        return;
+      }
+      if (!flags.json) console.log(`backup job ${job.id} (${job.type}) started on member ${job.member}`);
+      job = await follow(api, job, (j) => {
+        if (!flags.json) console.log(`  ${progressText(j)}`);
+      });
+      if (flags.json) console.log(JSON.stringify(job, null, 2));
+      if (job.state === 'failed') throw new Error(`backup job ${job.id} failed: ${job.error ?? 'no reason given'}`);
+      if (!flags.json) console.log(backupDoneText(job));
+    });
+
+  withFlags(backup.command('list'))
+    .description("the repository's backups (label, type, start and stop, sizes, WAL range), the archive's first and last WAL segment, and the recoverability window")
+    .action(async (flags: Flags) => {
+      const listing = await client(flags)
+        .request<BackupListing>('GET', '/backups')
+        .catch((err: unknown) => {
+          throw plain(err);
+        });
+      console.log(flags.json ? JSON.stringify(listing, null, 2) : listingText(listing));
+    });
+
+  withFlags(backup.command('verify'))
+    .description("check every backup file and archived WAL segment against its checksum (pgBackRest verify) and hasup's checks (WAL gaps, unusable backups, each backup's WAL, the repository's system id, the leader's archiving); exits 1 when anything is wrong")
+    .option('--timeout <seconds>', 'give verify up after this long (default 6 hours)', positiveInt)
+    .action(async (flags: Flags & { timeout?: number }) => {
+      const api = client(flags);
+      const body = { wait_s: VERIFY_WAIT_S, ...(flags.timeout ? { timeout_s: flags.timeout } : {}) };
+      let job = (
+        await api.request<{ job: JobView }>('POST', '/backup/verify', body, { timeoutMs: (VERIFY_WAIT_S + 30) * 1000 }).catch((err: unknown) => {
+          throw plain(err);
+        })
+      ).job;
+      if (job.state === 'running') {
+        if (!flags.json) console.error(`verify job ${job.id} still runs on member ${job.member}; waiting for it`);
+        job = await follow(api, job, () => undefined);
+      }
+      if (job.state === 'failed' || !job.verify) throw new Error(`verify job ${job.id} could not run: ${job.error ?? 'no verdict'}`);
+      console.log(flags.json ? JSON.stringify(job.verify, null, 2) : verifyText(job.verify));
+      if (!job.verify.ok) {
+        console.error(`hasup: the repository has ${job.verify.problems.length} problem(s)${job.verify.problems[0] ? `, first: ${job.verify.problems[0]}` : ''}`);
+        process.exitCode = 1;
+      }
+    });
+}
+
+function positiveInt(v: string): number {
+  const n = Number(v);
+  if (!Number.isSafeInteger(n) || n < 10 || n > 86_400) throw new InvalidArgumentError('a whole number of seconds from 10 to 86400');
+  return n;
+}
+
+/** Polls a job on the member that runs it until it ends, telling `onChange` each new progress. */
+async function follow(api: ApiClient, job: JobView, onChange: (j: JobView) => void): Promise<JobView> {
+  let shown = '';
+  let failures = 0;
+  while (job.state === 'running') {
+    await new Promise((r) => setTimeout(r, POLL_MS));
+    try {
+      job = (await api.request<{ job: JobView }>('GET', `/backup/jobs/${job.id}`, undefined, { timeoutMs: 10_000 })).job;
+      failures = 0;
+    } catch (err) {
+      // The member that runs it may be busy for a moment; gone for good, the job is lost with it.
+      if (++failures >= 5) throw new Error(`lost track of ${job.kind} job ${job.id} on ${api.url}: ${plain(err).message}`);
+      continue;
+    }
+    const text = progressText(job);
+    if (job.state === 'running' && text !== shown) {
+      shown = text;
+      onChange(job);
+    }
+  }
+  return job;
+}
+
+/** e.g. `42% (10.1 MiB of 24.0 MiB)`, or `running (no progress yet)`. */
+export function progressText(j: JobView): string {
+  const p = j.progress;
+  if (p.percent === null) return `running${p.bytes_total !== null ? ` (database ${formatBytes(p.bytes_total)}; no progress reported yet)` : ' (no progress reported yet)'}`;
+  const bytes = p.bytes_done !== null && p.bytes_total !== null ? ` (${formatBytes(p.bytes_done)} of ${formatBytes(p.bytes_total)})` : '';
+  return `${p.percent.toFixed(p.percent % 1 === 0 ? 0 : 1)}%${bytes}`;
+}
+
+export function backupDoneText(j: JobView): string {
+  const b = j.backup;
+  if (!b) return `backup job ${j.id} done`;
+  const took = j.took_ms !== null ? ` in ${(j.took_ms / 1000).toFixed(1)} s` : '';
+  return `backup ${b.label} (${b.type}) done${took}: database ${formatBytes(b.database_bytes)}, copied ${formatBytes(b.backup_bytes)}, ${formatBytes(b.repo_bytes)} in the repository; WAL ${b.wal_start ?? '?'} to ${b.wal_stop ?? '?'}`;
+}
+
+const when = (iso: string) => `${iso.slice(0, 19).replace('T', ' ')}Z`;
+
+export function listingText(l: BackupListing): string {
+  const st = l.stanza;
+  const head = `repository ${l.repo_path} (stanza ${st.name}: ${st.exists ? st.status.message : 'not created yet'}${st.cipher.some((c) => c !== 'none') ? `, encrypted ${st.cipher.join('/')}` : ''}), read by member ${l.member}${l.backup_running ? '; a backup is running' : ''}`;
+  const lines = [head];
+  if (l.backups.length === 0) lines.push('no backups yet (hasup backup create --type full)');
+  else {
+    const rows = [['LABEL', 'TYPE', 'REPO', 'STARTED', 'STOPPED', 'DATABASE', 'COPIED', 'IN REPO', 'WAL START', 'WAL STOP']];
+    for (const b of l.backups) {
+      rows.push([
+        `${b.label}${b.error ? ' (page checksum errors)' : ''}`,
+        b.type,
+        String(b.repo),
+        when(b.started_at),
+        when(b.stopped_at),
+        formatBytes(b.database_bytes),
+        formatBytes(b.backup_bytes),
+        formatBytes(b.repo_bytes),
+        b.wal_start ?? '-',
+        b.wal_stop ?? '-',
+      ]);
+    }
+    lines.push('', table(rows), '');
+  }
+  for (const a of l.archives) lines.push(`archive (repository ${a.repo}, ${a.id}): ${a.min === null ? 'no WAL yet' : `${a.min} to ${a.max}`}`);
+  for (const w of l.recoverable) {
+    lines.push(`recoverable (repository ${w.repo}): from ${when(w.from)} (end of backup ${w.from_backup}) to the end of WAL ${w.to_wal}${w.to ? ` (archived ${when(w.to)})` : ''}; hasup backup verify checks the WAL between is all there`);
+  }
+  return lines.join('\n');
+}
+
+export function verifyText(v: VerifyOutcome): string {
+  const lines = [`repository ${v.repo_path} (repository ${v.repo}) verified from member ${v.member} in ${(v.took_ms / 1000).toFixed(1)} s: ${v.ok ? 'OK' : 'PROBLEMS FOUND'}`];
+  const rows = v.checks.map((c) => [c.status === 'ok' ? 'ok' : c.status.toUpperCase(), c.name, c.detail]);
+  lines.push(table(rows));
+  if (v.problems.length > 0) lines.push('', 'problems:', ...v.problems.map((p) => `  ${p}`));
+  if (v.warnings.length > 0) lines.push('', 'warnings:', ...v.warnings.map((w) => `  ${w}`));
+  return lines.join('\n');
+}
+
+function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  return rows.map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  ')).join('\n');
+}

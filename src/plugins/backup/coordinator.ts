@@ -1,0 +1,575 @@
+import type { BackoffOptions } from '../../supervisor/backoff.js';
+import { Backoff } from '../../supervisor/backoff.js';
+import type { DriverContext } from '../../supervisor/driver.js';
+import type { Leadership } from '../../supervisor/leadership.js';
+import type { Logger } from '../../supervisor/log.js';
+import type { ArchiveReport, BackupBrief, BackupReport, JobBrief, StanzaState } from '../../supervisor/rumors/backup.js';
+import type { ClusterSecrets } from '../../supervisor/secrets.js';
+import type { BackupInfo, BackupType, StanzaInfo } from './info.js';
+import { JobBook, JobBusy, type Job } from './jobs.js';
+import { archiverFailing, localDatabase, type LocalDatabase } from './local-db.js';
+import { BackupNotConfigured, PgBackRest, type BackupOptions, type CallOptions } from './pgbackrest.js';
+import { backupEnabled, backupSettingsFrom, type BackupSettings } from './settings.js';
+import type { VerifyReport } from './verify.js';
+import { backupJson, backupListing, verifyOutcome, type BackupJson, type BackupListing, type VerifyOutcome } from './views.js';
+
+/**
+ * The cluster side of backups, one per member (wired by src/node/daemon.ts):
+ *
+ *  - While this member is the PostgreSQL leader and backups are on
+ *    (backup.repo_path set), it makes the repository ready: pgBackRest's
+ *    idempotent stanza-create, then `check` (a WAL segment reaches the
+ *    repository), retried with backoff until both pass, and again whenever
+ *    the repository settings change (a config reload) or the member becomes
+ *    leader again. Without it the leader's archive_command would fail.
+ *  - On the leader it reads pg_stat_archiver every poll, so a failing
+ *    archive_command is seen (report().archive).
+ *  - It runs backup jobs on the leader (one at a time: pgBackRest's lock
+ *    also guards) with their progress, and verify jobs on any member.
+ *  - report() says all of it for /cluster and `hasup status`, and is
+ *    gossiped (rumors/backup.ts), so every member can show the leader's.
+ *
+ * Everything slow is a child process or a socket (pgBackRest through
+ * runTool, PostgreSQL through one short connection), never the event loop,
+ * and everything has a time limit.
+ */
+
+/** The pgBackRest calls the coordinator makes (PgBackRest; a fake in tests). */
+export interface BackupTool {
+  readonly settings: BackupSettings;
+  stanzaCreate(opts?: CallOptions): Promise<void>;
+  check(opts?: CallOptions): Promise<void>;
+  backup(type: BackupType, opts?: BackupOptions): Promise<BackupInfo>;
+  info(opts?: CallOptions): Promise<StanzaInfo>;
+  verify(opts?: CallOptions & { repo?: 1 | 2 }): Promise<VerifyReport>;
+}
+
+export type RefusalReason = 'off' | 'no-postgresql' | 'not-leader' | 'no-leader' | 'not-writable' | 'busy' | 'closed';
+
+/** An operation that cannot run here or now, and why (the routes turn the reason into a status). */
+export class BackupRefused extends Error {
+  constructor(
+    readonly reason: RefusalReason,
+    message: string,
+    /** not-leader: the leader's member id. */
+    readonly leader: string | null = null,
+    /** busy: the job that runs. */
+    readonly job: JobView | null = null,
+  ) {
+    super(message);
+  }
+}
+
+/** A job as the API shows it. */
+export interface JobView {
+  id: string;
+  kind: 'backup' | 'verify';
+  type: BackupType | null;
+  member: string;
+  state: 'running' | 'done' | 'failed';
+  started_at: string;
+  ended_at: string | null;
+  took_ms: number | null;
+  progress: { percent: number | null; bytes_total: number | null; bytes_done: number | null };
+  /** The backup made (backup jobs, once done), as `info` lists it. */
+  backup: BackupJson | null;
+  /** The verdict (verify jobs, once done). */
+  verify: VerifyOutcome | null;
+  error: string | null;
+}
+
+/** What the backup routes need (the coordinator; a fake in the route tests). */
+export interface BackupOperations {
+  /** This member's report (undefined where PostgreSQL is not loaded). */
+  report(): BackupReport | undefined;
+  /** Starts a backup job on this member, which must be the leader. */
+  startBackup(type: BackupType): JobView;
+  /** Starts a verify job on this member. */
+  startVerify(opts?: { timeoutMs?: number }): JobView;
+  job(id: string): JobView | undefined;
+  /** The job when it has ended, or as it is after `ms`. */
+  waitJob(id: string, ms: number): Promise<JobView | undefined>;
+  /** The repository's backups and archive (pgbackrest info), from this member. */
+  list(opts?: { timeoutMs?: number; signal?: AbortSignal }): Promise<BackupListing>;
+}
+
+type JobResult = { backup: BackupInfo } | { verify: VerifyOutcome };
+
+export interface BackupCoordinatorOptions {
+  memberId: string;
+  /** The PostgreSQL service's driver context with the config in force; undefined while PostgreSQL is not loaded here. */
+  context: () => DriverContext | undefined;
+  leadership: Leadership;
+  log: Logger;
+  /** The report the cluster shows (the leader's, from gossip): verify and the listing read the leader's archiver from it. */
+  clusterReport?: () => { member: string; report: BackupReport } | undefined;
+  tool?: (ctx: DriverContext) => BackupTool;
+  database?: (ctx: DriverContext) => LocalDatabase;
+  now?: () => number;
+  /** Pacing of stanza retries. */
+  retry?: BackoffOptions;
+  /** How often the leader reads pg_stat_archiver and the config is looked at again. */
+  pollMs?: number;
+  /** How often the leader reads `info` again for its report (last full backup). */
+  infoRefreshMs?: number;
+  /** How often a running backup's progress is read. */
+  progressMs?: number;
+  /** Reports are told at most this often (a job's start and end, or the stanza's state, at once). */
+  reportEveryMs?: number;
+  backupTimeoutMs?: number;
+  stanzaTimeoutMs?: number;
+}
+
+const MINUTE = 60_000;
+const DEFAULT_RETRY: BackoffOptions = { initialMs: 2000, maxMs: 5 * MINUTE, factor: 2, jitter: 0.2 };
+const DB_TIMEOUT_MS = 5000;
+const INFO_TIMEOUT_MS = 2 * MINUTE;
+const DEFAULT_VERIFY_TIMEOUT_MS = 6 * 60 * MINUTE;
+
+export class BackupCoordinator implements BackupOperations {
+  private readonly now: () => number;
+  private readonly jobs: JobBook<JobResult>;
+  private readonly log: Logger;
+  /** The repository settings being looked after while this member leads; undefined otherwise. */
+  private activeKey: string | undefined;
+  private ensureAbort: AbortController | undefined;
+  private ensuring: Promise<void> | undefined;
+  private stanza: StanzaState = 'off';
+  private stanzaOkAt: number | null = null;
+  private lastError: { at: number; message: string } | null = null;
+  private retryAt: number | null = null;
+  private archive: ArchiveReport | null = null;
+  private lastFull: BackupBrief | null = null;
+  private lastBackup: BackupBrief | null = null;
+  private infoAt = 0;
+  private readonly jobAborts = new Map<string, AbortController>();
+  private timer: NodeJS.Timeout | undefined;
+  private unsubscribe: (() => void) | undefined;
+  private ticking = false;
+  private closed = false;
+  private readonly listeners = new Set<(r: BackupReport) => void>();
+  private lastTold: { at: number; text: string } | undefined;
+  private tellTimer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly opts: BackupCoordinatorOptions) {
+    this.now = opts.now ?? Date.now;
+    this.log = opts.log.child({ component: 'backup' });
+    this.jobs = new JobBook<JobResult>({
+      member: opts.memberId,
+      now: this.now,
+      describeError: (err) => this.describe(err),
+      onChange: (job) => this.onJobChange(job),
+    });
+  }
+
+  start(): void {
+    this.unsubscribe = this.opts.leadership.onChange(() => this.reconsider());
+    this.timer = setInterval(() => void this.tick(), this.opts.pollMs ?? 15_000);
+    this.timer.unref();
+    this.reconsider();
+    void this.tick();
+  }
+
+  /** Told every report worth telling (the daemon gossips it). */
+  onReport(listener: (r: BackupReport) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  report(): BackupReport | undefined {
+    const ctx = this.opts.context();
+    if (!ctx) return undefined;
+    const settings = backupSettingsFrom(ctx.cfg);
+    const job = this.jobs.latest('backup');
+    return {
+      enabled: backupEnabled(settings),
+      repo_path: settings.repoPath,
+      active: this.activeKey !== undefined,
+      stanza: this.stanza,
+      stanza_ok_at: this.stanzaOkAt,
+      last_error: this.lastError,
+      retry_at: this.stanza === 'failed' ? this.retryAt : null,
+      archive: this.archive,
+      last_full: this.lastFull,
+      last_backup: this.lastBackup,
+      job: job ? jobBrief(job) : null,
+      at: this.now(),
+    };
+  }
+
+  startBackup(type: BackupType): JobView {
+    const ctx = this.requireBackups();
+    const st = this.opts.leadership.state();
+    if (st.role !== 'leader') {
+      if (st.leader && st.leader !== this.opts.memberId) throw new BackupRefused('not-leader', `backups are taken on the PostgreSQL leader, member ${st.leader}; this member is ${st.role === 'replica' ? 'a follower' : 'not the leader'}`, st.leader);
+      throw new BackupRefused('no-leader', `there is no PostgreSQL leader to take the backup now (${st.reason})`);
+    }
+    if (!st.writable) throw new BackupRefused('not-writable', `this leader's PostgreSQL takes no writes now (${st.reason}); try again when it does`);
+    const busy = this.jobs.running('backup');
+    if (busy) throw new BackupRefused('busy', new JobBusy(busy).message, null, jobView(busy));
+    const tool = this.toolOrRefuse(ctx);
+    const db = (this.opts.database ?? localDatabase)(ctx);
+    const abort = new AbortController();
+    const job = this.jobs.start('backup', type, async (progress) => {
+      const total = await db.databaseBytes(AbortSignal.timeout(DB_TIMEOUT_MS)).catch(() => null);
+      progress({ bytesTotal: total });
+      // A stanza not (yet) made is made now: the operator asked, the backoff need not be waited out.
+      if (this.stanza !== 'ok') await tool.stanzaCreate({ signal: abort.signal, timeoutMs: this.opts.stanzaTimeoutMs ?? 5 * MINUTE });
+      try {
+        const made = await tool.backup(type, {
+          signal: abort.signal,
+          timeoutMs: this.opts.backupTimeoutMs ?? 24 * 60 * MINUTE,
+          progressIntervalMs: this.opts.progressMs ?? 2000,
+          onProgress: (p) => {
+            if (p.percent !== undefined) progress({ percent: p.percent });
+          },
+        });
+        return { backup: made };
+      } catch (err) {
+        const why = abort.signal.reason instanceof Error ? abort.signal.reason.message : undefined;
+        if (abort.signal.aborted && why) throw new Error(`cancelled: ${why} (${(err as Error).message})`);
+        throw err;
+      }
+    });
+    this.jobAborts.set(job.id, abort);
+    this.log.info({ event: 'backup_job', job: job.id, type, state: 'running' }, `backup job ${job.id} (${type}) started`);
+    return jobView(job);
+  }
+
+  startVerify(opts: { timeoutMs?: number } = {}): JobView {
+    const ctx = this.requireBackups();
+    const busy = this.jobs.running('verify');
+    if (busy) throw new BackupRefused('busy', new JobBusy(busy).message, null, jobView(busy));
+    const tool = this.toolOrRefuse(ctx);
+    const db = (this.opts.database ?? localDatabase)(ctx);
+    const abort = new AbortController();
+    const job = this.jobs.start('verify', null, async () => {
+      const startedAt = this.now();
+      const repo = 1;
+      const report = await tool.verify({ repo, signal: abort.signal, timeoutMs: opts.timeoutMs ?? DEFAULT_VERIFY_TIMEOUT_MS });
+      const info = await tool.info({ signal: abort.signal, timeoutMs: INFO_TIMEOUT_MS }).catch(() => null);
+      const localSystemId = await db.systemId(AbortSignal.timeout(DB_TIMEOUT_MS)).catch((err: unknown) => ({ unknown: this.describe(err) }));
+      const outcome = verifyOutcome({
+        member: this.opts.memberId,
+        repo,
+        repoPath: tool.settings.repoPath,
+        report,
+        info,
+        localSystemId,
+        leaderArchive: this.leaderArchive(),
+        startedAt,
+        endedAt: this.now(),
+      });
+      return { verify: outcome };
+    });
+    this.jobAborts.set(job.id, abort);
+    this.log.info({ event: 'verify_job', job: job.id, state: 'running' }, `verify job ${job.id} started`);
+    return jobView(job);
+  }
+
+  job(id: string): JobView | undefined {
+    const job = this.jobs.get(id);
+    return job ? jobView(job) : undefined;
+  }
+
+  async waitJob(id: string, ms: number): Promise<JobView | undefined> {
+    const job = await this.jobs.wait(id, ms);
+    return job ? jobView(job) : undefined;
+  }
+
+  async list(opts: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<BackupListing> {
+    const ctx = this.requireBackups();
+    const tool = this.toolOrRefuse(ctx);
+    try {
+      const info = await tool.info({ timeoutMs: opts.timeoutMs ?? INFO_TIMEOUT_MS, ...(opts.signal ? { signal: opts.signal } : {}) });
+      return backupListing({ member: this.opts.memberId, repoPath: tool.settings.repoPath, info, archive: this.leaderArchive()?.archive ?? null });
+    } catch (err) {
+      throw new Error(this.describe(err));
+    }
+  }
+
+  /** Stops looking after the stanza, cancels running jobs and waits for them. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.timer);
+    clearTimeout(this.tellTimer);
+    this.unsubscribe?.();
+    this.ensureAbort?.abort();
+    for (const abort of this.jobAborts.values()) abort.abort(new Error('this member is shutting down'));
+    await this.ensuring;
+    await this.jobs.settle();
+    this.listeners.clear();
+  }
+
+  // ---- the stanza and the archiver, while leading ------------------------------
+
+  /** Compares what is (leadership, config) with what is looked after, and starts or stops that. */
+  private reconsider(): void {
+    if (this.closed) return;
+    const ctx = this.opts.context();
+    const settings = ctx ? backupSettingsFrom(ctx.cfg) : undefined;
+    const enabled = settings !== undefined && backupEnabled(settings);
+    const leading = this.opts.leadership.state().role === 'leader';
+    const running = this.jobs.running('backup');
+    if (!leading && running) this.jobAborts.get(running.id)?.abort(new Error('this member is no longer the PostgreSQL leader'));
+    const key = enabled && leading ? JSON.stringify([settings.repoPath, settings.repo2Path, settings.cipher]) : undefined;
+    if (key === this.activeKey) {
+      this.tell(false);
+      return;
+    }
+    const was = this.activeKey;
+    this.activeKey = key;
+    this.ensureAbort?.abort();
+    this.ensureAbort = undefined;
+    this.archive = null;
+    this.retryAt = null;
+    this.infoAt = 0;
+    if (key === undefined) {
+      this.stanza = enabled ? 'unknown' : 'off';
+      this.lastFull = null;
+      this.lastBackup = null;
+      if (was !== undefined) this.log.info({ event: 'backup_stanza', state: this.stanza }, enabled ? 'no longer the PostgreSQL leader: the new leader looks after the backup repository' : 'backups are off');
+    } else {
+      this.startEnsuring(key, was === undefined ? 'this member leads PostgreSQL' : 'the repository settings changed');
+    }
+    this.tell(true);
+  }
+
+  private startEnsuring(key: string, why: string): void {
+    this.ensureAbort?.abort();
+    const abort = new AbortController();
+    this.ensureAbort = abort;
+    this.stanza = 'creating';
+    const previous = this.ensuring ?? Promise.resolve();
+    this.log.info({ event: 'backup_stanza', state: 'creating', reason: why }, `${why}: making the backup repository ready (stanza-create, check)`);
+    this.ensuring = previous.then(() => this.ensure(key, abort.signal));
+  }
+
+  private async ensure(key: string, signal: AbortSignal): Promise<void> {
+    const backoff = new Backoff(this.opts.retry ?? DEFAULT_RETRY);
+    while (!signal.aborted && this.activeKey === key) {
+      const ctx = this.opts.context();
+      if (!ctx) return;
+      this.stanza = 'creating';
+      this.retryAt = null;
+      this.tell(true);
+      try {
+        const tool = (this.opts.tool ?? PgBackRest.forService)(ctx);
+        const timeoutMs = this.opts.stanzaTimeoutMs ?? 5 * MINUTE;
+        await tool.stanzaCreate({ signal, timeoutMs });
+        await tool.check({ signal, timeoutMs });
+        if (signal.aborted) return;
+        this.stanza = 'ok';
+        this.stanzaOkAt = this.now();
+        if (this.lastError?.message.startsWith('stanza: ')) this.lastError = null;
+        this.log.info({ event: 'backup_stanza', state: 'ok', repo_path: tool.settings.repoPath }, `backup repository ${tool.settings.repoPath} is ready: stanza made, WAL reaches it`);
+        this.tell(true);
+        await this.refreshInfo(ctx, signal);
+        return;
+      } catch (err) {
+        if (signal.aborted) return;
+        const delay = backoff.next();
+        const message = this.describe(err);
+        this.stanza = 'failed';
+        this.lastError = { at: this.now(), message: `stanza: ${message}` };
+        this.retryAt = this.now() + delay;
+        this.log.warn({ event: 'backup_stanza', state: 'failed', reason: message, retry_ms: delay }, `the backup repository is not ready: ${message}; retrying in ${delay} ms`);
+        this.tell(true);
+        await sleep(delay, signal);
+      }
+    }
+  }
+
+  /** Once per poll: the config may have changed; the leader reads its archiver. */
+  private async tick(): Promise<void> {
+    if (this.ticking || this.closed) return;
+    this.ticking = true;
+    try {
+      this.reconsider();
+      const ctx = this.opts.context();
+      if (this.activeKey === undefined || !ctx) return;
+      const key = this.activeKey;
+      try {
+        const a = await (this.opts.database ?? localDatabase)(ctx).archiver(AbortSignal.timeout(DB_TIMEOUT_MS));
+        if (this.activeKey !== key) return;
+        const failing = archiverFailing(a);
+        if (failing && !this.archive?.failing) this.log.warn({ event: 'archive_failing', wal: a.lastFailedWal }, `WAL archiving fails: segment ${a.lastFailedWal ?? '?'} could not be archived`);
+        if (!failing && this.archive?.failing) this.log.info({ event: 'archive_ok', wal: a.lastArchivedWal }, `WAL archiving works again: ${a.lastArchivedWal ?? '?'} archived`);
+        const major = this.archive === null || failing !== this.archive.failing;
+        this.archive = { last_archived_wal: a.lastArchivedWal, last_archived_at: a.lastArchivedAt, failed_count: a.failedCount, last_failed_wal: a.lastFailedWal, last_failed_at: a.lastFailedAt, failing };
+        this.tell(major);
+      } catch (err) {
+        this.log.debug({ event: 'archiver_unread', reason: (err as Error).message }, 'pg_stat_archiver could not be read');
+      }
+      if (this.stanza === 'ok' && this.now() - this.infoAt >= (this.opts.infoRefreshMs ?? 10 * MINUTE)) await this.refreshInfo(ctx);
+    } finally {
+      this.ticking = false;
+    }
+  }
+
+  /** The newest full backup and the newest of any type, for the report. */
+  private async refreshInfo(ctx: DriverContext, signal?: AbortSignal): Promise<void> {
+    this.infoAt = this.now();
+    try {
+      const info = await (this.opts.tool ?? PgBackRest.forService)(ctx).info({ timeoutMs: INFO_TIMEOUT_MS, ...(signal ? { signal } : {}) });
+      const usable = info.backups.filter((b) => !b.error).sort((a, b) => a.stoppedAt.getTime() - b.stoppedAt.getTime());
+      const full = usable.filter((b) => b.type === 'full').pop();
+      const newest = usable[usable.length - 1];
+      this.lastFull = full ? brief(full) : null;
+      this.lastBackup = newest ? brief(newest) : null;
+      this.tell(false);
+    } catch (err) {
+      this.log.debug({ event: 'backup_info_unread', reason: this.describe(err) }, 'pgbackrest info could not be read');
+    }
+  }
+
+  private onJobChange(job: Job<JobResult>): void {
+    if (job.state === 'running') {
+      this.tell(job.progress.percent === null);
+      return;
+    }
+    this.jobAborts.delete(job.id);
+    const took = job.endedAt !== null ? job.endedAt - job.startedAt : null;
+    if (job.state === 'failed') {
+      this.log.warn({ event: `${job.kind}_job`, job: job.id, state: 'failed', reason: job.error, took_ms: took }, `${job.kind} job ${job.id} failed: ${job.error}`);
+      if (job.kind === 'backup') this.lastError = { at: job.endedAt ?? this.now(), message: `backup job ${job.id}: ${job.error}` };
+    } else if (job.result && 'backup' in job.result) {
+      const b = job.result.backup;
+      this.log.info({ event: 'backup_job', job: job.id, state: 'done', label: b.label, type: b.type, took_ms: took }, `backup job ${job.id} done: ${b.label} (${b.type})`);
+      this.lastBackup = brief(b);
+      if (b.type === 'full') this.lastFull = brief(b);
+      if (this.lastError?.message.startsWith('backup job ')) this.lastError = null;
+      // A backup also ends in pgBackRest's expire; the report reads info again.
+      const ctx = this.opts.context();
+      if (ctx && this.activeKey !== undefined) {
+        if (this.stanza === 'failed') this.startEnsuring(this.activeKey, 'a backup succeeded');
+        void this.refreshInfo(ctx);
+      }
+    } else if (job.result && 'verify' in job.result) {
+      const v = job.result.verify;
+      const fields = { event: 'verify_job', job: job.id, state: 'done', ok: v.ok, problems: v.problems.length, took_ms: took };
+      if (v.ok) this.log.info(fields, `verify job ${job.id}: the repository is sound`);
+      else this.log.warn(fields, `verify job ${job.id}: ${v.problems.length} problem(s): ${v.problems.slice(0, 3).join('; ')}`);
+    }
+    this.tell(true);
+  }
+
+  // ---- helpers -------------------------------------------------------------------
+
+  private requireBackups(): DriverContext {
+    if (this.closed) throw new BackupRefused('closed', 'this member is shutting down');
+    const ctx = this.opts.context();
+    if (!ctx) throw new BackupRefused('no-postgresql', 'PostgreSQL is not loaded on this member; ask a member that runs it');
+    if (!backupEnabled(backupSettingsFrom(ctx.cfg))) throw new BackupRefused('off', 'backups are off on this member: set [service.postgresql.backup] repo_path on every member');
+    return ctx;
+  }
+
+  private toolOrRefuse(ctx: DriverContext): BackupTool {
+    try {
+      return (this.opts.tool ?? PgBackRest.forService)(ctx);
+    } catch (err) {
+      if (err instanceof BackupNotConfigured) throw new BackupRefused('off', this.describe(err));
+      throw err;
+    }
+  }
+
+  /** The leader's archiver: this member's when it leads, else from the cluster's report. */
+  private leaderArchive(): { member: string; archive: ArchiveReport } | null {
+    if (this.activeKey !== undefined && this.archive) return { member: this.opts.memberId, archive: this.archive };
+    const cluster = this.opts.clusterReport?.();
+    return cluster && cluster.report.active && cluster.report.archive ? { member: cluster.member, archive: cluster.report.archive } : null;
+  }
+
+  /** An error as an operator may see it: its message, with every cluster secret blanked out. */
+  private describe(err: unknown): string {
+    const message = err instanceof Error ? err.message : String(err);
+    return scrubSecrets(message, this.opts.context()?.secrets);
+  }
+
+  /**
+   * Tells the listeners the report, when it changed: at once for `major`
+   * changes, otherwise at most every reportEveryMs (a backup's progress
+   * and the archiver's count change often; the gossip need not).
+   */
+  private tell(major: boolean): void {
+    if (this.closed || this.listeners.size === 0) return;
+    const every = this.opts.reportEveryMs ?? 5000;
+    const since = this.lastTold ? this.now() - this.lastTold.at : Infinity;
+    if (!major && since < every) {
+      this.tellTimer ??= setTimeout(() => {
+        this.tellTimer = undefined;
+        this.tell(true);
+      }, every - since);
+      this.tellTimer.unref?.();
+      return;
+    }
+    clearTimeout(this.tellTimer);
+    this.tellTimer = undefined;
+    const r = this.report();
+    if (!r) return;
+    const text = JSON.stringify({ ...r, at: 0 });
+    if (this.lastTold?.text === text) return;
+    this.lastTold = { at: this.now(), text };
+    for (const l of this.listeners) {
+      try {
+        l(r);
+      } catch (err) {
+        this.log.warn({ err }, 'a backup report listener failed');
+      }
+    }
+  }
+}
+
+function brief(b: BackupInfo): BackupBrief {
+  return { label: b.label, type: b.type, stopped_at: b.stoppedAt.getTime() };
+}
+
+function jobBrief(job: Job<JobResult>): JobBrief {
+  return { id: job.id, kind: job.kind, type: job.type, state: job.state, percent: job.progress.percent, started_at: job.startedAt, ended_at: job.endedAt, error: job.error };
+}
+
+export function jobView(job: Job<JobResult>): JobView {
+  return {
+    id: job.id,
+    kind: job.kind,
+    type: job.type,
+    member: job.member,
+    state: job.state,
+    started_at: new Date(job.startedAt).toISOString(),
+    ended_at: job.endedAt === null ? null : new Date(job.endedAt).toISOString(),
+    took_ms: job.endedAt === null ? null : job.endedAt - job.startedAt,
+    progress: { percent: job.progress.percent, bytes_total: job.progress.bytesTotal, bytes_done: job.progress.bytesDone },
+    backup: job.result && 'backup' in job.result ? backupJson(job.result.backup) : null,
+    verify: job.result && 'verify' in job.result ? job.result.verify : null,
+    error: job.error,
+  };
+}
+
+/** The secrets among the cluster secrets (not its id, name or voter count): passwords, the API token, the ring key, the repository passphrase. */
+function secretValues(secrets: ClusterSecrets): string[] {
+  return [secrets.api_token, secrets.ring_key, secrets.postgresql?.superuser_password, secrets.postgresql?.replication_password, secrets.backup?.repo_cipher_pass].filter(
+    (v): v is string => typeof v === 'string' && v.length >= 6,
+  );
+}
+
+/** `text` with every cluster secret in it replaced by [redacted]. */
+export function scrubSecrets(text: string, secrets: ClusterSecrets | undefined): string {
+  if (!secrets) return text;
+  let out = text;
+  for (const v of secretValues(secrets).sort((a, b) => b.length - a.length)) out = out.split(v).join('[redacted]');
+  return out;
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done, { once: true });
+  });
+}

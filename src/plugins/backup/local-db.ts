@@ -1,0 +1,54 @@
+import type { DriverContext } from '../../supervisor/driver.js';
+import { superuserTarget, withClient } from '../postgresql/connect.js';
+
+/**
+ * What the backup coordinator asks of the local PostgreSQL, over one
+ * short-lived connection per question (connect.ts): the archiver's
+ * statistics (on the leader), the system identifier (is the repository
+ * this cluster's?), and the databases' size (what a backup will read).
+ */
+export interface ArchiverStats {
+  lastArchivedWal: string | null;
+  lastArchivedAt: number | null;
+  failedCount: number;
+  lastFailedWal: string | null;
+  lastFailedAt: number | null;
+}
+
+export interface LocalDatabase {
+  archiver(signal: AbortSignal): Promise<ArchiverStats>;
+  systemId(signal: AbortSignal): Promise<string>;
+  databaseBytes(signal: AbortSignal): Promise<number>;
+}
+
+export function localDatabase(ctx: DriverContext): LocalDatabase {
+  const target = superuserTarget(ctx);
+  return {
+    archiver: (signal) =>
+      withClient(target, signal, async (c) => {
+        const row = (
+          await c.query<{ last_archived_wal: string | null; last_archived_ms: string | null; failed_count: string; last_failed_wal: string | null; last_failed_ms: string | null }>(
+            `SELECT last_archived_wal, (extract(epoch FROM last_archived_time) * 1000)::bigint::text AS last_archived_ms,
+                    failed_count::text, last_failed_wal, (extract(epoch FROM last_failed_time) * 1000)::bigint::text AS last_failed_ms
+               FROM pg_stat_archiver`,
+          )
+        ).rows[0];
+        if (!row) throw new Error('pg_stat_archiver returned no row');
+        return {
+          lastArchivedWal: row.last_archived_wal,
+          lastArchivedAt: row.last_archived_ms === null ? null : Number(row.last_archived_ms),
+          failedCount: Number(row.failed_count),
+          lastFailedWal: row.last_failed_wal,
+          lastFailedAt: row.last_failed_ms === null ? null : Number(row.last_failed_ms),
+        };
+      }),
+    systemId: (signal) => withClient(target, signal, async (c) => (await c.query<{ id: string }>('SELECT system_identifier::text AS id FROM pg_control_system()')).rows[0]!.id),
+    databaseBytes: (signal) => withClient(target, signal, async (c) => Number((await c.query<{ n: string }>('SELECT sum(pg_database_size(oid))::text AS n FROM pg_database')).rows[0]!.n)),
+  };
+}
+
+/** The archiver fails now: its last failure is newer than its last success. */
+export function archiverFailing(a: ArchiverStats): boolean {
+  if (a.lastFailedAt === null) return false;
+  return a.lastArchivedAt === null || a.lastFailedAt > a.lastArchivedAt;
+}

@@ -1,0 +1,148 @@
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import { formatHostPort } from '../../gossip/index.js';
+import { BackupRefused, type BackupOperations, type RefusalReason } from '../backup/coordinator.js';
+import type { BackupType } from '../backup/info.js';
+
+/**
+ * Backups through the API (docs/backup.md), behind the token like every
+ * operation:
+ *
+ *   POST /backup {type}      a backup job on the leader: 202 with the job;
+ *                            409 naming the job that runs; 421 from a
+ *                            follower, with the leader's id and API address
+ *   GET  /backup/jobs/:id    a job: running (progress), done (the backup or
+ *                            the verdict), failed (why)
+ *   GET  /backups            the repository's backups, archive and
+ *                            recoverability window (any member)
+ *   POST /backup/verify      verify the repository from this member: the
+ *                            verdict when it comes within wait_s, else 202
+ *                            with the job to poll
+ *
+ * A member whose config has no repository answers 409 saying so.
+ */
+export interface BackupRouteDeps {
+  backup?: BackupOperations;
+  /** Where another member's API is reached (its gossip address, the API port of its service rumors). */
+  locate: (member: string) => { addr: string; port: number } | undefined;
+}
+
+const backupBody = {
+  type: ['object', 'null'],
+  additionalProperties: false,
+  properties: {
+    type: { type: 'string', enum: ['full', 'diff', 'incr'], description: 'full (the default), diff (changes since the last full backup) or incr (changes since the last backup of any type)' },
+  },
+} as const;
+
+/** Under 300 s: fetch (undici) gives up waiting for an answer's headers after 300 s. */
+const MAX_WAIT_S = 280;
+
+const verifyBody = {
+  type: ['object', 'null'],
+  additionalProperties: false,
+  properties: {
+    wait_s: { type: 'integer', minimum: 0, maximum: MAX_WAIT_S, description: `how long to wait for the verdict before answering 202 with the job (default 240, at most ${MAX_WAIT_S})` },
+    timeout_s: { type: 'integer', minimum: 10, maximum: 86_400, description: 'give verify up after this long (default 6 hours)' },
+  },
+} as const;
+
+const jobParams = {
+  type: 'object',
+  required: ['id'],
+  additionalProperties: false,
+  properties: { id: { type: 'string', pattern: '^(backup|verify)-[0-9a-f]{8}$', description: 'job id, as POST /backup or POST /backup/verify answered' } },
+} as const;
+
+const STATUS: Record<RefusalReason, number> = {
+  off: 409,
+  'no-postgresql': 409,
+  busy: 409,
+  'not-leader': 421,
+  'no-leader': 503,
+  'not-writable': 503,
+  closed: 503,
+};
+
+const NO_BACKUPS = { error: 'this member has no backup coordinator' };
+
+export const backupRoutes: FastifyPluginAsync<BackupRouteDeps> = async (app, deps) => {
+  const backup = deps.backup;
+
+  /** A refusal as an answer; anything else is rethrown (the server's 500). */
+  const refuse = (req: FastifyRequest, reply: FastifyReply, err: unknown) => {
+    if (!(err instanceof BackupRefused)) throw err;
+    const body: Record<string, unknown> = { error: err.message };
+    if (err.job) body.job = err.job;
+    if (err.reason === 'not-leader' && err.leader) {
+      const at = deps.locate(err.leader);
+      body.leader = { member: err.leader, api: at ? `${req.protocol}://${formatHostPort(at.addr, at.port)}` : null };
+    }
+    return reply.code(STATUS[err.reason]).send(body);
+  };
+
+  app.post<{ Body: { type?: BackupType } | null }>(
+    '/backup',
+    {
+      schema: {
+        body: backupBody,
+        description:
+          'Start a backup (pgBackRest) on this member, which must be the PostgreSQL leader: 202 with the job (poll GET /backup/jobs/:id). 409 when a backup job runs (named) or backups are off; 421 on a follower, with the leader\'s member id and API address; 503 with no writable leader.',
+      },
+    },
+    async (req, reply) => {
+      if (!backup) return reply.code(501).send(NO_BACKUPS);
+      try {
+        const job = backup.startBackup(req.body?.type ?? 'full');
+        return reply.code(202).send({ job, href: `/backup/jobs/${job.id}` });
+      } catch (err) {
+        return refuse(req, reply, err);
+      }
+    },
+  );
+
+  app.get<{ Params: { id: string } }>(
+    '/backup/jobs/:id',
+    { schema: { params: jobParams, description: 'A backup or verify job of this member: running with its progress, done with the backup made or the verdict, failed with the reason. Jobs are kept in memory (the last 20).' } },
+    async (req, reply) => {
+      if (!backup) return reply.code(501).send(NO_BACKUPS);
+      const job = backup.job(req.params.id);
+      return job ? { job } : reply.code(404).send({ error: `no job ${req.params.id} on this member (jobs live on the member that runs them, in memory)` });
+    },
+  );
+
+  app.get(
+    '/backups',
+    { schema: { description: "The repository's backups (label, type, times, sizes, WAL range), its archive's oldest and newest WAL segment, and the recoverability window, read by pgbackrest info from this member." } },
+    async (req, reply) => {
+      if (!backup) return reply.code(501).send(NO_BACKUPS);
+      try {
+        return await backup.list();
+      } catch (err) {
+        if (err instanceof BackupRefused) return refuse(req, reply, err);
+        return reply.code(503).send({ error: `cannot read the backup repository: ${(err as Error).message}` });
+      }
+    },
+  );
+
+  app.post<{ Body: { wait_s?: number; timeout_s?: number } | null }>(
+    '/backup/verify',
+    {
+      schema: {
+        body: verifyBody,
+        description:
+          "Verify the repository from this member: pgBackRest's verify (every backup file and archived segment against its checksum) and hasup's checks (WAL gaps, unusable backups, each backup's WAL, the system identifier, the leader's archiving). 200 with the job and its verdict when it ends within wait_s, else 202 with the job to poll; 409 when a verify runs here.",
+      },
+    },
+    async (req, reply) => {
+      if (!backup) return reply.code(501).send(NO_BACKUPS);
+      let started;
+      try {
+        started = backup.startVerify(req.body?.timeout_s ? { timeoutMs: req.body.timeout_s * 1000 } : {});
+      } catch (err) {
+        return refuse(req, reply, err);
+      }
+      const job = (await backup.waitJob(started.id, (req.body?.wait_s ?? 240) * 1000)) ?? started;
+      return reply.code(job.state === 'running' ? 202 : 200).send({ job, href: `/backup/jobs/${job.id}` });
+    },
+  );
+};

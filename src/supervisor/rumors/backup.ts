@@ -1,0 +1,133 @@
+import { memberServiceKey } from './key.js';
+
+/**
+ * The backup rumor: what a member's backup coordinator says about backups
+ * of its PostgreSQL service group (key MEMBER/SVC.GROUP, beside its service
+ * and role rumors). The leader's says the most: it creates the stanza,
+ * watches archiving and runs backup jobs; a follower's says only whether
+ * backups are on in its config. Published by the daemon when the report
+ * changes (src/plugins/backup/coordinator.ts makes it); /cluster and
+ * `hasup status` show the leader's (pickBackupReport). It must fit in one
+ * gossip datagram with room to spare: messages are cut (encodeBackupReport).
+ */
+export const RUMOR_BACKUP = 'backup';
+
+/** off: backups are off here; unknown: not the leader, so not looked at; creating: stanza-create and check run; ok; failed: the last try failed (retried with backoff). */
+export type StanzaState = 'off' | 'unknown' | 'creating' | 'ok' | 'failed';
+
+export interface ArchiveReport {
+  /** pg_stat_archiver on the leader. */
+  last_archived_wal: string | null;
+  last_archived_at: number | null;
+  /** Failures since the statistics were reset (PostgreSQL counts them all). */
+  failed_count: number;
+  last_failed_wal: string | null;
+  last_failed_at: number | null;
+  /** The last attempt failed: no success since the last failure. */
+  failing: boolean;
+}
+
+export interface BackupBrief {
+  label: string;
+  type: 'full' | 'diff' | 'incr';
+  stopped_at: number;
+}
+
+export interface JobBrief {
+  id: string;
+  kind: 'backup' | 'verify';
+  type: 'full' | 'diff' | 'incr' | null;
+  state: 'running' | 'done' | 'failed';
+  percent: number | null;
+  started_at: number;
+  ended_at: number | null;
+  /** Why it failed (cut short), null otherwise. */
+  error: string | null;
+}
+
+export interface BackupReport {
+  /** repo_path is set in this member's PostgreSQL config. */
+  enabled: boolean;
+  repo_path: string;
+  /** This member is the PostgreSQL leader and looks after the stanza, archiving and backup jobs. */
+  active: boolean;
+  stanza: StanzaState;
+  /** When stanza-create and check last succeeded. */
+  stanza_ok_at: number | null;
+  /** The last failure of the stanza, a check or a backup job, and when. Never a secret. */
+  last_error: { at: number; message: string } | null;
+  /** When the stanza is retried next, while it is failing. */
+  retry_at: number | null;
+  /** The leader's archiver; null elsewhere or before its first look. */
+  archive: ArchiveReport | null;
+  last_full: BackupBrief | null;
+  last_backup: BackupBrief | null;
+  /** The running backup job, or the last one. */
+  job: JobBrief | null;
+  /** When this report was made (ms since the epoch). */
+  at: number;
+}
+
+/** Enough of a message to say what went wrong, short enough for a datagram. */
+const MESSAGE_CHARS = 240;
+
+function cut(text: string, chars: number): string {
+  return text.length <= chars ? text : `${text.slice(0, chars - 1)}…`;
+}
+
+export function encodeBackupReport(r: BackupReport): Uint8Array {
+  const small: BackupReport = {
+    ...r,
+    repo_path: cut(r.repo_path, 200),
+    last_error: r.last_error ? { at: r.last_error.at, message: cut(r.last_error.message, MESSAGE_CHARS) } : null,
+    job: r.job ? { ...r.job, error: r.job.error === null ? null : cut(r.job.error, 120) } : null,
+  };
+  return Buffer.from(JSON.stringify(small));
+}
+
+export function backupRumorFor(memberId: string, serviceGroup: string, r: BackupReport, version: number): { kind: string; key: string; version: number; payload: Uint8Array } {
+  return { kind: RUMOR_BACKUP, key: memberServiceKey(memberId, serviceGroup), version, payload: encodeBackupReport(r) };
+}
+
+/** A peer's report, or undefined when the payload is not a JSON object with the fields every report has. Never throws. */
+export function decodeBackupReport(payload: Uint8Array): BackupReport | undefined {
+  let data: unknown;
+  try {
+    data = JSON.parse(Buffer.from(payload).toString('utf8'));
+  } catch {
+    return undefined;
+  }
+  if (typeof data !== 'object' || data === null) return undefined;
+  const d = data as Partial<BackupReport>;
+  if (typeof d.enabled !== 'boolean' || typeof d.active !== 'boolean' || typeof d.stanza !== 'string' || typeof d.repo_path !== 'string' || typeof d.at !== 'number') return undefined;
+  return {
+    ...(d as BackupReport),
+    stanza_ok_at: d.stanza_ok_at ?? null,
+    last_error: d.last_error ?? null,
+    retry_at: d.retry_at ?? null,
+    archive: d.archive ?? null,
+    last_full: d.last_full ?? null,
+    last_backup: d.last_backup ?? null,
+    job: d.job ?? null,
+  };
+}
+
+export interface MemberBackupReport {
+  member: string;
+  report: BackupReport;
+}
+
+/**
+ * The report to show for the cluster: the leader's when it has an active
+ * one; else the newest active report (a leader that just lost its place, or
+ * one this member does not know as leader yet); else this member's own;
+ * else the newest of any (a member without PostgreSQL has none of its own).
+ */
+export function pickBackupReport(reports: MemberBackupReport[], leader: string | null, self: string): (MemberBackupReport & { from_leader: boolean }) | undefined {
+  const fromLeader = leader === null ? undefined : reports.find((r) => r.member === leader && r.report.active);
+  if (fromLeader) return { ...fromLeader, from_leader: true };
+  const active = reports.filter((r) => r.report.active).sort((a, b) => b.report.at - a.report.at)[0];
+  if (active) return { ...active, from_leader: false };
+  const own = reports.find((r) => r.member === self) ?? [...reports].sort((a, b) => b.report.at - a.report.at)[0];
+  return own ? { ...own, from_leader: false } : undefined;
+}
