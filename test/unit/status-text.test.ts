@@ -1,8 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { clusterCell, etcdSummary, fenceSummary } from '../../src/cli/census.js';
+import { backupSummary, clusterCell, etcdSummary, fenceSummary } from '../../src/cli/census.js';
 import type { EtcdMembershipStatus } from '../../src/plugins/etcd/membership.js';
-import type { ClusterView, ServiceGroupMember } from '../../src/plugins/http/cluster-view.js';
+import type { ClusterBackupView, ClusterView, ServiceGroupMember } from '../../src/plugins/http/cluster-view.js';
 
 function member(id: string, over: Partial<ServiceGroupMember>): ServiceGroupMember {
   return { member: id, member_state: 'alive', state: 'up', health: 'ok', role: null, lag_bytes: null, replication_state: null, timeline: null, sync_role: null, config_version: 0, ...over };
@@ -64,4 +64,56 @@ test('the fence line says whether it guards the primary, its size, the watchdog 
   );
   assert.equal(fenceSummary({ ...f, pid: null, armed: false, rss_kb: null }), 'fence: NOT RUNNING; kernel watchdog off');
   assert.equal(fenceSummary({ ...f, frozen: true }), 'fence: PostgreSQL FROZEN (lease renewal overdue) (pid 321, 1.1 MB RSS); kernel watchdog off');
+});
+
+function backupView(over: Partial<ClusterBackupView> = {}): ClusterBackupView {
+  return {
+    enabled: true,
+    repo_path: '/srv/backup',
+    active: true,
+    stanza: 'ok',
+    stanza_ok_at: Date.UTC(2026, 11, 6, 9, 0),
+    last_error: null,
+    retry_at: null,
+    archive: { last_archived_wal: '000000020000000000000005', last_archived_at: Date.UTC(2026, 11, 6, 10, 2), failed_count: 0, last_failed_wal: null, last_failed_at: null, failing: false },
+    last_full: { label: '20261206-100000F', type: 'full', stopped_at: Date.UTC(2026, 11, 6, 10, 0) },
+    last_backup: { label: '20261206-100000F', type: 'full', stopped_at: Date.UTC(2026, 11, 6, 10, 0) },
+    job: null,
+    at: Date.UTC(2026, 11, 6, 10, 3),
+    member: 'm1',
+    from_leader: true,
+    ...over,
+  };
+}
+
+const NOW = Date.UTC(2026, 11, 6, 10, 3);
+
+test('the backups line: repository, stanza, last full with its age, how far WAL is archived', () => {
+  assert.equal(backupSummary(backupView(), NOW), 'backups: repository /srv/backup, stanza ok, last full 2026-12-06T10:00Z (3 min ago), archive up to 000000020000000000000005');
+  const incr = { label: '20261206-100000F_20261206-100200I', type: 'incr' as const, stopped_at: Date.UTC(2026, 11, 6, 10, 2) };
+  assert.equal(
+    backupSummary(backupView({ last_backup: incr, job: { id: 'backup-0000beef', kind: 'backup', type: 'diff', state: 'running', percent: 41.7, started_at: NOW, ended_at: null, error: null } }), NOW),
+    'backups: repository /srv/backup, stanza ok, last full 2026-12-06T10:00Z (3 min ago), last incr 2026-12-06T10:02Z (1 min ago), archive up to 000000020000000000000005, backup backup-0000beef (diff) running, 42%',
+  );
+  assert.equal(backupSummary(backupView({ last_full: null, last_backup: null, archive: null, stanza: 'creating' }), NOW), 'backups: repository /srv/backup, stanza being made ready, no full backup yet');
+});
+
+test('backups off, a repository that is not ready, archiving that fails, a failed job: said plainly, with WARNING', () => {
+  assert.equal(backupSummary(backupView({ enabled: false, repo_path: '', active: false, stanza: 'off' }), NOW), 'backups: off (set [service.postgresql.backup] repo_path)');
+  assert.equal(
+    backupSummary(
+      backupView({ stanza: 'failed', last_full: null, last_backup: null, archive: null, last_error: { at: Date.UTC(2026, 11, 6, 10, 1), message: "stanza: pgbackrest stanza-create (stanza hasup) failed with exit code 41: unable to open '/srv/backup'" }, retry_at: NOW + 40_000 }),
+      NOW,
+    ),
+    "backups: repository /srv/backup, WARNING: repository not ready since 2026-12-06T10:01Z (stanza: pgbackrest stanza-create (stanza hasup) failed with exit code 41: unable to open '/srv/backup'); retrying in 40 s, no full backup yet",
+  );
+  const failing = { last_archived_wal: '000000020000000000000005', last_archived_at: Date.UTC(2026, 11, 6, 10, 0), failed_count: 4, last_failed_wal: '000000020000000000000006', last_failed_at: Date.UTC(2026, 11, 6, 10, 2), failing: true };
+  assert.equal(
+    backupSummary(backupView({ archive: failing }), NOW),
+    'backups: repository /srv/backup, stanza ok, last full 2026-12-06T10:00Z (3 min ago), WARNING: WAL archiving fails (segment 000000020000000000000006 at 2026-12-06T10:02Z; last archived 000000020000000000000005 at 2026-12-06T10:00Z)',
+  );
+  const failedJob = { id: 'backup-0000beef', kind: 'backup' as const, type: 'full' as const, state: 'failed' as const, percent: 40, started_at: NOW - 120_000, ended_at: NOW - 60_000, error: 'repository 1 (/srv/backup) is full' };
+  assert.match(backupSummary(backupView({ job: failedJob }), NOW), /, WARNING: the last backup job failed 1 min ago \(repository 1 \(\/srv\/backup\) is full\)$/);
+  assert.equal(backupSummary(backupView({ active: false, stanza: 'unknown' }), NOW), 'backups: repository /srv/backup, no PostgreSQL leader looks after it now');
+  assert.match(backupSummary(backupView({ from_leader: false, member: 'm3' }), NOW), /, as reported by m3, not known as the leader here$/);
 });

@@ -315,6 +315,7 @@ export class BackupCoordinator implements BackupOperations {
     if (!leading && running) this.jobAborts.get(running.id)?.abort(new Error('this member is no longer the PostgreSQL leader'));
     const key = enabled && leading ? JSON.stringify([settings.repoPath, settings.repo2Path, settings.cipher]) : undefined;
     if (key === this.activeKey) {
+      if (key === undefined) this.stanza = enabled ? 'unknown' : 'off';
       this.tell(false);
       return;
     }

@@ -53,6 +53,9 @@ const jobParams = {
   properties: { id: { type: 'string', pattern: '^(backup|verify)-[0-9a-f]{8}$', description: 'job id, as POST /backup or POST /backup/verify answered' } },
 } as const;
 
+/** No query parameters: a stray one is refused by name rather than ignored. */
+const noQuery = { type: 'object', additionalProperties: false, properties: {} } as const;
+
 const STATUS: Record<RefusalReason, number> = {
   off: 409,
   'no-postgresql': 409,
@@ -102,7 +105,7 @@ export const backupRoutes: FastifyPluginAsync<BackupRouteDeps> = async (app, dep
 
   app.get<{ Params: { id: string } }>(
     '/backup/jobs/:id',
-    { schema: { params: jobParams, description: 'A backup or verify job of this member: running with its progress, done with the backup made or the verdict, failed with the reason. Jobs are kept in memory (the last 20).' } },
+    { schema: { params: jobParams, querystring: noQuery, description: 'A backup or verify job of this member: running with its progress, done with the backup made or the verdict, failed with the reason. Jobs are kept in memory (the last 20).' } },
     async (req, reply) => {
       if (!backup) return reply.code(501).send(NO_BACKUPS);
       const job = backup.job(req.params.id);
@@ -112,7 +115,7 @@ export const backupRoutes: FastifyPluginAsync<BackupRouteDeps> = async (app, dep
 
   app.get(
     '/backups',
-    { schema: { description: "The repository's backups (label, type, times, sizes, WAL range), its archive's oldest and newest WAL segment, and the recoverability window, read by pgbackrest info from this member." } },
+    { schema: { querystring: noQuery, description: "The repository's backups (label, type, times, sizes, WAL range), its archive's oldest and newest WAL segment, and the recoverability window, read by pgbackrest info from this member." } },
     async (req, reply) => {
       if (!backup) return reply.code(501).send(NO_BACKUPS);
       try {

@@ -68,21 +68,37 @@ export interface BackupReport {
   at: number;
 }
 
-/** Enough of a message to say what went wrong, short enough for a datagram. */
-const MESSAGE_CHARS = 240;
+/** A report's rumor stays this small, so it rides in a gossip datagram (1400 bytes) beside others. */
+export const MAX_BACKUP_RUMOR_BYTES = 900;
+
+/** How much of the free-text fields is kept, tried in turn until the rumor fits. */
+const CUTS: Array<[path: number, message: number, jobError: number]> = [
+  [200, 240, 120],
+  [120, 120, 60],
+  [80, 40, 0],
+  [40, 0, 0],
+];
 
 function cut(text: string, chars: number): string {
-  return text.length <= chars ? text : `${text.slice(0, chars - 1)}…`;
+  if (text.length <= chars) return text;
+  return chars === 0 ? '' : `${text.slice(0, chars - 1)}…`;
 }
 
+/** The report as a rumor payload: null fields left out (decoding restores them), free text cut to fit MAX_BACKUP_RUMOR_BYTES. */
 export function encodeBackupReport(r: BackupReport): Uint8Array {
-  const small: BackupReport = {
-    ...r,
-    repo_path: cut(r.repo_path, 200),
-    last_error: r.last_error ? { at: r.last_error.at, message: cut(r.last_error.message, MESSAGE_CHARS) } : null,
-    job: r.job ? { ...r.job, error: r.job.error === null ? null : cut(r.job.error, 120) } : null,
-  };
-  return Buffer.from(JSON.stringify(small));
+  let bytes = Buffer.alloc(0);
+  for (const [path, message, jobError] of CUTS) {
+    const small: Record<string, unknown> = {
+      ...r,
+      repo_path: cut(r.repo_path, path),
+      last_error: r.last_error ? { at: r.last_error.at, message: cut(r.last_error.message, message) } : null,
+      job: r.job ? { ...r.job, error: r.job.error === null ? null : cut(r.job.error, jobError) } : null,
+    };
+    for (const key of Object.keys(small)) if (small[key] === null) delete small[key];
+    bytes = Buffer.from(JSON.stringify(small));
+    if (bytes.length <= MAX_BACKUP_RUMOR_BYTES) break;
+  }
+  return bytes;
 }
 
 export function backupRumorFor(memberId: string, serviceGroup: string, r: BackupReport, version: number): { kind: string; key: string; version: number; payload: Uint8Array } {
