@@ -349,6 +349,13 @@ test('archiving: the leader reads pg_stat_archiver each poll; a failing archive_
     assert.ok(t.reports.some((r) => r.archive?.failing), 'told at once (a change of failing is major)');
     t.db.archiverStats = { ...t.db.archiverStats, lastArchivedWal: '000000010000000000000007', lastArchivedAt: Date.UTC(2026, 11, 7, 9, 6) };
     await eventually(async () => (t.coordinator.report()?.archive?.failing === false ? true : undefined), 2000, 'recovered');
+    // A backup history file stands for its segment; a timeline history file (a promotion) for none.
+    t.db.archiverStats = { ...t.db.archiverStats, lastArchivedWal: '000000010000000000000008.00000028.backup', lastArchivedAt: Date.UTC(2026, 11, 7, 9, 7) };
+    await eventually(async () => (t.coordinator.report()?.archive?.last_archived_wal === '000000010000000000000008' ? true : undefined), 2000, 'the segment of a backup history file');
+    t.db.archiverStats = { ...t.db.archiverStats, lastArchivedWal: '00000002.history', lastArchivedAt: Date.UTC(2026, 11, 7, 9, 8) };
+    await new Promise((r) => setTimeout(r, 80));
+    assert.equal(t.coordinator.report()?.archive?.last_archived_wal, '000000010000000000000008');
+    assert.equal(t.coordinator.report()?.archive?.last_archived_at, Date.UTC(2026, 11, 7, 9, 7));
     t.leadership.follow();
     assert.equal(t.coordinator.report()?.archive, null, 'a follower has no archiver to report');
   } finally {

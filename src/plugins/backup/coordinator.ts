@@ -7,7 +7,7 @@ import type { ArchiveReport, BackupBrief, BackupReport, JobBrief, StanzaState } 
 import type { ClusterSecrets } from '../../supervisor/secrets.js';
 import type { BackupInfo, BackupType, StanzaInfo } from './info.js';
 import { JobBook, JobBusy, type Job } from './jobs.js';
-import { archiverFailing, localDatabase, type LocalDatabase } from './local-db.js';
+import { archivedSegment, archiverFailing, localDatabase, type LocalDatabase } from './local-db.js';
 import { BackupNotConfigured, PgBackRest, type BackupOptions, type CallOptions } from './pgbackrest.js';
 import { backupEnabled, backupSettingsFrom, type BackupSettings } from './settings.js';
 import type { VerifyReport } from './verify.js';
@@ -149,6 +149,8 @@ export class BackupCoordinator implements BackupOperations {
   private closed = false;
   private readonly listeners = new Set<(r: BackupReport) => void>();
   private lastTold: { at: number; text: string } | undefined;
+  /** One pgBackRest per config in force (it prepares its files once). */
+  private toolCache: { cfg: DriverContext['cfg']; tool: BackupTool } | undefined;
   private tellTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly opts: BackupCoordinatorOptions) {
@@ -356,7 +358,7 @@ export class BackupCoordinator implements BackupOperations {
       this.retryAt = null;
       this.tell(true);
       try {
-        const tool = (this.opts.tool ?? PgBackRest.forService)(ctx);
+        const tool = this.toolFor(ctx);
         const timeoutMs = this.opts.stanzaTimeoutMs ?? 5 * MINUTE;
         await tool.stanzaCreate({ signal, timeoutMs });
         await tool.check({ signal, timeoutMs });
@@ -398,7 +400,11 @@ export class BackupCoordinator implements BackupOperations {
         if (failing && !this.archive?.failing) this.log.warn({ event: 'archive_failing', wal: a.lastFailedWal }, `WAL archiving fails: segment ${a.lastFailedWal ?? '?'} could not be archived`);
         if (!failing && this.archive?.failing) this.log.info({ event: 'archive_ok', wal: a.lastArchivedWal }, `WAL archiving works again: ${a.lastArchivedWal ?? '?'} archived`);
         const major = this.archive === null || failing !== this.archive.failing;
-        this.archive = { last_archived_wal: a.lastArchivedWal, last_archived_at: a.lastArchivedAt, failed_count: a.failedCount, last_failed_wal: a.lastFailedWal, last_failed_at: a.lastFailedAt, failing };
+        // "Archived up to" is a segment: a history or partial file archived last leaves the segment before it.
+        const segment = archivedSegment(a.lastArchivedWal);
+        const lastWal = segment ?? this.archive?.last_archived_wal ?? null;
+        const lastAt = segment !== undefined ? a.lastArchivedAt : (this.archive?.last_archived_at ?? null);
+        this.archive = { last_archived_wal: lastWal, last_archived_at: lastAt, failed_count: a.failedCount, last_failed_wal: a.lastFailedWal, last_failed_at: a.lastFailedAt, failing };
         this.tell(major);
       } catch (err) {
         this.log.debug({ event: 'archiver_unread', reason: (err as Error).message }, 'pg_stat_archiver could not be read');
@@ -413,7 +419,7 @@ export class BackupCoordinator implements BackupOperations {
   private async refreshInfo(ctx: DriverContext, signal?: AbortSignal): Promise<void> {
     this.infoAt = this.now();
     try {
-      const info = await (this.opts.tool ?? PgBackRest.forService)(ctx).info({ timeoutMs: INFO_TIMEOUT_MS, ...(signal ? { signal } : {}) });
+      const info = await this.toolFor(ctx).info({ timeoutMs: INFO_TIMEOUT_MS, ...(signal ? { signal } : {}) });
       const usable = info.backups.filter((b) => !b.error).sort((a, b) => a.stoppedAt.getTime() - b.stoppedAt.getTime());
       const full = usable.filter((b) => b.type === 'full').pop();
       const newest = usable[usable.length - 1];
@@ -466,9 +472,14 @@ export class BackupCoordinator implements BackupOperations {
     return ctx;
   }
 
+  private toolFor(ctx: DriverContext): BackupTool {
+    if (this.toolCache?.cfg !== ctx.cfg) this.toolCache = { cfg: ctx.cfg, tool: (this.opts.tool ?? PgBackRest.forService)(ctx) };
+    return this.toolCache.tool;
+  }
+
   private toolOrRefuse(ctx: DriverContext): BackupTool {
     try {
-      return (this.opts.tool ?? PgBackRest.forService)(ctx);
+      return this.toolFor(ctx);
     } catch (err) {
       if (err instanceof BackupNotConfigured) throw new BackupRefused('off', this.describe(err));
       throw err;

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { chown, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { DriverContext, ServicePaths } from '../../supervisor/driver.js';
@@ -79,7 +80,8 @@ export async function preparePgBackRestFiles(ctx: DriverContext): Promise<PgBack
 }
 
 async function writeOwned(ctx: DriverContext, file: string, content: string): Promise<void> {
-  const tmp = `${file}.tmp-${process.pid}`;
+  // A name of its own per write: two preparations at once (a backup job and a listing) must not rename each other's file.
+  const tmp = `${file}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
   await writeFile(tmp, content, { mode: 0o600 });
   if (ctx.user) await chown(tmp, ctx.user.uid, ctx.user.gid);
   await rename(tmp, file);

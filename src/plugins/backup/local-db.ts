@@ -52,3 +52,15 @@ export function archiverFailing(a: ArchiverStats): boolean {
   if (a.lastFailedAt === null) return false;
   return a.lastArchivedAt === null || a.lastFailedAt > a.lastArchivedAt;
 }
+
+/**
+ * The WAL segment an archived file stands for: a segment's own name, or the
+ * segment a backup history file (SEGMENT.OFFSET.backup) is named after, which
+ * PostgreSQL archives after that segment. A timeline history file and the
+ * old timeline's last partial segment (archived by a new leader) stand for
+ * none: undefined, and the last segment seen stays the one to go by.
+ */
+export function archivedSegment(name: string | null): string | undefined {
+  const m = name === null ? null : /^([0-9A-F]{24})(\.[0-9A-F]{8}\.backup)?$/.exec(name);
+  return m ? m[1] : undefined;
+}

@@ -16,7 +16,7 @@ export const RUMOR_BACKUP = 'backup';
 export type StanzaState = 'off' | 'unknown' | 'creating' | 'ok' | 'failed';
 
 export interface ArchiveReport {
-  /** pg_stat_archiver on the leader. */
+  /** The newest WAL segment the leader archived (pg_stat_archiver; a timeline history or partial file archived since leaves the segment before it). */
   last_archived_wal: string | null;
   last_archived_at: number | null;
   /** Failures since the statistics were reset (PostgreSQL counts them all). */
