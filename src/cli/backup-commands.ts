@@ -152,7 +152,8 @@ export function backupDoneText(j: JobView): string {
   const b = j.backup;
   if (!b) return `backup job ${j.id} done`;
   const took = j.took_ms !== null ? ` in ${(j.took_ms / 1000).toFixed(1)} s` : '';
-  return `backup ${b.label} (${b.type}) done${took}: database ${formatBytes(b.database_bytes)}, copied ${formatBytes(b.backup_bytes)}, ${formatBytes(b.repo_bytes)} in the repository; WAL ${b.wal_start ?? '?'} to ${b.wal_stop ?? '?'}`;
+  const upgraded = j.type !== null && j.type !== b.type ? ` (asked for ${j.type}: pgBackRest takes a full backup when there is none to build on)` : '';
+  return `backup ${b.label} (${b.type}) done${took}${upgraded}: database ${formatBytes(b.database_bytes)}, copied ${formatBytes(b.backup_bytes)}, ${formatBytes(b.repo_bytes)} in the repository; WAL ${b.wal_start ?? '?'} to ${b.wal_stop ?? '?'}`;
 }
 
 const when = (iso: string) => `${iso.slice(0, 19).replace('T', ' ')}Z`;

@@ -9,10 +9,11 @@
  * /primary on every member.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { appendFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, chownSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import type { HaView } from '../../src/ha/index.js';
+import { resolveServiceUser } from '../../src/supervisor/process-runner.js';
 import { loadSecretsFile, type ClusterSecrets } from '../../src/supervisor/secrets.js';
 import { HASUP_BIN, type MemberProc } from './member-procs.js';
 import { NetnsCluster, type ClusterNode } from './netns-cluster.js';
@@ -29,6 +30,13 @@ export interface HaClusterOptions {
   ha?: string[];
   /** Extra lines for [service.etcd] (e.g. election_timeout_ms = 1000). */
   etcd?: string[];
+  /**
+   * Backups on: a repository directory every node shares (BASEDIR/backup-repo,
+   * owned by the PostgreSQL service user `hasup`, as an operator would mount
+   * one), named as [service.postgresql.backup] repo_path in each node's
+   * hasup.toml, with these extra lines (e.g. cipher = true).
+   */
+  backup?: { settings?: string[] };
 }
 
 /** What etcd's maintenance/status says on one voter. */
@@ -65,17 +73,30 @@ export class HaCluster {
     readonly cluster: NetnsCluster,
     readonly secrets: ClusterSecrets,
     readonly secretsFile: string,
+    /** The shared backup repository (HaClusterOptions.backup), if any. */
+    readonly backupRepo?: string,
   ) {}
 
   static async create(opts: HaClusterOptions): Promise<HaCluster> {
     const cluster = await NetnsCluster.create({ nodes: opts.nodes });
     try {
+      let repo: string | undefined;
+      if (opts.backup) {
+        repo = join(cluster.baseDir, 'backup-repo');
+        mkdirSync(repo, { mode: 0o750 });
+        const user = await resolveServiceUser('hasup');
+        chownSync(repo, user.uid, user.gid);
+      }
       const configOf = (i: number) => join(cluster.node(i).stateDir, 'hasup.toml');
       const prepare = async (i: number, args: string[]) => {
         const node = cluster.node(i);
         const r = await hasupIn(node, [...args, '--advertise', node.address, '--state-dir', node.stateDir, '--config', configOf(i), '--service', 'postgresql']);
         if (r.code !== 0) throw new Error(`node ${i}: hasup ${args.slice(0, 2).join(' ')} failed: ${r.stderr}`);
-        const extra = [...(opts.ha?.length ? ['[service.postgresql.ha]', ...opts.ha] : []), ...(opts.etcd?.length ? ['[service.etcd]', ...opts.etcd] : [])];
+        const extra = [
+          ...(opts.ha?.length ? ['[service.postgresql.ha]', ...opts.ha] : []),
+          ...(repo ? ['[service.postgresql.backup]', `repo_path = ${JSON.stringify(repo)}`, ...(opts.backup?.settings ?? [])] : []),
+          ...(opts.etcd?.length ? ['[service.etcd]', ...opts.etcd] : []),
+        ];
         if (extra.length > 0) appendFileSync(configOf(i), `\n${extra.join('\n')}\n`);
       };
       await prepare(1, ['cluster', 'create']);
@@ -83,7 +104,7 @@ export class HaCluster {
       // Joins may run in parallel, as the operator's may.
       const others = cluster.nodes.map((n) => n.index).filter((i) => i !== 1);
       await Promise.all(others.map((i) => prepare(i, ['cluster', 'join', cluster.node(1).address, '--secrets', secretsFile])));
-      return new HaCluster(cluster, loadSecretsFile(secretsFile), secretsFile);
+      return new HaCluster(cluster, loadSecretsFile(secretsFile), secretsFile, repo);
     } catch (err) {
       await cluster.destroy();
       throw err;

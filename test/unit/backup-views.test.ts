@@ -64,6 +64,14 @@ test('verify on a damaged repository: the flipped file by its path, the WAL gap,
   assert.deepEqual(v.warnings, ['no usable full backup in the repository: there is nothing to restore from (hasup backup create --type full)']);
 });
 
+test('an invalid backup nothing depends on is said once, by the files check', () => {
+  const full = INFO.backups.filter((b) => b.label === '20261206-234928F');
+  const report = withDependents(parseVerify(out.VERIFY_BAD_STDOUT, out.VERIFY_BAD_STDERR.replace(/^DETAIL: .*$/gm, '')), full);
+  const v = verifyOutcome(input({ report, info: { ...INFO, backups: full } }));
+  assert.deepEqual(v.problems, ['invalid checksum: /srv/repo/backup/hasup/20261206-234928F/pg_data/base/5/16388.zst', 'backup 20261206-234928F is invalid']);
+  assert.equal(statuses(v.checks)['backups-usable'], 'failed');
+});
+
 test("another cluster's repository, a leader whose archiving fails, a repository behind what the leader archived", () => {
   assert.match(verifyOutcome(input({ localSystemId: '1' })).problems.join('\n'), /belongs to another database: its system identifier is 7716339342733519476, this cluster's is 1/);
   assert.equal(statuses(verifyOutcome(input({ localSystemId: { unknown: 'PostgreSQL at 10.0.0.1:5432: connection refused' } })).checks)['system-id'], 'skipped');
@@ -167,10 +175,11 @@ test('the text of a job and of a verdict', () => {
   assert.equal(progressText({ ...job, progress: { percent: 42.5, bytes_total: 25 * 1024 * 1024, bytes_done: 11141120 } }), '42.5% (10.6 MiB of 25.0 MiB)');
   const done = { ...job, state: 'done' as const, took_ms: 2600, backup: backupListing({ member: 'm1', repoPath: '/r', info: INFO, archive: null }).backups[0]! };
   assert.equal(backupDoneText(done), 'backup 20261206-234928F (full) done in 2.6 s: database 51.0 MiB, copied 51.0 MiB, 15.3 MiB in the repository; WAL 000000010000000000000025 to 000000010000000000000025');
+  assert.match(backupDoneText({ ...done, type: 'incr' }), /^backup 20261206-234928F \(full\) done in 2\.6 s \(asked for incr: pgBackRest takes a full backup when there is none to build on\): /);
   const repo1 = INFO.backups.filter((b) => b.repo === 1);
   const bad = verifyText(verifyOutcome(input({ report: withDependents(parseVerify(out.VERIFY_BAD_STDOUT, out.VERIFY_BAD_STDERR), repo1) })));
   assert.match(bad, /^repository \/srv\/repo \(repository 1\) verified from member m1 in 3\.5 s: PROBLEMS FOUND$/m);
-  assert.match(bad, /^FAILED +files +1 fault\(s\)|^FAILED +files +2 fault\(s\)/m);
+  assert.match(bad, /^FAILED +files +1 file\(s\) at fault; invalid backup\(s\): 20261206-234928F$/m);
   assert.match(bad, /^problems:\n {2}invalid checksum: \/srv\/repo\/backup\/hasup\/20261206-234928F\/pg_data\/base\/5\/16388\.zst$/m);
   assert.match(verifyText(verifyOutcome(input())), /verified from member m1 in 3\.5 s: OK\nok +files/);
 });

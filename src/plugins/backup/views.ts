@@ -170,9 +170,10 @@ export function verifyOutcome(input: VerifyInput): VerifyOutcome {
   const checks: VerifyCheck[] = [];
   const problems: string[] = [];
   const warnings: string[] = [];
-  const check = (name: string, status: CheckStatus, detail: string, lines: string[] = []) => {
+  /** `lines`: the problems it adds (its detail when not given; none when they are already said by another check). */
+  const check = (name: string, status: CheckStatus, detail: string, lines?: string[]) => {
     checks.push({ name, status, detail });
-    if (status === 'failed') problems.push(...(lines.length > 0 ? lines : [detail]));
+    if (status === 'failed') problems.push(...(lines ?? [detail]));
     if (status === 'warning') warnings.push(detail);
   };
   const stanzaDir = (what: 'backup' | 'archive') => `${repoPath.replace(/\/+$/, '')}/${what}/${STANZA}`;
@@ -190,7 +191,8 @@ export function verifyOutcome(input: VerifyInput): VerifyOutcome {
     check('files', 'ok', `${report.backups.length} backup(s), ${files} file(s) and ${wal} WAL segment(s) match their checksums and sizes`);
   } else {
     const lines = fileLines.length > 0 ? fileLines : [`pgBackRest verify reported errors: ${report.messages.join('; ') || 'no detail'}`];
-    check('files', 'failed', `${lines.length} fault(s) in the repository's files`, lines);
+    const detail = [`${report.problems.length} file(s) at fault`, ...(invalid.length > 0 ? [`invalid backup(s): ${invalid.map((b) => b.label).join(', ')}`] : [])].join('; ');
+    check('files', 'failed', detail, lines);
   }
 
   // wal-continuity
@@ -205,8 +207,9 @@ export function verifyOutcome(input: VerifyInput): VerifyOutcome {
   const dependents = report.unusable.filter((l) => !invalidLabels.has(l));
   if (report.unusable.length === 0) check('backups-usable', 'ok', 'every backup can be restored as far as its files and WAL go');
   else {
+    // The invalid ones are said by the files check; the others are named here.
     const lines = dependents.map((l) => `backup ${l} cannot be restored: it needs WAL missing from the archive or depends on a backup that is unusable`);
-    check('backups-usable', 'failed', `unusable backups: ${report.unusable.join(', ')}`, lines.length > 0 ? lines : [`unusable backups: ${report.unusable.join(', ')}`]);
+    check('backups-usable', 'failed', `unusable backups: ${report.unusable.join(', ')}`, lines);
   }
 
   // backup-wal

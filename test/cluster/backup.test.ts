@@ -1,0 +1,270 @@
+/**
+ * Backups on three namespace nodes behind HAProxy, formed by `hasup cluster
+ * create` and two `hasup cluster join`s, every node's hasup.toml naming one
+ * shared, encrypted repository ([service.postgresql.backup] repo_path, a
+ * directory under the cluster's base dir owned by the service user):
+ *
+ *  - the leader makes the repository ready by itself (stanza-create, check),
+ *    and every member's `hasup status` says so (the leader's gossiped report);
+ *  - `hasup backup create --type full --wait`, asked of a follower, goes to
+ *    the leader and succeeds; a second backup while one runs is refused
+ *    naming it; `hasup backup list --json` shows the backup;
+ *  - under writes the leader node is killed: the new leader archives on its
+ *    new timeline without any operator action, and an incremental backup
+ *    after the failover succeeds;
+ *  - `hasup backup verify` passes, and a byte flipped in a backup file makes
+ *    it exit non-zero naming the file.
+ */
+import { after, afterEach, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, relative } from 'node:path';
+import type { JobView } from '../../src/plugins/backup/coordinator.js';
+import type { BackupListing, VerifyOutcome } from '../../src/plugins/backup/views.js';
+import type { ClusterView } from '../../src/plugins/http/cluster-view.js';
+import { HASUP_BIN } from '../support/member-procs.js';
+import { netnsUnavailableReason } from '../support/netns-cluster.js';
+import { eventually, HaCluster } from '../support/ha-cluster.js';
+import { WriteChecker } from '../support/write-checker.js';
+
+const skip =
+  netnsUnavailableReason() ??
+  (existsSync('/usr/bin/etcd') ? null : 'etcd is not installed') ??
+  (existsSync('/usr/lib/postgresql/15/bin/postgres') ? null : 'PostgreSQL 15 is not installed') ??
+  (existsSync('/usr/bin/pgbackrest') ? null : 'pgBackRest is not installed') ??
+  (spawnSync('haproxy', ['-v'], { stdio: 'ignore' }).status === 0 ? null : 'haproxy is not installed');
+
+/** The timeline a WAL segment name is on (its first 8 hex digits). */
+const timelineOf = (segment: string) => parseInt(segment.slice(0, 8), 16);
+
+function filesUnder(dir: string): string[] {
+  const out: string[] = [];
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) out.push(...filesUnder(path));
+    else if (entry.isFile()) out.push(path);
+  }
+  return out;
+}
+
+function flipByte(file: string, at: number): void {
+  const bytes = readFileSync(file);
+  bytes[at] = bytes[at]! ^ 0xff;
+  writeFileSync(file, bytes);
+}
+
+describe('backups: three nodes sharing one repository', { skip: skip ?? false }, () => {
+  let ha: HaCluster;
+  const ids = new Map<number, string>();
+  let full: string;
+
+  /** `hasup ARGS` from the host against node i's API (its state dir), without blocking the event loop. */
+  function cli(i: number, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+    return new Promise((resolve) => {
+      const child = spawn(process.execPath, [HASUP_BIN, ...args, '--state-dir', ha.cluster.node(i).stateDir], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      child.once('close', (code) => resolve({ code, stdout, stderr }));
+    });
+  }
+
+  /** A POST to node i's API, its status and body whatever they are. */
+  async function post(i: number, path: string, body: unknown): Promise<{ status: number; body: Record<string, unknown> }> {
+    const res = await fetch(`${ha.member(i).apiUrl}${path}`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${ha.secrets.api_token}`, 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+      signal: AbortSignal.timeout(5000),
+    });
+    return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+  }
+
+  async function backupOf(i: number): Promise<ClusterView['backup']> {
+    return (await ha.member(i).api<ClusterView>('/cluster')).backup;
+  }
+
+  async function listing(i: number): Promise<BackupListing> {
+    const r = await cli(i, ['backup', 'list', '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    return JSON.parse(r.stdout) as BackupListing;
+  }
+
+  const noSecret = (text: string) => {
+    for (const s of [ha.secrets.api_token, ha.secrets.postgresql.superuser_password, ha.secrets.postgresql.replication_password, ha.secrets.backup?.repo_cipher_pass]) {
+      if (s) assert.ok(!text.includes(s), 'a secret in the output');
+    }
+  };
+
+  before(async () => {
+    ha = await HaCluster.create({ nodes: 3, backup: { settings: ['cipher = true'] } });
+    for (const i of [1, 2, 3]) ha.startNode(i);
+    for (const i of [1, 2, 3]) {
+      await ha.member(i).waitForEvent((e) => e.event === 'http', 30_000, 'HTTP listening');
+      ids.set(i, await ha.memberId(i));
+    }
+    await ha.startHaproxy();
+  });
+
+  let failed = false;
+  afterEach((t) => {
+    if ((t as unknown as { passed?: boolean }).passed === false) failed = true;
+  });
+
+  after(async () => {
+    if (failed || process.env.HASUP_HA_LOGS) {
+      const dir = mkdtempSync(join(tmpdir(), 'hasup-backup-logs-'));
+      for (const n of ha?.cluster.nodes ?? []) {
+        for (const m of n.members) writeFileSync(join(dir, `node${n.index}-${m.pid}.log`), [...m.events.map((e) => JSON.stringify(e)), ...m.stderr].join('\n'));
+      }
+      console.log(`# member logs in ${dir}`);
+    }
+    await ha?.destroy();
+  });
+
+  test('the leader makes the repository ready by itself; every member shows it in /cluster and hasup status', async () => {
+    const leader = await ha.whole(180_000);
+    const follower = [1, 2, 3].find((i) => i !== leader)!;
+    const { ms } = await eventually(async () => {
+      const b = await backupOf(leader);
+      return b?.stanza === 'ok' && b.member === ids.get(leader) ? b : undefined;
+    }, 120_000, 'the stanza ready on the leader', 500);
+    console.log(`# stanza ready ${ms} ms after the cluster was whole`);
+    assert.ok(existsSync(join(ha.backupRepo!, 'backup', 'hasup', 'backup.info')), 'the stanza is in the shared repository');
+    // The leader's report reaches the followers by gossip.
+    await eventually(async () => {
+      const b = await backupOf(follower);
+      return b?.from_leader && b.member === ids.get(leader) && b.stanza === 'ok' ? b : undefined;
+    }, 30_000, "the leader's report on a follower", 500);
+    const status = await cli(follower, ['status']);
+    assert.equal(status.code, 0, status.stderr);
+    assert.match(status.stdout, new RegExp(`^backups: repository ${ha.backupRepo!.replace(/[/.]/g, '\\$&')}, stanza ok, no full backup yet`, 'm'));
+    // pgbackrest check made the leader archive a segment, and its archiver says so.
+    const { value: archive } = await eventually(async () => {
+      const a = (await backupOf(leader))?.archive;
+      return a?.last_archived_wal ? a : undefined;
+    }, 30_000, 'a segment archived');
+    assert.equal(archive.failing, false);
+  });
+
+  test('hasup backup create --type full --wait, asked of a follower, runs on the leader; a second backup meanwhile is refused naming it; list --json shows it', async () => {
+    const leader = await ha.whole(90_000);
+    const follower = [1, 2, 3].find((i) => i !== leader)!;
+    const w = new WriteChecker({ user: 'hasup', password: ha.secrets.postgresql.superuser_password, intervalMs: 20, timeoutMs: 1500 });
+    await w.setup(ha.haproxyTarget);
+    w.start([ha.haproxyTarget]);
+    try {
+      const pending = cli(follower, ['backup', 'create', '--type', 'full', '--wait']);
+      // While it runs, the leader refuses a second one and names the first.
+      const { value: first } = await eventually(async () => {
+        const job = (await backupOf(leader))?.job;
+        return job?.state === 'running' && job.type === 'full' ? job : undefined;
+      }, 60_000, 'the full backup running on the leader', 50);
+      const busy = await post(leader, '/backup', { type: 'incr' });
+      assert.equal(busy.status, 409, JSON.stringify(busy.body));
+      assert.match(String(busy.body.error), new RegExp(`^backup job ${first.id} \\(full\\) is running since `));
+      assert.equal((busy.body.job as JobView).id, first.id);
+      // A follower sends the caller to the leader.
+      const misdirected = await post(follower, '/backup', { type: 'incr' });
+      assert.equal(misdirected.status, 421);
+      assert.deepEqual(misdirected.body.leader, { member: ids.get(leader), api: ha.member(leader).apiUrl });
+      const r = await pending;
+      assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+      noSecret(r.stdout + r.stderr);
+      assert.match(r.stderr, new RegExp(`this member is not the leader; asking the leader ${ids.get(leader)} at http://`));
+      assert.match(r.stdout, new RegExp(`^backup job ${first.id} \\(full\\) started on member ${ids.get(leader)}$`, 'm'));
+      const done = /^backup (\S+F) \(full\) done in [\d.]+ s: database .* WAL (\S+) to (\S+)$/m.exec(r.stdout);
+      assert.ok(done, r.stdout);
+      full = done[1]!;
+    } finally {
+      await w.stop();
+    }
+    assert.ok(w.acks.length > 20, `writes went on during the backup (${w.acks.length})`);
+    const l = await listing(follower);
+    assert.deepEqual(l.backups.map((b) => [b.label, b.type]), [[full, 'full']]);
+    assert.deepEqual(l.stanza.cipher, ['aes-256-cbc']);
+    assert.ok(l.backups[0]!.repo_bytes > 0 && l.backups[0]!.database_bytes > l.backups[0]!.repo_bytes);
+    assert.equal(l.recoverable[0]?.from_backup, full);
+    const status = await cli(leader, ['status']);
+    assert.match(status.stdout, /^backups: .*stanza ok, last full \S+Z \([^)]+ ago\)/m);
+  });
+
+  test('the leader killed under writes: the new leader archives on its new timeline by itself, and an incremental backup after the failover works', async () => {
+    const leader = await ha.whole(90_000);
+    const before = (await ha.view(leader)).timeline!;
+    const w = new WriteChecker({ user: 'hasup', password: ha.secrets.postgresql.superuser_password, intervalMs: 20, timeoutMs: 1500 });
+    await w.setup(ha.haproxyTarget);
+    w.start([ha.haproxyTarget]);
+    let next: number;
+    try {
+      await new Promise((r) => setTimeout(r, 1000));
+      const killed = Date.now();
+      await ha.killNode(leader);
+      next = await ha.soleLeader(30_000, leader);
+      await eventually(async () => w.firstAckAfter(killed, 'haproxy', ha.address(next)), 20_000, 'writes on the new leader');
+    } finally {
+      await w.stop();
+    }
+    const timeline = (await ha.view(next)).timeline!;
+    assert.ok(timeline > before, `a new timeline (${before} -> ${timeline})`);
+    // No operator action: the new leader's coordinator makes the repository ready (its check switches a segment).
+    const { value: archived, ms } = await eventually(
+      async () => {
+        const l = await listing(next);
+        const max = l.archives.map((a) => a.max ?? '').sort().pop() ?? '';
+        return max && timelineOf(max) === timeline ? max : undefined;
+      },
+      120_000,
+      `a segment of timeline ${timeline} in the archive`,
+      1000,
+    );
+    console.log(`# node ${next} leads on timeline ${timeline}; the archive reached ${archived} ${ms} ms later`);
+    const b = await eventually(async () => {
+      const x = await backupOf(next);
+      return x?.stanza === 'ok' ? x : undefined;
+    }, 60_000, 'the new leader reporting the repository ready');
+    assert.equal(b.value.member, ids.get(next));
+
+    const r = await cli(next, ['backup', 'create', '--type', 'incr', '--wait']);
+    assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+    assert.match(r.stdout, /^backup \S+I \(incr\) done/m);
+    const l = await listing(next);
+    assert.deepEqual(l.backups.map((x) => x.type), ['full', 'incr']);
+    assert.equal(l.backups[1]!.prior, full);
+    assert.equal(timelineOf(l.backups[1]!.wal_start!), timeline, 'the incremental backup is of the new timeline');
+
+    ha.startNode(leader);
+    await ha.whole(180_000);
+  });
+
+  test('hasup backup verify passes; a byte flipped in a backup file makes it exit non-zero naming the file', async () => {
+    const ok = await cli(2, ['backup', 'verify']);
+    assert.equal(ok.code, 0, `${ok.stdout}\n${ok.stderr}`);
+    assert.match(ok.stdout, /verified from member \S+ in [\d.]+ s: OK$/m);
+    const json = await cli(3, ['backup', 'verify', '--json']);
+    assert.equal(json.code, 0, json.stderr);
+    const outcome = JSON.parse(json.stdout) as VerifyOutcome;
+    assert.equal(outcome.ok, true);
+    assert.equal(outcome.checks.find((c) => c.name === 'system-id')?.status, 'ok');
+    assert.equal(outcome.checks.find((c) => c.name === 'wal-continuity')?.status, 'ok', 'the failover left no hole in the archived WAL');
+    noSecret(ok.stdout + ok.stderr + json.stdout);
+
+    const stanzaDir = join(ha.backupRepo!, 'backup', 'hasup');
+    const victim = filesUnder(join(stanzaDir, full, 'pg_data')).sort((a, b) => statSync(b).size - statSync(a).size)[0]!;
+    const at = Math.floor(statSync(victim).size / 2);
+    flipByte(victim, at);
+    try {
+      const bad = await cli(1, ['backup', 'verify']);
+      assert.notEqual(bad.code, 0, bad.stdout);
+      const name = relative(stanzaDir, victim);
+      assert.ok(bad.stdout.includes(name), `the report names ${name}:\n${bad.stdout}`);
+      assert.match(bad.stdout, /PROBLEMS FOUND/);
+      assert.match(bad.stderr, new RegExp(`the repository has \\d+ problem\\(s\\), first: .*${name.replace(/[.]/g, '\\.')}`));
+    } finally {
+      flipByte(victim, at);
+    }
+  });
+});
