@@ -134,6 +134,8 @@ export class BackupCoordinator implements BackupOperations {
   private activeKey: string | undefined;
   private ensureAbort: AbortController | undefined;
   private ensuring: Promise<void> | undefined;
+  /** The stanza-create and check under way, if any (a backup job waits for it rather than race its locks). */
+  private attempt: Promise<void> | undefined;
   private stanza: StanzaState = 'off';
   private stanzaOkAt: number | null = null;
   private lastError: { at: number; message: string } | null = null;
@@ -215,7 +217,8 @@ export class BackupCoordinator implements BackupOperations {
     const job = this.jobs.start('backup', type, async (progress) => {
       const total = await db.databaseBytes(AbortSignal.timeout(DB_TIMEOUT_MS)).catch(() => null);
       progress({ bytesTotal: total });
-      // A stanza not (yet) made is made now: the operator asked, the backoff need not be waited out.
+      // A stanza being made is waited for; one not (yet) made is made now: the operator asked, the backoff need not be waited out.
+      await this.attempt?.catch(() => undefined);
       if (this.stanza !== 'ok') await tool.stanzaCreate({ signal: abort.signal, timeoutMs: this.opts.stanzaTimeoutMs ?? 5 * MINUTE });
       try {
         const made = await tool.backup(type, {
@@ -360,8 +363,15 @@ export class BackupCoordinator implements BackupOperations {
       try {
         const tool = this.toolFor(ctx);
         const timeoutMs = this.opts.stanzaTimeoutMs ?? 5 * MINUTE;
-        await tool.stanzaCreate({ signal, timeoutMs });
-        await tool.check({ signal, timeoutMs });
+        this.attempt = (async () => {
+          await tool.stanzaCreate({ signal, timeoutMs });
+          await tool.check({ signal, timeoutMs });
+        })();
+        try {
+          await this.attempt;
+        } finally {
+          this.attempt = undefined;
+        }
         if (signal.aborted) return;
         this.stanza = 'ok';
         this.stanzaOkAt = this.now();
