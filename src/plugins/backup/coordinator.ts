@@ -149,6 +149,8 @@ export class BackupCoordinator implements BackupOperations {
   private unsubscribe: (() => void) | undefined;
   private ticking = false;
   private closed = false;
+  /** Aborted by close(): the archiver's and info's looks in flight end with it. */
+  private readonly closing = new AbortController();
   private readonly listeners = new Set<(r: BackupReport) => void>();
   private lastTold: { at: number; text: string } | undefined;
   /** One pgBackRest per config in force (it prepares its files once). */
@@ -297,6 +299,7 @@ export class BackupCoordinator implements BackupOperations {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.closing.abort();
     clearInterval(this.timer);
     clearTimeout(this.tellTimer);
     this.unsubscribe?.();
@@ -404,7 +407,7 @@ export class BackupCoordinator implements BackupOperations {
       if (this.activeKey === undefined || !ctx) return;
       const key = this.activeKey;
       try {
-        const a = await (this.opts.database ?? localDatabase)(ctx).archiver(AbortSignal.timeout(DB_TIMEOUT_MS));
+        const a = await (this.opts.database ?? localDatabase)(ctx).archiver(AbortSignal.any([AbortSignal.timeout(DB_TIMEOUT_MS), this.closing.signal]));
         if (this.activeKey !== key) return;
         const failing = archiverFailing(a);
         if (failing && !this.archive?.failing) this.log.warn({ event: 'archive_failing', wal: a.lastFailedWal }, `WAL archiving fails: segment ${a.lastFailedWal ?? '?'} could not be archived`);
@@ -419,7 +422,7 @@ export class BackupCoordinator implements BackupOperations {
       } catch (err) {
         this.log.debug({ event: 'archiver_unread', reason: (err as Error).message }, 'pg_stat_archiver could not be read');
       }
-      if (this.stanza === 'ok' && this.now() - this.infoAt >= (this.opts.infoRefreshMs ?? 10 * MINUTE)) await this.refreshInfo(ctx);
+      if (this.stanza === 'ok' && this.now() - this.infoAt >= (this.opts.infoRefreshMs ?? 10 * MINUTE)) await this.refreshInfo(ctx, this.closing.signal);
     } finally {
       this.ticking = false;
     }
@@ -461,7 +464,7 @@ export class BackupCoordinator implements BackupOperations {
       const ctx = this.opts.context();
       if (ctx && this.activeKey !== undefined) {
         if (this.stanza === 'failed') this.startEnsuring(this.activeKey, 'a backup succeeded');
-        void this.refreshInfo(ctx);
+        void this.refreshInfo(ctx, this.closing.signal);
       }
     } else if (job.result && 'verify' in job.result) {
       const v = job.result.verify;
