@@ -1,4 +1,4 @@
-import { memberServiceKey } from './key.js';
+import { jsonObjectPayload, memberServiceKey } from './key.js';
 
 /**
  * The backup rumor: what a member's backup coordinator says about backups
@@ -107,13 +107,8 @@ export function backupRumorFor(memberId: string, serviceGroup: string, r: Backup
 
 /** A peer's report, or undefined when the payload is not a JSON object with the fields every report has. Never throws. */
 export function decodeBackupReport(payload: Uint8Array): BackupReport | undefined {
-  let data: unknown;
-  try {
-    data = JSON.parse(Buffer.from(payload).toString('utf8'));
-  } catch {
-    return undefined;
-  }
-  if (typeof data !== 'object' || data === null) return undefined;
+  const data = jsonObjectPayload(payload);
+  if (!data) return undefined;
   const d = data as Partial<BackupReport>;
   if (typeof d.enabled !== 'boolean' || typeof d.active !== 'boolean' || typeof d.stanza !== 'string' || typeof d.repo_path !== 'string' || typeof d.at !== 'number') return undefined;
   return {

@@ -21,3 +21,14 @@ export function splitMemberServiceKey(key: string): { member: string; serviceGro
 export function nextRumorVersion(last: number, now: number = Date.now()): number {
   return Math.max(last + 1, now);
 }
+
+/** A payload that is a JSON object, or undefined (malformed, or another JSON value): decoders start here and never throw. */
+export function jsonObjectPayload(payload: Uint8Array): Record<string, unknown> | undefined {
+  let data: unknown;
+  try {
+    data = JSON.parse(Buffer.from(payload).toString('utf8'));
+  } catch {
+    return undefined;
+  }
+  return typeof data === 'object' && data !== null && !Array.isArray(data) ? (data as Record<string, unknown>) : undefined;
+}

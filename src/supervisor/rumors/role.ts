@@ -1,5 +1,5 @@
 import type { LeadershipState, PostgresRole, ReplicationState } from '../leadership.js';
-import { memberServiceKey } from './key.js';
+import { jsonObjectPayload, memberServiceKey } from './key.js';
 
 /**
  * The role rumor: what every member learns about another's place in its
@@ -61,12 +61,7 @@ export function roleRumorFor(memberId: string, s: LeadershipState, version: numb
  * more). Never throws.
  */
 export function decodeRoleRumor(payload: Uint8Array): RoleRumor | undefined {
-  let data: unknown;
-  try {
-    data = JSON.parse(Buffer.from(payload).toString('utf8'));
-  } catch {
-    return undefined;
-  }
-  if (typeof data !== 'object' || data === null || typeof (data as { role?: unknown }).role !== 'string') return undefined;
-  return data as RoleRumor;
+  const data = jsonObjectPayload(payload);
+  if (!data || typeof data.role !== 'string') return undefined;
+  return data as unknown as RoleRumor;
 }

@@ -1,7 +1,7 @@
 import { findPlan } from '../plan.js';
 import type { ServiceStatus } from '../service.js';
 import type { TomlTable } from '../toml-schema.js';
-import { memberServiceKey, splitMemberServiceKey } from './key.js';
+import { jsonObjectPayload, memberServiceKey, splitMemberServiceKey } from './key.js';
 
 /**
  * The service rumor: what one member says about one of its services (key
@@ -60,13 +60,8 @@ export function serviceRumor(memberId: string, s: ServiceStatus, ports: Record<s
  * Never throws.
  */
 export function decodeServiceRumor(payload: Uint8Array): Partial<ServiceRumorPayload> | undefined {
-  let data: unknown;
-  try {
-    data = JSON.parse(Buffer.from(payload).toString('utf8'));
-  } catch {
-    return undefined;
-  }
-  if (typeof data !== 'object' || data === null) return undefined;
+  const data = jsonObjectPayload(payload);
+  if (!data) return undefined;
   const p = data as Partial<ServiceRumorPayload>;
   const ports: Record<string, number> = {};
   if (typeof p.ports === 'object' && p.ports !== null) {
