@@ -82,8 +82,22 @@ export const HA_SETTINGS_SCHEMA: Schema = {
   watchdog_device: { type: 'string', doc: 'the kernel watchdog device', default: '/dev/watchdog', check: (v) => (v.startsWith('/') ? undefined : `must be an absolute path (got ${v})`) },
 };
 
-/** The settings from a merged PostgreSQL service config (its [ha] table; seconds in the file). */
+const fromConfig = new WeakMap<TomlTable, HaSettings>();
+
+/**
+ * The settings from a merged PostgreSQL service config (its [ha] table;
+ * seconds in the file). The HA loop and every load-balancer check read
+ * them: kept per config object (a reload makes a new one).
+ */
 export function haSettingsFrom(cfg: TomlTable): HaSettings {
+  const known = fromConfig.get(cfg);
+  if (known) return known;
+  const settings = readHaSettings(cfg);
+  fromConfig.set(cfg, settings);
+  return settings;
+}
+
+function readHaSettings(cfg: TomlTable): HaSettings {
   const { value: ha, problems } = checkTable(isTable(cfg.ha) ? cfg.ha : {}, HA_SETTINGS_SCHEMA, { fill: true, at: ['ha'] });
   const syncMode = ha.synchronous_mode as boolean | 'auto';
   return {

@@ -60,8 +60,22 @@ export const BACKUP_SETTINGS_SCHEMA: Schema = {
 
 const DEFAULTS = checkTable({}, BACKUP_SETTINGS_SCHEMA, { fill: true }).value;
 
-/** The settings from a merged PostgreSQL service config (its [backup] table). */
+const fromConfig = new WeakMap<TomlTable, BackupSettings>();
+
+/**
+ * The settings from a merged PostgreSQL service config (its [backup] table).
+ * Read for every /cluster and status answer: kept per config object (a
+ * reload makes a new one), so a request does not check the table again.
+ */
 export function backupSettingsFrom(cfg: TomlTable): BackupSettings {
+  const known = fromConfig.get(cfg);
+  if (known) return known;
+  const settings = readBackupSettings(cfg);
+  fromConfig.set(cfg, settings);
+  return settings;
+}
+
+function readBackupSettings(cfg: TomlTable): BackupSettings {
   const { value: b, problems } = checkTable(isTable(cfg.backup) ? cfg.backup : {}, BACKUP_SETTINGS_SCHEMA, { fill: true, at: ['backup'] });
   // A refused key keeps its default here; `invalid` says why, and checkBackupSettings refuses the whole table.
   const get = <T>(key: string) => (b[key] ?? DEFAULTS[key]) as T;
