@@ -5,8 +5,9 @@
  * local setting (a small Elasticsearch heap) to each file.
  */
 import { spawnSync } from 'node:child_process';
-import { appendFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, chownSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { loadNodeConfig } from '../src/supervisor/config-file.js';
+import { resolveServiceUser } from '../src/supervisor/process-runner.js';
 import { DemoError } from './demo-procs.js';
 import { ES_HEAP, HASUP_NODE_ARGS, LAYOUT_VERSION, MEMBERS, memberAddress, type DemoLayout } from './demo-layout.js';
 
@@ -63,8 +64,14 @@ function nodeFlags(layout: DemoLayout, i: number): string[] {
   return ['--advertise', memberAddress(i), '--state-dir', layout.memberDir(i), '--config', layout.configFile(i), ...DEMO_SERVICES.flatMap((s) => ['--service', s])];
 }
 
-export function prepareCluster(layout: DemoLayout): void {
+export async function prepareCluster(layout: DemoLayout): Promise<void> {
   mkdirSync(layout.dir, { recursive: true, mode: 0o755 });
+  // The backup repository: writable by the user PostgreSQL runs as (hasup's service user when run as root).
+  mkdirSync(layout.backupRepo, { mode: 0o750 });
+  if (process.getuid?.() === 0) {
+    const user = await resolveServiceUser('hasup');
+    chownSync(layout.backupRepo, user.uid, user.gid);
+  }
   const [first, ...others] = MEMBERS;
   hasup(layout, ['cluster', 'create', ...nodeFlags(layout, first), '--secrets', layout.secretsFile, '--name', CLUSTER_NAME]);
   for (const i of others) hasup(layout, ['cluster', 'join', memberAddress(first), '--secrets', layout.secretsFile, ...nodeFlags(layout, i)]);
@@ -76,6 +83,10 @@ export function prepareCluster(layout: DemoLayout): void {
         '# Added by `npm run demo`: three Elasticsearch JVMs share one small machine with PostgreSQL and etcd.',
         '[service.elasticsearch]',
         `heap = "${ES_HEAP}"`,
+        '',
+        '# Added by `npm run demo`: WAL archiving and backups with pgBackRest into a repository the members share.',
+        '[service.postgresql.backup]',
+        `repo_path = ${JSON.stringify(layout.backupRepo)}`,
         '',
       ].join('\n'),
     );

@@ -35,11 +35,13 @@ const HASUP_BIN = join(import.meta.dirname, '..', 'src', 'cli', 'main.js');
 export const HASUP_NODE_ARGS = shebangNodeArgs(HASUP_BIN);
 
 /** Bumped when the demo's directory layout changes, so an older .demo is started afresh instead of misread. */
-export const LAYOUT_VERSION = 2;
+export const LAYOUT_VERSION = 3;
 
 export class DemoLayout {
   readonly root = installRoot();
   readonly dir = join(this.root, '.demo');
+  /** The pgBackRest repository the members share (on one machine a directory; in production a shared mount). */
+  readonly backupRepo = join(this.dir, 'backup-repo');
   /** The cluster secrets file `hasup cluster create` writes (ring key, API token, PostgreSQL passwords). */
   readonly secretsFile = join(this.dir, 'secrets.json');
   /** Written once every member is prepared; its absence means the directory is from an older or interrupted demo. */

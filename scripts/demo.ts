@@ -198,14 +198,16 @@ HAProxy's own view of the servers: http://${HAPROXY.host}:${HAPROXY.statsPort}/
 Look around (from ${layout.root}):
   ${cli} status --state-dir ${layout.show(layout.memberDir(2))}        # any member; \`census\` and \`ha\` too
   ${cli} switchover --state-dir ${layout.show(layout.memberDir(1))}    # move the leader; HAProxy follows within ~2 s
+  ${cli} backup create --wait --state-dir ${layout.show(layout.memberDir(1))}   # a full backup, taken on the leader; then \`backup list\`, \`backup verify\`
   curl -s http://${memberAddress(1)}:${MEMBER_PORTS['hasup API']}/primary; curl -s http://${memberAddress(1)}:${MEMBER_PORTS['Elasticsearch HTTP']}/_cluster/health
 
 State and logs, kept across \`npm run demo -- stop\` and the next \`npm run demo\` (\`npm run demo -- fresh\` starts over):
-  ${layout.show(layout.dir)}/member-N/hasup.toml          written by \`hasup cluster create|join\` (plus the ES heap, ${ES_HEAP})
+  ${layout.show(layout.dir)}/member-N/hasup.toml          written by \`hasup cluster create|join\` (plus the ES heap, ${ES_HEAP}, and the backup repository)
   ${layout.show(layout.dir)}/member-N/hasup.log           the daemon's JSON log
   ${layout.show(layout.dir)}/member-N/logs/services.log   PostgreSQL's, etcd's and Elasticsearch's output
   ${layout.show(layout.dir)}/member-N/svc/SERVICE/        each service's data, rendered config and own logs
   ${layout.show(layout.haproxyDir)}/                      haproxy.cfg (from gen-frontend-config), haproxy.log
+  ${layout.show(layout.backupRepo)}/                  the pgBackRest repository (WAL archive and backups; docs/backup.md)
 
 Stop everything: npm run demo -- stop`);
 }
@@ -226,7 +228,7 @@ async function startDemo(fresh: boolean): Promise<void> {
       rmSync(layout.dir, { recursive: true, force: true });
     }
     console.log(`preparing cluster "${CLUSTER_NAME}" on ${MEMBERS.map(memberAddress).join(', ')}:`);
-    prepareCluster(layout);
+    await prepareCluster(layout);
   } else {
     console.log(`restarting the demo cluster created ${marker.created_at}, with its data (\`npm run demo -- fresh\` starts over)`);
   }

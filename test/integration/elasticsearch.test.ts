@@ -99,7 +99,7 @@ test('values that would break elasticsearch.yml or the JVM are refused at render
     [{ cluster_name: 'a: b' }, /cluster_name/],
     [{ network_host: 'my-host' }, /network_host must be a literal IP/],
     [{ http_port: 70000 }, /http_port must be a port number/],
-    [{ allow_mmap: 'maybe' }, /allow_mmap must be "auto", "true" or "false"/],
+    [{ allow_mmap: 'maybe' }, /"allow_mmap" must be true, false or "auto", got string "maybe"/],
     [{ extra: { xpack: { security: { enabled: true } } } }, /extra\.xpack\.security\.enabled is written by hasup/],
     [{ launcher: 'runner' }, /launcher must be one of distribution, maven/],
   ];
