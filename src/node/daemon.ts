@@ -18,6 +18,7 @@ import { PostgresHa } from './postgres-ha.js';
 import { StandaloneLeadership, gossipRoles, type Leadership } from '../supervisor/leadership.js';
 import { shippedPlansDir } from '../supervisor/install-paths.js';
 import { MultiSink, RotatingFileSink } from '../supervisor/log-sink.js';
+import { preloadPlans } from '../supervisor/plan.js';
 import type { Logger, LogTap } from '../supervisor/log.js';
 import { keyringFromSecrets, loadOrCreateSecrets } from '../supervisor/secrets.js';
 import { backupRumorFor } from '../supervisor/rumors/backup.js';
@@ -132,13 +133,17 @@ export class Daemon {
     this.serviceLines.add(this.earlyLines);
     const esMembership = new ElasticsearchMembership({ ring, stateDir: this.state, log });
     this.esMembership = esMembership;
+    const planPath = [...opts.services.planPath, shippedPlansDir()];
+    // Every plan's templates compiled now, at start, rather than when a service first
+    // starts: by then this member may lead, and its lease renewals cannot wait for a child process.
+    preloadPlans(planPath);
     const supervisor = new Supervisor({
       stateDir: this.state,
       memberId: this.memberId,
       ip: opts.advertise.addr,
       dropPrivileges: process.getuid?.() === 0,
       secrets,
-      planPath: [...opts.services.planPath, shippedPlansDir()],
+      planPath,
       group: opts.services.group,
       userLayers: opts.services.userLayers,
       logSink: this.serviceLines,
@@ -147,7 +152,7 @@ export class Daemon {
       driverFor: (name) => this.ha?.driverFor(name) ?? esMembership.driverFor(name) ?? driverFor(name),
     });
     this.supervisor = supervisor;
-    this.servicePorts = new ServicePorts([...opts.services.planPath, shippedPlansDir()]);
+    this.servicePorts = new ServicePorts(planPath);
     supervisor.on('status', (s) => this.publishServiceRumor(s));
     const etcd = new EtcdMembership({
       ring,
@@ -159,7 +164,7 @@ export class Daemon {
       secretsFile,
       enabled: opts.cluster?.etcd ?? true,
       voters: opts.cluster?.etcdVoters ?? 3,
-      planPath: [...opts.services.planPath, shippedPlansDir()],
+      planPath,
       userLayer: opts.services.userLayers.etcd ?? {},
       log,
     });

@@ -100,15 +100,15 @@ export function loadPlan(dir: string): Plan {
 
   const templates = new Map<string, Template>();
   const configDir = join(dir, 'config');
-  if (existsSync(configDir)) {
-    const files = readdirSync(configDir).sort().filter((name) => name.endsWith('.hbs'));
-    const compiled = compileTemplates(files.map((name) => readFileSync(join(configDir, name), 'utf8')));
-    files.forEach((name, i) => {
-      const t = compiled[i]!;
-      if (t instanceof TemplateError) throw new ConfigError(join(configDir, name), undefined, `template does not compile: ${t.message}`);
-      templates.set(name.slice(0, -4), t);
-    });
-  }
+  const files = existsSync(configDir) ? readdirSync(configDir).sort().filter((name) => name.endsWith('.hbs')) : [];
+  // The run line's texts go in the same batch: compiled once here, when the plan is loaded,
+  // the service's start finds them ready instead of starting a compiler child of its own.
+  const compiled = compileTemplates([...files.map((name) => readFileSync(join(configDir, name), 'utf8')), ...runTexts(manifest)]);
+  files.forEach((name, i) => {
+    const t = compiled[i]!;
+    if (t instanceof TemplateError) throw new ConfigError(join(configDir, name), undefined, `template does not compile: ${t.message}`);
+    templates.set(name.slice(0, -4), t);
+  });
 
   const hooks: Partial<Record<HookName, string>> = {};
   for (const hook of HOOK_NAMES) {
@@ -126,6 +126,36 @@ export function loadPlan(dir: string): Plan {
 }
 
 /** Finds a plan by name in the search path (first match wins). */
+/** The Handlebars texts of a manifest's run line (command, args, env values, log file). */
+function runTexts(m: PlanManifest): string[] {
+  return [m.run.command, ...m.run.args, ...Object.values(m.run.env), ...(m.run.log_file ? [m.run.log_file] : [])];
+}
+
+/**
+ * Loads (and so compiles) every plan found on the search path, at start:
+ * compiling runs in a child process the supervisor waits for, which on a
+ * loaded machine takes seconds, and a leader whose event loop waits that
+ * long misses its lease renewals. A plan that does not load is skipped
+ * here; it fails with its reason when a service uses it.
+ */
+export function preloadPlans(searchPath: string[]): number {
+  const dirs: string[] = [];
+  for (const root of searchPath) {
+    if (!existsSync(root)) continue;
+    for (const name of readdirSync(root)) if (existsSync(join(root, name, 'plan.toml'))) dirs.push(join(root, name));
+  }
+  let loaded = 0;
+  for (const dir of dirs) {
+    try {
+      loadPlan(dir);
+      loaded++;
+    } catch {
+      // reported when a service uses it
+    }
+  }
+  return loaded;
+}
+
 export function findPlan(name: string, searchPath: string[]): Plan {
   for (const root of searchPath) {
     const dir = join(root, name);

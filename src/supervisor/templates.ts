@@ -21,11 +21,18 @@ const runtime = createRequire(import.meta.url)('handlebars/runtime') as { templa
 const CHILD = fileURLToPath(new URL('./template-compiler-child.js', import.meta.url));
 /** By source text; a source that does not compile keeps its error (compiling is deterministic). */
 const compiled = new Map<string, Template | TemplateError>();
+let childRuns = 0;
+
+/** How many compiler children have run in this process (each one blocks the event loop while it works). */
+export function compilerRuns(): number {
+  return childRuns;
+}
 
 /** Compiles each source, in one child for all that are new; each answer is the template or why the source does not compile. */
 export function compileTemplates(sources: string[]): Array<Template | TemplateError> {
   const missing = [...new Set(sources.filter((s) => !compiled.has(s)))];
   if (missing.length > 0) {
+    childRuns++;
     const child = spawnSync(process.execPath, [CHILD], { input: JSON.stringify({ sources: missing }), encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
     if (child.error || child.status !== 0) {
       const why = child.error?.message ?? (child.stderr.trim().split('\n').pop() || `exit status ${child.status}`);

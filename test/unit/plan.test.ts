@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, mkdirSync, writeFileSync, chmodSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { findPlan, loadPlan } from '../../src/supervisor/plan.js';
+import { findPlan, loadPlan, preloadPlans } from '../../src/supervisor/plan.js';
+import { compilerRuns, compileTemplate } from '../../src/supervisor/templates.js';
 import { mergeLayers, renderTemplates, RenderError } from '../../src/supervisor/config-layers.js';
 import { shippedPlansDir } from '../../src/supervisor/install-paths.js';
 
@@ -53,4 +54,14 @@ test('a broken plan is refused with the file and reason', () => {
   assert.equal(loadPlan(dir).hooks.init, join(dir, 'hooks', 'init'));
   assert.throws(() => findPlan('nope', [dir]), /no plan named "nope"/);
   rmSync(dir, { recursive: true, force: true });
+});
+
+test('preloading compiles every shipped plan, run line included, so starting a service later starts no compiler child', () => {
+  assert.equal(preloadPlans([plansDir]), 3);
+  const before = compilerRuns();
+  for (const name of ['postgresql', 'etcd', 'elasticsearch']) {
+    const { manifest } = findPlan(name, [plansDir]);
+    for (const text of [manifest.run.command, ...manifest.run.args, ...Object.values(manifest.run.env), manifest.run.log_file].filter(Boolean)) compileTemplate(text);
+  }
+  assert.equal(compilerRuns(), before, 'no compiler child after the preload');
 });
