@@ -19,8 +19,6 @@ export interface ConnectedReplica {
   syncState: string;
   flushPosition: number | null;
   replayPosition: number | null;
-  /** ms since the standby's last reply (position report), as the primary saw it; null when unknown. */
-  replyAgeMs?: number | null;
 }
 
 export interface DatabaseStatus {

@@ -70,18 +70,9 @@ export function electionOutcome(me: string, snap: ClusterSnapshot, deadlinePasse
  * synchronous mode, or none available and not strict); [] means strict
  * with none available, so commits wait.
  */
-/**
- * A standby that has not replied for this long is left out of the
- * synchronous set although PostgreSQL still lists it as streaming: it
- * reports at least every second (wal_receiver_status_interval in the
- * plan), so this is a connection a partition left stalled, and commits
- * waiting on it would wait until TCP gives up or retransmits.
- */
-export const SILENT_STANDBY_MS = 3000;
-
 export function desiredSyncSet(leader: string, db: DatabaseStatus, snap: ClusterSnapshot, settings: HaSettings): string[] | null {
   if (!settings.synchronousMode) return null;
-  const streaming = new Set(db.replicas.filter((r) => r.state === 'streaming' && !(r.replyAgeMs != null && r.replyAgeMs > SILENT_STANDBY_MS)).map((r) => r.member));
+  const streaming = new Set(db.replicas.filter((r) => r.state === 'streaming').map((r) => r.member));
   const members = [...snap.members.values()]
     .map((s) => s.report)
     .filter((r) => r.member !== leader && streaming.has(r.member) && r.healthy && r.role === 'replica' && !r.nofailover)

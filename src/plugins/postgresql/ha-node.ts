@@ -225,11 +225,10 @@ export class PostgresHaNode implements ReplicatedDatabase {
         ).rows[0]!;
         let replicas: ConnectedReplica[] = [];
         if (!row.in_recovery) {
-          const rows = await client.query<{ application_name: string; state: string; sync_state: string; flush: string | null; replay: string | null; reply_age_ms: number | null }>(
-            `SELECT application_name, state, sync_state, (flush_lsn - '0/0'::pg_lsn)::text AS flush, (replay_lsn - '0/0'::pg_lsn)::text AS replay,
-                    (extract(epoch FROM clock_timestamp() - reply_time) * 1000)::float8 AS reply_age_ms FROM pg_stat_replication`,
+          const rows = await client.query<{ application_name: string; state: string; sync_state: string; flush: string | null; replay: string | null }>(
+            `SELECT application_name, state, sync_state, (flush_lsn - '0/0'::pg_lsn)::text AS flush, (replay_lsn - '0/0'::pg_lsn)::text AS replay FROM pg_stat_replication`,
           );
-          replicas = rows.rows.map((r) => ({ member: r.application_name, state: r.state, syncState: r.sync_state, flushPosition: num(r.flush), replayPosition: num(r.replay), replyAgeMs: r.reply_age_ms }));
+          replicas = rows.rows.map((r) => ({ member: r.application_name, state: r.state, syncState: r.sync_state, flushPosition: num(r.flush), replayPosition: num(r.replay) }));
         }
         const received = num(row.received);
         const replayed = num(row.replayed);
