@@ -1,4 +1,4 @@
-import { checkTable, isTable, type Schema, type TomlTable } from '../supervisor/toml-schema.js';
+import { checkTable, isTable, perConfig, type Schema, type TomlTable } from '../supervisor/toml-schema.js';
 
 /**
  * The election's timings and policy, read from the [ha] table of the
@@ -82,20 +82,12 @@ export const HA_SETTINGS_SCHEMA: Schema = {
   watchdog_device: { type: 'string', doc: 'the kernel watchdog device', default: '/dev/watchdog', check: (v) => (v.startsWith('/') ? undefined : `must be an absolute path (got ${v})`) },
 };
 
-const fromConfig = new WeakMap<TomlTable, HaSettings>();
-
 /**
  * The settings from a merged PostgreSQL service config (its [ha] table;
  * seconds in the file). The HA loop and every load-balancer check read
- * them: kept per config object (a reload makes a new one).
+ * them: kept per config object.
  */
-export function haSettingsFrom(cfg: TomlTable): HaSettings {
-  const known = fromConfig.get(cfg);
-  if (known) return known;
-  const settings = readHaSettings(cfg);
-  fromConfig.set(cfg, settings);
-  return settings;
-}
+export const haSettingsFrom = perConfig(readHaSettings);
 
 function readHaSettings(cfg: TomlTable): HaSettings {
   const { value: ha, problems } = checkTable(isTable(cfg.ha) ? cfg.ha : {}, HA_SETTINGS_SCHEMA, { fill: true, at: ['ha'] });

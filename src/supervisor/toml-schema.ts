@@ -137,6 +137,21 @@ export function schemaOfDefaults(defaults: TomlTable): Schema {
 }
 const derivedSchemas = new WeakMap<TomlTable, Schema>();
 
+/**
+ * `read` kept per config object: settings read from a merged service config
+ * on every request or loop turn are checked once per config (a reload
+ * merges a new object; merged configs are never changed in place).
+ */
+export function perConfig<T>(read: (cfg: TomlTable) => T): (cfg: TomlTable) => T {
+  const known = new WeakMap<TomlTable, T>();
+  return (cfg) => {
+    if (known.has(cfg)) return known.get(cfg) as T;
+    const value = read(cfg);
+    known.set(cfg, value);
+    return value;
+  };
+}
+
 /** What is wrong with one value, naming the key; undefined when it fits. */
 function valueProblem(field: FieldSpec, value: unknown, name: string): string | undefined {
   const wrong = (want: string) => `"${name}" must be ${want}, got ${describe(value)}`;

@@ -1,5 +1,5 @@
 import type { ClusterSecrets } from '../../supervisor/secrets.js';
-import { checkTable, isTable, type Schema, type TomlTable } from '../../supervisor/toml-schema.js';
+import { checkTable, isTable, perConfig, type Schema, type TomlTable } from '../../supervisor/toml-schema.js';
 
 /**
  * The [backup] table of the PostgreSQL service config
@@ -60,20 +60,11 @@ export const BACKUP_SETTINGS_SCHEMA: Schema = {
 
 const DEFAULTS = checkTable({}, BACKUP_SETTINGS_SCHEMA, { fill: true }).value;
 
-const fromConfig = new WeakMap<TomlTable, BackupSettings>();
-
 /**
  * The settings from a merged PostgreSQL service config (its [backup] table).
- * Read for every /cluster and status answer: kept per config object (a
- * reload makes a new one), so a request does not check the table again.
+ * Read for every /cluster and status answer: kept per config object.
  */
-export function backupSettingsFrom(cfg: TomlTable): BackupSettings {
-  const known = fromConfig.get(cfg);
-  if (known) return known;
-  const settings = readBackupSettings(cfg);
-  fromConfig.set(cfg, settings);
-  return settings;
-}
+export const backupSettingsFrom = perConfig(readBackupSettings);
 
 function readBackupSettings(cfg: TomlTable): BackupSettings {
   const { value: b, problems } = checkTable(isTable(cfg.backup) ? cfg.backup : {}, BACKUP_SETTINGS_SCHEMA, { fill: true, at: ['backup'] });
