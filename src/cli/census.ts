@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import type { EtcdMembershipStatus } from '../plugins/etcd/membership.js';
 import type { FenceStatus } from '../ha/index.js';
+import { scheduleLines } from '../plugins/backup/views.js';
 import type { Census, ClusterBackupView, ClusterView, ElasticsearchClusterView, ServiceGroupMember, ServiceGroupView } from '../plugins/http/cluster-view.js';
 import { DEFAULT_STATE_DIR } from '../supervisor/state-dir.js';
 import { ApiClient } from './api-client.js';
@@ -97,8 +98,22 @@ export function backupSummary(b: ClusterBackupView, now: number): string {
   const job = b.job;
   if (job?.state === 'running') parts.push(`backup ${job.id}${job.type ? ` (${job.type})` : ''} running${job.percent !== null ? `, ${job.percent.toFixed(0)}%` : ''}`);
   else if (job?.state === 'failed' && job.ended_at !== null) parts.push(`WARNING: the last backup job failed ${ago(now - job.ended_at)}${job.error ? ` (${job.error})` : ''}`);
+  if (b.schedule) parts.push(...scheduleParts(b.schedule, now));
   if (!b.from_leader) parts.push(`as reported by ${b.member}, not known as the leader here`);
   return `backups: ${parts.join(', ')}`;
+}
+
+/** The schedules' part of the backups line: the next slot per type, a WARNING for a type whose backups fall behind, the last slot that went wrong. */
+function scheduleParts(s: NonNullable<ClusterBackupView['schedule']>, now: number): string[] {
+  const parts: string[] = [];
+  for (const line of scheduleLines(s, now)) {
+    parts.push(line.next_at === null ? `${line.type} schedule fires no more` : `next ${line.type} ${minute(line.next_at)} (in ${duration(line.next_at - now)})`);
+    if (line.stale) {
+      parts.push(`WARNING: the newest ${line.type} backup (or larger) ended ${minute(line.stale.last_ok_at)} (${ago(now - line.stale.last_ok_at)}), more than two ${line.type} periods (${duration(line.stale.period_ms)} each)`);
+    }
+  }
+  if (s.last_problem) parts.push(`WARNING: ${s.last_problem.message} (${minute(s.last_problem.at)})`);
+  return parts;
 }
 
 /** 2026-12-06T10:00Z */

@@ -1,7 +1,11 @@
 import type { FastifyInstance } from 'fastify';
-import { WireCodec, resolveGossipConfig, type GossipProfile, loadKeyring, Memberlist, type MemberView, formatPeerAddress, type PeerAddress, createUdpTransport, type UdpTransport } from '../gossip/index.js';
+import { WireCodec, resolveGossipConfig, type GossipProfile, loadKeyring, Memberlist, type MemberView, formatPeerAddress, type PeerAddress, createUdpTransport, type UdpTransport, realClock } from '../gossip/index.js';
 import { writeApiEndpoint } from './api-endpoint.js';
 import { BackupCoordinator } from '../plugins/backup/coordinator.js';
+import { EtcdSlotClaims } from '../plugins/backup/etcd-slot-claims.js';
+import { BackupScheduler } from '../plugins/backup/scheduler.js';
+import { backupSettingsFrom } from '../plugins/backup/settings.js';
+import { MemorySlotClaims, type SlotClaims } from '../plugins/backup/slot-claims.js';
 import { driverFor } from './drivers.js';
 import { ElasticsearchMembership } from '../plugins/elasticsearch/membership.js';
 import { etcdClientUrls } from '../plugins/etcd/endpoints.js';
@@ -75,6 +79,8 @@ export class Daemon {
   private etcd?: EtcdMembership;
   /** The backup repository's stanza, archiving and backup jobs (docs/backup.md). */
   private backup?: BackupCoordinator;
+  /** Scheduled backups, run once per slot by whichever member leads (docs/backup.md). */
+  private backupSchedule?: BackupScheduler;
   /** One Elasticsearch cluster from the census (members of a cluster; a member on its own has a cluster of one). */
   private esMembership?: ElasticsearchMembership;
   private servicePorts?: ServicePorts;
@@ -181,12 +187,13 @@ export class Daemon {
       formationStarted = true;
       etcd.start();
     };
+    const scope = secrets.cluster_id ?? secrets.cluster_name ?? 'hasup';
     if (etcdEndpoints.length > 0 || etcd.forming) {
       this.ha = new PostgresHa({
         memberId: this.memberId,
         ip: opts.advertise.addr,
         group: opts.services.group,
-        scope: secrets.cluster_id ?? secrets.cluster_name ?? 'hasup',
+        scope,
         etcdEndpoints: () => (etcdEndpoints.length > 0 ? etcdEndpoints : etcdClientUrls(ring)),
         services: supervisor,
         onBootstrapWait: startFormation,
@@ -197,7 +204,9 @@ export class Daemon {
     const leadership = this.ha?.leadership ?? new StandaloneLeadership(supervisor, this.memberId);
     this.leadership = leadership;
     gossipRoles(leadership, this.memberId, ring);
-    this.backup = this.startBackups(ring, supervisor, leadership);
+    // The slot record is the cluster's (etcd) where there is a cluster; a member on its own is its only leader.
+    const slotClaims: SlotClaims = this.ha ? new EtcdSlotClaims(this.ha.etcd, `/hasup/${scope}/backup/${opts.services.group}/slots/`) : new MemorySlotClaims();
+    this.backup = this.startBackups(ring, supervisor, leadership, slotClaims);
 
     if (opts.http) {
       this.http = await createApiServer({
@@ -224,6 +233,7 @@ export class Daemon {
     this.timers.push(setInterval(() => this.checkClocks(), CLOCK_CHECK_INTERVAL_MS).unref());
     this.ha?.start();
     this.backup?.start();
+    this.backupSchedule?.start();
     esMembership.start();
     // Under formation etcd runs only where the formation decides (it loads it there).
     await supervisor.start(etcd.forming ? opts.services.load.filter((name) => name !== 'etcd') : opts.services.load);
@@ -236,12 +246,16 @@ export class Daemon {
    * on, it makes the repository ready and runs backup jobs; its report is
    * gossiped (rumors/backup.ts) so every member shows the leader's.
    */
-  private startBackups(ring: Memberlist, supervisor: Supervisor, leadership: Leadership): BackupCoordinator {
+  private startBackups(ring: Memberlist, supervisor: Supervisor, leadership: Leadership, slotClaims: SlotClaims): BackupCoordinator {
     const serviceGroup = `postgresql.${this.opts.services.group}`;
+    const context = () => supervisor.get('postgresql')?.driverContext();
+    // The coordinator's report carries the scheduler's part; the scheduler starts the coordinator's jobs.
+    const late: { scheduler?: BackupScheduler } = {};
     const coordinator: BackupCoordinator = new BackupCoordinator({
       memberId: this.memberId,
-      context: () => supervisor.get('postgresql')?.driverContext(),
+      context,
       leadership,
+      schedule: () => late.scheduler?.report() ?? null,
       clusterReport: () => {
         const view = clusterBackupView(
           { memberId: this.memberId, members: ring.members(), rumors: (kind) => ring.rumors(kind), localServices: [], leadership: leadership.state(), localBackup: coordinator.report() },
@@ -251,6 +265,20 @@ export class Daemon {
       },
       log: this.log,
     });
+    late.scheduler = new BackupScheduler({
+      memberId: this.memberId,
+      leadership,
+      settings: () => {
+        const ctx = context();
+        return ctx ? backupSettingsFrom(ctx.cfg) : undefined;
+      },
+      ops: coordinator,
+      claims: slotClaims,
+      clock: realClock,
+      log: this.log,
+      onChange: () => coordinator.reportChanged(),
+    });
+    this.backupSchedule = late.scheduler;
     let version = 0;
     coordinator.onReport((report) => {
       if (this.stopped) return;
@@ -350,7 +378,8 @@ export class Daemon {
     for (const t of this.timers) clearTimeout(t);
     this.etcd?.stop();
     this.esMembership?.stop();
-    // A running backup or verify is cancelled before PostgreSQL goes down under it.
+    // No scheduled backup starts now; a running backup or verify is cancelled before PostgreSQL goes down under it.
+    await this.backupSchedule?.close();
     await this.backup?.close();
     // A leader that leaves hands its key back before PostgreSQL goes down, so a follower takes over at once.
     await this.ha?.close({ leaving: opts.leave });

@@ -44,7 +44,8 @@ export class PostgresHa {
   readonly node: PostgresHaNode;
   readonly operations: HaOperations;
   readonly fence: ProcessFence;
-  private readonly etcd: EtcdClient;
+  /** The cluster's etcd client; the backup schedules' slot record shares it (daemon.ts). */
+  readonly etcd: EtcdClient;
   private readonly stop = new AbortController();
   private readonly serviceName: string;
   private readonly cgroup: string | undefined;

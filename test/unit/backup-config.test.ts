@@ -73,6 +73,7 @@ test('backups on: pgbackrest.conf holds the settings, and every path pgBackRest 
   const global = conf.get('global')!;
   assert.equal(global.get('repo1-path'), '/mnt/backups');
   assert.equal(global.get('repo1-retention-full'), '3');
+  assert.equal(global.get('repo1-retention-full-type'), 'count');
   assert.equal(global.has('repo1-retention-diff'), false, '0 leaves pgBackRest\'s rule: differentials go with their full backup');
   assert.equal(global.get('compress-type'), 'lz4');
   assert.equal(global.get('process-max'), '2');
@@ -102,9 +103,13 @@ test('backups on: postgresql.conf archives and restores through pgBackRest with 
 
 test('a second repository and encryption: both repositories get the cipher type, no file gets the passphrase', () => {
   const secrets = generateSecrets();
-  const cfg = cfgWith({ repo_path: '/mnt/a', repo2_path: '/mnt/b', cipher: true, retention_diff: 4 });
+  const cfg = cfgWith({ repo_path: '/mnt/a', repo2_path: '/mnt/b', cipher: true, retention_diff: 4, retention_full: 30, retention_full_type: 'time' });
   const files = render(cfg);
   const global = ini(files.get('pgbackrest.conf')!).get('global')!;
+  // Retention by age: 30 days in both repositories.
+  assert.equal(global.get('repo1-retention-full'), '30');
+  assert.equal(global.get('repo1-retention-full-type'), 'time');
+  assert.equal(global.get('repo2-retention-full-type'), 'time');
   assert.equal(global.get('repo2-path'), '/mnt/b');
   assert.equal(global.get('repo1-cipher-type'), 'aes-256-cbc');
   assert.equal(global.get('repo2-cipher-type'), 'aes-256-cbc');
@@ -123,6 +128,7 @@ test('bad backup settings are refused naming the key', () => {
   assert.match(problem({ repo_path: '/a', archive_push_queue_max: 'lots' })!, /"backup\.archive_push_queue_max": must be a size/);
   assert.match(problem({ repo_path: '/a', process_max: 1.5 })!, /"backup\.process_max" must be an integer/);
   assert.match(problem({ repo_path: '/a', retention_full: 0 })!, /"backup\.retention_full" must be at least 1/);
+  assert.match(problem({ repo_path: '/a', schedule_incr: '0 25 * * *' })!, /"backup\.schedule_incr": is not a valid cron expression \(Invalid value for hour: 25\)/);
   assert.match(problem({ repo2_path: '/b' })!, /repo2_path is set but backup\.repo_path is empty/);
   assert.match(problem({ repo_path: '/a/', repo2_path: '/a' })!, /must differ/);
   const old: ClusterSecrets = { api_token: 't', postgresql: { superuser_password: 's', replication_password: 'r' } };
@@ -139,6 +145,7 @@ test('turning archiving on or off restarts PostgreSQL; the other backup keys are
   const on = cfgWith({ repo_path: '/a' });
   assert.equal(needsRestart(changedKeys(off, on), restartKeys), true);
   assert.equal(needsRestart(changedKeys(on, cfgWith({ repo_path: '/a', compress_type: 'gz', retention_full: 5, cipher: true })), restartKeys), false);
+  assert.equal(needsRestart(changedKeys(on, cfgWith({ repo_path: '/a', schedule_full: '0 1 * * 0', schedule_incr: '0 * * * *', retention_full_type: 'time' })), restartKeys), false);
 });
 
 test('new cluster secrets hold a repository passphrase; a malformed one is refused without showing it', () => {

@@ -3,7 +3,7 @@ import { Backoff } from '../../supervisor/backoff.js';
 import type { DriverContext } from '../../supervisor/driver.js';
 import type { Leadership } from '../../supervisor/leadership.js';
 import type { Logger } from '../../supervisor/log.js';
-import type { ArchiveReport, BackupBrief, BackupReport, JobBrief, StanzaState } from '../../supervisor/rumors/backup.js';
+import type { ArchiveReport, BackupBrief, BackupReport, JobBrief, ScheduleReport, StanzaState } from '../../supervisor/rumors/backup.js';
 import type { ClusterSecrets } from '../../supervisor/secrets.js';
 import type { BackupInfo, BackupType, StanzaInfo } from './info.js';
 import { JobBook, JobBusy, type Job } from './jobs.js';
@@ -118,6 +118,8 @@ export interface BackupCoordinatorOptions {
   reportEveryMs?: number;
   backupTimeoutMs?: number;
   stanzaTimeoutMs?: number;
+  /** The schedules' part of the report (scheduler.ts), when backups are scheduled. */
+  schedule?: () => ScheduleReport | null;
 }
 
 const MINUTE = 60_000;
@@ -143,6 +145,8 @@ export class BackupCoordinator implements BackupOperations {
   private archive: ArchiveReport | null = null;
   private lastFull: BackupBrief | null = null;
   private lastBackup: BackupBrief | null = null;
+  /** Per type, when its newest successful backup ended (the schedules' staleness warning). */
+  private lastByType: Partial<Record<BackupType, number>> = {};
   private infoAt = 0;
   private readonly jobAborts = new Map<string, AbortController>();
   private timer: NodeJS.Timeout | undefined;
@@ -199,6 +203,7 @@ export class BackupCoordinator implements BackupOperations {
       last_full: this.lastFull,
       last_backup: this.lastBackup,
       job: job ? jobBrief(job) : null,
+      schedule: this.opts.schedule?.() ?? null,
       at: this.now(),
     };
   }
@@ -274,6 +279,16 @@ export class BackupCoordinator implements BackupOperations {
     return jobView(job);
   }
 
+  /** Per type, when the newest successful backup of it ended, as the leader read it from the repository. */
+  lastBackups(): Partial<Record<BackupType, number>> {
+    return { ...this.lastByType };
+  }
+
+  /** Something the report shows changed outside the coordinator (the schedules'): tell it. */
+  reportChanged(): void {
+    this.tell(true);
+  }
+
   job(id: string): JobView | undefined {
     const job = this.jobs.get(id);
     return job ? jobView(job) : undefined;
@@ -338,6 +353,7 @@ export class BackupCoordinator implements BackupOperations {
       this.stanza = enabled ? 'unknown' : 'off';
       this.lastFull = null;
       this.lastBackup = null;
+      this.lastByType = {};
       if (was !== undefined) this.log.info({ event: 'backup_stanza', state: this.stanza }, enabled ? 'no longer the PostgreSQL leader: the new leader looks after the backup repository' : 'backups are off');
     } else {
       this.startEnsuring(key, was === undefined ? 'this member leads PostgreSQL' : 'the repository settings changed');
@@ -438,6 +454,8 @@ export class BackupCoordinator implements BackupOperations {
       const newest = usable[usable.length - 1];
       this.lastFull = full ? brief(full) : null;
       this.lastBackup = newest ? brief(newest) : null;
+      this.lastByType = {};
+      for (const b of usable) this.lastByType[b.type] = b.stoppedAt.getTime();
       this.tell(false);
     } catch (err) {
       this.log.debug({ event: 'backup_info_unread', reason: this.describe(err) }, 'pgbackrest info could not be read');
@@ -459,6 +477,7 @@ export class BackupCoordinator implements BackupOperations {
       this.log.info({ event: 'backup_job', job: job.id, state: 'done', label: b.label, type: b.type, took_ms: took }, `backup job ${job.id} done: ${b.label} (${b.type})`);
       this.lastBackup = brief(b);
       if (b.type === 'full') this.lastFull = brief(b);
+      if (!b.error) this.lastByType[b.type] = Math.max(this.lastByType[b.type] ?? 0, b.stoppedAt.getTime());
       if (this.lastError?.message.startsWith('backup job ')) this.lastError = null;
       // A backup also ends in pgBackRest's expire; the report reads info again.
       const ctx = this.opts.context();

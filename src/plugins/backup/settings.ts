@@ -1,5 +1,7 @@
 import type { ClusterSecrets } from '../../supervisor/secrets.js';
 import { checkTable, isTable, perConfig, type Schema, type TomlTable } from '../../supervisor/toml-schema.js';
+import { cronProblem } from './cron.js';
+import type { BackupType } from './info.js';
 
 /**
  * The [backup] table of the PostgreSQL service config
@@ -15,6 +17,8 @@ export interface BackupSettings {
   /** A second repository, "" = none. */
   repo2Path: string;
   retentionFull: number;
+  /** count: retentionFull is how many full backups are kept; time: for how many days. */
+  retentionFullType: RetentionFullType;
   /** 0 = not set: differential backups expire with the full backup they depend on. */
   retentionDiff: number;
   compressType: CompressType;
@@ -27,12 +31,16 @@ export interface BackupSettings {
   startFast: boolean;
   /** The pgbackrest executable. */
   pgbackrestBin: string;
+  /** Per backup type, a cron expression (UTC) the leader takes that type of backup on; "" = not scheduled. */
+  schedules: Record<BackupType, string>;
   /** Keys present with a wrong type or value (refused by checkBackupSettings). */
   invalid: string[];
 }
 
 export const COMPRESS_TYPES = ['zst', 'lz4', 'gz', 'bz2', 'none'] as const;
 export type CompressType = (typeof COMPRESS_TYPES)[number];
+export const RETENTION_FULL_TYPES = ['count', 'time'] as const;
+export type RetentionFullType = (typeof RETENTION_FULL_TYPES)[number];
 
 const absolute = (v: string) => (v === '' || v.startsWith('/') ? undefined : `must be an absolute path or "" (got ${JSON.stringify(v)})`);
 const oneLine = (v: string) => (/[\n\r\0]/.test(v) ? 'must be one line' : undefined);
@@ -43,7 +51,8 @@ export const SIZE_PATTERN = /^\d+(?:[kmgtp]i?b?|b)?$/i;
 export const BACKUP_SETTINGS_SCHEMA: Schema = {
   repo_path: { type: 'string', doc: 'the repository, a path every member reaches; "" = backups off', default: '', check: path },
   repo2_path: { type: 'string', doc: 'a second repository; "" = none', default: '', check: path },
-  retention_full: { type: 'integer', doc: 'full backups kept per repository', default: 2, min: 1, max: 9_999_999 },
+  retention_full: { type: 'integer', doc: 'full backups kept per repository (days they are kept, with retention_full_type = "time")', default: 2, min: 1, max: 9_999_999 },
+  retention_full_type: { type: 'string', enum: RETENTION_FULL_TYPES, doc: 'count: retention_full is how many full backups are kept; time: for how many days', default: 'count' },
   retention_diff: { type: 'integer', doc: 'differential backups kept per repository; 0 = until their full backup expires', default: 0, min: 0, max: 9_999_999 },
   compress_type: { type: 'string', enum: COMPRESS_TYPES, doc: 'compression of backup files and archived WAL', default: 'zst' },
   process_max: { type: 'integer', doc: 'processes pgBackRest uses to compress and copy', default: 1, min: 1, max: 999 },
@@ -56,6 +65,9 @@ export const BACKUP_SETTINGS_SCHEMA: Schema = {
   cipher: { type: 'boolean', doc: 'encrypt the repositories with the cluster secret backup.repo_cipher_pass', default: false },
   start_fast: { type: 'boolean', doc: 'begin a backup with an immediate checkpoint', default: true },
   pgbackrest_bin: { type: 'string', doc: 'the pgbackrest executable', default: '/usr/bin/pgbackrest', check: (v) => path(v) ?? (v === '' ? 'must not be empty' : undefined) },
+  schedule_full: { type: 'string', doc: 'when the leader takes a full backup: a cron expression in UTC; "" = never', default: '', check: cronProblem },
+  schedule_diff: { type: 'string', doc: 'when the leader takes a differential backup: a cron expression in UTC; "" = never', default: '', check: cronProblem },
+  schedule_incr: { type: 'string', doc: 'when the leader takes an incremental backup: a cron expression in UTC; "" = never', default: '', check: cronProblem },
 };
 
 const DEFAULTS = checkTable({}, BACKUP_SETTINGS_SCHEMA, { fill: true }).value;
@@ -74,6 +86,7 @@ function readBackupSettings(cfg: TomlTable): BackupSettings {
     repoPath: get<string>('repo_path'),
     repo2Path: get<string>('repo2_path'),
     retentionFull: get<number>('retention_full'),
+    retentionFullType: get<RetentionFullType>('retention_full_type'),
     retentionDiff: get<number>('retention_diff'),
     compressType: get<CompressType>('compress_type'),
     processMax: get<number>('process_max'),
@@ -81,6 +94,7 @@ function readBackupSettings(cfg: TomlTable): BackupSettings {
     cipher: get<boolean>('cipher'),
     startFast: get<boolean>('start_fast'),
     pgbackrestBin: get<string>('pgbackrest_bin'),
+    schedules: { full: get<string>('schedule_full'), diff: get<string>('schedule_diff'), incr: get<string>('schedule_incr') },
     invalid: problems.map((p) => p.reason),
   };
 }

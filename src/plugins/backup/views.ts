@@ -1,4 +1,4 @@
-import type { ArchiveReport } from '../../supervisor/rumors/backup.js';
+import type { ArchiveReport, ScheduleReport } from '../../supervisor/rumors/backup.js';
 import { STANZA } from './files.js';
 import type { ArchiveRange, BackupInfo, BackupType, StanzaInfo } from './info.js';
 import { segmentNumber, type VerifyReport, type WalRange } from './verify.js';
@@ -273,4 +273,30 @@ function covered(ranges: WalRange[], start: string, stop: string): boolean {
       timeline(r.start) <= timeline(start) &&
       timeline(r.stop) >= timeline(stop),
   );
+}
+
+// ---- schedules ------------------------------------------------------------------
+
+/** How far behind its schedule a type's newest backup may fall before the status warns: two periods. */
+export const STALE_PERIODS = 2;
+
+export interface ScheduleLine {
+  type: BackupType;
+  next_at: number | null;
+  /** The newest backup of this type or a larger one is older than two of the schedule's periods. */
+  stale: { last_ok_at: number; period_ms: number } | null;
+}
+
+/**
+ * Per scheduled type: the next slot, and whether backups keep up with the
+ * schedule. A type with no backup at all is not called stale (a schedule
+ * newer than its first slot would be); the status says "no full backup
+ * yet" already.
+ */
+export function scheduleLines(s: ScheduleReport, now: number): ScheduleLine[] {
+  return s.types.map((t) => ({
+    type: t.type,
+    next_at: t.next_at,
+    stale: t.last_ok_at !== null && t.period_ms !== null && now - t.last_ok_at > STALE_PERIODS * t.period_ms ? { last_ok_at: t.last_ok_at, period_ms: t.period_ms } : null,
+  }));
 }

@@ -45,6 +45,23 @@ export interface JobBrief {
   error: string | null;
 }
 
+/** The leader's backup schedules (backup.schedule_*), for the status: what runs next and whether backups keep up. */
+export interface ScheduleReport {
+  /** Per scheduled type, largest first. */
+  types: Array<{
+    type: 'full' | 'diff' | 'incr';
+    cron: string;
+    /** The next slot (ms since the epoch); null when the expression fires no more. */
+    next_at: number | null;
+    /** Between its next two slots; null when unknown. */
+    period_ms: number | null;
+    /** When the newest successful backup of this type or a larger one ended; null when none is known. */
+    last_ok_at: number | null;
+  }>;
+  /** The last scheduled slot that did not go as planned (failed, interrupted, missed, not started), until a scheduled backup succeeds. */
+  last_problem: { at: number; message: string } | null;
+}
+
 export interface BackupReport {
   /** repo_path is set in this member's PostgreSQL config. */
   enabled: boolean;
@@ -64,6 +81,8 @@ export interface BackupReport {
   last_backup: BackupBrief | null;
   /** The running backup job, or the last one. */
   job: JobBrief | null;
+  /** The leader's schedules; null when none is set, on a follower, and in reports of members from before schedules. */
+  schedule?: ScheduleReport | null;
   /** When this report was made (ms since the epoch). */
   at: number;
 }
@@ -93,6 +112,7 @@ export function encodeBackupReport(r: BackupReport): Uint8Array {
       repo_path: cut(r.repo_path, path),
       last_error: r.last_error ? { at: r.last_error.at, message: cut(r.last_error.message, message) } : null,
       job: r.job ? { ...r.job, error: r.job.error === null ? null : cut(r.job.error, jobError) } : null,
+      schedule: r.schedule ? { ...r.schedule, types: r.schedule.types.map((t) => ({ ...t, cron: cut(t.cron, path / 4) })), last_problem: r.schedule.last_problem ? { at: r.schedule.last_problem.at, message: cut(r.schedule.last_problem.message, message) } : null } : null,
     };
     for (const key of Object.keys(small)) if (small[key] === null) delete small[key];
     bytes = Buffer.from(JSON.stringify(small));
