@@ -28,6 +28,8 @@ const skip =
   (spawnSync('haproxy', ['-v'], { stdio: 'ignore' }).status === 0 ? null : 'haproxy is not installed');
 
 const TTL_MS = 3000;
+/** How long the fence holds a frozen PostgreSQL before it kills it (2 TTLs). */
+const HOLD_MS = 2 * TTL_MS;
 
 describe('PostgreSQL HA: three nodes, etcd lease, HAProxy in front', { skip: skip ?? false }, () => {
   let ha: HaCluster;
@@ -224,7 +226,9 @@ describe('PostgreSQL HA: three nodes, etcd lease, HAProxy in front', { skip: ski
     }
     const first = w.firstAckAfter(at, 'haproxy', ha.address(next))!;
     const lastOnOld = Math.max(...w.acks.filter((a) => a.server === ha.address(leader)).map((a) => a.ackedAt));
-    const rec = fenceRecord(leader);
+    // After SIGCONT the resumed supervisor has the fence kill its frozen
+    // PostgreSQL (when that comes before the end of the hold): a moment later.
+    const rec = await eventually(async () => { const r = fenceRecord(leader); return r && r.at_ms >= at ? r : null; }, HOLD_MS, 'the fence record').then((r) => r.value, () => null);
     const missing = await w.missing(ha.nodeTarget(next));
     console.log(
       `# ${what}: last write on the old leader ${lastOnOld - at} ms after the fault, fence ${rec?.cause ?? 'none'} at ${rec ? rec.at_ms - at : '?'} ms; ` +

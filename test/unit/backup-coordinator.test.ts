@@ -147,6 +147,9 @@ class FakeDb implements LocalDatabase {
   async databaseBytes(): Promise<number> {
     return 1000;
   }
+  async checkpointNewTimeline(): Promise<boolean> {
+    return false;
+  }
 }
 
 function setup() {

@@ -125,6 +125,8 @@ export interface BackupCoordinatorOptions {
 const MINUTE = 60_000;
 const DEFAULT_RETRY: BackoffOptions = { initialMs: 2000, maxMs: 5 * MINUTE, factor: 2, jitter: 0.2 };
 const DB_TIMEOUT_MS = 5000;
+/** A checkpoint writes out every dirty buffer: allowed longer than a question. */
+const CHECKPOINT_TIMEOUT_MS = 10 * MINUTE;
 const INFO_TIMEOUT_MS = 2 * MINUTE;
 const DEFAULT_VERIFY_TIMEOUT_MS = 6 * 60 * MINUTE;
 
@@ -227,6 +229,9 @@ export class BackupCoordinator implements BackupOperations {
       // A stanza being made is waited for; one not (yet) made is made now: the operator asked, the backoff need not be waited out.
       await this.attempt?.catch(() => undefined);
       if (this.stanza !== 'ok') await tool.stanzaCreate({ signal: abort.signal, timeoutMs: this.opts.stanzaTimeoutMs ?? 5 * MINUTE });
+      if (await db.checkpointNewTimeline(AbortSignal.any([abort.signal, AbortSignal.timeout(CHECKPOINT_TIMEOUT_MS)]))) {
+        this.log.info({ event: 'backup_checkpoint' }, 'checkpointed the new timeline first: this leader was promoted moments ago');
+      }
       try {
         const made = await tool.backup(type, {
           signal: abort.signal,

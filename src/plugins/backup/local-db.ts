@@ -19,6 +19,13 @@ export interface LocalDatabase {
   archiver(signal: AbortSignal): Promise<ArchiverStats>;
   systemId(signal: AbortSignal): Promise<string>;
   databaseBytes(signal: AbortSignal): Promise<number>;
+  /**
+   * Right after a promotion pg_control still names the old timeline until
+   * the first checkpoint on the new one completes, and pgBackRest refuses a
+   * backup then ("WAL timeline 3 does not match pg_control timeline 2"). Runs
+   * that checkpoint now when it is due; true when one was needed.
+   */
+  checkpointNewTimeline(signal: AbortSignal): Promise<boolean>;
 }
 
 export function localDatabase(ctx: DriverContext): LocalDatabase {
@@ -43,6 +50,18 @@ export function localDatabase(ctx: DriverContext): LocalDatabase {
         };
       }),
     systemId: (signal) => withClient(target, signal, async (c) => (await c.query<{ id: string }>('SELECT system_identifier::text AS id FROM pg_control_system()')).rows[0]!.id),
+    checkpointNewTimeline: (signal) =>
+      withClient(target, signal, async (c) => {
+        const row = (
+          await c.query<{ control: number; current: number }>(
+            `SELECT (SELECT timeline_id FROM pg_control_checkpoint()) AS control,
+                    ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int AS current`,
+          )
+        ).rows[0]!;
+        if (row.control >= row.current) return false;
+        await c.query('CHECKPOINT');
+        return true;
+      }),
     databaseBytes: (signal) => withClient(target, signal, async (c) => Number((await c.query<{ n: string }>('SELECT sum(pg_database_size(oid))::text AS n FROM pg_database')).rows[0]!.n)),
   };
 }
