@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { seededRandom } from '../src/gossip/sim/seeded-random.js';
 import { HaCluster } from '../test/support/ha-cluster.js';
-import { FAULT_KINDS, Nemesis, type FaultKind } from '../test/support/nemesis.js';
+import { campaignTargets, FAULT_KINDS, Nemesis, type FaultKind } from '../test/support/nemesis.js';
 import { netnsUnavailableReason } from '../test/support/netns-cluster.js';
 import { WriteChecker } from '../test/support/write-checker.js';
 
@@ -63,7 +63,7 @@ async function main(): Promise<void> {
     await ha.startHaproxy();
     await ha.whole(300_000);
     await checker.setup(ha.haproxyTarget);
-    checker.start([ha.haproxyTarget, ...[1, 2, 3].map((i) => ha.nodeTarget(i))]);
+    checker.start(campaignTargets(ha));
     const began = Date.now();
     const random = seededRandom(seed ^ 0x5bd1e995);
     while (Date.now() - began < minutes * 60_000) await nemesis.run(kinds[Math.floor(random() * kinds.length)]!);

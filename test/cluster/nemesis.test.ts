@@ -12,7 +12,7 @@ import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { HaCluster } from '../support/ha-cluster.js';
-import { Nemesis, type FaultKind } from '../support/nemesis.js';
+import { campaignTargets, Nemesis, type FaultKind } from '../support/nemesis.js';
 import { netnsUnavailableReason } from '../support/netns-cluster.js';
 import { WriteChecker } from '../support/write-checker.js';
 
@@ -42,7 +42,7 @@ describe('fault campaign (short): every fault heals by itself, no acknowledged w
     }
     checker = new WriteChecker({ user: 'hasup', password: ha.secrets.postgresql.superuser_password, intervalMs: 20, timeoutMs: 1500 });
     await checker.setup(ha.haproxyTarget);
-    checker.start([ha.haproxyTarget, ...[1, 2, 3].map((i) => ha.nodeTarget(i))]);
+    checker.start(campaignTargets(ha));
     // A fixed seed: the same victims and hold times on every run.
     let seed = 7;
     const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);

@@ -12,6 +12,9 @@
  *   overlap         acknowledgements by one server after another server
  *                   acknowledged its first write as the new leader, on any path
  *   unavailable_ms  longest stretch with no write acknowledged through HAProxy
+ *                   on any of its connections (HAPROXY_CONNECTIONS of them, as
+ *                   an application's pool: one connection stalled in TCP
+ *                   backoff on a lossy link is not a cluster without a leader)
  *   false failover  the leader moved although the fault was not on it
  *   fences          self-fencing of leaders (ha_fenced) and fence-process actions, by cause
  *   freezes         leaders whose renewals were overdue, their PostgreSQL frozen
@@ -20,8 +23,16 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Ack, WriteChecker } from './write-checker.js';
+import type { Ack, WriteChecker, WriteTarget } from './write-checker.js';
 import { hasupIn, type HaCluster } from './ha-cluster.js';
+
+/** Connections writing through HAProxy side by side. */
+export const HAPROXY_CONNECTIONS = 3;
+
+/** What the campaign's checker writes through: HAProxy (a small pool) and every member directly. */
+export function campaignTargets(ha: HaCluster): WriteTarget[] {
+  return [{ ...ha.haproxyTarget, connections: HAPROXY_CONNECTIONS }, ...[1, 2, 3].map((i) => ha.nodeTarget(i))];
+}
 
 export type FaultKind =
   | 'kill-node'

@@ -21,6 +21,13 @@ export interface WriteTarget {
   name: string;
   host: string;
   port: number;
+  /**
+   * Connections writing side by side under this one name, as an
+   * application's pool does (1 unless given). The target is unavailable when
+   * none of them gets a write through: one connection stalled in TCP
+   * retransmission backoff (a lossy link) is not an outage of the cluster.
+   */
+  connections?: number;
 }
 
 export interface Ack {
@@ -104,7 +111,7 @@ export class WriteChecker {
   start(targets: WriteTarget[]): void {
     if (this.running) throw new Error('already running');
     this.running = true;
-    this.loops = targets.map((t) => this.writeLoop(t));
+    this.loops = targets.flatMap((t) => Array.from({ length: t.connections ?? 1 }, () => this.writeLoop(t)));
   }
 
   async stop(): Promise<void> {

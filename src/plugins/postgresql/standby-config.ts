@@ -85,15 +85,34 @@ export function conninfo(ctx: DriverContext, up: { host: string; port: number },
     .join(' ');
 }
 
+/**
+ * How long either end of a replication connection waits for its peer
+ * (wal_sender_timeout on the primary, wal_receiver_timeout on the standby).
+ * 5 s, as CloudNativePG sets both: a standby that sends a status reply at
+ * least every wal_receiver_status_interval, and whenever the primary asks for
+ * one at half this, is never silent that long unless it is cut off.
+ */
+const REPLICATION_TIMEOUT = '5s';
+
 export function renderHaConf(ctx: DriverContext, state: HaConfState): string {
   const lines = [
     '# Written by hasup\'s HA loop on every role change; do not edit (it is rewritten).',
     `${HA_STATE_MARK}${JSON.stringify(state)}`,
     "recovery_target_timeline = 'latest'",
     "wal_retrieve_retry_interval = '1s'",
+    `wal_receiver_timeout = '${REPLICATION_TIMEOUT}'`,
   ];
   if (state.upstream) {
-    const info = conninfo(ctx, state.upstream, replicationUser(ctx), { application_name: ctx.memberId });
+    // Both ends of the stream give up on a silent peer after REPLICATION_TIMEOUT
+    // instead of PostgreSQL's 60 s: a standby cut off for a few seconds then
+    // reconnects afresh rather than resuming a connection deep in TCP
+    // retransmission backoff, which the primary would go on counting as a
+    // streaming (synchronous) standby while commits wait on it. Set on this
+    // connection only, so a clone's pg_basebackup keeps the server's timeout.
+    const info = conninfo(ctx, state.upstream, replicationUser(ctx), {
+      application_name: ctx.memberId,
+      options: `-c wal_sender_timeout=${REPLICATION_TIMEOUT}`,
+    });
     lines.push(`primary_conninfo = ${confString(info)}`, `primary_slot_name = ${confString(slotName(ctx.memberId))}`);
     lines.push(`# upstream member: ${state.upstream.member}`);
   } else {
