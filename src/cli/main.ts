@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { registerBackupCommands } from './backup-commands.js';
+import { registerRestoreCommand } from './restore-command.js';
 import { registerCensusCommand } from './census.js';
 import { registerClientCommands } from './client-commands.js';
 import { registerClusterCommands } from './cluster.js';
@@ -36,6 +37,7 @@ registerCensusCommand(program);
 registerFrontendConfigCommand(program);
 registerHaCommands(program);
 registerBackupCommands(program);
+registerRestoreCommand(program);
 registerSystemdUnitCommand(program);
 
 try {

@@ -4,9 +4,10 @@ import type { BootstrapPlan, DatabaseStatus } from './database.js';
 import { Election } from './election.js';
 import { LeaseKeeper } from './lease.js';
 import { ReplicationKeeper } from './replication.js';
+import { RestoreKeeper } from './restore.js';
 import { RogueWatch } from './rogues.js';
 import type { HaSettings } from './settings.js';
-import type { ClusterSnapshot } from './store.js';
+import type { ClusterSnapshot, RestoreRequest, RestoreTarget } from './store.js';
 import { carryOutSwitchover, requestSwitchover, STALE_SWITCHOVER_MS, type SwitchoverResult } from './switchover.js';
 import { haView, memberReport, publishReport, updateLeadership, type HaView } from './view.js';
 
@@ -27,7 +28,8 @@ export type { HaControllerDeps } from './context.js';
  * The jobs live in their own modules over one shared HaContext: lease
  * keeping and fencing (lease.ts), the election (election.ts), replication
  * upkeep (replication.ts), switchover (switchover.ts), the rogue-primary
- * watch (rogues.ts), reports and views (view.ts), bootstrap (bootstrap.ts).
+ * watch (rogues.ts), reports and views (view.ts), bootstrap (bootstrap.ts),
+ * a cluster restore from backup (restore.ts).
  */
 const BUSY_LOOP_MS = 100;
 /** How often a leader checks whether it also leads etcd (when etcd runs on the members). */
@@ -39,6 +41,7 @@ export class HaController {
   private readonly election: Election;
   private readonly replication: ReplicationKeeper;
   private readonly rogues: RogueWatch;
+  private readonly restoring: RestoreKeeper;
   private loops: Promise<void>[] = [];
   private stopWatchdog: (() => void) | null = null;
   private unhealthySince: number | null = null;
@@ -51,6 +54,7 @@ export class HaController {
     this.election = new Election(this.ctx, this.lease);
     this.replication = new ReplicationKeeper(this.ctx);
     this.rogues = new RogueWatch(this.ctx);
+    this.restoring = new RestoreKeeper(this.ctx, this.lease);
   }
 
   start(): void {
@@ -62,7 +66,7 @@ export class HaController {
     this.loops.push(this.lease.renewLoop(), this.mainLoop());
     this.stopWatchdog = this.lease.startWatchdog();
     ctx.deps.store.watch((keys) => {
-      if (keys.some((k) => k === 'leader' || k === 'switchover' || k === 'pause' || k === 'sync')) ctx.wake();
+      if (keys.some((k) => k === 'leader' || k === 'switchover' || k === 'pause' || k === 'sync' || k === 'restore')) ctx.wake();
     }, ctx.stop.signal);
   }
 
@@ -80,6 +84,7 @@ export class HaController {
     ctx.stop.abort();
     ctx.wake();
     await Promise.allSettled(this.loops);
+    await this.restoring.settled();
     if (ctx.fencing) await ctx.fencing.catch(() => undefined);
     const { store, db, leadership } = ctx.deps;
     if (opts.leaving && wasHolding) {
@@ -110,6 +115,11 @@ export class HaController {
 
   switchover(to: string | null, timeoutMs = 30_000): Promise<SwitchoverResult> {
     return requestSwitchover(this.ctx, to, timeoutMs);
+  }
+
+  /** Asks for a cluster restore from the backup repository, carried out by this member. */
+  restore(target: RestoreTarget): Promise<RestoreRequest> {
+    return this.restoring.request(target);
   }
 
   view(): HaView {
@@ -156,7 +166,8 @@ export class HaController {
     if (ctx.holding) await this.leaderTurn(db, s);
     else await this.followerTurn(db, s);
     updateLeadership(ctx, ctx.db);
-    this.rogues.poke();
+    // During a restore the restored server takes writes a moment before its member holds the key: no rogue.
+    if (!RestoreKeeper.active(ctx.snapshot)) this.rogues.poke();
     const snap = ctx.snapshot;
     const hurry = snap && ((!snap.leader && !snap.paused) || snap.switchover);
     return hurry ? BUSY_LOOP_MS : s.loopWaitMs;
@@ -182,6 +193,7 @@ export class HaController {
       await this.lease.fence(snap.leader ? `the leader key now names ${snap.leader.member}` : 'the leader key is gone');
       return;
     }
+    if (await this.restoring.turn(db, snap)) return;
     if (ctx.phase === 'suspended') {
       // PostgreSQL is frozen: nothing to look after until the lease keeper resumes or fences.
       ctx.decide('leader, writes frozen until a lease renewal is confirmed', 'warn');
@@ -233,6 +245,7 @@ export class HaController {
       return;
     }
     ctx.setSnapshot(snap);
+    if (await this.restoring.turn(db, snap)) return;
     const leader = snap.leader;
     await publishReport(ctx, db, s, snap, leader?.member ?? null);
 

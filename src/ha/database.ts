@@ -4,6 +4,7 @@
  * (src/plugins/postgresql/ha-node.ts) knows how PostgreSQL is promoted,
  * stopped, re-pointed, rewound and cloned.
  */
+import type { RestoreTarget } from './store.js';
 
 export interface PeerEndpoint {
   member: string;
@@ -61,6 +62,15 @@ export interface ReplicatedDatabase {
    * when known (a clean stop's checkpoint).
    */
   demote(reason: string, opts?: { stayDown?: boolean; handingOver?: boolean }): Promise<{ stoppedAt: number | null }>;
+  /**
+   * Restores this member's data from the backup repository to `target`
+   * (the server must be stopped) and starts PostgreSQL on it; resolves once
+   * it has replayed to the target and takes writes. Absent where the
+   * database has no backups.
+   */
+  restore?(target: RestoreTarget, signal: AbortSignal, progress: (detail: string) => void): Promise<void>;
+  /** Stops the server for a cluster restore; before it follows anyone again its data is rewound or copied afresh. */
+  stopForRestore(reason: string): Promise<void>;
   /** Starts a stopped server as a read-only standby with no upstream (after demote with stayDown). */
   startStandby(signal: AbortSignal): Promise<void>;
   /** Becomes (or stays) a streaming standby of `leader`: re-points, rewinds or re-clones as needed; starts the server if stopped. */

@@ -11,8 +11,10 @@ export type { BootstrapPlan, ConnectedReplica, DatabaseStatus, PeerEndpoint, Rep
 export { ElectedLeadership, type LeadershipFacts, type RogueSighting } from './elected-leadership.js';
 export { NoFence, type FenceArmResult, type FenceDeadlines, type FenceRecord, type FenceStatus, type LeaderFence } from './fence.js';
 export { AUTO_SYNC_MIN_MEMBERS, checkHaSettings, DEFAULT_HA_SETTINGS, effectiveSettings, haSettingsFrom, watchdogTimeoutS, type HaSettings, type WatchdogMode } from './settings.js';
-export type { ClusterSnapshot, ClusterStore, MemberReport, MemberRole, OpTime, StoreCall, StoredReport, SwitchoverRequest, SyncState } from './store.js';
+export type { ClusterSnapshot, ClusterStore, MemberReport, MemberRole, OpTime, RestoreRequest, RestoreTarget, StoreCall, StoredReport, SwitchoverRequest, SyncState } from './store.js';
 export { SwitchoverError, type SwitchoverResult } from './switchover.js';
+export { describeTarget, RestoreRefused } from './restore.js';
+import type { RestoreRequest, RestoreTarget } from './store.js';
 import type { SwitchoverResult } from './switchover.js';
 import type { HaView } from './view.js';
 import type { FenceStatus } from './fence.js';
@@ -22,6 +24,8 @@ export type { HaMemberView, HaView, RoguePrimary } from './view.js';
 export interface HaOperations {
   switchover(to: string | null): Promise<SwitchoverResult>;
   setPaused(paused: boolean): Promise<void>;
+  /** A cluster restore from the backup repository, with this member as the restorer. */
+  restore(target: RestoreTarget): Promise<RestoreRequest>;
   view(): HaView;
   fence(): FenceStatus;
 }

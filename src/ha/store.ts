@@ -9,6 +9,7 @@
  *   sync            the synchronous set the leader runs with (no lease)
  *   pause           present while automatic failover is paused
  *   switchover      a pending planned leader change
+ *   restore         a cluster restore from a backup, in progress or ended (no lease)
  *
  * The interface is the election's; src/plugins/etcd/ha-store.ts implements it.
  */
@@ -71,6 +72,28 @@ export interface SwitchoverRequest {
   failed?: string;
 }
 
+/** Where a restore brings the database: the end of the archive, a moment, or a WAL position. */
+export type RestoreTarget = { kind: 'latest' } | { kind: 'time'; time: string } | { kind: 'lsn'; lsn: string };
+
+/**
+ * A cluster restore. While it is neither done nor failed, no member elects
+ * itself, the leader gives its key up and every member stops PostgreSQL;
+ * `member` restores its data from the repository and, once PostgreSQL
+ * there has replayed to the target and takes writes, holds the leader key;
+ * the others then follow it (rewinding or copying it afresh).
+ */
+export interface RestoreRequest {
+  id: string;
+  /** The member that restores (the one asked). */
+  member: string;
+  target: RestoreTarget;
+  requested: number;
+  state: 'stopping' | 'restoring' | 'done' | 'failed';
+  /** What is happening now, or why it failed. */
+  detail: string;
+  updated: number;
+}
+
 export interface StoredReport {
   report: MemberReport;
   modRevision: number;
@@ -86,6 +109,7 @@ export interface ClusterSnapshot {
   sync: SyncState | null;
   paused: boolean;
   switchover: SwitchoverRequest | null;
+  restore: RestoreRequest | null;
 }
 
 export interface StoreCall {
@@ -125,6 +149,10 @@ export interface ClusterStore {
   /** Marks a pending request as failed (the requester reads why and clears it). */
   failSwitchover(req: SwitchoverRequest, reason: string, o?: StoreCall): Promise<void>;
   clearSwitchover(id: string | null, o?: StoreCall): Promise<void>;
+  /** Creates the request unless one is in progress (a done or failed one is replaced). */
+  requestRestore(req: RestoreRequest, o?: StoreCall): Promise<boolean>;
+  /** Rewrites the request `req.id` names (nothing when another has replaced it). */
+  updateRestore(req: RestoreRequest, o?: StoreCall): Promise<void>;
   /**
    * When the consensus store runs on the members and the one on `localHost`
    * leads it, hands that leadership to another member, so that losing this

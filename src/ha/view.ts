@@ -3,7 +3,7 @@ import type { HaContext, HaPhase } from './context.js';
 import type { DatabaseStatus } from './database.js';
 import { eligibility } from './decisions.js';
 import type { HaSettings } from './settings.js';
-import type { ClusterSnapshot, MemberReport, SwitchoverRequest } from './store.js';
+import type { ClusterSnapshot, MemberReport, RestoreRequest, SwitchoverRequest } from './store.js';
 
 /**
  * What this member tells others and shows: its report in the store, the
@@ -32,6 +32,8 @@ export interface HaView {
   synchronous_mode: boolean;
   sync_members: string[];
   switchover: SwitchoverRequest | null;
+  /** The last cluster restore (in progress, done or failed), or null. */
+  restore: RestoreRequest | null;
   settings: { ttl: number; loop_wait: number; retry_timeout: number; maximum_lag_on_failover: number };
   members: HaMemberView[];
   /** Peers whose database takes writes without the leader lease, as this member sees them: critical. */
@@ -58,6 +60,7 @@ export function haView(ctx: HaContext, rogues: RoguePrimary[]): HaView {
     synchronous_mode: s.synchronousMode,
     sync_members: syncMembers,
     switchover: snap?.switchover ?? null,
+    restore: snap?.restore ?? null,
     settings: { ttl: s.ttlS, loop_wait: s.loopWaitMs / 1000, retry_timeout: s.retryTimeoutMs / 1000, maximum_lag_on_failover: s.maximumLagOnFailover },
     members,
     rogue_primaries: rogues,

@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { DEFAULT_HA_SETTINGS, ElectedLeadership, HaController, haSettingsFrom, watchdogTimeoutS, type HaOperations, type HaSettings } from '../ha/index.js';
+import { PgBackRest } from '../plugins/backup/pgbackrest.js';
 import { EtcdClient } from '../plugins/etcd/client.js';
 import { EtcdClusterStore } from '../plugins/etcd/ha-store.js';
 import { ensureServiceCgroup, removeServiceCgroup } from '../plugins/fence/cgroup.js';
@@ -76,6 +77,7 @@ export class PostgresHa {
         return late.controller!.bootstrap(signal);
       },
       bootstrapFailed: () => late.controller!.bootstrapFailed(),
+      restoreData: (ctx, target, o) => PgBackRest.forService(ctx).restore(target, o),
       stopSignal: this.stop.signal,
       log,
     });
@@ -101,6 +103,7 @@ export class PostgresHa {
     this.operations = {
       switchover: (to) => controller.switchover(to),
       setPaused: (paused) => controller.setPaused(paused),
+      restore: (target) => controller.restore(target),
       view: () => controller.view(),
       fence: () => this.fence.status(),
     };

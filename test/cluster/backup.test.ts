@@ -13,7 +13,11 @@
  *    new timeline without any operator action, and an incremental backup
  *    after the failover succeeds;
  *  - `hasup backup verify` passes, and a byte flipped in a backup file makes
- *    it exit non-zero naming the file.
+ *    it exit non-zero naming the file;
+ *  - a table dropped by mistake comes back with `hasup restore --time`, run
+ *    on a follower (every member stops, the follower restores and leads on a
+ *    new timeline, the others rewind); targets outside the recoverability
+ *    window are refused first, and nothing stops.
  */
 import { after, afterEach, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -266,5 +270,62 @@ describe('backups: three nodes sharing one repository', { skip: skip ?? false },
     } finally {
       flipByte(victim, at);
     }
+  });
+
+  test('point in time: a table dropped by mistake comes back with hasup restore --time, run on a follower; a target outside the window is refused and nothing stops', async () => {
+    const leader = await ha.whole(90_000);
+    const restorer = [1, 2, 3].find((i) => i !== leader)!;
+    const early = await cli(restorer, ['restore', '--time', '2000-01-01T00:00:00Z', '--yes']);
+    assert.notEqual(early.code, 0, early.stdout);
+    assert.match(early.stderr, /time 2000-01-01 00:00:00\.000\+00 is before the recoverability window: the repository can restore from \S+ \(the end of backup \S+F, WAL [0-9A-F/]+\) to the end of WAL [0-9A-F]{24}/);
+    const unsure = await cli(restorer, ['restore', '--latest']);
+    assert.notEqual(unsure.code, 0);
+    assert.match(unsure.stderr, /Run again with --yes/);
+    const bad = await cli(restorer, ['restore', '--time', 'yesterday', '--yes']);
+    assert.notEqual(bad.code, 0);
+    assert.match(bad.stderr, /"yesterday" is not a time with a zone/);
+    assert.deepEqual(await ha.primaries(), [leader], 'the refusals stopped nothing');
+    assert.equal((await ha.view(leader)).restore, null);
+
+    const timeline = (await ha.view(leader)).timeline!;
+    await ha.sql(leader, 'CREATE TABLE precious (id int PRIMARY KEY, note text NOT NULL)');
+    await ha.sql(leader, "INSERT INTO precious SELECT g, 'row ' || g FROM generate_series(1, 1000) g");
+    const [mark] = await ha.sql<{ t: string }>(leader, `SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS t`);
+    await new Promise((r) => setTimeout(r, 1000));
+    await ha.sql(leader, 'DROP TABLE precious');
+    const [seg] = await ha.sql<{ wal: string }>(leader, 'SELECT pg_walfile_name(pg_switch_wal()) AS wal');
+    await eventually(
+      async () => {
+        const l = await listing(leader);
+        return l.archives.some((a) => (a.max ?? '') >= seg!.wal) || undefined;
+      },
+      60_000,
+      `segment ${seg!.wal} (the DROP) in the archive`,
+      1000,
+    );
+
+    const started = Date.now();
+    const r = await cli(restorer, ['restore', '--time', mark!.t, '--yes']);
+    const took = Date.now() - started;
+    assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+    assert.match(r.stdout, new RegExp(`cluster restore \\w+ to time \\S+ \\S+ started, member ${ids.get(restorer)} restoring`));
+    const steps = ha.member(restorer).events.filter((e) => e.event === 'restore_progress').map((e) => String(e.detail));
+    const order = ['stopping PostgreSQL', 'restoring the data directory', 'replaying archived WAL'].map((step) => steps.findIndex((d) => d.startsWith(step)));
+    assert.ok(order.every((at, k) => at >= 0 && (k === 0 || at > order[k - 1]!)), `the restorer logged each step, in order: ${steps.join(' | ')}`);
+    assert.match(r.stdout, /cluster restore \w+ done: restored on \S+ in \d+ s/);
+    noSecret(r.stdout + r.stderr);
+    const next = await ha.whole(180_000);
+    console.log(`# restore to ${mark!.t} on node ${restorer}: ${took} ms to done, the cluster whole ${Date.now() - started} ms after the command started\n${r.stdout.trim()}`);
+    assert.equal(next, restorer, 'the restoring member leads');
+    const view = await ha.view(next);
+    assert.ok(view.timeline! > timeline, `a new timeline (${timeline} -> ${view.timeline})`);
+    assert.equal(view.restore?.state, 'done');
+    const [back] = await ha.sql<{ n: string }>(next, 'SELECT count(*)::text AS n FROM precious');
+    assert.equal(back!.n, '1000', 'the dropped table is back with its rows');
+    const w = new WriteChecker({ user: 'hasup', password: ha.secrets.postgresql.superuser_password, intervalMs: 20, timeoutMs: 1500 });
+    await w.setup(ha.haproxyTarget);
+    w.start([ha.haproxyTarget]);
+    await eventually(async () => w.acks.find((a) => a.server === ha.address(next)), 20_000, 'a write through HAProxy on the restored leader');
+    await w.stop();
   });
 });

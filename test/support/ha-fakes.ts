@@ -11,13 +11,13 @@
  */
 import { pino } from 'pino';
 import { VirtualClock } from '../../src/gossip/sim/virtual-clock.js';
-import type { Clock, Timer } from '../../src/ha/clock.js';
+import { sleep, type Clock, type Timer } from '../../src/ha/clock.js';
 import { HaController } from '../../src/ha/controller.js';
 import type { DatabaseStatus, PeerEndpoint, ReplicatedDatabase } from '../../src/ha/database.js';
 import { ElectedLeadership } from '../../src/ha/elected-leadership.js';
 import type { FenceArmResult, FenceDeadlines, LeaderFence } from '../../src/ha/fence.js';
 import { DEFAULT_HA_SETTINGS, type HaSettings } from '../../src/ha/settings.js';
-import type { ClusterSnapshot, ClusterStore, MemberReport, OpTime, StoreCall, StoredReport, SwitchoverRequest, SyncState } from '../../src/ha/store.js';
+import type { ClusterSnapshot, ClusterStore, MemberReport, OpTime, RestoreRequest, RestoreTarget, StoreCall, StoredReport, SwitchoverRequest, SyncState } from '../../src/ha/store.js';
 
 /** The shared virtual clock, draining promise chains after every event so async code runs in time order. */
 export function virtualClock(): { base: VirtualClock; clock: Clock } {
@@ -166,6 +166,19 @@ export class MemoryStore {
       requestSwitchover: (req: SwitchoverRequest) => call(() => !this.kv.has('switchover') && (this.put('switchover', JSON.stringify(req), '0'), true)),
       failSwitchover: (req: SwitchoverRequest, reason: string) => call(() => void (this.switchoverId() === req.id && this.put('switchover', JSON.stringify({ ...req, failed: reason }), '0'))),
       clearSwitchover: (id: string | null) => call(() => void ((id === null || this.switchoverId() === id) && this.del('switchover'))),
+      requestRestore: (req: RestoreRequest) =>
+        call(() => {
+          const prior = this.kv.get('restore');
+          const state = prior ? (JSON.parse(prior.value) as RestoreRequest).state : null;
+          if (state && state !== 'done' && state !== 'failed') return false;
+          this.put('restore', JSON.stringify(req), '0');
+          return true;
+        }),
+      updateRestore: (req: RestoreRequest) =>
+        call(() => {
+          const prior = this.kv.get('restore');
+          if (prior && (JSON.parse(prior.value) as RestoreRequest).id === req.id) this.put('restore', JSON.stringify(req), '0');
+        }),
       watch: (onChange: (keys: string[]) => void, signal: AbortSignal) => {
         this.watchers.add(onChange);
         signal.addEventListener('abort', () => this.watchers.delete(onChange), { once: true });
@@ -181,7 +194,7 @@ export class MemoryStore {
 
   snapshot(): ClusterSnapshot {
     this.expire();
-    const snap: ClusterSnapshot = { revision: this.revision, leader: null, members: new Map<string, StoredReport>(), optime: null, initialize: null, sync: null, paused: false, switchover: null };
+    const snap: ClusterSnapshot = { revision: this.revision, leader: null, members: new Map<string, StoredReport>(), optime: null, initialize: null, sync: null, paused: false, switchover: null, restore: null };
     for (const [key, kv] of this.kv) {
       if (key === 'leader') snap.leader = { member: kv.value, lease: kv.lease, modRevision: kv.modRevision };
       else if (key.startsWith('members/')) {
@@ -192,6 +205,7 @@ export class MemoryStore {
       else if (key === 'sync') snap.sync = JSON.parse(kv.value) as SyncState;
       else if (key === 'pause') snap.paused = true;
       else if (key === 'switchover') snap.switchover = JSON.parse(kv.value) as SwitchoverRequest;
+      else if (key === 'restore') snap.restore = JSON.parse(kv.value) as RestoreRequest;
     }
     return snap;
   }
@@ -246,7 +260,7 @@ export class MemoryStore {
 
 // ---- the database ------------------------------------------------------------
 
-export type DbCall = 'promote' | 'demote' | 'startStandby' | 'follow' | 'setSynchronous' | 'prepareSynchronous' | 'fencePeer';
+export type DbCall = 'promote' | 'demote' | 'startStandby' | 'follow' | 'setSynchronous' | 'prepareSynchronous' | 'fencePeer' | 'stopForRestore' | 'restore';
 
 /** Every member's database, so followers can copy the primary's WAL and peers can be asked about each other. */
 export class FakeWorld {
@@ -354,6 +368,28 @@ export class FakeDb implements ReplicatedDatabase {
     this.upstream = null;
     this.sqlFenced = false;
     return { stoppedAt };
+  }
+  async stopForRestore(): Promise<void> {
+    this.record('stopForRestore');
+    this.running = false;
+    this.inRecovery = true;
+    this.upstream = null;
+  }
+  /** How long a restore takes here (virtual ms), and where it leaves the database. */
+  restoreTakesMs = 5000;
+  restoreTo = 0;
+  restoreFails: string | null = null;
+  async restore(target: RestoreTarget, signal: AbortSignal): Promise<void> {
+    this.record('restore', target);
+    this.running = false;
+    await sleep(this.clock, this.restoreTakesMs, signal);
+    if (this.restoreFails) throw new Error(this.restoreFails);
+    // Recovery ends at the target on a timeline past every one seen.
+    this.wal = this.restoreTo;
+    this.timeline = Math.max(...[...this.world.dbs.values()].map((d) => d.timeline)) + 1;
+    this.running = true;
+    this.killed = false;
+    this.inRecovery = false;
   }
   async startStandby(): Promise<void> {
     this.record('startStandby');

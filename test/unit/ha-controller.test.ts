@@ -207,3 +207,42 @@ test('watchdog = "required": a member whose fence cannot open the kernel watchdo
   assert.match(c.member('A').controller.phases().find((p) => p.phase === 'follower' && p.why.startsWith('cannot lead'))?.why ?? '', /kernel watchdog \/dev\/watchdog is required/);
   await c.close();
 });
+
+test('cluster restore asked of a follower: the leader gives its key up, every member stops, the asked member restores and leads on a new timeline, the others follow it; never two writers', async () => {
+  const c = await formed();
+  await c.run(2000);
+  const b = c.member('B');
+  b.db.restoreTo = 500;
+  const timelineBefore = c.member('A').db.timeline;
+  const req = await c.settle(b.controller.restore({ kind: 'time', time: '2026-12-07 03:00:00+00' }));
+  assert.equal(req.member, 'B');
+  assert.equal(req.state, 'stopping');
+  assert.ok(await c.until(() => c.store.leader() === null, 10_000), 'the leader gives its key up');
+  assert.ok(await c.until(() => callsOf(c, 'B', 'restore').length === 1, 10_000), 'B restores');
+  const restoreAt = callsOf(c, 'B', 'restore')[0]!.at;
+  for (const id of ['A', 'C']) assert.equal(c.member(id).db.running, false, `${id}'s PostgreSQL is stopped while B restores`);
+  assert.ok(await c.until(() => c.whole() && c.leader() === 'B', 30_000), 'B leads, A and C follow it');
+  assert.deepEqual(callsOf(c, 'B', 'restore')[0]!.arg, { kind: 'time', time: '2026-12-07 03:00:00+00' });
+  assert.ok(b.db.timeline > timelineBefore, 'a new timeline');
+  assert.ok(callsOf(c, 'A', 'stopForRestore').every((x) => x.at <= restoreAt), 'A stopped before B restored');
+  const view = b.controller.view();
+  assert.equal(view.restore?.state, 'done');
+  assert.match(view.restore?.detail ?? '', /restored on B/);
+  assert.deepEqual(c.doubleWriters(), [], 'never two writable primaries');
+  await c.close();
+});
+
+test('a second restore while one runs is refused; a restore that fails leaves the others free to elect as usual', async () => {
+  const c = await formed();
+  await c.run(2000);
+  const b = c.member('B');
+  b.db.restoreFails = 'pgbackrest restore failed with exit code 75';
+  await c.settle(b.controller.restore({ kind: 'latest' }));
+  const second = await c.settle(c.member('C').controller.restore({ kind: 'latest' }).catch((err: unknown) => err));
+  assert.match((second as Error).message, /a restore is already in progress \(\w+ by B: /);
+  assert.ok(await c.until(() => b.controller.view().restore?.state === 'failed', 30_000), 'the restore fails');
+  assert.match(b.controller.view().restore!.detail, /exit code 75/);
+  assert.ok(await c.until(() => c.leader() !== null, 30_000), 'a member with its data elects itself again');
+  assert.deepEqual(c.doubleWriters(), [], 'never two writable primaries');
+  await c.close();
+});

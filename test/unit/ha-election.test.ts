@@ -53,6 +53,7 @@ function snap(reports: MemberReport[], extra: Partial<ClusterSnapshot> = {}): Cl
     sync: null,
     paused: false,
     switchover: null,
+    restore: null,
     ...extra,
   };
 }

@@ -1,4 +1,5 @@
 import { statfs } from 'node:fs/promises';
+import type { RestoreTarget } from '../../ha/index.js';
 import type { DriverContext } from '../../supervisor/driver.js';
 import { passfilePath } from '../postgresql/standby-config.js';
 import { runTool, type RunResult } from '../service-dirs.js';
@@ -79,6 +80,18 @@ interface RunHow {
   stderrLevel?: 'warn' | 'info' | 'detail';
 }
 
+/** pgBackRest's restore options for a target. */
+export function restoreTargetArgs(target: RestoreTarget): string[] {
+  switch (target.kind) {
+    case 'latest':
+      return ['--type=default'];
+    case 'time':
+      return ['--type=time', `--target=${target.time}`, '--target-action=promote'];
+    case 'lsn':
+      return ['--type=lsn', `--target=${target.lsn}`, '--target-action=promote'];
+  }
+}
+
 export class PgBackRest {
   readonly paths: PgBackRestPaths;
   private prepared: Promise<unknown> | undefined;
@@ -127,6 +140,21 @@ export class PgBackRest {
     const newest = made[made.length - 1];
     if (!newest) throw new PgBackRestError(`pgbackrest backup --type=${type}`, 0, null, [], 'succeeded but info lists no new backup');
     return newest;
+  }
+
+  /**
+   * Restores the backup that reaches `target` into this member's data
+   * directory (PostgreSQL must be stopped): in place with --delta when the
+   * directory holds a cluster (only what differs is copied), whole into an
+   * empty one. pgBackRest writes the recovery settings (restore_command,
+   * the target, recovery_target_action = promote) into
+   * postgresql.auto.conf and creates recovery.signal: started without
+   * standby.signal, PostgreSQL replays the archive to the target and ends
+   * recovery there on a new timeline.
+   */
+  async restore(target: RestoreTarget, opts: CallOptions & { delta: boolean }): Promise<void> {
+    const args = [...(opts.delta ? ['--delta'] : []), ...restoreTargetArgs(target)];
+    await this.run('restore', args, { timeoutMs: LONG_TIMEOUT_MS }, opts);
   }
 
   /** The stanza's backups and archive in every repository. */

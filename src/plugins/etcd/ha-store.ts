@@ -1,5 +1,5 @@
-import type { ClusterSnapshot, ClusterStore, MemberReport, OpTime, StoreCall, StoredReport, SwitchoverRequest, SyncState } from '../../ha/index.js';
-import { endpointHost, type EtcdClient, type KeyValue, type TxnOp } from './client.js';
+import type { ClusterSnapshot, ClusterStore, MemberReport, OpTime, RestoreRequest, StoreCall, StoredReport, SwitchoverRequest, SyncState } from '../../ha/index.js';
+import { endpointHost, type Compare, type EtcdClient, type KeyValue, type TxnOp } from './client.js';
 
 /**
  * The election's store in etcd: every key of one service group under one
@@ -8,7 +8,7 @@ import { endpointHost, type EtcdClient, type KeyValue, type TxnOp } from './clie
  * nothing a leader owns.
  */
 export class EtcdClusterStore implements ClusterStore {
-  private readonly k: { leader: string; members: string; optime: string; initialize: string; sync: string; pause: string; switchover: string };
+  private readonly k: { leader: string; members: string; optime: string; initialize: string; sync: string; pause: string; switchover: string; restore: string };
 
   constructor(
     private readonly client: EtcdClient,
@@ -17,7 +17,7 @@ export class EtcdClusterStore implements ClusterStore {
   ) {
     const p = prefix.endsWith('/') ? prefix : `${prefix}/`;
     this.prefix = p;
-    this.k = { leader: `${p}leader`, members: `${p}members/`, optime: `${p}optime`, initialize: `${p}initialize`, sync: `${p}sync`, pause: `${p}pause`, switchover: `${p}switchover` };
+    this.k = { leader: `${p}leader`, members: `${p}members/`, optime: `${p}optime`, initialize: `${p}initialize`, sync: `${p}sync`, pause: `${p}pause`, switchover: `${p}switchover`, restore: `${p}restore` };
   }
 
   async snapshot(o: StoreCall = {}): Promise<ClusterSnapshot> {
@@ -165,6 +165,23 @@ export class EtcdClusterStore implements ClusterStore {
   }
 
   /** Applies `ops` only if the pending request still has this id (compared by revision). */
+  async requestRestore(req: RestoreRequest, o: StoreCall = {}): Promise<boolean> {
+    const current = await this.client.get(this.k.restore, o);
+    const prior = current ? parseJson<RestoreRequest>(current.value) : null;
+    if (prior && prior.state !== 'done' && prior.state !== 'failed') return false;
+    const compare: Compare = current
+      ? { key: this.k.restore, target: 'mod', result: 'equal', modRevision: current.modRevision }
+      : { key: this.k.restore, target: 'version', result: 'equal', version: 0 };
+    const r = await this.client.txn({ compare: [compare], success: [{ put: { key: this.k.restore, value: JSON.stringify(req) } }] }, o);
+    return r.succeeded;
+  }
+
+  async updateRestore(req: RestoreRequest, o: StoreCall = {}): Promise<void> {
+    const current = await this.client.get(this.k.restore, o);
+    if (!current || parseJson<RestoreRequest>(current.value)?.id !== req.id) return;
+    await this.client.txn({ compare: [{ key: this.k.restore, target: 'mod', result: 'equal', modRevision: current.modRevision }], success: [{ put: { key: this.k.restore, value: JSON.stringify(req) } }] }, o);
+  }
+
   private async replaceSwitchover(id: string, ops: TxnOp[], o: StoreCall): Promise<void> {
     const current = await this.client.get(this.k.switchover, o);
     if (!current || parseJson<SwitchoverRequest>(current.value)?.id !== id) return;
@@ -172,7 +189,7 @@ export class EtcdClusterStore implements ClusterStore {
   }
 
   private parse(kvs: KeyValue[], revision: number): ClusterSnapshot {
-    const snap: ClusterSnapshot = { revision, leader: null, members: new Map<string, StoredReport>(), optime: null, initialize: null, sync: null, paused: false, switchover: null };
+    const snap: ClusterSnapshot = { revision, leader: null, members: new Map<string, StoredReport>(), optime: null, initialize: null, sync: null, paused: false, switchover: null, restore: null };
     for (const kv of kvs) {
       if (kv.key === this.k.leader) snap.leader = { member: kv.value, lease: kv.lease, modRevision: kv.modRevision };
       else if (kv.key.startsWith(this.k.members)) {
@@ -183,6 +200,7 @@ export class EtcdClusterStore implements ClusterStore {
       else if (kv.key === this.k.sync) snap.sync = parseJson<SyncState>(kv.value);
       else if (kv.key === this.k.pause) snap.paused = true;
       else if (kv.key === this.k.switchover) snap.switchover = parseJson<SwitchoverRequest>(kv.value);
+      else if (kv.key === this.k.restore) snap.restore = parseJson<RestoreRequest>(kv.value);
     }
     return snap;
   }

@@ -15,6 +15,7 @@ import { configApplyRoutes, type ConfigPublisher } from './config-apply.js';
 import { EventHub, eventRoutes, watchRing, type EventHubOptions } from './events.js';
 import { Heartbeat } from './liveness.js';
 import { operationRoutes } from './operations.js';
+import { restoreRoutes } from './restore.js';
 import { createHttpServer, type HttpTls, type OpenAccess } from './server.js';
 import { servicesRoutes } from './services.js';
 import { viewRoutes } from './views.js';
@@ -65,6 +66,7 @@ export async function createApiServer(deps: ApiDeps): Promise<FastifyInstance> {
       { plugin: configApplyRoutes, options: { supervisor, ring: deps.configs } },
       { plugin: operationRoutes, options: { ha: deps.ha } },
       { plugin: backupRoutes, options: { backup: deps.backup, locate: (member: string) => memberApiAddress(ring, member) } },
+      { plugin: restoreRoutes, options: { ha: deps.ha, backup: deps.backup } },
       { plugin: metricsRoutes, options: { metrics } },
       { plugin: eventRoutes, options: { hub, memberId } },
     ],

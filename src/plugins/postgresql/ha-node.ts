@@ -1,6 +1,6 @@
-import { readFile } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import type pg from 'pg';
-import type { BootstrapPlan, ConnectedReplica, DatabaseStatus, PeerEndpoint, ReplicatedDatabase } from '../../ha/index.js';
+import type { BootstrapPlan, ConnectedReplica, DatabaseStatus, PeerEndpoint, ReplicatedDatabase, RestoreTarget } from '../../ha/index.js';
 import { checkHaSettings, haSettingsFrom } from '../../ha/index.js';
 import type { DriverContext } from '../../supervisor/driver.js';
 import type { Logger } from '../../supervisor/log.js';
@@ -9,9 +9,10 @@ import type { ServiceStatus } from '../../supervisor/service.js';
 import type { TomlTable } from '../../supervisor/toml-schema.js';
 import { ensureOwnedDir } from '../service-dirs.js';
 import { localHost, PgSession, superuserTarget, withClient, type PgTarget } from './connect.js';
+import { dropAutoConfSettings } from './auto-conf.js';
 import { clearPeerFence, fenceOverSql } from './peer-fence.js';
 import { initDataDir, isInitialized } from './initdb.js';
-import { cloneFromLeader, controlData, rewindFrom } from './replication-tools.js';
+import { cloneFromLeader, controlData, lsnText, rewindFrom } from './replication-tools.js';
 import {
   clearWasPrimary,
   haConfPath,
@@ -20,6 +21,7 @@ import {
   renderHaConf,
   setDataAside,
   slotName,
+  standbySignalPath,
   wasPrimary,
   writeHaConf,
   writePassfile,
@@ -51,6 +53,8 @@ export interface PostgresHaNodeDeps {
   service: () => PgServiceHandle | undefined;
   bootstrap: (signal: AbortSignal) => Promise<BootstrapPlan>;
   bootstrapFailed: () => Promise<void>;
+  /** Restores the data directory from the backup repository (absent when backups are off). */
+  restoreData?: (ctx: DriverContext, target: RestoreTarget, opts: { delta: boolean; signal: AbortSignal }) => Promise<void>;
   /** Aborts waits for the cluster (the member is stopping). */
   stopSignal: AbortSignal;
   log: Logger;
@@ -67,6 +71,9 @@ const HANDOVER_STOP_MS = 15_000;
 const IMMEDIATE_STOP_MS = 5000;
 const CLONE_RETRY_MS = 1000;
 const SETTING_APPLY_MS = 3000;
+const RECOVERY_POLL_MS = 1000;
+/** What pgBackRest's restore writes into postgresql.auto.conf. */
+const RECOVERY_SETTINGS = ['restore_command', 'recovery_target\\w*'];
 
 interface StatusRow {
   in_recovery: boolean;
@@ -90,6 +97,8 @@ export class PostgresHaNode implements ReplicatedDatabase {
   private readonly peerSessions = new Map<string, PgSession>();
   /** prepare() is creating the data directory (initdb or a copy of the leader). */
   private creating = false;
+  /** The next start is a restore's: archive recovery to its target, not a standby. */
+  private recoveryStart = false;
   private readonly log: Logger;
 
   constructor(private readonly deps: PostgresHaNodeDeps) {
@@ -126,7 +135,8 @@ export class PostgresHaNode implements ReplicatedDatabase {
       this.log.warn({ event: 'peer_fence_cleared' }, 'removed the fence a peer set over SQL while this member was a rogue primary (postgresql.auto.conf)');
     }
     await writeHaConf(ctx, this.conf);
-    await writeStandbySignal(ctx);
+    // A restore's start replays to its target and ends recovery (recovery.signal, from pgBackRest).
+    if (!this.recoveryStart) await writeStandbySignal(ctx);
   }
 
   async peerRole(peer: PeerEndpoint, signal: AbortSignal): Promise<'primary' | 'standby' | 'unreachable'> {
@@ -292,6 +302,54 @@ export class PostgresHaNode implements ReplicatedDatabase {
     }
     if (!opts.stayDown) await svc.start();
     return { stoppedAt };
+  }
+
+  async stopForRestore(reason: string): Promise<void> {
+    const ctx = this.requireCtx();
+    await this.demote(reason, { stayDown: true });
+    // Whatever this copy holds past the restored point is not the cluster's history any more.
+    if (await isInitialized(ctx.paths.data)) await markWasPrimary(ctx);
+  }
+
+  async restore(target: RestoreTarget, signal: AbortSignal, progress: (detail: string) => void): Promise<void> {
+    const restoreData = this.deps.restoreData;
+    if (!restoreData) throw new Error('backups are not configured on this member');
+    const ctx = this.requireCtx();
+    const svc = this.requireService();
+    progress('stopping PostgreSQL on the restoring member');
+    await this.demote('cluster restore', { stayDown: true });
+    // Before the files change: a restore cut short must still be rewound or copied afresh.
+    await markWasPrimary(ctx);
+    const delta = await isInitialized(ctx.paths.data);
+    progress(`restoring the data directory from the repository (${delta ? 'in place: only files that differ are copied' : 'into an empty directory'})`);
+    await restoreData(ctx, target, { delta, signal });
+    await rm(standbySignalPath(ctx), { force: true });
+    this.conf = { upstream: null, syncStandbys: null };
+    this.recoveryStart = true;
+    try {
+      progress('replaying archived WAL to the target');
+      await svc.start();
+      await this.awaitEndOfRecovery(svc, signal, progress);
+    } finally {
+      this.recoveryStart = false;
+    }
+    // The target applies to this recovery only: a later standby start must not stop replaying there.
+    await dropAutoConfSettings(ctx.paths.data, RECOVERY_SETTINGS);
+    this.log.warn({ event: 'restored' }, 'PostgreSQL restored from the repository: it ended recovery at the target and takes writes');
+  }
+
+  private async awaitEndOfRecovery(svc: PgServiceHandle, signal: AbortSignal, progress: (detail: string) => void): Promise<void> {
+    for (;;) {
+      if (signal.aborted) throw new Error('the member stopped during the restore');
+      const runner = svc.status();
+      if (runner.state === 'backoff' || runner.state === 'flapping' || runner.state === 'stopped') {
+        throw new Error(`PostgreSQL did not come up on the restored data (${runner.lastError ?? runner.state}); its log says why (a target past the end of the archive ends recovery with an error)`);
+      }
+      const st = await this.status(AbortSignal.any([signal, AbortSignal.timeout(5000)]));
+      if (st.running && st.inRecovery === false) return;
+      if (st.running && st.replayPosition !== null) progress(`replaying archived WAL to the target: at ${lsnText(st.replayPosition)}`);
+      await new Promise((r) => setTimeout(r, RECOVERY_POLL_MS));
+    }
   }
 
   async startStandby(): Promise<void> {

@@ -1,6 +1,5 @@
-import { readFile, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import type pg from 'pg';
+import { dropAutoConfSettings } from './auto-conf.js';
 
 /**
  * Fencing another member's PostgreSQL over SQL: a rogue primary (writable
@@ -36,16 +35,6 @@ export async function fenceOverSql(client: pg.Client): Promise<string> {
  * PostgreSQL starts (as a standby: only the HA loop makes a primary). Lines
  * of anything else are kept as they are. Returns true when it removed one.
  */
-export async function clearPeerFence(dataDir: string): Promise<boolean> {
-  const file = join(dataDir, 'postgresql.auto.conf');
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch {
-    return false;
-  }
-  if (!text.includes(PEER_FENCE_STANDBY)) return false;
-  const kept = text.split('\n').filter((line) => !/^\s*(synchronous_standby_names|default_transaction_read_only)\s*=/.test(line));
-  await writeFile(file, kept.join('\n'));
-  return true;
+export function clearPeerFence(dataDir: string): Promise<boolean> {
+  return dropAutoConfSettings(dataDir, ['synchronous_standby_names', 'default_transaction_read_only'], (text) => text.includes(PEER_FENCE_STANDBY));
 }

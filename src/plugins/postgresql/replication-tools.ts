@@ -35,6 +35,12 @@ export function parseLsn(text: string): number {
   return parseInt(m[1]!, 16) * 2 ** 32 + parseInt(m[2]!, 16);
 }
 
+/** A byte position in PostgreSQL's X/Y notation. */
+export function lsnText(position: number): string {
+  const hi = Math.floor(position / 2 ** 32);
+  return `${hi.toString(16).toUpperCase()}/${(position - hi * 2 ** 32).toString(16).toUpperCase()}`;
+}
+
 /**
  * Copies the leader into the (empty) data directory with pg_basebackup,
  * streaming the WAL it needs alongside. A failed copy is cleared away.

@@ -1,0 +1,77 @@
+import type { RestoreTarget } from '../../ha/index.js';
+import { lsnText, parseLsn } from '../postgresql/replication-tools.js';
+import type { BackupListing, RecoveryWindow } from './views.js';
+
+/**
+ * A restore target as an operator gives it (`--latest`, `--time T`,
+ * `--lsn L`), checked against the repository's recoverability window before
+ * anything stops: a target the repository cannot reach is refused with the
+ * window, and the cluster runs on untouched.
+ */
+export class RestoreTargetRefused extends Error {}
+
+export interface RestoreTargetInput {
+  latest?: boolean;
+  time?: string;
+  lsn?: string;
+}
+
+/** WAL segment size of the clusters hasup creates (initdb's default). */
+const SEGMENT_BYTES = 16 * 1024 * 1024;
+
+export function parseRestoreTarget(input: RestoreTargetInput): RestoreTarget {
+  const given = [input.latest ? 'latest' : null, input.time !== undefined ? 'time' : null, input.lsn !== undefined ? 'lsn' : null].filter((x) => x !== null);
+  if (given.length !== 1) throw new RestoreTargetRefused(`give exactly one target: latest, time or lsn (got ${given.length === 0 ? 'none' : given.join(' and ')})`);
+  if (input.latest) return { kind: 'latest' };
+  if (input.time !== undefined) {
+    const t = input.time.trim();
+    // An explicit zone: a bare "03:00" would mean the server's zone to PostgreSQL and something else to the operator.
+    if (!/^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}(:?\d{2})?)$/.test(t)) {
+      throw new RestoreTargetRefused(`"${input.time}" is not a time with a zone, such as 2026-12-07T03:00:00Z or "2026-12-07 03:00:00+01"`);
+    }
+    const ms = Date.parse(t.replace(' ', 'T').replace(/([+-]\d{2})$/, '$1:00').replace(/([+-]\d{2})(\d{2})$/, '$1:$2'));
+    if (Number.isNaN(ms)) throw new RestoreTargetRefused(`"${input.time}" is not a valid time`);
+    return { kind: 'time', time: pgTime(ms) };
+  }
+  const lsn = input.lsn!.trim();
+  if (!/^[0-9A-Fa-f]{1,8}\/[0-9A-Fa-f]{1,8}$/.test(lsn)) throw new RestoreTargetRefused(`"${input.lsn}" is not a WAL position such as 0/3000060`);
+  return { kind: 'lsn', lsn: lsn.toUpperCase() };
+}
+
+/** The window of the first repository with a usable backup, or a refusal saying why there is none. */
+export function restoreWindow(listing: BackupListing): RecoveryWindow {
+  if (!listing.stanza.exists) throw new RestoreTargetRefused(`the repository ${listing.repo_path} holds no stanza yet: nothing to restore`);
+  const w = listing.recoverable[0];
+  if (!w) throw new RestoreTargetRefused(`the repository ${listing.repo_path} holds no usable backup: nothing to restore`);
+  return w;
+}
+
+/** Refuses a target outside `w` (time and LSN targets), naming the window. */
+export function checkTargetInWindow(target: RestoreTarget, w: RecoveryWindow, listing: BackupListing, nowMs: number): void {
+  const oldest = listing.backups.find((b) => b.label === w.from_backup);
+  const lsnFrom = oldest?.lsn_stop ?? null;
+  const lsnTo = segmentEnd(w.to_wal);
+  const window = `the repository can restore from ${w.from} (the end of backup ${w.from_backup}${lsnFrom ? `, WAL ${lsnFrom}` : ''}) to the end of WAL ${w.to_wal} (${lsnText(lsnTo)}${w.to ? `, archived ${w.to}` : ''})`;
+  if (target.kind === 'time') {
+    const t = Date.parse(target.time.replace(' ', 'T').replace(/\+00$/, 'Z'));
+    if (t < Date.parse(w.from)) throw new RestoreTargetRefused(`time ${target.time} is before the recoverability window: ${window}`);
+    const to = w.to ? Date.parse(w.to) : nowMs;
+    if (t > to) throw new RestoreTargetRefused(`time ${target.time} is after the recoverability window: ${window}`);
+  } else if (target.kind === 'lsn') {
+    const at = parseLsn(target.lsn);
+    if (lsnFrom && at < parseLsn(lsnFrom)) throw new RestoreTargetRefused(`WAL position ${target.lsn} is before the recoverability window: ${window}`);
+    if (at > lsnTo) throw new RestoreTargetRefused(`WAL position ${target.lsn} is after the recoverability window: ${window}`);
+  }
+}
+
+/** "2026-12-07 03:00:00.123+00", as PostgreSQL's recovery_target_time reads it. */
+function pgTime(ms: number): string {
+  return `${new Date(ms).toISOString().replace('T', ' ').replace('Z', '')}+00`;
+}
+
+/** The position just past a WAL segment (TTTTTTTTXXXXXXXXYYYYYYYY). */
+function segmentEnd(segment: string): number {
+  const log = parseInt(segment.slice(8, 16), 16);
+  const seg = parseInt(segment.slice(16, 24), 16);
+  return log * 2 ** 32 + (seg + 1) * SEGMENT_BYTES;
+}
