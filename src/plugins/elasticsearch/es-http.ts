@@ -17,14 +17,15 @@ export function esError(answer: EsAnswer): string {
  * still starting), moves on to the next. Any other answer, even an error,
  * is returned: the cluster was reached and said no. When every node fails,
  * the last 5xx answer is returned, or an error naming each failure.
+ * A `body` is sent as JSON.
  */
-export async function firstAnswer(urls: string[], method: 'GET' | 'POST' | 'DELETE', path: string, timeoutMs: number): Promise<EsAnswer & { base: string }> {
+export async function firstAnswer(urls: string[], method: 'GET' | 'POST' | 'DELETE', path: string, timeoutMs: number, body?: unknown): Promise<EsAnswer & { base: string }> {
   if (urls.length === 0) throw new Error('no Elasticsearch node to ask (none runs here and none is in the census)');
   const failures: string[] = [];
   let unavailable: (EsAnswer & { base: string }) | undefined;
   for (const base of urls) {
     try {
-      const answer = { ...(await jsonRequest(method, `${base}${path}`, AbortSignal.timeout(timeoutMs))), base };
+      const answer = { ...(await jsonRequest(method, `${base}${path}`, AbortSignal.timeout(timeoutMs), body)), base };
       if (answer.status < 500) return answer;
       unavailable = answer;
     } catch (err) {

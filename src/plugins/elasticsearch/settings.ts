@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { formatHostPort } from '../../gossip/index.js';
 import type { TomlTable } from '../../supervisor/toml-schema.js';
+import { pathRepoValue } from './snapshot-settings.js';
 
 /**
  * The values elasticsearch.yml.hbs writes, checked and encoded here so that
@@ -38,6 +39,8 @@ const MANAGED_SETTINGS = [
   'node.store.allow_mmap',
   'action.auto_create_index',
   'cluster.routing.allocation.disk.threshold_enabled',
+  // From [snapshot] repo_path (snapshot-settings.ts).
+  'path.repo',
 ];
 
 export interface SettingsInput {
@@ -98,6 +101,7 @@ export function elasticsearchSettings(input: SettingsInput): Record<string, unkn
     es_allow_mmap: allowMmap(cfg.allow_mmap, input.maxMapCount),
     es_auto_create_index: JSON.stringify(autoCreate === 'true' || autoCreate === 'false' ? autoCreate === 'true' : autoCreate),
     es_extra: extraSettings(cfg.extra),
+    es_path_repo: pathRepoValue(cfg),
   };
 }
 
