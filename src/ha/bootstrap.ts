@@ -7,7 +7,14 @@ const BOOTSTRAP_POLL_MS = 500;
 /**
  * How a member with an empty data directory gets its data (called from the
  * database's prepare): the first to claim the initialize key creates the
- * database; everyone else waits for a healthy leader and copies it.
+ * database; everyone else waits for a healthy leader and copies it. A
+ * cluster restore that names this member restores it from the repository.
+ *
+ * The member that claimed the initialize key creates the database again
+ * only while the cluster has never run a primary (no optime): once it has,
+ * a member whose data is gone must not start an empty database that the
+ * others could then follow. It waits for a leader to copy, or, when every
+ * member lost its data, for the operator's `hasup restore`.
  */
 export async function bootstrapPlan(ctx: HaContext, signal: AbortSignal): Promise<BootstrapPlan> {
   const { store } = ctx.deps;
@@ -20,6 +27,11 @@ export async function bootstrapPlan(ctx: HaContext, signal: AbortSignal): Promis
     try {
       const snap = await store.snapshot({ signal });
       const leader = snap.leader;
+      const restore = snap.restore;
+      if (restore && restore.member === ctx.memberId && restore.state === 'restoring') {
+        ctx.log.warn({ event: 'ha_bootstrap', plan: 'restore', id: restore.id }, `restoring the database from the backup repository (cluster restore ${restore.id})`);
+        return { kind: 'restore', target: restore.target };
+      }
       if (leader && leader.member !== ctx.memberId) {
         const report = snap.members.get(leader.member)?.report;
         if (report && report.role === 'leader' && report.healthy) {
@@ -32,10 +44,16 @@ export async function bootstrapPlan(ctx: HaContext, signal: AbortSignal): Promis
           ctx.log.info({ event: 'ha_bootstrap', plan: 'init' }, 'this member creates the database');
           return { kind: 'init' };
         }
-      } else if (snap.initialize.member === ctx.memberId && !leader) {
-        // We claimed it before and never finished (crash during initdb, wiped data dir).
+      } else if (snap.initialize.member === ctx.memberId && !leader && !snap.optime) {
+        // We claimed it before and never finished (crash during initdb, wiped data dir before any primary ran).
         ctx.log.info({ event: 'ha_bootstrap', plan: 'init' }, 'this member creates the database (claimed earlier)');
         return { kind: 'init' };
+      } else if (snap.initialize.member === ctx.memberId) {
+        tell(
+          leader && leader.member !== ctx.memberId
+            ? `this member's data is gone; waiting for leader ${leader.member} to be healthy before copying its database`
+            : "this member's data is gone and the cluster's database exists: waiting for a leader to copy it from (if every member lost its data, restore it: hasup restore --latest)",
+        );
       } else {
         tell(`waiting for member ${snap.initialize.member} to create the database`);
       }

@@ -43,8 +43,8 @@ export interface DatabaseStatus {
   reason?: string;
 }
 
-/** How a member without data gets some: create the database, or copy the leader's. */
-export type BootstrapPlan = { kind: 'init' } | { kind: 'clone'; leader: PeerEndpoint };
+/** How a member without data gets some: create the database, copy the leader's, or restore it from the backup repository (a cluster restore names this member). */
+export type BootstrapPlan = { kind: 'init' } | { kind: 'clone'; leader: PeerEndpoint } | { kind: 'restore'; target: RestoreTarget };
 
 export interface ReplicatedDatabase {
   /** The database service is loaded on this member (a member without it stays out of the election). */

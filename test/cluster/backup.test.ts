@@ -22,7 +22,7 @@
 import { after, afterEach, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import type { JobView } from '../../src/plugins/backup/coordinator.js';
@@ -327,5 +327,71 @@ describe('backups: three nodes sharing one repository', { skip: skip ?? false },
     w.start([ha.haproxyTarget]);
     await eventually(async () => w.acks.find((a) => a.server === ha.address(next)), 20_000, 'a write through HAProxy on the restored leader');
     await w.stop();
+  });
+
+  test('a schedule (incr every minute, applied with config apply): the leader claims the slot in etcd and takes the backup once; the status names the next slot', async () => {
+    const leader = await ha.whole(90_000);
+    const before = (await listing(leader)).backups.length;
+    const patch = join(ha.cluster.baseDir, 'schedule.toml');
+    writeFileSync(patch, '[backup]\nschedule_incr = "* * * * *"\n');
+    const applied = await cli(leader, ['config', 'apply', 'postgresql.default', '1', patch]);
+    assert.equal(applied.code, 0, applied.stderr);
+    try {
+      const status = await eventually(async () => {
+        const st = await cli(leader, ['status']);
+        return /next incr \S+/.test(st.stdout) ? st.stdout : undefined;
+      }, 20_000, 'hasup status naming the next incr slot');
+      assert.match(status.value, /^backups: .*next incr \S+ \(in \d+ s\)/m);
+      const done = await eventually(
+        async () => [1, 2, 3].flatMap((i) => ha.member(i).events).find((e) => e.event === 'backup_schedule' && e.state === 'done' && e.type === 'incr'),
+        100_000,
+        'a scheduled incr backup done',
+        500,
+      );
+      const slot = String(done.value.slot);
+      const started = [1, 2, 3].flatMap((i) => ha.member(i).events).filter((e) => e.event === 'backup_schedule' && e.state === 'running' && e.slot === slot);
+      assert.equal(started.length, 1, `one backup for the slot ${slot}, on one member`);
+      const l = await listing(leader);
+      assert.equal(l.backups.length, before + 1);
+      assert.equal(l.backups[l.backups.length - 1]!.label, done.value.label);
+    } finally {
+      writeFileSync(patch, '[backup]\nschedule_incr = ""\n');
+      const off = await cli(leader, ['config', 'apply', 'postgresql.default', '2', patch]);
+      assert.equal(off.code, 0, off.stderr);
+    }
+  });
+
+  test('every member\'s data destroyed: no member starts an empty database; hasup restore --latest brings back every acknowledged write the archive holds, and the cluster is whole again', async () => {
+    const leader = await ha.whole(90_000);
+    const w = new WriteChecker({ user: 'hasup', password: ha.secrets.postgresql.superuser_password, intervalMs: 20, timeoutMs: 1500 });
+    await w.setup(ha.haproxyTarget);
+    w.start([ha.haproxyTarget]);
+    await new Promise((r) => setTimeout(r, 3000));
+    await w.stop();
+    assert.ok(w.acks.length > 50, `writes acknowledged before the loss (${w.acks.length})`);
+    const [seg] = await ha.sql<{ wal: string }>(leader, 'SELECT pg_walfile_name(pg_switch_wal()) AS wal');
+    await eventually(async () => (await listing(leader)).archives.some((a) => (a.max ?? '') >= seg!.wal) || undefined, 60_000, `segment ${seg!.wal} in the archive`, 1000);
+
+    for (const i of [1, 2, 3]) await ha.killNode(i);
+    for (const i of [1, 2, 3]) rmSync(join(ha.cluster.node(i).stateDir, 'svc', 'postgresql', 'data'), { recursive: true, force: true });
+    for (const i of [1, 2, 3]) ha.startNode(i);
+    for (const i of [1, 2, 3]) await ha.member(i).waitForEvent((e) => e.event === 'http', 60_000, 'HTTP listening');
+    const waiting = await eventually(
+      async () => [1, 2, 3].flatMap((i) => ha.member(i).events).find((e) => e.event === 'ha_bootstrap_wait' && /if every member lost its data, restore it/.test(e.msg)),
+      60_000,
+      'the member that created the database saying it waits for a restore',
+    );
+    console.log(`# after the loss: ${waiting.value.msg}`);
+    assert.deepEqual(await ha.primaries(), [], 'no member started an empty database');
+
+    const restorer = 1;
+    const started = Date.now();
+    const r = await cli(restorer, ['restore', '--latest', '--yes']);
+    assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+    assert.match(r.stdout, /cluster restore \w+ to the end of the archive started/);
+    const next = await ha.whole(240_000);
+    console.log(`# restore --latest after every member's data was destroyed: whole ${Date.now() - started} ms after the command\n${r.stdout.trim()}`);
+    assert.equal(next, restorer);
+    assert.deepEqual(await w.missing(ha.nodeTarget(next)), [], 'every acknowledged write is back');
   });
 });

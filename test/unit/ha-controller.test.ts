@@ -246,3 +246,24 @@ test('a second restore while one runs is refused; a restore that fails leaves th
   assert.deepEqual(c.doubleWriters(), [], 'never two writable primaries');
   await c.close();
 });
+
+test('bootstrap: the member that created the database does not create an empty one again once the cluster has run a primary; a restore that names it restores instead', async () => {
+  const c = await formed();
+  await c.run(2000);
+  const storeB = c.store.client('B');
+  assert.ok(await c.settle(storeB.claimInitialize('B')), 'B holds the initialize key (it created the database)');
+  await c.settle(c.member('B').controller.setPaused(true));
+  c.store.cut.add('A');
+  assert.ok(await c.until(() => c.store.leader() === null, 10_000), 'no leader (failover paused)');
+  const abort = new AbortController();
+  let plan: unknown;
+  void c.member('B').controller.bootstrap(abort.signal).then((p) => (plan = p), () => undefined);
+  await c.run(5000);
+  assert.equal(plan, undefined, 'B waits for a leader instead of creating an empty database');
+  await c.settle(storeB.requestRestore({ id: 'r1', member: 'B', target: { kind: 'latest' }, requested: 0, state: 'restoring', detail: 'restoring', updated: 0 }));
+  assert.ok(await c.until(() => plan !== undefined, 5000), 'a plan once the restore names B');
+  assert.deepEqual(plan, { kind: 'restore', target: { kind: 'latest' } });
+  abort.abort();
+  c.store.cut.delete('A');
+  await c.close();
+});

@@ -58,7 +58,7 @@ describe('renderHaproxyConfig', () => {
     assert.deepEqual(section(text, 'backend postgresql_primary'), [
       'option httpchk GET /primary',
       'http-check expect status 200',
-      'default-server inter 1s fall 2 rise 1 on-marked-down shutdown-sessions',
+      'default-server inter 1s fastinter 500ms downinter 250ms fall 2 rise 1 on-marked-down shutdown-sessions',
       'server 10.0.0.11_5432 10.0.0.11:5432 check port 9631',
       'server 10.0.0.12_5432 10.0.0.12:5432 check port 9631',
       'server member-3 10.0.0.13:6432 check port 9700',
@@ -311,7 +311,7 @@ test('a real HAProxy with the rendered config follows /primary and /replica', { 
     const cutAfter = cutAt - moved;
     console.log(`# session to the old leader cut ${cutAfter} ms after it stopped answering 200 on /primary`);
     assert.ok(cutAfter > 0, 'HAProxy closed the session to the member that stopped answering /primary');
-    assert.ok(cutAfter < 5000, `the session was cut ${cutAfter} ms after the move (checks: inter 1s, fall 2)`);
+    assert.ok(cutAfter < 5000, `the session was cut ${cutAfter} ms after the move (checks: inter 1s, fastinter 500ms, fall 2)`);
     await until(() => primaryOnly('member3'), 5000, 'writes to reach member3 only');
   } finally {
     haproxy?.kill('SIGKILL');

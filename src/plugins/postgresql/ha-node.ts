@@ -136,7 +136,11 @@ export class PostgresHaNode implements ReplicatedDatabase {
     }
     await writeHaConf(ctx, this.conf);
     // A restore's start replays to its target and ends recovery (recovery.signal, from pgBackRest).
-    if (!this.recoveryStart) await writeStandbySignal(ctx);
+    if (this.recoveryStart) return;
+    // pgBackRest's recovery settings were for that start alone: a standby must not stop (or promote) at the old target.
+    // They stay in the file while the restored server runs, so a reload does not take them as changed.
+    if (await dropAutoConfSettings(ctx.paths.data, RECOVERY_SETTINGS)) this.log.info({ event: 'restore_settings_cleared' }, "removed the last restore's recovery target from postgresql.auto.conf");
+    await writeStandbySignal(ctx);
   }
 
   async peerRole(peer: PeerEndpoint, signal: AbortSignal): Promise<'primary' | 'standby' | 'unreachable'> {
@@ -168,6 +172,15 @@ export class PostgresHaNode implements ReplicatedDatabase {
           throw err;
         }
         this.conf.upstream = null;
+        return;
+      }
+      if (plan.kind === 'restore') {
+        // A cluster restore names this member, which has no data: restore into the empty directory;
+        // this start replays to the target and ends recovery (restore() waits for that).
+        if (!this.deps.restoreData) throw new Error('backups are not configured on this member: it cannot restore');
+        await this.deps.restoreData(ctx, plan.target, { delta: false, signal });
+        this.conf = { upstream: null, syncStandbys: null };
+        this.recoveryStart = true;
         return;
       }
       try {
@@ -316,6 +329,24 @@ export class PostgresHaNode implements ReplicatedDatabase {
     if (!restoreData) throw new Error('backups are not configured on this member');
     const ctx = this.requireCtx();
     const svc = this.requireService();
+    if (this.creating || !(await isInitialized(ctx.paths.data))) {
+      // No data here: prepare() is waiting for a bootstrap plan, which is this restore; it restores and starts PostgreSQL.
+      progress('restoring the data directory from the repository (into an empty directory: this member had no data)');
+      while (this.creating || !(await isInitialized(ctx.paths.data))) {
+        if (signal.aborted) throw new Error('the member stopped during the restore');
+        const runner = svc.status();
+        if (!this.creating && (runner.state === 'backoff' || runner.state === 'flapping')) throw new Error(`the restore into the empty data directory failed: ${runner.lastError ?? runner.state}`);
+        await new Promise((r) => setTimeout(r, RECOVERY_POLL_MS));
+      }
+      progress('replaying archived WAL to the target');
+      try {
+        await this.awaitEndOfRecovery(svc, signal, progress);
+      } finally {
+        this.recoveryStart = false;
+      }
+      this.log.warn({ event: 'restored' }, 'PostgreSQL restored from the repository into an empty data directory: it ended recovery at the target and takes writes');
+      return;
+    }
     progress('stopping PostgreSQL on the restoring member');
     await this.demote('cluster restore', { stayDown: true });
     // Before the files change: a restore cut short must still be rewound or copied afresh.
@@ -333,8 +364,6 @@ export class PostgresHaNode implements ReplicatedDatabase {
     } finally {
       this.recoveryStart = false;
     }
-    // The target applies to this recovery only: a later standby start must not stop replaying there.
-    await dropAutoConfSettings(ctx.paths.data, RECOVERY_SETTINGS);
     this.log.warn({ event: 'restored' }, 'PostgreSQL restored from the repository: it ended recovery at the target and takes writes');
   }
 
