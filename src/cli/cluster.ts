@@ -2,6 +2,7 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { formatPeerAddress, parsePeerAddress, loadKeyring } from '../gossip/index.js';
+import { parseEndpoint } from '../ha/index.js';
 import { checkVoterCount, type RemovedVoter } from '../plugins/etcd/membership.js';
 import { readClusterState, writeClusterState } from '../supervisor/cluster-state.js';
 import { parseNodeConfig } from '../supervisor/config-file.js';
@@ -59,17 +60,25 @@ The first 3 (or 5) members to run become etcd voting members, later ones etcd cl
     .option('--secrets <file>', 'cluster secrets file to write, mode 0600 (default: STATE_DIR/secrets.json)')
     .option('--name <name>', 'cluster name, for operators', DEFAULT_CLUSTER_NAME)
     .option('--etcd-voters <n>', 'members that run an etcd voting member: 3 or 5 (kept in the secrets file, so every join uses it)', '3')
-    .action((flags: PrepareFlags & { secrets?: string; name: string; etcdVoters: string }) => {
+    .option('--standby-of <host:port>', "make this a standby cluster (a warm spare) of the primary cluster whose leader HOST:PORT reaches (its HAProxy write port); needs --primary-secrets")
+    .option('--primary-secrets <file>', "with --standby-of: the primary cluster's secrets file, whose PostgreSQL passwords and backup passphrase this cluster shares (its database is a copy)")
+    .action((flags: PrepareFlags & { secrets?: string; name: string; etcdVoters: string; standbyOf?: string; primarySecrets?: string }) => {
       const voters = checkVoterCount(Number(flags.etcdVoters));
+      if (flags.standbyOf !== undefined && !parseEndpoint(flags.standbyOf)) throw new Error(`--standby-of must be HOST:PORT (got ${JSON.stringify(flags.standbyOf)})`);
+      if ((flags.standbyOf === undefined) !== (flags.primarySecrets === undefined)) throw new Error('--standby-of and --primary-secrets go together: a standby cluster shares the primary cluster\'s PostgreSQL passwords');
+      const primary = flags.primarySecrets === undefined ? undefined : loadSecretsFile(resolve(flags.primarySecrets));
       const p = prepare(flags, voters);
       const secretsFile = resolve(flags.secrets ?? join(p.stateDir, 'secrets.json'));
       if (existsSync(secretsFile)) throw new Error(`${secretsFile} already exists; refusing to overwrite the cluster secrets (a cluster is created once; other nodes use \`hasup cluster join\`)`);
-      const secrets = generateSecrets({ name: flags.name, etcdVoters: voters });
+      const fresh = generateSecrets({ name: flags.name, etcdVoters: voters });
+      // A standby cluster's own ring, etcd and API; the primary's database roles and repository passphrase.
+      const secrets = primary ? { ...fresh, postgresql: primary.postgresql, ...(primary.backup ? { backup: primary.backup } : {}), standby_of: flags.standbyOf! } : fresh;
       mkdirSync(dirname(secretsFile), { recursive: true, mode: 0o700 });
       writeSecretsFile(secretsFile, secrets);
       writeClusterState(p.stateDir, { cluster_id: secrets.cluster_id!, cluster_name: flags.name, founder: true, created_at: Date.now() });
-      const config = finish(p, flags, { clusterName: flags.name, peers: [], secrets: secretsFile, writtenBy: 'create' });
+      const config = finish(p, flags, { clusterName: flags.name, peers: [], secrets: secretsFile, standbyOf: secrets.standby_of, writtenBy: 'create' });
       p.say(`cluster ${flags.name} (id ${secrets.cluster_id}) created; this node is member ${p.memberId}, the etcd founder`);
+      if (secrets.standby_of) p.say(`  a standby cluster of ${secrets.standby_of}: its leader copies and then streams from it, and never promotes until standby_of is set to ""`);
       p.say(`  secrets: ${secretsFile} (mode 0600: copy it to every other node, keep it secret)`);
       p.say(`  config:  ${config}`);
       p.say(`  PostgreSQL accepts connections from ${p.allowedCidrs.join(', ')} ([service.postgresql.hba] allowed_cidrs)`);
@@ -92,7 +101,7 @@ The first 3 (or 5) members to run become etcd voting members, later ones etcd cl
       const secretsFile = installSecrets(source, secrets, join(p.stateDir, 'secrets.json'));
       writeClusterState(p.stateDir, { cluster_id: secrets.cluster_id ?? null, cluster_name: secrets.cluster_name ?? null, founder: false, joined_via: peer, created_at: Date.now() });
       const clusterName = secrets.cluster_name ?? DEFAULT_CLUSTER_NAME;
-      const config = finish(p, flags, { clusterName, peers: [peer], secrets: secretsFile, ringKey: flags.ringKey && resolve(flags.ringKey), writtenBy: 'join' });
+      const config = finish(p, flags, { clusterName, peers: [peer], secrets: secretsFile, ringKey: flags.ringKey && resolve(flags.ringKey), standbyOf: secrets.standby_of, writtenBy: 'join' });
       p.say(`this node (member ${p.memberId}) is ready to join cluster ${clusterName}${secrets.cluster_id ? ` (id ${secrets.cluster_id})` : ''} through ${peer}`);
       p.say(`  secrets: ${secretsFile}`);
       p.say(`  config:  ${config}`);
@@ -152,7 +161,7 @@ function prepare(flags: PrepareFlags, voters: number): Prepared {
 }
 
 /** Writes the node's hasup.toml (or prints it, or keeps an existing one). Returns where it is. */
-function finish(p: Prepared, flags: PrepareFlags, o: { clusterName: string; peers: string[]; secrets: string; ringKey?: string; writtenBy: 'create' | 'join' }): string {
+function finish(p: Prepared, flags: PrepareFlags, o: { clusterName: string; peers: string[]; secrets: string; ringKey?: string; standbyOf?: string; writtenBy: 'create' | 'join' }): string {
   const toml = renderNodeConfig({ ...o, advertise: p.advertise, stateDir: p.stateDir, etcdVoters: p.voters, services: flags.service, allowedCidrs: p.allowedCidrs });
   parseNodeConfig(toml, '(generated hasup.toml)'); // never hand the operator a file `hasup run` would refuse
   if (flags.printConfig) {

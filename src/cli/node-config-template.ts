@@ -19,6 +19,8 @@ export interface NodeConfigTemplateInput {
   services: string[];
   /** PostgreSQL's pg_hba networks (see allowedCidrs): the other members and the load balancer connect from these. Absent: the plan's default (loopback only). */
   allowedCidrs?: string[];
+  /** A standby cluster's primary (HOST:PORT). */
+  standbyOf?: string;
   /** For the header comment. */
   writtenBy: 'create' | 'join';
 }
@@ -54,6 +56,15 @@ export function renderNodeConfig(input: NodeConfigTemplateInput): string {
           '# Where PostgreSQL accepts password (scram-sha-256) connections from: loopback and the cluster',
           '# network (`--cluster-cidr`), so followers can replicate and HAProxy can reach the leader.',
           `allowed_cidrs = ${list(input.allowedCidrs)}`,
+          '',
+        ]
+      : []),
+    ...(input.standbyOf
+      ? [
+          '[service.postgresql.ha]',
+          '# A standby cluster: its leader streams from the primary cluster here (its HAProxy write port) and never',
+          '# promotes until `hasup config apply` sets standby_of = "" (docs/backup.md, "Warm spare").',
+          `standby_of = ${str(input.standbyOf)}`,
           '',
         ]
       : []),

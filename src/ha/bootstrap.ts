@@ -1,6 +1,7 @@
 import type { HaContext } from './context.js';
 import type { BootstrapPlan } from './database.js';
 import { sleep } from './clock.js';
+import { PRIMARY_CLUSTER } from './standby-cluster.js';
 
 const BOOTSTRAP_POLL_MS = 500;
 
@@ -34,16 +35,26 @@ export async function bootstrapPlan(ctx: HaContext, signal: AbortSignal): Promis
       }
       if (leader && leader.member !== ctx.memberId) {
         const report = snap.members.get(leader.member)?.report;
-        if (report && report.role === 'leader' && report.healthy) {
+        if (report && (report.role === 'leader' || report.role === 'standby_leader') && report.healthy) {
           ctx.log.info({ event: 'ha_bootstrap', plan: 'clone', from: leader.member }, `copying the database from leader ${leader.member}`);
           return { kind: 'clone', leader: { member: leader.member, host: report.host, port: report.port } };
         }
         tell(`waiting for leader ${leader.member} to be healthy before copying its database`);
       } else if (!snap.initialize) {
-        if (await store.claimInitialize(ctx.memberId, { signal })) {
+        const standbyOf = ctx.settings().standbyOf;
+        if (standbyOf && (await store.claimInitialize(ctx.memberId, { signal }))) {
+          // A standby cluster's first member copies the primary cluster; the others copy it.
+          ctx.log.info({ event: 'ha_bootstrap', plan: 'clone', from: PRIMARY_CLUSTER }, `copying the database from the primary cluster at ${standbyOf.host}:${standbyOf.port}`);
+          return { kind: 'clone', leader: { member: PRIMARY_CLUSTER, ...standbyOf } };
+        }
+        if (!standbyOf && (await store.claimInitialize(ctx.memberId, { signal }))) {
           ctx.log.info({ event: 'ha_bootstrap', plan: 'init' }, 'this member creates the database');
           return { kind: 'init' };
         }
+      } else if (snap.initialize.member === ctx.memberId && !leader && ctx.settings().standbyOf) {
+        const up = ctx.settings().standbyOf!;
+        ctx.log.info({ event: 'ha_bootstrap', plan: 'clone', from: PRIMARY_CLUSTER }, `copying the database from the primary cluster at ${up.host}:${up.port} (claimed earlier)`);
+        return { kind: 'clone', leader: { member: PRIMARY_CLUSTER, ...up } };
       } else if (snap.initialize.member === ctx.memberId && !leader && !snap.optime) {
         // We claimed it before and never finished (crash during initdb, wiped data dir before any primary ran).
         ctx.log.info({ event: 'ha_bootstrap', plan: 'init' }, 'this member creates the database (claimed earlier)');

@@ -5,6 +5,7 @@ import { Election } from './election.js';
 import { LeaseKeeper } from './lease.js';
 import { ReplicationKeeper } from './replication.js';
 import { RestoreKeeper } from './restore.js';
+import { StandbyLeader } from './standby-cluster.js';
 import { RogueWatch } from './rogues.js';
 import type { HaSettings } from './settings.js';
 import type { ClusterSnapshot, RestoreRequest, RestoreTarget } from './store.js';
@@ -42,6 +43,7 @@ export class HaController {
   private readonly replication: ReplicationKeeper;
   private readonly rogues: RogueWatch;
   private readonly restoring: RestoreKeeper;
+  private readonly standby: StandbyLeader;
   private loops: Promise<void>[] = [];
   private stopWatchdog: (() => void) | null = null;
   private unhealthySince: number | null = null;
@@ -55,6 +57,7 @@ export class HaController {
     this.replication = new ReplicationKeeper(this.ctx);
     this.rogues = new RogueWatch(this.ctx);
     this.restoring = new RestoreKeeper(this.ctx, this.lease);
+    this.standby = new StandbyLeader(this.ctx, this.lease);
   }
 
   start(): void {
@@ -222,6 +225,10 @@ export class HaController {
       }
     }
     await this.replication.keepSlots(db, false);
+    if (s.standbyOf) {
+      await this.standby.turn(db, s.standbyOf);
+      return;
+    }
     if (db.inRecovery) {
       await this.election.promote(snap, s);
       return;
@@ -252,6 +259,12 @@ export class HaController {
     if (leader?.member === ctx.memberId) {
       // Restarted while the key still names us, or handed the key by a switchover.
       const handedOver = leader.lease === ctx.lease;
+      if (!handedOver && !(await ctx.deps.db.dataPresent())) {
+        // Its data is gone (a new disk, a wiped directory): it cannot lead; let the others, or a restore, go on now.
+        await store.releaseLeader(ctx.memberId, { timeoutMs: s.retryTimeoutMs }).catch(() => undefined);
+        ctx.log.warn({ event: 'ha_released', reason: 'no data' }, "the leader key names this member, whose data is gone: gave it up");
+        return;
+      }
       if (handedOver || (await store.reclaimLeader(ctx.memberId, ctx.lease!))) {
         ctx.transition('leader', handedOver ? 'handed the leader key' : 'reclaimed the leader key');
         ctx.log.info({ event: 'ha_leader', how: handedOver ? 'handed over' : 'reclaimed' }, 'this member holds the leader key');

@@ -52,6 +52,8 @@ export interface ReplicatedDatabase {
   /** Where peers reach this member's database. */
   endpoint(): { host: string; port: number };
   status(signal: AbortSignal): Promise<DatabaseStatus>;
+  /** The data directory holds a database (false while it is empty or still being created). */
+  dataPresent(): Promise<boolean>;
   /** Makes the local standby the primary; resolves once it accepts writes. */
   promote(signal: AbortSignal): Promise<void>;
   /**

@@ -29,7 +29,8 @@ export function eligibility(me: string, db: DatabaseStatus, settings: HaSettings
     const lag = optime.wal_position - (db.walPosition ?? 0);
     if (lag > settings.maximumLagOnFailover) return { eligible: false, why: `${lag} bytes behind the last leader position (maximum_lag_on_failover ${settings.maximumLagOnFailover})` };
   }
-  if (settings.synchronousMode && snap?.sync && snap.sync.members.length > 0 && !snap.sync.members.includes(me)) {
+  // In a standby cluster nothing commits here: a synchronous set left from its days as a primary protects nothing.
+  if (settings.synchronousMode && !settings.standbyOf && snap?.sync && snap.sync.members.length > 0 && !snap.sync.members.includes(me)) {
     return { eligible: false, why: `not in the synchronous set (${snap.sync.members.join(', ')})` };
   }
   const sw = snap?.switchover;

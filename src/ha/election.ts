@@ -66,6 +66,11 @@ export class Election {
   /** Holding the key with a standby: arm the fence, set the synchronous policy, promote. */
   async promote(snap: ClusterSnapshot, s: HaSettings): Promise<void> {
     const ctx = this.ctx;
+    if (s.standbyOf) {
+      // A standby cluster's leader never promotes: the leader turn keeps it following the primary cluster.
+      ctx.decide('standby leader: holds the key, follows the primary cluster');
+      return;
+    }
     const started = ctx.clock.now();
     // The new primary's first commit already waits for the synchronous set the old leader kept.
     const carried = s.synchronousMode ? (snap.sync?.members ?? []).filter((m) => m !== ctx.memberId) : [];

@@ -85,7 +85,7 @@ export class ReplicationKeeper {
     else if (db.upstream !== leader) needed = `it follows ${db.upstream ?? 'nobody'}`;
     else if (!db.streaming) {
       this.notStreamingSince ??= now;
-      if (now - this.notStreamingSince > NOT_STREAMING_RECHECK_MS && report.role === 'leader') needed = 'it does not stream from the leader';
+      if (now - this.notStreamingSince > NOT_STREAMING_RECHECK_MS && (report.role === 'leader' || report.role === 'standby_leader')) needed = 'it does not stream from the leader';
     } else this.notStreamingSince = null;
     if (!needed) {
       await this.keepSlots(db, true);

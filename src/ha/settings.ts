@@ -46,6 +46,13 @@ export interface HaSettings {
    */
   watchdog: WatchdogMode;
   watchdogDevice: string;
+  /**
+   * A standby cluster: its leader does not promote but streams from this
+   * PostgreSQL endpoint, which reaches the primary cluster's leader
+   * wherever it is (the primary cluster's HAProxy write port), and the
+   * other members cascade from it. null: this cluster is the primary.
+   */
+  standbyOf: { host: string; port: number } | null;
   /** Keys present with a wrong type or value: refused by checkHaSettings, never silently defaulted. */
   invalid: string[];
 }
@@ -80,7 +87,21 @@ export const HA_SETTINGS_SCHEMA: Schema = {
   nofailover: { type: 'boolean', doc: 'never promote this member', default: false },
   watchdog: { type: 'string', enum: ['off', 'automatic', 'required'], doc: 'the kernel watchdog the fence feeds while this member leads', default: 'automatic' },
   watchdog_device: { type: 'string', doc: 'the kernel watchdog device', default: '/dev/watchdog', check: (v) => (v.startsWith('/') ? undefined : `must be an absolute path (got ${v})`) },
+  standby_of: {
+    type: 'string',
+    doc: 'HOST:PORT of the primary cluster (its HAProxy write port): this cluster is a standby cluster following it; "" = this cluster is the primary',
+    default: '',
+    check: (v) => (v === '' || parseEndpoint(v) ? undefined : `must be HOST:PORT (an address and a port, [IPv6]:PORT) or "" (got ${JSON.stringify(v)})`),
+  },
 };
+
+/** "10.0.0.5:5432", "db.example:6432", "[fd00::5]:5432" → host and port; null when it is not one. */
+export function parseEndpoint(v: string): { host: string; port: number } | null {
+  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})$/.exec(v);
+  if (!m) return null;
+  const port = Number(m[3]);
+  return port >= 1 && port <= 65535 ? { host: m[1] ?? m[2]!, port } : null;
+}
 
 /**
  * The settings from a merged PostgreSQL service config (its [ha] table;
@@ -103,6 +124,7 @@ function readHaSettings(cfg: TomlTable): HaSettings {
     noFailover: ha.nofailover as boolean,
     watchdog: ha.watchdog as WatchdogMode,
     watchdogDevice: ha.watchdog_device as string,
+    standbyOf: parseEndpoint(ha.standby_of as string),
     invalid: problems.map((p) => p.reason),
   };
 }

@@ -14,7 +14,8 @@
  * The interface is the election's; src/plugins/etcd/ha-store.ts implements it.
  */
 
-export type MemberRole = 'leader' | 'replica' | 'starting' | 'stopped' | 'unknown';
+/** standby_leader: the leader of a standby cluster (holds the key, streams from the primary cluster, never promoted). */
+export type MemberRole = 'leader' | 'standby_leader' | 'replica' | 'starting' | 'stopped' | 'unknown';
 
 /** What a member tells the others about itself (JSON in members/<id>; never a secret). */
 export interface MemberReport {

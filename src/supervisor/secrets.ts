@@ -28,6 +28,13 @@ export interface ClusterSecrets {
    * repository; files written before it existed lack it.
    */
   backup?: { repo_cipher_pass: string };
+  /**
+   * A standby cluster's primary (HOST:PORT, its HAProxy write port), chosen
+   * at create (not secret; kept here so `cluster join` writes it into every
+   * node's hasup.toml). Its PostgreSQL passwords and backup passphrase are
+   * then the primary cluster's: its database is a copy of that one.
+   */
+  standby_of?: string;
 }
 
 const token = () => randomBytes(24).toString('base64url');
@@ -90,6 +97,7 @@ export function checkSecrets(data: unknown, file: string): ClusterSecrets {
   if (s.cluster_name !== undefined && typeof s.cluster_name !== 'string') throw new Error(`${file}: cluster_name must be a string`);
   if (s.ring_key !== undefined) ringKeyBytes(s.ring_key, file);
   if (s.etcd_voters !== undefined && s.etcd_voters !== 3 && s.etcd_voters !== 5) throw new Error(`${file}: etcd_voters must be 3 or 5`);
+  if (s.standby_of !== undefined && (typeof s.standby_of !== 'string' || !/^\S+:\d{1,5}$/.test(s.standby_of))) throw new Error(`${file}: standby_of must be HOST:PORT`);
   if (s.backup !== undefined) {
     const pass = (s.backup as { repo_cipher_pass?: unknown } | null)?.repo_cipher_pass;
     if (typeof pass !== 'string' || pass.length < 16 || /[\n\r\0]/.test(pass)) {

@@ -64,15 +64,22 @@ describe('backups: three nodes sharing one repository', { skip: skip ?? false },
   const ids = new Map<number, string>();
   let full: string;
 
-  /** `hasup ARGS` from the host against node i's API (its state dir), without blocking the event loop. */
-  function cli(i: number, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  /** `hasup ARGS` from the host against node i's API (its state dir), without blocking the event loop; killed after `timeoutMs`. */
+  function cli(i: number, args: string[], timeoutMs = 300_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
     return new Promise((resolve) => {
       const child = spawn(process.execPath, [HASUP_BIN, ...args, '--state-dir', ha.cluster.node(i).stateDir], { stdio: ['ignore', 'pipe', 'pipe'] });
       let stdout = '';
       let stderr = '';
+      const timer = setTimeout(() => {
+        stderr += `\n(test: hasup ${args.join(' ')} killed after ${timeoutMs} ms)`;
+        child.kill('SIGKILL');
+      }, timeoutMs);
       child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
       child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-      child.once('close', (code) => resolve({ code, stdout, stderr }));
+      child.once('close', (code) => {
+        clearTimeout(timer);
+        resolve({ code, stdout, stderr });
+      });
     });
   }
 

@@ -36,7 +36,13 @@ export interface HaClusterOptions {
    * one), named as [service.postgresql.backup] repo_path in each node's
    * hasup.toml, with these extra lines (e.g. cipher = true).
    */
-  backup?: { settings?: string[] };
+  backup?: { settings?: string[]; repo?: string };
+  /**
+   * A standby cluster (warm spare) of another: `cluster create --standby-of
+   * ENDPOINT --primary-secrets FILE` (the primary cluster's HAProxy write
+   * port and secrets file).
+   */
+  standbyOf?: { endpoint: string; primarySecrets: string };
 }
 
 /** What etcd's maintenance/status says on one voter. */
@@ -81,7 +87,8 @@ export class HaCluster {
     const cluster = await NetnsCluster.create({ nodes: opts.nodes });
     try {
       let repo: string | undefined;
-      if (opts.backup) {
+      if (opts.backup?.repo) repo = opts.backup.repo;
+      else if (opts.backup) {
         repo = join(cluster.baseDir, 'backup-repo');
         mkdirSync(repo, { mode: 0o750 });
         const user = await resolveServiceUser('hasup');
@@ -99,7 +106,7 @@ export class HaCluster {
         ];
         if (extra.length > 0) appendFileSync(configOf(i), `\n${extra.join('\n')}\n`);
       };
-      await prepare(1, ['cluster', 'create']);
+      await prepare(1, ['cluster', 'create', ...(opts.standbyOf ? ['--standby-of', opts.standbyOf.endpoint, '--primary-secrets', opts.standbyOf.primarySecrets] : [])]);
       const secretsFile = join(cluster.node(1).stateDir, 'secrets.json');
       // Joins may run in parallel, as the operator's may.
       const others = cluster.nodes.map((n) => n.index).filter((i) => i !== 1);

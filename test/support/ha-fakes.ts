@@ -324,6 +324,9 @@ export class FakeDb implements ReplicatedDatabase {
   present(): boolean {
     return true;
   }
+  async dataPresent(): Promise<boolean> {
+    return true;
+  }
   endpoint() {
     return { host: this.member, port: 5432 };
   }

@@ -8,7 +8,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { FakeCluster } from '../support/ha-fakes.js';
+import { FakeCluster, FakeDb } from '../support/ha-fakes.js';
 
 const phasesOf = (c: FakeCluster, id: string) => c.member(id).controller.phases().map((p) => p.phase);
 const callsOf = (c: FakeCluster, id: string, call: string) => c.member(id).db.calls.filter((x) => x.call === call);
@@ -265,5 +265,31 @@ test('bootstrap: the member that created the database does not create an empty o
   assert.deepEqual(plan, { kind: 'restore', target: { kind: 'latest' } });
   abort.abort();
   c.store.cut.delete('A');
+  await c.close();
+});
+
+test('a standby cluster: its leader holds the key but never promotes, streaming from the primary cluster; the others follow it; cleared, standby_of promotes it', async () => {
+  const c = new FakeCluster(['A', 'B', 'C'], { standbyOf: { host: 'primary.example', port: 5432 } });
+  // The primary cluster, as the standby leader's upstream sees it.
+  const upstream = new FakeDb('primary-cluster', c.world, c.clock);
+  upstream.inRecovery = false;
+  upstream.wal = 5000;
+  c.start('A');
+  c.member('A').db.wal = 5000;
+  assert.ok(
+    await c.until(() => {
+      const l = c.store.leader();
+      return l !== null && c.member(l).db.upstream === 'primary-cluster' && ['A', 'B', 'C'].filter((x) => x !== l).every((x) => c.member(x).db.upstream === l);
+    }, 20_000),
+    'a standby leader following the primary cluster, the others following it',
+  );
+  const sl = c.store.leader()!;
+  assert.equal(callsOf(c, sl, 'promote').length, 0, 'never promoted');
+  assert.equal(c.member(sl).fence.armed(), false, 'no fence: nothing to guard');
+  assert.deepEqual(c.world.primaries(), ['primary-cluster'], 'only the primary cluster takes writes');
+  assert.equal(c.member(sl).controller.view().members.find((m) => m.member === sl)?.role, 'standby_leader');
+  c.settings = { ...c.settings, standbyOf: null };
+  assert.ok(await c.until(() => c.leader() === sl, 10_000), 'standby_of cleared: the standby leader promotes');
+  assert.equal(callsOf(c, sl, 'promote').length, 1);
   await c.close();
 });

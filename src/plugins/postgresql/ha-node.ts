@@ -224,6 +224,10 @@ export class PostgresHaNode implements ReplicatedDatabase {
     return { host: host === '127.0.0.1' || host === '::1' ? this.deps.ip : host, port: Number(cfg.port ?? 5432) };
   }
 
+  async dataPresent(): Promise<boolean> {
+    return !!this.ctx && !this.creating && (await isInitialized(this.ctx.paths.data));
+  }
+
   async status(signal: AbortSignal): Promise<DatabaseStatus> {
     const down = (reason: string): DatabaseStatus => ({ running: false, healthy: false, inRecovery: null, timeline: null, walPosition: null, replayPosition: null, streaming: false, upstream: this.conf.upstream?.member ?? null, replicas: [], reason });
     const svc = this.deps.service();

@@ -1,0 +1,73 @@
+import type { HaContext } from './context.js';
+import type { DatabaseStatus, PeerEndpoint } from './database.js';
+import type { LeaseKeeper } from './lease.js';
+
+/**
+ * The leader of a standby cluster ([ha] standby_of = "HOST:PORT"): it holds
+ * the leader key like any leader (so the cluster's members agree on whom
+ * to cascade from, and a new one is elected when it dies), but it never
+ * promotes: its PostgreSQL streams from the primary cluster through
+ * `standby_of`, which reaches that cluster's leader wherever it is (its
+ * HAProxy write port), so the spare follows the primary cluster through
+ * its failovers. When streaming is cut, restore_command (the shared
+ * backup repository) keeps it replaying.
+ *
+ * Setting standby_of on a primary cluster demotes it: its leader stops
+ * taking writes, rewinds and follows the new primary cluster. Clearing it
+ * promotes the standby leader, and the cluster takes writes.
+ */
+
+/** The name a standby leader's upstream goes by (it is no member of this cluster). */
+export const PRIMARY_CLUSTER = 'primary-cluster';
+
+/** How long a standby leader may not stream before it re-points its PostgreSQL (it may be catching up from the archive). */
+const NOT_STREAMING_RECHECK_MS = 10_000;
+
+export class StandbyLeader {
+  private notStreamingSince: number | null = null;
+
+  constructor(
+    private readonly ctx: HaContext,
+    private readonly lease: LeaseKeeper,
+  ) {}
+
+  async turn(db: DatabaseStatus, up: { host: string; port: number }): Promise<void> {
+    const ctx = this.ctx;
+    const endpoint: PeerEndpoint = { member: PRIMARY_CLUSTER, host: up.host, port: up.port };
+    const where = `${up.host.includes(':') ? `[${up.host}]` : up.host}:${up.port}`;
+    if (db.inRecovery === false) {
+      // A primary told to follow another cluster (cluster demote): no writes from here on.
+      ctx.log.warn({ event: 'ha_standby_cluster', upstream: where }, `this cluster becomes a standby of ${where}: the leader stops taking writes and follows it`);
+      ctx.appliedSync = undefined;
+      ctx.deps.leadership.update({ primaryWritable: false, reason: `standby leader of ${where}` });
+      await this.follow(endpoint, where);
+      await this.lease.disarmFence();
+      return;
+    }
+    let needed: string | undefined;
+    const now = ctx.clock.now();
+    if (!db.running) needed = `PostgreSQL is not running (${db.reason ?? 'no reason known'})`;
+    else if (db.upstream !== PRIMARY_CLUSTER) needed = `it follows ${db.upstream ?? 'nobody'}`;
+    else if (!db.streaming) {
+      this.notStreamingSince ??= now;
+      if (now - this.notStreamingSince > NOT_STREAMING_RECHECK_MS) needed = 'it does not stream from the primary cluster';
+    } else this.notStreamingSince = null;
+    if (needed) {
+      ctx.log.info({ event: 'ha_follow', leader: PRIMARY_CLUSTER, upstream: where, reason: needed }, `standby leader: following the primary cluster at ${where} (${needed})`);
+      this.notStreamingSince = null;
+      await this.follow(endpoint, where);
+      return;
+    }
+    ctx.decide(`standby leader: ${db.streaming ? 'streaming' : 'replaying from the archive'} from the primary cluster at ${where}`);
+  }
+
+  private async follow(endpoint: PeerEndpoint, where: string): Promise<void> {
+    const ctx = this.ctx;
+    try {
+      await ctx.deps.db.follow(endpoint, { leaderIsPrimary: true }, ctx.stop.signal);
+      ctx.decide(`standby leader: following the primary cluster at ${where}`);
+    } catch (err) {
+      ctx.decide(`standby leader: cannot follow the primary cluster at ${where} yet: ${(err as Error).message}`, 'warn');
+    }
+  }
+}
