@@ -14,6 +14,7 @@ export { AUTO_SYNC_MIN_MEMBERS, checkHaSettings, DEFAULT_HA_SETTINGS, effectiveS
 export type { ClusterSnapshot, ClusterStore, MemberReport, MemberRole, OpTime, RestoreRequest, RestoreTarget, StoreCall, StoredReport, SwitchoverRequest, SyncState } from './store.js';
 export { SwitchoverError, type SwitchoverResult } from './switchover.js';
 export { describeTarget, RestoreRefused } from './restore.js';
+export { PRIMARY_CLUSTER } from './standby-cluster.js';
 import type { RestoreRequest, RestoreTarget } from './store.js';
 import type { SwitchoverResult } from './switchover.js';
 import type { HaView } from './view.js';

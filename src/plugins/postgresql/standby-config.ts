@@ -1,5 +1,6 @@
 import { chown, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { PRIMARY_CLUSTER } from '../../ha/index.js';
 import type { DriverContext } from '../../supervisor/driver.js';
 import { isFile } from '../service-dirs.js';
 
@@ -113,7 +114,10 @@ export function renderHaConf(ctx: DriverContext, state: HaConfState): string {
       application_name: ctx.memberId,
       options: `-c wal_sender_timeout=${REPLICATION_TIMEOUT}`,
     });
-    lines.push(`primary_conninfo = ${confString(info)}`, `primary_slot_name = ${confString(slotName(ctx.memberId))}`);
+    // The primary cluster keeps slots for its own members only (it drops any other): a standby leader streams
+    // without one, and reads from the shared archive what the primary no longer holds.
+    const slot = state.upstream.member === PRIMARY_CLUSTER ? '' : slotName(ctx.memberId);
+    lines.push(`primary_conninfo = ${confString(info)}`, `primary_slot_name = ${confString(slot)}`);
     lines.push(`# upstream member: ${state.upstream.member}`);
   } else {
     lines.push("primary_conninfo = ''", "primary_slot_name = ''");
