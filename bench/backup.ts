@@ -240,11 +240,7 @@ function duBytes(dir: string): number {
 /** Every member's log, for a run that failed: one file per hasup process. */
 function keepLogs(clusters: Array<[string, HaCluster | undefined]>): string {
   const dir = mkdtempSync(join(tmpdir(), 'hasup-backup-bench-logs-'));
-  for (const [name, ha] of clusters) {
-    for (const n of ha?.cluster.nodes ?? []) {
-      for (const m of n.members) writeFileSync(join(dir, `${name}-node${n.index}-${m.pid}.log`), redact([...m.events.map((e) => JSON.stringify(e)), ...m.stderr].join('\n')));
-    }
-  }
+  for (const [name, ha] of clusters) ha?.saveMemberLogs(dir, `${name}-`);
   return dir;
 }
 
@@ -284,27 +280,6 @@ async function timedRestore(ha: HaCluster, target: string[]): Promise<{ wholeMs:
   const r = await hasup(ha, restorer, ['restore', ...target, '--yes'], 60 * MIN);
   const leader = await ha.whole(60 * MIN);
   return { wholeMs: Date.now() - started, cliMs: r.ms, restorer, leader };
-}
-
-/** The spare's standby leader, once it streams from the primary cluster and both its followers stream from it. */
-async function spareWhole(spare: HaCluster, timeoutMs: number): Promise<number> {
-  return (
-    await eventually(
-      async () => {
-        const views = await Promise.all([1, 2, 3].map((i) => spare.view(i).catch(() => undefined)));
-        const v = views.find((x) => x?.leader);
-        if (!v) return undefined;
-        const leader = v.members.find((m) => m.member === v.leader);
-        if (leader?.role !== 'standby_leader' || leader.replication_state !== 'streaming') return undefined;
-        const followers = v.members.filter((m) => m.member !== v.leader);
-        if (followers.length !== 2 || !followers.every((m) => m.role === 'replica' && m.replication_state === 'streaming' && m.upstream === v.leader)) return undefined;
-        return [1, 2, 3].find((i) => views[i - 1]?.member_id === v.leader);
-      },
-      timeoutMs,
-      'the spare: a standby leader streaming from the primary cluster, both followers streaming from it',
-      500,
-    )
-  ).value;
 }
 
 interface Result {
@@ -473,7 +448,7 @@ async function main(): Promise<void> {
       const started = Date.now();
       for (const i of [1, 2, 3]) spare.startNode(i);
       await spare.startHaproxy();
-      const sl = await spareWhole(spare, 60 * MIN);
+      const sl = await spare.standbyWhole(60 * MIN);
       return { sp: spare, standbyLeader: sl, spareBuildMs: Date.now() - started };
     });
     progress(`  node ${standbyLeader} is the spare's standby leader, ${secs(spareBuildMs)} s after its members started`);

@@ -63,9 +63,7 @@ function etcdTimeouts(text: string | undefined): string[] {
 /** Every member's log, for a run that failed: one file per hasup process. */
 function keepLogs(ha: HaCluster): string {
   const dir = mkdtempSync(join(tmpdir(), 'hasup-failover-logs-'));
-  for (const n of ha.cluster.nodes) {
-    for (const m of n.members) writeFileSync(join(dir, `node${n.index}-${m.pid}.log`), [...m.events.map((e) => JSON.stringify(e)), ...m.stderr].join('\n'));
-  }
+  ha.saveMemberLogs(dir);
   return dir;
 }
 

@@ -96,7 +96,7 @@ async function main(): Promise<void> {
     await checker.stop().catch(() => undefined);
     if (!ok || process.env.HASUP_NEMESIS_LOGS) {
       const dir = mkdtempSync(join(tmpdir(), 'hasup-nemesis-logs-'));
-      for (const n of ha.cluster.nodes) for (const m of n.members) writeFileSync(join(dir, `node${n.index}-${m.pid}.log`), [...m.events.map((e) => JSON.stringify(e)), ...m.stderr].join('\n'));
+      ha.saveMemberLogs(dir);
       writeFileSync(join(dir, 'faults.json'), JSON.stringify(nemesis.results, null, 2));
       progress(`member logs and faults in ${dir}`);
     }

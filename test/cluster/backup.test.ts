@@ -128,9 +128,7 @@ describe('backups: three nodes sharing one repository', { skip: skip ?? false },
   after(async () => {
     if (failed || process.env.HASUP_HA_LOGS) {
       const dir = mkdtempSync(join(tmpdir(), 'hasup-backup-logs-'));
-      for (const n of ha?.cluster.nodes ?? []) {
-        for (const m of n.members) writeFileSync(join(dir, `node${n.index}-${m.pid}.log`), [...m.events.map((e) => JSON.stringify(e)), ...m.stderr].join('\n'));
-      }
+      ha?.saveMemberLogs(dir);
       console.log(`# member logs in ${dir}`);
     }
     await ha?.destroy();

@@ -94,9 +94,9 @@ describe('PostgreSQL HA: three nodes, etcd lease, HAProxy in front', { skip: ski
     if (failed || process.env.HASUP_HA_LOGS) {
       // Every member's full log to files, the HA events of each on the console.
       const dir = mkdtempSync(join(tmpdir(), 'hasup-ha-logs-'));
+      ha?.saveMemberLogs(dir);
       for (const n of ha?.cluster.nodes ?? []) {
         for (const m of n.members) {
-          writeFileSync(join(dir, `node${n.index}-${m.pid}.log`), [...m.events.map((e) => JSON.stringify(e)), ...m.stderr].join('\n'));
           let previous = '';
           console.log(`# ---- node ${n.index} (pid ${m.pid}) ----`);
           for (const e of m.events) {

@@ -8,7 +8,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { HaCluster } from '../support/ha-cluster.js';
@@ -53,7 +53,7 @@ describe('fault campaign (short): every fault heals by itself, no acknowledged w
     await checker?.stop();
     if (failed) {
       const dir = mkdtempSync(join(tmpdir(), 'hasup-nemesis-logs-'));
-      for (const n of ha?.cluster.nodes ?? []) for (const m of n.members) writeFileSync(join(dir, `node${n.index}-${m.pid}.log`), [...m.events.map((e) => JSON.stringify(e)), ...m.stderr].join('\n'));
+      ha?.saveMemberLogs(dir);
       console.log(`# member logs in ${dir}`);
     }
     await ha?.destroy();

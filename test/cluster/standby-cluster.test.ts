@@ -51,27 +51,6 @@ describe('a standby cluster (warm spare) of a primary cluster', { skip: skip ?? 
     });
   }
 
-  /** The spare's standby leader, once every other member streams from it. */
-  async function spareWhole(timeoutMs: number): Promise<number> {
-    return (
-      await eventually(
-        async () => {
-          const views = await Promise.all([1, 2, 3].map((i) => spare.view(i).catch(() => undefined)));
-          const v = views.find((x) => x?.leader);
-          if (!v) return undefined;
-          const leader = v.members.find((m) => m.member === v.leader);
-          if (leader?.role !== 'standby_leader' || leader.replication_state !== 'streaming') return undefined;
-          const followers = v.members.filter((m) => m.member !== v.leader);
-          if (followers.length !== 2 || !followers.every((m) => m.role === 'replica' && m.replication_state === 'streaming' && m.upstream === v.leader)) return undefined;
-          return [1, 2, 3].find((i) => views[i - 1]?.member_id === v.leader);
-        },
-        timeoutMs,
-        'the spare: a standby leader streaming from the primary cluster, both followers streaming from it',
-        500,
-      )
-    ).value;
-  }
-
   async function countOn(ha: HaCluster, i: number, table: string): Promise<number> {
     const rows = await ha.sql<{ n: string }>(i, `SELECT count(*)::text AS n FROM ${table}`).catch(() => [{ n: '-1' }]);
     return Number(rows[0]!.n);
@@ -99,12 +78,8 @@ describe('a standby cluster (warm spare) of a primary cluster', { skip: skip ?? 
   after(async () => {
     if (failed || process.env.HASUP_HA_LOGS) {
       const dir = mkdtempSync(join(tmpdir(), 'hasup-standby-logs-'));
-      for (const [name, ha] of [['primary', primary], ['spare', spare]] as const) {
-        for (const n of ha?.cluster.nodes ?? []) {
-          const m = n.member;
-          if (m) writeFileSync(join(dir, `${name}-node${n.index}.log`), m.events.map((e) => JSON.stringify(e)).join('\n'));
-        }
-      }
+      primary?.saveMemberLogs(dir, 'primary-');
+      spare?.saveMemberLogs(dir, 'spare-');
       console.log(`# member logs in ${dir}`);
     }
     await spare?.destroy();
@@ -113,7 +88,7 @@ describe('a standby cluster (warm spare) of a primary cluster', { skip: skip ?? 
 
   test('the spare copies the primary cluster and streams from it: a standby leader, followers cascading from it, no writes through its HAProxy', async () => {
     const started = Date.now();
-    const sl = await spareWhole(240_000);
+    const sl = await spare.standbyWhole(240_000);
     console.log(`# spare formed, node ${sl} its standby leader, ${Date.now() - started} ms after the spare's members started`);
     assert.deepEqual(await spare.primaries(), [], 'no member of the spare takes writes');
     const v = await spare.view(sl);
@@ -130,14 +105,14 @@ describe('a standby cluster (warm spare) of a primary cluster', { skip: skip ?? 
     await primary.killNode(pl);
     const next = await primary.soleLeader(30_000, pl);
     await primary.sql(next, 'INSERT INTO dr_rows SELECT generate_series(501, 700)');
-    const sl = await spareWhole(120_000);
+    const sl = await spare.standbyWhole(120_000);
     await eventually(async () => (await countOn(spare, sl, 'dr_rows')) === 700 || undefined, 60_000, 'rows written after the failover on the spare');
     primary.startNode(pl);
     await primary.whole(180_000);
   });
 
   test('disaster: every node of the primary cluster killed; standby_of = "" applied on the spare promotes it, writes go through its HAProxy', async () => {
-    const sl = await spareWhole(60_000);
+    const sl = await spare.standbyWhole(60_000);
     const pl = await primary.whole(60_000);
     await primary.sql(pl, 'INSERT INTO dr_rows SELECT generate_series(701, 800)');
     await eventually(async () => (await countOn(spare, sl, 'dr_rows')) === 800 || undefined, 30_000, 'the last rows on the spare');

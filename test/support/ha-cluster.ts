@@ -215,6 +215,38 @@ export class HaCluster {
     ).value;
   }
 
+  /**
+   * A standby cluster's leader node, once it streams from the primary
+   * cluster (role standby_leader) and every other node streams from it.
+   */
+  async standbyWhole(timeoutMs: number): Promise<number> {
+    const nodes = this.cluster.nodes.map((n) => n.index);
+    return (
+      await eventually(
+        async () => {
+          const views = await Promise.all(nodes.map((i) => this.view(i).catch(() => undefined)));
+          const v = views.find((x) => x?.leader);
+          if (!v) return undefined;
+          const leader = v.members.find((m) => m.member === v.leader);
+          if (leader?.role !== 'standby_leader' || leader.replication_state !== 'streaming') return undefined;
+          const followers = v.members.filter((m) => m.member !== v.leader);
+          if (followers.length !== nodes.length - 1 || !followers.every((m) => m.role === 'replica' && m.replication_state === 'streaming' && m.upstream === v.leader)) return undefined;
+          return nodes.find((_, k) => views[k]?.member_id === v.leader);
+        },
+        timeoutMs,
+        'a standby leader streaming from the primary cluster, every other member streaming from it',
+        500,
+      )
+    ).value;
+  }
+
+  /** Every member's log (its events and stderr, every run of it) into DIR/PREFIX-node<i>-<pid>.log. */
+  saveMemberLogs(dir: string, prefix = ''): void {
+    for (const n of this.cluster.nodes) {
+      for (const m of n.members) writeFileSync(join(dir, `${prefix}node${n.index}-${m.pid}.log`), [...m.events.map((e) => JSON.stringify(e)), ...m.stderr].join('\n'));
+    }
+  }
+
   /** Restarts any node whose member is down, then waits for one leader and every other node streaming from it. */
   async whole(timeoutMs = 120_000): Promise<number> {
     for (const n of this.cluster.nodes) {
