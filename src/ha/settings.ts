@@ -9,7 +9,7 @@ import { checkTable, isTable, perConfig, type Schema, type TomlTable } from '../
  * failover under 4 s. A dead leader's lease expires ttl after its last
  * renewal, i.e. 2-3 s after the crash (etcd checks expiry every 0.5 s);
  * followers watch the key, so the election and pg_promote add a few hundred
- * ms, and HAProxy's 1 s checks the rest. False positives are kept away by
+ * ms, and HAProxy's checks of members that are out (every 250 ms) the rest. False positives are kept away by
  * the margins: a renewal is one keep-alive round trip (no raft write), which
  * takes milliseconds on a LAN and goes to another etcd member as well when
  * the first is slow (a lost packet), and the leader has loop_wait + retry_timeout
