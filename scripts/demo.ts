@@ -199,6 +199,7 @@ Look around (from ${layout.root}):
   ${cli} status --state-dir ${layout.show(layout.memberDir(2))}        # any member; \`census\` and \`ha\` too
   ${cli} switchover --state-dir ${layout.show(layout.memberDir(1))}    # move the leader; HAProxy follows within ~2 s
   ${cli} backup create --wait --state-dir ${layout.show(layout.memberDir(1))}   # a full backup, taken on the leader; then \`backup list\`, \`backup verify\`
+  ${cli} restore --time "$(date -u -d '2 min ago' +%FT%TZ)" --yes --state-dir ${layout.show(layout.memberDir(2))}   # the whole cluster back to a moment (checked against \`backup list\`'s window first)
   curl -s http://${memberAddress(1)}:${MEMBER_PORTS['hasup API']}/primary; curl -s http://${memberAddress(1)}:${MEMBER_PORTS['Elasticsearch HTTP']}/_cluster/health
 
 State and logs, kept across \`npm run demo -- stop\` and the next \`npm run demo\` (\`npm run demo -- fresh\` starts over):

@@ -33,8 +33,14 @@ export type { HaControllerDeps } from './context.js';
  * a cluster restore from backup (restore.ts).
  */
 const BUSY_LOOP_MS = 100;
-/** How often a leader checks whether it also leads etcd (when etcd runs on the members). */
-const YIELD_CHECK_MS = 5000;
+/**
+ * How often a leader checks whether it also leads etcd (when etcd runs on
+ * the members): every second, so the two roles share a node for about a
+ * second after a failover at most. Pausing a node that has both costs a
+ * second failover with etcd 3.4.23 (docs/ha.md: a resumed raft leader
+ * revokes every lease).
+ */
+const YIELD_CHECK_MS = 1000;
 
 export class HaController {
   private readonly ctx: HaContext;

@@ -253,17 +253,20 @@ export class HaCluster {
       const m = n.member;
       if (!m || m.child.exitCode !== null || m.child.signalCode !== null) this.startNode(n.index);
     }
-    const leader = await this.soleLeader(timeoutMs);
-    const others = this.cluster.nodes.map((n) => n.index).filter((i) => i !== leader);
-    await eventually(
+    // The leader is looked up on every poll: the one seen first may lose its key before the followers stream from it.
+    const { value: leader } = await eventually(
       async () => {
+        const p = await this.primaries();
+        if (p.length !== 1) return undefined;
+        const leader = p[0]!;
+        const others = this.cluster.nodes.map((n) => n.index).filter((i) => i !== leader);
         const rows = await this.sql<{ n: number }>(leader, "SELECT count(*)::int AS n FROM pg_stat_replication WHERE state = 'streaming'");
         if (rows[0]!.n < others.length) return undefined;
         const codes = await Promise.all(others.map((i) => this.check(i, '/replica')));
-        return codes.every((c) => c === 200) || undefined;
+        return codes.every((c) => c === 200) ? leader : undefined;
       },
       timeoutMs,
-      `every follower streaming from node ${leader}`,
+      'one writable leader and every follower streaming from it',
       250,
     );
     await this.etcdWhole(timeoutMs);
