@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import type { EtcdMembershipStatus } from '../plugins/etcd/membership.js';
-import type { FenceStatus } from '../ha/index.js';
+import { describeTarget, type FenceStatus, type HaView } from '../ha/index.js';
+import { lsnText } from '../plugins/postgresql/replication-tools.js';
 import { scheduleLines } from '../plugins/backup/views.js';
 import type { Census, ClusterBackupView, ClusterView, ElasticsearchClusterView, ServiceGroupMember, ServiceGroupView } from '../plugins/http/cluster-view.js';
 import { DEFAULT_STATE_DIR } from '../supervisor/state-dir.js';
@@ -59,6 +60,23 @@ export function etcdSummary(etcd: EtcdMembershipStatus): string | undefined {
   const voters = `${healthy}/${etcd.voters.length} voters healthy (${etcd.voters_wanted} wanted)`;
   if (etcd.role === 'joining') return `etcd: joining${etcd.last_error ? ` (last try: ${etcd.last_error})` : ''}; ${voters}`;
   return `etcd: ${etcd.role === 'voter' ? 'voter' : 'client, runs no etcd'}${etcd.founder ? ', founded the cluster' : ''}; ${voters}`;
+}
+
+/**
+ * The `hasup status` lines on the HA group as a whole, when there is
+ * something to say: a standby cluster (whom it follows, its standby
+ * leader's replication), a restore under way or failed.
+ */
+export function haGroupSummary(ha: Pick<HaView, 'standby_of' | 'leader' | 'members' | 'restore'>): string[] {
+  const out: string[] = [];
+  if (ha.standby_of) {
+    const leader = ha.members.find((m) => m.member === ha.leader);
+    const how = leader ? `standby leader ${leader.member} (${leader.replication_state ?? 'state unknown'}${leader.wal_position !== null ? `, received up to ${lsnText(leader.wal_position)}` : ''})` : 'no standby leader yet';
+    out.push(`standby cluster: follows the primary cluster at ${ha.standby_of}; ${how}; takes no writes until standby_of is set to ""`);
+  }
+  const r = ha.restore;
+  if (r && r.state !== 'done') out.push(`restore ${r.id} (${describeTarget(r.target)}, on ${r.member}): ${r.state === 'failed' ? 'FAILED' : r.state}: ${r.detail}`);
+  return out;
 }
 
 /** The `hasup status` line on this member's fence: whether it guards a primary, its size, the watchdog, what it last did. */

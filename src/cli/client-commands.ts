@@ -6,8 +6,8 @@ import { DEFAULT_STATE_DIR } from '../supervisor/state-dir.js';
 import type { ClusterView } from '../plugins/http/cluster-view.js';
 import { ApiClient } from './api-client.js';
 import type { EtcdMembershipStatus } from '../plugins/etcd/membership.js';
-import type { FenceStatus } from '../ha/index.js';
-import { backupSummary, clusterCell, clusterSummary, etcdSummary, fenceSummary } from './census.js';
+import type { FenceStatus, HaView } from '../ha/index.js';
+import { backupSummary, clusterCell, clusterSummary, etcdSummary, fenceSummary, haGroupSummary } from './census.js';
 
 /**
  * Commands that talk to the local daemon through its HTTP API:
@@ -42,12 +42,13 @@ export function registerClientCommands(program: Command): void {
         // Served wherever the member's routes are; a daemon without it just gets no etcd line.
         api.request<EtcdMembershipStatus>('GET', '/etcd').catch(() => undefined),
         // Only members of an HA cluster have a fence.
-        api.request<{ fence?: FenceStatus }>('GET', '/ha').catch(() => undefined),
+        api.request<Partial<HaView> & { fence?: FenceStatus }>('GET', '/ha').catch(() => undefined),
       ]);
       const fence = ha?.fence;
       if (flags.json) console.log(JSON.stringify({ services, cluster, etcd, fence }, null, 2));
       else {
-        const extra = [etcd && etcdSummary(etcd), fence && fenceSummary(fence), cluster.backup && backupSummary(cluster.backup, Date.now())].filter((l): l is string => !!l);
+        const group = ha?.members ? haGroupSummary({ standby_of: ha.standby_of ?? null, leader: ha.leader ?? null, members: ha.members, restore: ha.restore ?? null }) : [];
+        const extra = [etcd && etcdSummary(etcd), fence && fenceSummary(fence), cluster.backup && backupSummary(cluster.backup, Date.now()), ...group].filter((l): l is string => !!l);
         console.log([statusTable(services, Date.now(), cluster), '', ...clusterSummary(cluster), ...extra].join('\n'));
       }
     });

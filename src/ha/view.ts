@@ -34,6 +34,8 @@ export interface HaView {
   switchover: SwitchoverRequest | null;
   /** The last cluster restore (in progress, done or failed), or null. */
   restore: RestoreRequest | null;
+  /** A standby cluster: the primary cluster it follows (HOST:PORT); null for a primary cluster. */
+  standby_of: string | null;
   settings: { ttl: number; loop_wait: number; retry_timeout: number; maximum_lag_on_failover: number };
   members: HaMemberView[];
   /** Peers whose database takes writes without the leader lease, as this member sees them: critical. */
@@ -61,6 +63,7 @@ export function haView(ctx: HaContext, rogues: RoguePrimary[]): HaView {
     sync_members: syncMembers,
     switchover: snap?.switchover ?? null,
     restore: snap?.restore ?? null,
+    standby_of: s.standbyOf ? `${s.standbyOf.host.includes(':') ? `[${s.standbyOf.host}]` : s.standbyOf.host}:${s.standbyOf.port}` : null,
     settings: { ttl: s.ttlS, loop_wait: s.loopWaitMs / 1000, retry_timeout: s.retryTimeoutMs / 1000, maximum_lag_on_failover: s.maximumLagOnFailover },
     members,
     rogue_primaries: rogues,

@@ -93,6 +93,9 @@ describe('a standby cluster (warm spare) of a primary cluster', { skip: skip ?? 
     assert.deepEqual(await spare.primaries(), [], 'no member of the spare takes writes');
     const v = await spare.view(sl);
     assert.equal(v.members.find((m) => m.member === v.leader)?.upstream, 'primary-cluster');
+    const status = await cli(spare, 1, ['status']);
+    assert.equal(status.code, 0, status.stderr);
+    assert.match(status.stdout, new RegExp(`^standby cluster: follows the primary cluster at ${primary.cluster.hostAddress}:${primary.haproxyPort}; standby leader ${v.leader} \\(streaming`, 'm'));
     const pl = await primary.whole(60_000);
     await primary.sql(pl, 'CREATE TABLE dr_rows (id int PRIMARY KEY)');
     await primary.sql(pl, 'INSERT INTO dr_rows SELECT generate_series(1, 500)');

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { backupSummary, clusterCell, etcdSummary, fenceSummary } from '../../src/cli/census.js';
+import { backupSummary, clusterCell, etcdSummary, fenceSummary, haGroupSummary } from '../../src/cli/census.js';
 import type { EtcdMembershipStatus } from '../../src/plugins/etcd/membership.js';
 import type { ClusterBackupView, ClusterView, ServiceGroupMember } from '../../src/plugins/http/cluster-view.js';
 
@@ -116,4 +116,17 @@ test('backups off, a repository that is not ready, archiving that fails, a faile
   assert.match(backupSummary(backupView({ job: failedJob }), NOW), /, WARNING: the last backup job failed 1 min ago \(repository 1 \(\/srv\/backup\) is full\)$/);
   assert.equal(backupSummary(backupView({ active: false, stanza: 'unknown' }), NOW), 'backups: repository /srv/backup, no PostgreSQL leader looks after it now');
   assert.match(backupSummary(backupView({ from_leader: false, member: 'm3' }), NOW), /, as reported by m3, not known as the leader here$/);
+});
+
+test('the HA group lines: a standby cluster says whom it follows and how its standby leader replicates; a restore under way or failed is said, a finished one is not', () => {
+  const member = (id: string, extra: Record<string, unknown> = {}) => ({ member: id, role: 'replica', replication_state: 'streaming', wal_position: 0x3000060, ...extra }) as never;
+  assert.deepEqual(haGroupSummary({ standby_of: null, leader: 'a', members: [member('a')], restore: null }), []);
+  assert.deepEqual(haGroupSummary({ standby_of: '10.0.0.100:5432', leader: 'a', members: [member('a', { role: 'standby_leader' }), member('b')], restore: null }), [
+    'standby cluster: follows the primary cluster at 10.0.0.100:5432; standby leader a (streaming, received up to 0/3000060); takes no writes until standby_of is set to ""',
+  ]);
+  assert.match(haGroupSummary({ standby_of: '10.0.0.100:5432', leader: null, members: [], restore: null })[0]!, /no standby leader yet/);
+  const restore = { id: 'r1', member: 'b', target: { kind: 'time' as const, time: '2026-12-07 03:00:00.000+00' }, requested: 0, state: 'restoring' as const, detail: 'replaying archived WAL to the target: at 0/5000000', updated: 0 };
+  assert.deepEqual(haGroupSummary({ standby_of: null, leader: null, members: [], restore }), ['restore r1 (time 2026-12-07 03:00:00.000+00, on b): restoring: replaying archived WAL to the target: at 0/5000000']);
+  assert.match(haGroupSummary({ standby_of: null, leader: 'b', members: [], restore: { ...restore, state: 'failed', detail: 'pgbackrest restore failed' } })[0]!, /: FAILED: pgbackrest restore failed$/);
+  assert.deepEqual(haGroupSummary({ standby_of: null, leader: 'b', members: [], restore: { ...restore, state: 'done' } }), []);
 });
