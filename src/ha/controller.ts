@@ -30,7 +30,8 @@ export type { HaControllerDeps } from './context.js';
  * keeping and fencing (lease.ts), the election (election.ts), replication
  * upkeep (replication.ts), switchover (switchover.ts), the rogue-primary
  * watch (rogues.ts), reports and views (view.ts), bootstrap (bootstrap.ts),
- * a cluster restore from backup (restore.ts).
+ * a cluster restore from backup (restore.ts), the leader of a standby
+ * cluster (standby-cluster.ts).
  */
 const BUSY_LOOP_MS = 100;
 /**
@@ -178,7 +179,8 @@ export class HaController {
     // During a restore the restored server takes writes a moment before its member holds the key: no rogue.
     if (!RestoreKeeper.active(ctx.snapshot)) this.rogues.poke();
     const snap = ctx.snapshot;
-    const hurry = snap && ((!snap.leader && !snap.paused) || snap.switchover);
+    // No leader during a restore is expected (it may take hours): no hurry then.
+    const hurry = snap && !RestoreKeeper.active(snap) && ((!snap.leader && !snap.paused) || snap.switchover);
     return hurry ? BUSY_LOOP_MS : s.loopWaitMs;
   }
 

@@ -21,16 +21,16 @@
  */
 import { after, afterEach, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import type { JobView } from '../../src/plugins/backup/coordinator.js';
 import type { BackupListing, VerifyOutcome } from '../../src/plugins/backup/views.js';
 import type { ClusterView } from '../../src/plugins/http/cluster-view.js';
-import { HASUP_BIN } from '../support/member-procs.js';
 import { netnsUnavailableReason } from '../support/netns-cluster.js';
 import { eventually, HaCluster } from '../support/ha-cluster.js';
+import { hasupCli } from '../support/hasup-cli.js';
 import { WriteChecker } from '../support/write-checker.js';
 
 const skip =
@@ -64,24 +64,8 @@ describe('backups: three nodes sharing one repository', { skip: skip ?? false },
   const ids = new Map<number, string>();
   let full: string;
 
-  /** `hasup ARGS` from the host against node i's API (its state dir), without blocking the event loop; killed after `timeoutMs`. */
-  function cli(i: number, args: string[], timeoutMs = 300_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
-    return new Promise((resolve) => {
-      const child = spawn(process.execPath, [HASUP_BIN, ...args, '--state-dir', ha.cluster.node(i).stateDir], { stdio: ['ignore', 'pipe', 'pipe'] });
-      let stdout = '';
-      let stderr = '';
-      const timer = setTimeout(() => {
-        stderr += `\n(test: hasup ${args.join(' ')} killed after ${timeoutMs} ms)`;
-        child.kill('SIGKILL');
-      }, timeoutMs);
-      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-      child.once('close', (code) => {
-        clearTimeout(timer);
-        resolve({ code, stdout, stderr });
-      });
-    });
-  }
+  /** `hasup ARGS` from the host against node i's API (its state dir), without blocking the event loop. */
+  const cli = (i: number, args: string[]) => hasupCli(ha, i, args);
 
   /** A POST to node i's API, its status and body whatever they are. */
   async function post(i: number, path: string, body: unknown): Promise<{ status: number; body: Record<string, unknown> }> {

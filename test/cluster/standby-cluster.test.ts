@@ -16,13 +16,13 @@
  */
 import { after, afterEach, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { HASUP_BIN } from '../support/member-procs.js';
 import { netnsUnavailableReason } from '../support/netns-cluster.js';
 import { eventually, HaCluster } from '../support/ha-cluster.js';
+import { hasupCli } from '../support/hasup-cli.js';
 import { WriteChecker } from '../support/write-checker.js';
 
 const skip =
@@ -35,21 +35,6 @@ const skip =
 describe('a standby cluster (warm spare) of a primary cluster', { skip: skip ?? false }, () => {
   let primary: HaCluster;
   let spare: HaCluster;
-
-  function cli(ha: HaCluster, i: number, args: string[], timeoutMs = 120_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
-    return new Promise((resolve) => {
-      const child = spawn(process.execPath, [HASUP_BIN, ...args, '--state-dir', ha.cluster.node(i).stateDir], { stdio: ['ignore', 'pipe', 'pipe'] });
-      let stdout = '';
-      let stderr = '';
-      const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-      child.once('close', (code) => {
-        clearTimeout(timer);
-        resolve({ code, stdout, stderr });
-      });
-    });
-  }
 
   async function countOn(ha: HaCluster, i: number, table: string): Promise<number> {
     const rows = await ha.sql<{ n: string }>(i, `SELECT count(*)::text AS n FROM ${table}`).catch(() => [{ n: '-1' }]);
@@ -93,7 +78,7 @@ describe('a standby cluster (warm spare) of a primary cluster', { skip: skip ?? 
     assert.deepEqual(await spare.primaries(), [], 'no member of the spare takes writes');
     const v = await spare.view(sl);
     assert.equal(v.members.find((m) => m.member === v.leader)?.upstream, 'primary-cluster');
-    const status = await cli(spare, 1, ['status']);
+    const status = await hasupCli(spare, 1, ['status']);
     assert.equal(status.code, 0, status.stderr);
     assert.match(status.stdout, new RegExp(`^standby cluster: follows the primary cluster at ${primary.cluster.hostAddress}:${primary.haproxyPort}; standby leader ${v.leader} \\(streaming`, 'm'));
     const pl = await primary.whole(60_000);
@@ -123,7 +108,7 @@ describe('a standby cluster (warm spare) of a primary cluster', { skip: skip ?? 
     const patch = join(spare.cluster.baseDir, 'promote.toml');
     writeFileSync(patch, '[ha]\nstandby_of = ""\n');
     const started = Date.now();
-    const r = await cli(spare, sl, ['config', 'apply', 'postgresql.default', '1', patch]);
+    const r = await hasupCli(spare, sl, ['config', 'apply', 'postgresql.default', '1', patch]);
     assert.equal(r.code, 0, r.stderr);
     const w = new WriteChecker({ user: 'hasup', password: spare.secrets.postgresql.superuser_password, intervalMs: 20, timeoutMs: 1500 });
     // The first write through the spare's HAProxy (setup retries its CREATE TABLE until one goes through).

@@ -333,42 +333,40 @@ export class PostgresHaNode implements ReplicatedDatabase {
     if (!restoreData) throw new Error('backups are not configured on this member');
     const ctx = this.requireCtx();
     const svc = this.requireService();
-    if (this.creating || !(await isInitialized(ctx.paths.data))) {
+    const empty = this.creating || !(await isInitialized(ctx.paths.data));
+    if (empty) {
       // No data here: prepare() is waiting for a bootstrap plan, which is this restore; it restores and starts PostgreSQL.
       progress('restoring the data directory from the repository (into an empty directory: this member had no data)');
-      while (this.creating || !(await isInitialized(ctx.paths.data))) {
-        if (signal.aborted) throw new Error('the member stopped during the restore');
-        const runner = svc.status();
-        if (!this.creating && (runner.state === 'backoff' || runner.state === 'flapping')) throw new Error(`the restore into the empty data directory failed: ${runner.lastError ?? runner.state}`);
-        await new Promise((r) => setTimeout(r, RECOVERY_POLL_MS));
-      }
-      progress('replaying archived WAL to the target');
-      try {
-        await this.awaitEndOfRecovery(svc, signal, progress);
-      } finally {
-        this.recoveryStart = false;
-      }
-      this.log.warn({ event: 'restored' }, 'PostgreSQL restored from the repository into an empty data directory: it ended recovery at the target and takes writes');
-      return;
+      await this.untilCreated(ctx, svc, signal);
+    } else {
+      progress('stopping PostgreSQL on the restoring member');
+      await this.demote('cluster restore', { stayDown: true });
+      // Before the files change: a restore cut short must still be rewound or copied afresh.
+      await markWasPrimary(ctx);
+      progress('restoring the data directory from the repository (in place: only files that differ are copied)');
+      await restoreData(ctx, target, { delta: true, signal });
+      await rm(standbySignalPath(ctx), { force: true });
+      this.conf = { upstream: null, syncStandbys: null };
+      this.recoveryStart = true;
     }
-    progress('stopping PostgreSQL on the restoring member');
-    await this.demote('cluster restore', { stayDown: true });
-    // Before the files change: a restore cut short must still be rewound or copied afresh.
-    await markWasPrimary(ctx);
-    const delta = await isInitialized(ctx.paths.data);
-    progress(`restoring the data directory from the repository (${delta ? 'in place: only files that differ are copied' : 'into an empty directory'})`);
-    await restoreData(ctx, target, { delta, signal });
-    await rm(standbySignalPath(ctx), { force: true });
-    this.conf = { upstream: null, syncStandbys: null };
-    this.recoveryStart = true;
     try {
       progress('replaying archived WAL to the target');
-      await svc.start();
+      if (!empty) await svc.start();
       await this.awaitEndOfRecovery(svc, signal, progress);
     } finally {
       this.recoveryStart = false;
     }
-    this.log.warn({ event: 'restored' }, 'PostgreSQL restored from the repository: it ended recovery at the target and takes writes');
+    this.log.warn({ event: 'restored' }, `PostgreSQL restored from the repository${empty ? ' into an empty data directory' : ''}: it ended recovery at the target and takes writes`);
+  }
+
+  /** Waits while prepare() creates the data directory (here: restores it). */
+  private async untilCreated(ctx: DriverContext, svc: PgServiceHandle, signal: AbortSignal): Promise<void> {
+    while (this.creating || !(await isInitialized(ctx.paths.data))) {
+      if (signal.aborted) throw new Error('the member stopped during the restore');
+      const runner = svc.status();
+      if (!this.creating && (runner.state === 'backoff' || runner.state === 'flapping')) throw new Error(`the restore into the empty data directory failed: ${runner.lastError ?? runner.state}`);
+      await new Promise((r) => setTimeout(r, RECOVERY_POLL_MS));
+    }
   }
 
   private async awaitEndOfRecovery(svc: PgServiceHandle, signal: AbortSignal, progress: (detail: string) => void): Promise<void> {
