@@ -5,6 +5,12 @@ import type { LeaseKeeper } from './lease.js';
 import type { ClusterSnapshot, RestoreRequest, RestoreTarget } from './store.js';
 import { publishReport } from './view.js';
 
+/** A restore that cannot start (none configured here, one already running): nothing was stopped. */
+export class RestoreRefused extends Error {}
+
+/** How often the restorer rewrites the request's detail while it works (progress for the CLI). */
+const PROGRESS_MIN_MS = 1000;
+
 /**
  * A cluster restore from the backup repository, carried out by the HA loops
  * of every member over one `restore` key in the store:
@@ -23,11 +29,6 @@ import { publishReport } from './view.js';
  * second primary. The others' data is never deleted: a copy that cannot be
  * rewound is set aside, as after any failover.
  */
-export class RestoreRefused extends Error {}
-
-/** How often the restorer rewrites the request's detail while it works (progress for the CLI). */
-const PROGRESS_MIN_MS = 1000;
-
 export class RestoreKeeper {
   private job: Promise<void> | null = null;
   private jobFor: string | null = null;
