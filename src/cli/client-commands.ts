@@ -4,7 +4,8 @@ import type { ServiceStatus } from '../supervisor/service.js';
 import { configReference } from '../supervisor/config-file.js';
 import { DEFAULT_STATE_DIR } from '../supervisor/state-dir.js';
 import type { ClusterView } from '../plugins/http/cluster-view.js';
-import { ApiClient } from './api-client.js';
+import { haStatusLines, type HaStatus } from '../plugins/http/ha-status.js';
+import { ApiClient, ApiError } from './api-client.js';
 import type { EtcdMembershipStatus } from '../plugins/etcd/membership.js';
 import type { FenceStatus, HaView } from '../ha/index.js';
 import { backupSummary, clusterCell, clusterSummary, etcdSummary, fenceSummary, haGroupSummary } from './census.js';
@@ -32,11 +33,16 @@ function client(flags: ClientFlags): ApiClient {
 
 export function registerClientCommands(program: Command): void {
   withClientFlags(program.command('status'))
-    .description('one table: every service of this member with its state, pid, time in state and health')
-    .option('--json', 'print the raw answer')
+    .description('the HA status (OK, or DEGRADED and why), then one table: every service of this member with its state, pid, time in state and health')
+    .option('--json', 'print the raw answers (ha_status, services, cluster, etcd, fence) as one JSON object')
     .action(async (flags: ClientFlags & { json?: boolean }) => {
       const api = client(flags);
-      const [{ services }, cluster, etcd, ha] = await Promise.all([
+      const [haStatus, { services }, cluster, etcd, ha] = await Promise.all([
+        // The one HA status computation (plugins/http/ha-status.ts); a daemon older than it has none.
+        api.request<HaStatus>('GET', '/ha-status').catch((err: unknown) => {
+          if (err instanceof ApiError && err.status === 404) return undefined;
+          throw err;
+        }),
         api.request<{ services: ServiceStatus[] }>('GET', '/services'),
         api.request<ClusterView>('GET', '/cluster'),
         // Served wherever the member's routes are; a daemon without it just gets no etcd line.
@@ -45,11 +51,12 @@ export function registerClientCommands(program: Command): void {
         api.request<Partial<HaView> & { fence?: FenceStatus }>('GET', '/ha').catch(() => undefined),
       ]);
       const fence = ha?.fence;
-      if (flags.json) console.log(JSON.stringify({ services, cluster, etcd, fence }, null, 2));
+      if (flags.json) console.log(JSON.stringify({ ha_status: haStatus ?? null, services, cluster, etcd, fence }, null, 2));
       else {
         const group = ha?.members ? haGroupSummary({ standby_of: ha.standby_of ?? null, leader: ha.leader ?? null, members: ha.members, restore: ha.restore ?? null }) : [];
         const extra = [etcd && etcdSummary(etcd), fence && fenceSummary(fence), cluster.backup && backupSummary(cluster.backup, Date.now()), ...group].filter((l): l is string => !!l);
-        console.log([statusTable(services, Date.now(), cluster), '', ...clusterSummary(cluster), ...extra].join('\n'));
+        const first = haStatus ? [...haStatusLines(haStatus, Date.now()), ''] : [];
+        console.log([...first, statusTable(services, Date.now(), cluster), '', ...clusterSummary(cluster), ...extra].join('\n'));
       }
     });
 

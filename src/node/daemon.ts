@@ -219,6 +219,11 @@ export class Daemon {
         metricsRegistries: [this.hostMetrics.registry],
         ha: this.ha?.operations,
         backup: this.backup,
+        etcd: () => etcd.status(),
+        spool: () => {
+          const spool = this.shipping?.shipper.stats().spool;
+          return spool && { backlog: spool.backlog, dropped: spool.droppedCapacity + spool.droppedPending };
+        },
         tls: opts.http.tls,
         open: opts.http.open,
         configs: { publish: (sg: string, version: number, toml: string) => ring.publish(serviceConfigRumor(sg, version, toml)) },

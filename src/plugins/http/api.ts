@@ -12,13 +12,16 @@ import { backupRoutes } from './backup.js';
 import { butterflyRoutes } from './butterfly.js';
 import { checkRoutes } from './checks.js';
 import { configApplyRoutes, type ConfigPublisher } from './config-apply.js';
-import { EventHub, eventRoutes, watchRing, type EventHubOptions } from './events.js';
+import { EventHub, eventRoutes, watchRing, type ApiEvent, type EventHubOptions } from './events.js';
+import { haStatusRoutes } from './ha-status-routes.js';
 import { Heartbeat } from './liveness.js';
 import { operationRoutes } from './operations.js';
 import { restoreRoutes } from './restore.js';
 import { createHttpServer, type HttpTls, type OpenAccess } from './server.js';
 import { servicesRoutes } from './services.js';
-import { viewRoutes } from './views.js';
+import { censusInput, viewRoutes } from './views.js';
+import { buildCensus } from './cluster-view.js';
+import type { EtcdMembershipStatus } from '../etcd/membership.js';
 
 export interface ApiDeps {
   log: Logger;
@@ -39,6 +42,10 @@ export interface ApiDeps {
   ha?: HaOperations;
   /** Backup jobs, the repository's listing and its verification (src/plugins/backup/coordinator.ts). */
   backup?: BackupOperations;
+  /** This member's etcd role and the voters (GET /etcd), for the HA status. */
+  etcd?: () => EtcdMembershipStatus;
+  /** This member's shipping spool, for the HA status; undefined while it does not ship. */
+  spool?: () => { backlog: number; dropped: number } | undefined;
 }
 
 /**
@@ -52,6 +59,7 @@ export async function createApiServer(deps: ApiDeps): Promise<FastifyInstance> {
   for (const registry of deps.metricsRegistries ?? []) metrics.addRegistry(registry);
   const hub = new EventHub({ ...deps.events, onClients: (n) => metrics.eventClients.set(n), onDropped: () => metrics.eventClientsDropped.inc() });
   const unwatch = watchRing(ring, (e) => hub.publish(e));
+  const views = { memberId, ring, services: supervisor, leadership, backup: () => deps.backup?.report() };
   const app = await createHttpServer({
     log: deps.log,
     token: deps.token,
@@ -60,7 +68,14 @@ export async function createApiServer(deps: ApiDeps): Promise<FastifyInstance> {
     onResponse: (req, status, seconds) => metrics.observeRequest(req.method, req.routeOptions.url ?? 'unmatched', status, seconds),
     plugins: [
       { plugin: checkRoutes, options: { memberId, leadership, services: supervisor, heartbeat: new Heartbeat(), livenessMaxAgeMs: deps.livenessMaxAgeMs } },
-      { plugin: viewRoutes, options: { memberId, ring, services: supervisor, leadership, backup: () => deps.backup?.report() } },
+      { plugin: viewRoutes, options: views },
+      {
+        plugin: haStatusRoutes,
+        options: {
+          sources: { memberId, census: () => buildCensus(censusInput(views)), ha: deps.ha && (() => deps.ha!.view()), etcd: deps.etcd, spool: deps.spool },
+          publish: (e: ApiEvent) => hub.publish(e),
+        },
+      },
       { plugin: butterflyRoutes, options: { ring } },
       { plugin: servicesRoutes, options: { supervisor } },
       { plugin: configApplyRoutes, options: { supervisor, ring: deps.configs } },

@@ -8,7 +8,7 @@ import { decodeServiceConfigRumor } from '../../supervisor/rumors/service-config
 import { decodeServiceRumor, RUMOR_SERVICE } from '../../supervisor/rumors/service.js';
 
 export interface ApiEvent {
-  type: 'hello' | 'member' | 'service' | 'role' | 'config';
+  type: 'hello' | 'member' | 'service' | 'role' | 'config' | 'ha-status';
   /** ms since the epoch. */
   time: number;
   [field: string]: unknown;

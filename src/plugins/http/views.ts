@@ -14,20 +14,25 @@ export interface ViewDeps {
   backup?: () => BackupReport | undefined;
 }
 
-/**
- * `/census` (Habitat's name: every member, its services, their health and
- * role, the leader of each service group) and `/cluster` (the same, one line
- * per member and per service group: what `hasup status` shows).
- */
-export const viewRoutes: FastifyPluginAsync<ViewDeps> = async (app, deps) => {
-  const input = (): CensusInput => ({
+/** What the census is built from, read now. */
+export function censusInput(deps: ViewDeps): CensusInput {
+  return {
     memberId: deps.memberId,
     members: deps.ring.members(),
     rumors: (kind) => deps.ring.rumors(kind),
     localServices: deps.services.list(),
     leadership: deps.leadership.state(),
     localBackup: deps.backup?.(),
-  });
+  };
+}
+
+/**
+ * `/census` (Habitat's name: every member, its services, their health and
+ * role, the leader of each service group) and `/cluster` (the same, one line
+ * per member and per service group: what `hasup status` shows).
+ */
+export const viewRoutes: FastifyPluginAsync<ViewDeps> = async (app, deps) => {
+  const input = () => censusInput(deps);
   app.get('/census', { schema: { description: 'Every member with its services, health and role; the leader of each service group.' } }, async () => buildCensus(input()));
   app.get('/cluster', { schema: { description: 'The whole cluster in one answer: members, gossip states, clock drift, per service group the leader, roles, lag, timeline and health, and backups as the leader reports them (repository, stanza, archiving, last full backup, the running job).' } }, async () =>
     buildClusterView(input()),
