@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import type { EtcdMembershipStatus } from '../plugins/etcd/membership.js';
 import { describeTarget, type FenceStatus, type HaView } from '../ha/index.js';
 import { lsnText } from '../plugins/postgresql/replication-tools.js';
+import { formatBytes } from '../plugins/backup/pgbackrest.js';
 import { scheduleLines } from '../plugins/backup/views.js';
 import type { Census, ClusterBackupView, ClusterView, ElasticsearchClusterView, ServiceGroupMember, ServiceGroupView } from '../plugins/http/cluster-view.js';
 import { DEFAULT_STATE_DIR } from '../supervisor/state-dir.js';
@@ -71,8 +72,9 @@ export function haGroupSummary(ha: Pick<HaView, 'standby_of' | 'leader' | 'membe
   const out: string[] = [];
   if (ha.standby_of) {
     const leader = ha.members.find((m) => m.member === ha.leader);
-    const how = leader ? `standby leader ${leader.member} (${leader.replication_state ?? 'state unknown'}${leader.wal_position !== null ? `, received up to ${lsnText(leader.wal_position)}` : ''})` : 'no standby leader yet';
-    out.push(`standby cluster: follows the primary cluster at ${ha.standby_of}; ${how}; takes no writes until standby_of is set to ""`);
+    const lag = leader?.lag_bytes != null ? `, ${formatBytes(leader.lag_bytes)} behind it` : '';
+    const how = leader ? `standby leader ${leader.member} (${leader.replication_state ?? 'state unknown'}${leader.wal_position !== null ? `, received up to ${lsnText(leader.wal_position)}` : ''}${lag})` : 'no standby leader yet';
+    out.push(`standby cluster: follows the primary cluster at ${ha.standby_of}; ${how}; takes no writes until \`hasup cluster promote\``);
   }
   const r = ha.restore;
   if (r && r.state !== 'done') out.push(`restore ${r.id} (${describeTarget(r.target)}, on ${r.member}): ${r.state === 'failed' ? 'FAILED' : r.state}: ${r.detail}`);

@@ -9,6 +9,7 @@ import { parseNodeConfig } from '../supervisor/config-file.js';
 import { DEFAULT_CLUSTER_NAME, generateSecrets, loadSecretsFile, writeSecretsFile, type ClusterSecrets } from '../supervisor/secrets.js';
 import { DEFAULT_STATE_DIR, StateDir } from '../supervisor/state-dir.js';
 import { ApiClient } from './api-client.js';
+import { registerClusterRoleCommands } from './cluster-role.js';
 import { allowedCidrs, DEFAULT_PREFIX, renderNodeConfig } from './node-config-template.js';
 
 /**
@@ -108,6 +109,8 @@ The first 3 (or 5) members to run become etcd voting members, later ones etcd cl
       p.say(`  PostgreSQL accepts connections from ${p.allowedCidrs.join(', ')} ([service.postgresql.hba] allowed_cidrs)`);
       p.say(`next: hasup run --config ${flags.printConfig ? 'FILE' : config}   (or start the systemd unit)`);
     });
+
+  registerClusterRoleCommands(cluster);
 
   program
     .command('depart <member>')

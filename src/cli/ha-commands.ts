@@ -9,46 +9,47 @@ import { ApiClient } from './api-client.js';
  * `hasup resume` and `hasup ha` (leader, timeline, every member's role,
  * replication state, lag and sync role).
  */
-interface Flags {
+export interface ApiFlags {
   stateDir: string;
   api?: string;
   secrets?: string;
 }
 
-function withFlags(cmd: Command): Command {
+/** The flags of a command that asks the local daemon's API. */
+export function withApiFlags(cmd: Command): Command {
   return cmd
     .option('--state-dir <dir>', 'state directory of the local member', process.env.HASUP_STATE_DIR ?? DEFAULT_STATE_DIR)
     .option('--api <url>', 'HTTP API of the member (default: recorded in STATE_DIR/api.json)')
     .option('--secrets <file>', 'cluster secrets file holding the API token (default: recorded by the daemon)');
 }
 
-const client = (flags: Flags) => ApiClient.fromStateDir(flags.stateDir, { url: flags.api, secrets: flags.secrets });
+export const apiClient = (flags: ApiFlags) => ApiClient.fromStateDir(flags.stateDir, { url: flags.api, secrets: flags.secrets });
 
 export function registerHaCommands(program: Command): void {
-  withFlags(program.command('switchover'))
+  withApiFlags(program.command('switchover'))
     .description('planned leader change without losing a write: the leader stops, the target catches up and takes over')
     .option('--to <member>', 'member id of the new leader (default: the most up-to-date healthy replica)')
-    .action(async (flags: Flags & { to?: string }) => {
-      const r = await client(flags).request<{ from: string; to: string; took_ms: number }>('POST', '/switchover', flags.to ? { to: flags.to } : {});
+    .action(async (flags: ApiFlags & { to?: string }) => {
+      const r = await apiClient(flags).request<{ from: string; to: string; took_ms: number }>('POST', '/switchover', flags.to ? { to: flags.to } : {});
       console.log(`leader moved from ${r.from} to ${r.to} in ${r.took_ms} ms`);
     });
-  withFlags(program.command('pause'))
+  withApiFlags(program.command('pause'))
     .description('pause automatic failover (maintenance): nobody takes over a vacant leader key until resume')
-    .action(async (flags: Flags) => {
-      await client(flags).request('POST', '/pause');
+    .action(async (flags: ApiFlags) => {
+      await apiClient(flags).request('POST', '/pause');
       console.log('automatic failover paused');
     });
-  withFlags(program.command('resume'))
+  withApiFlags(program.command('resume'))
     .description('resume automatic failover')
-    .action(async (flags: Flags) => {
-      await client(flags).request('POST', '/resume');
+    .action(async (flags: ApiFlags) => {
+      await apiClient(flags).request('POST', '/resume');
       console.log('automatic failover resumed');
     });
-  withFlags(program.command('ha'))
+  withApiFlags(program.command('ha'))
     .description('the PostgreSQL election: leader, timeline, and every member with its role, replication state, lag and sync role')
     .option('--json', 'print the raw answer')
-    .action(async (flags: Flags & { json?: boolean }) => {
-      const view = await client(flags).request<HaView>('GET', '/ha');
+    .action(async (flags: ApiFlags & { json?: boolean }) => {
+      const view = await apiClient(flags).request<HaView>('GET', '/ha');
       console.log(flags.json ? JSON.stringify(view, null, 2) : haText(view));
     });
 }

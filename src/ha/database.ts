@@ -37,6 +37,12 @@ export interface DatabaseStatus {
   streaming: boolean;
   /** Standby: the member its replication config points at. */
   upstream: string | null;
+  /**
+   * Standby, streaming: the upstream's WAL end as its last message said
+   * (pg_stat_wal_receiver.latest_end_lsn); what a standby leader is behind
+   * the primary cluster is this minus its replay position. Absent when unknown.
+   */
+  upstreamWalEnd?: number | null;
   /** Primary: its connected standbys (by application_name = member id). */
   replicas: ConnectedReplica[];
   /** Why it is not running or not healthy. */

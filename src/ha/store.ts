@@ -30,6 +30,7 @@ export interface MemberReport {
   /** Leader: its flushed WAL position; replica: the position it has received and flushed. */
   wal_position: number | null;
   replay_position: number | null;
+  /** Replica: WAL bytes it has not replayed behind the leader; standby leader: behind the primary cluster (its upstream's last report); null when unknown. */
   lag_bytes: number | null;
   /** Replica: 'streaming', 'in archive recovery', 'stopped'. */
   replication_state: string | null;

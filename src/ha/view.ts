@@ -75,7 +75,9 @@ export function memberReport(ctx: HaContext, db: DatabaseStatus, s: HaSettings, 
   const endpoint = ctx.deps.db.endpoint();
   const optime = snap?.optime;
   const isReplica = db.running && db.inRecovery === true;
-  const lag = isReplica && optime && db.replayPosition !== null ? Math.max(0, optime.wal_position - db.replayPosition) : null;
+  const standbyLeader = isReplica && ctx.holding;
+  // A standby leader's optime is its own: its lag is behind the primary cluster, as its upstream last said.
+  const lag = !isReplica || db.replayPosition === null ? null : standbyLeader ? (db.upstreamWalEnd != null ? Math.max(0, db.upstreamWalEnd - db.replayPosition) : null) : optime ? Math.max(0, optime.wal_position - db.replayPosition) : null;
   return {
     member: ctx.memberId,
     host: endpoint.host,

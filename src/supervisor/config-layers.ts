@@ -27,7 +27,8 @@ export function mergeLayers(defaults: TomlTable, layers: ConfigLayer[]): TomlTab
   return merged;
 }
 
-function mergeInto(base: TomlTable, upper: TomlTable): TomlTable {
+/** `upper` over `base`, table by table (a copy; neither is changed). */
+export function mergeInto(base: TomlTable, upper: TomlTable): TomlTable {
   const out: TomlTable = { ...base };
   for (const [key, value] of Object.entries(upper)) {
     out[key] = isTable(value) ? mergeInto((base[key] as TomlTable | undefined) ?? {}, value) : value;

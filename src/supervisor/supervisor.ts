@@ -9,6 +9,7 @@ import type { ClusterSecrets } from './secrets.js';
 import { Service, type GossipedConfig, type ServiceStatus } from './service.js';
 import type { StateDir } from './state-dir.js';
 import type { TomlTable } from './toml-schema.js';
+import { mergeInto } from './config-layers.js';
 
 export interface SupervisorDeps {
   stateDir: StateDir;
@@ -121,6 +122,12 @@ export class Supervisor extends EventEmitter<{ status: [ServiceStatus] }> {
     if (service) await service.check(candidate);
   }
 
+  /** The gossiped config document in force for SVC.GROUP (also one this member does not run), or undefined when none was applied. */
+  configInForce(serviceGroup: string): GossipedConfig | undefined {
+    const c = this.persisted.configs[serviceGroup];
+    return c ? structuredClone(c) : undefined;
+  }
+
   /**
    * Applies a gossiped config document. Remembered even for a service this
    * member does not run (yet), so loading it later applies the newest one.
@@ -195,16 +202,42 @@ export class Supervisor extends EventEmitter<{ status: [ServiceStatus] }> {
   }
 
   private read(): Persisted {
-    if (!existsSync(this.file)) return { services: [], configs: {} };
-    const data = JSON.parse(readFileSync(this.file, 'utf8')) as Partial<Persisted>;
-    return { services: data.services ?? [], configs: data.configs ?? {} };
+    return readPersisted(this.file);
   }
 
   private write(): void {
     mkdirSync(this.deps.stateDir.root, { recursive: true });
-    const tmp = `${this.file}.tmp`;
-    writeFileSync(tmp, `${JSON.stringify(this.persisted, null, 2)}\n`, { mode: 0o600 });
-    renameSync(tmp, this.file);
+    writePersisted(this.file, this.persisted);
   }
+}
+
+function readPersisted(file: string): Persisted {
+  if (!existsSync(file)) return { services: [], configs: {} };
+  const data = JSON.parse(readFileSync(file, 'utf8')) as Partial<Persisted>;
+  return { services: data.services ?? [], configs: data.configs ?? {} };
+}
+
+function writePersisted(file: string, persisted: Persisted): void {
+  const tmp = `${file}.tmp`;
+  writeFileSync(tmp, `${JSON.stringify(persisted, null, 2)}\n`, { mode: 0o600 });
+  renameSync(tmp, file);
+}
+
+/**
+ * Changes the config document in force for SVC.GROUP on a member whose
+ * supervisor is not running (`hasup cluster demote --offline`): `patch`
+ * over the document, one version up. The next start applies it before any
+ * service runs, and the ring carries it to the members with an older one.
+ * Returns the new version.
+ */
+export function patchConfigOffline(stateDir: StateDir, serviceGroup: string, patch: TomlTable): number {
+  const file = stateDir.path('services.json');
+  if (!existsSync(file)) throw new Error(`${file} does not exist: no hasup has run with state directory ${stateDir.root}`);
+  const persisted = readPersisted(file);
+  const inForce = persisted.configs[serviceGroup];
+  const version = (inForce?.version ?? 0) + 1;
+  persisted.configs[serviceGroup] = { version, data: mergeInto(inForce?.data ?? {}, patch) };
+  writePersisted(file, persisted);
+  return version;
 }
 

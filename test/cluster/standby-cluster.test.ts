@@ -11,13 +11,18 @@
  *  - rows written on the primary cluster appear on the spare, also after
  *    the primary cluster failed over (the spare follows it through its
  *    HAProxy, never pinned to one node);
- *  - every node of the primary cluster killed: `standby_of = ""` applied on
- *    the spare promotes it; writes go through the spare's HAProxy.
+ *  - every node of the primary cluster killed: `hasup cluster promote` (refused
+ *    while the primary cluster was alive) makes the spare the primary
+ *    cluster; writes go through the spare's HAProxy;
+ *  - switch back: the old site's members demoted while stopped (`hasup
+ *    cluster demote --offline`) come back as a standby of the new primary,
+ *    never taking a write; then the spare is demoted and the old site
+ *    promoted, and the spare follows it again.
  */
 import { after, afterEach, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { netnsUnavailableReason } from '../support/netns-cluster.js';
@@ -99,27 +104,77 @@ describe('a standby cluster (warm spare) of a primary cluster', { skip: skip ?? 
     await primary.whole(180_000);
   });
 
-  test('disaster: every node of the primary cluster killed; standby_of = "" applied on the spare promotes it, writes go through its HAProxy', async () => {
+  const spareWriteAddress = () => `${spare.cluster.hostAddress}:${spare.haproxyPort}`;
+  const primaryWriteAddress = () => `${primary.cluster.hostAddress}:${primary.haproxyPort}`;
+
+  test('disaster: every node of the primary cluster killed; `hasup cluster promote` on the spare, writes go through its HAProxy', async () => {
     const sl = await spare.standbyWhole(60_000);
     const pl = await primary.whole(60_000);
     await primary.sql(pl, 'INSERT INTO dr_rows SELECT generate_series(701, 800)');
     await eventually(async () => (await countOn(spare, sl, 'dr_rows')) === 800 || undefined, 30_000, 'the last rows on the spare');
+    const refused = await hasupCli(spare, sl, ['cluster', 'promote', '--no-wait']);
+    assert.equal(refused.code, 1, 'promote is refused while the primary cluster is alive');
+    assert.match(refused.stderr, /still streams from the primary cluster .* Demote it first .* --force/);
+    assert.equal((await spare.view(sl)).standby_of, primaryWriteAddress(), 'the refused promote changed nothing');
     for (const i of [1, 2, 3]) await primary.killNode(i);
-    const patch = join(spare.cluster.baseDir, 'promote.toml');
-    writeFileSync(patch, '[ha]\nstandby_of = ""\n');
+    // The standby leader reports the lost stream within a turn or two.
+    await eventually(async () => {
+      const v = await spare.view(sl);
+      return v.members.find((m) => m.member === v.leader)?.replication_state !== 'streaming' || undefined;
+    }, 30_000, 'the spare sees the primary cluster gone');
     const started = Date.now();
-    const r = await hasupCli(spare, sl, ['config', 'apply', 'postgresql.default', '1', patch]);
-    assert.equal(r.code, 0, r.stderr);
     const w = new WriteChecker({ user: 'hasup', password: spare.secrets.postgresql.superuser_password, intervalMs: 20, timeoutMs: 1500 });
-    // The first write through the spare's HAProxy (setup retries its CREATE TABLE until one goes through).
-    await w.setup(spare.haproxyTarget, 60_000);
+    const [r] = await Promise.all([
+      hasupCli(spare, sl, ['cluster', 'promote']),
+      // The first write through the spare's HAProxy (setup retries its CREATE TABLE until one goes through).
+      w.setup(spare.haproxyTarget, 60_000),
+    ]);
     const promoteS = (Date.now() - started) / 1000;
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /is the primary cluster: leader \w+, timeline \d+, takes writes/);
     w.start([spare.haproxyTarget]);
     await eventually(async () => w.acks.length > 20 || undefined, 10_000, 'writes through the spare\'s HAProxy');
     await w.stop();
-    console.log(`# DR: standby_of = "" applied; first write through the spare's HAProxy ${promoteS.toFixed(1)} s later`);
+    console.log(`# DR: hasup cluster promote; first write through the spare's HAProxy ${promoteS.toFixed(1)} s after it started`);
     const leader = await spare.whole(120_000);
     assert.equal(await countOn(spare, leader, 'dr_rows'), 800, 'every row the spare had is there');
     assert.ok(promoteS < 15, `promoted within 15 s (${promoteS.toFixed(1)} s)`);
+    await spare.sql(leader, 'INSERT INTO dr_rows SELECT generate_series(801, 900)');
+  });
+
+  test('switch back: the old primary cluster comes back demoted (--offline) and follows the spare; then the spare is demoted and the old primary promoted', async () => {
+    for (const i of [1, 2, 3]) {
+      const r = await hasupCli(primary, i, ['cluster', 'demote', '--offline', '--follow', spareWriteAddress()]);
+      assert.equal(r.code, 0, r.stderr);
+    }
+    for (const i of [1, 2, 3]) primary.startNode(i);
+    // Never a writable member on the old site while it comes back.
+    const watching = { stop: false, seen: [] as number[] };
+    const watcher = (async () => {
+      while (!watching.stop) {
+        watching.seen.push(...(await primary.primaries()));
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    })();
+    const pl = await primary.standbyWhole(240_000);
+    watching.stop = true;
+    await watcher;
+    assert.deepEqual(watching.seen, [], 'no member of the returning site took writes');
+    await eventually(async () => (await countOn(primary, pl, 'dr_rows')) === 900 || undefined, 60_000, 'the rows written on the promoted spare, on the old primary site');
+
+    // Planned switch back: demote the spare first (it stops taking writes), then promote the old primary.
+    const sl = await spare.whole(60_000);
+    const demoted = await hasupCli(spare, sl, ['cluster', 'demote', '--follow', primaryWriteAddress(), '--timeout', '180']);
+    assert.equal(demoted.code, 0, demoted.stderr);
+    assert.deepEqual(await spare.primaries(), [], 'the demoted spare takes no writes');
+    const promoted = await hasupCli(primary, pl, ['cluster', 'promote']);
+    assert.equal(promoted.code, 0, promoted.stderr);
+    const leader = await primary.whole(120_000);
+    await primary.sql(leader, 'INSERT INTO dr_rows SELECT generate_series(901, 1000)');
+    assert.equal(await countOn(primary, leader, 'dr_rows'), 1000);
+    const back = await spare.standbyWhole(180_000);
+    await eventually(async () => (await countOn(spare, back, 'dr_rows')) === 1000 || undefined, 60_000, 'the spare follows the old primary again');
+    const status = await hasupCli(spare, back, ['status']);
+    assert.match(status.stdout, new RegExp(`^standby cluster: follows the primary cluster at ${primaryWriteAddress().replace(/\./g, '\\.')}; standby leader \\w+ \\(streaming, received up to [0-9A-F]+/[0-9A-F]+, \\d+(\\.\\d)? [KMG]?i?B behind it\\)`, 'm'));
   });
 });

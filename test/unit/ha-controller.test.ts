@@ -293,3 +293,29 @@ test('a standby cluster: its leader holds the key but never promotes, streaming 
   assert.equal(callsOf(c, sl, 'promote').length, 1);
   await c.close();
 });
+
+test('a primary cluster demoted (standby_of set): its leader stops taking writes, follows the other cluster as a standby leader, the fence stands down', async () => {
+  const c = new FakeCluster(['A', 'B', 'C']);
+  c.start('A');
+  assert.ok(await c.until(() => c.whole(), 20_000), 'a leader and two followers');
+  const l = c.leader()!;
+  assert.equal(c.member(l).fence.armed(), true, 'the fence guards the primary');
+  // The other cluster, promoted: what the demoted cluster follows from now on.
+  const other = new FakeDb('primary-cluster', c.world, c.clock);
+  other.inRecovery = false;
+  other.wal = c.member(l).db.wal + 1000;
+  other.timeline = c.member(l).db.timeline + 1;
+  c.settings = { ...c.settings, standbyOf: { host: 'other.example', port: 5432 } };
+  assert.ok(
+    await c.until(() => c.member(l).db.upstream === 'primary-cluster' && ['A', 'B', 'C'].filter((x) => x !== l).every((x) => c.member(x).db.upstream === l), 20_000),
+    'the old leader follows the other cluster, the others cascade from it',
+  );
+  assert.deepEqual(c.world.primaries(), ['primary-cluster'], 'nobody in the demoted cluster takes writes');
+  assert.equal(c.store.leader(), l, 'the same member keeps the key, as the standby leader');
+  assert.equal(c.member(l).fence.armed(), false, 'the fence stands down');
+  assert.ok(await c.until(() => c.member(l).controller.view().members.find((m) => m.member === l)?.role === 'standby_leader', 5000), 'it reports itself as the standby leader');
+  await c.run(10_000);
+  assert.deepEqual(c.world.primaries(), ['primary-cluster'], 'and stays so');
+  await c.close();
+});
+

@@ -122,8 +122,12 @@ test('the HA group lines: a standby cluster says whom it follows and how its sta
   const member = (id: string, extra: Record<string, unknown> = {}) => ({ member: id, role: 'replica', replication_state: 'streaming', wal_position: 0x3000060, ...extra }) as never;
   assert.deepEqual(haGroupSummary({ standby_of: null, leader: 'a', members: [member('a')], restore: null }), []);
   assert.deepEqual(haGroupSummary({ standby_of: '10.0.0.100:5432', leader: 'a', members: [member('a', { role: 'standby_leader' }), member('b')], restore: null }), [
-    'standby cluster: follows the primary cluster at 10.0.0.100:5432; standby leader a (streaming, received up to 0/3000060); takes no writes until standby_of is set to ""',
+    'standby cluster: follows the primary cluster at 10.0.0.100:5432; standby leader a (streaming, received up to 0/3000060); takes no writes until `hasup cluster promote`',
   ]);
+  assert.match(
+    haGroupSummary({ standby_of: '10.0.0.100:5432', leader: 'a', members: [member('a', { role: 'standby_leader', lag_bytes: 3 * 1024 * 1024 })], restore: null })[0]!,
+    /standby leader a \(streaming, received up to 0\/3000060, 3\.0 MiB behind it\)/,
+  );
   assert.match(haGroupSummary({ standby_of: '10.0.0.100:5432', leader: null, members: [], restore: null })[0]!, /no standby leader yet/);
   const restore = { id: 'r1', member: 'b', target: { kind: 'time' as const, time: '2026-12-07 03:00:00.000+00' }, requested: 0, state: 'restoring' as const, detail: 'replaying archived WAL to the target: at 0/5000000', updated: 0 };
   assert.deepEqual(haGroupSummary({ standby_of: null, leader: null, members: [], restore }), ['restore r1 (time 2026-12-07 03:00:00.000+00, on b): restoring: replaying archived WAL to the target: at 0/5000000']);

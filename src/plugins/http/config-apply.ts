@@ -25,7 +25,21 @@ const body = {
  * check) before it is gossiped; a version that is not higher than the one in
  * force is refused with 409. The token check is the server's.
  */
-export const configApplyRoutes: FastifyPluginAsync<{ supervisor: Pick<Supervisor, 'checkConfig' | 'applyConfig'>; ring: ConfigPublisher }> = async (app, { supervisor, ring }) => {
+export const configApplyRoutes: FastifyPluginAsync<{ supervisor: Pick<Supervisor, 'checkConfig' | 'applyConfig' | 'configInForce'>; ring: ConfigPublisher }> = async (app, { supervisor, ring }) => {
+  app.get<{ Params: { service_group: string } }>(
+    '/config/:service_group',
+    {
+      schema: {
+        params: { type: 'object', required: ['service_group'], properties: { service_group: body.properties.service_group } },
+        description: 'hasup config show: the config document applied to SVC.GROUP through the ring, as this member holds it (version 0 and an empty document when none was).',
+      },
+    },
+    async (req) => {
+      const inForce = supervisor.configInForce(req.params.service_group);
+      return { service_group: req.params.service_group, version: inForce?.version ?? 0, data: inForce?.data ?? {} };
+    },
+  );
+
   app.post<{ Body: { service_group: string; version: number; toml: string } }>('/config', { schema: { body, description: 'hasup config apply: validate a TOML document for SVC.GROUP, gossip it, apply it here.' } }, async (req, reply) => {
     const { service_group: serviceGroup, version, toml } = req.body;
     let data;

@@ -83,6 +83,7 @@ interface StatusRow {
   primary_tli: number | null;
   receiver_tli: number | null;
   receiver_status: string | null;
+  upstream_end: string | null;
   checkpoint_tli: number | null;
   wal_tli: number | null;
 }
@@ -246,6 +247,7 @@ export class PostgresHaNode implements ReplicatedDatabase {
                     CASE WHEN pg_is_in_recovery() THEN NULL ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END AS primary_tli,
                     (SELECT received_tli FROM pg_stat_wal_receiver) AS receiver_tli,
                     (SELECT status FROM pg_stat_wal_receiver) AS receiver_status,
+                    (SELECT (latest_end_lsn - '0/0'::pg_lsn)::text FROM pg_stat_wal_receiver) AS upstream_end,
                     (SELECT timeline_id FROM pg_control_checkpoint()) AS checkpoint_tli,
                     (SELECT max(('x' || substr(name, 1, 8))::bit(32)::int) FROM pg_ls_waldir() WHERE name ~ '^[0-9A-F]{24}$') AS wal_tli`,
           )
@@ -269,6 +271,7 @@ export class PostgresHaNode implements ReplicatedDatabase {
           walPosition: row.in_recovery ? Math.max(received ?? 0, replayed ?? 0) : num(row.flush),
           replayPosition: row.in_recovery ? replayed : num(row.flush),
           streaming: row.receiver_status === 'streaming',
+          upstreamWalEnd: row.receiver_status === 'streaming' ? num(row.upstream_end) : null,
           upstream: row.in_recovery ? (this.conf.upstream?.member ?? null) : null,
           replicas,
           ...(healthy ? {} : { reason: `health is ${st.health}${st.healthMessage ? ` (${st.healthMessage})` : ''}` }),

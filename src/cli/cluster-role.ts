@@ -1,0 +1,153 @@
+import type { Command } from 'commander';
+import { stringify } from 'smol-toml';
+import { parseEndpoint, type HaMemberView, type HaView } from '../ha/index.js';
+import { readApiEndpoint } from '../node/api-endpoint.js';
+import { mergeInto } from '../supervisor/config-layers.js';
+import { StateDir } from '../supervisor/state-dir.js';
+import { patchConfigOffline } from '../supervisor/supervisor.js';
+import type { TomlTable } from '../supervisor/toml-schema.js';
+import { ApiError, type ApiClient } from './api-client.js';
+import { apiClient, withApiFlags, type ApiFlags } from './ha-commands.js';
+
+/**
+ * `hasup cluster promote` and `hasup cluster demote --follow HOST:PORT`:
+ * a warm spare becomes the primary cluster, a primary cluster becomes the
+ * standby of another, so a site can fail over to its spare and switch back.
+ * Both change one key, `[ha] standby_of`, in the HA group's gossiped config
+ * document (read, patched, applied one version up), so every member agrees
+ * and the change survives restarts; then they follow /ha until the cluster
+ * is in its new role.
+ */
+
+interface RoleFlags extends ApiFlags {
+  wait: boolean;
+  timeout: string;
+}
+
+const POLL_MS = 500;
+
+export function registerClusterRoleCommands(cluster: Command): void {
+  withApiFlags(cluster.command('promote'))
+    .description('make this standby cluster (a warm spare) the primary cluster: its standby leader is promoted and takes writes')
+    .option('--force', 'promote even while the standby leader still streams from the primary cluster (which then goes on taking writes too)')
+    .option('--no-wait', 'return once the change is applied, without waiting for the leader to take writes')
+    .option('--timeout <s>', 'how long to wait for the leader to take writes', '60')
+    .action(async (flags: RoleFlags & { force?: boolean }) => {
+      const api = apiClient(flags);
+      const timeoutMs = seconds(flags.timeout);
+      const ha = await api.request<HaView>('GET', '/ha');
+      if (!ha.standby_of) throw new Error(`${ha.service_group} is a primary cluster already: nothing to promote`);
+      const sl = leaderOf(ha);
+      if (sl?.replication_state === 'streaming' && !flags.force) {
+        throw new Error(
+          `the standby leader ${sl.member} still streams from the primary cluster at ${ha.standby_of}: that cluster is alive and takes writes. ` +
+            `Demote it first (\`hasup cluster demote --follow <this cluster's HAProxy write address>\` on one of its members), or pass --force to have two primary clusters taking writes`,
+        );
+      }
+      const version = await patchGroupConfig(api, ha.service_group, { ha: { standby_of: '' } });
+      console.log(`${ha.service_group} version ${version}: standby_of cleared; the standby leader is being promoted`);
+      if (!flags.wait) return;
+      const started = Date.now();
+      const done = await follow(api, timeoutMs, (v) => (!v.standby_of && leaderOf(v)?.role === 'leader' ? v : null));
+      console.log(`${ha.service_group} is the primary cluster: leader ${done.leader}, timeline ${done.timeline ?? '?'}, takes writes (${((Date.now() - started) / 1000).toFixed(1)} s)`);
+    });
+
+  withApiFlags(cluster.command('demote'))
+    .description('make this primary cluster a standby cluster of another (to switch back after its spare was promoted): the leader stops taking writes, rewinds if it must, and streams from HOST:PORT')
+    .requiredOption('--follow <host:port>', "the other cluster's write address (its HAProxy write port)")
+    .option('--offline', "on a stopped member: change its stored config so it starts as a standby cluster (run it on every member before starting any, e.g. when the failed site comes back)")
+    .option('--service-group <svc.group>', 'with --offline: the HA group', 'postgresql.default')
+    .option('--no-wait', 'return once the change is applied, without waiting for the standby leader to stream')
+    .option('--timeout <s>', 'how long to wait for the standby leader to stream', '120')
+    .action(async (flags: RoleFlags & { follow: string; offline?: boolean; serviceGroup: string }) => {
+      const ep = parseEndpoint(flags.follow);
+      if (!ep) throw new Error(`--follow must be HOST:PORT (got ${JSON.stringify(flags.follow)})`);
+      const upstream = `${ep.host.includes(':') ? `[${ep.host}]` : ep.host}:${ep.port}`;
+      const patch = { ha: { standby_of: upstream } };
+      if (flags.offline) {
+        await refuseIfRunning(flags.stateDir);
+        const version = patchConfigOffline(new StateDir(flags.stateDir), flags.serviceGroup, patch);
+        console.log(`${flags.serviceGroup} version ${version} stored in ${flags.stateDir}: at its next start this member is part of a standby cluster of ${upstream}`);
+        console.log('do the same on every member of this cluster before starting any of them');
+        return;
+      }
+      const api = apiClient(flags);
+      const timeoutMs = seconds(flags.timeout);
+      const ha = await api.request<HaView>('GET', '/ha');
+      if (ha.standby_of === upstream) throw new Error(`${ha.service_group} already follows ${upstream}`);
+      const version = await patchGroupConfig(api, ha.service_group, patch);
+      console.log(`${ha.service_group} version ${version}: standby_of = ${upstream}; the leader stops taking writes and follows it`);
+      if (!flags.wait) return;
+      const started = Date.now();
+      let saidStopped = false;
+      const done = await follow(api, timeoutMs, (v) => {
+        const l = leaderOf(v);
+        if (!saidStopped && v.standby_of === upstream && !v.members.some((m) => m.role === 'leader')) {
+          saidStopped = true;
+          console.log(`no member takes writes (${((Date.now() - started) / 1000).toFixed(1)} s)`);
+        }
+        return v.standby_of === upstream && l?.role === 'standby_leader' && l.replication_state === 'streaming' ? v : null;
+      });
+      console.log(`${ha.service_group} is a standby cluster of ${upstream}: standby leader ${done.leader} streams from it (${((Date.now() - started) / 1000).toFixed(1)} s)`);
+    });
+}
+
+function leaderOf(v: HaView): HaMemberView | undefined {
+  return v.members.find((m) => m.member === v.leader);
+}
+
+function seconds(text: string): number {
+  const s = Number(text);
+  if (!Number.isFinite(s) || s <= 0) throw new Error(`--timeout must be a number of seconds, got "${text}"`);
+  return s * 1000;
+}
+
+/**
+ * Applies `patch` over the HA group's gossiped config document, one version
+ * up. Another apply landing in between makes the version taken: read again.
+ */
+export async function patchGroupConfig(api: ApiClient, serviceGroup: string, patch: TomlTable): Promise<number> {
+  for (let attempt = 1; ; attempt++) {
+    const inForce = await api.request<{ version: number; data: TomlTable }>('GET', `/config/${encodeURIComponent(serviceGroup)}`);
+    const version = inForce.version + 1;
+    try {
+      await api.request('POST', '/config', { service_group: serviceGroup, version, toml: stringify(mergeInto(inForce.data, patch)) });
+      return version;
+    } catch (err) {
+      if (!(err instanceof ApiError && err.status === 409) || attempt >= 3) throw err;
+    }
+  }
+}
+
+/** Polls /ha until `until` returns a view, saying what the leader does when that changes. */
+async function follow(api: ApiClient, timeoutMs: number, until: (v: HaView) => HaView | null): Promise<HaView> {
+  const deadline = Date.now() + timeoutMs;
+  let said = '';
+  let last: HaView | undefined;
+  for (;;) {
+    try {
+      last = await api.request<HaView>('GET', '/ha', undefined, { timeoutMs: 5000 });
+      const done = until(last);
+      if (done) return done;
+      const l = leaderOf(last);
+      const now = l ? `leader ${l.member}: ${l.role}${l.replication_state ? `, ${l.replication_state}` : ''}` : 'no leader';
+      if (now !== said) console.log(`  ${now}`);
+      said = now;
+    } catch (err) {
+      if (!(err instanceof ApiError)) throw err;
+    }
+    if (Date.now() > deadline) throw new Error(`not done after ${timeoutMs / 1000} s (${said || 'no answer from /ha'}); \`hasup status\` shows where it is`);
+    await new Promise((r) => setTimeout(r, POLL_MS));
+  }
+}
+
+/** The offline form changes a file the running supervisor owns and rewrites: only with none running (any HTTP answer means one runs). */
+async function refuseIfRunning(stateDir: string): Promise<void> {
+  const { url } = readApiEndpoint(stateDir);
+  if (!url) return;
+  const answered = await fetch(url, { signal: AbortSignal.timeout(2000) }).then(
+    () => true,
+    () => false,
+  );
+  if (answered) throw new Error(`hasup runs with state directory ${stateDir} (its API answers at ${url}); demote the running cluster without --offline`);
+}
