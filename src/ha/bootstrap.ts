@@ -51,6 +51,11 @@ export async function bootstrapPlan(ctx: HaContext, signal: AbortSignal): Promis
           ctx.log.info({ event: 'ha_bootstrap', plan: 'init' }, 'this member creates the database');
           return { kind: 'init' };
         }
+      } else if (leader?.member === ctx.memberId && ctx.settings().standbyOf) {
+        // A standby leader whose copy could not be rewound (it was set aside): copy the primary cluster again.
+        const up = ctx.settings().standbyOf!;
+        ctx.log.info({ event: 'ha_bootstrap', plan: 'clone', from: PRIMARY_CLUSTER }, `copying the database from the primary cluster at ${up.host}:${up.port} (this member leads the standby cluster)`);
+        return { kind: 'clone', leader: { member: PRIMARY_CLUSTER, ...up } };
       } else if (snap.initialize.member === ctx.memberId && !leader && ctx.settings().standbyOf) {
         const up = ctx.settings().standbyOf!;
         ctx.log.info({ event: 'ha_bootstrap', plan: 'clone', from: PRIMARY_CLUSTER }, `copying the database from the primary cluster at ${up.host}:${up.port} (claimed earlier)`);

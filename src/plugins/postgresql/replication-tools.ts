@@ -86,7 +86,23 @@ export async function rewindFrom(ctx: DriverContext, leader: Upstream, signal: A
     ctx.log.info({ event: 'pg_rewind', from: leader.member, rewound, took_ms: Date.now() - started }, rewound ? `rewound to follow ${leader.member}` : `no rewind needed to follow ${leader.member}`);
     return { ok: true, rewound };
   }
+  if (endsAtFork(output)) {
+    ctx.log.info({ event: 'pg_rewind', from: leader.member, rewound: false, took_ms: Date.now() - started }, `no rewind needed to follow ${leader.member}: this member's WAL ends where its timeline forked`);
+    return { ok: true, rewound: false };
+  }
   return { ok: false, reason: `pg_rewind from ${leader.member} failed (${why(result)})` };
+}
+
+/**
+ * pg_rewind (15) fails on a target whose WAL ends exactly at the fork point
+ * (a primary killed after sending everything: the other side promoted at
+ * its last record): it looks for a record there to walk back from and finds
+ * none. Nothing past the fork is there to undo, so the member can follow
+ * as it is.
+ */
+export function endsAtFork(output: string): boolean {
+  const fork = /servers diverged at WAL location ([0-9A-F]+\/[0-9A-F]+) on timeline \d+/.exec(output)?.[1];
+  return fork !== undefined && new RegExp(`could not find previous WAL record at ${fork.replace('/', '\\/')}: invalid record length at ${fork.replace('/', '\\/')}: wanted \\d+, got 0`).test(output);
 }
 
 export interface ControlData {
