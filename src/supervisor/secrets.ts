@@ -21,6 +21,12 @@ export interface ClusterSecrets {
   /** How many members run etcd voting members (3 or 5), chosen at create: `cluster join` writes it into each node's hasup.toml. */
   etcd_voters?: number;
   api_token: string;
+  /**
+   * The read-only token: the console's viewer login, and GET requests with it
+   * as bearer token. Files written before it existed lack it (then only the
+   * operator token, api_token, logs in).
+   */
+  viewer_token?: string;
   postgresql: { superuser_password: string; replication_password: string };
   /**
    * The pgBackRest repository passphrase (used when the PostgreSQL service's
@@ -52,6 +58,7 @@ export function generateSecrets(opts: { name?: string; ringKey?: boolean; etcdVo
     ...(opts.ringKey === false ? {} : { ring_key: Keyring.generateKey().toString('base64') }),
     ...(opts.etcdVoters === undefined ? {} : { etcd_voters: opts.etcdVoters }),
     api_token: token(),
+    viewer_token: token(),
     postgresql: { superuser_password: token(), replication_password: token() },
     // 48 random bytes, as pgBackRest's documentation suggests; base64url has no character its config format treats specially.
     backup: { repo_cipher_pass: randomBytes(48).toString('base64url') },
@@ -93,6 +100,9 @@ export function checkSecrets(data: unknown, file: string): ClusterSecrets {
   }
   if (s.cluster_id !== undefined && (typeof s.cluster_id !== 'string' || !/^[0-9a-f]{16}$/.test(s.cluster_id))) {
     throw new Error(`${file}: cluster_id must be 16 hex digits`);
+  }
+  if (s.viewer_token !== undefined && (typeof s.viewer_token !== 'string' || s.viewer_token.length < 16 || s.viewer_token === s.api_token)) {
+    throw new Error(`${file}: viewer_token must be a string of at least 16 characters, other than api_token`);
   }
   if (s.cluster_name !== undefined && typeof s.cluster_name !== 'string') throw new Error(`${file}: cluster_name must be a string`);
   if (s.ring_key !== undefined) ringKeyBytes(s.ring_key, file);

@@ -2,9 +2,10 @@ import { readFileSync } from 'node:fs';
 import websocket from '@fastify/websocket';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyPluginAsync, type FastifyRequest } from 'fastify';
 import type { Logger } from '../../supervisor/log.js';
-import { bearerAuth } from './auth.js';
+import { apiAuth } from './auth.js';
 import { OpenApiDocument } from './openapi.js';
 import { schemaCompilers } from './schema-check.js';
+import type { SessionStore } from './sessions.js';
 
 export interface HttpTls {
   /** PEM files. */
@@ -27,8 +28,8 @@ export interface HttpListen {
   open?: OpenAccess;
 }
 
-/** Route classes, set in a route's `config.access`; anything unmarked needs the token. */
-export type RouteAccess = 'check' | 'metrics';
+/** Route classes, set in a route's `config.access`; anything unmarked needs a token or a console session. `public`: the console's page and login, which carry no data. */
+export type RouteAccess = 'check' | 'metrics' | 'public';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -48,6 +49,10 @@ export const BODY_LIMIT_BYTES = 1024 * 1024;
 export async function createHttpServer(opts: {
   log: Logger;
   token: string;
+  /** The read-only token (auth.ts); absent where the secrets file predates it. */
+  viewerToken?: string;
+  /** The console's login sessions; absent: bearer tokens only. */
+  sessions?: SessionStore;
   tls?: HttpTls;
   open?: OpenAccess;
   /** Told the duration of every answered request (metrics). */
@@ -71,11 +76,12 @@ export async function createHttpServer(opts: {
   // refused upgrade leaves its socket open.
   await app.register(websocket, { options: { maxPayload: 4096 } });
   const open = opts.open ?? { checks: true, metrics: true };
-  const auth = bearerAuth(opts.token);
+  const auth = apiAuth({ token: opts.token, viewerToken: opts.viewerToken, sessions: opts.sessions });
   app.addHook('onRequest', async (req, reply) => {
     const access = req.routeOptions.config?.access;
     if (access === 'check' && open.checks) return;
     if (access === 'metrics' && open.metrics) return;
+    if (access === 'public') return;
     return auth(req, reply);
   });
   if (opts.onResponse) {
