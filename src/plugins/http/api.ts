@@ -6,6 +6,7 @@ import type { HaOperations } from '../../ha/index.js';
 import type { Logger } from '../../supervisor/log.js';
 import type { Supervisor } from '../../supervisor/supervisor.js';
 import type { BackupOperations } from '../backup/coordinator.js';
+import type { SnapshotOperations } from '../backup/snapshot-jobs.js';
 import { ApiMetrics, metricsRoutes } from '../metrics/metrics.js';
 import { memberApiAddress } from '../../supervisor/rumors/service-members.js';
 import { backupRoutes } from './backup.js';
@@ -19,6 +20,10 @@ import { operationRoutes } from './operations.js';
 import { restoreRoutes } from './restore.js';
 import { createHttpServer, type HttpTls, type OpenAccess } from './server.js';
 import { servicesRoutes } from './services.js';
+import { SessionStore, type SessionLimits } from './sessions.js';
+import { consoleRoutes } from './console/routes.js';
+import { esRoutes } from './console/es-routes.js';
+import { snapshotRoutes } from './snapshots.js';
 import { censusInput, viewRoutes } from './views.js';
 import { buildCensus } from './cluster-view.js';
 import type { EtcdMembershipStatus } from '../etcd/membership.js';
@@ -32,6 +37,10 @@ export interface ApiDeps {
   /** Gossips a config document (POST /config). */
   configs: ConfigPublisher;
   token: string;
+  /** The read-only token (the secrets' viewer_token); absent where the secrets file predates it. */
+  viewerToken?: string;
+  /** The secrets file, named when it lacks a viewer token. */
+  secretsFile?: string;
   tls?: HttpTls;
   open?: OpenAccess;
   events?: EventHubOptions;
@@ -42,10 +51,16 @@ export interface ApiDeps {
   ha?: HaOperations;
   /** Backup jobs, the repository's listing and its verification (src/plugins/backup/coordinator.ts). */
   backup?: BackupOperations;
+  /** Elasticsearch snapshots and their restores (src/plugins/backup/snapshot-jobs.ts). */
+  snapshots?: SnapshotOperations;
   /** This member's etcd role and the voters (GET /etcd), for the HA status. */
   etcd?: () => EtcdMembershipStatus;
   /** This member's shipping spool, for the HA status; undefined while it does not ship. */
   spool?: () => { backlog: number; dropped: number } | undefined;
+  /** Elasticsearch nodes the console's charts and log search ask, in order; none: those panels say so. */
+  elasticsearchUrls?: () => string[];
+  /** The console's session limits (default 1 h idle, 12 h at most). */
+  sessions?: SessionLimits;
 }
 
 /**
@@ -60,9 +75,12 @@ export async function createApiServer(deps: ApiDeps): Promise<FastifyInstance> {
   const hub = new EventHub({ ...deps.events, onClients: (n) => metrics.eventClients.set(n), onDropped: () => metrics.eventClientsDropped.inc() });
   const unwatch = watchRing(ring, (e) => hub.publish(e));
   const views = { memberId, ring, services: supervisor, leadership, backup: () => deps.backup?.report() };
+  const sessions = new SessionStore(deps.sessions);
   const app = await createHttpServer({
     log: deps.log,
     token: deps.token,
+    viewerToken: deps.viewerToken,
+    sessions,
     tls: deps.tls,
     open: deps.open,
     onResponse: (req, status, seconds) => metrics.observeRequest(req.method, req.routeOptions.url ?? 'unmatched', status, seconds),
@@ -81,9 +99,12 @@ export async function createApiServer(deps: ApiDeps): Promise<FastifyInstance> {
       { plugin: configApplyRoutes, options: { supervisor, ring: deps.configs } },
       { plugin: operationRoutes, options: { ha: deps.ha } },
       { plugin: backupRoutes, options: { backup: deps.backup, locate: (member: string) => memberApiAddress(ring, member) } },
-      { plugin: restoreRoutes, options: { ha: deps.ha, backup: deps.backup } },
+      { plugin: restoreRoutes, options: { ha: deps.ha, backup: deps.backup, snapshots: deps.snapshots } },
+      { plugin: snapshotRoutes, options: { snapshots: deps.snapshots } },
       { plugin: metricsRoutes, options: { metrics } },
       { plugin: eventRoutes, options: { hub, memberId } },
+      { plugin: consoleRoutes, options: { memberId, token: deps.token, viewerToken: deps.viewerToken, sessions, secretsHint: deps.secretsFile } },
+      { plugin: esRoutes, options: { urls: deps.elasticsearchUrls ?? (() => []) } },
     ],
   });
   app.addHook('onClose', async () => {

@@ -145,9 +145,12 @@ export class ElasticsearchSampler {
     const d = status.details ?? {};
     const cluster = { status: typeof d.status === 'string' ? d.status : 'unknown', nodes: { count: num(d.number_of_nodes), data: num(d.number_of_data_nodes) }, shards: { active: num(d.active_shards), unassigned: num(d.unassigned_shards) } };
     const indexing: Record<string, unknown> = {};
+    const heap: Record<string, unknown> = {};
     try {
-      const answer = await httpJson(`${elasticsearchUrl({ cfg, ip: ctx.ip })}/_nodes/_local/stats/indices?filter_path=nodes.*.indices.indexing.index_total,nodes.*.indices.docs.count`, AbortSignal.timeout(QUERY_TIMEOUT_MS));
-      const node = Object.values((answer.json as { nodes?: Record<string, { indices?: { indexing?: { index_total?: number }; docs?: { count?: number } } }> }).nodes ?? {})[0];
+      const filter = 'nodes.*.indices.indexing.index_total,nodes.*.indices.docs.count,nodes.*.jvm.mem.heap_used_in_bytes,nodes.*.jvm.mem.heap_used_percent';
+      const answer = await httpJson(`${elasticsearchUrl({ cfg, ip: ctx.ip })}/_nodes/_local/stats/indices,jvm?filter_path=${filter}`, AbortSignal.timeout(QUERY_TIMEOUT_MS));
+      type NodeStats = { indices?: { indexing?: { index_total?: number }; docs?: { count?: number } }; jvm?: { mem?: { heap_used_in_bytes?: number; heap_used_percent?: number } } };
+      const node = Object.values((answer.json as { nodes?: Record<string, NodeStats> }).nodes ?? {})[0];
       const total = node?.indices?.indexing?.index_total;
       if (typeof total === 'number') {
         indexing.index_total = total;
@@ -155,6 +158,10 @@ export class ElasticsearchSampler {
         this.previous = { total, at: now };
       }
       if (typeof node?.indices?.docs?.count === 'number') indexing.docs = node.indices.docs.count;
+      // Metricbeat's names (elasticsearch.node.stats.jvm.mem.heap.used.*); pct as a 0-1 share like every *.pct.
+      const mem = node?.jvm?.mem;
+      if (typeof mem?.heap_used_in_bytes === 'number') heap.bytes = mem.heap_used_in_bytes;
+      if (typeof mem?.heap_used_percent === 'number') heap.pct = mem.heap_used_percent / 100;
     } catch {
       // The node does not answer: health says so; this round has no indexing figures.
     }
@@ -162,7 +169,7 @@ export class ElasticsearchSampler {
       {
         module: 'elasticsearch',
         metricset: 'node_stats',
-        fields: { elasticsearch: { cluster: { stats: cluster }, node: { stats: { indices: { indexing } } } } },
+        fields: { elasticsearch: { cluster: { stats: cluster }, node: { stats: { indices: { indexing }, ...(Object.keys(heap).length > 0 ? { jvm: { mem: { heap: { used: heap } } } } : {}) } } } },
       },
     ];
   }

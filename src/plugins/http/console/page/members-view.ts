@@ -1,0 +1,62 @@
+import type { Census, CensusMember, CensusService } from '../../cluster-view.js';
+import type { HaStatus } from '../../ha-status.js';
+import type { EtcdMembershipStatus } from '../../../etcd/membership.js';
+import { ago, byId, bytes, clock, h, replace, short } from './dom.js';
+
+/**
+ * The members table (the inventory): one row per member with its gossip
+ * state and when it was last seen, its PostgreSQL role, timeline, lag and
+ * sync role, its etcd and Elasticsearch roles, and every service's state,
+ * pid, time in state and health. Built from /census and /etcd; "last seen"
+ * of a member that is not alive is when the HA status saw it go.
+ */
+export function renderMembers(census: Census, etcd: EtcdMembershipStatus | null, status: HaStatus | null, now = Date.now()): void {
+  const head = h('tr', {}, ...['Member', 'Address', 'Gossip', 'Last seen', 'PostgreSQL', 'Timeline', 'Lag', 'Sync', 'etcd', 'Elasticsearch', 'Services'].map((t) => h('th', {}, t)));
+  const rows = census.members.filter((m) => m.state !== 'departed').map((m) => row(m, census, etcd, status, now));
+  replace(byId('members'), h('thead', {}, head), h('tbody', {}, ...rows));
+}
+
+function row(m: CensusMember, census: Census, etcd: EtcdMembershipStatus | null, status: HaStatus | null, now: number): HTMLTableRowElement {
+  const pg = m.services.find((s) => s.service_group.startsWith('postgresql.'));
+  const es = m.services.find((s) => s.service_group.startsWith('elasticsearch.'));
+  const gone = status?.reasons.find((r) => r.member === m.id && r.code.startsWith('member_'));
+  const lastSeen = m.state === 'alive' ? 'now' : gone ? `${clock(gone.since, now)} (${ago(now - gone.since)} ago)` : '–';
+  const leader = census.service_groups.find((g) => g.service_group === pg?.service_group)?.leader === m.id;
+  return h(
+    'tr',
+    { 'data-member': m.id },
+    h('td', { class: 'mono', title: m.id }, short(m.id), m.self ? h('span', { class: 'muted' }, ' (this)') : null),
+    h('td', { class: 'mono' }, m.address),
+    h('td', {}, pill(m.state, m.state === 'alive' ? 'good' : m.state === 'suspect' || m.state === 'left' ? 'warn' : 'bad')),
+    h('td', {}, lastSeen),
+    h('td', {}, pg ? pgRole(pg, leader) : '–'),
+    h('td', {}, pg?.timeline ?? '–'),
+    h('td', {}, pg?.role === 'replica' ? `${bytes(pg.lag_bytes)} / – s` : '–'),
+    h('td', {}, pg?.sync_role ?? '–'),
+    h('td', {}, etcdRole(m.id, etcd)),
+    h('td', {}, es ? pill(`node ${es.state}`, es.state === 'running' && es.health === 'ok' ? 'good' : es.health === 'critical' ? 'bad' : 'warn') : '–'),
+    h('td', {}, ...m.services.map((s) => service(s, now))),
+  );
+}
+
+function pgRole(s: CensusService, leader: boolean): Node {
+  if (s.role === 'leader') return pill(leader ? 'leader' : 'leader?', s.lease_in_doubt ? 'bad' : 'good');
+  if (s.role === 'replica') return pill(`replica${s.replication_state ? `, ${s.replication_state}` : ''}`, s.replication_state === 'streaming' ? 'good' : 'warn');
+  return pill(s.role ?? s.state, 'warn');
+}
+
+function etcdRole(member: string, etcd: EtcdMembershipStatus | null): Node | string {
+  if (!etcd || !etcd.forming) return '–';
+  const voter = etcd.voters.find((v) => v.member === member);
+  return voter ? pill(voter.healthy ? 'voter' : 'voter, unhealthy', voter.healthy ? 'good' : 'bad') : 'client';
+}
+
+function service(s: CensusService, now: number): HTMLElement {
+  const health = s.health === 'ok' ? 'good' : s.health === 'critical' ? 'bad' : 'warn';
+  const since = s.since ? ` ${ago(now - s.since)}` : '';
+  return h('span', { class: 'svc', 'data-service': s.service_group }, `${s.service_group}: ${s.state}${s.pid ? ` pid ${s.pid}` : ''}${since} `, pill(s.health, health));
+}
+
+function pill(text: string, kind: 'good' | 'bad' | 'warn'): HTMLElement {
+  return h('span', { class: `pill ${kind}` }, text);
+}
