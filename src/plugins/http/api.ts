@@ -6,7 +6,6 @@ import type { HaOperations } from '../../ha/index.js';
 import type { Logger } from '../../supervisor/log.js';
 import type { Supervisor } from '../../supervisor/supervisor.js';
 import type { BackupOperations } from '../backup/coordinator.js';
-import type { SnapshotOperations } from '../backup/snapshot-jobs.js';
 import { ApiMetrics, metricsRoutes } from '../metrics/metrics.js';
 import { memberApiAddress } from '../../supervisor/rumors/service-members.js';
 import { backupRoutes } from './backup.js';
@@ -23,7 +22,6 @@ import { servicesRoutes } from './services.js';
 import { SessionStore, type SessionLimits } from './sessions.js';
 import { consoleRoutes } from './console/routes.js';
 import { esRoutes } from './console/es-routes.js';
-import { snapshotRoutes } from './snapshots.js';
 import { censusInput, viewRoutes } from './views.js';
 import { buildCensus } from './cluster-view.js';
 import type { EtcdMembershipStatus } from '../etcd/membership.js';
@@ -51,8 +49,6 @@ export interface ApiDeps {
   ha?: HaOperations;
   /** Backup jobs, the repository's listing and its verification (src/plugins/backup/coordinator.ts). */
   backup?: BackupOperations;
-  /** Elasticsearch snapshots and their restores (src/plugins/backup/snapshot-jobs.ts). */
-  snapshots?: SnapshotOperations;
   /** This member's etcd role and the voters (GET /etcd), for the HA status. */
   etcd?: () => EtcdMembershipStatus;
   /** This member's shipping spool, for the HA status; undefined while it does not ship. */
@@ -99,8 +95,7 @@ export async function createApiServer(deps: ApiDeps): Promise<FastifyInstance> {
       { plugin: configApplyRoutes, options: { supervisor, ring: deps.configs } },
       { plugin: operationRoutes, options: { ha: deps.ha } },
       { plugin: backupRoutes, options: { backup: deps.backup, locate: (member: string) => memberApiAddress(ring, member) } },
-      { plugin: restoreRoutes, options: { ha: deps.ha, backup: deps.backup, snapshots: deps.snapshots } },
-      { plugin: snapshotRoutes, options: { snapshots: deps.snapshots } },
+      { plugin: restoreRoutes, options: { ha: deps.ha, backup: deps.backup } },
       { plugin: metricsRoutes, options: { metrics } },
       { plugin: eventRoutes, options: { hub, memberId } },
       { plugin: consoleRoutes, options: { memberId, token: deps.token, viewerToken: deps.viewerToken, sessions, secretsHint: deps.secretsFile } },
