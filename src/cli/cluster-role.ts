@@ -25,6 +25,8 @@ interface RoleFlags extends ApiFlags {
 }
 
 const POLL_MS = 500;
+/** How long promote looks again before it takes "the standby leader streams" as the primary cluster being alive. */
+const STREAM_CUT_GRACE_MS = 5000;
 
 export function registerClusterRoleCommands(cluster: Command): void {
   withApiFlags(cluster.command('promote'))
@@ -35,8 +37,13 @@ export function registerClusterRoleCommands(cluster: Command): void {
     .action(async (flags: RoleFlags & { force?: boolean }) => {
       const api = apiClient(flags);
       const timeoutMs = seconds(flags.timeout);
-      const ha = await api.request<HaView>('GET', '/ha');
+      let ha = await api.request<HaView>('GET', '/ha');
       if (!ha.standby_of) throw new Error(`${ha.service_group} is a primary cluster already: nothing to promote`);
+      // Right after the primary cluster was demoted or went down, the standby leader may not have reported the cut stream yet.
+      for (const until = Date.now() + STREAM_CUT_GRACE_MS; leaderOf(ha)?.replication_state === 'streaming' && !flags.force && Date.now() < until; ) {
+        await new Promise((r) => setTimeout(r, POLL_MS));
+        ha = await api.request<HaView>('GET', '/ha');
+      }
       const sl = leaderOf(ha);
       if (sl?.replication_state === 'streaming' && !flags.force) {
         throw new Error(
@@ -57,8 +64,8 @@ export function registerClusterRoleCommands(cluster: Command): void {
     .requiredOption('--follow <host:port>', "the other cluster's write address (its HAProxy write port)")
     .option('--offline', "on a stopped member: change its stored config so it starts as a standby cluster (run it on every member before starting any, e.g. when the failed site comes back)")
     .option('--service-group <svc.group>', 'with --offline: the HA group', 'postgresql.default')
-    .option('--no-wait', 'return once the change is applied, without waiting for the standby leader to stream')
-    .option('--timeout <s>', 'how long to wait for the standby leader to stream', '120')
+    .option('--no-wait', 'return once the change is applied, without waiting for the leader to stop taking writes')
+    .option('--timeout <s>', 'how long to wait for the leader to stop taking writes', '120')
     .action(async (flags: RoleFlags & { follow: string; offline?: boolean; serviceGroup: string }) => {
       const ep = parseEndpoint(flags.follow);
       if (!ep) throw new Error(`--follow must be HOST:PORT (got ${JSON.stringify(flags.follow)})`);
@@ -79,16 +86,12 @@ export function registerClusterRoleCommands(cluster: Command): void {
       console.log(`${ha.service_group} version ${version}: standby_of = ${upstream}; the leader stops taking writes and follows it`);
       if (!flags.wait) return;
       const started = Date.now();
-      let saidStopped = false;
-      const done = await follow(api, timeoutMs, (v) => {
-        const l = leaderOf(v);
-        if (!saidStopped && v.standby_of === upstream && !v.members.some((m) => m.role === 'leader')) {
-          saidStopped = true;
-          console.log(`no member takes writes (${((Date.now() - started) / 1000).toFixed(1)} s)`);
-        }
-        return v.standby_of === upstream && l?.role === 'standby_leader' && l.replication_state === 'streaming' ? v : null;
-      });
-      console.log(`${ha.service_group} is a standby cluster of ${upstream}: standby leader ${done.leader} streams from it (${((Date.now() - started) / 1000).toFixed(1)} s)`);
+      const done = await follow(api, timeoutMs, (v) => (v.standby_of === upstream && leaderOf(v)?.role === 'standby_leader' && !v.members.some((m) => m.role === 'leader') ? v : null));
+      const streams = leaderOf(done)?.replication_state === 'streaming';
+      console.log(
+        `${ha.service_group} is a standby cluster of ${upstream}, no member takes writes (${((Date.now() - started) / 1000).toFixed(1)} s); standby leader ${done.leader} ` +
+          (streams ? 'streams from it' : `follows it once it takes writes (\`hasup cluster promote\` there, when it is a standby cluster)`),
+      );
     });
 }
 

@@ -57,7 +57,8 @@ export class LeaseKeeper {
           const overdueMs = sentAt - ctx.renewedAt;
           ctx.renewedAt = sentAt;
           ctx.renewalFailing = false;
-          if (ctx.holding) {
+          // Moves an armed fence's deadlines on; a standby leader's (nothing to guard) stays disarmed.
+          if (ctx.holding && ctx.fence.armed()) {
             this.armFence().then(
               () => this.resume(overdueMs),
               (err: unknown) => ctx.log.error({ event: 'fence_arm_failed', err }, `cannot arm the fence: ${(err as Error).message}`),

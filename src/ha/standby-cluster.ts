@@ -36,12 +36,21 @@ export class StandbyLeader {
     const endpoint: PeerEndpoint = { member: PRIMARY_CLUSTER, host: up.host, port: up.port };
     const where = `${up.host.includes(':') ? `[${up.host}]` : up.host}:${up.port}`;
     if (db.inRecovery === false) {
-      // A primary told to follow another cluster (cluster demote): no writes from here on.
+      // A primary told to follow another cluster (cluster demote): no writes from here on, whether or
+      // not that cluster takes writes yet (in a planned switch, this one is demoted before the other is
+      // promoted). Stopped at once and back read-only; the next turns follow the other cluster once it
+      // is a primary, rewinding first if this one wrote past the fork.
       ctx.log.warn({ event: 'ha_standby_cluster', upstream: where }, `this cluster becomes a standby of ${where}: the leader stops taking writes and follows it`);
       ctx.appliedSync = undefined;
       ctx.deps.leadership.update({ primaryWritable: false, reason: `standby leader of ${where}` });
-      await this.follow(endpoint, where);
+      try {
+        await ctx.deps.db.demote(`this cluster becomes a standby of ${where}`);
+      } catch (err) {
+        ctx.decide(`cannot stop the primary to become a standby of ${where}: ${(err as Error).message}`, 'warn');
+        return;
+      }
       await this.lease.disarmFence();
+      ctx.decide(`standby leader: no longer takes writes; follows the primary cluster at ${where} once it takes writes`);
       return;
     }
     let needed: string | undefined;

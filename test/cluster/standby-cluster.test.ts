@@ -164,9 +164,11 @@ describe('a standby cluster (warm spare) of a primary cluster', { skip: skip ?? 
 
     // Planned switch back: demote the spare first (it stops taking writes), then promote the old primary.
     const sl = await spare.whole(60_000);
-    const demoted = await hasupCli(spare, sl, ['cluster', 'demote', '--follow', primaryWriteAddress(), '--timeout', '180']);
+    const demoted = await hasupCli(spare, sl, ['cluster', 'demote', '--follow', primaryWriteAddress()]);
     assert.equal(demoted.code, 0, demoted.stderr);
+    assert.match(demoted.stdout, /is a standby cluster of .*, no member takes writes/);
     assert.deepEqual(await spare.primaries(), [], 'the demoted spare takes no writes');
+    await assert.rejects(spare.sql(sl, 'INSERT INTO dr_rows VALUES (-1)'), /read-only transaction/, 'not even straight to the node');
     const promoted = await hasupCli(primary, pl, ['cluster', 'promote']);
     assert.equal(promoted.code, 0, promoted.stderr);
     const leader = await primary.whole(120_000);

@@ -311,6 +311,7 @@ test('a primary cluster demoted (standby_of set): its leader stops taking writes
     'the old leader follows the other cluster, the others cascade from it',
   );
   assert.deepEqual(c.world.primaries(), ['primary-cluster'], 'nobody in the demoted cluster takes writes');
+  assert.equal(callsOf(c, l, 'demote').length, 1, 'stopped before it follows');
   assert.equal(c.store.leader(), l, 'the same member keeps the key, as the standby leader');
   assert.equal(c.member(l).fence.armed(), false, 'the fence stands down');
   assert.ok(await c.until(() => c.member(l).controller.view().members.find((m) => m.member === l)?.role === 'standby_leader', 5000), 'it reports itself as the standby leader');
