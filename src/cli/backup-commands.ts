@@ -11,17 +11,17 @@ import { ApiClient, ApiError } from './api-client.js';
  * (docs/backup.md):
  *
  *   hasup backup create [--type full|diff|incr] [--wait]   on the leader (a follower names it; the command goes there)
- *   hasup backup list [--json]                              the repository's backups, archive and recoverability window
+ *   hasup backup list [--json]                              the repository's backups (with their Elasticsearch snapshots: backup sets), archive and recoverability window
  *   hasup backup verify [--json]                            pgBackRest's verify and hasup's checks; exit 1 when anything is wrong
  */
-interface Flags {
+export interface Flags {
   stateDir: string;
   api?: string;
   secrets?: string;
   json?: boolean;
 }
 
-function withFlags(cmd: Command): Command {
+export function withFlags(cmd: Command): Command {
   return cmd
     .option('--state-dir <dir>', 'state directory of the local member', process.env.HASUP_STATE_DIR ?? DEFAULT_STATE_DIR)
     .option('--api <url>', 'HTTP API of the member (default: recorded in STATE_DIR/api.json)')
@@ -29,10 +29,10 @@ function withFlags(cmd: Command): Command {
     .option('--json', 'print the answer as JSON');
 }
 
-const client = (flags: Flags) => ApiClient.fromStateDir(flags.stateDir, { url: flags.api, secrets: flags.secrets });
+export const client = (flags: Flags) => ApiClient.fromStateDir(flags.stateDir, { url: flags.api, secrets: flags.secrets });
 
 /** The API's own words for a refusal (it names what to do), without the method and status. */
-function plain(err: unknown): Error {
+export function plain(err: unknown): Error {
   return err instanceof ApiError && typeof err.body.error === 'string' ? new Error(err.body.error) : (err as Error);
 }
 
@@ -68,16 +68,17 @@ export function registerBackupCommands(program: Command): void {
         return;
       }
       if (!flags.json) console.log(`backup job ${job.id} (${job.type}) started on member ${job.member}`);
-      job = await follow(api, job, (j) => {
+      job = await follow(api, `/backup/jobs/${job.id}`, job, progressText, (j) => {
         if (!flags.json) console.log(`  ${progressText(j)}`);
       });
       if (flags.json) console.log(JSON.stringify(job, null, 2));
       if (job.state === 'failed') throw new Error(`backup job ${job.id} failed: ${job.error ?? 'no reason given'}`);
+      // An incomplete set is said beside the backup, which stands: the exit status is the backup's.
       if (!flags.json) console.log(backupDoneText(job));
     });
 
   withFlags(backup.command('list'))
-    .description("the repository's backups (label, type, start and stop, sizes, WAL range), the archive's first and last WAL segment, and the recoverability window")
+    .description("the repository's backups (label, type, start and stop, sizes, WAL range) with their Elasticsearch snapshots when snapshots are on (backup sets), the archive's first and last WAL segment, and the recoverability window")
     .action(async (flags: Flags) => {
       const listing = await client(flags)
         .request<BackupListing>('GET', '/backups')
@@ -100,7 +101,7 @@ export function registerBackupCommands(program: Command): void {
       ).job;
       if (job.state === 'running') {
         if (!flags.json) console.error(`verify job ${job.id} still runs on member ${job.member}; waiting for it`);
-        job = await follow(api, job, () => undefined);
+        job = await follow(api, `/backup/jobs/${job.id}`, job, progressText, () => undefined);
       }
       if (job.state === 'failed' || !job.verify) throw new Error(`verify job ${job.id} could not run: ${job.error ?? 'no verdict'}`);
       console.log(flags.json ? JSON.stringify(job.verify, null, 2) : verifyText(job.verify));
@@ -117,23 +118,23 @@ function positiveInt(v: string): number {
   return n;
 }
 
-/** Polls a job on the member that runs it until it ends, telling `onChange` each new progress. */
-async function follow(api: ApiClient, job: JobView, onChange: (j: JobView) => void): Promise<JobView> {
+/** Polls a job (at `path`, on the member that runs it) until it ends, telling `onChange` each new progress as `text` words it. */
+export async function follow<J extends { id: string; kind: string; state: string }>(api: ApiClient, path: string, job: J, text: (j: J) => string, onChange: (j: J) => void): Promise<J> {
   let shown = '';
   let failures = 0;
   while (job.state === 'running') {
     await new Promise((r) => setTimeout(r, POLL_MS));
     try {
-      job = (await api.request<{ job: JobView }>('GET', `/backup/jobs/${job.id}`, undefined, { timeoutMs: 10_000 })).job;
+      job = (await api.request<{ job: J }>('GET', path, undefined, { timeoutMs: 10_000 })).job;
       failures = 0;
     } catch (err) {
       // The member that runs it may be busy for a moment; gone for good, the job is lost with it.
       if (++failures >= 5) throw new Error(`lost track of ${job.kind} job ${job.id} on ${api.url}: ${plain(err).message}`);
       continue;
     }
-    const text = progressText(job);
-    if (job.state === 'running' && text !== shown) {
-      shown = text;
+    const now = text(job);
+    if (job.state === 'running' && now !== shown) {
+      shown = now;
       onChange(job);
     }
   }
@@ -143,6 +144,7 @@ async function follow(api: ApiClient, job: JobView, onChange: (j: JobView) => vo
 /** e.g. `42% (10.1 MiB of 24.0 MiB)`, or `running (no progress yet)`. */
 export function progressText(j: JobView): string {
   const p = j.progress;
+  if (p.detail) return p.detail;
   if (p.percent === null) return `running${p.bytes_total !== null ? ` (database ${formatBytes(p.bytes_total)}; no progress reported yet)` : ' (no progress reported yet)'}`;
   const bytes = p.bytes_done !== null && p.bytes_total !== null ? ` (${formatBytes(p.bytes_done)} of ${formatBytes(p.bytes_total)})` : '';
   return `${p.percent.toFixed(p.percent % 1 === 0 ? 0 : 1)}%${bytes}`;
@@ -153,7 +155,16 @@ export function backupDoneText(j: JobView): string {
   if (!b) return `backup job ${j.id} done`;
   const took = j.took_ms !== null ? ` in ${(j.took_ms / 1000).toFixed(1)} s` : '';
   const upgraded = j.type !== null && j.type !== b.type ? ` (asked for ${j.type}: pgBackRest takes a full backup when there is none to build on)` : '';
-  return `backup ${b.label} (${b.type}) done${took}${upgraded}: database ${formatBytes(b.database_bytes)}, copied ${formatBytes(b.backup_bytes)}, ${formatBytes(b.repo_bytes)} in the repository; WAL ${b.wal_start ?? '?'} to ${b.wal_stop ?? '?'}`;
+  const done = `backup ${b.label} (${b.type}) done${took}${upgraded}: database ${formatBytes(b.database_bytes)}, copied ${formatBytes(b.backup_bytes)}, ${formatBytes(b.repo_bytes)} in the repository; WAL ${b.wal_start ?? '?'} to ${b.wal_stop ?? '?'}`;
+  return j.snapshot ? `${done}\n${snapshotOutcomeText(j.snapshot)}` : done;
+}
+
+/** The snapshot after a backup: the set complete, or why not; what retention deleted. */
+export function snapshotOutcomeText(s: NonNullable<JobView['snapshot']>): string {
+  const head = s.error === null ? `Elasticsearch snapshot ${s.name} taken in ${(s.took_ms / 1000).toFixed(1)} s: the backup set is complete` : `WARNING: the backup set is incomplete: ${s.error}`;
+  const r = s.retention;
+  const retention = r === null ? '' : r.error !== null ? `; snapshot retention stopped: ${r.error}` : r.deleted.length > 0 ? `; retention deleted ${r.deleted.join(', ')}` : '';
+  return head + retention;
 }
 
 const when = (iso: string) => `${iso.slice(0, 19).replace('T', ' ')}Z`;
@@ -164,8 +175,10 @@ export function listingText(l: BackupListing): string {
   const lines = [head];
   if (l.backups.length === 0) lines.push('no backups yet (hasup backup create --type full)');
   else {
-    const rows = [['LABEL', 'TYPE', 'REPO', 'STARTED', 'STOPPED', 'DATABASE', 'COPIED', 'IN REPO', 'WAL START', 'WAL STOP']];
+    const sets = l.sets;
+    const rows = [['LABEL', 'TYPE', 'REPO', 'STARTED', 'STOPPED', 'DATABASE', 'COPIED', 'IN REPO', 'WAL START', 'WAL STOP', ...(sets ? ['SNAPSHOT'] : [])]];
     for (const b of l.backups) {
+      const set = sets?.find((s) => s.backup === b.label);
       rows.push([
         `${b.label}${b.error ? ' (page checksum errors)' : ''}`,
         b.type,
@@ -177,10 +190,14 @@ export function listingText(l: BackupListing): string {
         formatBytes(b.repo_bytes),
         b.wal_start ?? '-',
         b.wal_stop ?? '-',
+        ...(sets ? [set?.snapshot ? `${set.snapshot.name} ${set.snapshot.state}${set.paired_by === 'time' ? ' (by time)' : ''}` : 'no snapshot'] : []),
       ]);
     }
     lines.push('', table(rows), '');
   }
+  const alone = (l.sets ?? []).filter((s) => s.backup === null && s.snapshot);
+  if (alone.length > 0) lines.push(`snapshots without a backup: ${alone.map((s) => `${s.snapshot!.name} ${s.snapshot!.state}`).join(', ')}`);
+  if (l.sets_error) lines.push(`WARNING: the backup sets are unknown: ${l.sets_error}`);
   for (const a of l.archives) lines.push(`archive (repository ${a.repo}, ${a.id}): ${a.min === null ? 'no WAL yet' : `${a.min} to ${a.max}`}`);
   for (const w of l.recoverable) {
     lines.push(`recoverable (repository ${w.repo}): from ${when(w.from)} (end of backup ${w.from_backup}) to the end of WAL ${w.to_wal}${w.to ? ` (archived ${when(w.to)})` : ''}; hasup backup verify checks the WAL between is all there`);
@@ -197,7 +214,7 @@ export function verifyText(v: VerifyOutcome): string {
   return lines.join('\n');
 }
 
-function table(rows: string[][]): string {
+export function table(rows: string[][]): string {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   return rows.map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  ')).join('\n');
 }

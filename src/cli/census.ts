@@ -111,6 +111,7 @@ export function backupSummary(b: ClusterBackupView, now: number): string {
   }
   parts.push(b.last_full ? `last full ${minute(b.last_full.stopped_at)} (${ago(now - b.last_full.stopped_at)})` : 'no full backup yet');
   if (b.last_backup && b.last_backup.label !== b.last_full?.label) parts.push(`last ${b.last_backup.type} ${minute(b.last_backup.stopped_at)} (${ago(now - b.last_backup.stopped_at)})`);
+  if (b.last_set) parts.push(setPart(b.last_set));
   const a = b.archive;
   if (a?.failing) {
     parts.push(`WARNING: WAL archiving fails (segment ${a.last_failed_wal ?? '?'}${a.last_failed_at !== null ? ` at ${minute(a.last_failed_at)}` : ''}; last archived ${a.last_archived_wal ?? 'none'}${a.last_archived_at !== null ? ` at ${minute(a.last_archived_at)}` : ''})`);
@@ -121,6 +122,12 @@ export function backupSummary(b: ClusterBackupView, now: number): string {
   if (b.schedule) parts.push(...scheduleParts(b.schedule, now));
   if (!b.from_leader) parts.push(`as reported by ${b.member}, not known as the leader here`);
   return `backups: ${parts.join(', ')}`;
+}
+
+/** The newest backup set (with Elasticsearch snapshots on): complete, or a WARNING saying what its snapshot lacks. */
+function setPart(s: NonNullable<ClusterBackupView['last_set']>): string {
+  if (s.complete) return `last set ${s.label} + ${s.snapshot} complete`;
+  return `WARNING: last set ${s.label} incomplete (${s.snapshot ? `snapshot ${s.snapshot} ${s.state ?? 'unknown'}` : 'no snapshot'})`;
 }
 
 /** The schedules' part of the backups line: the next slot per type, a WARNING for a type whose backups fall behind, the last slot that went wrong. */

@@ -16,6 +16,7 @@ import { registerClusterCommands } from './cluster.js';
 import { registerFrontendConfigCommand } from './frontend-config.js';
 import { registerHaCommands } from './ha-commands.js';
 import { registerRingKeyCommands } from './ring-key.js';
+import { registerSnapshotCommands } from './snapshot-commands.js';
 import { registerRunCommand } from './run.js';
 import { registerSystemdUnitCommand } from './systemd-unit.js';
 import { installRoot } from '../supervisor/install-paths.js';
@@ -38,6 +39,7 @@ registerFrontendConfigCommand(program);
 registerHaCommands(program);
 registerBackupCommands(program);
 registerRestoreCommand(program);
+registerSnapshotCommands(program);
 registerSystemdUnitCommand(program);
 
 try {

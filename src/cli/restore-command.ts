@@ -1,14 +1,17 @@
 import type { Command } from 'commander';
 import { describeTarget, type RestoreRequest } from '../ha/index.js';
 import { DEFAULT_STATE_DIR } from '../supervisor/state-dir.js';
+import type { SnapshotJobView } from '../plugins/backup/snapshot-jobs.js';
 import { ApiClient, ApiError } from './api-client.js';
+import { followSnapshotRestore, snapshotRestoreDoneText } from './snapshot-commands.js';
 
 /**
- * `hasup restore (--latest | --time T | --lsn L) --yes`: the whole cluster
- * back from the backup repository, with the local member as the restorer
- * (docs/backup.md). The target is checked against the repository's
- * recoverability window before anything stops; then the command follows
- * the restore until it is done or failed, printing what it does.
+ * `hasup restore (--latest | --time T | --lsn L | --set LABEL) --yes`: the
+ * whole cluster back from the backup repository, with the local member as
+ * the restorer (docs/backup.md). The target is checked against the
+ * repository before anything stops; then the command follows the restore
+ * until it is done or failed, printing what it does. A backup set's
+ * Elasticsearch snapshot is restored after PostgreSQL, and followed too.
  */
 interface RestoreFlags {
   stateDir: string;
@@ -18,6 +21,7 @@ interface RestoreFlags {
   latest?: boolean;
   time?: string;
   lsn?: string;
+  set?: string;
   yes?: boolean;
   wait: boolean;
 }
@@ -31,6 +35,7 @@ export function registerRestoreCommand(program: Command): void {
     .option('--latest', 'replay every archived WAL segment (the newest state the repository holds)')
     .option('--time <time>', 'replay up to a moment, with its zone (2026-12-07T03:00:00Z)')
     .option('--lsn <lsn>', 'replay up to a WAL position (0/3000060)')
+    .option('--set <label>', "a backup set: PostgreSQL to the end of that backup (hasup backup list) and, when the set has an Elasticsearch snapshot, the snapshot's indices (replacing the existing ones)")
     .option('--yes', 'really do it: the running cluster\'s data is replaced by the restored one')
     .option('--no-wait', 'start the restore and return')
     .option('--state-dir <dir>', 'state directory of the local member', process.env.HASUP_STATE_DIR ?? DEFAULT_STATE_DIR)
@@ -38,21 +43,37 @@ export function registerRestoreCommand(program: Command): void {
     .option('--secrets <file>', 'cluster secrets file holding the API token (default: recorded by the daemon)')
     .option('--json', 'print the final state as JSON')
     .action(async (flags: RestoreFlags) => {
-      const body = { ...(flags.latest ? { latest: true } : {}), ...(flags.time !== undefined ? { time: flags.time } : {}), ...(flags.lsn !== undefined ? { lsn: flags.lsn } : {}) };
-      if (Object.keys(body).length !== 1) throw new Error('give exactly one of --latest, --time or --lsn');
+      const body = {
+        ...(flags.latest ? { latest: true } : {}),
+        ...(flags.time !== undefined ? { time: flags.time } : {}),
+        ...(flags.lsn !== undefined ? { lsn: flags.lsn } : {}),
+        ...(flags.set !== undefined ? { set: flags.set } : {}),
+      };
+      if (Object.keys(body).length !== 1) throw new Error('give exactly one of --latest, --time, --lsn or --set');
       if (!flags.yes) {
+        const search =
+          flags.set !== undefined
+            ? " With --set, when the set has an Elasticsearch snapshot, its indices are then restored with mode replace: the existing indices of those names are deleted first and what they hold since the snapshot is lost (hasup's own logs and metrics are left as they are)."
+            : '';
         throw new Error(
-          'a restore stops PostgreSQL on every member and replaces the cluster\'s data with the repository\'s (writes after the target are gone from the running cluster; a member\'s copy that cannot be rewound is set aside, not deleted). Run again with --yes',
+          `a restore stops PostgreSQL on every member and replaces the cluster's data with the repository's (writes after the target are gone from the running cluster; a member's copy that cannot be rewound is set aside, not deleted).${search} Run again with --yes`,
         );
       }
       const api = ApiClient.fromStateDir(flags.stateDir, { url: flags.api, secrets: flags.secrets });
-      const started = await api.request<{ restore: RestoreRequest }>('POST', '/restore', body).catch((err: unknown) => {
-        throw err instanceof ApiError && typeof err.body.error === 'string' ? new Error(err.body.error) : err;
-      });
+      const started = await api
+        .request<{ restore: RestoreRequest; snapshot_restore?: SnapshotJobView | null; snapshot_note?: string | null }>('POST', '/restore', body)
+        .catch((err: unknown) => {
+          throw err instanceof ApiError && typeof err.body.error === 'string' ? new Error(err.body.error) : err;
+        });
       let r = started.restore;
-      if (!flags.json) console.log(`cluster restore ${r.id} to ${describeTarget(r.target)} started, member ${r.member} restoring`);
+      const search = started.snapshot_restore ?? null;
+      if (!flags.json) {
+        console.log(`cluster restore ${r.id} to ${describeTarget(r.target)} started, member ${r.member} restoring`);
+        if (search) console.log(`then snapshot ${search.snapshot} (${describeIndices(search)}, replacing the existing ones), job ${search.id}`);
+        if (started.snapshot_note) console.log(started.snapshot_note);
+      }
       if (!flags.wait) {
-        if (flags.json) console.log(JSON.stringify(r, null, 2));
+        if (flags.json) console.log(JSON.stringify(flags.set !== undefined ? { ...r, snapshot_restore: search, snapshot_note: started.snapshot_note ?? null } : r, null, 2));
         return;
       }
       let shown = '';
@@ -71,8 +92,28 @@ export function registerRestoreCommand(program: Command): void {
         if (line !== shown && !flags.json) console.log(`  ${line}`);
         shown = line;
       }
-      if (flags.json) console.log(JSON.stringify(r, null, 2));
-      if (r.state === 'failed') throw new Error(`cluster restore ${r.id} failed: ${r.detail}`);
+      if (r.state === 'failed') {
+        if (flags.json) console.log(JSON.stringify(r, null, 2));
+        throw new Error(`cluster restore ${r.id} failed: ${r.detail}${search ? `; snapshot ${search.snapshot} was not restored` : ''}`);
+      }
       if (!flags.json) console.log(`cluster restore ${r.id} done: ${r.detail}`);
+      if (!search) {
+        if (flags.json) console.log(JSON.stringify(r, null, 2));
+        return;
+      }
+      const job = await followSnapshotRestore(api, search, (line) => {
+        if (!flags.json) console.log(`  ${line}`);
+      });
+      if (flags.json) console.log(JSON.stringify({ ...r, snapshot_restore: job }, null, 2));
+      if (job.state === 'failed') {
+        throw new Error(`PostgreSQL is restored, but the snapshot restore ${job.id} failed: ${job.error ?? 'no reason given'}; retry it with hasup snapshot restore ${job.snapshot} --indices ${job.request.indices === 'all' ? 'all' : job.request.indices.join(',')} --mode replace --yes`);
+      }
+      if (!flags.json) console.log(snapshotRestoreDoneText(job));
     });
+}
+
+function describeIndices(j: SnapshotJobView): string {
+  const list = j.request.indices;
+  if (list === 'all') return 'every index';
+  return list.length <= 5 ? list.join(', ') : `${list.slice(0, 5).join(', ')} and ${list.length - 5} more`;
 }

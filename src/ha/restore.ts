@@ -171,5 +171,7 @@ export function describeTarget(t: RestoreTarget): string {
       return `time ${t.time}`;
     case 'lsn':
       return `WAL position ${t.lsn}`;
+    case 'set':
+      return `the end of backup ${t.label}`;
   }
 }

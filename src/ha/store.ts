@@ -74,8 +74,8 @@ export interface SwitchoverRequest {
   failed?: string;
 }
 
-/** Where a restore brings the database: the end of the archive, a moment, or a WAL position. */
-export type RestoreTarget = { kind: 'latest' } | { kind: 'time'; time: string } | { kind: 'lsn'; lsn: string };
+/** Where a restore brings the database: the end of the archive, a moment, a WAL position, or the end of one backup (its label). */
+export type RestoreTarget = { kind: 'latest' } | { kind: 'time'; time: string } | { kind: 'lsn'; lsn: string } | { kind: 'set'; label: string };
 
 /**
  * A cluster restore. While it is neither done nor failed, no member elects

@@ -6,6 +6,9 @@ import { EtcdSlotClaims } from '../plugins/backup/etcd-slot-claims.js';
 import { BackupScheduler } from '../plugins/backup/scheduler.js';
 import { backupSettingsFrom } from '../plugins/backup/settings.js';
 import { MemorySlotClaims, type SlotClaims } from '../plugins/backup/slot-claims.js';
+import type { SearchSnapshots } from '../plugins/backup/search-snapshots.js';
+import { SnapshotJobs } from '../plugins/backup/snapshot-jobs.js';
+import { searchSnapshotsFrom } from './search-snapshots.js';
 import { driverFor } from './drivers.js';
 import { ElasticsearchMembership } from '../plugins/elasticsearch/membership.js';
 import { etcdClientUrls } from '../plugins/etcd/endpoints.js';
@@ -81,6 +84,8 @@ export class Daemon {
   private backup?: BackupCoordinator;
   /** Scheduled backups, run once per slot by whichever member leads (docs/backup.md). */
   private backupSchedule?: BackupScheduler;
+  /** Elasticsearch snapshot listing and restores, a backup set's included (docs/backup.md). */
+  private snapshots?: SnapshotJobs;
   /** One Elasticsearch cluster from the census (members of a cluster; a member on its own has a cluster of one). */
   private esMembership?: ElasticsearchMembership;
   private servicePorts?: ServicePorts;
@@ -206,7 +211,10 @@ export class Daemon {
     gossipRoles(leadership, this.memberId, ring);
     // The slot record is the cluster's (etcd) where there is a cluster; a member on its own is its only leader.
     const slotClaims: SlotClaims = this.ha ? new EtcdSlotClaims(this.ha.etcd, `/hasup/${scope}/backup/${opts.services.group}/slots/`) : new MemorySlotClaims();
-    this.backup = this.startBackups(ring, supervisor, leadership, slotClaims);
+    // Elasticsearch snapshots from this member's Elasticsearch config: a backup set's other side.
+    const search = searchSnapshotsFrom({ context: () => supervisor.get('elasticsearch')?.driverContext(), peers: () => elasticsearchPeerUrls(ring) });
+    this.backup = this.startBackups(ring, supervisor, leadership, slotClaims, search);
+    this.snapshots = new SnapshotJobs({ memberId: this.memberId, search, clusterRestore: () => this.ha?.operations.view().restore ?? null, log: this.log });
 
     if (opts.http) {
       this.http = await createApiServer({
@@ -222,6 +230,7 @@ export class Daemon {
         metricsRegistries: [this.hostMetrics.registry],
         ha: this.ha?.operations,
         backup: this.backup,
+        snapshots: this.snapshots,
         etcd: () => etcd.status(),
         spool: () => {
           const spool = this.shipping?.shipper.stats().spool;
@@ -254,7 +263,7 @@ export class Daemon {
    * on, it makes the repository ready and runs backup jobs; its report is
    * gossiped (rumors/backup.ts) so every member shows the leader's.
    */
-  private startBackups(ring: Memberlist, supervisor: Supervisor, leadership: Leadership, slotClaims: SlotClaims): BackupCoordinator {
+  private startBackups(ring: Memberlist, supervisor: Supervisor, leadership: Leadership, slotClaims: SlotClaims, search: () => SearchSnapshots | undefined): BackupCoordinator {
     const serviceGroup = `postgresql.${this.opts.services.group}`;
     const context = () => supervisor.get('postgresql')?.driverContext();
     // The coordinator's report carries the scheduler's part; the scheduler starts the coordinator's jobs.
@@ -264,6 +273,7 @@ export class Daemon {
       context,
       leadership,
       schedule: () => late.scheduler?.report() ?? null,
+      search,
       clusterReport: () => {
         const view = clusterBackupView(
           { memberId: this.memberId, members: ring.members(), rumors: (kind) => ring.rumors(kind), localServices: [], leadership: leadership.state(), localBackup: coordinator.report() },
@@ -389,6 +399,7 @@ export class Daemon {
     // No scheduled backup starts now; a running backup or verify is cancelled before PostgreSQL goes down under it.
     await this.backupSchedule?.close();
     await this.backup?.close();
+    await this.snapshots?.close();
     // A leader that leaves hands its key back before PostgreSQL goes down, so a follower takes over at once.
     await this.ha?.close({ leaving: opts.leave });
     await this.supervisor?.stopAll();

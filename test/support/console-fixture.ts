@@ -248,7 +248,7 @@ export class FakeConsoleEs {
     const f = this.filters(body);
     const words = (f.text ?? '').toLowerCase().split(/\s+/).filter(Boolean);
     const hits = this.logs
-      .filter((l) => l.time >= f.from && l.time <= f.to && (!f.member || l.member === f.member) && (!f.service || l.service === f.service) && (!f.levels || f.levels.includes(l.level)) && words.every((w) => l.message.toLowerCase().includes(w)))
+      .filter((l) => l.time >= f.from && l.time <= f.to && (!f.member || l.member === f.member) && (!f.service || l.service === f.service) && (!f.levels || f.levels.includes(l.level)) && words.every((w) => l.message.toLowerCase().split(/[^a-z0-9]+/).includes(w)))
       .sort((a, b) => b.time - a.time);
     const size = Number(body.size ?? 10);
     return {

@@ -503,7 +503,7 @@ test('applyRetention: deletes one at a time oldest first, and stops at the first
     for (let d = 1; d <= 6; d++) es.add(`hasup-2026120${d}-000000-000${d}`, 'SUCCESS', `2026-12-0${d}T00:00:00Z`);
     es.seen.length = 0;
     const deletedSeen: string[] = [];
-    const result = await snaps().applyRetention(3, (s) => deletedSeen.push(s.name));
+    const result = await snaps().applyRetention(3, { onDelete: (s) => deletedSeen.push(s.name) });
     assert.deepEqual(es.requests('DELETE'), ['DELETE /_snapshot/hasup/hasup-20261201-000000-0001', 'DELETE /_snapshot/hasup/hasup-20261202-000000-0002', 'DELETE /_snapshot/hasup/hasup-20261203-000000-0003']);
     assert.deepEqual(result.deleted, deletedSeen);
     assert.deepEqual(result.kept, ['hasup-20261204-000000-0004', 'hasup-20261205-000000-0005', 'hasup-20261206-000000-0006']);
@@ -660,5 +660,56 @@ test('restore replacing many indices deletes them in requests whose line stays u
     assert.ok(deletes.length >= 2, `${deletes.length} requests`);
     for (const d of deletes) assert.ok(d.length < 3100, `${d.length} characters`);
     assert.equal(deletes.join(',').split(',').length, names.length, 'every one deleted once');
+  });
+});
+
+test('retention paired with pgBackRest: a snapshot whose backup expired is deleted whatever the count; never a running one or the newest good one', async () => {
+  const paired = (name: string, state: string, day: string, pgBackup: string | null): SnapshotInfo => ({ ...snap(name, state, `2026-12-${day}T00:00:00Z`), pgBackup });
+  const all = [
+    paired('hasup-20261201-000000-0001', 'SUCCESS', '01', '20261201-000000F'),
+    paired('hasup-20261202-000000-0002', 'SUCCESS', '02', null),
+    paired('hasup-20261203-000000-0003', 'PARTIAL', '03', '20261203-000000F'),
+    paired('hasup-20261204-000000-0004', 'SUCCESS', '04', '20261204-000000F'),
+    paired('hasup-20261205-000000-0005', 'IN_PROGRESS', '05', '20261205-000000F'),
+    paired('hasup-20261206-000000-0006', 'SUCCESS', '06', '20261206-000000F'),
+  ];
+  assert.deepEqual(retentionPlan(all, 7).delete, [], 'the count alone keeps all of them');
+  const live = new Set(['20261204-000000F']);
+  assert.deepEqual(
+    retentionPlan(all, 7, { liveBackups: live }).delete.map((s) => s.name),
+    ['hasup-20261201-000000-0001', 'hasup-20261203-000000-0003'],
+    'the expired backups\' snapshots go, oldest first; one naming no backup is left to the count; a running one and the newest good one stay',
+  );
+  assert.deepEqual(
+    retentionPlan(all, 1, { liveBackups: live }).delete.map((s) => s.name),
+    ['hasup-20261201-000000-0001', 'hasup-20261202-000000-0002', 'hasup-20261203-000000-0003', 'hasup-20261204-000000-0004'],
+    'both rules together, in one oldest-first order',
+  );
+
+  await withEs(async (es, snaps) => {
+    es.pathRepo = ['/srv'];
+    await snaps().ensureRepository();
+    es.add('hasup-20261201-000000-0001', 'SUCCESS', '2026-12-01T00:00:00Z', ['orders'], { taken_by: 'hasup', pg_backup: '20261201-000000F' });
+    es.add('hasup-20261202-000000-0002', 'SUCCESS', '2026-12-02T00:00:00Z', ['orders'], { taken_by: 'hasup', pg_backup: '20261202-000000F' });
+    es.seen.length = 0;
+    const result = await snaps().applyRetention(7, { liveBackups: new Set(['20261202-000000F']) });
+    assert.deepEqual(result.deleted, ['hasup-20261201-000000-0001']);
+    assert.deepEqual(es.requests('DELETE'), ['DELETE /_snapshot/hasup/hasup-20261201-000000-0001']);
+  });
+});
+
+test('planRestore: what a restore would do, or its refusal, with reads only', async () => {
+  await withEs(async (es, snaps) => {
+    es.pathRepo = ['/srv'];
+    await snaps().ensureRepository();
+    es.add('hasup-20261207-030000-abcd', 'SUCCESS', '2026-12-07T03:00:00Z', ['orders', 'hasup-logs-2026.12.07']);
+    es.indices.set('orders', 0);
+    es.seen.length = 0;
+    const plan = await snaps().planRestore('hasup-20261207-030000-abcd', { indices: ['orders'], mode: 'replace' });
+    assert.deepEqual({ sources: plan.sources, deleteFirst: plan.deleteFirst }, { sources: ['orders'], deleteFirst: ['orders'] });
+    await rejectsWith(snaps().planRestore('hasup-20261207-030000-abcd', { indices: ['orders'], mode: 'refuse' }), 'index-exists', /would overwrite an existing index: orders\. Nothing was changed/);
+    await rejectsWith(snaps().planRestore('hasup-20261207-030000-abcd', { indices: ['invoices'], mode: 'replace' }), 'not-in-snapshot', /"invoices" is not in snapshot/);
+    assert.deepEqual(es.requests().filter((r) => !r.startsWith('GET')), [], 'nothing but reads');
+    assert.ok(es.indices.has('orders'));
   });
 });

@@ -51,7 +51,7 @@ test('targets: exactly one of latest, a time with a zone (normalised to UTC), a 
   assert.deepEqual(parseRestoreTarget({ time: '2026-12-07 04:30:00.25+01' }), { kind: 'time', time: '2026-12-07 03:30:00.250+00' });
   assert.deepEqual(parseRestoreTarget({ time: '2026-12-07T05:00+0130' }), { kind: 'time', time: '2026-12-07 03:30:00.000+00' });
   assert.deepEqual(parseRestoreTarget({ lsn: '0/5000a8' }), { kind: 'lsn', lsn: '0/5000A8' });
-  assert.match(refusal(() => parseRestoreTarget({})), /exactly one target: latest, time or lsn \(got none\)/);
+  assert.match(refusal(() => parseRestoreTarget({})), /exactly one target: latest, time, lsn or set \(got none\)/);
   assert.match(refusal(() => parseRestoreTarget({ latest: true, lsn: '0/1' })), /got latest and lsn/);
   assert.match(refusal(() => parseRestoreTarget({ time: '2026-12-07 03:30:00' })), /not a time with a zone/);
   assert.match(refusal(() => parseRestoreTarget({ time: "'; DROP TABLE x; --" })), /not a time with a zone/);

@@ -3,12 +3,15 @@ import { Backoff } from '../../supervisor/backoff.js';
 import type { DriverContext } from '../../supervisor/driver.js';
 import type { Leadership } from '../../supervisor/leadership.js';
 import type { Logger } from '../../supervisor/log.js';
-import type { ArchiveReport, BackupBrief, BackupReport, JobBrief, ScheduleReport, StanzaState } from '../../supervisor/rumors/backup.js';
+import type { ArchiveReport, BackupBrief, BackupReport, JobBrief, ScheduleReport, SetBrief, StanzaState } from '../../supervisor/rumors/backup.js';
 import type { ClusterSecrets } from '../../supervisor/secrets.js';
+import { snapshotForBackup, type SnapshotOutcome } from './backup-snapshot.js';
 import type { BackupInfo, BackupType, StanzaInfo } from './info.js';
 import { JobBook, JobBusy, type Job } from './jobs.js';
 import { archivedSegment, archiverFailing, localDatabase, type LocalDatabase } from './local-db.js';
 import { BackupNotConfigured, PgBackRest, type BackupOptions, type CallOptions } from './pgbackrest.js';
+import type { SearchSnapshots } from './search-snapshots.js';
+import { backupSetsJson, lastSetBrief } from './set-views.js';
 import { backupEnabled, backupSettingsFrom, type BackupSettings } from './settings.js';
 import type { VerifyReport } from './verify.js';
 import { backupJson, backupListing, verifyOutcome, type BackupJson, type BackupListing, type VerifyOutcome } from './views.js';
@@ -25,7 +28,9 @@ import { backupJson, backupListing, verifyOutcome, type BackupJson, type BackupL
  *  - On the leader it reads pg_stat_archiver every poll, so a failing
  *    archive_command is seen (report().archive).
  *  - It runs backup jobs on the leader (one at a time: pgBackRest's lock
- *    also guards) with their progress, and verify jobs on any member.
+ *    also guards) with their progress, and verify jobs on any member. With
+ *    Elasticsearch snapshots on, a backup job ends with a snapshot paired
+ *    with the new backup (backup-snapshot.ts): a backup set.
  *  - report() says all of it for /cluster and `hasup status`, and is
  *    gossiped (rumors/backup.ts), so every member can show the leader's.
  *
@@ -44,7 +49,8 @@ export interface BackupTool {
   verify(opts?: CallOptions & { repo?: 1 | 2 }): Promise<VerifyReport>;
 }
 
-export type RefusalReason = 'off' | 'no-postgresql' | 'not-leader' | 'no-leader' | 'not-writable' | 'busy' | 'closed';
+/** unavailable: something it needs cannot be read now (Elasticsearch, for a backup set). */
+export type RefusalReason = 'off' | 'no-postgresql' | 'not-leader' | 'no-leader' | 'not-writable' | 'busy' | 'closed' | 'unavailable';
 
 /** An operation that cannot run here or now, and why (the routes turn the reason into a status). */
 export class BackupRefused extends Error {
@@ -70,9 +76,12 @@ export interface JobView {
   started_at: string;
   ended_at: string | null;
   took_ms: number | null;
-  progress: { percent: number | null; bytes_total: number | null; bytes_done: number | null };
+  /** detail: what it does now, when the percentage does not say it (absent otherwise). */
+  progress: { percent: number | null; bytes_total: number | null; bytes_done: number | null; detail?: string };
   /** The backup made (backup jobs, once done), as `info` lists it. */
   backup: BackupJson | null;
+  /** The Elasticsearch snapshot taken after the backup (a backup set), once done; absent when snapshots are off. */
+  snapshot?: SnapshotOutcome;
   /** The verdict (verify jobs, once done). */
   verify: VerifyOutcome | null;
   error: string | null;
@@ -89,11 +98,11 @@ export interface BackupOperations {
   job(id: string): JobView | undefined;
   /** The job when it has ended, or as it is after `ms`. */
   waitJob(id: string, ms: number): Promise<JobView | undefined>;
-  /** The repository's backups and archive (pgbackrest info), from this member. */
+  /** The repository's backups and archive (pgbackrest info), from this member; with the backup sets when Elasticsearch snapshots are on. */
   list(opts?: { timeoutMs?: number; signal?: AbortSignal }): Promise<BackupListing>;
 }
 
-type JobResult = { backup: BackupInfo } | { verify: VerifyOutcome };
+type JobResult = { backup: BackupInfo; snapshot?: SnapshotOutcome } | { verify: VerifyOutcome };
 
 export interface BackupCoordinatorOptions {
   memberId: string;
@@ -120,6 +129,8 @@ export interface BackupCoordinatorOptions {
   stanzaTimeoutMs?: number;
   /** The schedules' part of the report (scheduler.ts), when backups are scheduled. */
   schedule?: () => ScheduleReport | null;
+  /** Elasticsearch snapshots as configured now on this member; undefined while they are off (search-snapshots.ts). */
+  search?: () => SearchSnapshots | undefined;
 }
 
 const MINUTE = 60_000;
@@ -147,6 +158,8 @@ export class BackupCoordinator implements BackupOperations {
   private archive: ArchiveReport | null = null;
   private lastFull: BackupBrief | null = null;
   private lastBackup: BackupBrief | null = null;
+  /** The newest backup set, while snapshots are on (read with info). */
+  private lastSet: SetBrief | null = null;
   /** Per type, when its newest successful backup ended (the schedules' staleness warning). */
   private lastByType: Partial<Record<BackupType, number>> = {};
   private infoAt = 0;
@@ -206,6 +219,7 @@ export class BackupCoordinator implements BackupOperations {
       last_backup: this.lastBackup,
       job: job ? jobBrief(job) : null,
       schedule: this.opts.schedule?.() ?? null,
+      ...(this.opts.search?.() ? { last_set: this.lastSet } : {}),
       at: this.now(),
     };
   }
@@ -232,8 +246,9 @@ export class BackupCoordinator implements BackupOperations {
       if (await db.checkpointNewTimeline(AbortSignal.any([abort.signal, AbortSignal.timeout(CHECKPOINT_TIMEOUT_MS)]))) {
         this.log.info({ event: 'backup_checkpoint' }, 'checkpointed the new timeline first: this leader was promoted moments ago');
       }
+      let made: BackupInfo;
       try {
-        const made = await tool.backup(type, {
+        made = await tool.backup(type, {
           signal: abort.signal,
           timeoutMs: this.opts.backupTimeoutMs ?? 24 * 60 * MINUTE,
           progressIntervalMs: this.opts.progressMs ?? 2000,
@@ -241,12 +256,24 @@ export class BackupCoordinator implements BackupOperations {
             if (p.percent !== undefined) progress({ percent: p.percent });
           },
         });
-        return { backup: made };
       } catch (err) {
         const why = abort.signal.reason instanceof Error ? abort.signal.reason.message : undefined;
         if (abort.signal.aborted && why) throw new Error(`cancelled: ${why} (${(err as Error).message})`);
         throw err;
       }
+      const search = this.opts.search?.();
+      if (!search) return { backup: made };
+      progress({ percent: 100 });
+      const snapshot = await snapshotForBackup(search, {
+        label: made.label,
+        member: this.opts.memberId,
+        liveBackups: async () => new Set((await tool.info({ signal: abort.signal, timeoutMs: INFO_TIMEOUT_MS })).backups.map((b) => b.label)),
+        signal: abort.signal,
+        onProgress: (detail) => progress({ detail }),
+        describe: (err) => this.describe(err),
+        now: this.now,
+      });
+      return { backup: made, snapshot };
     });
     this.jobAborts.set(job.id, abort);
     this.log.info({ event: 'backup_job', job: job.id, type, state: 'running' }, `backup job ${job.id} (${type}) started`);
@@ -309,7 +336,15 @@ export class BackupCoordinator implements BackupOperations {
     const tool = this.toolOrRefuse(ctx);
     try {
       const info = await tool.info({ timeoutMs: opts.timeoutMs ?? INFO_TIMEOUT_MS, ...(opts.signal ? { signal: opts.signal } : {}) });
-      return backupListing({ member: this.opts.memberId, repoPath: tool.settings.repoPath, info, archive: this.leaderArchive()?.archive ?? null });
+      const listing = backupListing({ member: this.opts.memberId, repoPath: tool.settings.repoPath, info, archive: this.leaderArchive()?.archive ?? null });
+      const search = this.opts.search?.();
+      if (!search) return listing;
+      try {
+        return { ...listing, sets: backupSetsJson(info.backups, await search.list()) };
+      } catch (err) {
+        // The backups are still worth listing; the sets are said to be unknown, and why.
+        return { ...listing, sets_error: `cannot list the Elasticsearch snapshots in ${search.repoPath}: ${this.describe(err)}` };
+      }
     } catch (err) {
       throw new Error(this.describe(err));
     }
@@ -358,6 +393,7 @@ export class BackupCoordinator implements BackupOperations {
       this.stanza = enabled ? 'unknown' : 'off';
       this.lastFull = null;
       this.lastBackup = null;
+      this.lastSet = null;
       this.lastByType = {};
       if (was !== undefined) this.log.info({ event: 'backup_stanza', state: this.stanza }, enabled ? 'no longer the PostgreSQL leader: the new leader looks after the backup repository' : 'backups are off');
     } else {
@@ -461,9 +497,25 @@ export class BackupCoordinator implements BackupOperations {
       this.lastBackup = newest ? brief(newest) : null;
       this.lastByType = {};
       for (const b of usable) this.lastByType[b.type] = b.stoppedAt.getTime();
+      await this.refreshLastSet(info.backups, signal);
       this.tell(false);
     } catch (err) {
       this.log.debug({ event: 'backup_info_unread', reason: this.describe(err) }, 'pgbackrest info could not be read');
+    }
+  }
+
+  /** The newest backup set, when snapshots are on; kept as it was when Elasticsearch cannot be read. */
+  private async refreshLastSet(backups: BackupInfo[], signal?: AbortSignal): Promise<void> {
+    const search = this.opts.search?.();
+    if (!search) {
+      this.lastSet = null;
+      return;
+    }
+    try {
+      const snapshots = await search.list();
+      if (!signal?.aborted) this.lastSet = lastSetBrief(backups, snapshots);
+    } catch (err) {
+      this.log.debug({ event: 'snapshots_unread', reason: this.describe(err) }, 'the Elasticsearch snapshots could not be listed');
     }
   }
 
@@ -480,6 +532,7 @@ export class BackupCoordinator implements BackupOperations {
     } else if (job.result && 'backup' in job.result) {
       const b = job.result.backup;
       this.log.info({ event: 'backup_job', job: job.id, state: 'done', label: b.label, type: b.type, took_ms: took }, `backup job ${job.id} done: ${b.label} (${b.type})`);
+      if (job.result.snapshot) logSnapshotOutcome(this.log, job.id, b.label, job.result.snapshot);
       this.lastBackup = brief(b);
       if (b.type === 'full') this.lastFull = brief(b);
       if (!b.error) this.lastByType[b.type] = Math.max(this.lastByType[b.type] ?? 0, b.stoppedAt.getTime());
@@ -588,11 +641,20 @@ export function jobView(job: Job<JobResult>): JobView {
     started_at: new Date(job.startedAt).toISOString(),
     ended_at: job.endedAt === null ? null : new Date(job.endedAt).toISOString(),
     took_ms: job.endedAt === null ? null : job.endedAt - job.startedAt,
-    progress: { percent: job.progress.percent, bytes_total: job.progress.bytesTotal, bytes_done: job.progress.bytesDone },
+    progress: { percent: job.progress.percent, bytes_total: job.progress.bytesTotal, bytes_done: job.progress.bytesDone, ...(job.progress.detail ? { detail: job.progress.detail } : {}) },
     backup: job.result && 'backup' in job.result ? backupJson(job.result.backup) : null,
+    ...(job.result && 'backup' in job.result && job.result.snapshot ? { snapshot: job.result.snapshot } : {}),
     verify: job.result && 'verify' in job.result ? job.result.verify : null,
     error: job.error,
   };
+}
+
+function logSnapshotOutcome(log: Logger, job: string, label: string, s: SnapshotOutcome): void {
+  const fields = { event: 'backup_snapshot', job, label, snapshot: s.name, state: s.state, took_ms: s.took_ms, retention_deleted: s.retention?.deleted.length ?? 0 };
+  if (s.error) log.warn({ ...fields, reason: s.error }, `backup ${label}: the Elasticsearch snapshot ${s.name ?? ''} is not whole, the backup set is incomplete: ${s.error}`);
+  else log.info(fields, `backup ${label}: Elasticsearch snapshot ${s.name} taken; the backup set is complete`);
+  if (s.retention?.error) log.warn({ event: 'snapshot_retention', reason: s.retention.error }, `snapshot retention stopped: ${s.retention.error}`);
+  else if (s.retention && s.retention.deleted.length > 0) log.info({ event: 'snapshot_retention', deleted: s.retention.deleted }, `snapshot retention deleted ${s.retention.deleted.join(', ')}`);
 }
 
 /** The secrets among the cluster secrets (not its id, name or voter count): passwords, the API token, the ring key, the repository passphrase. */

@@ -20,11 +20,13 @@ export interface JobProgress {
   bytesTotal: number | null;
   /** percent of bytesTotal: pgBackRest reports its progress by bytes copied. */
   bytesDone: number | null;
+  /** What the job does now, in words, when the percentage does not say it (the snapshot after a backup, a restore waiting its turn). */
+  detail?: string;
 }
 
-export interface Job<R> {
+export interface Job<R, K extends string = JobKind> {
   id: string;
-  kind: JobKind;
+  kind: K;
   /** The backup type asked for (backup jobs). */
   type: BackupType | null;
   /** The member that runs it. */
@@ -39,44 +41,45 @@ export interface Job<R> {
   error: string | null;
 }
 
-export class JobBusy<R> extends Error {
-  constructor(readonly job: Job<R>) {
+export class JobBusy<R, K extends string = JobKind> extends Error {
+  constructor(readonly job: Job<R, K>) {
     super(`${job.kind} job ${job.id}${job.type ? ` (${job.type})` : ''} is running since ${new Date(job.startedAt).toISOString()}`);
   }
 }
 
-export interface JobBookOptions<R> {
+export interface JobBookOptions<R, K extends string = JobKind> {
   member: string;
   /** Finished jobs kept (per book), oldest dropped first. */
   keep?: number;
   now?: () => number;
   /** Told after every change of a job: start, progress, end. */
-  onChange?: (job: Job<R>) => void;
+  onChange?: (job: Job<R, K>) => void;
   /** The error message a failed job keeps. */
   describeError?: (err: unknown) => string;
 }
 
 const DEFAULT_KEEP = 20;
 
-export class JobBook<R> {
-  private readonly jobs = new Map<string, Job<R>>();
+/** K: the kinds of job this book runs (the backup coordinator's: backup and verify). */
+export class JobBook<R, K extends string = JobKind> {
+  private readonly jobs = new Map<string, Job<R, K>>();
   private readonly ends = new Map<string, Promise<void>>();
   private readonly now: () => number;
 
-  constructor(private readonly opts: JobBookOptions<R>) {
+  constructor(private readonly opts: JobBookOptions<R, K>) {
     this.now = opts.now ?? Date.now;
   }
 
-  get(id: string): Job<R> | undefined {
+  get(id: string): Job<R, K> | undefined {
     return this.jobs.get(id);
   }
 
-  running(kind: JobKind): Job<R> | undefined {
+  running(kind: K): Job<R, K> | undefined {
     return [...this.jobs.values()].find((j) => j.kind === kind && j.state === 'running');
   }
 
   /** The newest job of a kind, running or not. */
-  latest(kind: JobKind): Job<R> | undefined {
+  latest(kind: K): Job<R, K> | undefined {
     return [...this.jobs.values()].filter((j) => j.kind === kind).sort((a, b) => b.startedAt - a.startedAt)[0];
   }
 
@@ -85,10 +88,10 @@ export class JobBook<R> {
    * naming it). Returns the job at once; the work goes on and ends it.
    * `work` reports progress through its argument.
    */
-  start(kind: JobKind, type: BackupType | null, work: (progress: (p: Partial<JobProgress>) => void) => Promise<R>): Job<R> {
+  start(kind: K, type: BackupType | null, work: (progress: (p: Partial<JobProgress>) => void) => Promise<R>): Job<R, K> {
     const busy = this.running(kind);
     if (busy) throw new JobBusy(busy);
-    const job: Job<R> = {
+    const job: Job<R, K> = {
       id: `${kind}-${randomBytes(4).toString('hex')}`,
       kind,
       type,
@@ -107,7 +110,7 @@ export class JobBook<R> {
       if (job.state !== 'running') return;
       const next = { ...job.progress, ...p };
       if (next.percent !== null && next.bytesTotal !== null && p.bytesDone === undefined) next.bytesDone = Math.round((next.percent / 100) * next.bytesTotal);
-      if (next.percent === job.progress.percent && next.bytesTotal === job.progress.bytesTotal && next.bytesDone === job.progress.bytesDone) return;
+      if (next.percent === job.progress.percent && next.bytesTotal === job.progress.bytesTotal && next.bytesDone === job.progress.bytesDone && next.detail === job.progress.detail) return;
       job.progress = next;
       this.changed(job);
     };
@@ -118,7 +121,9 @@ export class JobBook<R> {
         (result) => {
           job.result = result;
           job.state = 'done';
-          if (job.kind === 'backup') job.progress = { ...job.progress, percent: 100, bytesDone: job.progress.bytesTotal };
+          // What it was doing is over; a job that counts its progress ends at 100 %.
+          const { detail: _over, ...progress } = job.progress;
+          job.progress = job.kind === 'verify' ? progress : { ...progress, percent: 100, bytesDone: progress.bytesTotal };
         },
         (err: unknown) => {
           job.error = this.opts.describeError ? this.opts.describeError(err) : err instanceof Error ? err.message : String(err);
@@ -135,7 +140,7 @@ export class JobBook<R> {
   }
 
   /** Resolves with the job when it has ended, or as it is after `ms`. */
-  async wait(id: string, ms: number): Promise<Job<R> | undefined> {
+  async wait(id: string, ms: number): Promise<Job<R, K> | undefined> {
     const end = this.ends.get(id);
     if (end) {
       let timer: NodeJS.Timeout | undefined;
@@ -150,7 +155,7 @@ export class JobBook<R> {
     await Promise.all([...this.ends.values()]);
   }
 
-  private changed(job: Job<R>): void {
+  private changed(job: Job<R, K>): void {
     try {
       this.opts.onChange?.(job);
     } catch {

@@ -89,6 +89,9 @@ export function restoreTargetArgs(target: RestoreTarget): string[] {
       return ['--type=time', `--target=${target.time}`, '--target-action=promote'];
     case 'lsn':
       return ['--type=lsn', `--target=${target.lsn}`, '--target-action=promote'];
+    case 'set':
+      // That backup, replayed only to where it is consistent (its end), then a new timeline.
+      return [`--set=${target.label}`, '--type=immediate', '--target-action=promote'];
   }
 }
 

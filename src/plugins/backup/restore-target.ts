@@ -4,9 +4,10 @@ import type { BackupListing, RecoveryWindow } from './views.js';
 
 /**
  * A restore target as an operator gives it (`--latest`, `--time T`,
- * `--lsn L`), checked against the repository's recoverability window before
- * anything stops: a target the repository cannot reach is refused with the
- * window, and the cluster runs on untouched.
+ * `--lsn L`, `--set LABEL`), checked against the repository before
+ * anything stops: a time or position the repository cannot reach is
+ * refused with the recoverability window, a backup it does not hold with
+ * the labels it does, and the cluster runs on untouched.
  */
 export class RestoreTargetRefused extends Error {}
 
@@ -14,15 +15,25 @@ export interface RestoreTargetInput {
   latest?: boolean;
   time?: string;
   lsn?: string;
+  /** A backup's label: restored to its end (a backup set, with its snapshot). */
+  set?: string;
 }
+
+/** pgBackRest's labels: a full backup's, or a differential or incremental one's after the full it builds on. */
+const BACKUP_LABEL = /^\d{8}-\d{6}F(_\d{8}-\d{6}[DI])?$/;
 
 /** WAL segment size of the clusters hasup creates (initdb's default). */
 const SEGMENT_BYTES = 16 * 1024 * 1024;
 
 export function parseRestoreTarget(input: RestoreTargetInput): RestoreTarget {
-  const given = [input.latest ? 'latest' : null, input.time !== undefined ? 'time' : null, input.lsn !== undefined ? 'lsn' : null].filter((x) => x !== null);
-  if (given.length !== 1) throw new RestoreTargetRefused(`give exactly one target: latest, time or lsn (got ${given.length === 0 ? 'none' : given.join(' and ')})`);
+  const given = [input.latest ? 'latest' : null, input.time !== undefined ? 'time' : null, input.lsn !== undefined ? 'lsn' : null, input.set !== undefined ? 'set' : null].filter((x) => x !== null);
+  if (given.length !== 1) throw new RestoreTargetRefused(`give exactly one target: latest, time, lsn or set (got ${given.length === 0 ? 'none' : given.join(' and ')})`);
   if (input.latest) return { kind: 'latest' };
+  if (input.set !== undefined) {
+    const label = input.set.trim();
+    if (!BACKUP_LABEL.test(label)) throw new RestoreTargetRefused(`${JSON.stringify(input.set.slice(0, 80))} is not a backup label such as 20261207-003702F or 20261207-003702F_20261207-013702I (hasup backup list shows them)`);
+    return { kind: 'set', label };
+  }
   if (input.time !== undefined) {
     const t = input.time.trim();
     // An explicit zone: a bare "03:00" would mean the server's zone to PostgreSQL and something else to the operator.
@@ -62,6 +73,17 @@ export function checkTargetInWindow(target: RestoreTarget, w: RecoveryWindow, li
     if (lsnFrom && at < parseLsn(lsnFrom)) throw new RestoreTargetRefused(`WAL position ${target.lsn} is before the recoverability window: ${window}`);
     if (at > lsnTo) throw new RestoreTargetRefused(`WAL position ${target.lsn} is after the recoverability window: ${window}`);
   }
+}
+
+/** Refuses a backup the repository does not hold, naming the ones it does (and one with page checksum errors). */
+export function checkSetInRepository(label: string, listing: BackupListing): void {
+  if (!listing.stanza.exists) throw new RestoreTargetRefused(`the repository ${listing.repo_path} holds no stanza yet: nothing to restore`);
+  const backup = listing.backups.find((b) => b.label === label);
+  if (!backup) {
+    const labels = listing.backups.map((b) => b.label);
+    throw new RestoreTargetRefused(`there is no backup ${label} in the repository ${listing.repo_path}; it holds ${labels.length === 0 ? 'no backup' : labels.join(', ')}`);
+  }
+  if (backup.error) throw new RestoreTargetRefused(`backup ${label} had page checksum errors when it was taken: restore another one (${listing.backups.filter((b) => !b.error).map((b) => b.label).join(', ') || 'none is clean'})`);
 }
 
 /** "2026-12-07 03:00:00.123+00", as PostgreSQL's recovery_target_time reads it. */

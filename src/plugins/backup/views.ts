@@ -1,6 +1,7 @@
 import type { ArchiveReport, ScheduleReport } from '../../supervisor/rumors/backup.js';
 import { STANZA } from './files.js';
 import type { ArchiveRange, BackupInfo, BackupType, StanzaInfo } from './info.js';
+import type { BackupSetJson } from './set-views.js';
 import { segmentNumber, type VerifyReport, type WalRange } from './verify.js';
 
 /**
@@ -82,6 +83,10 @@ export interface BackupListing {
   archives: ArchiveRange[];
   /** Per repository with a backup. */
   recoverable: RecoveryWindow[];
+  /** The backup sets (each backup with its Elasticsearch snapshot, or none), oldest first; absent when snapshots are off on the member that read the repository. */
+  sets?: BackupSetJson[];
+  /** Why the sets are unknown (the snapshots could not be listed); absent otherwise. */
+  sets_error?: string;
 }
 
 export function backupListing(input: { member: string; repoPath: string; info: StanzaInfo; archive: ArchiveReport | null }): BackupListing {

@@ -12,7 +12,7 @@ import {
   type SnapshotInfo,
   type SnapshotProgress,
 } from './snapshot-info.js';
-import { retentionPlan } from './snapshot-retention.js';
+import { retentionPlan, type RetentionOptions } from './snapshot-retention.js';
 import { planRestore, type RestorePlan, type RestoreRequest } from './snapshot-restore.js';
 
 /**
@@ -205,18 +205,19 @@ export class EsSnapshots {
   }
 
   /**
-   * Deletes hasup's snapshots beyond `retention` (snapshot-retention.ts),
-   * one at a time, oldest first; stops at the first failure, so what is
-   * left is always the newer ones. One already gone counts as deleted.
+   * Deletes hasup's snapshots beyond `retention`, and with `liveBackups`
+   * those whose pgBackRest backup has expired (snapshot-retention.ts), one
+   * at a time, oldest first; stops at the first failure, so what is left
+   * is always the newer ones. One already gone counts as deleted.
    */
-  async applyRetention(retention: number, onDelete?: (s: SnapshotInfo) => void): Promise<{ deleted: string[]; kept: string[] }> {
-    const plan = retentionPlan(await this.list(), retention);
+  async applyRetention(retention: number, opts: RetentionOptions & { onDelete?: (s: SnapshotInfo) => void } = {}): Promise<{ deleted: string[]; kept: string[] }> {
+    const plan = retentionPlan(await this.list(), retention, opts);
     const deleted: string[] = [];
     for (const s of plan.delete) {
       const answer = await this.call('DELETE', `${BASE}/${s.name}`, `deleting snapshot ${s.name}`, { timeoutMs: DELETE_TIMEOUT_MS });
       if (answer.status !== 200 && answer.status !== 404) this.fail(`deleting snapshot ${s.name} (retention ${retention}; ${deleted.length} older deleted before it)`, answer);
       deleted.push(s.name);
-      onDelete?.(s);
+      opts.onDelete?.(s);
     }
     return { deleted, kept: plan.keep.map((s) => s.name) };
   }
@@ -228,8 +229,7 @@ export class EsSnapshots {
    * green), reporting primaries active of total.
    */
   async restore(name: string, req: RestoreRequest, opts: RestoreOptions = {}): Promise<RestorePlan> {
-    const snapshot = await this.get(name);
-    const plan = planRestore(snapshot, req, await this.existingIndices());
+    const { snapshot, plan } = await this.plan(name, req);
     for (const batch of urlBatches(plan.deleteFirst)) {
       const del = await this.call('DELETE', `/${batch.map(encodeURIComponent).join(',')}`, `deleting the indices the restore replaces`, { timeoutMs: DELETE_TIMEOUT_MS });
       if (del.status !== 200) this.fail(`deleting ${batch.join(', ')} before restoring them (nothing restored yet)`, del);
@@ -245,6 +245,20 @@ export class EsSnapshots {
     }
     await this.waitForPrimaries(name, plan, snapshot, opts);
     return plan;
+  }
+
+  /**
+   * What restore(name, req) would do now, or the SnapshotError it would
+   * refuse with (a missing snapshot or index, an index in the way): only
+   * reads, so a caller can answer bad input before anything changes.
+   */
+  async planRestore(name: string, req: RestoreRequest): Promise<RestorePlan> {
+    return (await this.plan(name, req)).plan;
+  }
+
+  private async plan(name: string, req: RestoreRequest): Promise<{ snapshot: SnapshotInfo; plan: RestorePlan }> {
+    const snapshot = await this.get(name);
+    return { snapshot, plan: planRestore(snapshot, req, await this.existingIndices()) };
   }
 
   private async waitForPrimaries(name: string, plan: RestorePlan, snapshot: SnapshotInfo, opts: RestoreOptions): Promise<void> {

@@ -6,6 +6,7 @@ import type { HaOperations } from '../../ha/index.js';
 import type { Logger } from '../../supervisor/log.js';
 import type { Supervisor } from '../../supervisor/supervisor.js';
 import type { BackupOperations } from '../backup/coordinator.js';
+import type { SnapshotOperations } from '../backup/snapshot-jobs.js';
 import { ApiMetrics, metricsRoutes } from '../metrics/metrics.js';
 import { memberApiAddress } from '../../supervisor/rumors/service-members.js';
 import { backupRoutes } from './backup.js';
@@ -19,6 +20,7 @@ import { operationRoutes } from './operations.js';
 import { restoreRoutes } from './restore.js';
 import { createHttpServer, type HttpTls, type OpenAccess } from './server.js';
 import { servicesRoutes } from './services.js';
+import { snapshotRoutes } from './snapshots.js';
 import { SessionStore, type SessionLimits } from './sessions.js';
 import { consoleRoutes } from './console/routes.js';
 import { esRoutes } from './console/es-routes.js';
@@ -49,6 +51,8 @@ export interface ApiDeps {
   ha?: HaOperations;
   /** Backup jobs, the repository's listing and its verification (src/plugins/backup/coordinator.ts). */
   backup?: BackupOperations;
+  /** Elasticsearch snapshots and their restores (src/plugins/backup/snapshot-jobs.ts). */
+  snapshots?: SnapshotOperations;
   /** This member's etcd role and the voters (GET /etcd), for the HA status. */
   etcd?: () => EtcdMembershipStatus;
   /** This member's shipping spool, for the HA status; undefined while it does not ship. */
@@ -95,7 +99,8 @@ export async function createApiServer(deps: ApiDeps): Promise<FastifyInstance> {
       { plugin: configApplyRoutes, options: { supervisor, ring: deps.configs } },
       { plugin: operationRoutes, options: { ha: deps.ha } },
       { plugin: backupRoutes, options: { backup: deps.backup, locate: (member: string) => memberApiAddress(ring, member) } },
-      { plugin: restoreRoutes, options: { ha: deps.ha, backup: deps.backup } },
+      { plugin: restoreRoutes, options: { ha: deps.ha, backup: deps.backup, snapshots: deps.snapshots } },
+      { plugin: snapshotRoutes, options: { snapshots: deps.snapshots } },
       { plugin: metricsRoutes, options: { metrics } },
       { plugin: eventRoutes, options: { hub, memberId } },
       { plugin: consoleRoutes, options: { memberId, token: deps.token, viewerToken: deps.viewerToken, sessions, secretsHint: deps.secretsFile } },

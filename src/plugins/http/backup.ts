@@ -64,6 +64,7 @@ const STATUS: Record<RefusalReason, number> = {
   'no-leader': 503,
   'not-writable': 503,
   closed: 503,
+  unavailable: 503,
 };
 
 const NO_BACKUPS = { error: 'this member has no backup coordinator' };

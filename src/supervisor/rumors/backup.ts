@@ -33,6 +33,18 @@ export interface BackupBrief {
   stopped_at: number;
 }
 
+/** The newest backup set: a pgBackRest backup and the Elasticsearch snapshot paired with it (docs/backup.md, "Backup sets"). */
+export interface SetBrief {
+  /** The backup's label. */
+  label: string;
+  /** The snapshot paired with it, or null when it has none. */
+  snapshot: string | null;
+  /** The snapshot's state (SUCCESS, PARTIAL, FAILED, IN_PROGRESS), null without one. */
+  state: string | null;
+  /** Both sides there and the snapshot whole: the set restores the cluster as it was. */
+  complete: boolean;
+}
+
 export interface JobBrief {
   id: string;
   kind: 'backup' | 'verify';
@@ -83,6 +95,8 @@ export interface BackupReport {
   job: JobBrief | null;
   /** The leader's schedules; null when none is set, on a follower, and in reports of members from before schedules. */
   schedule?: ScheduleReport | null;
+  /** The newest backup set, on the leader when Elasticsearch snapshots are on; absent otherwise (and from members before backup sets). */
+  last_set?: SetBrief | null;
   /** When this report was made (ms since the epoch). */
   at: number;
 }

@@ -141,12 +141,16 @@ table { border-collapse: collapse; width: 100%; }
 th, td { text-align: left; padding: 5px 8px; border-bottom: 1px solid var(--line); vertical-align: top; }
 th { font-size: 12px; color: var(--muted); font-weight: 600; white-space: nowrap; }
 .members td { white-space: nowrap; }
+.members td:last-child { white-space: normal; min-width: 250px; }
+.members th, .members td { padding: 5px 6px; }
 .mono { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size: 12px; }
 .pill { display: inline-block; padding: 0 6px; border-radius: 4px; font-size: 12px; background: #eef0f4; }
 .pill.good { background: #dff3e6; color: #0d5a2b; }
 .pill.bad { background: #fde4e1; color: #8e1a10; }
 .pill.warn { background: #fdf0d9; color: #7a4500; }
-.svc { display: block; font-size: 12px; }
+.svc { display: block; font-size: 12px; white-space: nowrap; }
+.svc b { font-weight: 600; }
+tr.stale td:nth-child(n+5) { opacity: .55; }
 .ops { display: grid; gap: 10px; }
 .op { display: flex; gap: 8px; align-items: center; flex-wrap: wrap; }
 .controls { display: flex; gap: 8px; align-items: center; flex-wrap: wrap; margin-bottom: 10px; }
@@ -177,5 +181,17 @@ dialog .buttons { display: flex; justify-content: flex-end; gap: 8px; margin-top
   .reasons li { grid-template-columns: 1fr; gap: 2px; }
   .sev { justify-self: start; }
   .ha-word { font-size: 24px; }
+  /* Tables become cards: a row per block, each cell labelled. */
+  .members thead { display: none; }
+  .members tr { display: block; border-bottom: 2px solid var(--line); padding: 6px 0; }
+  .members td { display: flex; gap: 10px; border: none; padding: 2px 0; white-space: normal; }
+  .members td::before { content: attr(data-label); flex: 0 0 96px; color: var(--muted); font-size: 12px; }
+  .members td:last-child { display: block; }
+  .members td:last-child::before { display: block; }
+  .logs thead { display: none; }
+  .logs tr { display: grid; grid-template-columns: auto auto 1fr auto; gap: 0 8px; border-bottom: 1px solid var(--line); padding: 4px 0; }
+  .logs td { border: none; padding: 0; }
+  .logs td.msg { grid-column: 1 / -1; }
+  .controls select, .controls input[type=search] { flex: 1 1 140px; }
 }
 `;

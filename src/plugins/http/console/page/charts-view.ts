@@ -64,14 +64,15 @@ function draw(UPlot: UPlotCtor, panel: HTMLElement, data: ChartData, marks: Char
     return;
   }
   replace(panel, title);
-  const format = (v: number | null) => (v === null ? '–' : data.unit === 'B' || data.unit === 'B/s' ? `${bytes(v)}${data.unit === 'B/s' ? '/s' : ''}` : `${Math.round(v * 10) / 10}${data.unit === '%' ? ' %' : ''}`);
+  // The unit is in the title: axis values carry only what makes them readable (KiB, %).
+  const format = (v: number | null) => (v === null ? '–' : data.unit === 'B' || data.unit === 'B/s' ? bytes(v) : `${Math.round(v * 10) / 10}${data.unit === '%' ? ' %' : ''}`);
   const opts: uPlotType.Options = {
     width: Math.max(260, panel.clientWidth - 16),
     height: 180,
     legend: { show: true },
     cursor: { drag: { x: false, y: false } },
     scales: { x: { time: true } },
-    axes: [{}, { size: 70, values: (_u, splits) => splits.map((v) => format(v)) }],
+    axes: [{}, { size: 76, values: (_u, splits) => splits.map((v) => format(v)) }],
     series: [{}, ...data.series.map((s, i) => ({ label: short(s.member), stroke: COLORS[i % COLORS.length], width: 1.5, spanGaps: false, value: (_u: uPlotType, v: number | null) => format(v) }))],
     hooks: { draw: [(u: uPlotType) => drawMarks(u, marks)] },
   };

@@ -11,10 +11,12 @@ import { ago, byId, bytes, clock, h, replace, short } from './dom.js';
  * of a member that is not alive is when the HA status saw it go.
  */
 export function renderMembers(census: Census, etcd: EtcdMembershipStatus | null, status: HaStatus | null, now = Date.now()): void {
-  const head = h('tr', {}, ...['Member', 'Address', 'Gossip', 'Last seen', 'PostgreSQL', 'Timeline', 'Lag', 'Sync', 'etcd', 'Elasticsearch', 'Services'].map((t) => h('th', {}, t)));
+  const head = h('tr', {}, ...COLUMNS.map((t) => h('th', {}, t)));
   const rows = census.members.filter((m) => m.state !== 'departed').map((m) => row(m, census, etcd, status, now));
   replace(byId('members'), h('thead', {}, head), h('tbody', {}, ...rows));
 }
+
+const COLUMNS = ['Member', 'Address', 'Gossip', 'Last seen', 'PostgreSQL', 'Timeline', 'Lag', 'Sync', 'etcd', 'Elasticsearch', 'Services'];
 
 function row(m: CensusMember, census: Census, etcd: EtcdMembershipStatus | null, status: HaStatus | null, now: number): HTMLTableRowElement {
   const pg = m.services.find((s) => s.service_group.startsWith('postgresql.'));
@@ -22,21 +24,24 @@ function row(m: CensusMember, census: Census, etcd: EtcdMembershipStatus | null,
   const gone = status?.reasons.find((r) => r.member === m.id && r.code.startsWith('member_'));
   const lastSeen = m.state === 'alive' ? 'now' : gone ? `${clock(gone.since, now)} (${ago(now - gone.since)} ago)` : '–';
   const leader = census.service_groups.find((g) => g.service_group === pg?.service_group)?.leader === m.id;
-  return h(
-    'tr',
-    { 'data-member': m.id },
-    h('td', { class: 'mono', title: m.id }, short(m.id), m.self ? h('span', { class: 'muted' }, ' (this)') : null),
-    h('td', { class: 'mono' }, m.address),
-    h('td', {}, pill(m.state, m.state === 'alive' ? 'good' : m.state === 'suspect' || m.state === 'left' ? 'warn' : 'bad')),
-    h('td', {}, lastSeen),
-    h('td', {}, pg ? pgRole(pg, leader) : '–'),
-    h('td', {}, pg?.timeline ?? '–'),
-    h('td', {}, pg?.role === 'replica' ? `${bytes(pg.lag_bytes)} / – s` : '–'),
-    h('td', {}, pg?.sync_role ?? '–'),
-    h('td', {}, etcdRole(m.id, etcd)),
-    h('td', {}, es ? pill(`node ${es.state}`, es.state === 'running' && es.health === 'ok' ? 'good' : es.health === 'critical' ? 'bad' : 'warn') : '–'),
-    h('td', {}, ...m.services.map((s) => service(s, now))),
-  );
+  // A member that is not alive speaks through its last rumors: shown, but as what was last known.
+  const stale = m.state !== 'alive';
+  const cells: (Node | string | number)[][] = [
+    [h('span', { class: 'mono', title: m.id }, short(m.id)), m.self ? h('span', { class: 'muted' }, ' (this)') : ''],
+    // The gossip port is the same on every member: the address alone reads faster.
+    [h('span', { class: 'mono', title: m.address }, m.address.replace(/:\d+$/, ''))],
+    [pill(m.state, m.state === 'alive' ? 'good' : m.state === 'suspect' || m.state === 'left' ? 'warn' : 'bad')],
+    [lastSeen],
+    [pg ? pgRole(pg, leader) : '–'],
+    [pg?.timeline ?? '–'],
+    // Lag in seconds is not reported by the members yet (docs/console.md): bytes only.
+    [pg?.role === 'replica' ? bytes(pg.lag_bytes) : '–'],
+    [pg?.sync_role ?? '–'],
+    [etcdRole(m.id, etcd)],
+    [es ? pill(`node ${es.state}`, es.state === 'running' && es.health === 'ok' ? 'good' : es.health === 'critical' ? 'bad' : 'warn') : '–'],
+    [...m.services.map((s) => service(s, now)), stale && m.services.length > 0 ? h('span', { class: 'muted svc' }, 'as last reported') : ''],
+  ];
+  return h('tr', { 'data-member': m.id, class: stale ? 'stale' : undefined }, ...cells.map((c, i) => h('td', { 'data-label': COLUMNS[i]! }, ...c)));
 }
 
 function pgRole(s: CensusService, leader: boolean): Node {
@@ -53,8 +58,9 @@ function etcdRole(member: string, etcd: EtcdMembershipStatus | null): Node | str
 
 function service(s: CensusService, now: number): HTMLElement {
   const health = s.health === 'ok' ? 'good' : s.health === 'critical' ? 'bad' : 'warn';
-  const since = s.since ? ` ${ago(now - s.since)}` : '';
-  return h('span', { class: 'svc', 'data-service': s.service_group }, `${s.service_group}: ${s.state}${s.pid ? ` pid ${s.pid}` : ''}${since} `, pill(s.health, health));
+  const since = s.since ? ` · ${ago(now - s.since).replace(/ (h|min|s|d)\b/g, '$1')}` : '';
+  const name = s.service_group.replace(/\.default$/, '');
+  return h('span', { class: 'svc', 'data-service': s.service_group, title: `${s.service_group}: ${s.state}, pid ${s.pid ?? '–'}, in this state for${since.slice(1) || ' ?'}, health ${s.health}` }, h('b', {}, name), ` ${s.state}${s.pid ? ` ${s.pid}` : ''}${since} `, pill(s.health, health));
 }
 
 function pill(text: string, kind: 'good' | 'bad' | 'warn'): HTMLElement {
