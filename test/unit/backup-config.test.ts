@@ -68,7 +68,7 @@ test('backups off (the default): no archiving, and the pgBackRest file says so',
 });
 
 test('backups on: pgbackrest.conf holds the settings, and every path pgBackRest writes is the member\'s own', () => {
-  const cfg = cfgWith({ repo_path: '/mnt/backups', retention_full: 3, compress_type: 'lz4', process_max: 2, archive_push_queue_max: '512MB' }, { port: 5544, superuser: 'boss' });
+  const cfg = cfgWith({ repo_path: '/mnt/backups', retention_full: 3, compress_type: 'lz4', compress_level: 2, process_max: 2, archive_push_queue_max: '512MB' }, { port: 5544, superuser: 'boss' });
   const conf = ini(render(cfg).get('pgbackrest.conf')!);
   const global = conf.get('global')!;
   assert.equal(global.get('repo1-path'), '/mnt/backups');
@@ -76,6 +76,7 @@ test('backups on: pgbackrest.conf holds the settings, and every path pgBackRest 
   assert.equal(global.get('repo1-retention-full-type'), 'count');
   assert.equal(global.has('repo1-retention-diff'), false, '0 leaves pgBackRest\'s rule: differentials go with their full backup');
   assert.equal(global.get('compress-type'), 'lz4');
+  assert.equal(global.get('compress-level'), '2');
   assert.equal(global.get('process-max'), '2');
   assert.equal(global.get('archive-async'), 'y');
   assert.equal(global.get('archive-push-queue-max'), '512MB');
@@ -125,6 +126,9 @@ test('bad backup settings are refused naming the key', () => {
   assert.match(problem({ repo_path: 'backups' })!, /"backup\.repo_path": must be an absolute path/);
   assert.match(problem({ repo_path: '/a\nrepo1-cipher-type=none' })!, /"backup\.repo_path": must be one line/);
   assert.match(problem({ repo_path: '/a', compress_type: 'xz' })!, /"backup\.compress_type" must be one of zst, lz4, gz, bz2, none, got "xz"/);
+  assert.match(problem({ repo_path: '/a', compress_type: 'gz', compress_level: 12 })!, /backup\.compress_level must be at most 9 for gz \(got 12\)/);
+  assert.match(problem({ repo_path: '/a', compress_type: 'none', compress_level: 1 })!, /backup\.compress_level must be 0 with compress_type = "none"/);
+  assert.equal(problem({ repo_path: '/a', compress_type: 'zst', compress_level: 1 }), undefined);
   assert.match(problem({ repo_path: '/a', archive_push_queue_max: 'lots' })!, /"backup\.archive_push_queue_max": must be a size/);
   assert.match(problem({ repo_path: '/a', process_max: 1.5 })!, /"backup\.process_max" must be an integer/);
   assert.match(problem({ repo_path: '/a', retention_full: 0 })!, /"backup\.retention_full" must be at least 1/);

@@ -22,6 +22,8 @@ export interface BackupSettings {
   /** 0 = not set: differential backups expire with the full backup they depend on. */
   retentionDiff: number;
   compressType: CompressType;
+  /** 0: pgBackRest's default for the type. */
+  compressLevel: number;
   processMax: number;
   /** pgBackRest size ("1GiB"): WAL waiting to be archived beyond this is dropped, not kept in pg_wal. */
   archivePushQueueMax: string;
@@ -55,6 +57,7 @@ export const BACKUP_SETTINGS_SCHEMA: Schema = {
   retention_full_type: { type: 'string', enum: RETENTION_FULL_TYPES, doc: 'count: retention_full is how many full backups are kept; time: for how many days', default: 'count' },
   retention_diff: { type: 'integer', doc: 'differential backups kept per repository; 0 = until their full backup expires', default: 0, min: 0, max: 9_999_999 },
   compress_type: { type: 'string', enum: COMPRESS_TYPES, doc: 'compression of backup files and archived WAL', default: 'zst' },
+  compress_level: { type: 'integer', doc: "compression level (1 fastest); 0 = pgBackRest's default for the type", default: 0, min: 0, max: 22 },
   process_max: { type: 'integer', doc: 'processes pgBackRest uses to compress and copy', default: 1, min: 1, max: 999 },
   archive_push_queue_max: {
     type: 'string',
@@ -89,6 +92,7 @@ function readBackupSettings(cfg: TomlTable): BackupSettings {
     retentionFullType: get<RetentionFullType>('retention_full_type'),
     retentionDiff: get<number>('retention_diff'),
     compressType: get<CompressType>('compress_type'),
+    compressLevel: get<number>('compress_level'),
     processMax: get<number>('process_max'),
     archivePushQueueMax: get<string>('archive_push_queue_max'),
     cipher: get<boolean>('cipher'),
@@ -106,6 +110,8 @@ export function backupEnabled(s: BackupSettings): boolean {
 /** Why the settings cannot work with these secrets, or undefined. Names keys, never a secret's value. */
 export function checkBackupSettings(s: BackupSettings, secrets: ClusterSecrets): string | undefined {
   if (s.invalid.length > 0) return s.invalid.join('; ');
+  const maxLevel = MAX_COMPRESS_LEVEL[s.compressType];
+  if (s.compressLevel > maxLevel) return maxLevel === 0 ? `backup.compress_level must be 0 with compress_type = "none" (got ${s.compressLevel})` : `backup.compress_level must be at most ${maxLevel} for ${s.compressType} (got ${s.compressLevel})`;
   if (s.repo2Path !== '' && s.repoPath === '') return 'backup.repo2_path is set but backup.repo_path is empty (the first repository comes first)';
   if (s.repo2Path !== '' && s.repo2Path.replace(/\/+$/, '') === s.repoPath.replace(/\/+$/, '')) return 'backup.repo2_path must differ from backup.repo_path';
   if (s.cipher && cipherPass(secrets) === undefined) {
@@ -113,6 +119,9 @@ export function checkBackupSettings(s: BackupSettings, secrets: ClusterSecrets):
   }
   return undefined;
 }
+
+/** pgBackRest 2.45's highest level per compression type. */
+const MAX_COMPRESS_LEVEL: Record<CompressType, number> = { zst: 22, lz4: 12, gz: 9, bz2: 9, none: 0 };
 
 /** The repository passphrase from the cluster secrets, if there is one. */
 export function cipherPass(secrets: ClusterSecrets): string | undefined {
