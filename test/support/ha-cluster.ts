@@ -23,6 +23,8 @@ export const PG_PORT = 5432;
 export const API_PORT = 9631;
 /** plans/etcd's client port, on every voter's own address. */
 export const ETCD_CLIENT_PORT = 2379;
+/** plans/elasticsearch's HTTP port (HaClusterOptions.elasticsearch). */
+export const ES_HTTP_PORT = 9200;
 
 export interface HaClusterOptions {
   nodes: number;
@@ -37,6 +39,17 @@ export interface HaClusterOptions {
    * hasup.toml, with these extra lines (e.g. cipher = true).
    */
   backup?: { settings?: string[]; repo?: string };
+  /**
+   * Elasticsearch on node 1 (the founder: `--service elasticsearch`, a 320 MiB
+   * heap, disk watermarks off), reached over HTTP at node 1's address on
+   * ES_HTTP_PORT. Its transport binds the namespace's loopback
+   * ([extra] transport.host): bound to the node's address Elasticsearch would
+   * enforce its bootstrap checks, whose 65535 open files the test machines
+   * cannot give (docs/elasticsearch.md), so it is a cluster of one node.
+   * `snapshots`: a snapshot repository (BASEDIR/es-snapshots, owned by the
+   * service user) named as [service.elasticsearch.snapshot] repo_path.
+   */
+  elasticsearch?: { snapshots?: boolean; settings?: string[] };
   /**
    * A standby cluster (warm spare) of another: `cluster create --standby-of
    * ENDPOINT --primary-secrets FILE` (the primary cluster's HAProxy write
@@ -81,28 +94,46 @@ export class HaCluster {
     readonly secretsFile: string,
     /** The shared backup repository (HaClusterOptions.backup), if any. */
     readonly backupRepo?: string,
+    /** The Elasticsearch snapshot repository (HaClusterOptions.elasticsearch.snapshots), if any. */
+    readonly esSnapshotRepo?: string,
   ) {}
 
   static async create(opts: HaClusterOptions): Promise<HaCluster> {
     const cluster = await NetnsCluster.create({ nodes: opts.nodes });
     try {
+      /** A directory every node shares, owned by the service user, as an operator would mount one. */
+      const sharedDir = async (name: string) => {
+        const dir = join(cluster.baseDir, name);
+        mkdirSync(dir, { mode: 0o750 });
+        const user = await resolveServiceUser('hasup');
+        chownSync(dir, user.uid, user.gid);
+        return dir;
+      };
       let repo: string | undefined;
       if (opts.backup?.repo) repo = opts.backup.repo;
-      else if (opts.backup) {
-        repo = join(cluster.baseDir, 'backup-repo');
-        mkdirSync(repo, { mode: 0o750 });
-        const user = await resolveServiceUser('hasup');
-        chownSync(repo, user.uid, user.gid);
-      }
+      else if (opts.backup) repo = await sharedDir('backup-repo');
+      const esSnapshots = opts.elasticsearch?.snapshots ? await sharedDir('es-snapshots') : undefined;
       const configOf = (i: number) => join(cluster.node(i).stateDir, 'hasup.toml');
       const prepare = async (i: number, args: string[]) => {
         const node = cluster.node(i);
-        const r = await hasupIn(node, [...args, '--advertise', node.address, '--state-dir', node.stateDir, '--config', configOf(i), '--service', 'postgresql']);
+        const es = opts.elasticsearch && i === 1;
+        const r = await hasupIn(node, [...args, '--advertise', node.address, '--state-dir', node.stateDir, '--config', configOf(i), '--service', 'postgresql', ...(es ? ['--service', 'elasticsearch'] : [])]);
         if (r.code !== 0) throw new Error(`node ${i}: hasup ${args.slice(0, 2).join(' ')} failed: ${r.stderr}`);
         const extra = [
           ...(opts.ha?.length ? ['[service.postgresql.ha]', ...opts.ha] : []),
           ...(repo ? ['[service.postgresql.backup]', `repo_path = ${JSON.stringify(repo)}`, ...(opts.backup?.settings ?? [])] : []),
           ...(opts.etcd?.length ? ['[service.etcd]', ...opts.etcd] : []),
+          ...(es
+            ? [
+                '[service.elasticsearch]',
+                'heap = "320m"',
+                'disk_threshold_enabled = false',
+                ...(opts.elasticsearch?.settings ?? []),
+                '[service.elasticsearch.extra]',
+                '"transport.host" = "127.0.0.1"',
+                ...(esSnapshots ? ['[service.elasticsearch.snapshot]', `repo_path = ${JSON.stringify(esSnapshots)}`] : []),
+              ]
+            : []),
         ];
         if (extra.length > 0) appendFileSync(configOf(i), `\n${extra.join('\n')}\n`);
       };
@@ -111,7 +142,7 @@ export class HaCluster {
       // Joins may run in parallel, as the operator's may.
       const others = cluster.nodes.map((n) => n.index).filter((i) => i !== 1);
       await Promise.all(others.map((i) => prepare(i, ['cluster', 'join', cluster.node(1).address, '--secrets', secretsFile])));
-      return new HaCluster(cluster, loadSecretsFile(secretsFile), secretsFile, repo);
+      return new HaCluster(cluster, loadSecretsFile(secretsFile), secretsFile, repo, esSnapshots);
     } catch (err) {
       await cluster.destroy();
       throw err;
