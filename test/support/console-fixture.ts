@@ -136,8 +136,8 @@ export interface ConsoleServer {
   close(): Promise<void>;
 }
 
-/** The API of member a1a1… on 127.0.0.1 (random port), its Elasticsearch the given fake (none: nothing answers). */
-export async function startConsoleServer(opts: { es?: FakeConsoleEs; sessions?: SessionLimits; viewerToken?: string | null; host?: string } = {}): Promise<ConsoleServer> {
+/** The API of member a1a1… on 127.0.0.1 (random port), its Elasticsearch the given fake or a real one at esUrl (neither: nothing answers). */
+export async function startConsoleServer(opts: { es?: FakeConsoleEs; esUrl?: string; sessions?: SessionLimits; viewerToken?: string | null; host?: string } = {}): Promise<ConsoleServer> {
   const cluster = new FakeCluster();
   const app = await createApiServer({
     log: quiet,
@@ -151,7 +151,7 @@ export async function startConsoleServer(opts: { es?: FakeConsoleEs; sessions?: 
     ha: cluster.ha(),
     etcd: () => cluster.etcd(),
     spool: () => ({ backlog: 0, dropped: 0 }),
-    elasticsearchUrls: () => (opts.es ? [opts.es.url] : ['http://127.0.0.1:9']),
+    elasticsearchUrls: () => [opts.esUrl ?? opts.es?.url ?? 'http://127.0.0.1:9'],
     sessions: opts.sessions,
   });
   // GET /etcd is registered by the daemon beside the API (plugins/http/members.ts); here the fixture's.
