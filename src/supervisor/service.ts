@@ -32,6 +32,8 @@ export interface ServiceStatus {
   details?: Record<string, unknown>;
   /** Version of the gossiped config in force, 0 when none. */
   configVersion: number;
+  /** The plan's version of the service (plan.toml `version`, e.g. "15"). */
+  version?: string;
 }
 
 export interface ServiceDeps {
@@ -137,6 +139,7 @@ export class Service extends EventEmitter<{ status: [ServiceStatus] }> {
       healthSince: this.healthSince,
       details: this.health.details,
       configVersion: this.gossiped?.version ?? 0,
+      version: this.deps.plan.manifest.version,
     };
   }
 

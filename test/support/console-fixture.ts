@@ -48,9 +48,9 @@ export class FakeCluster extends EventEmitter {
   }
   rumors(kind?: string): StoredRumor[] {
     const all = MEMBERS.filter((id) => id !== SELF).flatMap((id) => [
-      rumor(id, 'postgresql', { state: 'running', pid: 4100, health: 'ok', since: this.since, config_version: 0 }),
-      rumor(id, 'etcd', { state: 'running', pid: 4200, health: 'ok', since: this.since, config_version: 0 }),
-      rumor(id, 'elasticsearch', { state: 'running', pid: 4300, health: 'ok', since: this.since, config_version: 0 }),
+      rumor(id, 'postgresql', { state: 'running', pid: 4100, health: 'ok', since: this.since, config_version: 0, version: '15', hasup_version: '0.1.0' }),
+      rumor(id, 'etcd', { state: 'running', pid: 4200, health: 'ok', since: this.since, config_version: 0, version: '3.4', hasup_version: '0.1.0' }),
+      rumor(id, 'elasticsearch', { state: 'running', pid: 4300, health: 'ok', since: this.since, config_version: 0, version: '8', hasup_version: '0.1.0' }),
       id === this.leader ? roleRumorOf(id, { role: 'leader', timeline: 4 }) : roleRumorOf(id, { role: 'replica', replication_state: 'streaming', lag_bytes: 4096, timeline: 4 }),
     ]);
     return kind ? all.filter((r) => r.kind === kind) : all;
@@ -64,9 +64,9 @@ export class FakeCluster extends EventEmitter {
 
   // --- this member's supervisor ---
   list(): ServiceStatus[] {
-    const svc = (name: string, pid: number, details?: Record<string, unknown>): ServiceStatus => ({ name, group: 'default', state: 'running', pid, since: this.since, restarts: 0, health: 'ok', healthSince: this.since, configVersion: 0, ...(details ? { details } : {}) });
+    const svc = (name: string, version: string, pid: number, details?: Record<string, unknown>): ServiceStatus => ({ name, group: 'default', state: 'running', pid, since: this.since, restarts: 0, health: 'ok', healthSince: this.since, configVersion: 0, version, ...(details ? { details } : {}) });
     const live = MEMBERS.filter((id) => this.states.get(id) === 'alive').length;
-    return [svc('elasticsearch', 3300, { status: live === 3 ? 'green' : 'yellow', number_of_nodes: live }), svc('etcd', 3200), svc('postgresql', 3100)];
+    return [svc('elasticsearch', '8', 3300, { status: live === 3 ? 'green' : 'yellow', number_of_nodes: live }), svc('etcd', '3.4', 3200), svc('postgresql', '15', 3100)];
   }
   get(name: string) {
     const s = this.list().find((x) => x.name === name);

@@ -1,3 +1,4 @@
+import { hasupVersion } from '../../src/supervisor/version.js';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { chmodSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -95,10 +96,11 @@ test('the hasup.toml that cluster create/join write is accepted by the real sche
   assert.throws(() => parseNodeConfig('[cluster]\netcd_voters = 4\n', 'hasup.toml'), /"cluster\.etcd_voters" must be 3 or 5/);
 });
 
-test('service rumors carry ports and the API port; the frontend config reads them from /butterfly', () => {
-  const status = { name: 'postgresql', group: 'default', state: 'running', pid: 7, since: 1, restarts: 0, health: 'ok', healthSince: 1, configVersion: 2 } as ServiceStatus;
+test('service rumors carry ports, the API port and the versions; the frontend config reads them from /butterfly', () => {
+  const status = { name: 'postgresql', group: 'default', state: 'running', pid: 7, since: 1, restarts: 0, health: 'ok', healthSince: 1, configVersion: 2, version: '15' } as ServiceStatus;
   const payload = encodeServiceRumor(status, { port: 5433 }, 9700);
-  assert.deepEqual(decodeServiceRumor(payload), { state: 'running', pid: 7, health: 'ok', since: 1, config_version: 2, ports: { port: 5433 }, api_port: 9700 });
+  assert.deepEqual(decodeServiceRumor(payload), { state: 'running', pid: 7, health: 'ok', since: 1, config_version: 2, version: '15', hasup_version: hasupVersion(), ports: { port: 5433 }, api_port: 9700 });
+  assert.match(hasupVersion(), /^\d+\.\d+\.\d+/, 'the package\'s version');
   assert.deepEqual(parseServiceRumorKey('abcd/postgresql.default'), { member: 'abcd', service: 'postgresql', group: 'default' });
   assert.equal(parseServiceRumorKey('no-slash'), undefined);
   const hostile = decodeServiceRumor(Buffer.from(JSON.stringify({ state: 'running', ports: { port: 70000, x: 'y' }, api_port: -1 })));

@@ -5,6 +5,7 @@ import { splitMemberServiceKey } from '../../supervisor/rumors/key.js';
 import { decodeRoleRumor, roleRumor, RUMOR_ROLE, type RoleRumor } from '../../supervisor/rumors/role.js';
 import { decodeServiceRumor, RUMOR_SERVICE } from '../../supervisor/rumors/service.js';
 import type { ServiceStatus } from '../../supervisor/service.js';
+import { hasupVersion } from '../../supervisor/version.js';
 
 /**
  * The census: every member with its services, their health and role, built
@@ -23,6 +24,8 @@ export interface CensusService {
   health: string;
   since: number | null;
   config_version: number;
+  /** The plan's version of the service; null when the member does not say (an older hasup). */
+  version: string | null;
   role: RoleRumor['role'] | null;
   writable: boolean | null;
   lease_in_doubt: boolean | null;
@@ -45,6 +48,8 @@ export interface CensusMember {
   self: boolean;
   clock_offset_ms: number | null;
   rtt_ms: number | null;
+  /** The member's hasup version, from its service rumors (this member's own); null when it does not say. */
+  hasup_version: string | null;
   services: CensusService[];
 }
 
@@ -132,18 +137,20 @@ export function buildCensus(input: CensusInput): Census {
     if (!byGroup) services.set(member, (byGroup = new Map()));
     let s = byGroup.get(group);
     if (!s) {
-      s = { service_group: group, state: 'unknown', pid: null, health: 'unknown', since: null, config_version: 0, role: null, writable: null, lease_in_doubt: null, lag_bytes: null, replication_state: null, timeline: null, sync_role: null, sync_degraded: false, rogue_primaries: [] };
+      s = { service_group: group, state: 'unknown', pid: null, health: 'unknown', since: null, config_version: 0, version: null, role: null, writable: null, lease_in_doubt: null, lag_bytes: null, replication_state: null, timeline: null, sync_role: null, sync_degraded: false, rogue_primaries: [] };
       byGroup.set(group, s);
     }
     return s;
   };
 
+  const versions = new Map<string, string>();
   for (const r of input.rumors(RUMOR_SERVICE)) {
     const key = splitMemberServiceKey(r.key);
     if (!key || key.member === input.memberId) continue;
     const p = decodeServiceRumor(r.payload);
     if (!p) continue;
-    Object.assign(slot(key.member, key.serviceGroup), { state: p.state ?? 'unknown', pid: p.pid ?? null, health: p.health ?? 'unknown', since: p.since ?? null, config_version: p.config_version ?? 0 });
+    Object.assign(slot(key.member, key.serviceGroup), { state: p.state ?? 'unknown', pid: p.pid ?? null, health: p.health ?? 'unknown', since: p.since ?? null, config_version: p.config_version ?? 0, version: typeof p.version === 'string' ? p.version : null });
+    if (typeof p.hasup_version === 'string') versions.set(key.member, p.hasup_version);
   }
   for (const r of input.rumors(RUMOR_ROLE)) {
     const key = splitMemberServiceKey(r.key);
@@ -152,8 +159,9 @@ export function buildCensus(input: CensusInput): Census {
     if (p) applyRole(slot(key.member, key.serviceGroup), p);
   }
   for (const s of input.localServices) {
-    Object.assign(slot(input.memberId, `${s.name}.${s.group}`), { state: s.state, pid: s.pid ?? null, health: s.health, since: s.since, config_version: s.configVersion });
+    Object.assign(slot(input.memberId, `${s.name}.${s.group}`), { state: s.state, pid: s.pid ?? null, health: s.health, since: s.since, config_version: s.configVersion, version: s.version ?? null });
   }
+  versions.set(input.memberId, hasupVersion());
   if (input.leadership.serviceGroup) applyRole(slot(input.memberId, input.leadership.serviceGroup), roleRumor(input.leadership));
 
   const members: CensusMember[] = input.members
@@ -165,6 +173,7 @@ export function buildCensus(input: CensusInput): Census {
       self: m.id === input.memberId,
       clock_offset_ms: m.clockOffsetMs === undefined ? null : Math.round(m.clockOffsetMs),
       rtt_ms: m.rttMs === undefined ? null : Math.round(m.rttMs * 100) / 100,
+      hasup_version: versions.get(m.id) ?? null,
       services: [...(services.get(m.id)?.values() ?? [])].sort((a, b) => a.service_group.localeCompare(b.service_group)),
     }))
     .sort((a, b) => a.id.localeCompare(b.id));

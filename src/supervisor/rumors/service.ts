@@ -1,6 +1,7 @@
 import { findPlan } from '../plan.js';
 import type { ServiceStatus } from '../service.js';
 import type { TomlTable } from '../toml-schema.js';
+import { hasupVersion } from '../version.js';
 import { jsonObjectPayload, memberServiceKey, splitMemberServiceKey } from './key.js';
 
 /**
@@ -24,6 +25,10 @@ export interface ServiceRumorPayload {
   ports?: Record<string, number>;
   /** The member's HTTP API port; absent when it serves none. */
   api_port?: number;
+  /** The plan's version of the service; absent from members that predate it. */
+  version?: string;
+  /** The member's hasup version; absent from members that predate it. */
+  hasup_version?: string;
 }
 
 export function serviceRumorKey(memberId: string, name: string, group: string): string {
@@ -40,7 +45,8 @@ export function parseServiceRumorKey(key: string): { member: string; service: st
 }
 
 export function encodeServiceRumor(s: ServiceStatus, ports: Record<string, number> | undefined, apiPort: number | undefined): Uint8Array {
-  const payload: ServiceRumorPayload = { state: s.state, pid: s.pid ?? null, health: s.health, since: s.since, config_version: s.configVersion };
+  const payload: ServiceRumorPayload = { state: s.state, pid: s.pid ?? null, health: s.health, since: s.since, config_version: s.configVersion, hasup_version: hasupVersion() };
+  if (s.version !== undefined) payload.version = s.version;
   if (ports && Object.keys(ports).length > 0) payload.ports = ports;
   if (apiPort !== undefined) payload.api_port = apiPort;
   return Buffer.from(JSON.stringify(payload));

@@ -11,7 +11,7 @@ import { ago, byId, bytes, clock, h, replace, short } from './dom.js';
  * of a member that is not alive is when the HA status saw it go.
  */
 export function renderMembers(census: Census, etcd: EtcdMembershipStatus | null, status: HaStatus | null, now = Date.now()): void {
-  const head = h('tr', {}, ...COLUMNS.map((t) => h('th', {}, t)));
+  const head = h('tr', {}, ...COLUMNS.map((t) => h('th', t === 'Services' ? { title: 'each service: version, state, pid, time in state, health' } : {}, t)));
   const rows = census.members.filter((m) => m.state !== 'departed').map((m) => row(m, census, etcd, status, now));
   replace(byId('members'), h('thead', {}, head), h('tbody', {}, ...rows));
 }
@@ -27,7 +27,7 @@ function row(m: CensusMember, census: Census, etcd: EtcdMembershipStatus | null,
   // A member that is not alive speaks through its last rumors: shown, but as what was last known.
   const stale = m.state !== 'alive';
   const cells: (Node | string | number)[][] = [
-    [h('span', { class: 'mono', title: m.id }, short(m.id)), m.self ? h('span', { class: 'muted' }, ' (this)') : ''],
+    [h('span', { class: 'mono', title: m.id }, short(m.id)), m.self ? h('span', { class: 'muted' }, ' (this)') : '', h('span', { class: 'svc muted' }, `hasup ${m.hasup_version ?? '?'}`)],
     // The gossip port is the same on every member: the address alone reads faster.
     [h('span', { class: 'mono', title: m.address }, m.address.replace(/:\d+$/, ''))],
     [pill(m.state, m.state === 'alive' ? 'good' : m.state === 'suspect' || m.state === 'left' ? 'warn' : 'bad')],
@@ -60,7 +60,7 @@ function service(s: CensusService, now: number): HTMLElement {
   const health = s.health === 'ok' ? 'good' : s.health === 'critical' ? 'bad' : 'warn';
   const since = s.since ? ` · ${ago(now - s.since).replace(/ (h|min|s|d)\b/g, '$1')}` : '';
   const name = s.service_group.replace(/\.default$/, '');
-  return h('span', { class: 'svc', 'data-service': s.service_group, title: `${s.service_group}: ${s.state}, pid ${s.pid ?? '–'}, in this state for${since.slice(1) || ' ?'}, health ${s.health}` }, h('b', {}, name), ` ${s.state}${s.pid ? ` ${s.pid}` : ''}${since} `, pill(s.health, health));
+  return h('span', { class: 'svc', 'data-service': s.service_group, title: `${s.service_group} ${s.version ?? ''}: ${s.state}, pid ${s.pid ?? '–'}, in this state for${since.slice(2) ? ` ${since.slice(3)}` : ' ?'}, health ${s.health}` }, h('b', {}, name), s.version ? h('span', { class: 'muted' }, ` ${s.version}`) : '', ` ${s.state}${s.pid ? ` ${s.pid}` : ''}${since} `, pill(s.health, health));
 }
 
 function pill(text: string, kind: 'good' | 'bad' | 'warn'): HTMLElement {
