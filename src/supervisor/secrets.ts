@@ -41,6 +41,14 @@ export interface ClusterSecrets {
    * then the primary cluster's: its database is a copy of that one.
    */
   standby_of?: string;
+  /**
+   * The cluster CA (docs/tls.md): its PEM certificate and PKCS#8 key. Every
+   * member issues its own certificate from it when it is created or joins,
+   * or at `hasup run` when its certificate is missing; the key never leaves
+   * this file. Files written before TLS lack it: such a cluster runs in
+   * clear text until `hasup cert init-ca` adds one.
+   */
+  tls?: { ca_cert: string; ca_key: string };
 }
 
 const token = () => randomBytes(24).toString('base64url');
@@ -112,6 +120,12 @@ export function checkSecrets(data: unknown, file: string): ClusterSecrets {
     const pass = (s.backup as { repo_cipher_pass?: unknown } | null)?.repo_cipher_pass;
     if (typeof pass !== 'string' || pass.length < 16 || /[\n\r\0]/.test(pass)) {
       throw new Error(`${file}: backup.repo_cipher_pass must be a string of at least 16 characters on one line`);
+    }
+  }
+  if (s.tls !== undefined) {
+    const t = s.tls as { ca_cert?: unknown; ca_key?: unknown } | null;
+    if (typeof t?.ca_cert !== 'string' || !t.ca_cert.includes('-----BEGIN CERTIFICATE-----') || typeof t.ca_key !== 'string' || !t.ca_key.includes('-----BEGIN PRIVATE KEY-----')) {
+      throw new Error(`${file}: tls must hold ca_cert (a PEM certificate) and ca_key (a PEM PKCS#8 private key)`);
     }
   }
   return s as ClusterSecrets;
