@@ -65,7 +65,7 @@ describe('the console in Chromium against three nodes', { skip: skip ?? false },
     // it enforces production bootstrap checks this machine cannot pass (docs/elasticsearch.md). Every node
     // ships into it (the census names it), metrics every 2 s, for the page's charts and logs.
     ha = await HaCluster.create({ nodes: 3, elasticsearch: {} });
-    for (const i of [1, 2, 3]) appendFileSync(ha.configFile(i), '\n[shipping]\nmetrics_interval_s = 2\nflush_interval_ms = 500\n');
+    for (const i of [1, 2, 3]) appendFileSync(ha.configFile(i), '\n[shipping]\nenabled = true\nmetrics_interval_s = 2\nflush_interval_ms = 500\n');
     for (const i of [1, 2, 3]) ha.startNode(i);
     await ha.whole(180_000);
     for (const i of [1, 2, 3]) ids.set(i, await ha.memberId(i));
