@@ -8,6 +8,7 @@ import { haStatusLines, type HaStatus } from '../plugins/http/ha-status.js';
 import { ApiClient, ApiError } from './api-client.js';
 import type { EtcdMembershipStatus } from '../plugins/etcd/membership.js';
 import type { FenceStatus, HaView } from '../ha/index.js';
+import { tlsSummaryLines, type TlsReport } from '../supervisor/pki/report.js';
 import { backupSummary, clusterCell, clusterSummary, etcdSummary, fenceSummary, haGroupSummary } from './census.js';
 
 /**
@@ -37,7 +38,7 @@ export function registerClientCommands(program: Command): void {
     .option('--json', 'print the raw answers (ha_status, services, cluster, etcd, fence) as one JSON object')
     .action(async (flags: ClientFlags & { json?: boolean }) => {
       const api = client(flags);
-      const [haStatus, { services }, cluster, etcd, ha] = await Promise.all([
+      const [haStatus, { services }, cluster, etcd, ha, tls] = await Promise.all([
         // The one HA status computation (plugins/http/ha-status.ts); a daemon older than it has none.
         api.request<HaStatus>('GET', '/ha-status').catch((err: unknown) => {
           if (err instanceof ApiError && err.status === 404) return undefined;
@@ -49,12 +50,14 @@ export function registerClientCommands(program: Command): void {
         api.request<EtcdMembershipStatus>('GET', '/etcd').catch(() => undefined),
         // Only members of an HA cluster have a fence.
         api.request<Partial<HaView> & { fence?: FenceStatus }>('GET', '/ha').catch(() => undefined),
+        // A daemon from before TLS has no /tls: no tls line.
+        api.request<TlsReport>('GET', '/tls').catch(() => undefined),
       ]);
       const fence = ha?.fence;
-      if (flags.json) console.log(JSON.stringify({ ha_status: haStatus ?? null, services, cluster, etcd, fence }, null, 2));
+      if (flags.json) console.log(JSON.stringify({ ha_status: haStatus ?? null, services, cluster, etcd, fence, tls }, null, 2));
       else {
         const group = ha?.members ? haGroupSummary({ standby_of: ha.standby_of ?? null, leader: ha.leader ?? null, members: ha.members, restore: ha.restore ?? null }) : [];
-        const extra = [etcd && etcdSummary(etcd), fence && fenceSummary(fence), cluster.backup && backupSummary(cluster.backup, Date.now()), ...group].filter((l): l is string => !!l);
+        const extra = [etcd && etcdSummary(etcd), fence && fenceSummary(fence), cluster.backup && backupSummary(cluster.backup, Date.now()), ...group, ...(tls ? tlsSummaryLines(tls) : [])].filter((l): l is string => !!l);
         const first = haStatus ? [...haStatusLines(haStatus, Date.now()), ''] : [];
         console.log([...first, statusTable(services, Date.now(), cluster), '', ...clusterSummary(cluster), ...extra].join('\n'));
       }

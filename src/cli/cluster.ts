@@ -6,6 +6,8 @@ import { parseEndpoint } from '../ha/index.js';
 import { checkVoterCount, type RemovedVoter } from '../plugins/etcd/membership.js';
 import { readClusterState, writeClusterState } from '../supervisor/cluster-state.js';
 import { parseNodeConfig } from '../supervisor/config-file.js';
+import { CA_DAYS } from '../supervisor/pki/issue.js';
+import { DEFAULT_TLS_SETTINGS, ensureMemberTls, withClusterCa } from '../supervisor/pki/provision.js';
 import { DEFAULT_CLUSTER_NAME, generateSecrets, loadSecretsFile, writeSecretsFile, type ClusterSecrets } from '../supervisor/secrets.js';
 import { DEFAULT_STATE_DIR, StateDir } from '../supervisor/state-dir.js';
 import { ApiClient } from './api-client.js';
@@ -60,28 +62,32 @@ The first 3 (or 5) members to run become etcd voting members, later ones etcd cl
     .description('first node: write the cluster secrets (ring key, API token, PostgreSQL passwords), mark this node as the founder, write its hasup.toml')
     .option('--secrets <file>', 'cluster secrets file to write, mode 0600 (default: STATE_DIR/secrets.json)')
     .option('--name <name>', 'cluster name, for operators', DEFAULT_CLUSTER_NAME)
+    .option('--ca-days <n>', 'validity of the cluster CA in days (member certificates: [tls] member_days)', String(CA_DAYS))
     .option('--etcd-voters <n>', 'members that run an etcd voting member: 3 or 5 (kept in the secrets file, so every join uses it)', '3')
     .option('--standby-of <host:port>', "make this a standby cluster (a warm spare) of the primary cluster whose leader HOST:PORT reaches (its HAProxy write port); needs --primary-secrets")
     .option('--primary-secrets <file>', "with --standby-of: the primary cluster's secrets file, whose PostgreSQL passwords and backup passphrase this cluster shares (its database is a copy)")
-    .action((flags: PrepareFlags & { secrets?: string; name: string; etcdVoters: string; standbyOf?: string; primarySecrets?: string }) => {
+    .action(async (flags: PrepareFlags & { secrets?: string; name: string; etcdVoters: string; caDays: string; standbyOf?: string; primarySecrets?: string }) => {
       const voters = checkVoterCount(Number(flags.etcdVoters));
       if (flags.standbyOf !== undefined && !parseEndpoint(flags.standbyOf)) throw new Error(`--standby-of must be HOST:PORT (got ${JSON.stringify(flags.standbyOf)})`);
       if ((flags.standbyOf === undefined) !== (flags.primarySecrets === undefined)) throw new Error('--standby-of and --primary-secrets go together: a standby cluster shares the primary cluster\'s PostgreSQL passwords');
       const primary = flags.primarySecrets === undefined ? undefined : loadSecretsFile(resolve(flags.primarySecrets));
+      // The cluster CA is made before anything is written: a failure leaves nothing behind.
+      const fresh = await withClusterCa(generateSecrets({ name: flags.name, etcdVoters: voters }), { days: Number(flags.caDays) });
       const p = prepare(flags, voters);
       const secretsFile = resolve(flags.secrets ?? join(p.stateDir, 'secrets.json'));
       if (existsSync(secretsFile)) throw new Error(`${secretsFile} already exists; refusing to overwrite the cluster secrets (a cluster is created once; other nodes use \`hasup cluster join\`)`);
-      const fresh = generateSecrets({ name: flags.name, etcdVoters: voters });
       // A standby cluster's own ring, etcd and API; the primary's database roles and repository passphrase.
       const secrets = primary ? { ...fresh, postgresql: primary.postgresql, ...(primary.backup ? { backup: primary.backup } : {}), standby_of: flags.standbyOf! } : fresh;
       mkdirSync(dirname(secretsFile), { recursive: true, mode: 0o700 });
       writeSecretsFile(secretsFile, secrets);
       writeClusterState(p.stateDir, { cluster_id: secrets.cluster_id!, cluster_name: flags.name, founder: true, created_at: Date.now() });
       const config = finish(p, flags, { clusterName: flags.name, peers: [], secrets: secretsFile, standbyOf: secrets.standby_of, writtenBy: 'create' });
+      const tls = await memberTls(p, secrets, secretsFile);
       p.say(`cluster ${flags.name} (id ${secrets.cluster_id}) created; this node is member ${p.memberId}, the etcd founder`);
       if (secrets.standby_of) p.say(`  a standby cluster of ${secrets.standby_of}: its leader copies and then streams from it, and never promotes until standby_of is set to ""`);
-      p.say(`  secrets: ${secretsFile} (mode 0600: copy it to every other node, keep it secret)`);
+      p.say(`  secrets: ${secretsFile} (mode 0600: copy it to every other node, keep it secret: it holds the cluster CA's key)`);
       p.say(`  config:  ${config}`);
+      p.say(`  tls:     ${tls}`);
       p.say(`  PostgreSQL accepts connections from ${p.allowedCidrs.join(', ')} ([service.postgresql.hba] allowed_cidrs)`);
       p.say(`next: hasup run --config ${flags.printConfig ? 'FILE' : config}   (or start the systemd unit)`);
       p.say(`then on every other node: hasup cluster join ${p.advertise} --secrets secrets.json --advertise ITS_ADDRESS`);
@@ -91,7 +97,7 @@ The first 3 (or 5) members to run become etcd voting members, later ones etcd cl
     .description('every other node: take the cluster secrets, write this node\'s hasup.toml with PEER to join through')
     .requiredOption('--secrets <file>', 'the cluster secrets file made by `hasup cluster create` (copied into STATE_DIR/secrets.json)')
     .option('--ring-key <file>', 'ring-key file, for a secrets file that holds no ring key')
-    .action((peerText: string, flags: PrepareFlags & { secrets: string; ringKey?: string }) => {
+    .action(async (peerText: string, flags: PrepareFlags & { secrets: string; ringKey?: string }) => {
       const peer = formatPeerAddress(parsePeerAddress(peerText));
       const source = resolve(flags.secrets);
       const secrets = loadSecretsFile(source);
@@ -103,9 +109,11 @@ The first 3 (or 5) members to run become etcd voting members, later ones etcd cl
       writeClusterState(p.stateDir, { cluster_id: secrets.cluster_id ?? null, cluster_name: secrets.cluster_name ?? null, founder: false, joined_via: peer, created_at: Date.now() });
       const clusterName = secrets.cluster_name ?? DEFAULT_CLUSTER_NAME;
       const config = finish(p, flags, { clusterName, peers: [peer], secrets: secretsFile, ringKey: flags.ringKey && resolve(flags.ringKey), standbyOf: secrets.standby_of, writtenBy: 'join' });
+      const tls = await memberTls(p, secrets, secretsFile);
       p.say(`this node (member ${p.memberId}) is ready to join cluster ${clusterName}${secrets.cluster_id ? ` (id ${secrets.cluster_id})` : ''} through ${peer}`);
       p.say(`  secrets: ${secretsFile}`);
       p.say(`  config:  ${config}`);
+      p.say(`  tls:     ${tls}`);
       p.say(`  PostgreSQL accepts connections from ${p.allowedCidrs.join(', ')} ([service.postgresql.hba] allowed_cidrs)`);
       p.say(`next: hasup run --config ${flags.printConfig ? 'FILE' : config}   (or start the systemd unit)`);
     });
@@ -131,6 +139,8 @@ interface Prepared {
   stateDir: string;
   memberId: string;
   advertise: string;
+  /** The advertised IP alone: what the member certificate names. */
+  address: string;
   voters: number;
   /** pg_hba's allowed networks for this node. */
   allowedCidrs: string[];
@@ -160,7 +170,7 @@ function prepare(flags: PrepareFlags, voters: number): Prepared {
   state.ensure();
   const say = flags.printConfig ? (line: string) => console.error(line) : (line: string) => console.log(line);
   const advertised = flags.advertise.includes(':') ? formatPeerAddress(advertise) : advertise.addr;
-  return { stateDir, memberId: state.memberId(), advertise: advertised, voters, allowedCidrs: hba.cidrs, configFile: resolve(flags.config), say };
+  return { stateDir, memberId: state.memberId(), advertise: advertised, address: advertise.addr, voters, allowedCidrs: hba.cidrs, configFile: resolve(flags.config), say };
 }
 
 /** Writes the node's hasup.toml (or prints it, or keeps an existing one). Returns where it is. */
@@ -178,6 +188,17 @@ function finish(p: Prepared, flags: PrepareFlags, o: { clusterName: string; peer
   mkdirSync(dirname(p.configFile), { recursive: true, mode: 0o755 });
   writeFileSync(p.configFile, toml, { mode: 0o644, flag: 'wx' });
   return p.configFile;
+}
+
+/**
+ * The member's key and certificate from the cluster CA (STATE_DIR/tls), so
+ * the node starts with them; `hasup run` issues them too when missing.
+ * Returns a line for the operator.
+ */
+async function memberTls(p: Prepared, secrets: ClusterSecrets, secretsFile: string): Promise<string> {
+  const tls = await ensureMemberTls({ stateRoot: p.stateDir, memberId: p.memberId, addresses: [p.address], secrets, secretsFile, settings: DEFAULT_TLS_SETTINGS });
+  if (!tls.on) return `off: ${tls.reason}`;
+  return `${tls.files.cert} (key ${tls.files.key}, mode 0600), valid until ${tls.cert.notAfter.toISOString().slice(0, 10)}, from ${tls.cert.issuer}`;
 }
 
 /** The node keeps its own copy of the secrets in its state dir, so the copied-in file can be deleted. */

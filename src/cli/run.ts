@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, Option } from 'commander';
 import { parsePeerAddress, GOSSIP_PROFILES, type GossipProfile } from '../gossip/index.js';
-import { loadNodeConfig, defaultNodeConfig, type NodeConfig } from '../supervisor/config-file.js';
+import { loadNodeConfig, defaultNodeConfig, tlsSettingsOf, type NodeConfig } from '../supervisor/config-file.js';
 import { Daemon } from '../node/daemon.js';
 import { createLogger, LogTap } from '../supervisor/log.js';
 
@@ -106,6 +106,7 @@ function daemonOptions(config: NodeConfig, flags: RunFlags, log: ReturnType<type
       userLayers: config.service ?? {},
     },
     cluster: { etcd: config.cluster.etcd, etcdVoters: config.cluster.etcd_voters, etcdEndpoints: config.cluster.etcd_endpoints },
+    tls: tlsSettingsOf(config.tls),
     log,
   };
 }

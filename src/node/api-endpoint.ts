@@ -3,12 +3,14 @@ import { join } from 'node:path';
 
 /**
  * The API endpoint file: `hasup run` records its API URL and secrets path in
- * STATE_DIR/api.json (mode 0600); CLI commands read it to reach the local
+ * STATE_DIR/api.json (mode 0600), and the CA bundle of its certificate under TLS; CLI commands read it to reach the local
  * daemon (src/cli/api-client.ts).
  */
 export interface ApiEndpoint {
   url: string;
   secrets: string;
+  /** The CA bundle that signed the API's certificate (the member's, docs/tls.md), when it serves HTTPS. */
+  ca?: string;
 }
 
 export function writeApiEndpoint(stateDir: string, endpoint: ApiEndpoint): void {

@@ -17,6 +17,7 @@ import { createApiServer } from '../plugins/http/api.js';
 import { clusterBackupView } from '../plugins/http/cluster-view.js';
 import { memberRoutes } from '../plugins/http/members.js';
 import { listen, type HttpListen } from '../plugins/http/server.js';
+import { tlsRoutes } from '../plugins/http/tls-routes.js';
 import { HostMetrics } from '../plugins/metrics/host-metrics.js';
 import { elasticsearchPeerUrls } from '../plugins/shipper/census.js';
 import { EarlyLinesBuffer } from '../plugins/shipper/inputs.js';
@@ -27,6 +28,9 @@ import { shippedPlansDir } from '../supervisor/install-paths.js';
 import { MultiSink, RotatingFileSink } from '../supervisor/log-sink.js';
 import { preloadPlans } from '../supervisor/plan.js';
 import type { Logger, LogTap } from '../supervisor/log.js';
+import { DEFAULT_TLS_SETTINGS, ensureMemberTls, type MemberTls, type TlsSettings } from '../supervisor/pki/provision.js';
+import { tlsReport, type TlsReport } from '../supervisor/pki/report.js';
+import { serviceTlsFiles } from '../supervisor/pki/service-copy.js';
 import { keyringFromSecrets, loadOrCreateSecrets } from '../supervisor/secrets.js';
 import { backupRumorFor } from '../supervisor/rumors/backup.js';
 import { nextRumorVersion } from '../supervisor/rumors/key.js';
@@ -57,6 +61,8 @@ export interface DaemonOptions {
   shipping?: { enabled?: boolean; settings: ShippingSettings };
   /** The supervisor's own log lines, for the shipper (createLogger's tap). */
   logTap?: LogTap;
+  /** hasup.toml [tls]: the member's certificate from the cluster CA (the default), the operator's own, or off (docs/tls.md). */
+  tls?: TlsSettings;
   log: Logger;
 }
 
@@ -100,6 +106,8 @@ export class Daemon {
   private timers: NodeJS.Timeout[] = [];
   private stopped = false;
   private rumorVersion = 0;
+  /** This member's certificate and key (or why TLS is off), decided at start. */
+  private tls: MemberTls = { on: false, reason: 'the member has not started' };
   private readonly log: Logger;
 
   constructor(private readonly opts: DaemonOptions) {
@@ -121,6 +129,9 @@ export class Daemon {
     // Without a ring-key file the secrets file must already hold the ring key: never invent one here.
     const secrets = loadOrCreateSecrets(secretsFile, opts.secretsFile === undefined && opts.ringKeyFile !== undefined);
     const keyring = opts.ringKeyFile ? loadKeyring(opts.ringKeyFile) : keyringFromSecrets(secrets, secretsFile);
+    // Before anything listens: bad TLS files stop the member here, never a clear-text fallback.
+    this.tls = await this.startTls(secrets, secretsFile);
+    const memberTlsFiles = this.tls.on ? this.tls.files : undefined;
 
     this.transport = await createUdpTransport({ bindAddr: opts.bind ?? opts.advertise.addr, port: opts.advertise.port, advertise: opts.advertise, log });
     const ring = new Memberlist({
@@ -154,6 +165,7 @@ export class Daemon {
       ip: opts.advertise.addr,
       dropPrivileges: process.getuid?.() === 0,
       secrets,
+      tls: memberTlsFiles,
       planPath,
       group: opts.services.group,
       userLayers: opts.services.userLayers,
@@ -236,14 +248,17 @@ export class Daemon {
           const spool = this.shipping?.shipper.stats().spool;
           return spool && { backlog: spool.backlog, dropped: spool.droppedCapacity + spool.droppedPending };
         },
-        tls: opts.http.tls,
+        // The operator's certificate for the API ([http] tls_cert) wins; else the member's.
+        tls: opts.http.tls ?? (memberTlsFiles && { cert: memberTlsFiles.cert, key: memberTlsFiles.key }),
         open: opts.http.open,
         configs: { publish: (sg: string, version: number, toml: string) => ring.publish(serviceConfigRumor(sg, version, toml)) },
       });
       await this.http.register(memberRoutes, { ring, etcd });
+      await this.http.register(tlsRoutes, { report: () => this.tlsReport() });
       const url = await listen(this.http, opts.http);
       this.apiPort = Number(new URL(url).port);
-      writeApiEndpoint(this.state.root, { url, secrets: secretsFile });
+      // The CLI verifies the API's certificate against the member's CA bundle.
+      writeApiEndpoint(this.state.root, { url, secrets: secretsFile, ...(memberTlsFiles && url.startsWith('https:') ? { ca: memberTlsFiles.ca } : {}) });
       log.info({ event: 'http', url }, 'HTTP API listening');
     }
     this.joinPeers(0);
@@ -256,6 +271,34 @@ export class Daemon {
     await supervisor.start(etcd.forming ? opts.services.load.filter((name) => name !== 'etcd') : opts.services.load);
     startFormation();
     this.startShipping(supervisor, secrets, leadership);
+  }
+
+  /** This member's certificate, issued from the cluster CA when missing or near its end (docs/tls.md); logged, never its key. */
+  private async startTls(secrets: ReturnType<typeof loadOrCreateSecrets>, secretsFile: string): Promise<MemberTls> {
+    const tls = await ensureMemberTls({
+      stateRoot: this.state.root,
+      memberId: this.memberId,
+      addresses: [this.opts.advertise.addr],
+      secrets,
+      secretsFile,
+      settings: this.opts.tls ?? DEFAULT_TLS_SETTINGS,
+    });
+    if (!tls.on) {
+      this.log.warn({ event: 'tls_off', reason: tls.reason }, `TLS is off: PostgreSQL, etcd and the HTTP API run in clear text (${tls.reason})`);
+      return tls;
+    }
+    const fields = { event: 'tls', source: tls.source, cert: tls.files.cert, issuer: tls.cert.issuer, not_after: tls.cert.notAfter.toISOString(), fingerprint: tls.cert.fingerprint };
+    if (tls.issued) this.log.info(fields, `TLS: ${tls.issued} (${tls.files.cert}, until ${fields.not_after})`);
+    else this.log.info(fields, `TLS: member certificate ${tls.files.cert}, until ${fields.not_after}`);
+    return tls;
+  }
+
+  /** GET /tls: the member's certificates, each loaded service's copy, and the links in clear text. */
+  private tlsReport(): TlsReport {
+    const services = (this.supervisor?.list() ?? []).map((s) => ({ name: s.name, certFile: serviceTlsFiles(this.state.path('svc', s.name)).cert }));
+    const clearText: string[] = [];
+    if (this.tls.on && services.some((s) => s.name === 'elasticsearch')) clearText.push('Elasticsearch (transport and HTTP, and the shipping into it): not yet encrypted by hasup');
+    return tlsReport(this.tls, { services: this.tls.on ? services : [], clearText, now: new Date() });
   }
 
   /**

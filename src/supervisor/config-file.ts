@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
+import type { TlsSettings } from './pki/provision.js';
 import { DEFAULT_STATE_DIR } from './state-dir.js';
 import { ConfigError, documentSchema, parseTomlFile, validate, type Schema, type TomlTable } from './toml-schema.js';
 
@@ -13,6 +14,10 @@ const ipOrIpPort = (v: string) => {
   const host = v.startsWith('[') ? v.slice(1, v.indexOf(']')) : v.split(':')[0]!;
   return isIP(host) ? undefined : `"${v}" must be a literal IP address, optionally with :PORT`;
 };
+
+/** A name a certificate may carry: a literal IP address or a DNS name. */
+const ipOrDnsName = (v: string) =>
+  isIP(v) || /^(?=.{1,253}$)[A-Za-z0-9*]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/.test(v) ? undefined : `"${v}" must be an IP address or a DNS name`;
 
 const httpUrl = (v: string) => (/^https?:\/\/[^/\s]+\/?$/.test(v) ? undefined : `"${v}" must be an http(s)://HOST:PORT URL`);
 
@@ -79,6 +84,18 @@ export const NODE_CONFIG_SCHEMA: Schema = {
       metrics_need_token: { type: 'boolean', doc: 'require the bearer token on /metrics too', default: false },
     },
   },
+  tls: {
+    type: 'table',
+    doc: 'TLS on every link (docs/tls.md): by default each member has a certificate from the cluster CA in the secrets file, in STATE_DIR/tls',
+    fields: {
+      enabled: { type: 'boolean', doc: 'encrypt and authenticate PostgreSQL, etcd and the HTTP API with TLS; false runs them in clear text (hasup status says so)', default: true },
+      ca_file: { type: 'string', doc: 'your own CA bundle (PEM) instead of the cluster CA; needs cert_file and key_file' },
+      cert_file: { type: 'string', doc: 'your own certificate for this member (PEM, optionally followed by intermediates): serverAuth and clientAuth, naming its advertised address' },
+      key_file: { type: 'string', doc: 'the private key of cert_file (PEM, unencrypted, not readable by others)' },
+      member_days: { type: 'integer', doc: 'validity of a member certificate issued from the cluster CA, days (issued anew at start within 30 days of its end)', default: 365, min: 1, max: 36500 },
+      extra_sans: { type: 'string[]', doc: 'more names for this member\'s certificate (IP addresses or DNS names), e.g. the load balancer address clients check with sslmode=verify-full', default: [], check: ipOrDnsName },
+    },
+  },
   services: {
     type: 'table',
     doc: 'the services this member runs',
@@ -131,6 +148,7 @@ export interface NodeConfig {
     checks_need_token: boolean;
     metrics_need_token: boolean;
   };
+  tls: { enabled: boolean; ca_file?: string; cert_file?: string; key_file?: string; member_days: number; extra_sans: string[] };
   services: { load: string[]; plan_path: string[]; group: string };
   service?: Record<string, TomlTable>;
   log: { level: string };
@@ -156,6 +174,8 @@ export function parseNodeConfig(text: string, file: string): NodeConfig {
   if ((data.http.tls_cert === undefined) !== (data.http.tls_key === undefined)) throw new ConfigError(file, undefined, '"http.tls_cert" and "http.tls_key" go together: set both or neither');
   if (data.cluster.etcd_voters !== 3 && data.cluster.etcd_voters !== 5) throw new ConfigError(file, undefined, `"cluster.etcd_voters" must be 3 or 5 (an odd number of voters keeps a majority), got ${data.cluster.etcd_voters}`);
   if (data.http.tls_client_ca !== undefined && data.http.tls_cert === undefined) throw new ConfigError(file, undefined, '"http.tls_client_ca" needs "http.tls_cert" and "http.tls_key"');
+  const own = [data.tls.ca_file, data.tls.cert_file, data.tls.key_file].filter((f) => f !== undefined).length;
+  if (own !== 0 && own !== 3) throw new ConfigError(file, undefined, '"tls.ca_file", "tls.cert_file" and "tls.key_file" go together: set all three (your own CA) or none (the cluster CA)');
   for (const [name, layer] of Object.entries(data.service ?? {})) {
     if (typeof layer !== 'object' || layer === null || Array.isArray(layer)) throw new ConfigError(file, undefined, `"service.${name}" must be a table`);
   }
@@ -170,6 +190,12 @@ export function loadNodeConfig(file: string): NodeConfig {
     throw new ConfigError(file, undefined, `cannot read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
   return parseNodeConfig(text, file);
+}
+
+/** [tls] as the member's TLS provisioning takes it. */
+export function tlsSettingsOf(tls: NodeConfig['tls']): TlsSettings {
+  const operator = tls.ca_file && tls.cert_file && tls.key_file ? { ca: tls.ca_file, cert: tls.cert_file, key: tls.key_file } : undefined;
+  return { enabled: tls.enabled, ...(operator ? { operator } : {}), memberDays: tls.member_days, extraSans: tls.extra_sans };
 }
 
 /** A config with every default, for runs configured by flags alone. */

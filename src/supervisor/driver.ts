@@ -1,4 +1,5 @@
 import type { Logger } from './log.js';
+import type { MemberTlsFiles } from './pki/member-files.js';
 import type { Plan } from './plan.js';
 import type { ServiceUser } from './process-runner.js';
 
@@ -41,6 +42,12 @@ export interface DriverContext {
   /** Set when the supervisor runs as root and the child runs as this user. */
   user?: ServiceUser;
   secrets: ClusterSecrets;
+  /**
+   * The service's own copy of the member's TLS files (SVC_ROOT/tls, owned by
+   * its user; pki/service-copy.ts); absent when TLS is off (docs/tls.md).
+   * Templates see the same paths as {{svc.tls.ca}}, {{svc.tls.cert}}, {{svc.tls.key}}.
+   */
+  tls?: MemberTlsFiles;
   log: Logger;
 }
 

@@ -7,6 +7,8 @@ import type { LogSink } from './log-sink.js';
 import type { Logger } from './log.js';
 import type { Plan } from './plan.js';
 import { ProcessRunner, type RunnerState, type ServiceUser } from './process-runner.js';
+import type { MemberTlsFiles } from './pki/member-files.js';
+import { installServiceTls, serviceTlsFiles } from './pki/service-copy.js';
 import type { ClusterSecrets } from './secrets.js';
 import type { TomlTable } from './toml-schema.js';
 import { compileTemplate } from './templates.js';
@@ -47,6 +49,8 @@ export interface ServiceDeps {
   ip: string;
   user?: ServiceUser;
   secrets: ClusterSecrets;
+  /** The member's TLS files, copied into the service's own directory for its user; absent when TLS is off. */
+  tls?: MemberTlsFiles;
   logSink: LogSink;
   log: Logger;
   /** The gossiped config in force when the supervisor last ran. */
@@ -157,6 +161,7 @@ export class Service extends EventEmitter<{ status: [ServiceStatus] }> {
   start(): Promise<void> {
     return this.serialised(async () => {
       this.ensureDirs();
+      this.installTls();
       const ctx = this.context(this.cfg);
       await this.deps.driver.prepare(ctx);
       this.writeFiles(this.render(this.cfg));
@@ -178,6 +183,7 @@ export class Service extends EventEmitter<{ status: [ServiceStatus] }> {
 
   restart(): Promise<void> {
     return this.serialised(async () => {
+      this.installTls();
       this.configureRunner();
       await this.runner.restart();
     });
@@ -275,7 +281,8 @@ export class Service extends EventEmitter<{ status: [ServiceStatus] }> {
   }
 
   private context(cfg: TomlTable): DriverContext {
-    return { plan: this.deps.plan, paths: this.paths, cfg, memberId: this.deps.memberId, ip: this.deps.ip, user: this.deps.user, secrets: this.deps.secrets, log: this.log };
+    const tls = this.deps.tls && serviceTlsFiles(this.paths.root);
+    return { plan: this.deps.plan, paths: this.paths, cfg, memberId: this.deps.memberId, ip: this.deps.ip, user: this.deps.user, secrets: this.deps.secrets, ...(tls ? { tls } : {}), log: this.log };
   }
 
   private templateContext(cfg: TomlTable) {
@@ -287,6 +294,7 @@ export class Service extends EventEmitter<{ status: [ServiceStatus] }> {
       config_dir: this.paths.config,
       run_dir: this.paths.run,
       logs_dir: this.paths.logs,
+      ...(ctx.tls ? { tls: ctx.tls } : {}),
       ...this.deps.driver.templateValues?.(ctx),
     };
     return { cfg, svc, sys: { ip: this.deps.ip, member_id: this.deps.memberId } };
@@ -303,6 +311,11 @@ export class Service extends EventEmitter<{ status: [ServiceStatus] }> {
     const env: Record<string, string | undefined> = { PATH: process.env.PATH, LANG: 'C.UTF-8' };
     for (const [name, value] of Object.entries(run.env)) env[name] = fill(value);
     this.runner.setCommand({ command: fill(run.command), args: run.args.map(fill), env, logFile: run.log_file ? fill(run.log_file) : undefined });
+  }
+
+  /** The service's copy of the member's TLS files, brought up to date before every (re)start. */
+  private installTls(): void {
+    if (this.deps.tls) installServiceTls(this.deps.tls, this.paths.root, this.deps.user);
   }
 
   private ensureDirs(): void {

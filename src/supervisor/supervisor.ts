@@ -5,6 +5,7 @@ import type { LogSink } from './log-sink.js';
 import type { Logger } from './log.js';
 import { findPlan } from './plan.js';
 import { resolveServiceUser } from './process-runner.js';
+import type { MemberTlsFiles } from './pki/member-files.js';
 import type { ClusterSecrets } from './secrets.js';
 import { Service, type GossipedConfig, type ServiceStatus } from './service.js';
 import type { StateDir } from './state-dir.js';
@@ -18,6 +19,8 @@ export interface SupervisorDeps {
   /** True when the supervisor runs as root: children then run as their plan's service user. */
   dropPrivileges: boolean;
   secrets: ClusterSecrets;
+  /** The member's TLS files (docs/tls.md); each service gets a copy of its own. Absent when TLS is off. */
+  tls?: MemberTlsFiles;
   planPath: string[];
   group: string;
   /** [service.NAME] tables from hasup.toml. */
@@ -181,6 +184,7 @@ export class Supervisor extends EventEmitter<{ status: [ServiceStatus] }> {
       ip: this.deps.ip,
       user,
       secrets: this.deps.secrets,
+      tls: this.deps.tls,
       logSink: this.deps.logSink,
       log: this.deps.log,
       initialConfig: this.persisted.configs[`${name}.${this.deps.group}`],

@@ -1,0 +1,92 @@
+import { existsSync, readdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import type { Command } from 'commander';
+import { certificateInfo, parseCertificates, readCertificateFile } from '../supervisor/pki/inspect.js';
+import { CA_DAYS } from '../supervisor/pki/issue.js';
+import { memberTlsFiles } from '../supervisor/pki/member-files.js';
+import { withClusterCa } from '../supervisor/pki/provision.js';
+import { certFileView, certView, tlsStatusLines, type TlsReport } from '../supervisor/pki/report.js';
+import { serviceTlsFiles } from '../supervisor/pki/service-copy.js';
+import { loadSecretsFile, writeSecretsFile } from '../supervisor/secrets.js';
+import { DEFAULT_STATE_DIR } from '../supervisor/state-dir.js';
+import { ApiClient } from './api-client.js';
+
+/**
+ * `hasup cert status`: this member's certificates (its own, each service's
+ * copy, the CAs it trusts) with issuer, expiry and days left, a WARNING
+ * within 30 days of an end, and the links in clear text. From the running
+ * daemon (GET /tls) when it answers, else from the files in the state
+ * directory. `hasup cert init-ca`: a cluster CA for a cluster created
+ * before TLS (docs/tls.md).
+ */
+export function registerCertCommands(program: Command): void {
+  const cert = program.command('cert').description('the cluster CA and the members\' certificates (docs/tls.md)');
+
+  cert
+    .command('status')
+    .description("this member's certificates and its services' copies: issuer, expiry, days left; a WARNING within 30 days of expiry")
+    .option('--state-dir <dir>', 'state directory of the local member', process.env.HASUP_STATE_DIR ?? DEFAULT_STATE_DIR)
+    .option('--api <url>', 'HTTP API of the member (default: recorded in STATE_DIR/api.json)')
+    .option('--secrets <file>', 'cluster secrets file holding the API token (default: recorded by the daemon)')
+    .option('--json', 'print the report as JSON')
+    .action(async (flags: { stateDir: string; api?: string; secrets?: string; json?: boolean }) => {
+      const { report, from } = await memberReport(flags);
+      if (flags.json) console.log(JSON.stringify({ from, ...report }, null, 2));
+      else console.log([`(${from})`, ...tlsStatusLines(report)].join('\n'));
+    });
+
+  cert
+    .command('init-ca')
+    .description('add a cluster CA to a secrets file that has none (a cluster created before TLS); copy the file to every member, whose next start issues its certificate')
+    .requiredOption('--secrets <file>', 'the cluster secrets file')
+    .option('--ca-days <n>', 'validity of the CA in days', String(CA_DAYS))
+    .action(async (flags: { secrets: string; caDays: string }) => {
+      const file = resolve(flags.secrets);
+      const secrets = loadSecretsFile(file);
+      if (secrets.tls) throw new Error(`${file} already holds a cluster CA; nothing changed`);
+      const updated = await withClusterCa(secrets, { days: Number(flags.caDays) });
+      writeSecretsFile(file, updated, { force: true });
+      const info = certificateInfo(parseCertificates(updated.tls!.ca_cert, file)[0]!);
+      console.log(`cluster CA added to ${file}: ${info.subject}, until ${info.notAfter.toISOString().slice(0, 10)}, fingerprint ${info.fingerprint}`);
+      console.log('next: copy the file to every member (replacing its STATE_DIR/secrets.json) and restart them one at a time, followers first; each issues its certificate at start');
+    });
+}
+
+/** The running daemon's report, or what the files in the state directory say when it does not answer. */
+async function memberReport(flags: { stateDir: string; api?: string; secrets?: string }): Promise<{ report: TlsReport; from: string }> {
+  let api: ApiClient | undefined;
+  try {
+    api = ApiClient.fromStateDir(flags.stateDir, { url: flags.api, secrets: flags.secrets });
+  } catch {
+    api = undefined;
+  }
+  if (api) {
+    try {
+      return { report: await api.request<TlsReport>('GET', '/tls', undefined, { timeoutMs: 10_000 }), from: `the daemon at ${api.url}` };
+    } catch (err) {
+      if (flags.api) throw err;
+      console.error(`(the daemon does not answer: ${(err as Error).message}; reading the files instead)`);
+    }
+  }
+  return { report: reportFromFiles(resolve(flags.stateDir), new Date()), from: `the files in ${resolve(flags.stateDir)}` };
+}
+
+/** The state directory's own certificates (an operator's files named in hasup.toml are the daemon's to report). */
+export function reportFromFiles(stateDir: string, now: Date): TlsReport {
+  const files = memberTlsFiles(stateDir);
+  if (!existsSync(files.cert)) return { on: false, reason: `no member certificate in ${join(stateDir, 'tls')}`, certificates: [], clear_text: [] };
+  const svcRoot = join(stateDir, 'svc');
+  const services = existsSync(svcRoot) ? readdirSync(svcRoot).filter((name) => existsSync(serviceTlsFiles(join(svcRoot, name)).cert)) : [];
+  let cas: TlsReport['certificates'];
+  try {
+    cas = readCertificateFile(files.ca, 'CA bundle').map((c) => certView('CA', files.ca, certificateInfo(c), now));
+  } catch (err) {
+    cas = [{ what: 'CA', file: files.ca, error: (err as Error).message }];
+  }
+  return {
+    on: true,
+    source: 'cluster-ca',
+    certificates: [certFileView('member', files.cert, now), ...services.map((name) => certFileView(name, serviceTlsFiles(join(svcRoot, name)).cert, now)), ...cas],
+    clear_text: [],
+  };
+}
