@@ -4,7 +4,7 @@ import { describeTarget, type FenceStatus, type HaView } from '../ha/index.js';
 import { lsnText } from '../plugins/postgresql/replication-tools.js';
 import { formatBytes } from '../plugins/backup/pgbackrest.js';
 import { scheduleLines } from '../plugins/backup/views.js';
-import type { Census, ClusterBackupView, ClusterView, ElasticsearchClusterView, ServiceGroupMember, ServiceGroupView } from '../plugins/http/cluster-view.js';
+import type { Census, ClusterBackupView, ClusterView, ClusterVipView, ElasticsearchClusterView, ServiceGroupMember, ServiceGroupView } from '../plugins/http/cluster-view.js';
 import { DEFAULT_STATE_DIR } from '../supervisor/state-dir.js';
 import { ApiClient } from './api-client.js';
 
@@ -160,6 +160,13 @@ function duration(ms: number): string {
   return `${Math.round(s / 8640) / 10} d`;
 }
 
+/** The `hasup status` line on the leader VIP: who holds it, and a WARNING for anything that keeps it from moving with the leader. */
+export function vipSummary(v: ClusterVipView, self: string): string {
+  const name = (m: string) => (m === self ? `${m} (self)` : m);
+  const held = v.holders.length === 0 ? 'held by no member' : `on ${v.holders.map(name).join(', ')}`;
+  return [`vip: ${v.address} ${held}`, ...v.warnings.map((w) => `WARNING: ${w}`)].join('; ');
+}
+
 /** Lines under the `hasup status` table: gossip states and clock drift. */
 export function clusterSummary(view: ClusterView): string[] {
   const g = view.gossip;
@@ -184,12 +191,12 @@ function groupSummary(g: ServiceGroupView, self: string): string {
   return parts.join(', ');
 }
 
-/** e.g. `replica m2 streaming sync lag 0 B`: the follower's state, sync role and lag in bytes. */
+/** e.g. `replica m2 streaming sync lag 0 B 0 s`: the follower's state, sync role and lag in bytes and seconds. */
 function replicaSummary(r: ServiceGroupMember, self: string): string {
   const words = [`replica ${r.member === self ? 'self' : r.member}`];
   if (r.replication_state) words.push(r.replication_state);
   if (r.sync_role) words.push(r.sync_role);
-  words.push(`lag ${r.lag_bytes === null ? '?' : `${r.lag_bytes} B`}`);
+  words.push(`lag ${r.lag_bytes === null ? '?' : `${r.lag_bytes} B`}${r.lag_seconds != null ? ` ${r.lag_seconds} s` : ''}`);
   return words.join(' ');
 }
 

@@ -70,7 +70,7 @@ export function haText(v: HaView): string {
       m.role,
       m.replication_state ?? (m.role === 'leader' ? 'writable' : '-'),
       m.timeline === null ? '-' : String(m.timeline),
-      m.lag_bytes === null ? '-' : `${m.lag_bytes} B`,
+      m.lag_bytes === null ? '-' : `${m.lag_bytes} B${m.lag_seconds != null ? ` ${m.lag_seconds} s` : ''}`,
       m.sync_role ?? '-',
       m.healthy ? 'yes' : 'no',
     ]);

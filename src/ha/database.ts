@@ -43,6 +43,12 @@ export interface DatabaseStatus {
    * the primary cluster is this minus its replay position. Absent when unknown.
    */
   upstreamWalEnd?: number | null;
+  /**
+   * Standby: how far behind in time, in whole seconds: 0 when it has replayed
+   * all WAL it received, else the age of the last transaction it replayed
+   * (PostgreSQL keeps no better clock of a standby's delay). Absent when unknown.
+   */
+  replayLagS?: number | null;
   /** Primary: its connected standbys (by application_name = member id). */
   replicas: ConnectedReplica[];
   /** Why it is not running or not healthy. */

@@ -16,11 +16,18 @@ export interface LeadershipFacts {
   renewedAt: number;
   /** A renewal attempt failed since the last confirmed one. */
   renewalFailing: boolean;
+  /**
+   * Monotonic instant (the HA clock's) at which a leader stops taking writes
+   * unless a renewal is confirmed first: the fence's freeze deadline, a
+   * retry_timeout before the lease can expire. Whatever must never outlive
+   * the lease stops then too (the leader VIP). -Infinity before a renewal.
+   */
+  writesStopAt: number;
   /** Writes are being refused on purpose (fencing, switchover) whatever PostgreSQL says. */
   fenced: boolean;
   /** PostgreSQL runs, is healthy and not in recovery. */
   primaryWritable: boolean;
-  replication: { state: ReplicationState; lagBytes: number | null } | null;
+  replication: { state: ReplicationState; lagBytes: number | null; lagS?: number | null } | null;
   timeline: number | null;
   leader: string | null;
   syncRole: 'sync' | 'async' | null;
@@ -45,6 +52,7 @@ export class ElectedLeadership implements Leadership {
     holdsLease: false,
     renewedAt: 0,
     renewalFailing: false,
+    writesStopAt: -Infinity,
     fenced: false,
     primaryWritable: false,
     replication: null,

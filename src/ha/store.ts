@@ -32,6 +32,8 @@ export interface MemberReport {
   replay_position: number | null;
   /** Replica: WAL bytes it has not replayed behind the leader; standby leader: behind the primary cluster (its upstream's last report); null when unknown. */
   lag_bytes: number | null;
+  /** The same in whole seconds (DatabaseStatus.replayLagS); absent from members that predate it. */
+  lag_seconds?: number | null;
   /** Replica: 'streaming', 'in archive recovery', 'stopped'. */
   replication_state: string | null;
   /** The member it replicates from. */

@@ -73,11 +73,8 @@ export function haView(ctx: HaContext, rogues: RoguePrimary[]): HaView {
 
 export function memberReport(ctx: HaContext, db: DatabaseStatus, s: HaSettings, leaderSeen: string | null, snap: ClusterSnapshot | null = ctx.snapshot): MemberReport {
   const endpoint = ctx.deps.db.endpoint();
-  const optime = snap?.optime;
   const isReplica = db.running && db.inRecovery === true;
-  const standbyLeader = isReplica && ctx.holding;
-  // A standby leader's optime is its own: its lag is behind the primary cluster, as its upstream last said.
-  const lag = !isReplica || db.replayPosition === null ? null : standbyLeader ? (db.upstreamWalEnd != null ? Math.max(0, db.upstreamWalEnd - db.replayPosition) : null) : optime ? Math.max(0, optime.wal_position - db.replayPosition) : null;
+  const lag = replicaLag(ctx, db, snap);
   return {
     member: ctx.memberId,
     host: endpoint.host,
@@ -87,7 +84,8 @@ export function memberReport(ctx: HaContext, db: DatabaseStatus, s: HaSettings, 
     timeline: db.timeline,
     wal_position: db.walPosition,
     replay_position: db.replayPosition,
-    lag_bytes: lag,
+    lag_bytes: lag.bytes,
+    lag_seconds: lag.seconds,
     replication_state: replicationState(db),
     upstream: isReplica ? db.upstream : null,
     eligible: eligibility(ctx.memberId, db, s, snap, ctx.deps.leadBlocker?.()).eligible,
@@ -117,19 +115,32 @@ export function updateLeadership(ctx: HaContext, db: DatabaseStatus | null): voi
   const s = ctx.settings();
   const isReplica = !!db?.running && db.inRecovery === true;
   const isPrimary = !!db?.running && db.inRecovery === false;
-  const lag = isReplica && snap?.optime && db!.replayPosition !== null ? Math.max(0, snap.optime.wal_position - db!.replayPosition) : null;
+  const lag = replicaLag(ctx, db, snap);
   ctx.deps.leadership.update({
     present: true,
     role: isPrimary && ctx.holding ? 'leader' : isReplica ? 'replica' : 'unknown',
     holdsLease: ctx.holding,
     primaryWritable: isPrimary && !!db?.healthy,
-    replication: isReplica ? { state: replicationState(db!) as ReplicationState, lagBytes: lag } : null,
+    replication: isReplica ? { state: replicationState(db!) as ReplicationState, lagBytes: lag.bytes, lagS: lag.seconds } : null,
     timeline: db?.timeline ?? null,
     leader: snap?.leader?.member ?? null,
     syncRole: s.synchronousMode && isReplica ? (snap?.sync?.members.includes(ctx.memberId) ? 'sync' : 'async') : null,
     syncDegraded: s.synchronousMode && isPrimary && ctx.holding && ctx.appliedSync === null,
     reason: ctx.decision || 'starting',
   });
+}
+
+/**
+ * How far a replica is behind, in bytes and seconds. A replica's bytes are
+ * behind the leader's last published position; a standby leader's optime is
+ * its own, so its bytes are behind the primary cluster as its upstream last
+ * said. Nulls for a primary or when unknown.
+ */
+export function replicaLag(ctx: HaContext, db: DatabaseStatus | null, snap: ClusterSnapshot | null): { bytes: number | null; seconds: number | null } {
+  if (!db?.running || db.inRecovery !== true || db.replayPosition === null) return { bytes: null, seconds: null };
+  const seconds = db.replayLagS ?? null;
+  if (ctx.holding) return { bytes: db.upstreamWalEnd != null ? Math.max(0, db.upstreamWalEnd - db.replayPosition) : null, seconds };
+  return { bytes: snap?.optime ? Math.max(0, snap.optime.wal_position - db.replayPosition) : null, seconds };
 }
 
 export function replicationState(db: DatabaseStatus): string | null {

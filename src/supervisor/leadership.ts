@@ -33,7 +33,7 @@ export interface LeadershipState {
   /** PostgreSQL accepts writes here (running, healthy, not in recovery). */
   writable: boolean;
   /** For a replica: its WAL receiver state and how far it is behind the leader, in bytes. */
-  replication: { state: ReplicationState; lagBytes: number | null } | null;
+  replication: { state: ReplicationState; lagBytes: number | null; lagS?: number | null } | null;
   timeline: number | null;
   /** Member id of the group's leader as this member knows it, null when none is known. */
   leader: string | null;
@@ -192,7 +192,8 @@ export function sameLeadershipState(a: LeadershipState, b: LeadershipState): boo
     a.syncDegraded === b.syncDegraded &&
     sameRogues(a.roguePrimaries ?? [], b.roguePrimaries ?? []) &&
     a.replication?.state === b.replication?.state &&
-    a.replication?.lagBytes === b.replication?.lagBytes
+    a.replication?.lagBytes === b.replication?.lagBytes &&
+    a.replication?.lagS === b.replication?.lagS
   );
 }
 

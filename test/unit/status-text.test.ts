@@ -5,7 +5,7 @@ import type { EtcdMembershipStatus } from '../../src/plugins/etcd/membership.js'
 import type { ClusterBackupView, ClusterView, ServiceGroupMember } from '../../src/plugins/http/cluster-view.js';
 
 function member(id: string, over: Partial<ServiceGroupMember>): ServiceGroupMember {
-  return { member: id, member_state: 'alive', state: 'up', health: 'ok', role: null, lag_bytes: null, replication_state: null, timeline: null, sync_role: null, config_version: 0, ...over };
+  return { member: id, member_state: 'alive', state: 'up', health: 'ok', role: null, lag_bytes: null, lag_seconds: null, replication_state: null, timeline: null, sync_role: null, config_version: 0, ...over };
 }
 
 function view(members: ServiceGroupMember[], leader: string | null, warnings: string[] = []): ClusterView {
@@ -24,13 +24,13 @@ test('the CLUSTER cell names the leader with its timeline and each follower with
       [
         member('m1', { role: 'leader', timeline: 3 }),
         member('m2', { role: 'replica', replication_state: 'streaming', sync_role: 'sync', lag_bytes: 0 }),
-        member('m3', { role: 'replica', replication_state: 'streaming', sync_role: 'async', lag_bytes: 8192 }),
+        member('m3', { role: 'replica', replication_state: 'streaming', sync_role: 'async', lag_bytes: 8192, lag_seconds: 2 }),
       ],
       'm1',
     ),
     'postgresql.default',
   );
-  assert.equal(cell, 'leader; 3/3 healthy, leader self (timeline 3), replica m2 streaming sync lag 0 B, replica m3 streaming async lag 8192 B');
+  assert.equal(cell, 'leader; 3/3 healthy, leader self (timeline 3), replica m2 streaming sync lag 0 B, replica m3 streaming async lag 8192 B 2 s');
 });
 
 test('a leader committing asynchronously in synchronous mode is a warning in the CLUSTER cell', () => {

@@ -4,6 +4,7 @@ import { decodeBackupReport, pickBackupReport, RUMOR_BACKUP, type BackupReport, 
 import { splitMemberServiceKey } from '../../supervisor/rumors/key.js';
 import { decodeRoleRumor, roleRumor, RUMOR_ROLE, type RoleRumor } from '../../supervisor/rumors/role.js';
 import { decodeServiceRumor, RUMOR_SERVICE } from '../../supervisor/rumors/service.js';
+import { decodeVipReport, RUMOR_VIP, type VipReport } from '../../supervisor/rumors/vip.js';
 import type { ServiceStatus } from '../../supervisor/service.js';
 import { hasupVersion } from '../../supervisor/version.js';
 
@@ -30,6 +31,8 @@ export interface CensusService {
   writable: boolean | null;
   lease_in_doubt: boolean | null;
   lag_bytes: number | null;
+  /** Whole seconds; null when unknown (or from an older member). */
+  lag_seconds: number | null;
   replication_state: string | null;
   timeline: number | null;
   /** In synchronous mode: whether this replica is in the synchronous set. */
@@ -60,6 +63,8 @@ export interface ServiceGroupMember {
   health: string;
   role: RoleRumor['role'] | null;
   lag_bytes: number | null;
+  /** Whole seconds; null when unknown (or from an older member). */
+  lag_seconds: number | null;
   replication_state: string | null;
   timeline: number | null;
   sync_role: 'sync' | 'async' | null;
@@ -116,6 +121,19 @@ export interface ClusterView {
   elasticsearch?: ElasticsearchClusterView;
   /** Present when some member runs PostgreSQL. */
   backup?: ClusterBackupView;
+  /** Present when some live member has a leader VIP configured ([cluster] vip). */
+  vip?: ClusterVipView;
+}
+
+/** The leader VIP as every live member reports it (docs/vip.md). */
+export interface ClusterVipView {
+  address: string;
+  /** The one live member that holds it; null when none does, or several say they do. */
+  holder: string | null;
+  holders: string[];
+  members: Array<{ member: string; interface: string; state: VipReport['state']; reason: string; since: number }>;
+  /** Several holders, a member that refused the VIP or cannot add or remove it, members configured with different VIPs. */
+  warnings: string[];
 }
 
 export interface CensusInput {
@@ -137,7 +155,7 @@ export function buildCensus(input: CensusInput): Census {
     if (!byGroup) services.set(member, (byGroup = new Map()));
     let s = byGroup.get(group);
     if (!s) {
-      s = { service_group: group, state: 'unknown', pid: null, health: 'unknown', since: null, config_version: 0, version: null, role: null, writable: null, lease_in_doubt: null, lag_bytes: null, replication_state: null, timeline: null, sync_role: null, sync_degraded: false, rogue_primaries: [] };
+      s = { service_group: group, state: 'unknown', pid: null, health: 'unknown', since: null, config_version: 0, version: null, role: null, writable: null, lease_in_doubt: null, lag_bytes: null, lag_seconds: null, replication_state: null, timeline: null, sync_role: null, sync_degraded: false, rogue_primaries: [] };
       byGroup.set(group, s);
     }
     return s;
@@ -192,7 +210,7 @@ function elasticsearchView(members: CensusMember[], localServices: ServiceStatus
 }
 
 function applyRole(s: CensusService, p: RoleRumor): void {
-  Object.assign(s, { role: p.role, writable: p.writable, lease_in_doubt: p.lease_in_doubt, lag_bytes: p.lag_bytes, replication_state: p.replication_state, timeline: p.timeline, sync_role: p.sync_role ?? null, sync_degraded: p.sync_degraded ?? false, rogue_primaries: p.rogue_primaries ?? [] });
+  Object.assign(s, { role: p.role, writable: p.writable, lease_in_doubt: p.lease_in_doubt, lag_bytes: p.lag_bytes, lag_seconds: p.lag_seconds ?? null, replication_state: p.replication_state, timeline: p.timeline, sync_role: p.sync_role ?? null, sync_degraded: p.sync_degraded ?? false, rogue_primaries: p.rogue_primaries ?? [] });
 }
 
 function groupView(members: CensusMember[]): ServiceGroupView[] {
@@ -208,6 +226,7 @@ function groupView(members: CensusMember[]): ServiceGroupView[] {
         health: s.health,
         role: s.role,
         lag_bytes: s.lag_bytes,
+        lag_seconds: s.lag_seconds,
         replication_state: s.replication_state,
         timeline: s.timeline,
         sync_role: s.sync_role,
@@ -245,10 +264,36 @@ export function clusterBackupView(input: CensusInput, groupLeader: string | null
   return picked ? { ...picked.report, member: picked.member, from_leader: picked.from_leader } : undefined;
 }
 
+/** Who holds the leader VIP, from the live members' VIP rumors (this member's own included: it is in the ring's store too). */
+export function clusterVipView(input: Pick<CensusInput, 'members' | 'rumors'>): ClusterVipView | undefined {
+  const live = new Set(input.members.filter((m) => isLive(m.state)).map((m) => m.id));
+  const members: ClusterVipView['members'] = [];
+  const addresses = new Set<string>();
+  for (const r of input.rumors(RUMOR_VIP)) {
+    const key = splitMemberServiceKey(r.key);
+    const report = key && live.has(key.member) ? decodeVipReport(r.payload) : undefined;
+    if (!key || !report) continue;
+    members.push({ member: key.member, interface: report.interface, state: report.state, reason: report.reason, since: report.since });
+    addresses.add(report.address);
+  }
+  if (members.length === 0) return undefined;
+  members.sort((a, b) => a.member.localeCompare(b.member));
+  const holders = members.filter((m) => m.state === 'held').map((m) => m.member);
+  const warnings: string[] = [];
+  if (holders.length > 1) warnings.push(`${holders.length} members say they hold the VIP: ${holders.join(', ')}`);
+  if (addresses.size > 1) warnings.push(`members are configured with different VIPs: ${[...addresses].sort().join(', ')}`);
+  for (const m of members) {
+    if (m.state === 'refused') warnings.push(`member ${m.member} refused the VIP: ${m.reason}`);
+    if (m.state === 'failing') warnings.push(`member ${m.member} cannot add or remove the VIP: ${m.reason}`);
+  }
+  return { address: [...addresses].sort()[0]!, holder: holders.length === 1 ? holders[0]! : null, holders, members, warnings };
+}
+
 export function buildClusterView(input: CensusInput): ClusterView {
   const census = buildCensus(input);
   const pgLeader = census.service_groups.find((g) => g.service_group === input.leadership.serviceGroup || g.service_group.startsWith('postgresql.'))?.leader ?? null;
   const backup = clusterBackupView(input, pgLeader);
+  const vip = clusterVipView(input);
   const gossip: Record<MemberStateName, number> = { alive: 0, suspect: 0, dead: 0, left: 0, departed: 0 };
   for (const m of census.members) gossip[m.state]++;
   return {
@@ -263,5 +308,6 @@ export function buildClusterView(input: CensusInput): ClusterView {
     service_groups: census.service_groups,
     ...(census.elasticsearch ? { elasticsearch: census.elasticsearch } : {}),
     ...(backup ? { backup } : {}),
+    ...(vip ? { vip } : {}),
   };
 }

@@ -1,7 +1,7 @@
 import { readFile, rm } from 'node:fs/promises';
 import type pg from 'pg';
 import type { BootstrapPlan, ConnectedReplica, DatabaseStatus, PeerEndpoint, ReplicatedDatabase, RestoreTarget } from '../../ha/index.js';
-import { checkHaSettings, haSettingsFrom } from '../../ha/index.js';
+import { checkHaSettings, haSettingsFrom, PRIMARY_CLUSTER } from '../../ha/index.js';
 import type { DriverContext } from '../../supervisor/driver.js';
 import type { Logger } from '../../supervisor/log.js';
 import { isProcessLive } from '../../supervisor/pidfile.js';
@@ -84,6 +84,7 @@ interface StatusRow {
   receiver_tli: number | null;
   receiver_status: string | null;
   upstream_end: string | null;
+  replay_lag_s: number | null;
   checkpoint_tli: number | null;
   wal_tli: number | null;
 }
@@ -248,6 +249,9 @@ export class PostgresHaNode implements ReplicatedDatabase {
                     (SELECT received_tli FROM pg_stat_wal_receiver) AS receiver_tli,
                     (SELECT status FROM pg_stat_wal_receiver) AS receiver_status,
                     (SELECT (latest_end_lsn - '0/0'::pg_lsn)::text FROM pg_stat_wal_receiver) AS upstream_end,
+                    CASE WHEN NOT pg_is_in_recovery() THEN NULL
+                         WHEN pg_last_wal_receive_lsn() IS NULL OR pg_last_wal_receive_lsn() <= pg_last_wal_replay_lsn() THEN 0
+                         ELSE floor(extract(epoch FROM now() - pg_last_xact_replay_timestamp()))::int END AS replay_lag_s,
                     (SELECT timeline_id FROM pg_control_checkpoint()) AS checkpoint_tli,
                     (SELECT max(('x' || substr(name, 1, 8))::bit(32)::int) FROM pg_ls_waldir() WHERE name ~ '^[0-9A-F]{24}$') AS wal_tli`,
           )
@@ -272,6 +276,7 @@ export class PostgresHaNode implements ReplicatedDatabase {
           replayPosition: row.in_recovery ? replayed : num(row.flush),
           streaming: row.receiver_status === 'streaming',
           upstreamWalEnd: row.receiver_status === 'streaming' ? num(row.upstream_end) : null,
+          replayLagS: row.replay_lag_s,
           upstream: row.in_recovery ? (this.conf.upstream?.member ?? null) : null,
           replicas,
           ...(healthy ? {} : { reason: `health is ${st.health}${st.healthMessage ? ` (${st.healthMessage})` : ''}` }),
@@ -480,7 +485,7 @@ export class PostgresHaNode implements ReplicatedDatabase {
    * timeline. A CHECKPOINT on the leader makes it current.
    */
   private async checkpointSource(ctx: DriverContext, up: Upstream, signal: AbortSignal): Promise<void> {
-    const target: PgTarget = { ...this.target(ctx), host: up.host, port: up.port };
+    const target = this.upstreamTarget(ctx, up);
     await withClient(target, signal, async (client) => {
       const tli = async () =>
         (await client.query<{ current: number; control: number }>("SELECT ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int AS current, (SELECT timeline_id FROM pg_control_checkpoint()) AS control")).rows[0]!;
@@ -500,7 +505,7 @@ export class PostgresHaNode implements ReplicatedDatabase {
   private async divergedFrom(ctx: DriverContext, up: Upstream, signal: AbortSignal): Promise<boolean> {
     const mine = await this.status(signal);
     if (!mine.running || mine.timeline === null || mine.walPosition === null) return false;
-    const target: PgTarget = { ...this.target(ctx), host: up.host, port: up.port };
+    const target = this.upstreamTarget(ctx, up);
     return withClient(target, signal, async (client) => {
       const leaderTli = (await client.query<{ tli: number }>("SELECT ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int AS tli")).rows[0]!.tli;
       if (leaderTli === mine.timeline) return false;
@@ -533,6 +538,12 @@ export class PostgresHaNode implements ReplicatedDatabase {
 
   private target(ctx: DriverContext): PgTarget {
     return superuserTarget(ctx);
+  }
+
+  /** The upstream's server, as libpq reaches it for replication (standby-config.ts tlsParams): verified, but for a standby cluster's upstream. */
+  private upstreamTarget(ctx: DriverContext, up: Upstream): PgTarget {
+    const target: PgTarget = { ...this.target(ctx), host: up.host, port: up.port };
+    return up.member === PRIMARY_CLUSTER && target.ca ? { ...target, ca: undefined, tlsUnverified: true } : target;
   }
 
   private requireCtx(): DriverContext {

@@ -15,6 +15,8 @@ export interface RoleRumor {
   writable: boolean;
   lease_in_doubt: boolean;
   lag_bytes: number | null;
+  /** Absent from members that predate it. */
+  lag_seconds?: number | null;
   replication_state: ReplicationState | null;
   timeline: number | null;
   since: number;
@@ -33,6 +35,7 @@ export function roleRumor(s: LeadershipState): RoleRumor {
     writable: s.writable,
     lease_in_doubt: s.leaseInDoubt,
     lag_bytes: s.replication?.lagBytes ?? null,
+    lag_seconds: s.replication?.lagS ?? null,
     replication_state: s.replication?.state ?? null,
     timeline: s.timeline,
     since: s.since,
