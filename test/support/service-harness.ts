@@ -16,6 +16,8 @@ import { pino } from 'pino';
 import { mergeLayers, renderTemplates } from '../../src/supervisor/config-layers.js';
 import type { DriverContext, ServiceDriver, ServicePaths, ServiceUser } from '../../src/supervisor/driver.js';
 import { findPlan } from '../../src/supervisor/plan.js';
+import { DEFAULT_TLS_SETTINGS, ensureMemberTls, withClusterCa } from '../../src/supervisor/pki/provision.js';
+import { installServiceTls } from '../../src/supervisor/pki/service-copy.js';
 import { generateSecrets } from '../../src/supervisor/secrets.js';
 import { shippedPlansDir } from '../../src/supervisor/install-paths.js';
 import type { TomlTable } from '../../src/supervisor/toml-schema.js';
@@ -90,10 +92,23 @@ export function createHarness(planName: string, driver: ServiceDriver, overrides
   return { stateDir, ctx, driver, logLines: lines, cleanup: () => rmSync(stateDir, { recursive: true, force: true }) };
 }
 
+/**
+ * Gives the harness's member TLS as `hasup run` does (docs/tls.md): a
+ * cluster CA in its secrets, STATE_DIR/tls issued for 127.0.0.1, and the
+ * service's own copy owned by the service user in ctx.tls.
+ */
+export async function enableTls(h: Harness): Promise<void> {
+  const secrets = await withClusterCa(h.ctx.secrets);
+  const tls = await ensureMemberTls({ stateRoot: h.stateDir, memberId: h.ctx.memberId, addresses: [h.ctx.ip], secrets, secretsFile: join(h.stateDir, 'secrets.json'), settings: DEFAULT_TLS_SETTINGS });
+  if (!tls.on) throw new Error(tls.reason);
+  h.ctx.secrets = secrets;
+  h.ctx.tls = installServiceTls(tls.files, h.ctx.paths.root, h.ctx.user);
+}
+
 function renderContext(ctx: DriverContext, driver: ServiceDriver) {
   return {
     cfg: ctx.cfg,
-    svc: { data_dir: ctx.paths.data, config_dir: ctx.paths.config, run_dir: ctx.paths.run, logs_dir: ctx.paths.logs, ...driver.templateValues?.(ctx) },
+    svc: { data_dir: ctx.paths.data, config_dir: ctx.paths.config, run_dir: ctx.paths.run, logs_dir: ctx.paths.logs, ...(ctx.tls ? { tls: ctx.tls } : {}), ...driver.templateValues?.(ctx) },
     sys: { ip: ctx.ip, member_id: ctx.memberId },
   };
 }

@@ -13,7 +13,8 @@
 import type { ServiceStatus } from '../../supervisor/service.js';
 import type { ClusterSecrets } from '../../supervisor/secrets.js';
 import type { TomlTable } from '../../supervisor/toml-schema.js';
-import { localHost, PgSession } from '../postgresql/connect.js';
+import type { MemberTlsFiles } from '../../supervisor/pki/member-files.js';
+import { PgSession, superuserTarget } from '../postgresql/connect.js';
 import { elasticsearchUrl } from '../elasticsearch/driver.js';
 import { httpJson } from '../http-json.js';
 import type { MetricSet } from './sample.js';
@@ -24,6 +25,8 @@ export interface ServiceMetricsContext {
   secrets: ClusterSecrets;
   /** The merged config in force of a loaded service, by plan name. */
   config(name: string): TomlTable | undefined;
+  /** A loaded service's copy of the member's TLS files (absent when TLS is off). */
+  tls?(name: string): MemberTlsFiles | undefined;
 }
 
 const QUERY_TIMEOUT_MS = 3000;
@@ -57,7 +60,7 @@ export class PostgresqlSampler {
 async function postgresqlMetricSets(ctx: ServiceMetricsContext, status: ServiceStatus, metricsSession: PgSession): Promise<MetricSet[]> {
   const cfg = ctx.config('postgresql');
   if (!cfg || status.state !== 'running') return [];
-  const target = { host: localHost(cfg, ctx.ip), port: Number(cfg.port), user: String(cfg.superuser), password: ctx.secrets.postgresql.superuser_password, database: 'postgres' };
+  const target = superuserTarget({ cfg, ip: ctx.ip, secrets: ctx.secrets, tls: ctx.tls?.('postgresql') });
   const signal = AbortSignal.timeout(QUERY_TIMEOUT_MS);
   const { numbers, followers } = await metricsSession.run(target, signal, async (client) => {
     const numbers = (

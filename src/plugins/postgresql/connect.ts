@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { Socket } from 'node:net';
 import pg from 'pg';
 import type { DriverContext } from '../../supervisor/driver.js';
+import { readTlsFile } from '../../supervisor/pki/inspect.js';
 
 /**
  * One short-lived connection per call, torn down on every path: a health
@@ -15,6 +16,14 @@ export interface PgTarget {
   user: string;
   password: string;
   database: string;
+  /**
+   * PEM CA bundle (docs/tls.md): the session uses TLS, and the server's
+   * certificate must chain to it and name `host` (libpq's verify-full).
+   * Absent: no TLS, for a member whose TLS is off.
+   */
+  ca?: string;
+  /** TLS without verifying the server (libpq's require): a standby cluster's upstream, the other cluster's load balancer. */
+  tlsUnverified?: boolean;
 }
 
 /** Grace for a polite Terminate before the socket is simply destroyed. */
@@ -35,20 +44,24 @@ export function localHost(cfg: DriverContext['cfg'], ip: string): string {
   return first;
 }
 
-export function superuserTarget(ctx: DriverContext): PgTarget {
+export function superuserTarget(ctx: Pick<DriverContext, 'cfg' | 'ip' | 'secrets' | 'tls'>): PgTarget {
   return {
     host: localHost(ctx.cfg, ctx.ip),
     port: Number(ctx.cfg.port),
     user: String(ctx.cfg.superuser),
     password: ctx.secrets.postgresql.superuser_password,
     database: 'postgres',
+    // Under TLS pg_hba takes sessions over TCP with TLS only (but from 127.0.0.1 and ::1), and hasup's own verify the server too.
+    ...(ctx.tls ? { ca: readTlsFile(ctx.tls.ca, 'CA bundle') } : {}),
   };
 }
 
 export class PgUnavailable extends Error {}
 
 function clientConfig(target: PgTarget): pg.ClientConfig {
-  return { host: target.host, port: target.port, user: target.user, password: target.password, database: target.database, ssl: false, application_name: 'hasup' };
+  // pg checks the certificate's names against `host` (an IP SAN for an address), as libpq's verify-full does.
+  const ssl = target.tlsUnverified ? { rejectUnauthorized: false } : target.ca ? { ca: target.ca, rejectUnauthorized: true } : false;
+  return { host: target.host, port: target.port, user: target.user, password: target.password, database: target.database, ssl, application_name: 'hasup' };
 }
 
 /** Connects, runs `fn`, disconnects; rejects with a PgUnavailable that names the server, never the password. */
@@ -99,7 +112,7 @@ export class PgSession {
   async run<T>(target: PgTarget, signal: AbortSignal, fn: (client: pg.Client) => Promise<T>): Promise<T> {
     const where = `${target.host.includes(':') ? `[${target.host}]` : target.host}:${target.port}`;
     if (signal.aborted) throw new PgUnavailable(`PostgreSQL at ${where}: check aborted before it started`);
-    const key = `${target.host}|${target.port}|${target.user}|${target.database}|${createHash('sha256').update(target.password).digest('hex')}`;
+    const key = `${target.host}|${target.port}|${target.user}|${target.database}|${createHash('sha256').update(target.password).update(target.ca ?? '').digest('hex')}|${target.tlsUnverified === true}`;
     if (key !== this.key) this.close();
     let client = this.client;
     const onAbort = () => this.drop(client);

@@ -67,13 +67,29 @@ export function superuser(ctx: DriverContext): string {
   return String(ctx.cfg.superuser);
 }
 
+/**
+ * How libpq reaches `up` under TLS (docs/tls.md): a member's server must
+ * present a certificate from the cluster CA naming the address connected
+ * to (verify-full; member certificates carry their addresses as IP SANs).
+ * A standby cluster's upstream is the primary cluster's load balancer,
+ * whose address no member certificate names and whose CA is the other
+ * cluster's: that link is encrypted (require) but not yet verified. Never
+ * clear text while TLS is on: libpq refuses a server without TLS.
+ */
+export function tlsParams(ctx: DriverContext, up: { member?: string }): Record<string, string> {
+  if (!ctx.tls) return {};
+  if (up.member === PRIMARY_CLUSTER) return { sslmode: 'require' };
+  return { sslmode: 'verify-full', sslrootcert: ctx.tls.ca };
+}
+
 /** libpq connection string to `up` as `user`, passwords from the passfile. */
-export function conninfo(ctx: DriverContext, up: { host: string; port: number }, user: string, extra: Record<string, string> = {}): string {
+export function conninfo(ctx: DriverContext, up: { host: string; port: number; member?: string }, user: string, extra: Record<string, string> = {}): string {
   const parts: Record<string, string> = {
     host: up.host,
     port: String(up.port),
     user,
     passfile: passfilePath(ctx),
+    ...tlsParams(ctx, up),
     connect_timeout: '3',
     // A dead upstream is noticed by the election; keepalives only tidy up the socket.
     keepalives_idle: '5',

@@ -7,6 +7,7 @@
  */
 import { hostname } from 'node:os';
 import { join } from 'node:path';
+import type { MemberTlsFiles } from '../../supervisor/pki/member-files.js';
 import type { LogSink } from '../../supervisor/log-sink.js';
 import type { Logger, LogTap } from '../../supervisor/log.js';
 import type { ClusterSecrets } from '../../supervisor/secrets.js';
@@ -59,7 +60,7 @@ export interface ShippingDeps {
   logTap?: LogTap;
   services: {
     list(): ServiceStatus[];
-    get(name: string): { config(): TomlTable } | undefined;
+    get(name: string): { config(): TomlTable; driverContext(): { tls?: MemberTlsFiles } } | undefined;
   };
   secrets: ClusterSecrets;
   /** The member's PostgreSQL role, for every event. */
@@ -104,7 +105,7 @@ export class Shipping {
       target: this.shipper,
       origin,
       services: deps.services,
-      serviceContext: { ip: deps.ip, secrets: deps.secrets, config: (name) => deps.services.get(name)?.config() },
+      serviceContext: { ip: deps.ip, secrets: deps.secrets, config: (name) => deps.services.get(name)?.config(), tls: (name) => deps.services.get(name)?.driverContext().tls },
       log,
       intervalMs: settings.metricsIntervalS * 1000,
       onSample: deps.onSample,
