@@ -1,4 +1,8 @@
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
 import type { Command } from 'commander';
+import { readApiEndpoint } from '../node/api-endpoint.js';
+import { memberTlsFiles } from '../supervisor/pki/member-files.js';
 import { parsePeerAddress } from '../gossip/index.js';
 import { renderHaproxyConfig, type FrontendMember, type Listen } from '../plugins/haproxy/config.js';
 import { decodeServiceRumor, parseServiceRumorKey, RUMOR_SERVICE } from '../supervisor/rumors/service.js';
@@ -24,6 +28,8 @@ interface FrontendFlags {
   stateDir: string;
   api?: string;
   secrets?: string;
+  checkCa?: string;
+  checkSsl: boolean;
 }
 
 export function registerFrontendConfigCommand(program: Command): void {
@@ -38,6 +44,8 @@ export function registerFrontendConfigCommand(program: Command): void {
     .option('--replica-listen <addr:port>', 'where clients connect for read-only sessions on followers', '0.0.0.0:5433')
     .option('--no-replicas', 'leave out the read-only listener')
     .option('--stats <addr:port>', 'also serve HAProxy\'s stats page here')
+    .option('--check-ca <file>', 'CA file HAProxy verifies the members\' API certificates with (check-ssl verify required; default: the local member\'s CA bundle, STATE_DIR/tls/ca.pem, when its API serves HTTPS)')
+    .option('--no-check-ssl', 'checks in clear text (only for members whose API serves plain HTTP: [tls] enabled = false)')
     .option('--state-dir <dir>', 'state directory of the local member', process.env.HASUP_STATE_DIR ?? DEFAULT_STATE_DIR)
     .option('--api <url>', 'HTTP API of the local member (default: recorded in STATE_DIR/api.json)')
     .option('--secrets <file>', 'cluster secrets file holding the API token (default: recorded by the daemon)')
@@ -46,6 +54,7 @@ export function registerFrontendConfigCommand(program: Command): void {
       const pgPort = parsePort(flags.pgPort, '--pg-port');
       const discovered = flags.members === undefined ? await membersFromRing(flags, pgPort) : null;
       const members = discovered?.members ?? parseMembersFlag(flags.members!, pgPort);
+      const checkCaFile = checkCa(flags, discovered?.from);
       process.stdout.write(
         renderHaproxyConfig({
           members,
@@ -53,9 +62,33 @@ export function registerFrontendConfigCommand(program: Command): void {
           replicaListen: flags.replicas ? parseListen(flags.replicaListen, '--replica-listen') : null,
           statsListen: flags.stats ? parseListen(flags.stats, '--stats') : null,
           source: discovered ? `the ring as seen by ${discovered.from}` : '--members',
+          ...(checkCaFile ? { checkCaFile } : {}),
         }),
       );
     });
+}
+
+/**
+ * The CA file for HAProxy's TLS checks: --check-ca, else the local member's
+ * bundle (STATE_DIR/tls/ca.pem, or what its daemon recorded) unless its API
+ * serves plain HTTP; none with --no-check-ssl. Never silently clear text:
+ * an API that serves HTTPS with no CA found is an error.
+ */
+function checkCa(flags: FrontendFlags, apiUrl: string | undefined): string | undefined {
+  if (!flags.checkSsl) {
+    if (flags.checkCa) throw new Error('--check-ca and --no-check-ssl contradict each other');
+    return undefined;
+  }
+  if (flags.checkCa) return resolve(flags.checkCa);
+  const recorded = readApiEndpoint(flags.stateDir);
+  const url = apiUrl ?? recorded.url;
+  const ca = recorded.ca ?? memberTlsFiles(resolve(flags.stateDir)).ca;
+  if (url !== undefined && !url.startsWith('https:')) return undefined;
+  if (!existsSync(ca)) {
+    const why = url === undefined ? 'the members\' API serves HTTPS by default' : `the members' API serves HTTPS (${url})`;
+    throw new Error(`${why} but there is no CA bundle at ${ca}; pass --check-ca FILE (a member's STATE_DIR/tls/ca.pem), or --no-check-ssl for members with [tls] enabled = false`);
+  }
+  return ca;
 }
 
 /** "10.0.0.11:9631,10.0.0.12" → members; the HTTP port defaults to hasup's. */

@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { renderHaproxyConfig, serverName, type HaproxyConfigInput } from '../../src/plugins/haproxy/config.js';
 import { parseMembersFlag } from '../../src/cli/frontend-config.js';
 import { writeApiEndpoint } from '../../src/node/api-endpoint.js';
+import { createCa } from '../../src/supervisor/pki/issue.js';
 import { generateSecrets, writeSecretsFile } from '../../src/supervisor/secrets.js';
 import { HASUP_BIN } from '../support/member-procs.js';
 
@@ -109,6 +110,44 @@ describe('renderHaproxyConfig', () => {
   });
 });
 
+describe('TLS checks (docs/tls.md)', () => {
+  test('check-ssl with verify required and the CA file; a member known by id is held to <id>.member.hasup', () => {
+    const text = renderHaproxyConfig({ ...threeMembers, members: [...threeMembers.members, { name: '0123456789abcdef', host: '10.0.0.14', pgPort: 5432, checkPort: 9631 }], checkCaFile: '/etc/haproxy/hasup-ca.pem' });
+    const servers = section(text, 'backend postgresql_primary').filter((l) => l.startsWith('server '));
+    assert.deepEqual(servers, [
+      'server 10.0.0.11_5432 10.0.0.11:5432 check port 9631 check-ssl verify required ca-file /etc/haproxy/hasup-ca.pem',
+      'server 10.0.0.12_5432 10.0.0.12:5432 check port 9631 check-ssl verify required ca-file /etc/haproxy/hasup-ca.pem',
+      'server member-3 10.0.0.13:6432 check port 9700 check-ssl verify required ca-file /etc/haproxy/hasup-ca.pem',
+      'server 0123456789abcdef 10.0.0.14:5432 check port 9631 check-ssl verify required ca-file /etc/haproxy/hasup-ca.pem verifyhost 0123456789abcdef.member.hasup',
+    ]);
+    assert.match(text, /checks go over TLS/);
+    assert.match(renderHaproxyConfig(threeMembers), /checks go in clear text/);
+    assert.throws(() => renderHaproxyConfig({ ...threeMembers, checkCaFile: 'relative/ca.pem' }), /CA file for the checks must be an absolute path/);
+    assert.throws(() => renderHaproxyConfig({ ...threeMembers, checkCaFile: '/a b/ca.pem' }), /without blanks/);
+  });
+
+  test('HAProxy accepts the TLS checks', { skip: haproxyMissing ?? false }, async () => {
+    const ca = join(work, 'ca.pem');
+    writeFileSync(ca, (await createCa({ name: 'haproxy-test' })).cert);
+    const r = haproxyCheck(renderHaproxyConfig({ ...threeMembers, checkCaFile: ca }));
+    assert.ok(r.ok, r.output);
+  });
+
+  test('the CLI: --members needs --check-ca or --no-check-ssl (the API serves HTTPS by default); --check-ca and --no-check-ssl contradict', () => {
+    const env = { ...process.env, HASUP_STATE_DIR: join(work, 'no-such-state') };
+    const base = ['gen-frontend-config', '--haproxy', '--members', '10.0.0.11:9631', '--no-replicas'];
+    const none = spawnSync(process.execPath, [HASUP_BIN, ...base], { encoding: 'utf8', env });
+    assert.equal(none.status, 1);
+    assert.match(none.stderr, /serves HTTPS by default but there is no CA bundle at .*no-such-state\/tls\/ca.pem; pass --check-ca FILE/);
+    const withCa = spawnSync(process.execPath, [HASUP_BIN, ...base, '--check-ca', '/etc/haproxy/hasup-ca.pem'], { encoding: 'utf8', env });
+    assert.equal(withCa.status, 0, withCa.stderr);
+    assert.match(withCa.stdout, /check port 9631 check-ssl verify required ca-file \/etc\/haproxy\/hasup-ca.pem$/m);
+    const both = spawnSync(process.execPath, [HASUP_BIN, ...base, '--check-ca', '/x.pem', '--no-check-ssl'], { encoding: 'utf8', env });
+    assert.equal(both.status, 1);
+    assert.match(both.stderr, /contradict/);
+  });
+});
+
 describe('gen-frontend-config CLI', () => {
   test('--members: ADDR[:HTTPPORT] list, HTTP port defaults to 9631', () => {
     assert.deepEqual(parseMembersFlag('10.0.0.11:9700, 10.0.0.12', 5433), [
@@ -120,7 +159,7 @@ describe('gen-frontend-config CLI', () => {
   });
 
   test('prints the config for --members; refuses without --haproxy', () => {
-    const ok = spawnSync(process.execPath, [HASUP_BIN, 'gen-frontend-config', '--haproxy', '--members', '10.0.0.11:9631,10.0.0.12:9631', '--pg-port', '5444', '--listen', '127.0.0.1:6000', '--no-replicas'], { encoding: 'utf8' });
+    const ok = spawnSync(process.execPath, [HASUP_BIN, 'gen-frontend-config', '--haproxy', '--members', '10.0.0.11:9631,10.0.0.12:9631', '--pg-port', '5444', '--listen', '127.0.0.1:6000', '--no-replicas', '--no-check-ssl'], { encoding: 'utf8' });
     assert.equal(ok.status, 0, ok.stderr);
     assert.match(ok.stdout, /^ {4}server 10\.0\.0\.12_5444 10\.0\.0\.12:5444 check port 9631$/m);
     assert.match(ok.stdout, /^ {4}bind 127\.0\.0\.1:6000$/m);
