@@ -18,11 +18,10 @@
  *    written before are there, those after are gone), and the cluster is
  *    whole again, led by the restorer.
  */
-import { after, afterEach, before, describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { JobView } from '../../src/plugins/backup/coordinator.js';
 import type { SnapshotListing } from '../../src/plugins/backup/snapshot-jobs.js';
@@ -30,7 +29,7 @@ import type { BackupListing } from '../../src/plugins/backup/views.js';
 import type { ClusterView } from '../../src/plugins/http/cluster-view.js';
 import { installRoot } from '../../src/supervisor/install-paths.js';
 import { netnsUnavailableReason } from '../support/netns-cluster.js';
-import { ES_HTTP_PORT, eventually, HaCluster } from '../support/ha-cluster.js';
+import { destroyAfterSuite, ES_HTTP_PORT, eventually, HaCluster } from '../support/ha-cluster.js';
 import { hasupCli } from '../support/hasup-cli.js';
 
 const skip =
@@ -82,19 +81,7 @@ describe('backup sets: a pgBackRest backup and an Elasticsearch snapshot, listed
     await ha.startHaproxy();
   });
 
-  let failed = false;
-  afterEach((t) => {
-    if ((t as unknown as { passed?: boolean }).passed === false) failed = true;
-  });
-
-  after(async () => {
-    if (failed || process.env.HASUP_HA_LOGS) {
-      const dir = mkdtempSync(join(tmpdir(), 'hasup-backup-sets-logs-'));
-      ha?.saveMemberLogs(dir);
-      console.log(`# member logs in ${dir}`);
-    }
-    await ha?.destroy();
-  });
+  destroyAfterSuite('backup-sets', () => [[ha, '']]);
 
   test('node 1 leads PostgreSQL with its repository ready, and its Elasticsearch answers', async () => {
     let leader = await ha.whole(180_000);

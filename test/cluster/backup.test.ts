@@ -19,17 +19,16 @@
  *    new timeline, the others rewind); targets outside the recoverability
  *    window are refused first, and nothing stops.
  */
-import { after, afterEach, before, describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import type { JobView } from '../../src/plugins/backup/coordinator.js';
 import type { BackupListing, VerifyOutcome } from '../../src/plugins/backup/views.js';
 import type { ClusterView } from '../../src/plugins/http/cluster-view.js';
 import { netnsUnavailableReason } from '../support/netns-cluster.js';
-import { eventually, HaCluster } from '../support/ha-cluster.js';
+import { destroyAfterSuite, eventually, HaCluster } from '../support/ha-cluster.js';
 import { hasupCli } from '../support/hasup-cli.js';
 import { WriteChecker } from '../support/write-checker.js';
 
@@ -104,19 +103,7 @@ describe('backups: three nodes sharing one repository', { skip: skip ?? false },
     await ha.startHaproxy();
   });
 
-  let failed = false;
-  afterEach((t) => {
-    if ((t as unknown as { passed?: boolean }).passed === false) failed = true;
-  });
-
-  after(async () => {
-    if (failed || process.env.HASUP_HA_LOGS) {
-      const dir = mkdtempSync(join(tmpdir(), 'hasup-backup-logs-'));
-      ha?.saveMemberLogs(dir);
-      console.log(`# member logs in ${dir}`);
-    }
-    await ha?.destroy();
-  });
+  destroyAfterSuite('backup', () => [[ha, '']]);
 
   test('the leader makes the repository ready by itself; every member shows it in /cluster and hasup status', async () => {
     const leader = await ha.whole(180_000);

@@ -19,14 +19,12 @@
  *    never taking a write; then the spare is demoted and the old site
  *    promoted, and the spare follows it again.
  */
-import { after, afterEach, before, describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { existsSync } from 'node:fs';
 import { netnsUnavailableReason } from '../support/netns-cluster.js';
-import { eventually, HaCluster } from '../support/ha-cluster.js';
+import { destroyAfterSuite, eventually, HaCluster } from '../support/ha-cluster.js';
 import { hasupCli } from '../support/hasup-cli.js';
 import { WriteChecker } from '../support/write-checker.js';
 
@@ -60,21 +58,10 @@ describe('a standby cluster (warm spare) of a primary cluster', { skip: skip ?? 
     await spare.startHaproxy();
   });
 
-  let failed = false;
-  afterEach((t) => {
-    if ((t as unknown as { passed?: boolean }).passed === false) failed = true;
-  });
-
-  after(async () => {
-    if (failed || process.env.HASUP_HA_LOGS) {
-      const dir = mkdtempSync(join(tmpdir(), 'hasup-standby-logs-'));
-      primary?.saveMemberLogs(dir, 'primary-');
-      spare?.saveMemberLogs(dir, 'spare-');
-      console.log(`# member logs in ${dir}`);
-    }
-    await spare?.destroy();
-    await primary?.destroy();
-  });
+  destroyAfterSuite('standby', () => [
+    [spare, 'spare-'],
+    [primary, 'primary-'],
+  ]);
 
   test('the spare copies the primary cluster and streams from it: a standby leader, followers cascading from it, no writes through its HAProxy', async () => {
     const started = Date.now();

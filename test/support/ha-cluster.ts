@@ -9,8 +9,10 @@
  * /primary on every member.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { appendFileSync, chownSync, mkdirSync, writeFileSync } from 'node:fs';
+import { appendFileSync, chownSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { after, afterEach } from 'node:test';
 import pg from 'pg';
 import type { HaView } from '../../src/ha/index.js';
 import { resolveServiceUser } from '../../src/supervisor/process-runner.js';
@@ -389,3 +391,26 @@ export async function eventually<T>(check: () => Promise<T | undefined | false |
   }
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${last})` : ''}`);
 }
+
+/**
+ * A suite's clean-up: every cluster destroyed after the last test, and, when
+ * a test failed (or HASUP_HA_LOGS is set), every member's log saved first
+ * into a temporary directory named after the suite, printed for the reader.
+ * `clusters` is read at the end: each one with the prefix of its files.
+ */
+export function destroyAfterSuite(name: string, clusters: () => Array<[HaCluster | undefined, string]>): void {
+  let failed = false;
+  afterEach((t) => {
+    if ((t as unknown as { passed?: boolean }).passed === false) failed = true;
+  });
+  after(async () => {
+    const all = clusters();
+    if (failed || process.env.HASUP_HA_LOGS) {
+      const dir = mkdtempSync(join(tmpdir(), `hasup-${name}-logs-`));
+      for (const [c, prefix] of all) c?.saveMemberLogs(dir, prefix);
+      console.log(`# member logs in ${dir}`);
+    }
+    for (const [c] of all) await c?.destroy();
+  });
+}
+
