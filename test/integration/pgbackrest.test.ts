@@ -314,6 +314,9 @@ describe('pgBackRest with a real PostgreSQL', { skip }, () => {
       assert.match(archive.last_archived_wal ?? '', /^[0-9A-F]{24}$/);
       assert.equal(archive.failing, false);
       assert.ok(archive.last_archived_at !== null && archive.last_archived_at <= Date.now());
+      // The server reads its archive_status directory: a number of segments waiting (the oldest's time with it).
+      assert.equal(typeof archive.waiting, 'number');
+      assert.equal(archive.waiting === 0, archive.oldest_waiting_at === null);
 
       const job = coordinator.startBackup('incr');
       assert.throws(() => coordinator.startBackup('full'), (err: unknown) => err instanceof BackupRefused && err.reason === 'busy' && err.job?.id === job.id);
@@ -323,6 +326,8 @@ describe('pgBackRest with a real PostgreSQL', { skip }, () => {
       assert.equal(done?.backup?.type, 'incr');
       assert.ok(done!.progress.bytes_total! > 0, 'the database size was read');
       assert.equal(coordinator.report()?.last_backup?.label, done?.backup?.label);
+      const from = coordinator.report()?.window_from;
+      assert.ok(typeof from === 'number' && from <= Date.now(), `the recoverability window starts when the oldest backup ended (${from})`);
 
       const listing = await coordinator.list();
       assert.equal(listing.backups[listing.backups.length - 1]?.label, done?.backup?.label);

@@ -131,7 +131,7 @@ export class FakeTool implements BackupTool {
 }
 
 export class FakeDb implements LocalDatabase {
-  archiverStats: ArchiverStats = { lastArchivedWal: '000000010000000000000005', lastArchivedAt: Date.UTC(2026, 11, 7, 9), failedCount: 0, lastFailedWal: null, lastFailedAt: null };
+  archiverStats: ArchiverStats = { lastArchivedWal: '000000010000000000000005', lastArchivedAt: Date.UTC(2026, 11, 7, 9), failedCount: 0, lastFailedWal: null, lastFailedAt: null, waiting: 0, oldestWaitingAt: null };
   async archiver(): Promise<ArchiverStats> {
     return this.archiverStats;
   }

@@ -89,11 +89,15 @@ function backupView(over: Partial<ClusterBackupView> = {}): ClusterBackupView {
 const NOW = Date.UTC(2026, 11, 6, 10, 3);
 
 test('the backups line: repository, stanza, last full with its age, how far WAL is archived', () => {
-  assert.equal(backupSummary(backupView(), NOW), 'backups: repository /srv/backup, stanza ok, last full 2026-12-06T10:00Z (3 min ago), archive up to 000000020000000000000005');
+  assert.equal(backupSummary(backupView(), NOW), 'backups: repository /srv/backup, stanza ok, last full 2026-12-06T10:00Z (3 min ago), archive up to 000000020000000000000005 (1 min ago)');
+  assert.equal(
+    backupSummary(backupView({ window_from: Date.UTC(2026, 11, 6, 10, 0) }), NOW),
+    'backups: repository /srv/backup, stanza ok, last full 2026-12-06T10:00Z (3 min ago), archive up to 000000020000000000000005 (1 min ago), recoverable from 2026-12-06T10:00Z to 2026-12-06T10:02Z',
+  );
   const incr = { label: '20261206-100000F_20261206-100200I', type: 'incr' as const, stopped_at: Date.UTC(2026, 11, 6, 10, 2) };
   assert.equal(
     backupSummary(backupView({ last_backup: incr, job: { id: 'backup-0000beef', kind: 'backup', type: 'diff', state: 'running', percent: 41.7, started_at: NOW, ended_at: null, error: null } }), NOW),
-    'backups: repository /srv/backup, stanza ok, last full 2026-12-06T10:00Z (3 min ago), last incr 2026-12-06T10:02Z (1 min ago), archive up to 000000020000000000000005, backup backup-0000beef (diff) running, 42%',
+    'backups: repository /srv/backup, stanza ok, last full 2026-12-06T10:00Z (3 min ago), last incr 2026-12-06T10:02Z (1 min ago), archive up to 000000020000000000000005 (1 min ago), backup backup-0000beef (diff) running, 42%',
   );
   assert.equal(backupSummary(backupView({ last_full: null, last_backup: null, archive: null, stanza: 'creating' }), NOW), 'backups: repository /srv/backup, stanza being made ready, no full backup yet');
 });
@@ -112,6 +116,9 @@ test('backups off, a repository that is not ready, archiving that fails, a faile
     backupSummary(backupView({ archive: failing }), NOW),
     'backups: repository /srv/backup, stanza ok, last full 2026-12-06T10:00Z (3 min ago), WARNING: WAL archiving fails (segment 000000020000000000000006 at 2026-12-06T10:02Z; last archived 000000020000000000000005 at 2026-12-06T10:00Z)',
   );
+  const behind = { ...backupView().archive!, waiting: 3, oldest_waiting_at: NOW - 125_000 };
+  assert.match(backupSummary(backupView({ archive: behind }), NOW), /, WARNING: WAL archiving falls behind: 3 segments waiting, the oldest for 2 min$/);
+  assert.doesNotMatch(backupSummary(backupView({ archive: { ...behind, oldest_waiting_at: NOW - 20_000 } }), NOW), /falls behind/, 'a segment waiting for seconds is normal');
   const failedJob = { id: 'backup-0000beef', kind: 'backup' as const, type: 'full' as const, state: 'failed' as const, percent: 40, started_at: NOW - 120_000, ended_at: NOW - 60_000, error: 'repository 1 (/srv/backup) is full' };
   assert.match(backupSummary(backupView({ job: failedJob }), NOW), /, WARNING: the last backup job failed 1 min ago \(repository 1 \(\/srv\/backup\) is full\)$/);
   assert.equal(backupSummary(backupView({ active: false, stanza: 'unknown' }), NOW), 'backups: repository /srv/backup, no PostgreSQL leader looks after it now');

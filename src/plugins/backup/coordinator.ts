@@ -157,6 +157,7 @@ export class BackupCoordinator implements BackupOperations {
   private retryAt: number | null = null;
   private archive: ArchiveReport | null = null;
   private lastFull: BackupBrief | null = null;
+  private windowFrom: number | null = null;
   private lastBackup: BackupBrief | null = null;
   /** The newest backup set, while snapshots are on (read with info). */
   private lastSet: SetBrief | null = null;
@@ -216,6 +217,7 @@ export class BackupCoordinator implements BackupOperations {
       retry_at: this.stanza === 'failed' ? this.retryAt : null,
       archive: this.archive,
       last_full: this.lastFull,
+      window_from: this.windowFrom,
       last_backup: this.lastBackup,
       job: job ? jobBrief(job) : null,
       schedule: this.opts.schedule?.() ?? null,
@@ -474,7 +476,7 @@ export class BackupCoordinator implements BackupOperations {
         const segment = archivedSegment(a.lastArchivedWal);
         const lastWal = segment ?? this.archive?.last_archived_wal ?? null;
         const lastAt = segment !== undefined ? a.lastArchivedAt : (this.archive?.last_archived_at ?? null);
-        this.archive = { last_archived_wal: lastWal, last_archived_at: lastAt, failed_count: a.failedCount, last_failed_wal: a.lastFailedWal, last_failed_at: a.lastFailedAt, failing };
+        this.archive = { last_archived_wal: lastWal, last_archived_at: lastAt, failed_count: a.failedCount, last_failed_wal: a.lastFailedWal, last_failed_at: a.lastFailedAt, failing, waiting: a.waiting, oldest_waiting_at: a.oldestWaitingAt };
         this.tell(major);
       } catch (err) {
         this.log.debug({ event: 'archiver_unread', reason: (err as Error).message }, 'pg_stat_archiver could not be read');
@@ -494,6 +496,8 @@ export class BackupCoordinator implements BackupOperations {
       const full = usable.filter((b) => b.type === 'full').pop();
       const newest = usable[usable.length - 1];
       this.lastFull = full ? brief(full) : null;
+      const first = usable.find((b) => b.repo === 1);
+      this.windowFrom = first ? first.stoppedAt.getTime() : null;
       this.lastBackup = newest ? brief(newest) : null;
       this.lastByType = {};
       for (const b of usable) this.lastByType[b.type] = b.stoppedAt.getTime();

@@ -13,6 +13,9 @@ export interface ArchiverStats {
   failedCount: number;
   lastFailedWal: string | null;
   lastFailedAt: number | null;
+  /** Completed segments not archived yet (pg_wal/archive_status/*.ready), and when the oldest of them was completed. */
+  waiting: number;
+  oldestWaitingAt: number | null;
 }
 
 export interface LocalDatabase {
@@ -34,10 +37,12 @@ export function localDatabase(ctx: DriverContext): LocalDatabase {
     archiver: (signal) =>
       withClient(target, signal, async (c) => {
         const row = (
-          await c.query<{ last_archived_wal: string | null; last_archived_ms: string | null; failed_count: string; last_failed_wal: string | null; last_failed_ms: string | null }>(
+          await c.query<{ last_archived_wal: string | null; last_archived_ms: string | null; failed_count: string; last_failed_wal: string | null; last_failed_ms: string | null; waiting: string; oldest_waiting_ms: string | null }>(
             `SELECT last_archived_wal, (extract(epoch FROM last_archived_time) * 1000)::bigint::text AS last_archived_ms,
-                    failed_count::text, last_failed_wal, (extract(epoch FROM last_failed_time) * 1000)::bigint::text AS last_failed_ms
-               FROM pg_stat_archiver`,
+                    failed_count::text, last_failed_wal, (extract(epoch FROM last_failed_time) * 1000)::bigint::text AS last_failed_ms,
+                    w.n::text AS waiting, (extract(epoch FROM w.oldest) * 1000)::bigint::text AS oldest_waiting_ms
+               FROM pg_stat_archiver,
+                    (SELECT count(*) AS n, min(modification) AS oldest FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready') AS w`,
           )
         ).rows[0];
         if (!row) throw new Error('pg_stat_archiver returned no row');
@@ -47,6 +52,8 @@ export function localDatabase(ctx: DriverContext): LocalDatabase {
           failedCount: Number(row.failed_count),
           lastFailedWal: row.last_failed_wal,
           lastFailedAt: row.last_failed_ms === null ? null : Number(row.last_failed_ms),
+          waiting: Number(row.waiting),
+          oldestWaitingAt: row.oldest_waiting_ms === null ? null : Number(row.oldest_waiting_ms),
         };
       }),
     systemId: (signal) => withClient(target, signal, async (c) => (await c.query<{ id: string }>('SELECT system_identifier::text AS id FROM pg_control_system()')).rows[0]!.id),

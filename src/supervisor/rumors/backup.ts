@@ -25,6 +25,9 @@ export interface ArchiveReport {
   last_failed_at: number | null;
   /** The last attempt failed: no success since the last failure. */
   failing: boolean;
+  /** Completed segments waiting to be archived, and when the oldest was completed; absent from members before them. */
+  waiting?: number;
+  oldest_waiting_at?: number | null;
 }
 
 export interface BackupBrief {
@@ -91,6 +94,8 @@ export interface BackupReport {
   archive: ArchiveReport | null;
   last_full: BackupBrief | null;
   last_backup: BackupBrief | null;
+  /** The start of the recoverability window: when the oldest usable backup (first repository) ended; absent from members before it. */
+  window_from?: number | null;
   /** The running backup job, or the last one. */
   job: JobBrief | null;
   /** The leader's schedules; null when none is set, on a follower, and in reports of members from before schedules. */
