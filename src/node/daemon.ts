@@ -12,6 +12,7 @@ import { searchSnapshotsFrom } from './search-snapshots.js';
 import { driverFor } from './drivers.js';
 import { ElasticsearchMembership } from '../plugins/elasticsearch/membership.js';
 import { etcdClientUrls } from '../plugins/etcd/endpoints.js';
+import { etcdClientTls, etcdScheme } from '../plugins/etcd/tls.js';
 import { EtcdMembership } from '../plugins/etcd/membership.js';
 import { createApiServer } from '../plugins/http/api.js';
 import { clusterBackupView } from '../plugins/http/cluster-view.js';
@@ -22,6 +23,8 @@ import { HostMetrics } from '../plugins/metrics/host-metrics.js';
 import { elasticsearchPeerUrls } from '../plugins/shipper/census.js';
 import { EarlyLinesBuffer } from '../plugins/shipper/inputs.js';
 import { DEFAULT_SHIPPING, Shipping, type ShippingSettings } from '../plugins/shipper/shipping.js';
+import { IpAddresses, parseVip } from '../plugins/vip/addresses.js';
+import { claimFromFacts, claimFromState, LeaderVip } from '../plugins/vip/leader-vip.js';
 import { PostgresHa } from './postgres-ha.js';
 import { StandaloneLeadership, gossipRoles, type Leadership } from '../supervisor/leadership.js';
 import { shippedPlansDir } from '../supervisor/install-paths.js';
@@ -35,6 +38,7 @@ import { keyringFromSecrets, loadOrCreateSecrets } from '../supervisor/secrets.j
 import { backupRumorFor } from '../supervisor/rumors/backup.js';
 import { nextRumorVersion } from '../supervisor/rumors/key.js';
 import { serviceRumor, ServicePorts } from '../supervisor/rumors/service.js';
+import { vipRumorFor } from '../supervisor/rumors/vip.js';
 import { decodeServiceConfigRumor, serviceConfigRumor } from '../supervisor/rumors/service-config.js';
 import type { ServiceStatus } from '../supervisor/service.js';
 import { StateDir } from '../supervisor/state-dir.js';
@@ -56,7 +60,14 @@ export interface DaemonOptions {
   http: HttpListen | null;
   services: { load: string[]; planPath: string[]; group: string; userLayers: Record<string, TomlTable> };
   /** hasup.toml [cluster]: etcd formation for members prepared by `hasup cluster create/join`. */
-  cluster?: { etcd: boolean; etcdVoters: number; /** An etcd the cluster uses instead of forming its own ([cluster] etcd_endpoints). */ etcdEndpoints?: string[] };
+  cluster?: {
+    etcd: boolean;
+    etcdVoters: number;
+    /** An etcd the cluster uses instead of forming its own ([cluster] etcd_endpoints). */
+    etcdEndpoints?: string[];
+    /** The leader VIP ([cluster] vip, vip_interface; docs/vip.md). */
+    vip?: { address: string; interface: string };
+  };
   /** hasup.toml [shipping]: logs and metrics to Elasticsearch; `enabled` unset = on when this member runs Elasticsearch or lists nodes. */
   shipping?: { enabled?: boolean; settings: ShippingSettings };
   /** The supervisor's own log lines, for the shipper (createLogger's tap). */
@@ -94,6 +105,8 @@ export class Daemon {
   private snapshots?: SnapshotJobs;
   /** One Elasticsearch cluster from the census (members of a cluster; a member on its own has a cluster of one). */
   private esMembership?: ElasticsearchMembership;
+  /** The leader VIP, when configured: on this member while it leads PostgreSQL (docs/vip.md). */
+  private vip?: LeaderVip;
   private servicePorts?: ServicePorts;
   private apiPort?: number;
   private logSink?: RotatingFileSink;
@@ -185,6 +198,7 @@ export class Daemon {
       ip: opts.advertise.addr,
       secrets,
       secretsFile,
+      tls: memberTlsFiles,
       enabled: opts.cluster?.etcd ?? true,
       voters: opts.cluster?.etcdVoters ?? 3,
       planPath,
@@ -211,7 +225,8 @@ export class Daemon {
         ip: opts.advertise.addr,
         group: opts.services.group,
         scope,
-        etcdEndpoints: () => (etcdEndpoints.length > 0 ? etcdEndpoints : etcdClientUrls(ring)),
+        etcdEndpoints: () => (etcdEndpoints.length > 0 ? etcdEndpoints : etcdClientUrls(ring, etcdScheme(memberTlsFiles !== undefined))),
+        etcdTls: etcdClientTls(memberTlsFiles),
         services: supervisor,
         onBootstrapWait: startFormation,
         serviceRoot: this.state.path('svc', 'postgresql'),
@@ -221,6 +236,7 @@ export class Daemon {
     const leadership = this.ha?.leadership ?? new StandaloneLeadership(supervisor, this.memberId);
     this.leadership = leadership;
     gossipRoles(leadership, this.memberId, ring);
+    this.vip = this.startVip(ring, leadership);
     // The slot record is the cluster's (etcd) where there is a cluster; a member on its own is its only leader.
     const slotClaims: SlotClaims = this.ha ? new EtcdSlotClaims(this.ha.etcd, `/hasup/${scope}/backup/${opts.services.group}/slots/`) : new MemorySlotClaims();
     // Elasticsearch snapshots from this member's Elasticsearch config: a backup set's other side.
@@ -349,6 +365,38 @@ export class Daemon {
     return coordinator;
   }
 
+  /**
+   * The leader VIP: follows this member's leadership (the HA facts in a
+   * cluster: the lease and the fence's freeze deadline; its own PostgreSQL
+   * on a member alone), is handed to the fence, and gossiped so every
+   * member shows who holds it. A host that cannot carry it refuses it at
+   * start, and the member runs on without it.
+   */
+  private startVip(ring: Memberlist, leadership: Leadership): LeaderVip | undefined {
+    const spec = this.opts.cluster?.vip;
+    if (!spec) return undefined;
+    const elected = this.ha?.leadership;
+    const fence = this.ha?.fence;
+    const serviceGroup = `postgresql.${this.opts.services.group}`;
+    let version = 0;
+    const vip = new LeaderVip({
+      vip: parseVip(spec.address, spec.interface),
+      addresses: new IpAddresses(),
+      claim: elected ? () => claimFromFacts(elected.current) : () => claimFromState(leadership.state()),
+      onChange: (listener) => leadership.onChange(() => listener()),
+      ...(fence ? { guard: (v) => fence.guardAddress(v) } : {}),
+      clock: realClock,
+      log: this.log,
+      onReport: (report) => {
+        if (this.stopped && report.state !== 'stopped') return;
+        version = nextRumorVersion(version);
+        ring.publish(vipRumorFor(this.memberId, serviceGroup, report, version));
+      },
+    });
+    void vip.start();
+    return vip;
+  }
+
   /** Logs and metrics to Elasticsearch (docs/shipping.md), when this member runs Elasticsearch or is told to ship. */
   private startShipping(supervisor: Supervisor, secrets: ReturnType<typeof loadOrCreateSecrets>, leadership: Leadership): void {
     const config = this.opts.shipping;
@@ -443,6 +491,8 @@ export class Daemon {
     await this.backupSchedule?.close();
     await this.backup?.close();
     await this.snapshots?.close();
+    // The VIP goes first: no client reaches this member through it while it hands its key over.
+    await this.vip?.stop();
     // A leader that leaves hands its key back before PostgreSQL goes down, so a follower takes over at once.
     await this.ha?.close({ leaving: opts.leave });
     await this.supervisor?.stopAll();

@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { DEFAULT_HA_SETTINGS, ElectedLeadership, HaController, haSettingsFrom, watchdogTimeoutS, type HaOperations, type HaSettings } from '../ha/index.js';
+import type { TlsClientOptions } from '../plugins/http-json.js';
 import { PgBackRest } from '../plugins/backup/pgbackrest.js';
 import { EtcdClient } from '../plugins/etcd/client.js';
 import { EtcdClusterStore } from '../plugins/etcd/ha-store.js';
@@ -33,6 +34,8 @@ export interface PostgresHaOptions {
    * the cluster's etcd needs to start must not wait behind it.
    */
   onBootstrapWait?: () => void;
+  /** TLS options of the etcd client (the member's CA, certificate and key; docs/tls.md); absent when TLS is off. */
+  etcdTls?: TlsClientOptions;
   /** The PostgreSQL service's directory (<state>/svc/postgresql): the fence reads data/postmaster.pid and writes its record here. */
   serviceRoot: string;
   log: Logger;
@@ -58,7 +61,7 @@ export class PostgresHa {
       const cfg = opts.services.get(this.serviceName)?.config();
       return cfg ? haSettingsFrom(cfg) : DEFAULT_HA_SETTINGS;
     };
-    const client = new EtcdClient({ endpoints: opts.etcdEndpoints, timeoutMs: 2000 });
+    const client = new EtcdClient({ endpoints: opts.etcdEndpoints, timeoutMs: 2000, tls: () => opts.etcdTls });
     this.etcd = client;
     const store = new EtcdClusterStore(client, `/hasup/${opts.scope}/${this.serviceName}/${opts.group}/`);
     this.leadership = new ElectedLeadership(serviceGroup, () => {

@@ -25,8 +25,9 @@
  * the cluster).
  */
 import { Agent, type IncomingMessage } from 'node:http';
+import { Agent as HttpsAgent } from 'node:https';
 import { networkInterfaces } from 'node:os';
-import { openRequest, readText, textRequest } from '../http-json.js';
+import { openRequest, readText, textRequest, type TlsClientOptions } from '../http-json.js';
 
 export interface EtcdClientOptions {
   /** Client URLs (http://IP:2379); read on every call. */
@@ -46,6 +47,13 @@ export interface EtcdClientOptions {
    * (docs/architecture.md, "Talking to etcd").
    */
   keepAlive?: boolean;
+  /**
+   * For https:// endpoints (docs/tls.md): the CA bundle etcd's certificate
+   * must chain to (its address in the certificate), and the member's
+   * certificate and key, which etcd's client-cert-auth asks for. Read on
+   * every call, as the endpoints are.
+   */
+  tls?: () => TlsClientOptions | undefined;
 }
 
 export interface CallOptions {
@@ -177,19 +185,41 @@ const TCP_KEEPALIVE_DELAY_MS = 60_000;
  * last close destroys it with its sockets (and the next request makes a new
  * one). An idle socket is unref'd: it never keeps the process alive.
  */
-const keepAlivePool: { agent: Agent | undefined; holders: number } = { agent: undefined, holders: 0 };
+const keepAlivePool: { agent: Agent | undefined; tlsAgent: { agent: HttpsAgent; tls: TlsClientOptions } | undefined; holders: number } = { agent: undefined, tlsAgent: undefined, holders: 0 };
 
-function holdKeepAliveAgent(): Agent {
+function holdKeepAliveAgent(): void {
   keepAlivePool.holders++;
-  keepAlivePool.agent ??= new Agent({ keepAlive: true, keepAliveMsecs: TCP_KEEPALIVE_DELAY_MS, timeout: IDLE_CONNECTION_MS });
-  return keepAlivePool.agent;
+}
+
+/**
+ * The pool's agent for `url`: node:http's, or for https:// a node:https
+ * Agent carrying the TLS options (a TLS session is resumed on a new
+ * connection to the same endpoint). Every client in the process presents
+ * the same member certificate; when the files change, the old TLS pool is
+ * dropped and a new one made.
+ */
+function pooledAgent(url: string, tls: TlsClientOptions | undefined): Agent {
+  const options = { keepAlive: true, keepAliveMsecs: TCP_KEEPALIVE_DELAY_MS, timeout: IDLE_CONNECTION_MS };
+  if (!url.startsWith('https:')) return (keepAlivePool.agent ??= new Agent(options));
+  const current = keepAlivePool.tlsAgent;
+  if (current && sameTls(current.tls, tls)) return current.agent;
+  current?.agent.destroy();
+  const agent = new HttpsAgent({ ...options, ...(tls ?? {}) });
+  keepAlivePool.tlsAgent = { agent, tls: tls ?? { ca: '' } };
+  return agent;
+}
+
+function sameTls(a: TlsClientOptions, b: TlsClientOptions | undefined): boolean {
+  return a.ca === (b?.ca ?? '') && a.cert === b?.cert && a.key === b?.key;
 }
 
 function releaseKeepAliveAgent(): void {
   keepAlivePool.holders = Math.max(0, keepAlivePool.holders - 1);
-  if (keepAlivePool.holders > 0 || !keepAlivePool.agent) return;
-  keepAlivePool.agent.destroy();
+  if (keepAlivePool.holders > 0) return;
+  keepAlivePool.agent?.destroy();
   keepAlivePool.agent = undefined;
+  keepAlivePool.tlsAgent?.agent.destroy();
+  keepAlivePool.tlsAgent = undefined;
 }
 
 /** How a call may use several endpoints. */
@@ -334,8 +364,8 @@ export class EtcdClient {
   /** When each local etcd last failed a call; it goes first again LOCAL_DEMOTION_MS later. */
   private readonly localFailedAt = new Map<string, number>();
   private localAddresses: { readAt: number; addresses: Set<string> } | undefined;
-  /** The keep-alive pool while this client holds it (keepAlive true, from its first request to close()). */
-  private agent: Agent | undefined;
+  /** This client holds the keep-alive pool (keepAlive true, from its first request to close()). */
+  private holding = false;
 
   constructor(private readonly opts: EtcdClientOptions) {
     this.timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
@@ -348,8 +378,8 @@ export class EtcdClient {
    * again until it is closed again. A keepAlive false client holds nothing.
    */
   close(): void {
-    if (!this.agent) return;
-    this.agent = undefined;
+    if (!this.holding) return;
+    this.holding = false;
     releaseKeepAliveAgent();
   }
 
@@ -723,18 +753,22 @@ export class EtcdClient {
    */
   private async send(url: string, body: unknown, signal: AbortSignal): Promise<{ status: number; ok: boolean; text: () => Promise<string> }> {
     if (this.opts.keepAlive === false) {
-      const answer = await textRequest(body === undefined ? 'GET' : 'POST', url, signal, body);
+      const answer = await textRequest(body === undefined ? 'GET' : 'POST', url, signal, body, { tls: this.opts.tls?.() });
       return { status: answer.status, ok: answer.status >= 200 && answer.status <= 299, text: () => Promise.resolve(answer.text) };
     }
-    const res = await openRequest(body === undefined ? 'GET' : 'POST', url, signal, this.keepAliveAgent(), body);
+    const res = await openRequest(body === undefined ? 'GET' : 'POST', url, signal, this.keepAliveAgent(url), body);
     const text = readText(res);
     text.catch(() => undefined); // read to the end even when nobody asks for it; its caller sees the error
     const status = res.statusCode ?? 0;
     return { status, ok: status >= 200 && status <= 299, text: () => text };
   }
 
-  private keepAliveAgent(): Agent {
-    return (this.agent ??= holdKeepAliveAgent());
+  private keepAliveAgent(url: string): Agent {
+    if (!this.holding) {
+      this.holding = true;
+      holdKeepAliveAgent();
+    }
+    return pooledAgent(url, this.opts.tls?.());
   }
 
   /** Opens a streaming request on the first endpoint that accepts it. */
@@ -747,7 +781,8 @@ export class EtcdClient {
       const onAbort = () => connect.abort();
       signal.addEventListener('abort', onAbort, { once: true });
       try {
-        const res = await openRequest('POST', `${endpoint}${path}`, connect.signal, this.opts.keepAlive === false ? false : this.keepAliveAgent(), body);
+        const url = `${endpoint}${path}`;
+        const res = await openRequest('POST', url, connect.signal, this.opts.keepAlive === false ? false : this.keepAliveAgent(url), body, this.opts.tls?.());
         clearTimeout(timer);
         const status = res.statusCode ?? 0;
         if (status >= 200 && status <= 299) {

@@ -1,5 +1,6 @@
 import { formatHostPort } from '../../gossip/index.js';
 import type { DriverContext } from '../../supervisor/driver.js';
+import { etcdScheme } from './tls.js';
 
 /**
  * Where this member's etcd listens and how its cluster is described, from
@@ -26,12 +27,13 @@ function reachableHost(cfg: DriverContext['cfg'], ip: string): string {
   return host;
 }
 
-export function peerUrl(cfg: DriverContext['cfg'], ip: string): string {
-  return `http://${formatHostPort(listenHost(cfg, ip), Number(cfg.peer_port))}`;
+/** `tls`: the member's etcd serves TLS (etcd.yml.hbs with svc.tls). */
+export function peerUrl(cfg: DriverContext['cfg'], ip: string, tls = false): string {
+  return `${etcdScheme(tls)}://${formatHostPort(listenHost(cfg, ip), Number(cfg.peer_port))}`;
 }
 
-export function clientUrl(cfg: DriverContext['cfg'], ip: string): string {
-  return `http://${formatHostPort(reachableHost(cfg, ip), Number(cfg.client_port))}`;
+export function clientUrl(cfg: DriverContext['cfg'], ip: string, tls = false): string {
+  return `${etcdScheme(tls)}://${formatHostPort(reachableHost(cfg, ip), Number(cfg.client_port))}`;
 }
 
 /** etcd's --initial-cluster: name=peerUrl pairs, sorted so every member renders the same string. */

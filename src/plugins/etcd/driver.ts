@@ -5,6 +5,8 @@ import { assertReachable, prepareServiceDirs } from '../service-dirs.js';
 import { clientUrl, clusterToken, initialCluster, peerUrl } from './cluster.js';
 import { EtcdClient, EtcdError, hexId, type EtcdStatus } from './client.js';
 import { readDecision } from './formation-file.js';
+import { etcdClientTls } from './tls.js';
+import type { TlsClientOptions } from '../http-json.js';
 
 function describe(err: unknown, where: string, signal: AbortSignal): string {
   if (signal.aborted) return `etcd at ${where} did not answer in time`;
@@ -27,7 +29,9 @@ const HEALTH_CALL_LIMIT_MS = 60_000;
  * cluster of its own.
  */
 export class EtcdDriver implements ServiceDriver {
-  private readonly etcd = new EtcdClient({ endpoints: () => [], timeoutMs: HEALTH_CALL_LIMIT_MS, keepAlive: false });
+  /** The TLS options of the check in progress (the service's copy of the member files). */
+  private tls: TlsClientOptions | undefined;
+  private readonly etcd = new EtcdClient({ endpoints: () => [], timeoutMs: HEALTH_CALL_LIMIT_MS, keepAlive: false, tls: () => this.tls });
 
   templateValues(ctx: DriverContext): Record<string, unknown> {
     // With a member/ dir etcd ignores the initial-cluster flags and restarts from its own state.
@@ -41,7 +45,7 @@ export class EtcdDriver implements ServiceDriver {
       };
     }
     return {
-      etcd_initial_cluster: initialCluster([{ name: ctx.memberId, peerUrl: peerUrl(ctx.cfg, ctx.ip) }]),
+      etcd_initial_cluster: initialCluster([{ name: ctx.memberId, peerUrl: peerUrl(ctx.cfg, ctx.ip, !!ctx.tls) }]),
       etcd_initial_cluster_state: hasData ? 'existing' : 'new',
       etcd_cluster_token: clusterToken(ctx.memberId),
     };
@@ -55,7 +59,8 @@ export class EtcdDriver implements ServiceDriver {
   }
 
   async health(ctx: DriverContext, signal: AbortSignal): Promise<HealthResult> {
-    const base = clientUrl(ctx.cfg, ctx.ip);
+    const base = clientUrl(ctx.cfg, ctx.ip, !!ctx.tls);
+    this.tls = etcdClientTls(ctx.tls);
     let health: { healthy: boolean; reason: string | undefined };
     try {
       health = await this.etcd.healthAt(base, { signal });

@@ -4,7 +4,8 @@ import { serviceMembers, type CensusSource } from '../../supervisor/rumors/servi
 /**
  * Where the etcd voters are, from the gossip census: every member that
  * publishes an etcd service rumor runs an etcd voting member (clients run
- * none), reached at its gossip address on the client port its rumor names.
+ * none), reached at its gossip address on the client port its rumor names,
+ * over TLS (https) when this member's TLS is on (tls.ts).
  */
 export interface EtcdVoterEndpoint {
   member: string;
@@ -25,20 +26,20 @@ export const ETCD_SERVICE = 'etcd';
  * is stopped or removed. Within a rank this member comes first (no network
  * hop), then by id.
  */
-export function etcdVoters(ring: CensusSource): EtcdVoterEndpoint[] {
+export function etcdVoters(ring: CensusSource, scheme: 'http' | 'https' = 'http'): EtcdVoterEndpoint[] {
   return serviceMembers(ring, ETCD_SERVICE, 'client_port').map((m) => {
     const peerPort = m.ports.peer_port;
     return {
       member: m.member,
       memberState: m.memberState,
-      clientUrl: `http://${formatHostPort(m.addr, m.port)}`,
-      peerUrl: peerPort === undefined ? null : `http://${formatHostPort(m.addr, peerPort)}`,
+      clientUrl: `${scheme}://${formatHostPort(m.addr, m.port)}`,
+      peerUrl: peerPort === undefined ? null : `${scheme}://${formatHostPort(m.addr, peerPort)}`,
       healthy: m.healthy,
     };
   });
 }
 
 /** The etcd voters' client URLs, healthy first: what an etcd client of this member should try, in order. */
-export function etcdClientUrls(ring: CensusSource): string[] {
-  return etcdVoters(ring).map((v) => v.clientUrl);
+export function etcdClientUrls(ring: CensusSource, scheme: 'http' | 'https' = 'http'): string[] {
+  return etcdVoters(ring, scheme).map((v) => v.clientUrl);
 }

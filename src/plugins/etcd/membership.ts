@@ -1,4 +1,6 @@
 import type { Memberlist } from '../../gossip/index.js';
+import type { MemberTlsFiles } from '../../supervisor/pki/member-files.js';
+import { etcdClientTls, etcdScheme } from './tls.js';
 import { backoffDelay, type BackoffOptions } from '../../supervisor/backoff.js';
 import { assertSameCluster, readClusterState, type ClusterState } from '../../supervisor/cluster-state.js';
 import { mergeLayers } from '../../supervisor/config-layers.js';
@@ -103,6 +105,8 @@ export interface EtcdMembershipDeps {
   ip: string;
   secrets: ClusterSecrets;
   secretsFile: string;
+  /** The member's TLS files (docs/tls.md): etcd's URLs are https and its calls present them; absent when TLS is off. */
+  tls?: MemberTlsFiles;
   /** hasup.toml [cluster] etcd: formation on (for members prepared by cluster create/join). */
   enabled: boolean;
   voters: number;
@@ -180,7 +184,7 @@ export class EtcdMembership {
       voters_wanted: this.deps.voters,
       attempts: this.attempts,
       last_error: this.lastError,
-      voters: etcdVoters(this.deps.ring).map((v) => ({ member: v.member, member_state: v.memberState, client_url: v.clientUrl, peer_url: v.peerUrl, healthy: v.healthy })),
+      voters: etcdVoters(this.deps.ring, etcdScheme(!!this.deps.tls)).map((v) => ({ member: v.member, member_state: v.memberState, client_url: v.clientUrl, peer_url: v.peerUrl, healthy: v.healthy })),
     };
   }
 
@@ -191,11 +195,11 @@ export class EtcdMembership {
    */
   async removeVoter(memberId: string): Promise<RemovedVoter> {
     const view = this.deps.ring.member(memberId);
-    const urls = etcdVoters(this.deps.ring)
+    const urls = etcdVoters(this.deps.ring, etcdScheme(!!this.deps.tls))
       .filter((v) => v.member !== memberId)
       .map((v) => v.clientUrl);
     if (urls.length === 0) return { was_voter: false, note: 'no etcd voter in the census' };
-    const etcd = etcdAt(urls);
+    const etcd = etcdAt(urls, this.deps.tls);
     const members = await etcd.memberList();
     const target = members.find((m) => m.name === memberId) ?? (view ? members.find((m) => m.peerUrls.some((u) => endpointHost(u) === view.addr)) : undefined);
     if (!target) return { was_voter: false };
@@ -235,14 +239,14 @@ export class EtcdMembership {
 
   /** One look at the cluster: returns the decision, or undefined to look again later. */
   private async tryJoin(selfPeerUrl: string): Promise<EtcdDecision | undefined> {
-    const urls = etcdVoters(this.deps.ring)
+    const urls = etcdVoters(this.deps.ring, etcdScheme(!!this.deps.tls))
       .filter((v) => v.member !== this.deps.memberId)
       .map((v) => v.clientUrl);
     if (urls.length === 0) {
       this.lastError = 'no etcd voter in the census yet';
       return undefined;
     }
-    const etcd = etcdAt(urls);
+    const etcd = etcdAt(urls, this.deps.tls);
     let step = decideJoin(await etcd.memberList(), selfPeerUrl, this.deps.voters);
     if (step.kind === 'add') {
       const { members } = await etcd.memberAdd(selfPeerUrl);
@@ -276,7 +280,7 @@ export class EtcdMembership {
   private ownPeerUrl(): string {
     const plan = findPlan(ETCD_SERVICE, this.deps.planPath);
     const cfg = mergeLayers(plan.defaults, [{ name: '[service.etcd] in hasup.toml', data: this.deps.userLayer }]);
-    return peerUrl(cfg, this.deps.ip);
+    return peerUrl(cfg, this.deps.ip, !!this.deps.tls);
   }
 
   private token(): string {
@@ -293,6 +297,6 @@ export class EtcdMembership {
 }
 
 /** A client for the voters at `urls`, tried in this order (census order: healthy first), leaving no connection open. */
-function etcdAt(urls: string[]): EtcdClient {
-  return new EtcdClient({ endpoints: () => urls, timeoutMs: MEMBER_CALL_TIMEOUT_MS, keepAlive: false });
+function etcdAt(urls: string[], tls: MemberTlsFiles | undefined): EtcdClient {
+  return new EtcdClient({ endpoints: () => urls, timeoutMs: MEMBER_CALL_TIMEOUT_MS, keepAlive: false, tls: () => etcdClientTls(tls) });
 }
