@@ -38,6 +38,12 @@
  * postmaster are killed, and the cgroup the postmaster runs in, when one is
  * given, is killed whole (cgroup.kill) so no process can escape.
  *
+ * The leader VIP (docs/vip.md), when hasup gives it: removed from its
+ * interface over netlink whenever the fence freezes or kills PostgreSQL,
+ * before the processes are signalled, so a stalled or dead supervisor
+ * cannot leave the address on this host past the freeze instant, a
+ * retry_timeout before the lease can expire and another member add it.
+ *
  * Optional kernel watchdog: while armed, the fence feeds the device only as
  * long as a reboot after one more timeout would still come before the lease
  * can expire; it closes it with the magic 'V' once PostgreSQL is known
@@ -53,6 +59,8 @@
  *   disarm                          -> disarmed (killing PostgreSQL first if frozen)
  *   kill                            -> killed (PostgreSQL killed now if armed)
  *   ping                            -> pong armed|frozen|disarmed
+ *   vip <addr>/<prefix> <ifname>    -> vip on (removed when the fence acts)
+ *   vip off                         -> vip off
  * and, unasked, after acting:       -> frozen <stopped>
  *                                   -> fenced <cause> <killed> <survivors>
  * Malformed lines are answered with "error <reason>" and change nothing.
@@ -73,6 +81,11 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <net/if.h>
+#include <sys/socket.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
 #include <linux/watchdog.h>
 
 #define MAX_PIDS 4096
@@ -94,6 +107,13 @@ static int64_t freeze_ns;
 static int64_t kill_ns;
 static int64_t expiry_ns;
 static int wd_fd = -1;
+
+/* The leader VIP to remove when the fence acts, if any. */
+static int vip_family; /* 0: none */
+static unsigned char vip_addr[16];
+static int vip_prefix;
+static char vip_ifname[IF_NAMESIZE];
+static char vip_text[64];
 
 static int64_t now_ns(void) {
   struct timespec ts;
@@ -152,6 +172,83 @@ static void watchdog_close(void) {
   if (write(wd_fd, "V", 1) != 1) logf_("watchdog magic close failed: %s", strerror(errno));
   close(wd_fd);
   wd_fd = -1;
+}
+
+/* ---- the leader VIP ---------------------------------------------------------- */
+
+static void nl_attr(struct nlmsghdr *n, int type, const void *data, size_t len) {
+  struct rtattr *rta = (struct rtattr *)((char *)n + NLMSG_ALIGN(n->nlmsg_len));
+  rta->rta_type = (unsigned short)type;
+  rta->rta_len = (unsigned short)RTA_LENGTH(len);
+  memcpy(RTA_DATA(rta), data, len);
+  n->nlmsg_len = NLMSG_ALIGN(n->nlmsg_len) + RTA_ALIGN(rta->rta_len);
+}
+
+/*
+ * Removes the VIP from its interface: one RTM_DELADDR over netlink, what
+ * `ip addr del` sends, without starting a process. An address already gone
+ * (EADDRNOTAVAIL) is fine: this member was not holding it.
+ */
+static void vip_remove(const char *why) {
+  if (!vip_family) return;
+  unsigned ifindex = if_nametoindex(vip_ifname);
+  if (!ifindex) {
+    logf_("cannot remove the leader VIP %s: no interface %s", vip_text, vip_ifname);
+    return;
+  }
+  struct {
+    struct nlmsghdr n;
+    struct ifaddrmsg ifa;
+    char attrs[64];
+  } req;
+  memset(&req, 0, sizeof req);
+  req.n.nlmsg_len = NLMSG_LENGTH(sizeof(struct ifaddrmsg));
+  req.n.nlmsg_type = RTM_DELADDR;
+  req.n.nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
+  req.n.nlmsg_seq = 1;
+  req.ifa.ifa_family = (unsigned char)vip_family;
+  req.ifa.ifa_prefixlen = (unsigned char)vip_prefix;
+  req.ifa.ifa_index = ifindex;
+  size_t alen = vip_family == AF_INET ? 4 : 16;
+  nl_attr(&req.n, IFA_LOCAL, vip_addr, alen);
+  nl_attr(&req.n, IFA_ADDRESS, vip_addr, alen);
+  int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+  if (fd < 0) {
+    logf_("cannot remove the leader VIP %s: netlink socket: %s", vip_text, strerror(errno));
+    return;
+  }
+  struct timeval tv = {1, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
+  int err = -1;
+  if (sendto(fd, &req, req.n.nlmsg_len, 0, (struct sockaddr *)&kernel, sizeof kernel) >= 0) {
+    char answer[512];
+    ssize_t n = recv(fd, answer, sizeof answer, 0);
+    struct nlmsghdr *h = (struct nlmsghdr *)answer;
+    if (n >= (ssize_t)NLMSG_LENGTH(sizeof(struct nlmsgerr)) && h->nlmsg_type == NLMSG_ERROR) err = -((struct nlmsgerr *)NLMSG_DATA(h))->error;
+    else err = errno ? errno : EIO;
+  } else {
+    err = errno;
+  }
+  close(fd);
+  if (err == 0) logf_("removed the leader VIP %s from %s (%s)", vip_text, vip_ifname, why);
+  else if (err != EADDRNOTAVAIL) logf_("cannot remove the leader VIP %s from %s: %s", vip_text, vip_ifname, strerror(err));
+}
+
+/* "ADDR/PREFIX IFNAME": 1 when valid (and then in force), 0 when not (nothing changes). */
+static int vip_parse(const char *spec) {
+  char addr[48], ifname[IF_NAMESIZE + 1], extra;
+  int prefix;
+  if (sscanf(spec, "%47[^/]/%d %16s %c", addr, &prefix, ifname, &extra) != 3 || strlen(ifname) >= IF_NAMESIZE) return 0;
+  unsigned char bytes[16];
+  int family = inet_pton(AF_INET, addr, bytes) == 1 ? AF_INET : inet_pton(AF_INET6, addr, bytes) == 1 ? AF_INET6 : 0;
+  if (!family || prefix < 0 || prefix > (family == AF_INET ? 32 : 128)) return 0;
+  vip_family = family;
+  memcpy(vip_addr, bytes, sizeof bytes);
+  vip_prefix = prefix;
+  snprintf(vip_ifname, sizeof vip_ifname, "%s", ifname);
+  snprintf(vip_text, sizeof vip_text, "%s/%d", addr, prefix);
+  return 1;
 }
 
 /* ---- finding PostgreSQL's processes --------------------------------------- */
@@ -298,6 +395,7 @@ static int signal_all(int pm, int sig, int skip_walsenders) {
 }
 
 static void freeze(void) {
+  vip_remove("renewals overdue");
   int pm = postmaster_pid(), stopped = 0;
   if (pm && kill(pm, SIGSTOP) == 0) stopped++;
   stopped += signal_all(pm, SIGSTOP, 1);
@@ -323,6 +421,7 @@ static void thaw(void) {
 
 static void fence(const char *cause) {
   int64_t started = now_ns();
+  vip_remove(cause);
   static int pids[MAX_PIDS];
   int pm = postmaster_pid(), killed = 0;
   if (pm) {
@@ -382,6 +481,11 @@ static void command(char *line) {
   } else if (strcmp(line, "kill") == 0) {
     if (armed || frozen) fence("supervisor");
     reply("killed");
+  } else if (strcmp(line, "vip off") == 0) {
+    vip_family = 0;
+    reply("vip off");
+  } else if (strncmp(line, "vip ", 4) == 0 && vip_parse(line + 4)) {
+    reply("vip on");
   } else if (strcmp(line, "ping") == 0) {
     reply("pong %s", frozen ? "frozen" : armed ? "armed" : "disarmed");
   } else {

@@ -105,7 +105,12 @@ function daemonOptions(config: NodeConfig, flags: RunFlags, log: ReturnType<type
       group: config.services.group,
       userLayers: config.service ?? {},
     },
-    cluster: { etcd: config.cluster.etcd, etcdVoters: config.cluster.etcd_voters, etcdEndpoints: config.cluster.etcd_endpoints },
+    cluster: {
+      etcd: config.cluster.etcd,
+      etcdVoters: config.cluster.etcd_voters,
+      etcdEndpoints: config.cluster.etcd_endpoints,
+      ...(config.cluster.vip && config.cluster.vip_interface ? { vip: { address: config.cluster.vip, interface: config.cluster.vip_interface } } : {}),
+    },
     tls: tlsSettingsOf(config.tls),
     log,
   };

@@ -165,7 +165,10 @@ export class LeaseKeeper {
   private publishLeaseFacts(): void {
     const { leadership } = this.ctx.deps;
     const f = leadership.current;
-    if (f.renewedAt !== this.ctx.renewedAt || f.renewalFailing !== this.ctx.renewalFailing) leadership.update({ renewedAt: this.ctx.renewedAt, renewalFailing: this.ctx.renewalFailing });
+    const writesStopAt = this.deadlines().freeze;
+    if (f.renewedAt !== this.ctx.renewedAt || f.renewalFailing !== this.ctx.renewalFailing || f.writesStopAt !== writesStopAt) {
+      leadership.update({ renewedAt: this.ctx.renewedAt, renewalFailing: this.ctx.renewalFailing, writesStopAt });
+    }
     else leadership.recheck();
   }
 

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
+import { parseInterfaceAddress } from './cidr.js';
 import type { TlsSettings } from './pki/provision.js';
 import { DEFAULT_STATE_DIR } from './state-dir.js';
 import { ConfigError, documentSchema, parseTomlFile, validate, type Schema, type TomlTable } from './toml-schema.js';
@@ -18,6 +19,18 @@ const ipOrIpPort = (v: string) => {
 /** A name a certificate may carry: a literal IP address or a DNS name. */
 const ipOrDnsName = (v: string) =>
   isIP(v) || /^(?=.{1,253}$)[A-Za-z0-9*]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/.test(v) ? undefined : `"${v}" must be an IP address or a DNS name`;
+
+const vipAddress = (v: string) => {
+  try {
+    parseInterfaceAddress(v);
+    return undefined;
+  } catch (err) {
+    return (err as Error).message;
+  }
+};
+
+/** A Linux interface name (IFNAMSIZ: 15 characters at most, no slash or space). */
+const interfaceName = (v: string) => (/^[^\s/:]{1,15}$/.test(v) ? undefined : `"${v}" is not a network interface name (1-15 characters, no space, '/' or ':')`);
 
 const httpUrl = (v: string) => (/^https?:\/\/[^/\s]+\/?$/.test(v) ? undefined : `"${v}" must be an http(s)://HOST:PORT URL`);
 
@@ -61,6 +74,12 @@ export const NODE_CONFIG_SCHEMA: Schema = {
         default: [],
         check: etcdUrl,
       },
+      vip: {
+        type: 'string',
+        doc: 'leader VIP, ADDRESS/PREFIX (e.g. 10.0.0.100/24): the member holding the PostgreSQL leader lease adds it to vip_interface and announces it; it moves with the lease (docs/vip.md)',
+        check: vipAddress,
+      },
+      vip_interface: { type: 'string', doc: 'the interface the leader VIP goes on (needs vip); the VIP must lie in one of its networks', check: interfaceName },
     },
   },
   gossip: {
@@ -137,7 +156,7 @@ export const NODE_CONFIG_SCHEMA: Schema = {
 
 export interface NodeConfig {
   member: { advertise?: string; bind?: string; peers: string[]; state_dir: string; ring_key?: string; secrets?: string };
-  cluster: { etcd: boolean; etcd_voters: number; etcd_endpoints: string[] };
+  cluster: { etcd: boolean; etcd_voters: number; etcd_endpoints: string[]; vip?: string; vip_interface?: string };
   gossip: { profile: 'lan' | 'wan' | 'local'; overrides?: TomlTable };
   http: {
     enabled: boolean;
@@ -173,6 +192,7 @@ export function parseNodeConfig(text: string, file: string): NodeConfig {
   const data = validate(parseTomlFile(text, file), NODE_CONFIG_SCHEMA, text, file) as unknown as NodeConfig;
   if ((data.http.tls_cert === undefined) !== (data.http.tls_key === undefined)) throw new ConfigError(file, undefined, '"http.tls_cert" and "http.tls_key" go together: set both or neither');
   if (data.cluster.etcd_voters !== 3 && data.cluster.etcd_voters !== 5) throw new ConfigError(file, undefined, `"cluster.etcd_voters" must be 3 or 5 (an odd number of voters keeps a majority), got ${data.cluster.etcd_voters}`);
+  if ((data.cluster.vip === undefined) !== (data.cluster.vip_interface === undefined)) throw new ConfigError(file, undefined, '"cluster.vip" and "cluster.vip_interface" go together: set both or neither');
   if (data.http.tls_client_ca !== undefined && data.http.tls_cert === undefined) throw new ConfigError(file, undefined, '"http.tls_client_ca" needs "http.tls_cert" and "http.tls_key"');
   const own = [data.tls.ca_file, data.tls.cert_file, data.tls.key_file].filter((f) => f !== undefined).length;
   if (own !== 0 && own !== 3) throw new ConfigError(file, undefined, '"tls.ca_file", "tls.cert_file" and "tls.key_file" go together: set all three (your own CA) or none (the cluster CA)');

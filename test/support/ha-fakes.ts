@@ -451,6 +451,8 @@ export class FakeFence implements LeaderFence {
   readonly froze: number[] = [];
   readonly thawed: number[] = [];
   readonly kills: { at: number; cause: string }[] = [];
+  /** Called when it freezes or kills the database on its own clock (the real fence removes the leader VIP then). */
+  onAct?: (what: 'freeze' | 'kill') => void;
 
   constructor(
     private readonly db: FakeDb,
@@ -493,6 +495,7 @@ export class FakeFence implements LeaderFence {
   }
   private freeze(): void {
     if (this.at === null || this.db.frozen) return;
+    this.onAct?.('freeze');
     this.db.frozen = true;
     this.froze.push(this.machineClock.now());
   }
@@ -500,6 +503,7 @@ export class FakeFence implements LeaderFence {
     if (this.at === null && !this.db.frozen) return;
     this.at = null;
     for (const t of this.timers.splice(0)) t.cancel();
+    this.onAct?.('kill');
     this.acted++;
     this.kills.push({ at: this.machineClock.now(), cause });
     this.db.killed = true;

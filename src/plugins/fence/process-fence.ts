@@ -58,6 +58,8 @@ export class ProcessFence implements LeaderFence {
   private isFrozen = false;
   /** The last arm asked for (its protocol line), re-sent to a restarted fence. */
   private lastArm: string | null = null;
+  /** The leader VIP the fence removes when it acts (its protocol line), sent to every fence started. */
+  private vipLine: string | null = null;
   private closing = false;
   private restarts = 0;
   private restartDelay = RESTART_MIN_MS;
@@ -133,6 +135,24 @@ export class ProcessFence implements LeaderFence {
     return this.isArmed;
   }
 
+  /**
+   * The leader VIP (ADDRESS/PREFIX on an interface) the fence removes,
+   * over netlink, whenever it freezes or kills PostgreSQL: the VIP then
+   * goes at the freeze deadline even with this process stalled or dead
+   * (docs/vip.md). null: none. Sent now if the fence runs, and to every
+   * fence started later.
+   */
+  guardAddress(vip: { address: string; prefix: number; interface: string } | null): void {
+    this.vipLine = vip ? `vip ${vip.address}/${vip.prefix} ${vip.interface}` : 'vip off';
+    if (this.child) this.sendVip();
+  }
+
+  private sendVip(): void {
+    const line = this.vipLine;
+    if (!line) return;
+    this.request(line, 'vip').catch((err: unknown) => this.opts.log.error({ event: 'fence_vip_failed', err }, `the fence did not take the leader VIP: ${(err as Error).message}`));
+  }
+
   onFenced(listener: (cause: string) => void): void {
     this.listeners.push(listener);
   }
@@ -203,6 +223,8 @@ export class ProcessFence implements LeaderFence {
         this.childWatchdog = wd?.device ?? null;
         this.opts.log.info({ event: 'fence_started', pid: child.pid, watchdog: this.childWatchdog }, `fence started (pid ${child.pid})`);
         done();
+        // Before any arm: the VIP goes whenever the fence acts.
+        this.sendVip();
         // A restarted fence takes over the guard at once.
         if (this.lastArm) {
           this.request(this.lastArm, 'armed').then(
