@@ -34,10 +34,11 @@ skip_es="${HASUP_BOOTSTRAP_SKIP_ES:-0}"
 # --- Debian packages -----------------------------------------------------------
 # What the children and the test harness run: PostgreSQL 15 server, etcd 3.4, HAProxy,
 # nftables and iproute2 (network namespaces, partitions), procps (ps, sysctl), curl,
+# arping (the leader VIP's gratuitous ARP, and duplicate-address checks in the VIP tests, docs/vip.md),
 # pgBackRest 2.45 (WAL archiving and backups, docs/backup.md), Chromium (the console's
 # browser tests drive /usr/bin/chromium through playwright-core, docs/console.md).
 # Java and Maven fetch and run the development Elasticsearch.
-system_packages=(postgresql-15 gcc libc6-dev etcd-server etcd-client haproxy nftables iproute2 procps curl rsyslog rsyslog-elasticsearch pgbackrest chromium)
+system_packages=(postgresql-15 gcc libc6-dev etcd-server etcd-client haproxy nftables iproute2 arping procps curl rsyslog rsyslog-elasticsearch pgbackrest chromium)
 es_packages=(openjdk-17-jre-headless maven)
 
 wanted=()
