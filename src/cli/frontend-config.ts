@@ -5,6 +5,8 @@ import { readApiEndpoint } from '../node/api-endpoint.js';
 import { memberTlsFiles } from '../supervisor/pki/member-files.js';
 import { parsePeerAddress } from '../gossip/index.js';
 import { renderHaproxyConfig, type FrontendMember, type Listen } from '../plugins/haproxy/config.js';
+import type { ClusterView } from '../plugins/http/cluster-view.js';
+import { renderVipFrontendConfig } from '../plugins/vip/frontend.js';
 import { decodeServiceRumor, parseServiceRumorKey, RUMOR_SERVICE } from '../supervisor/rumors/service.js';
 import { DEFAULT_STATE_DIR } from '../supervisor/state-dir.js';
 import { ApiClient } from './api-client.js';
@@ -18,6 +20,8 @@ import { DEFAULT_HTTP_PORT } from './run.js';
  */
 interface FrontendFlags {
   haproxy?: boolean;
+  vip?: boolean;
+  vipAddress?: string;
   members?: string;
   pgPort: string;
   httpPort?: string;
@@ -36,7 +40,9 @@ export function registerFrontendConfigCommand(program: Command): void {
   program
     .command('gen-frontend-config')
     .description('print a load balancer config whose health checks call the members\' HTTP API (/primary, /replica)')
-    .option('--haproxy', 'HAProxy format (the only one so far)')
+    .option('--haproxy', 'HAProxy format')
+    .option('--vip', 'no load balancer: the frontends\' settings pointing at the leader VIP ([cluster] vip, docs/vip.md)')
+    .option('--vip-address <addr>', 'with --vip: the VIP (default: as the cluster reports it)')
     .option('--members <list>', 'ADDR[:HTTPPORT],... of every member (default: the ring as the local daemon sees it)')
     .option('--pg-port <port>', 'PostgreSQL port of members that publish none in the ring (and of every --members entry)', '5432')
     .option('--http-port <port>', 'HTTP API port of every member found in the ring (default: the port each publishes, else the local daemon\'s)')
@@ -50,8 +56,12 @@ export function registerFrontendConfigCommand(program: Command): void {
     .option('--api <url>', 'HTTP API of the local member (default: recorded in STATE_DIR/api.json)')
     .option('--secrets <file>', 'cluster secrets file holding the API token (default: recorded by the daemon)')
     .action(async (flags: FrontendFlags) => {
-      if (!flags.haproxy) throw new Error('say which load balancer: --haproxy');
+      if (!flags.haproxy === !flags.vip) throw new Error('say which frontend config: --haproxy (a load balancer) or --vip (straight to the leader VIP)');
       const pgPort = parsePort(flags.pgPort, '--pg-port');
+      if (flags.vip) {
+        process.stdout.write(renderVipFrontendConfig({ pgPort, ...(await vipOf(flags)) }));
+        return;
+      }
       const discovered = flags.members === undefined ? await membersFromRing(flags, pgPort) : null;
       const members = discovered?.members ?? parseMembersFlag(flags.members!, pgPort);
       const checkCaFile = checkCa(flags, discovered?.from);
@@ -124,6 +134,15 @@ export function publishedPorts(rumors: ButterflyAnswer['rumors']): Map<string, {
     out.set(key.member, seen);
   }
   return out;
+}
+
+/** --vip-address, else the VIP the members report (/cluster); an error when none is configured. */
+async function vipOf(flags: FrontendFlags): Promise<{ vip: string; source: string }> {
+  if (flags.vipAddress) return { vip: flags.vipAddress, source: '--vip-address' };
+  const api = ApiClient.fromStateDir(flags.stateDir, { url: flags.api, secrets: flags.secrets });
+  const view = await api.request<ClusterView>('GET', '/cluster');
+  if (!view.vip) throw new Error('no member reports a leader VIP: set [cluster] vip and vip_interface (docs/vip.md), or pass --vip-address');
+  return { vip: view.vip.address, source: `the cluster as seen by ${api.url}` };
 }
 
 async function membersFromRing(flags: FrontendFlags, pgPort: number): Promise<{ members: FrontendMember[]; from: string }> {
