@@ -1,3 +1,4 @@
+import { connect } from 'node:net';
 import type { Command } from 'commander';
 import { stringify } from 'smol-toml';
 import { parseEndpoint, type HaMemberView, type HaView } from '../ha/index.js';
@@ -144,13 +145,25 @@ async function follow(api: ApiClient, timeoutMs: number, until: (v: HaView) => H
   }
 }
 
-/** The offline form changes a file the running supervisor owns and rewrites: only with none running (any HTTP answer means one runs). */
+/**
+ * The offline form changes a file the running supervisor owns and rewrites:
+ * only with none running. Anything accepting a connection on the recorded
+ * API address counts as running (over TLS or not, whatever it answers).
+ */
 async function refuseIfRunning(stateDir: string): Promise<void> {
   const { url } = readApiEndpoint(stateDir);
   if (!url) return;
-  const answered = await fetch(url, { signal: AbortSignal.timeout(2000) }).then(
-    () => true,
-    () => false,
-  );
-  if (answered) throw new Error(`hasup runs with state directory ${stateDir} (its API answers at ${url}); demote the running cluster without --offline`);
+  const u = new URL(url);
+  const port = Number(u.port || (u.protocol === 'https:' ? 443 : 80));
+  const listening = await new Promise<boolean>((resolve) => {
+    const socket = connect({ host: u.hostname.replace(/^\[|\]$/g, ''), port, timeout: 2000 });
+    const done = (up: boolean) => {
+      socket.destroy();
+      resolve(up);
+    };
+    socket.once('connect', () => done(true));
+    socket.once('timeout', () => done(false));
+    socket.once('error', () => done(false));
+  });
+  if (listening) throw new Error(`hasup runs with state directory ${stateDir} (its API listens at ${url}); demote the running cluster without --offline`);
 }
