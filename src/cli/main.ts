@@ -17,6 +17,7 @@ import { registerClusterCommands } from './cluster.js';
 import { registerFrontendConfigCommand } from './frontend-config.js';
 import { registerHaCommands } from './ha-commands.js';
 import { registerRingKeyCommands } from './ring-key.js';
+import { registerRollingCommands } from './rollout/rolling-commands.js';
 import { registerSnapshotCommands } from './snapshot-commands.js';
 import { registerRunCommand } from './run.js';
 import { registerSystemdUnitCommand } from './systemd-unit.js';
@@ -43,6 +44,7 @@ registerBackupCommands(program);
 registerRestoreCommand(program);
 registerSnapshotCommands(program);
 registerSystemdUnitCommand(program);
+registerRollingCommands(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -41,7 +41,7 @@ export interface JsonAnswer {
 }
 
 /** One request, its answer as text (up to 1 MB); rejects when no whole answer came. */
-export function textRequest(method: 'GET' | 'POST' | 'DELETE', url: string, signal: AbortSignal, body?: unknown, extras: RequestExtras = {}): Promise<{ status: number; text: string }> {
+export function textRequest(method: 'GET' | 'POST' | 'PUT' | 'DELETE', url: string, signal: AbortSignal, body?: unknown, extras: RequestExtras = {}): Promise<{ status: number; text: string }> {
   signal.throwIfAborted();
   const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
   const maxBytes = extras.maxBytes ?? MAX_BODY_BYTES;

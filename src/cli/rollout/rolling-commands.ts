@@ -1,0 +1,145 @@
+import type { Command } from 'commander';
+import { formatHostPort, parsePeerAddress } from '../../gossip/index.js';
+import { textRequest } from '../../plugins/http-json.js';
+import type { Census } from '../../plugins/http/cluster-view.js';
+import { decodeServiceRumor, parseServiceRumorKey, RUMOR_SERVICE } from '../../supervisor/rumors/service.js';
+import { DEFAULT_STATE_DIR } from '../../supervisor/state-dir.js';
+import { ApiClient } from '../api-client.js';
+import { ROLLOUT_DEFAULTS, rollingRestart, RolloutError, type RolloutApi, type RolloutMember } from './rolling-restart.js';
+
+/**
+ * `hasup rolling-restart SERVICE [--dry-run]`: the rollout of
+ * rolling-restart.ts over the members' HTTP APIs (each member's restart
+ * goes to its own API, found from its service rumors like the frontend
+ * config's) and, for Elasticsearch, the cluster's HTTP API.
+ */
+interface Flags {
+  dryRun?: boolean;
+  group: string;
+  maxLag: string;
+  timeout: string;
+  stateDir: string;
+  api?: string;
+  secrets?: string;
+}
+
+export function registerRollingCommands(program: Command): void {
+  program
+    .command('rolling-restart')
+    .description('restart SERVICE on every member, one at a time: followers first, a switchover, the old leader last (PostgreSQL); shard allocation held per node and green awaited (Elasticsearch)')
+    .argument('<service>', 'postgresql, elasticsearch, etcd, ...')
+    .option('--dry-run', 'print the plan and change nothing')
+    .option('--group <group>', 'service group', 'default')
+    .option('--max-lag <bytes>', 'a PostgreSQL follower counts as caught up within this many bytes of the leader', String(ROLLOUT_DEFAULTS.maxLagBytes))
+    .option('--timeout <seconds>', 'how long each member may take to come back', String(ROLLOUT_DEFAULTS.memberTimeoutMs / 1000))
+    .option('--state-dir <dir>', 'state directory of the local member', process.env.HASUP_STATE_DIR ?? DEFAULT_STATE_DIR)
+    .option('--api <url>', 'HTTP API of the local member (default: recorded in STATE_DIR/api.json)')
+    .option('--secrets <file>', 'cluster secrets file holding the API token (default: recorded by the daemon)')
+    .action(async (service: string, flags: Flags) => {
+      const maxLag = Number(flags.maxLag);
+      const timeoutS = Number(flags.timeout);
+      if (!Number.isSafeInteger(maxLag) || maxLag < 0) throw new Error(`--max-lag must be a number of bytes, got "${flags.maxLag}"`);
+      if (!Number.isFinite(timeoutS) || timeoutS <= 0) throw new Error(`--timeout must be a positive number of seconds, got "${flags.timeout}"`);
+      const api = ApiClient.fromStateDir(flags.stateDir, { url: flags.api, secrets: flags.secrets });
+      try {
+        await rollingRestart(httpRolloutApi(api), {
+          service,
+          group: flags.group,
+          maxLagBytes: maxLag,
+          memberTimeoutMs: timeoutS * 1000,
+          pollMs: ROLLOUT_DEFAULTS.pollMs,
+          dryRun: !!flags.dryRun,
+          say: (line) => console.log(line),
+        });
+      } catch (err) {
+        if (err instanceof RolloutError) {
+          console.error(`hasup: ${err.message}`);
+          process.exitCode = 1;
+          return;
+        }
+        throw err;
+      }
+    });
+}
+
+interface Butterfly {
+  self: { id: string; address: string; state: string };
+  members: Array<{ id: string; address: string; state: string }>;
+  rumors?: Array<{ kind: string; key: string; payload: string }>;
+}
+
+/** The RolloutApi over the local member's API (census, switchover), each member's own (restart) and Elasticsearch's. */
+export function httpRolloutApi(local: ApiClient): RolloutApi {
+  /** member id → its API client and its Elasticsearch URL, from /butterfly. */
+  const where = async (): Promise<Map<string, { api?: ApiClient; es?: string }>> => {
+    const b = await local.request<Butterfly>('GET', '/butterfly');
+    const scheme = new URL(local.url).protocol;
+    const hosts = new Map([b.self, ...b.members].map((m) => [m.id, parsePeerAddress(m.address).addr]));
+    const out = new Map<string, { api?: ApiClient; es?: string }>();
+    for (const r of b.rumors ?? []) {
+      const key = r.kind === RUMOR_SERVICE ? parseServiceRumorKey(r.key) : undefined;
+      const p = key ? decodeServiceRumor(Buffer.from(r.payload, 'base64')) : undefined;
+      const host = key && hosts.get(key.member);
+      if (!key || !p || !host) continue;
+      const entry = out.get(key.member) ?? {};
+      if (p.api_port !== undefined) entry.api = local.at(`${scheme}//${formatHostPort(host, p.api_port)}`);
+      const esPort = key.service === 'elasticsearch' ? p.ports?.http_port : undefined;
+      if (esPort !== undefined) entry.es = `http://${formatHostPort(host, esPort)}`;
+      out.set(key.member, entry);
+    }
+    return out;
+  };
+  const search = async (method: 'GET' | 'PUT', path: string, body?: unknown): Promise<unknown> => {
+    const urls = [...(await where()).values()].map((e) => e.es).filter((u): u is string => !!u);
+    let last: Error = new Error('no member publishes an Elasticsearch HTTP port');
+    for (const url of urls) {
+      try {
+        const r = await textRequest(method, `${url}${path}`, AbortSignal.timeout(10_000), body);
+        if (r.status >= 200 && r.status < 300) return JSON.parse(r.text) as unknown;
+        last = new Error(`${method} ${path}: ${r.status} ${r.text.slice(0, 200)}`);
+      } catch (err) {
+        last = err as Error;
+      }
+    }
+    throw last;
+  };
+  return {
+    async members(sg) {
+      const census = await local.request<Census>('GET', '/census');
+      const out: RolloutMember[] = [];
+      for (const m of census.members) {
+        const s = m.services.find((x) => x.service_group === sg);
+        if (!s) continue;
+        out.push({
+          member: m.id,
+          live: m.state === 'alive' || m.state === 'suspect',
+          healthy: s.state === 'running' && (s.health === 'ok' || s.health === 'warning'),
+          leader: s.role === 'leader' && s.writable === true,
+          streaming: s.role === 'replica' && s.replication_state === 'streaming',
+          lagBytes: s.lag_bytes,
+          since: s.since,
+        });
+      }
+      return out;
+    },
+    async restart(member, sg) {
+      const api = (await where()).get(member)?.api;
+      if (!api) throw new Error(`member ${member} publishes no API port`);
+      const [svc, group] = sg.split('.') as [string, string];
+      const r = await api.request<{ service: { since: number } }>('POST', `/services/${svc}/${group}/restart`, undefined, { timeoutMs: 180_000 });
+      return r.service.since;
+    },
+    async switchover(to) {
+      await local.request('POST', '/switchover', { to }, { timeoutMs: 90_000 });
+    },
+    async setAllocation(value) {
+      await search('PUT', '/_cluster/settings', { persistent: { 'cluster.routing.allocation.enable': value } });
+    },
+    async searchHealth() {
+      const h = (await search('GET', '/_cluster/health')) as { status?: string; number_of_nodes?: number };
+      return { status: h.status ?? 'unknown', nodes: h.number_of_nodes ?? 0 };
+    },
+    sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+    now: () => performance.now(),
+  };
+}
