@@ -4,9 +4,11 @@
  * PostgreSQL session through HAProxy, a one-line summary of it for the
  * progress lines, and the list of what is still missing, with where to look.
  */
+import { readFileSync } from 'node:fs';
 import pg from 'pg';
+import { textRequest } from '../src/plugins/http-json.js';
 import type { Census } from '../src/plugins/http/cluster-view.js';
-import { HAPROXY, MEMBER_PORTS, MEMBERS, memberAddress, type DemoLayout } from './demo-layout.js';
+import { DemoLayout, HAPROXY, MEMBER_PORTS, MEMBERS, memberAddress } from './demo-layout.js';
 
 const API_PORT = MEMBER_PORTS['hasup API'];
 
@@ -37,12 +39,36 @@ export interface Snapshot {
   haproxy: ThroughHaproxy | string | null;
 }
 
+/**
+ * The cluster CA from the secrets file the demo's cluster create wrote
+ * (docs/tls.md): the members' API and PostgreSQL are verified against it.
+ * Undefined for a cluster without one (its links run in clear text).
+ */
+let caCache: string | null | undefined;
+function clusterCa(): string | undefined {
+  if (caCache === undefined) {
+    try {
+      caCache = (JSON.parse(readFileSync(new DemoLayout().secretsFile, 'utf8')) as { tls?: { ca_cert?: string } }).tls?.ca_cert ?? null;
+    } catch {
+      return undefined;
+    }
+  }
+  return caCache ?? undefined;
+}
+
+function apiBase(i: number): string {
+  return `${clusterCa() ? 'https' : 'http'}://${memberAddress(i)}:${API_PORT}`;
+}
+
+function tlsOptions(): { tls?: { ca: string } } {
+  const ca = clusterCa();
+  return ca ? { tls: { ca } } : {};
+}
+
 /** Status code of a check on member i's API (0 when it does not answer). */
 export async function memberCheck(i: number, path: string): Promise<number> {
   try {
-    const res = await fetch(`http://${memberAddress(i)}:${API_PORT}${path}`, { signal: AbortSignal.timeout(1500) });
-    await res.arrayBuffer();
-    return res.status;
+    return (await textRequest('GET', `${apiBase(i)}${path}`, AbortSignal.timeout(1500), undefined, tlsOptions())).status;
   } catch {
     return 0;
   }
@@ -60,8 +86,8 @@ async function esClusterStatus(i: number): Promise<string | null> {
 
 async function census(i: number, token: string): Promise<Census | undefined> {
   try {
-    const res = await fetch(`http://${memberAddress(i)}:${API_PORT}/census`, { headers: { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(2000) });
-    return res.ok ? ((await res.json()) as Census) : undefined;
+    const res = await textRequest('GET', `${apiBase(i)}/census`, AbortSignal.timeout(2000), undefined, { ...tlsOptions(), headers: { authorization: `Bearer ${token}` } });
+    return res.status === 200 ? (JSON.parse(res.text) as Census) : undefined;
   } catch {
     return undefined;
   }
@@ -69,7 +95,9 @@ async function census(i: number, token: string): Promise<Census | undefined> {
 
 /** Opens a session through HAProxy's listener and asks the server who it is and whether it is a standby. */
 export async function sessionThrough(port: number, password: string, run?: (c: pg.Client) => Promise<void>): Promise<ThroughHaproxy> {
-  const client = new pg.Client({ host: HAPROXY.host, port, user: 'hasup', password, database: 'postgres', connectionTimeoutMillis: 3000, query_timeout: 5000 });
+  // TLS end to end through HAProxy (TCP mode), verified against the cluster CA: every member certificate names loopback too.
+  const ca = clusterCa();
+  const client = new pg.Client({ host: HAPROXY.host, port, user: 'hasup', password, database: 'postgres', connectionTimeoutMillis: 3000, query_timeout: 5000, ssl: ca ? { ca } : false });
   client.on('error', () => undefined);
   await client.connect();
   try {
@@ -137,7 +165,7 @@ export function summary(s: Snapshot): string {
 export function unmet(s: Snapshot, layout: DemoLayout): string[] {
   const out: string[] = [];
   const log = (i: number, what: string) => layout.show(`${layout.memberDir(i)}/${what}`);
-  for (const i of MEMBERS) if (!s.answering.includes(i)) out.push(`member ${i}'s API (http://${memberAddress(i)}:${API_PORT}) does not answer: see ${layout.show(layout.logFile(i))}`);
+  for (const i of MEMBERS) if (!s.answering.includes(i)) out.push(`member ${i}'s API (${apiBase(i)}) does not answer: see ${layout.show(layout.logFile(i))}`);
   if (s.ringAlive !== MEMBERS.length) out.push(`the ring has ${s.ringAlive ?? 0} of ${MEMBERS.length} members alive: see each member's hasup.log`);
   const etcd = s.groups.get('etcd.default');
   if ((etcd?.healthy ?? 0) < MEMBERS.length) out.push(`etcd: ${etcd?.healthy ?? 0} of ${MEMBERS.length} voters healthy: see ${log(1, 'logs/services.log')} (and members 2, 3); \`GET /etcd\` on a member shows its role and last error`);

@@ -13,6 +13,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { loadSecretsFile } from '../src/supervisor/secrets.js';
 import { CLUSTER_NAME, hasup, markUp, prepareCluster, readMarker } from './demo-cluster.js';
 import { DemoLayout, ES_HEAP, HAPROXY, HASUP_NODE_ARGS, MEMBER_PORTS, MEMBERS, memberAddress } from './demo-layout.js';
@@ -184,12 +185,14 @@ async function demonstrateSessions(password: string): Promise<string[]> {
 function printGuide(checked: string[]): void {
   const cli = layout.hasupCommand();
   const secrets = layout.secretsFile;
+  const ca = layout.show(join(layout.memberDir(1), 'tls', 'ca.pem'));
   console.log(`
 Checked: ${checked.join(';\n         ')}.
 
-Connect with psql through HAProxy (writes go to the leader, whichever member holds the lease):
-  psql "host=${HAPROXY.host} port=${HAPROXY.writePort} user=hasup dbname=postgres"      # read-write, the leader
-  psql "host=${HAPROXY.host} port=${HAPROXY.readOnlyPort} user=hasup dbname=postgres"      # read-only, a streaming follower
+Connect with psql through HAProxy (writes go to the leader, whichever member holds the lease), with TLS
+to the server end to end, verified against the cluster CA (docs/tls.md):
+  psql "host=${HAPROXY.host} port=${HAPROXY.writePort} user=hasup dbname=postgres sslmode=verify-full sslrootcert=${ca}"      # read-write, the leader
+  psql "host=${HAPROXY.host} port=${HAPROXY.readOnlyPort} user=hasup dbname=postgres sslmode=verify-full sslrootcert=${ca}"      # read-only, a streaming follower
 The password is "postgresql.superuser_password" in the cluster secrets file ${secrets}
 (mode 0600, with the ring key and API token: never paste it into a log). Without printing it:
   PGPASSWORD="$(node -p 'require("${secrets}").postgresql.superuser_password')" psql -h ${HAPROXY.host} -p ${HAPROXY.writePort} -U hasup postgres
@@ -200,7 +203,7 @@ Look around (from ${layout.root}):
   ${cli} switchover --state-dir ${layout.show(layout.memberDir(1))}    # move the leader; HAProxy follows within ~2 s
   ${cli} backup create --wait --state-dir ${layout.show(layout.memberDir(1))}   # a full backup, taken on the leader; then \`backup list\`, \`backup verify\`
   ${cli} restore --time "$(date -u -d '2 min ago' +%FT%TZ)" --yes --state-dir ${layout.show(layout.memberDir(2))}   # the whole cluster back to a moment (checked against \`backup list\`'s window first)
-  curl -s http://${memberAddress(1)}:${MEMBER_PORTS['hasup API']}/primary; curl -s http://${memberAddress(1)}:${MEMBER_PORTS['Elasticsearch HTTP']}/_cluster/health
+  curl -s --cacert ${ca} https://${memberAddress(1)}:${MEMBER_PORTS['hasup API']}/primary; curl -s http://${memberAddress(1)}:${MEMBER_PORTS['Elasticsearch HTTP']}/_cluster/health
 
 State and logs, kept across \`npm run demo -- stop\` and the next \`npm run demo\` (\`npm run demo -- fresh\` starts over):
   ${layout.show(layout.dir)}/member-N/hasup.toml          written by \`hasup cluster create|join\` (plus the ES heap, ${ES_HEAP}, and the backup repository)

@@ -303,7 +303,7 @@ export class Daemon {
       this.log.warn({ event: 'tls_off', reason: tls.reason }, `TLS is off: PostgreSQL, etcd and the HTTP API run in clear text (${tls.reason})`);
       return tls;
     }
-    const fields = { event: 'tls', source: tls.source, cert: tls.files.cert, issuer: tls.cert.issuer, not_after: tls.cert.notAfter.toISOString(), fingerprint: tls.cert.fingerprint };
+    const fields = { event: 'tls', source: tls.source, cert: tls.files.cert, ca: tls.files.ca, issuer: tls.cert.issuer, not_after: tls.cert.notAfter.toISOString(), fingerprint: tls.cert.fingerprint };
     if (tls.issued) this.log.info(fields, `TLS: ${tls.issued} (${tls.files.cert}, until ${fields.not_after})`);
     else this.log.info(fields, `TLS: member certificate ${tls.files.cert}, until ${fields.not_after}`);
     return tls;

@@ -31,6 +31,7 @@ import { netnsUnavailableReason } from '../support/netns-cluster.js';
 import { destroyAfterSuite, eventually, HaCluster } from '../support/ha-cluster.js';
 import { hasupCli } from '../support/hasup-cli.js';
 import { WriteChecker } from '../support/write-checker.js';
+import { tlsRequest } from '../support/tls-request.js';
 
 const skip =
   netnsUnavailableReason() ??
@@ -68,13 +69,10 @@ describe('backups: three nodes sharing one repository', { skip: skip ?? false },
 
   /** A POST to node i's API, its status and body whatever they are. */
   async function post(i: number, path: string, body: unknown): Promise<{ status: number; body: Record<string, unknown> }> {
-    const res = await fetch(`${ha.member(i).apiUrl}${path}`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${ha.secrets.api_token}`, 'content-type': 'application/json' },
-      body: JSON.stringify(body),
-      signal: AbortSignal.timeout(5000),
-    });
-    return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+    // The API serves HTTPS with the member certificate (docs/tls.md).
+    const ca = ha.member(i).tlsCa();
+    const res = await tlsRequest(`${ha.member(i).apiUrl}${path}`, { method: 'POST', body, token: ha.secrets.api_token, timeoutMs: 5000, ...(ca ? { tls: { ca } } : {}) });
+    return { status: res.status, body: res.json<Record<string, unknown>>() };
   }
 
   async function backupOf(i: number): Promise<ClusterView['backup']> {
@@ -154,7 +152,7 @@ describe('backups: three nodes sharing one repository', { skip: skip ?? false },
       const r = await pending;
       assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
       noSecret(r.stdout + r.stderr);
-      assert.match(r.stderr, new RegExp(`this member is not the leader; asking the leader ${ids.get(leader)} at http://`));
+      assert.match(r.stderr, new RegExp(`this member is not the leader; asking the leader ${ids.get(leader)} at https://`));
       assert.match(r.stdout, new RegExp(`^backup job ${first.id} \\(full\\) started on member ${ids.get(leader)}$`, 'm'));
       const done = /^backup (\S+F) \(full\) done in [\d.]+ s: database .* WAL (\S+) to (\S+)$/m.exec(r.stdout);
       assert.ok(done, r.stdout);

@@ -10,8 +10,9 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { httpJson } from '../../src/plugins/http-json.js';
+import { httpJson, type TlsClientOptions } from '../../src/plugins/http-json.js';
 import { listMembers, type EtcdMemberInfo } from '../../src/plugins/etcd/members-api.js';
+import { memberClientTls } from '../support/tls-request.js';
 import type { EtcdMembershipStatus } from '../../src/plugins/etcd/membership.js';
 import type { MemberProc } from '../support/member-procs.js';
 import { hasupIn, runIn } from '../support/ha-cluster.js';
@@ -52,13 +53,16 @@ function processNames(node: ClusterNode): string[] {
 
 const b64 = (s: string) => Buffer.from(s).toString('base64');
 
+/** etcd serves TLS and asks for a member certificate (docs/tls.md): the test presents node 1's, set once node 1 is created. */
+let clientTls: TlsClientOptions | undefined;
+
 async function etcdPut(url: string, key: string, value: string): Promise<void> {
-  const answer = await httpJson(`${url}/v3/kv/put`, AbortSignal.timeout(5000), { key: b64(key), value: b64(value) });
+  const answer = await httpJson(`${url}/v3/kv/put`, AbortSignal.timeout(5000), { key: b64(key), value: b64(value) }, { tls: clientTls });
   if (answer.status !== 200) throw new Error(`put through ${url}: ${JSON.stringify(answer.json)}`);
 }
 
 async function etcdHealthy(url: string): Promise<boolean> {
-  const answer = await httpJson(`${url}/health`, AbortSignal.timeout(3000));
+  const answer = await httpJson(`${url}/health`, AbortSignal.timeout(3000), undefined, { tls: clientTls });
   return (answer.json as { health?: string }).health === 'true';
 }
 
@@ -66,7 +70,7 @@ describe('cluster lifecycle: etcd formed from the gossip census', { skip }, () =
   let cluster: NetnsCluster;
   const ids = new Map<number, string>();
   const member = (i: number): MemberProc => cluster.node(i).member!;
-  const clientUrl = (i: number) => `http://${cluster.node(i).address}:2379`;
+  const clientUrl = (i: number) => `https://${cluster.node(i).address}:2379`;
   const configOf = (i: number) => join(cluster.node(i).stateDir, 'hasup.toml');
   const etcdStatus = (i: number) => member(i).api<EtcdMembershipStatus>('/etcd');
 
@@ -86,7 +90,7 @@ describe('cluster lifecycle: etcd formed from the gossip census', { skip }, () =
     const want = nodes.map((i) => ids.get(i)!).sort();
     return eventually(
       async () => {
-        const members = await listMembers(via.map(clientUrl));
+        const members = await listMembers(via.map(clientUrl), 5000, clientTls);
         const names = members.map((m) => m.name).sort();
         return JSON.stringify(names) === JSON.stringify(want) ? members : undefined;
       },
@@ -111,6 +115,8 @@ describe('cluster lifecycle: etcd formed from the gossip census', { skip }, () =
     const secrets = JSON.parse(readFileSync(join(first.stateDir, 'secrets.json'), 'utf8')) as Record<string, unknown>;
     assert.equal(Buffer.from(String(secrets.ring_key), 'base64').length, 32, 'the secrets file holds the ring key');
     ids.set(1, readFileSync(join(first.stateDir, 'member-id'), 'utf8').trim());
+    clientTls = memberClientTls(first.stateDir);
+    assert.ok(clientTls, 'cluster create issued node 1 its certificate');
 
     // All three start at once: the joiners retry the ring and etcd until node 1 is there and etcd lets them in.
     const start = Date.now();
@@ -120,7 +126,7 @@ describe('cluster lifecycle: etcd formed from the gossip census', { skip }, () =
     console.log(`# 3-voter etcd formed ${Date.now() - start} ms after the three members started`);
     assert.equal(members.length, 3);
     for (const i of [1, 2, 3]) {
-      assert.deepEqual(members.find((m) => m.name === ids.get(i))!.peerUrls, [`http://${cluster.node(i).address}:2380`]);
+      assert.deepEqual(members.find((m) => m.name === ids.get(i))!.peerUrls, [`https://${cluster.node(i).address}:2380`]);
       await eventually(async () => etcdHealthy(clientUrl(i)), 20_000, `etcd on node ${i} healthy`);
       await eventually(async () => (await etcdStatus(i)).role === 'voter', 10_000, `node ${i} to call itself a voter`);
       assert.deepEqual(processNames(cluster.node(i)), ['etcd', 'node'], `node ${i} runs hasup and its etcd`);
@@ -153,7 +159,7 @@ describe('cluster lifecycle: etcd formed from the gossip census', { skip }, () =
     const got = await runIn(cluster.node(4), 'etcdctl', ['--endpoints', urls.join(','), 'get', '--print-value-only', 'lifecycle/formed'], env);
     assert.equal(got.code, 0, got.stderr);
     assert.equal(got.stdout.trim(), 'yes', 'node 4 reads what was written through node 2');
-    assert.equal((await listMembers([clientUrl(1)])).length, 3, 'etcd still has 3 members');
+    assert.equal((await listMembers([clientUrl(1)], 5000, clientTls)).length, 3, 'etcd still has 3 members');
   });
 
   test('depart refuses a live member; a killed voter departed is out of etcd, quorum holds, a replacement joins as a voter', async () => {
@@ -170,7 +176,7 @@ describe('cluster lifecycle: etcd formed from the gossip census', { skip }, () =
     assert.equal(departed.code, 0, departed.stderr);
     assert.match(departed.stdout, new RegExp(`member ${ids.get(2)} departed; removed from etcd's voting members`));
 
-    const members = await listMembers([clientUrl(1), clientUrl(3)]);
+    const members = await listMembers([clientUrl(1), clientUrl(3)], 5000, clientTls);
     assert.deepEqual(members.map((m) => m.name).sort(), [ids.get(1), ids.get(3)].sort(), 'etcd lists only the two live voters');
     await etcdPut(clientUrl(1), 'lifecycle/after-depart', 'quorum');
     await eventually(async () => (await member(1).butterfly()).members.find((m) => m.id === ids.get(2))?.state === 'departed', 10_000, 'node 2 departed in the ring');
@@ -183,7 +189,7 @@ describe('cluster lifecycle: etcd formed from the gossip census', { skip }, () =
     await eventually(async () => etcdHealthy(clientUrl(5)), 20_000, 'etcd on node 5 healthy');
     assert.equal((await etcdStatus(5)).role, 'voter');
     assert.deepEqual(processNames(cluster.node(5)), ['etcd', 'node']);
-    const put = await httpJson(`${clientUrl(5)}/v3/kv/range`, AbortSignal.timeout(5000), { key: b64('lifecycle/after-depart') });
+    const put = await httpJson(`${clientUrl(5)}/v3/kv/range`, AbortSignal.timeout(5000), { key: b64('lifecycle/after-depart') }, { tls: clientTls });
     const kvs = (put.json as { kvs?: Array<{ value: string }> }).kvs ?? [];
     assert.equal(Buffer.from(kvs[0]?.value ?? '', 'base64').toString(), 'quorum', 'the replacement has the data written while it was missing');
     assert.equal((await etcdStatus(4)).role, 'client', 'the client stays a client');

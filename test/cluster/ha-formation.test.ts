@@ -16,6 +16,7 @@ import { parseNodeConfig } from '../../src/supervisor/config-file.js';
 import type { MemberProc } from '../support/member-procs.js';
 import { NetnsCluster, netnsUnavailableReason } from '../support/netns-cluster.js';
 import { eventually, hasupIn as hasupCli } from '../support/ha-cluster.js';
+import { memberClientTls, tlsRequest } from '../support/tls-request.js';
 
 const skip =
   netnsUnavailableReason() ??
@@ -26,15 +27,17 @@ describe('cluster create/join with PostgreSQL: the formed etcd elects a leader; 
   let cluster: NetnsCluster;
   const member = (i: number): MemberProc => cluster.node(i).member!;
   const configOf = (i: number) => join(cluster.node(i).stateDir, 'hasup.toml');
+  // Every link is TLS (docs/tls.md): the API and PostgreSQL verified against the cluster CA, etcd also shown a member certificate.
+  const ca = (i: number) => readFileSync(join(cluster.node(i).stateDir, 'tls', 'ca.pem'), 'utf8');
   const primaryCode = async (i: number) => {
     try {
-      const res = await fetch(`http://${cluster.node(i).address}:9631/primary`, { signal: AbortSignal.timeout(1000) });
-      return res.status;
+      return (await tlsRequest(`https://${cluster.node(i).address}:9631/primary`, { timeoutMs: 1000, tls: { ca: ca(i) } })).status;
     } catch {
       return 0;
     }
   };
-  const etcdStatus = async (i: number) => (await (await fetch(`http://${cluster.node(i).address}:2379/v3/maintenance/status`, { method: 'POST', body: '{}', signal: AbortSignal.timeout(2000) })).json()) as { header: { member_id: string }; leader: string };
+  const etcdCall = (i: number, path: string, body: unknown, timeoutMs: number) => tlsRequest(`https://${cluster.node(i).address}:2379${path}`, { body, timeoutMs, tls: memberClientTls(cluster.node(i).stateDir)! });
+  const etcdStatus = async (i: number) => (await etcdCall(i, '/v3/maintenance/status', {}, 2000)).json<{ header: { member_id: string }; leader: string }>();
   const leaders = async (nodes: number[]) => (await Promise.all(nodes.map(async (i) => [i, await primaryCode(i)] as const))).filter(([, c]) => c === 200).map(([i]) => i);
 
   before(async () => {
@@ -88,7 +91,7 @@ describe('cluster create/join with PostgreSQL: the formed etcd elects a leader; 
     const password = (JSON.parse(readFileSync(secrets, 'utf8')) as { postgresql: { superuser_password: string } }).postgresql.superuser_password;
     await eventually(
       async () => {
-        const c = new pg.Client({ host: cluster.node(leader).address, port: 5432, user: 'hasup', password, database: 'postgres', connectionTimeoutMillis: 2000 });
+        const c = new pg.Client({ host: cluster.node(leader).address, port: 5432, user: 'hasup', password, database: 'postgres', connectionTimeoutMillis: 2000, ssl: { ca: ca(leader) } });
         c.on('error', () => undefined);
         await c.connect();
         try {
@@ -139,7 +142,7 @@ describe('cluster create/join with PostgreSQL: the formed etcd elects a leader; 
         const st = await etcdStatus(leader);
         if (st.leader === mine) return true;
         if (from !== leader) {
-          await fetch(`http://${cluster.node(from).address}:2379/v3/maintenance/transfer-leadership`, { method: 'POST', body: JSON.stringify({ targetID: mine }), signal: AbortSignal.timeout(3000) }).catch(() => undefined);
+          await etcdCall(from, '/v3/maintenance/transfer-leadership', { targetID: mine }, 3000).catch(() => undefined);
         }
         const now = (await Promise.all([1, 2, 3].map(async (i) => [i, await etcdStatus(i).catch(() => undefined)] as const))).find(([, x]) => x && x.leader === x.header.member_id)?.[0];
         if (now !== undefined) from = now;

@@ -19,6 +19,7 @@ import { resolveServiceUser } from '../../src/supervisor/process-runner.js';
 import { loadSecretsFile, type ClusterSecrets } from '../../src/supervisor/secrets.js';
 import { HASUP_BIN, type MemberProc } from './member-procs.js';
 import { NetnsCluster, type ClusterNode } from './netns-cluster.js';
+import { memberClientTls, tlsRequest } from './tls-request.js';
 import type { WriteTarget } from './write-checker.js';
 
 export const PG_PORT = 5432;
@@ -184,7 +185,9 @@ export class HaCluster {
     this.haproxyPort = 20_000 + Math.floor(Math.random() * 20_000);
     const host = this.cluster.hostAddress;
     const members = this.cluster.nodes.map((n) => `${n.address}:${API_PORT}`).join(',');
-    const gen = spawnSync(process.execPath, [HASUP_BIN, 'gen-frontend-config', '--haproxy', '--members', members, '--pg-port', String(PG_PORT), '--listen', `${host}:${this.haproxyPort}`, '--replica-listen', `${host}:${this.haproxyPort + 1}`], {
+    // The checks verify each member's API certificate against the cluster CA (docs/tls.md).
+    const tls = this.secrets.tls ? ['--check-ca', join(this.cluster.node(1).stateDir, 'tls', 'ca.pem')] : ['--no-check-ssl'];
+    const gen = spawnSync(process.execPath, [HASUP_BIN, 'gen-frontend-config', '--haproxy', '--members', members, '--pg-port', String(PG_PORT), '--listen', `${host}:${this.haproxyPort}`, '--replica-listen', `${host}:${this.haproxyPort + 1}`, ...tls], {
       encoding: 'utf8',
     });
     if (gen.status !== 0) throw new Error(`gen-frontend-config failed: ${gen.stderr}`);
@@ -195,22 +198,37 @@ export class HaCluster {
   }
 
   get haproxyTarget(): WriteTarget {
-    return { name: 'haproxy', host: this.cluster.hostAddress, port: this.haproxyPort };
+    // Sessions pass through HAProxy to the leader with TLS end to end; no member certificate names HAProxy's address.
+    return { name: 'haproxy', host: this.cluster.hostAddress, port: this.haproxyPort, ...(this.secrets.tls ? { ca: this.secrets.tls.ca_cert, verifyHost: false } : {}) };
   }
 
   nodeTarget(i: number): WriteTarget {
-    return { name: `node${i}`, host: this.address(i), port: PG_PORT };
+    return { name: `node${i}`, host: this.address(i), port: PG_PORT, ...(this.secrets.tls ? { ca: this.secrets.tls.ca_cert } : {}) };
   }
 
   /** Status code of a load-balancer check on node i (0 when unreachable). */
   async check(i: number, path: string, timeoutMs = 1000): Promise<number> {
     try {
-      const res = await fetch(`http://${this.address(i)}:${API_PORT}${path}`, { signal: AbortSignal.timeout(timeoutMs) });
-      await res.arrayBuffer();
-      return res.status;
+      return (await tlsRequest(`${this.apiScheme}://${this.address(i)}:${API_PORT}${path}`, { timeoutMs, ...this.caOption })).status;
     } catch {
       return 0;
     }
+  }
+
+  /** The members' API and etcd serve TLS when the cluster has a CA (every cluster made by cluster create; docs/tls.md). */
+  get apiScheme(): 'http' | 'https' {
+    return this.secrets.tls ? 'https' : 'http';
+  }
+
+  /** The cluster CA for a client that only verifies the server (the API, PostgreSQL). */
+  private get caOption(): { tls?: { ca: string } } {
+    return this.secrets.tls ? { tls: { ca: this.secrets.tls.ca_cert } } : {};
+  }
+
+  /** An etcd request to node i's voter, presenting node i's member certificate (etcd asks for one under TLS). */
+  private etcdRequest(i: number, path: string, body: unknown, timeoutMs: number) {
+    const tls = this.secrets.tls ? memberClientTls(this.cluster.node(i).stateDir) : undefined;
+    return tlsRequest(`${this.apiScheme}://${this.address(i)}:${ETCD_CLIENT_PORT}${path}`, { method: 'POST', body, timeoutMs, ...(tls ? { tls } : {}) });
   }
 
   /** Nodes whose /primary answers 200 right now. */
@@ -224,7 +242,9 @@ export class HaCluster {
   }
 
   async sql<T extends pg.QueryResultRow = Record<string, unknown>>(i: number, text: string, params: unknown[] = []): Promise<T[]> {
-    const c = new pg.Client({ host: this.address(i), port: PG_PORT, user: 'hasup', password: this.secrets.postgresql.superuser_password, database: 'postgres', connectionTimeoutMillis: 3000 });
+    // pg_hba takes remote sessions over TLS only; the server's certificate names its address.
+    const ssl = this.secrets.tls ? { ca: this.secrets.tls.ca_cert } : false;
+    const c = new pg.Client({ host: this.address(i), port: PG_PORT, user: 'hasup', password: this.secrets.postgresql.superuser_password, database: 'postgres', connectionTimeoutMillis: 3000, ssl });
     c.on('error', () => undefined);
     await c.connect();
     try {
@@ -333,8 +353,8 @@ export class HaCluster {
 
   /** etcd's status on node i's voter (its own id, the raft leader's, the term). */
   async etcdStatus(i: number, timeoutMs = 1000): Promise<EtcdVoterStatus> {
-    const res = await fetch(`http://${this.address(i)}:${ETCD_CLIENT_PORT}/v3/maintenance/status`, { method: 'POST', body: '{}', signal: AbortSignal.timeout(timeoutMs) });
-    const body = (await res.json()) as { header?: { member_id?: string }; leader?: string; raftTerm?: string };
+    const res = await this.etcdRequest(i, '/v3/maintenance/status', {}, timeoutMs);
+    const body = res.json<{ header?: { member_id?: string }; leader?: string; raftTerm?: string }>();
     if (!body.header?.member_id) throw new Error(`node ${i}: etcd status without a member id`);
     return { memberId: body.header.member_id, leaderId: body.leader ?? '', raftTerm: Number(body.raftTerm ?? 0) };
   }
@@ -356,8 +376,7 @@ export class HaCluster {
         const from = await this.etcdLeader();
         if (from === to) return true;
         if (from === undefined) return undefined;
-        const res = await fetch(`http://${this.address(from)}:${ETCD_CLIENT_PORT}/v3/maintenance/transfer-leadership`, { method: 'POST', body: JSON.stringify({ targetID: target }), signal: AbortSignal.timeout(3000) });
-        await res.arrayBuffer();
+        await this.etcdRequest(from, '/v3/maintenance/transfer-leadership', { targetID: target }, 3000);
         return (await this.etcdLeader()) === to || undefined;
       },
       timeoutMs,

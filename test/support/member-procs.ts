@@ -4,12 +4,13 @@
  * logs. Used by the multi-process tests and the process benchmark.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { createWriteStream, mkdirSync } from 'node:fs';
+import { createWriteStream, mkdirSync, readFileSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 import { shebangNodeArgs } from '../../src/cli/shebang.js';
 import { loadSecretsFile } from '../../src/supervisor/secrets.js';
+import { tlsRequest } from './tls-request.js';
 
 export const HASUP_BIN = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'src', 'cli', 'main.js');
 
@@ -100,8 +101,32 @@ export class MemberProc {
     });
   }
 
+  /** The API's URL as the member logged it (https under TLS, docs/tls.md); before that, by whether it logged TLS on. */
   get apiUrl(): string {
-    return `http://${this.addr}:${this.httpPort}`;
+    const logged = this.events.find((e) => e.event === 'http' && typeof e.url === 'string');
+    if (logged) return logged.url as string;
+    return `${this.tlsCa() ? 'https' : 'http'}://${this.addr}:${this.httpPort}`;
+  }
+
+  /** The CA bundle (PEM) the member's certificate chains to, once it logged TLS on; undefined while its TLS is off. */
+  tlsCa(): string | undefined {
+    const tls = this.events.find((e) => e.event === 'tls' && typeof e.ca === 'string');
+    if (!tls) return undefined;
+    try {
+      return readFileSync(tls.ca as string, 'utf8');
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Status code of a request without the token (a load-balancer check); 0 when unreachable. */
+  async checkStatus(path: string, timeoutMs = 1000): Promise<number> {
+    const ca = this.tlsCa();
+    try {
+      return (await tlsRequest(`${this.apiUrl}${path}`, { timeoutMs, ...(ca ? { tls: { ca } } : {}) })).status;
+    } catch {
+      return 0;
+    }
   }
 
   /** The API token, or undefined while the member has not yet created its secrets file. */
@@ -117,17 +142,10 @@ export class MemberProc {
   /** An authenticated request to this member's HTTP API; throws on a non-2xx answer. */
   async api<T>(path: string, init: { method?: 'GET' | 'POST'; body?: unknown; timeoutMs?: number } = {}): Promise<T> {
     const token = this.apiToken();
-    const res = await fetch(`${this.apiUrl}${path}`, {
-      method: init.method ?? 'GET',
-      headers: {
-        ...(token ? { authorization: `Bearer ${token}` } : {}),
-        ...(init.body !== undefined ? { 'content-type': 'application/json' } : {}),
-      },
-      body: init.body === undefined ? undefined : JSON.stringify(init.body),
-      signal: AbortSignal.timeout(init.timeoutMs ?? 2000),
-    });
-    const text = await res.text();
-    if (!res.ok) throw new Error(`${init.method ?? 'GET'} ${path} on ${this.addr}: ${res.status} ${text.slice(0, 200)}`);
+    const ca = this.tlsCa();
+    const res = await tlsRequest(`${this.apiUrl}${path}`, { method: init.method ?? 'GET', body: init.body, timeoutMs: init.timeoutMs ?? 2000, ...(token ? { token } : {}), ...(ca ? { tls: { ca } } : {}) });
+    const text = res.text;
+    if (res.status < 200 || res.status > 299) throw new Error(`${init.method ?? 'GET'} ${path} on ${this.addr}: ${res.status} ${text.slice(0, 200)}`);
     return (text ? JSON.parse(text) : undefined) as T;
   }
 

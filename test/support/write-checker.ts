@@ -28,6 +28,17 @@ export interface WriteTarget {
    * retransmission backoff (a lossy link) is not an outage of the cluster.
    */
   connections?: number;
+  /**
+   * The cluster CA (PEM) under TLS (docs/tls.md): sessions use TLS and
+   * verify the server's certificate; pg_hba takes remote sessions over TLS
+   * only. Absent: no TLS.
+   */
+  ca?: string;
+  /**
+   * false: check the chain but not the name. For a load balancer, whose
+   * address no member certificate names unless [tls] extra_sans adds it.
+   */
+  verifyHost?: boolean;
 }
 
 export interface Ack {
@@ -71,9 +82,11 @@ export class WriteChecker {
     if (!/^[a-z_][a-z0-9_]*$/.test(this.table)) throw new Error(`bad table name ${this.table}`);
   }
 
-  private client(t: { host: string; port: number }): pg.Client {
+  private client(t: Pick<WriteTarget, 'host' | 'port' | 'ca' | 'verifyHost'>): pg.Client {
     const timeout = this.opts.timeoutMs ?? 2000;
+    const ssl = t.ca ? { ca: t.ca, ...(t.verifyHost === false ? { checkServerIdentity: () => undefined } : {}) } : false;
     const client = new pg.Client({
+      ssl,
       host: t.host,
       port: t.port,
       user: this.opts.user,

@@ -100,7 +100,7 @@ test('off: by hasup.toml, or a cluster from before TLS; operator files are check
   assert.deepEqual(off, { on: false, reason: '[tls] enabled = false in hasup.toml' });
   const old = await ensureMemberTls(await options({ secrets: generateSecrets() }));
   assert.equal(old.on, false);
-  assert.match(!old.on ? old.reason : '', /hold no CA: the cluster predates TLS; add one with `hasup cert init-ca`/);
+  assert.match(!old.on ? old.reason : '', /hold no CA \(written before TLS, or by hasup run for a member of its own\); add one with `hasup cert init-ca --secrets \/etc\/hasup\/secrets.json`/);
 
   const o = await options();
   const own = await createCa({ name: 'corp', now: T0 });

@@ -1,3 +1,4 @@
+import type { TlsClientOptions } from '../http-json.js';
 import { EtcdClient, type EtcdMember } from './client.js';
 
 /**
@@ -8,7 +9,7 @@ import { EtcdClient, type EtcdMember } from './client.js';
  */
 export type EtcdMemberInfo = EtcdMember;
 
-/** The members as the first of `urls` that answers knows them (a hedged read, `timeoutMs` in all). */
-export function listMembers(urls: string[], timeoutMs = 5000): Promise<EtcdMember[]> {
-  return new EtcdClient({ endpoints: () => urls, timeoutMs, keepAlive: false }).memberList();
+/** The members as the first of `urls` that answers knows them (a hedged read, `timeoutMs` in all); `tls` for https:// URLs. */
+export function listMembers(urls: string[], timeoutMs = 5000, tls?: TlsClientOptions): Promise<EtcdMember[]> {
+  return new EtcdClient({ endpoints: () => urls, timeoutMs, keepAlive: false, tls: () => tls }).memberList();
 }

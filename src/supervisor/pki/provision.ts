@@ -58,7 +58,7 @@ export async function ensureMemberTls(o: EnsureTlsOptions): Promise<MemberTls> {
   if (!o.settings.enabled) return { on: false, reason: '[tls] enabled = false in hasup.toml' };
   if (o.settings.operator) return { on: true, source: 'operator', ...checkMemberTls(o.settings.operator, now) };
   if (!o.secrets.tls) {
-    return { on: false, reason: `the cluster secrets (${o.secretsFile}) hold no CA: the cluster predates TLS; add one with \`hasup cert init-ca\`` };
+    return { on: false, reason: `the cluster secrets (${o.secretsFile}) hold no CA (written before TLS, or by hasup run for a member of its own); add one with \`hasup cert init-ca --secrets ${o.secretsFile}\`` };
   }
   const ca = clusterCa(o.secrets, o.secretsFile, now);
   const files = memberTlsFiles(o.stateRoot);
