@@ -84,9 +84,12 @@ export async function prepareCluster(layout: DemoLayout): Promise<void> {
         '[service.elasticsearch]',
         `heap = "${ES_HEAP}"`,
         '',
-        '# Added by `npm run demo`: WAL archiving and backups with pgBackRest into a repository the members share.',
+        '# Added by `npm run demo`: WAL archiving and backups with pgBackRest into a repository the members share,',
+        '# a full backup every night and an incremental one every hour (UTC), whichever member leads.',
         '[service.postgresql.backup]',
         `repo_path = ${JSON.stringify(layout.backupRepo)}`,
+        'schedule_full = "0 3 * * *"',
+        'schedule_incr = "0 * * * *"',
         '',
       ].join('\n'),
     );

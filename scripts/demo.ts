@@ -198,6 +198,13 @@ The password is "postgresql.superuser_password" in the cluster secrets file ${se
   PGPASSWORD="$(node -p 'require("${secrets}").postgresql.superuser_password')" psql -h ${HAPROXY.host} -p ${HAPROXY.writePort} -U hasup postgres
 HAProxy's own view of the servers: http://${HAPROXY.host}:${HAPROXY.statsPort}/
 
+The console (docs/console.md), served by every member over TLS from the cluster CA (${ca}: import it into
+the browser, or accept its warning once): https://${memberAddress(1)}:${MEMBER_PORTS['hasup API']}/ui
+Log in with "viewer_token" (read only) or "api_token" (operations) from ${secrets}.
+
+Backups: a full one every night at 03:00 UTC and an incremental one every hour, whichever member leads;
+\`status\` says when the next runs, the last one, the archive and the recoverability window (docs/backup.md).
+
 Look around (from ${layout.root}):
   ${cli} status --state-dir ${layout.show(layout.memberDir(2))}        # any member; \`census\` and \`ha\` too
   ${cli} switchover --state-dir ${layout.show(layout.memberDir(1))}    # move the leader; HAProxy follows within ~2 s
