@@ -5,7 +5,8 @@ import { certificateInfo, parseCertificates, readCertificateFile } from '../supe
 import { CA_DAYS } from '../supervisor/pki/issue.js';
 import { memberTlsFiles } from '../supervisor/pki/member-files.js';
 import { withClusterCa } from '../supervisor/pki/provision.js';
-import { certFileView, certView, tlsStatusLines, type TlsReport } from '../supervisor/pki/report.js';
+import type { ClusterView, MemberTlsView } from '../plugins/http/cluster-view.js';
+import { certFileView, certView, tlsStatusLines, WARN_DAYS, type TlsReport } from '../supervisor/pki/report.js';
 import { serviceTlsFiles } from '../supervisor/pki/service-copy.js';
 import { loadSecretsFile, writeSecretsFile } from '../supervisor/secrets.js';
 import { DEFAULT_STATE_DIR } from '../supervisor/state-dir.js';
@@ -30,9 +31,11 @@ export function registerCertCommands(program: Command): void {
     .option('--secrets <file>', 'cluster secrets file holding the API token (default: recorded by the daemon)')
     .option('--json', 'print the report as JSON')
     .action(async (flags: { stateDir: string; api?: string; secrets?: string; json?: boolean }) => {
-      const { report, from } = await memberReport(flags);
-      if (flags.json) console.log(JSON.stringify({ from, ...report }, null, 2));
-      else console.log([`(${from})`, ...tlsStatusLines(report)].join('\n'));
+      const { report, from, api } = await memberReport(flags);
+      // Every member's certificate, as the ring's TLS rumors say (a daemon from before them: none).
+      const members = api ? (await api.request<ClusterView>('GET', '/cluster', undefined, { timeoutMs: 10_000 }).catch(() => undefined))?.members : undefined;
+      if (flags.json) console.log(JSON.stringify({ from, ...report, ...(members ? { members: members.map((m) => ({ id: m.id, state: m.state, tls: m.tls })) } : {}) }, null, 2));
+      else console.log([`(${from})`, ...tlsStatusLines(report), ...(members ? ['', ...clusterTlsLines(members, WARN_DAYS)] : [])].join('\n'));
     });
 
   cert
@@ -53,7 +56,7 @@ export function registerCertCommands(program: Command): void {
 }
 
 /** The running daemon's report, or what the files in the state directory say when it does not answer. */
-async function memberReport(flags: { stateDir: string; api?: string; secrets?: string }): Promise<{ report: TlsReport; from: string }> {
+async function memberReport(flags: { stateDir: string; api?: string; secrets?: string }): Promise<{ report: TlsReport; from: string; api?: ApiClient }> {
   let api: ApiClient | undefined;
   try {
     api = ApiClient.fromStateDir(flags.stateDir, { url: flags.api, secrets: flags.secrets });
@@ -62,13 +65,31 @@ async function memberReport(flags: { stateDir: string; api?: string; secrets?: s
   }
   if (api) {
     try {
-      return { report: await api.request<TlsReport>('GET', '/tls', undefined, { timeoutMs: 10_000 }), from: `the daemon at ${api.url}` };
+      return { report: await api.request<TlsReport>('GET', '/tls', undefined, { timeoutMs: 10_000 }), from: `the daemon at ${api.url}`, api };
     } catch (err) {
       if (flags.api) throw err;
       console.error(`(the daemon does not answer: ${(err as Error).message}; reading the files instead)`);
     }
   }
   return { report: reportFromFiles(resolve(flags.stateDir), new Date()), from: `the files in ${resolve(flags.stateDir)}` };
+}
+
+/** One row per member of the ring with its certificate's end and issuer; a WARNING for each within `warnDays` of its end or past it. */
+export function clusterTlsLines(members: Array<{ id: string; state: string; tls: MemberTlsView | null }>, warnDays: number): string[] {
+  const rows = members.map((m) => {
+    const t = m.tls;
+    if (!t) return [m.id, m.state, '?', 'no TLS rumor (an older hasup, or not yet)', ''];
+    if (!t.on) return [m.id, m.state, 'OFF', `clear text: ${t.reason ?? ''}`, ''];
+    return [m.id, m.state, t.not_after?.slice(0, 10) ?? '?', `${t.days_left} days left`, t.issuer ?? ''];
+  });
+  const widths = [0, 1, 2, 3].map((i) => Math.max(...[['MEMBER', 'STATE', 'EXPIRES', 'LEFT'], ...rows].map((r) => r[i]!.length)));
+  const line = (r: string[]) => r.map((c, i) => (i < 4 ? c.padEnd(widths[i]!) : c)).join('  ').trimEnd();
+  const warnings = members.flatMap((m) => {
+    const left = m.tls?.on ? m.tls.days_left : null;
+    if (left === null || left === undefined || left >= warnDays) return [];
+    return [left < 0 ? `WARNING: member ${m.id}'s certificate expired on ${m.tls!.not_after}` : `WARNING: member ${m.id}'s certificate expires in ${left} days (${m.tls!.not_after})`];
+  });
+  return ['cluster members (from the ring):', line(['MEMBER', 'STATE', 'EXPIRES', 'LEFT', 'ISSUER']), ...rows.map(line), ...warnings];
 }
 
 /** The state directory's own certificates (an operator's files named in hasup.toml are the daemon's to report). */

@@ -34,6 +34,7 @@ import type { Logger, LogTap } from '../supervisor/log.js';
 import { DEFAULT_TLS_SETTINGS, ensureMemberTls, type MemberTls, type TlsSettings } from '../supervisor/pki/provision.js';
 import { tlsReport, type TlsReport } from '../supervisor/pki/report.js';
 import { serviceTlsFiles } from '../supervisor/pki/service-copy.js';
+import { tlsRumorFor, type TlsRumor } from '../supervisor/rumors/tls.js';
 import { keyringFromSecrets, loadOrCreateSecrets } from '../supervisor/secrets.js';
 import { backupRumorFor } from '../supervisor/rumors/backup.js';
 import { nextRumorVersion } from '../supervisor/rumors/key.js';
@@ -161,6 +162,8 @@ export class Daemon {
       if (config) void this.applyGossipedConfig(config.serviceGroup, config.version, config.toml);
     });
     ring.start();
+    // The certificate's public facts, for /cluster and hasup cert status on every member.
+    ring.publish(tlsRumorFor(this.memberId, tlsRumorOf(this.tls), nextRumorVersion(0)));
     log.info({ event: 'started', gossip: formatPeerAddress(this.transport.local), profile: opts.profile }, 'gossip ring started');
 
     this.logSink = new RotatingFileSink({ dir: this.state.path('logs'), fileName: 'services.log' });
@@ -511,3 +514,8 @@ export class Daemon {
   }
 }
 
+/** What the TLS rumor says of a member: public facts of its certificate, never a key. */
+function tlsRumorOf(tls: MemberTls): TlsRumor {
+  if (!tls.on) return { on: false, reason: tls.reason };
+  return { on: true, source: tls.source, issuer: tls.cert.issuer, not_after: tls.cert.notAfter.getTime(), fingerprint: tls.cert.fingerprint };
+}

@@ -4,6 +4,7 @@ import { decodeBackupReport, pickBackupReport, RUMOR_BACKUP, type BackupReport, 
 import { splitMemberServiceKey } from '../../supervisor/rumors/key.js';
 import { decodeRoleRumor, roleRumor, RUMOR_ROLE, type RoleRumor } from '../../supervisor/rumors/role.js';
 import { decodeServiceRumor, RUMOR_SERVICE } from '../../supervisor/rumors/service.js';
+import { decodeTlsRumor, RUMOR_TLS } from '../../supervisor/rumors/tls.js';
 import { decodeVipReport, RUMOR_VIP, type VipReport } from '../../supervisor/rumors/vip.js';
 import type { ServiceStatus } from '../../supervisor/service.js';
 import { hasupVersion } from '../../supervisor/version.js';
@@ -53,7 +54,20 @@ export interface CensusMember {
   rtt_ms: number | null;
   /** The member's hasup version, from its service rumors (this member's own); null when it does not say. */
   hasup_version: string | null;
+  /** The member's certificate as its TLS rumor says (docs/tls.md); null when it does not say (an older hasup, or not yet). */
+  tls: MemberTlsView | null;
   services: CensusService[];
+}
+
+export interface MemberTlsView {
+  on: boolean;
+  issuer: string | null;
+  /** ISO time the certificate ends; null when TLS is off. */
+  not_after: string | null;
+  days_left: number | null;
+  fingerprint: string | null;
+  /** Why TLS is off. */
+  reason: string | null;
 }
 
 export interface ServiceGroupMember {
@@ -144,6 +158,8 @@ export interface CensusInput {
   leadership: LeadershipState;
   /** This member's backup report (its coordinator's; undefined where PostgreSQL is not loaded). */
   localBackup?: BackupReport;
+  /** ms since the epoch, for days left on certificates (default: now). */
+  now?: number;
 }
 
 const isLive = (state: MemberStateName) => state === 'alive' || state === 'suspect';
@@ -182,6 +198,15 @@ export function buildCensus(input: CensusInput): Census {
   versions.set(input.memberId, hasupVersion());
   if (input.leadership.serviceGroup) applyRole(slot(input.memberId, input.leadership.serviceGroup), roleRumor(input.leadership));
 
+  const tls = new Map<string, MemberTlsView>();
+  const now = input.now ?? Date.now();
+  for (const r of input.rumors(RUMOR_TLS)) {
+    const p = decodeTlsRumor(r.payload);
+    if (!p) continue;
+    const end = p.on && p.not_after !== undefined ? p.not_after : null;
+    tls.set(r.key, { on: p.on, issuer: p.issuer ?? null, not_after: end === null ? null : new Date(end).toISOString(), days_left: end === null ? null : Math.floor((end - now) / 86_400_000), fingerprint: p.fingerprint ?? null, reason: p.reason ?? null });
+  }
+
   const members: CensusMember[] = input.members
     .map((m) => ({
       id: m.id,
@@ -192,6 +217,7 @@ export function buildCensus(input: CensusInput): Census {
       clock_offset_ms: m.clockOffsetMs === undefined ? null : Math.round(m.clockOffsetMs),
       rtt_ms: m.rttMs === undefined ? null : Math.round(m.rttMs * 100) / 100,
       hasup_version: versions.get(m.id) ?? null,
+      tls: tls.get(m.id) ?? null,
       services: [...(services.get(m.id)?.values() ?? [])].sort((a, b) => a.service_group.localeCompare(b.service_group)),
     }))
     .sort((a, b) => a.id.localeCompare(b.id));
