@@ -163,6 +163,8 @@ async function main(): Promise<void> {
   const result = {
     trials,
     synchronous_mode: values.sync,
+    // Every link but Elasticsearch's over TLS when the cluster has a CA (cluster create's default; docs/tls.md).
+    tls: ha.secrets.tls !== undefined,
     etcd: 'one voter per node (cluster create/join)',
     forced_etcd_leader_on_victim: values['kill-etcd-leader'],
     failover_ms: failovers,
