@@ -10,13 +10,14 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import { createConnection, createServer as createTcpServer, type Server as TcpServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { renderHaproxyConfig, serverName, type HaproxyConfigInput } from '../../src/plugins/haproxy/config.js';
 import { parseMembersFlag } from '../../src/cli/frontend-config.js';
 import { writeApiEndpoint } from '../../src/node/api-endpoint.js';
-import { createCa } from '../../src/supervisor/pki/issue.js';
+import { createCa, issueMemberCert, type KeyPairPem } from '../../src/supervisor/pki/issue.js';
 import { generateSecrets, writeSecretsFile } from '../../src/supervisor/secrets.js';
 import { HASUP_BIN } from '../support/member-procs.js';
 
@@ -219,7 +220,7 @@ class FakeMember {
   primary = false;
   replica = false;
   readonly sockets = new Set<Socket>();
-  private readonly api: HttpServer;
+  private readonly api: HttpServer | HttpsServer;
   private readonly pg: TcpServer;
 
   constructor(
@@ -227,12 +228,15 @@ class FakeMember {
     readonly host: string,
     readonly pgPort: number,
     readonly apiPort: number,
+    /** Serve the API over HTTPS with this certificate, as a member does (docs/tls.md). */
+    tls?: KeyPairPem,
   ) {
-    this.api = createHttpServer((req, res) => {
+    const answer = (req: { url?: string }, res: { statusCode: number; end(): void }) => {
       const up = req.url === '/primary' ? this.primary : req.url === '/replica' ? this.replica : false;
       res.statusCode = up ? 200 : 503;
       res.end();
-    });
+    };
+    this.api = tls ? createHttpsServer({ cert: tls.cert, key: tls.key }, answer) : createHttpServer(answer);
     this.pg = createTcpServer((s) => {
       this.sockets.add(s);
       s.on('close', () => this.sockets.delete(s));
@@ -352,6 +356,56 @@ test('a real HAProxy with the rendered config follows /primary and /replica', { 
     assert.ok(cutAfter > 0, 'HAProxy closed the session to the member that stopped answering /primary');
     assert.ok(cutAfter < 5000, `the session was cut ${cutAfter} ms after the move (checks: inter 1s, fastinter 500ms, fall 2)`);
     await until(() => primaryOnly('member3'), 5000, 'writes to reach member3 only');
+  } finally {
+    haproxy?.kill('SIGKILL');
+    for (const m of members) m.close();
+  }
+});
+
+test('a real HAProxy checks over TLS: only a member whose certificate the cluster CA signed for its own id takes writes', { skip: haproxyMissing ?? false }, async () => {
+  const net = `127.78.${1 + Math.floor(Math.random() * 250)}`;
+  const base = 20_000 + Math.floor(Math.random() * 20_000);
+  const ca = await createCa({ name: 'haproxy-live' });
+  const other = await createCa({ name: 'other' });
+  const ids = ['1111111111111111', '2222222222222222', '3333333333333333'];
+  const host = (i: number) => `${net}.${10 + i}`;
+  const certs = [
+    await issueMemberCert({ ca, memberId: ids[0]!, addresses: [host(1)] }),
+    // Another CA's certificate, for the right id.
+    await issueMemberCert({ ca: other, memberId: ids[1]!, addresses: [host(2)] }),
+    // The cluster CA's certificate, but for another member's id.
+    await issueMemberCert({ ca, memberId: '4444444444444444', addresses: [host(3)] }),
+  ];
+  const members = [1, 2, 3].map((i) => new FakeMember(ids[i - 1]!, host(i), base + i, base + 10 + i, certs[i - 1]));
+  const caFile = join(work, 'live-ca.pem');
+  writeFileSync(caFile, ca.cert);
+  const front = `${net}.1`;
+  const config = renderHaproxyConfig({
+    members: members.map((m) => ({ name: m.name, host: m.host, pgPort: m.pgPort, checkPort: m.apiPort })),
+    listen: { host: front, port: base },
+    replicaListen: null,
+    checkCaFile: caFile,
+  });
+  const file = join(work, 'live-tls.cfg');
+  writeFileSync(file, config);
+  let haproxy: ChildProcess | undefined;
+  let haproxyLog = '';
+  try {
+    for (const m of members) {
+      m.primary = true;
+      await m.start();
+    }
+    haproxy = spawn('haproxy', ['-db', '-f', file], { stdio: ['ignore', 'ignore', 'pipe'] });
+    haproxy.stderr!.on('data', (d: Buffer) => (haproxyLog += d.toString()));
+    // Every server counts as up until its first check: wait until only the first one takes sessions.
+    await until(
+      async () => {
+        for (let k = 0; k < 6; k++) if ((await greetingThrough(front, base)) !== ids[0]) return false;
+        return true;
+      },
+      10_000,
+      `writes to reach the member with the right certificate only; haproxy: ${haproxyLog}`,
+    );
   } finally {
     haproxy?.kill('SIGKILL');
     for (const m of members) m.close();
