@@ -10,14 +10,17 @@ import { certFileView, certView, tlsStatusLines, WARN_DAYS, type TlsReport } fro
 import { serviceTlsFiles } from '../supervisor/pki/service-copy.js';
 import { loadSecretsFile, writeSecretsFile } from '../supervisor/secrets.js';
 import { DEFAULT_STATE_DIR } from '../supervisor/state-dir.js';
+import { formatHostPort, parsePeerAddress } from '../gossip/index.js';
 import { ApiClient } from './api-client.js';
+import { publishedPorts } from './frontend-config.js';
 
 /**
  * `hasup cert status`: this member's certificates (its own, each service's
  * copy, the CAs it trusts) with issuer, expiry and days left, a WARNING
  * within 30 days of an end, and the links in clear text. From the running
  * daemon (GET /tls) when it answers, else from the files in the state
- * directory. `hasup cert init-ca`: a cluster CA for a cluster created
+ * directory. `hasup cert rotate`: a new certificate for every member, one
+ * at a time. `hasup cert init-ca`: a cluster CA for a cluster created
  * before TLS (docs/tls.md).
  */
 export function registerCertCommands(program: Command): void {
@@ -36,6 +39,34 @@ export function registerCertCommands(program: Command): void {
       const members = api ? (await api.request<ClusterView>('GET', '/cluster', undefined, { timeoutMs: 10_000 }).catch(() => undefined))?.members : undefined;
       if (flags.json) console.log(JSON.stringify({ from, ...report, ...(members ? { members: members.map((m) => ({ id: m.id, state: m.state, tls: m.tls })) } : {}) }, null, 2));
       else console.log([`(${from})`, ...tlsStatusLines(report), ...(members ? ['', ...clusterTlsLines(members, WARN_DAYS)] : [])].join('\n'));
+    });
+
+  cert
+    .command('rotate')
+    .description("issue every live member a new certificate from the cluster CA, one member at a time, the PostgreSQL leader last; each takes it up without a restart (its API, PostgreSQL and etcd)")
+    .option('--state-dir <dir>', 'state directory of the local member', process.env.HASUP_STATE_DIR ?? DEFAULT_STATE_DIR)
+    .option('--api <url>', 'HTTP API of the member (default: recorded in STATE_DIR/api.json)')
+    .option('--secrets <file>', 'cluster secrets file holding the API token (default: recorded by the daemon)')
+    .action(async (flags: { stateDir: string; api?: string; secrets?: string }) => {
+      const api = ApiClient.fromStateDir(flags.stateDir, { url: flags.api, secrets: flags.secrets });
+      const [ring, cluster] = await Promise.all([api.request<RingView>('GET', '/butterfly'), api.request<ClusterView>('GET', '/cluster')]);
+      const leader = cluster.service_groups.find((g) => g.service_group.startsWith('postgresql.'))?.leader ?? null;
+      const plan = rotationPlan(ring, leader, api.url);
+      for (const skipped of plan.skipped) console.log(`member ${skipped.id}: skipped (${skipped.why})`);
+      for (const m of plan.order) {
+        const answer = await api
+          .at(m.url)
+          .request<TlsReport>('POST', '/tls/renew', undefined, { timeoutMs: 60_000 })
+          .catch((err: unknown) => {
+            throw new Error(`member ${m.id} (${m.url}): ${(err as Error).message}; the members before it have their new certificates, the others keep theirs (run cert rotate again)`);
+          });
+        const own = answer.certificates.find((c) => c.what === 'member');
+        const copies = answer.certificates.filter((c) => c.what !== 'member' && c.what !== 'CA');
+        const stale = copies.filter((c) => c.fingerprint !== own?.fingerprint).map((c) => c.what);
+        if (stale.length > 0) throw new Error(`member ${m.id}: ${stale.join(', ')} still hold${stale.length === 1 ? 's' : ''} the old certificate; stopping here`);
+        console.log(`member ${m.id}${m.id === leader ? ' (leader)' : ''}: new certificate until ${own?.not_after?.slice(0, 10) ?? '?'}, fingerprint ${own?.fingerprint ?? '?'}${copies.length > 0 ? `; taken up by ${copies.map((c) => c.what).join(', ')}` : ''}`);
+      }
+      console.log(`${plan.order.length} member${plan.order.length === 1 ? '' : 's'} renewed`);
     });
 
   cert
@@ -72,6 +103,47 @@ async function memberReport(flags: { stateDir: string; api?: string; secrets?: s
     }
   }
   return { report: reportFromFiles(resolve(flags.stateDir), new Date()), from: `the files in ${resolve(flags.stateDir)}` };
+}
+
+interface RingView {
+  self: { id: string; address: string; state: string };
+  members: Array<{ id: string; address: string; state: string }>;
+  rumors?: Array<{ kind: string; key: string; payload: string }>;
+}
+
+/**
+ * Which members `cert rotate` renews and in what order: every alive member
+ * whose API port the ring knows, one at a time, followers first and the
+ * PostgreSQL leader last (a renewal restarts nothing, but a leader whose
+ * renewal went wrong is the worst place to find out). The local member is
+ * reached at `localUrl`; the others at their address with the same scheme.
+ */
+export function rotationPlan(ring: RingView, leader: string | null, localUrl: string): { order: Array<{ id: string; url: string }>; skipped: Array<{ id: string; why: string }> } {
+  const ports = publishedPorts(ring.rumors);
+  const scheme = new URL(localUrl).protocol;
+  const seen = new Set<string>();
+  const order: Array<{ id: string; url: string }> = [];
+  const skipped: Array<{ id: string; why: string }> = [];
+  for (const m of [ring.self, ...ring.members]) {
+    if (seen.has(m.id)) continue;
+    seen.add(m.id);
+    if (m.state !== 'alive') {
+      if (m.state !== 'departed' && m.state !== 'left') skipped.push({ id: m.id, why: `${m.state}: it renews at its next start only if its certificate is within 30 days of its end` });
+      continue;
+    }
+    if (m.id === ring.self.id) {
+      order.push({ id: m.id, url: localUrl });
+      continue;
+    }
+    const port = ports.get(m.id)?.apiPort;
+    if (port === undefined) {
+      skipped.push({ id: m.id, why: 'its API port is not in the ring' });
+      continue;
+    }
+    order.push({ id: m.id, url: `${scheme}//${formatHostPort(parsePeerAddress(m.address).addr, port)}` });
+  }
+  order.sort((a, b) => Number(a.id === leader) - Number(b.id === leader) || a.id.localeCompare(b.id));
+  return { order, skipped };
 }
 
 /** One row per member of the ring with its certificate's end and issuer; a WARNING for each within `warnDays` of its end or past it. */

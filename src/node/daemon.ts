@@ -1,3 +1,4 @@
+import type { Server as TlsServer } from 'node:tls';
 import type { FastifyInstance } from 'fastify';
 import { WireCodec, resolveGossipConfig, type GossipProfile, loadKeyring, Memberlist, type MemberView, formatPeerAddress, type PeerAddress, createUdpTransport, type UdpTransport, realClock } from '../gossip/index.js';
 import { writeApiEndpoint } from './api-endpoint.js';
@@ -18,7 +19,8 @@ import { createApiServer } from '../plugins/http/api.js';
 import { clusterBackupView } from '../plugins/http/cluster-view.js';
 import { memberRoutes } from '../plugins/http/members.js';
 import { listen, type HttpListen } from '../plugins/http/server.js';
-import { tlsRoutes } from '../plugins/http/tls-routes.js';
+import { TlsRenewRefused, tlsRoutes } from '../plugins/http/tls-routes.js';
+import type { TlsClientOptions } from '../plugins/http-json.js';
 import { HostMetrics } from '../plugins/metrics/host-metrics.js';
 import { elasticsearchPeerUrls } from '../plugins/shipper/census.js';
 import { EarlyLinesBuffer } from '../plugins/shipper/inputs.js';
@@ -33,9 +35,10 @@ import { preloadPlans } from '../supervisor/plan.js';
 import type { Logger, LogTap } from '../supervisor/log.js';
 import { DEFAULT_TLS_SETTINGS, ensureMemberTls, type MemberTls, type TlsSettings } from '../supervisor/pki/provision.js';
 import { tlsReport, type TlsReport } from '../supervisor/pki/report.js';
+import { readMemberTls } from '../supervisor/pki/member-files.js';
 import { serviceTlsFiles } from '../supervisor/pki/service-copy.js';
 import { tlsRumorFor, type TlsRumor } from '../supervisor/rumors/tls.js';
-import { keyringFromSecrets, loadOrCreateSecrets } from '../supervisor/secrets.js';
+import { keyringFromSecrets, loadOrCreateSecrets, type ClusterSecrets } from '../supervisor/secrets.js';
 import { backupRumorFor } from '../supervisor/rumors/backup.js';
 import { nextRumorVersion } from '../supervisor/rumors/key.js';
 import { serviceRumor, ServicePorts } from '../supervisor/rumors/service.js';
@@ -120,8 +123,13 @@ export class Daemon {
   private timers: NodeJS.Timeout[] = [];
   private stopped = false;
   private rumorVersion = 0;
-  /** This member's certificate and key (or why TLS is off), decided at start. */
+  /** This member's certificate and key (or why TLS is off), decided at start, issued anew by cert rotate. */
   private tls: MemberTls = { on: false, reason: 'the member has not started' };
+  private tlsInputs?: { secrets: ClusterSecrets; secretsFile: string };
+  /** What hasup's etcd clients present and trust (PEM), from the member's files. */
+  private etcdTls: TlsClientOptions | undefined;
+  private renewing = false;
+  private tlsRumorVersion = 0;
   private readonly log: Logger;
 
   constructor(private readonly opts: DaemonOptions) {
@@ -163,7 +171,7 @@ export class Daemon {
     });
     ring.start();
     // The certificate's public facts, for /cluster and hasup cert status on every member.
-    ring.publish(tlsRumorFor(this.memberId, tlsRumorOf(this.tls), nextRumorVersion(0)));
+    this.publishTlsRumor();
     log.info({ event: 'started', gossip: formatPeerAddress(this.transport.local), profile: opts.profile }, 'gossip ring started');
 
     this.logSink = new RotatingFileSink({ dir: this.state.path('logs'), fileName: 'services.log' });
@@ -229,7 +237,7 @@ export class Daemon {
         group: opts.services.group,
         scope,
         etcdEndpoints: () => (etcdEndpoints.length > 0 ? etcdEndpoints : etcdClientUrls(ring, etcdScheme(memberTlsFiles !== undefined))),
-        etcdTls: etcdClientTls(memberTlsFiles),
+        etcdTls: () => this.etcdTls,
         services: supervisor,
         onBootstrapWait: startFormation,
         serviceRoot: this.state.path('svc', 'postgresql'),
@@ -273,7 +281,7 @@ export class Daemon {
         configs: { publish: (sg: string, version: number, toml: string) => ring.publish(serviceConfigRumor(sg, version, toml)) },
       });
       await this.http.register(memberRoutes, { ring, etcd });
-      await this.http.register(tlsRoutes, { report: () => this.tlsReport() });
+      await this.http.register(tlsRoutes, { report: () => this.tlsReport(), renew: () => this.renewTls() });
       const url = await listen(this.http, opts.http);
       this.apiPort = Number(new URL(url).port);
       // The CLI verifies the API's certificate against the member's CA bundle.
@@ -292,8 +300,13 @@ export class Daemon {
     this.startShipping(supervisor, secrets, leadership);
   }
 
-  /** This member's certificate, issued from the cluster CA when missing or near its end (docs/tls.md); logged, never its key. */
-  private async startTls(secrets: ReturnType<typeof loadOrCreateSecrets>, secretsFile: string): Promise<MemberTls> {
+  /**
+   * This member's certificate, issued from the cluster CA when missing or
+   * near its end, or anew when `renew` says why (docs/tls.md); logged, never
+   * its key. The in-process etcd client takes it up at once.
+   */
+  private async startTls(secrets: ClusterSecrets, secretsFile: string, renew?: string): Promise<MemberTls> {
+    this.tlsInputs = { secrets, secretsFile };
     const tls = await ensureMemberTls({
       stateRoot: this.state.root,
       memberId: this.memberId,
@@ -301,7 +314,9 @@ export class Daemon {
       secrets,
       secretsFile,
       settings: this.opts.tls ?? DEFAULT_TLS_SETTINGS,
+      ...(renew ? { renew } : {}),
     });
+    this.etcdTls = tls.on ? etcdClientTls(tls.files) : undefined;
     if (!tls.on) {
       this.log.warn({ event: 'tls_off', reason: tls.reason }, `TLS is off: PostgreSQL, etcd and the HTTP API run in clear text (${tls.reason})`);
       return tls;
@@ -310,6 +325,39 @@ export class Daemon {
     if (tls.issued) this.log.info(fields, `TLS: ${tls.issued} (${tls.files.cert}, until ${fields.not_after})`);
     else this.log.info(fields, `TLS: member certificate ${tls.files.cert}, until ${fields.not_after}`);
     return tls;
+  }
+
+  /**
+   * POST /tls/renew (`hasup cert rotate`, one member at a time): a new
+   * certificate from the cluster CA, taken up without a restart: the API's
+   * TLS context is replaced, PostgreSQL reloads, etcd reads it at its next
+   * handshake, hasup's etcd client at its next connection.
+   */
+  private async renewTls(): Promise<TlsReport> {
+    const current = this.tls;
+    if (!current.on) throw new TlsRenewRefused(`TLS is off on this member: ${current.reason}`);
+    if (current.source !== 'cluster-ca') throw new TlsRenewRefused("this member's certificate is the operator's ([tls] cert_file): replace the files and restart the member");
+    if (this.renewing) throw new TlsRenewRefused('a renewal is already under way on this member');
+    this.renewing = true;
+    try {
+      this.tls = await this.startTls(this.tlsInputs!.secrets, this.tlsInputs!.secretsFile, 'cert rotate');
+      if (this.tls.on && this.opts.http && !this.opts.http.tls && this.http) {
+        const { cert, key } = readMemberTls(this.tls.files);
+        (this.http.server as unknown as TlsServer).setSecureContext({ cert, key });
+      }
+      await this.supervisor?.refreshTls();
+      this.publishTlsRumor();
+      return this.tlsReport();
+    } finally {
+      this.renewing = false;
+    }
+  }
+
+  /** The certificate's public facts, for /cluster and hasup cert status on every member. */
+  private publishTlsRumor(): void {
+    if (!this.ring || this.stopped) return;
+    this.tlsRumorVersion = nextRumorVersion(this.tlsRumorVersion);
+    this.ring.publish(tlsRumorFor(this.memberId, tlsRumorOf(this.tls), this.tlsRumorVersion));
   }
 
   /** GET /tls: the member's certificates, each loaded service's copy, and the links in clear text. */

@@ -34,8 +34,8 @@ export interface PostgresHaOptions {
    * the cluster's etcd needs to start must not wait behind it.
    */
   onBootstrapWait?: () => void;
-  /** TLS options of the etcd client (the member's CA, certificate and key; docs/tls.md); absent when TLS is off. */
-  etcdTls?: TlsClientOptions;
+  /** TLS options of the etcd client (the member's CA, certificate and key; docs/tls.md), read on every call (cert rotate changes them); undefined when TLS is off. */
+  etcdTls?: () => TlsClientOptions | undefined;
   /** The PostgreSQL service's directory (<state>/svc/postgresql): the fence reads data/postmaster.pid and writes its record here. */
   serviceRoot: string;
   log: Logger;
@@ -61,7 +61,7 @@ export class PostgresHa {
       const cfg = opts.services.get(this.serviceName)?.config();
       return cfg ? haSettingsFrom(cfg) : DEFAULT_HA_SETTINGS;
     };
-    const client = new EtcdClient({ endpoints: opts.etcdEndpoints, timeoutMs: 2000, tls: () => opts.etcdTls });
+    const client = new EtcdClient({ endpoints: opts.etcdEndpoints, timeoutMs: 2000, tls: () => opts.etcdTls?.() });
     this.etcd = client;
     const store = new EtcdClusterStore(client, `/hasup/${opts.scope}/${this.serviceName}/${opts.group}/`);
     this.leadership = new ElectedLeadership(serviceGroup, () => {

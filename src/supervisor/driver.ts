@@ -72,6 +72,13 @@ export interface ServiceDriver {
   cgroup?(ctx: DriverContext): string | undefined;
   /** After a reload: did the service accept the config? A reason if not. */
   verifyReload?(ctx: DriverContext): Promise<string | undefined>;
+  /**
+   * The member's certificate was issued anew and the service's copy
+   * (ctx.tls) updated: make the running service use it without a restart
+   * (docs/tls.md). Absent: the service reads its certificate at every
+   * handshake (etcd), or uses none.
+   */
+  reloadTls?(ctx: DriverContext, signal: AbortSignal): Promise<void>;
   /** One health check; must finish or give up when `signal` aborts. */
   health(ctx: DriverContext, signal: AbortSignal): Promise<HealthResult>;
 }

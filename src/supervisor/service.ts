@@ -60,6 +60,8 @@ export interface ServiceDeps {
 export class ConfigRefused extends Error {}
 
 const STARTUP_PROBE_MS = 200;
+/** How long a service may take to take up a new certificate. */
+const TLS_RELOAD_TIMEOUT_MS = 10_000;
 
 /**
  * One supervised service: renders its config from the layers, prepares and
@@ -186,6 +188,18 @@ export class Service extends EventEmitter<{ status: [ServiceStatus] }> {
       this.installTls();
       this.configureRunner();
       await this.runner.restart();
+    });
+  }
+
+  /**
+   * The member's certificate changed (cert rotate, docs/tls.md): the copy is
+   * brought up to date and a running service told to use it, without a
+   * restart (the driver's reloadTls).
+   */
+  refreshTls(): Promise<void> {
+    return this.serialised(async () => {
+      this.installTls();
+      if (this.running) await this.deps.driver.reloadTls?.(this.context(this.cfg), AbortSignal.timeout(TLS_RELOAD_TIMEOUT_MS));
     });
   }
 

@@ -156,6 +156,11 @@ export class Supervisor extends EventEmitter<{ status: [ServiceStatus] }> {
     return outcome;
   }
 
+  /** Every service takes up the member's new certificate, one after the other (Service.refreshTls). */
+  async refreshTls(): Promise<void> {
+    for (const s of this.services.values()) await s.refreshTls();
+  }
+
   async stopAll(): Promise<void> {
     await Promise.all([...this.services.values()].map((s) => s.stop()));
   }

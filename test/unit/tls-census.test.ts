@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { clusterTlsLines } from '../../src/cli/cert-commands.js';
+import { clusterTlsLines, rotationPlan } from '../../src/cli/cert-commands.js';
 import { buildCensus } from '../../src/plugins/http/cluster-view.js';
 import { decodeTlsRumor, RUMOR_TLS, tlsRumorFor } from '../../src/supervisor/rumors/tls.js';
 import { member, NO_LEADERSHIP } from '../support/census-fixtures.js';
@@ -63,4 +63,31 @@ test('cert status: a row per member, a WARNING within 30 days of the end or past
     "WARNING: member bbbbbbbbbbbbbbbb's certificate expires in 12 days (2030-01-13T00:00:00.000Z)",
     "WARNING: member cccccccccccccccc's certificate expired on 2029-12-30T00:00:00.000Z",
   ]);
+});
+
+test('cert rotate: alive members whose API port the ring knows, one at a time, the leader last', () => {
+  const service = (id: string, apiPort: number) => ({ kind: 'service', key: `${id}/postgresql.default`, payload: Buffer.from(JSON.stringify({ state: 'running', health: 'ok', api_port: apiPort })).toString('base64') });
+  const ring = {
+    self: { id: B, address: '10.0.0.2:9638', state: 'alive' },
+    members: [
+      { id: A, address: '10.0.0.1:9638', state: 'alive' },
+      { id: B, address: '10.0.0.2:9638', state: 'alive' },
+      { id: C, address: '10.0.0.3:9638', state: 'alive' },
+      { id: 'dddddddddddddddd', address: '10.0.0.4:9638', state: 'dead' },
+      { id: 'eeeeeeeeeeeeeeee', address: '10.0.0.5:9638', state: 'alive' },
+      { id: 'ffffffffffffffff', address: '[fd00::6]:9638', state: 'alive' },
+      { id: '0000000000000000', address: '10.0.0.7:9638', state: 'departed' },
+    ],
+    rumors: [service(A, 9631), service(C, 9700), service('ffffffffffffffff', 9631)],
+  };
+  const plan = rotationPlan(ring, A, 'https://10.0.0.2:9631');
+  assert.deepEqual(plan.order, [
+    { id: B, url: 'https://10.0.0.2:9631' },
+    { id: C, url: 'https://10.0.0.3:9700' },
+    { id: 'ffffffffffffffff', url: 'https://[fd00::6]:9631' },
+    { id: A, url: 'https://10.0.0.1:9631' },
+  ]);
+  assert.deepEqual(plan.skipped.map((s) => s.id), ['dddddddddddddddd', 'eeeeeeeeeeeeeeee']);
+  assert.match(plan.skipped[0]!.why, /^dead: it renews at its next start only if/);
+  assert.equal(plan.skipped[1]!.why, 'its API port is not in the ring');
 });

@@ -140,6 +140,13 @@ export class PostgresqlDriver implements ServiceDriver {
     });
   }
 
+  /** PostgreSQL rereads its certificate and key on a configuration reload (SIGHUP, here through SQL). */
+  async reloadTls(ctx: DriverContext, signal: AbortSignal): Promise<void> {
+    await withClient(superuserTarget(ctx), signal, async (client) => {
+      await client.query('SELECT pg_reload_conf()');
+    });
+  }
+
   async health(ctx: DriverContext, signal: AbortSignal): Promise<HealthResult> {
     this.ha?.noteContext(ctx);
     try {

@@ -51,6 +51,8 @@ export interface EnsureTlsOptions {
   secretsFile: string;
   settings: TlsSettings;
   now?: Date;
+  /** Issue anew even when the certificate in place serves (cert rotate); says why, for the log. */
+  renew?: string;
 }
 
 export async function ensureMemberTls(o: EnsureTlsOptions): Promise<MemberTls> {
@@ -75,7 +77,7 @@ export async function ensureMemberTls(o: EnsureTlsOptions): Promise<MemberTls> {
   if (!bundle.some((c) => c.fingerprint256 === ca.fingerprint256)) {
     throw new TlsFileError(files.ca, `does not hold the cluster CA of ${o.secretsFile} (these files belong to another cluster); remove ${files.ca}, ${files.cert} and ${files.key} to have new ones issued`);
   }
-  const renew = renewReason(files, o.addresses, now);
+  const renew = o.renew ?? renewReason(files, o.addresses, now);
   if (renew) {
     await issueInto(files, ca, o, now);
     return { on: true, source: 'cluster-ca', ...checkMemberTls(files, now), issued: `issued a new member certificate: ${renew}` };
