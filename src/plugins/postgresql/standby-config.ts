@@ -147,11 +147,31 @@ export function renderHaConf(ctx: DriverContext, state: HaConfState): string {
   return `${lines.join('\n')}\n`;
 }
 
+/** The write of each file under way: writes of one file run one after the other, in the order they were asked for. */
+const writing = new Map<string, Promise<void>>();
+
+/**
+ * Writes a file owned by the service user, atomically (a temporary file
+ * renamed over it). Two writes of the same file at once (the HA loop
+ * following a leader while the driver prepares a start) would share the
+ * temporary file: one's rename left the other's chown without a file, and
+ * the older content could land last. So they are queued, and the content
+ * asked for last is the one that stays.
+ */
 async function writeOwned(ctx: DriverContext, file: string, content: string, mode: number): Promise<void> {
-  const tmp = `${file}.tmp`;
-  await writeFile(tmp, content, { mode });
-  if (ctx.user) await chown(tmp, ctx.user.uid, ctx.user.gid);
-  await rename(tmp, file);
+  const write = async () => {
+    const tmp = `${file}.tmp`;
+    await writeFile(tmp, content, { mode });
+    if (ctx.user) await chown(tmp, ctx.user.uid, ctx.user.gid);
+    await rename(tmp, file);
+  };
+  const queued = (writing.get(file) ?? Promise.resolve()).catch(() => undefined).then(write);
+  writing.set(file, queued);
+  try {
+    await queued;
+  } finally {
+    if (writing.get(file) === queued) writing.delete(file);
+  }
 }
 
 export async function writeHaConf(ctx: DriverContext, state: HaConfState): Promise<void> {
