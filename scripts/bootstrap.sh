@@ -36,9 +36,10 @@ skip_es="${HASUP_BOOTSTRAP_SKIP_ES:-0}"
 # nftables and iproute2 (network namespaces, partitions), procps (ps, sysctl), curl,
 # arping (the leader VIP's gratuitous ARP, and duplicate-address checks in the VIP tests, docs/vip.md),
 # pgBackRest 2.45 (WAL archiving and backups, docs/backup.md), Chromium (the console's
-# browser tests drive /usr/bin/chromium through playwright-core, docs/console.md).
+# browser tests drive /usr/bin/chromium through playwright-core, docs/console.md),
+# tcpdump (the TLS cluster test captures the bridge's traffic, docs/tls.md).
 # Java and Maven fetch and run the development Elasticsearch.
-system_packages=(postgresql-15 gcc libc6-dev etcd-server etcd-client haproxy nftables iproute2 arping procps curl rsyslog rsyslog-elasticsearch pgbackrest chromium)
+system_packages=(postgresql-15 gcc libc6-dev etcd-server etcd-client haproxy nftables iproute2 arping procps curl rsyslog rsyslog-elasticsearch pgbackrest chromium tcpdump)
 es_packages=(openjdk-17-jre-headless maven)
 
 wanted=()
@@ -156,7 +157,7 @@ if [ ${#wanted[@]} -gt 0 ]; then
     # Check once, right after installing, that the binaries hasup execs are where it expects.
     [ "$skip_system" = 1 ] || check_commands /usr/lib/postgresql/15/bin/postgres \
       /usr/lib/postgresql/15/bin/pg_basebackup /usr/lib/postgresql/15/bin/pg_rewind \
-      /usr/lib/postgresql/15/bin/initdb etcd etcdctl haproxy nft ip ps curl pgbackrest
+      /usr/lib/postgresql/15/bin/initdb etcd etcdctl haproxy nft ip ps curl pgbackrest tcpdump
     [ "$skip_es" = 1 ] || check_commands java mvn
   fi
   [ "$skip_system" = 1 ] || disable_default_pg_cluster
