@@ -42,7 +42,8 @@ describe('the console in Chromium against three nodes', { skip: skip ?? false },
   let browser: Browser;
   let page: Page;
   const ids = new Map<number, string>();
-  const url = (i: number) => `http://${ha.address(i)}:${API_PORT}`;
+  // The API serves TLS with the member's certificate from the cluster CA, which this Chromium does not know.
+  const url = (i: number) => `https://${ha.address(i)}:${API_PORT}`;
   const shot = async (name: string, p: Page = page) => {
     mkdirSync(SHOTS, { recursive: true });
     await p.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
@@ -83,7 +84,7 @@ describe('the console in Chromium against three nodes', { skip: skip ?? false },
       throw new Error(`${err.message}; last: ${JSON.stringify(last)}`);
     });
     browser = await chromium.launch({ executablePath: CHROMIUM, args: process.getuid?.() === 0 ? ['--no-sandbox'] : [] });
-    page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+    page = await browser.newPage({ viewport: { width: 1280, height: 800 }, ignoreHTTPSErrors: true });
     page.on('pageerror', (err) => assert.fail(`script error on the page: ${err.message}`));
   });
 
@@ -99,6 +100,8 @@ describe('the console in Chromium against three nodes', { skip: skip ?? false },
   test('as viewer: OK, the members table matches hasup status --json, no operations', async () => {
     await login(page, ha.secrets.viewer_token!);
     await page.waitForFunction(() => document.querySelector('.ha-word')?.textContent === 'OK', undefined, { timeout: 10_000 });
+    const cookies = await page.context().cookies();
+    assert.ok(cookies.length > 0 && cookies.every((c) => c.secure && c.httpOnly && c.sameSite === 'Strict'), `session cookies over TLS are Secure, HttpOnly, SameSite=Strict: ${JSON.stringify(cookies.map((c) => ({ name: c.name, secure: c.secure, httpOnly: c.httpOnly, sameSite: c.sameSite })))}`);
     assert.equal(await page.isVisible('#ops'), false);
     const status = await hasupIn(ha.cluster.node(1), ['status', '--json', '--state-dir', ha.cluster.node(1).stateDir]);
     assert.equal(status.code, 0, status.stderr);
@@ -164,7 +167,7 @@ describe('the console in Chromium against three nodes', { skip: skip ?? false },
   });
 
   test('a narrow screen', async () => {
-    const narrow = await browser.newPage({ viewport: { width: 390, height: 844 }, isMobile: true });
+    const narrow = await browser.newPage({ viewport: { width: 390, height: 844 }, isMobile: true, ignoreHTTPSErrors: true });
     try {
       await login(narrow, ha.secrets.viewer_token!);
       await narrow.waitForFunction(() => document.querySelector('.ha-word') !== null);
