@@ -73,7 +73,7 @@ test('partial, corrupt, mismatched or foreign files are refused naming the file,
   const files = memberTlsFiles(o.stateRoot);
   const key = readFileSync(files.key, 'utf8');
   rmSync(files.key);
-  await assert.rejects(ensureMemberTls(o), new RegExp(`^Error: ${files.key}: is missing beside ${files.ca} and ${files.cert}; remove all three`));
+  await assert.rejects(ensureMemberTls(o), new RegExp(`^Error: ${files.key}: missing beside ${files.ca} and ${files.cert}; remove all three`));
   assert.equal(existsSync(files.key), false, 'nothing issued over a partial set');
   writeFileSync(files.key, 'not a key', { mode: 0o600 });
   await assert.rejects(ensureMemberTls(o), new RegExp(`${files.key}: holds no PEM private key`));

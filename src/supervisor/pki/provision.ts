@@ -71,7 +71,7 @@ export async function ensureMemberTls(o: EnsureTlsOptions): Promise<MemberTls> {
   }
   if (present.length < 3) {
     const missing = (Object.keys(files) as Array<keyof MemberTlsFiles>).find((k) => !present.includes(k))!;
-    throw new TlsFileError(files[missing], `is missing beside ${present.map((k) => files[k]).join(' and ')}; remove all three to have a new certificate issued from the cluster CA`);
+    throw new TlsFileError(files[missing], `missing beside ${present.map((k) => files[k]).join(' and ')}; remove all three to have a new certificate issued from the cluster CA`);
   }
   const bundle = readCertificateFile(files.ca, 'CA bundle');
   if (!bundle.some((c) => c.fingerprint256 === ca.fingerprint256)) {
