@@ -111,7 +111,7 @@ function daemonOptions(config: NodeConfig, flags: RunFlags, log: ReturnType<type
       etcdEndpoints: config.cluster.etcd_endpoints,
       ...(config.cluster.vip && config.cluster.vip_interface ? { vip: { address: config.cluster.vip, interface: config.cluster.vip_interface } } : {}),
     },
-    tls: tlsSettingsOf(config.tls),
+    tls: tlsSettingsOf(config),
     log,
   };
 }

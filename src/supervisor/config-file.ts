@@ -212,10 +212,17 @@ export function loadNodeConfig(file: string): NodeConfig {
   return parseNodeConfig(text, file);
 }
 
-/** [tls] as the member's TLS provisioning takes it. */
-export function tlsSettingsOf(tls: NodeConfig['tls']): TlsSettings {
+/**
+ * [tls] as the member's TLS provisioning takes it. The leader VIP
+ * ([cluster] vip) is one of the names clients connect to with verify-full
+ * (docs/vip.md), so every member certificate carries it too.
+ */
+export function tlsSettingsOf(config: Pick<NodeConfig, 'tls' | 'cluster'>): TlsSettings {
+  const tls = config.tls;
   const operator = tls.ca_file && tls.cert_file && tls.key_file ? { ca: tls.ca_file, cert: tls.cert_file, key: tls.key_file } : undefined;
-  return { enabled: tls.enabled, ...(operator ? { operator } : {}), memberDays: tls.member_days, extraSans: tls.extra_sans };
+  const vip = config.cluster.vip === undefined ? [] : [parseInterfaceAddress(config.cluster.vip).address];
+  const extraSans = [...new Set([...tls.extra_sans, ...vip])];
+  return { enabled: tls.enabled, ...(operator ? { operator } : {}), memberDays: tls.member_days, extraSans };
 }
 
 /** A config with every default, for runs configured by flags alone. */

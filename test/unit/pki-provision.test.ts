@@ -51,7 +51,7 @@ test('a new member gets its files from the cluster CA; a second start keeps them
   assert.equal(second.cert.fingerprint, first.cert.fingerprint);
 });
 
-test('issued anew when it expires within 30 days, has expired, or does not name the advertised address', async () => {
+test('issued anew when it expires within 30 days, has expired, or does not name the advertised address or an extra name', async () => {
   const o = await options();
   const first = await ensureMemberTls(o);
   assert.ok(first.on);
@@ -62,6 +62,12 @@ test('issued anew when it expires within 30 days, has expired, or does not name 
   const moved = await ensureMemberTls({ ...o, addresses: ['10.0.0.99'], now: new Date(T0.getTime() + 341 * DAY) });
   assert.ok(moved.on);
   assert.match(moved.issued!, /does not name 10.0.0.99/);
+  const named = await ensureMemberTls({ ...o, addresses: ['10.0.0.99'], settings: { ...DEFAULT_TLS_SETTINGS, extraSans: ['10.0.0.100', 'db.example.com'] }, now: new Date(T0.getTime() + 342 * DAY) });
+  assert.ok(named.on);
+  assert.match(named.issued!, /does not name 10.0.0.100, db.example.com/);
+  const kept = await ensureMemberTls({ ...o, addresses: ['10.0.0.99'], settings: { ...DEFAULT_TLS_SETTINGS, extraSans: ['db.example.com'] }, now: new Date(T0.getTime() + 343 * DAY) });
+  assert.ok(kept.on);
+  assert.equal(kept.issued, undefined, 'a name it already carries asks for nothing');
   const late = await ensureMemberTls({ ...o, addresses: ['10.0.0.99'], now: new Date(T0.getTime() + 800 * DAY) });
   assert.ok(late.on);
   assert.match(late.issued!, /the old one expired on/);

@@ -1,4 +1,5 @@
 import { createPrivateKey, X509Certificate } from 'node:crypto';
+import { isIP } from 'node:net';
 import type { ClusterSecrets } from '../secrets.js';
 import { certificateInfo, daysLeft, parseCertificates, readCertificateFile, TlsFileError } from './inspect.js';
 import { CA_DAYS, createCa, issueMemberCert, MEMBER_DAYS } from './issue.js';
@@ -77,7 +78,7 @@ export async function ensureMemberTls(o: EnsureTlsOptions): Promise<MemberTls> {
   if (!bundle.some((c) => c.fingerprint256 === ca.fingerprint256)) {
     throw new TlsFileError(files.ca, `does not hold the cluster CA of ${o.secretsFile} (these files belong to another cluster); remove ${files.ca}, ${files.cert} and ${files.key} to have new ones issued`);
   }
-  const renew = o.renew ?? renewReason(files, o.addresses, now);
+  const renew = o.renew ?? renewReason(files, [...o.addresses, ...o.settings.extraSans], now);
   if (renew) {
     await issueInto(files, ca, o, now);
     return { on: true, source: 'cluster-ca', ...checkMemberTls(files, now), issued: `issued a new member certificate: ${renew}` };
@@ -100,14 +101,14 @@ function clusterCa(secrets: ClusterSecrets, file: string, now: Date): X509Certif
   return cert!;
 }
 
-/** Why the member's existing certificate should be issued anew, or undefined when it serves. */
-function renewReason(files: MemberTlsFiles, addresses: string[], now: Date): string | undefined {
+/** Why the member's existing certificate should be issued anew, or undefined when it serves. `names`: addresses and DNS names it must carry. */
+function renewReason(files: MemberTlsFiles, names: string[], now: Date): string | undefined {
   const [leaf] = readCertificateFile(files.cert);
   const info = certificateInfo(leaf!);
   const left = daysLeft(info, now);
   if (left < 0) return `the old one expired on ${info.notAfter.toISOString()}`;
   if (left < RENEW_DAYS) return `the old one expires in ${left} days`;
-  const missing = addresses.filter((a) => leaf!.checkIP(a) === undefined);
+  const missing = names.filter((n) => (isIP(n) ? leaf!.checkIP(n) : leaf!.checkHost(n, { wildcards: false })) === undefined);
   if (missing.length > 0) return `the old one does not name ${missing.join(', ')}`;
   return undefined;
 }
