@@ -6,7 +6,7 @@ import { CA_DAYS } from '../supervisor/pki/issue.js';
 import { memberTlsFiles } from '../supervisor/pki/member-files.js';
 import { withClusterCa } from '../supervisor/pki/provision.js';
 import type { ClusterView, MemberTlsView } from '../plugins/http/cluster-view.js';
-import { certFileView, certView, tlsStatusLines, WARN_DAYS, type TlsReport } from '../supervisor/pki/report.js';
+import { certFileView, certView, table, tlsStatusLines, WARN_DAYS, type TlsReport } from '../supervisor/pki/report.js';
 import { serviceTlsFiles } from '../supervisor/pki/service-copy.js';
 import { loadSecretsFile, writeSecretsFile } from '../supervisor/secrets.js';
 import { DEFAULT_STATE_DIR } from '../supervisor/state-dir.js';
@@ -146,22 +146,26 @@ export function rotationPlan(ring: RingView, leader: string | null, localUrl: st
   return { order, skipped };
 }
 
-/** One row per member of the ring with its certificate's end and issuer; a WARNING for each within `warnDays` of its end or past it. */
-export function clusterTlsLines(members: Array<{ id: string; state: string; tls: MemberTlsView | null }>, warnDays: number): string[] {
+/** One row per member of the ring with its certificate's end and issuer, then clusterTlsWarnings. */
+export function clusterTlsLines(members: MemberTlsRow[], warnDays: number): string[] {
   const rows = members.map((m) => {
     const t = m.tls;
     if (!t) return [m.id, m.state, '?', 'no TLS rumor (an older hasup, or not yet)', ''];
     if (!t.on) return [m.id, m.state, 'OFF', `clear text: ${t.reason ?? ''}`, ''];
     return [m.id, m.state, t.not_after?.slice(0, 10) ?? '?', `${t.days_left} days left`, t.issuer ?? ''];
   });
-  const widths = [0, 1, 2, 3].map((i) => Math.max(...[['MEMBER', 'STATE', 'EXPIRES', 'LEFT'], ...rows].map((r) => r[i]!.length)));
-  const line = (r: string[]) => r.map((c, i) => (i < 4 ? c.padEnd(widths[i]!) : c)).join('  ').trimEnd();
-  const warnings = members.flatMap((m) => {
+  return ['cluster members (from the ring):', ...table([['MEMBER', 'STATE', 'EXPIRES', 'LEFT', 'ISSUER'], ...rows]), ...clusterTlsWarnings(members, warnDays)];
+}
+
+type MemberTlsRow = { id: string; state: string; tls: MemberTlsView | null };
+
+/** A WARNING for each member whose certificate ends within `warnDays` or has ended (cert status, and hasup status for the whole cluster). */
+export function clusterTlsWarnings(members: MemberTlsRow[], warnDays: number = WARN_DAYS): string[] {
+  return members.flatMap((m) => {
     const left = m.tls?.on ? m.tls.days_left : null;
     if (left === null || left === undefined || left >= warnDays) return [];
     return [left < 0 ? `WARNING: member ${m.id}'s certificate expired on ${m.tls!.not_after}` : `WARNING: member ${m.id}'s certificate expires in ${left} days (${m.tls!.not_after})`];
   });
-  return ['cluster members (from the ring):', line(['MEMBER', 'STATE', 'EXPIRES', 'LEFT', 'ISSUER']), ...rows.map(line), ...warnings];
 }
 
 /** The state directory's own certificates (an operator's files named in hasup.toml are the daemon's to report). */

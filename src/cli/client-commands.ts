@@ -9,6 +9,7 @@ import { ApiClient, ApiError } from './api-client.js';
 import type { EtcdMembershipStatus } from '../plugins/etcd/membership.js';
 import type { FenceStatus, HaView } from '../ha/index.js';
 import { tlsSummaryLines, type TlsReport } from '../supervisor/pki/report.js';
+import { clusterTlsWarnings } from './cert-commands.js';
 import { backupSummary, clusterCell, clusterSummary, etcdSummary, fenceSummary, haGroupSummary, vipSummary } from './census.js';
 
 /**
@@ -57,7 +58,7 @@ export function registerClientCommands(program: Command): void {
       if (flags.json) console.log(JSON.stringify({ ha_status: haStatus ?? null, services, cluster, etcd, fence, tls }, null, 2));
       else {
         const group = ha?.members ? haGroupSummary({ standby_of: ha.standby_of ?? null, leader: ha.leader ?? null, members: ha.members, restore: ha.restore ?? null }) : [];
-        const extra = [etcd && etcdSummary(etcd), fence && fenceSummary(fence), cluster.vip && vipSummary(cluster.vip, cluster.member_id), cluster.backup && backupSummary(cluster.backup, Date.now()), ...group, ...(tls ? tlsSummaryLines(tls) : [])].filter((l): l is string => !!l);
+        const extra = [etcd && etcdSummary(etcd), fence && fenceSummary(fence), cluster.vip && vipSummary(cluster.vip, cluster.member_id), cluster.backup && backupSummary(cluster.backup, Date.now()), ...group, ...(tls ? tlsSummaryLines(tls) : []), ...clusterTlsWarnings(cluster.members.filter((m) => !m.self))].filter((l): l is string => !!l);
         const first = haStatus ? [...haStatusLines(haStatus, Date.now()), ''] : [];
         console.log([...first, statusTable(services, Date.now(), cluster), '', ...clusterSummary(cluster), ...extra].join('\n'));
       }

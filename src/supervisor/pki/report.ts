@@ -102,7 +102,8 @@ export function tlsSummaryLines(report: TlsReport): string[] {
   return [`tls: on (${report.source === 'operator' ? "operator's CA" : 'cluster CA'})${expiry}${clear}`, ...tlsWarnings(report)];
 }
 
-function table(rows: string[][]): string[] {
+/** Rows as aligned columns (the last one unpadded), as the CLI prints its tables. */
+export function table(rows: string[][]): string[] {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
   return rows.map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  ').trimEnd());
 }
