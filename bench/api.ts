@@ -12,9 +12,15 @@
  * too coarse for a 2 ms target). rss_mb is the daemon's resident memory
  * after the runs.
  *
- *   npm run bench:api -- --json      (last line: one JSON object)
+ * --tls runs the member with a cluster CA, as `cluster create` makes it
+ * (docs/tls.md): the API serves HTTPS, the fixed-rate client verifies it and
+ * keeps its connections alive (as HAProxy's checks reuse TLS sessions), and
+ * the JSON says tls: true.
+ *
+ *   npm run bench:api -- --json [--tls]      (last line: one JSON object)
  */
 import { Agent, request } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
@@ -26,6 +32,7 @@ const { values } = parseArgs({
     seconds: { type: 'string', default: '10' },
     rate: { type: 'string', default: '1000' },
     connections: { type: 'string', default: '10' },
+    tls: { type: 'boolean', default: false },
   },
 });
 const seconds = Number(values.seconds);
@@ -40,8 +47,10 @@ async function saturate(url: string, headers: Record<string, string>) {
 }
 
 /** Sends `rps` requests per second for `secs` seconds whatever the answers' pace, and times each one. */
-async function fixedRate(url: string, headers: Record<string, string>, rps: number, secs: number) {
-  const agent = new Agent({ keepAlive: true, maxSockets: 64 });
+async function fixedRate(url: string, headers: Record<string, string>, rps: number, secs: number, ca?: string) {
+  const https = url.startsWith('https:');
+  const agent = https ? new HttpsAgent({ keepAlive: true, maxSockets: 64, ca }) : new Agent({ keepAlive: true, maxSockets: 64 });
+  const send = https ? httpsRequest : request;
   const { hostname, port, pathname } = new URL(url);
   const total = rps * secs;
   const latencies: number[] = [];
@@ -56,7 +65,7 @@ async function fixedRate(url: string, headers: Record<string, string>, rps: numb
     };
     const fire = () => {
       const t0 = process.hrtime.bigint();
-      const req = request({ agent, host: hostname, port, path: pathname, headers }, (res) => {
+      const req = send({ agent, host: hostname, port, path: pathname, headers }, (res) => {
         res.resume();
         res.on('end', () => {
           if (res.statusCode === 200) latencies.push(Number(process.hrtime.bigint() - t0) / 1e6);
@@ -114,7 +123,7 @@ function rssMb(pid: number): number {
   return Math.round(Number(line?.split(/\s+/)[1] ?? 0) / 102.4) / 10;
 }
 
-const node = new ApiNode({ index: 36, postgresql: true });
+const node = new ApiNode({ index: 36, postgresql: true, tls: values.tls });
 try {
   say('starting hasup run with PostgreSQL ...');
   const proc = await node.start();
@@ -129,17 +138,19 @@ try {
   say(JSON.stringify(clusterMax));
   say(`GET /primary at ${rate}/s for ${seconds} s ...`);
   const bucketsBefore = await serverBuckets(node, '/primary');
-  const primaryFixed = await fixedRate(`${node.url}/primary`, {}, rate, seconds);
+  const ca = node.ca();
+  const primaryFixed = await fixedRate(`${node.url}/primary`, {}, rate, seconds, ca);
   const primaryServerP99 = serverP99Ms(bucketsBefore, await serverBuckets(node, '/primary'));
   say(JSON.stringify(primaryFixed));
   say(`GET /cluster at ${rate}/s for ${seconds} s ...`);
-  const clusterFixed = await fixedRate(`${node.url}/cluster`, auth, rate, seconds);
+  const clusterFixed = await fixedRate(`${node.url}/cluster`, auth, rate, seconds, ca);
   say(JSON.stringify(clusterFixed));
   const rss = rssMb(proc.pid);
   if (primaryMax.non2xx > 0 || primaryFixed.failed > 0) throw new Error(`/primary did not answer 200 throughout (non-2xx ${primaryMax.non2xx}, failed ${primaryFixed.failed})`);
 
   console.log(
     JSON.stringify({
+      tls: values.tls,
       primary_rps: primaryMax.rps,
       primary_p50_ms: primaryFixed.p50,
       primary_p99_ms: primaryFixed.p99,

@@ -10,6 +10,9 @@ import { join } from 'node:path';
 import { HASUP_BIN, LocalRing, generateRingKey, randomPortBase, type MemberProc } from '../support/member-procs.js';
 import { freePort } from '../support/service-harness.js';
 import { eventually } from '../support/eventually.js';
+import { tlsRequest } from '../support/tls-request.js';
+import { withClusterCa } from '../../src/supervisor/pki/provision.js';
+import { generateSecrets, writeSecretsFile } from '../../src/supervisor/secrets.js';
 export { eventually };
 
 export interface ApiNodeOptions {
@@ -20,6 +23,12 @@ export interface ApiNodeOptions {
   extraConfig?: string;
   /** Join this member's ring, sharing its ring key and cluster secrets. */
   joins?: ApiNode;
+  /**
+   * A cluster CA in the member's secrets (as cluster create makes), so its
+   * API, PostgreSQL and etcd run TLS (docs/tls.md); without it the member
+   * makes its own secrets, with no CA, and runs in clear text.
+   */
+  tls?: boolean;
 }
 
 export class ApiNode {
@@ -44,7 +53,17 @@ export class ApiNode {
   }
 
   get url(): string {
-    return `http://${this.addr}:${this.httpPort}`;
+    return `${this.tls ? 'https' : 'http'}://${this.addr}:${this.httpPort}`;
+  }
+
+  /** The member's TLS is on (its own option, or that of the member it joins, whose secrets it shares). */
+  get tls(): boolean {
+    return this.opts.tls ?? this.opts.joins?.tls ?? false;
+  }
+
+  /** The cluster CA (PEM) the member's certificate comes from, when its TLS is on. */
+  ca(): string | undefined {
+    return this.tls ? (JSON.parse(readFileSync(this.secretsFile, 'utf8')) as { tls?: { ca_cert: string } }).tls?.ca_cert : undefined;
   }
 
   get keyFile(): string {
@@ -78,6 +97,7 @@ export class ApiNode {
     if (this.opts.extraConfig) lines.push(this.opts.extraConfig);
     writeFileSync(this.configFile, `${lines.join('\n')}\n`);
     mkdirSync(this.stateDir, { recursive: true });
+    if (this.opts.tls && !this.opts.joins) writeSecretsFile(this.secretsFile, await withClusterCa(generateSecrets({ ringKey: false })));
     const join = this.opts.joins ? ['--peer', `${this.opts.joins.addr}:${this.opts.joins.gossipPort}`, '--secrets', this.secretsFile] : [];
     this.node = this.ring.spawn(this.opts.index, { extraArgs: ['--config', this.configFile, ...join] });
     await this.ring.ready([this.opts.index], 30_000);
@@ -87,6 +107,12 @@ export class ApiNode {
   /** GET (or another method) with the token unless told otherwise. */
   async call(path: string, init: { method?: string; token?: string | null; body?: unknown } = {}): Promise<{ status: number; text: string; json: () => unknown }> {
     const token = init.token === undefined ? this.token : init.token;
+    if (this.tls) {
+      // fetch takes no CA in Node 20: node:https with the cluster CA (a string body is sent as JSON text, as fetch would).
+      const body = typeof init.body === 'string' ? (JSON.parse(init.body) as unknown) : init.body;
+      const res = await tlsRequest(`${this.url}${path}`, { method: (init.method ?? 'GET') as 'GET' | 'POST', body, tls: { ca: this.ca()! }, ...(token ? { token } : {}) });
+      return { status: res.status, text: res.text, json: () => JSON.parse(res.text) };
+    }
     const res = await fetch(`${this.url}${path}`, {
       method: init.method ?? 'GET',
       headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(init.body !== undefined ? { 'content-type': 'application/json' } : {}) },
