@@ -5,6 +5,7 @@ import { parsePeerAddress, GOSSIP_PROFILES, type GossipProfile } from '../gossip
 import { loadNodeConfig, defaultNodeConfig, tlsSettingsOf, type NodeConfig } from '../supervisor/config-file.js';
 import { Daemon } from '../node/daemon.js';
 import { createLogger, LogTap } from '../supervisor/log.js';
+import type { TlsSettings } from '../supervisor/pki/provision.js';
 
 export const DEFAULT_HTTP_PORT = 9631;
 
@@ -89,6 +90,7 @@ function daemonOptions(config: NodeConfig, flags: RunFlags, log: ReturnType<type
   }
   const advertise = parsePeerAddress(advertiseText);
   const httpEnabled = flags.http && config.http.enabled;
+  const httpListen = httpEnabled ? parseHttpListen(flags.listenHttp ?? config.http.listen, advertise.addr) : null;
   return {
     stateDir,
     advertise,
@@ -98,7 +100,7 @@ function daemonOptions(config: NodeConfig, flags: RunFlags, log: ReturnType<type
     secretsFile,
     profile: flags.profile ?? config.gossip.profile,
     gossipOverrides: { ...(config.gossip.overrides ?? {}), ...parseOverrides(flags.gossip) },
-    http: httpEnabled ? { ...parseHttpListen(flags.listenHttp ?? config.http.listen, advertise.addr), ...httpSecurity(config.http) } : null,
+    http: httpListen ? { ...httpListen, ...httpSecurity(config.http) } : null,
     services: {
       load: flags.service.length > 0 ? flags.service : config.services.load,
       planPath: config.services.plan_path,
@@ -111,7 +113,7 @@ function daemonOptions(config: NodeConfig, flags: RunFlags, log: ReturnType<type
       etcdEndpoints: config.cluster.etcd_endpoints,
       ...(config.cluster.vip && config.cluster.vip_interface ? { vip: { address: config.cluster.vip, interface: config.cluster.vip_interface } } : {}),
     },
-    tls: tlsSettingsOf(config),
+    tls: withApiAddress(tlsSettingsOf(config), httpListen?.host),
     log,
   };
 }
@@ -124,6 +126,12 @@ function parseHttpListen(text: string | undefined, advertiseAddr: string): { hos
   if (text === undefined) return { host: advertiseAddr, port: DEFAULT_HTTP_PORT };
   const { addr, port } = parsePeerAddress(text, DEFAULT_HTTP_PORT);
   return { host: addr, port };
+}
+
+/** An API listening on a specific address ([http] listen) is reached there: the member certificate names it too (a wildcard listener is reached on the advertised address or loopback, named anyway). */
+function withApiAddress(tls: TlsSettings, host: string | undefined): TlsSettings {
+  if (host === undefined || host === '0.0.0.0' || host === '::' || tls.extraSans.includes(host)) return tls;
+  return { ...tls, extraSans: [...tls.extraSans, host] };
 }
 
 /** TLS files and which route classes answer without the token, from [http]. */
