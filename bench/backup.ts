@@ -156,12 +156,14 @@ class Sampler {
   constructor(
     private readonly host: string,
     private readonly password: string,
+    /** The cluster CA: remote sessions are TLS only (docs/tls.md). */
+    private readonly ca: string | undefined,
   ) {}
 
   async query<T extends pg.QueryResultRow>(text: string): Promise<T> {
     try {
       if (!this.client) {
-        const c = new pg.Client({ host: this.host, port: PG_PORT, user: SUPERUSER, password: this.password, database: 'postgres', connectionTimeoutMillis: 3000, query_timeout: 3000, application_name: 'bench-backup-sampler' });
+        const c = new pg.Client({ host: this.host, port: PG_PORT, user: SUPERUSER, password: this.password, database: 'postgres', connectionTimeoutMillis: 3000, query_timeout: 3000, application_name: 'bench-backup-sampler', ssl: this.ca ? { ca: this.ca } : false });
         c.on('error', () => undefined);
         this.client = c;
         await c.connect();
@@ -402,7 +404,7 @@ async function main(): Promise<void> {
     let readyMax = 0;
     let failedAtStart: number | null = null;
     let failedAtEnd = 0;
-    const archiver = new Sampler(ha.address(leader), ha.secrets.postgresql.superuser_password);
+    const archiver = new Sampler(ha.address(leader), ha.secrets.postgresql.superuser_password, ha.secrets.tls?.ca_cert);
     let archiveTps: number | null;
     try {
       // Start from a caught-up archive when it catches up within 30 s (a backlog left by the backup would count against the load).
@@ -468,8 +470,8 @@ async function main(): Promise<void> {
 
     // 10. The spare's lag under load on the primary.
     const spareLag: number[] = [];
-    const onPrimary = new Sampler(ha.address(primaryLeader), ha.secrets.postgresql.superuser_password);
-    const onSpare = new Sampler(sp.address(standbyLeader), sp.secrets.postgresql.superuser_password);
+    const onPrimary = new Sampler(ha.address(primaryLeader), ha.secrets.postgresql.superuser_password, ha.secrets.tls?.ca_cert);
+    const onSpare = new Sampler(sp.address(standbyLeader), sp.secrets.postgresql.superuser_password, sp.secrets.tls?.ca_cert);
     let spareTps: number | null;
     try {
       /**
