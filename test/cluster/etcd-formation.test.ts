@@ -154,9 +154,12 @@ describe('cluster lifecycle: etcd formed from the gossip census', { skip }, () =
     const urls = (await etcdStatus(4)).voters.map((v) => v.client_url);
     assert.deepEqual([...urls].sort(), [1, 2, 3].map(clientUrl).sort(), 'node 4 finds the three voters in its census');
     const env = { ETCDCTL_API: '3' };
-    const put = await runIn(cluster.node(4), 'etcdctl', ['--endpoints', urls.join(','), 'put', 'lifecycle/client', 'from-node-4'], env);
+    // etcd asks every client for a certificate from the cluster CA: node 4 presents its member certificate.
+    const tlsDir = join(cluster.node(4).stateDir, 'tls');
+    const etcdctl = ['--endpoints', urls.join(','), '--cacert', join(tlsDir, 'ca.pem'), '--cert', join(tlsDir, 'member.pem'), '--key', join(tlsDir, 'member.key')];
+    const put = await runIn(cluster.node(4), 'etcdctl', [...etcdctl, 'put', 'lifecycle/client', 'from-node-4'], env);
     assert.equal(put.code, 0, put.stderr);
-    const got = await runIn(cluster.node(4), 'etcdctl', ['--endpoints', urls.join(','), 'get', '--print-value-only', 'lifecycle/formed'], env);
+    const got = await runIn(cluster.node(4), 'etcdctl', [...etcdctl, 'get', '--print-value-only', 'lifecycle/formed'], env);
     assert.equal(got.code, 0, got.stderr);
     assert.equal(got.stdout.trim(), 'yes', 'node 4 reads what was written through node 2');
     assert.equal((await listMembers([clientUrl(1)], 5000, clientTls)).length, 3, 'etcd still has 3 members');
