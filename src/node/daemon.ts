@@ -187,6 +187,7 @@ export class Daemon {
       stateDir: this.state,
       memberId: this.memberId,
       ip: opts.advertise.addr,
+      ...(opts.cluster?.vip ? { vip: opts.cluster.vip.address.replace(/\/\d+$/, '') } : {}),
       dropPrivileges: process.getuid?.() === 0,
       secrets,
       tls: memberTlsFiles,

@@ -47,6 +47,8 @@ export interface ServiceDeps {
   serviceRoot: string;
   memberId: string;
   ip: string;
+  /** The leader VIP's address, when one is configured (sys.vip in templates). */
+  vip?: string;
   user?: ServiceUser;
   secrets: ClusterSecrets;
   /** The member's TLS files, copied into the service's own directory for its user; absent when TLS is off. */
@@ -311,7 +313,7 @@ export class Service extends EventEmitter<{ status: [ServiceStatus] }> {
       ...(ctx.tls ? { tls: ctx.tls } : {}),
       ...this.deps.driver.templateValues?.(ctx),
     };
-    return { cfg, svc, sys: { ip: this.deps.ip, member_id: this.deps.memberId } };
+    return { cfg, svc, sys: { ip: this.deps.ip, member_id: this.deps.memberId, ...(this.deps.vip ? { vip: this.deps.vip } : {}) } };
   }
 
   private render(cfg: TomlTable): Map<string, string> {

@@ -16,6 +16,8 @@ export interface SupervisorDeps {
   stateDir: StateDir;
   memberId: string;
   ip: string;
+  /** The leader VIP's address when [cluster] vip is set: templates see it as sys.vip. */
+  vip?: string;
   /** True when the supervisor runs as root: children then run as their plan's service user. */
   dropPrivileges: boolean;
   secrets: ClusterSecrets;
@@ -187,6 +189,7 @@ export class Supervisor extends EventEmitter<{ status: [ServiceStatus] }> {
       serviceRoot: this.deps.stateDir.path('svc', name),
       memberId: this.deps.memberId,
       ip: this.deps.ip,
+      ...(this.deps.vip ? { vip: this.deps.vip } : {}),
       user,
       secrets: this.deps.secrets,
       tls: this.deps.tls,

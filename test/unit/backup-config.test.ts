@@ -23,11 +23,11 @@ function cfgWith(backup: TomlTable, more: TomlTable = {}): TomlTable {
 }
 
 /** What the supervisor renders: the paths and the driver's template values. */
-function render(cfg: TomlTable): Map<string, string> {
+function render(cfg: TomlTable, sysExtra: Record<string, string> = {}): Map<string, string> {
   const driver = new PostgresqlDriver();
   const ctx = { paths, cfg } as DriverContext;
   const svc = { data_dir: paths.data, config_dir: paths.config, run_dir: paths.run, logs_dir: paths.logs, ...driver.templateValues(ctx) };
-  return renderTemplates(plan, { cfg, svc, sys: { ip: '10.0.0.5', member_id: 'a1b2c3d4e5f60718' } });
+  return renderTemplates(plan, { cfg, svc, sys: { ip: '10.0.0.5', member_id: 'a1b2c3d4e5f60718', ...sysExtra } });
 }
 
 /** pgBackRest's ini format: [section] then key=value; a key may repeat in another section. */
@@ -184,3 +184,11 @@ test('preparing pgBackRest files: private directories, the passphrase in a 0600 
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("listen_addresses: the member's address; every address with a leader VIP (it comes and goes after the start); the operator's when set", () => {
+  const listen = (cfg: TomlTable, sys: Record<string, string> = {}) => /^listen_addresses = '(.*)'$/m.exec(render(cfg, sys).get('postgresql.conf')!)?.[1];
+  assert.equal(listen(cfgWith({})), '10.0.0.5');
+  assert.equal(listen(cfgWith({}), { vip: '10.0.0.100' }), '*');
+  assert.equal(listen(cfgWith({}, { listen_addresses: '10.0.0.5,127.0.0.1' }), { vip: '10.0.0.100' }), '10.0.0.5,127.0.0.1');
+});
+
