@@ -47,9 +47,13 @@ describe('leader VIP: three nodes, the VIP moves with the PostgreSQL leader leas
 
   destroyAfterSuite('vip', () => [[ha, 'vip']]);
 
+  /** Nodes answering for the VIP: it is on their eth0 and the link is up (a node "powered off" below keeps the address on a downed link). */
   const holders = (): number[] =>
     ha.cluster.nodes
-      .filter((n) => spawnSync('ip', ['-n', n.namespace, '-br', 'addr', 'show', 'dev', 'eth0'], { encoding: 'utf8' }).stdout.includes(`${vip}/`))
+      .filter((n) => {
+        const line = spawnSync('ip', ['-n', n.namespace, '-br', 'addr', 'show', 'dev', 'eth0'], { encoding: 'utf8' }).stdout;
+        return line.includes(`${vip}/`) && /\sUP\s/.test(line);
+      })
       .map((n) => n.index);
 
   async function monitor(): Promise<void> {
@@ -104,9 +108,8 @@ describe('leader VIP: three nodes, the VIP moves with the PostgreSQL leader leas
     const w = checker();
     await w.setup(vipTarget());
     w.start([vipTarget()]);
-    await sleep(1000);
+    await eventually(async () => w.acks.length > 10 || undefined, 15_000, 'writes through the VIP acknowledged');
     await w.stop();
-    assert.ok(w.acks.length > 10, `writes through the VIP acknowledged (${w.acks.length})`);
     assert.deepEqual(await w.missing(ha.nodeTarget(leader)), [], 'every one of them is on the leader');
     const id = await ha.memberId(leader);
     for (const i of [1, 2, 3]) {
