@@ -28,6 +28,7 @@ import { Agent, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import { networkInterfaces } from 'node:os';
 import { openRequest, readText, textRequest, type TlsClientOptions } from '../http-json.js';
+import { explainErrorCode } from '../tls-errors.js';
 
 export interface EtcdClientOptions {
   /** Client URLs (http://IP:2379); read on every call. */
@@ -677,7 +678,7 @@ export class EtcdClient {
       res = await this.send(`${endpoint}${path}`, body, signal);
     } catch (err) {
       const code = errorCode(err);
-      return { kind: 'failed', reason: signal.aborted ? 'no answer in time' : code, sent: !NOT_SENT.has(code) };
+      return { kind: 'failed', reason: signal.aborted ? 'no answer in time' : explainErrorCode(code), sent: !NOT_SENT.has(code) };
     }
     let text: string;
     try {
@@ -727,7 +728,7 @@ export class EtcdClient {
       res = answer;
       text = await answer.text();
     } catch (err) {
-      const reason = timeout.aborted ? 'no answer in time' : errorCode(err);
+      const reason = timeout.aborted ? 'no answer in time' : explainErrorCode(errorCode(err));
       throw new EtcdUnavailable(`etcd ${path} at ${where}: ${reason}`, where, reason);
     }
     let json: unknown;
@@ -796,7 +797,7 @@ export class EtcdClient {
       } catch (err) {
         clearTimeout(timer);
         signal.removeEventListener('abort', onAbort);
-        failures.push(`${displayEndpoint(endpoint)}: ${connect.signal.aborted && !signal.aborted ? 'no answer in time' : errorCode(err)}`);
+        failures.push(`${displayEndpoint(endpoint)}: ${connect.signal.aborted && !signal.aborted ? 'no answer in time' : explainErrorCode(errorCode(err))}`);
       }
     }
     throw new EtcdUnavailable(`etcd ${path}: ${failures.join('; ') || 'cancelled'}`);
