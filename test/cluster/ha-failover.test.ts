@@ -12,14 +12,14 @@
  */
 import { after, afterEach, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { HASUP_BIN } from '../support/member-procs.js';
 import { netnsUnavailableReason } from '../support/netns-cluster.js';
 import { eventually, HaCluster } from '../support/ha-cluster.js';
 import { WriteChecker } from '../support/write-checker.js';
+import { hasupCli } from '../support/hasup-cli.js';
 
 const skip =
   netnsUnavailableReason() ??
@@ -52,17 +52,9 @@ describe('PostgreSQL HA: three nodes, etcd lease, HAProxy in front', { skip: ski
     for (const i of expect) await eventually(async () => (await ha.check(i, '/replica')) === 200, 15_000, `node ${i} /replica 200`);
   }
 
-  /** `hasup ARGS` run from the host against node i's API, without blocking the event loop (writers keep writing). */
-  function cli(i: number, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-    return new Promise((resolve) => {
-      const child = spawn(process.execPath, [HASUP_BIN, ...args, '--state-dir', ha.cluster.node(i).stateDir], { stdio: ['ignore', 'pipe', 'pipe'] });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-      child.once('close', (code) => resolve({ code, stdout, stderr }));
-    });
-  }
+  /** `hasup ARGS` against node i, without blocking the event loop (the writers keep writing). */
+  const cli = (i: number, args: string[]) => hasupCli(ha, i, args);
+
 
   const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

@@ -10,12 +10,12 @@
  */
 import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { HASUP_BIN } from '../support/member-procs.js';
 import { netnsUnavailableReason } from '../support/netns-cluster.js';
 import { destroyAfterSuite, eventually, HaCluster } from '../support/ha-cluster.js';
 import { WriteChecker } from '../support/write-checker.js';
+import { hasupCli } from '../support/hasup-cli.js';
 
 const skip =
   netnsUnavailableReason() ??
@@ -30,16 +30,8 @@ describe('rolling restart of PostgreSQL: three nodes under write load', { skip: 
   destroyAfterSuite('rolling', () => [[ha, 'rolling']]);
 
   /** `hasup ARGS` against node i, without blocking the event loop (the writers keep writing). */
-  function cli(i: number, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-    return new Promise((resolve) => {
-      const child = spawn(process.execPath, [HASUP_BIN, ...args, '--state-dir', ha.cluster.node(i).stateDir], { stdio: ['ignore', 'pipe', 'pipe'] });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-      child.once('close', (code) => resolve({ code, stdout, stderr }));
-    });
-  }
+  const cli = (i: number, args: string[]) => hasupCli(ha, i, args);
+
 
   /** The postmaster pid of node i (its service status). */
   async function pgPid(i: number): Promise<number | null> {

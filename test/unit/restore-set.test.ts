@@ -22,6 +22,7 @@ import { createHttpServer } from '../../src/plugins/http/server.js';
 import { createLogger } from '../../src/supervisor/log.js';
 import { eventually } from '../support/eventually.js';
 import { FakeSearch, snapshot } from '../support/fake-search-snapshots.js';
+import { refusalMessage } from '../support/refused.js';
 
 const TOKEN = 'restore-set-token';
 
@@ -59,15 +60,7 @@ function listingWith(sets: BackupListing['sets'], setsError?: string): BackupLis
   };
 }
 
-const refusal = (fn: () => unknown) => {
-  try {
-    fn();
-  } catch (err) {
-    assert.ok(err instanceof RestoreTargetRefused, String(err));
-    return err.message;
-  }
-  assert.fail('not refused');
-};
+const refusal = (fn: () => unknown) => refusalMessage(RestoreTargetRefused, fn);
 
 test('a set target: a backup label, checked against the repository; pgBackRest restores that backup to its end and promotes', () => {
   assert.deepEqual(parseRestoreTarget({ set: ' 20261207-030000F ' }), { kind: 'set', label: '20261207-030000F' });

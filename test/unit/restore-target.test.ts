@@ -6,6 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { checkTargetInWindow, parseRestoreTarget, restoreWindow, RestoreTargetRefused } from '../../src/plugins/backup/restore-target.js';
 import type { BackupListing } from '../../src/plugins/backup/views.js';
+import { refusalMessage } from '../support/refused.js';
 
 const listing: BackupListing = {
   member: 'a',
@@ -35,15 +36,7 @@ const listing: BackupListing = {
   recoverable: [{ repo: 1, from: '2026-12-07T03:00:05.000Z', from_backup: '20261207-030000F', to_wal: '000000020000000000000007', to: '2026-12-07T04:00:00.000Z' }],
 };
 
-const refusal = (fn: () => unknown) => {
-  try {
-    fn();
-  } catch (err) {
-    assert.ok(err instanceof RestoreTargetRefused, String(err));
-    return err.message;
-  }
-  assert.fail('not refused');
-};
+const refusal = (fn: () => unknown) => refusalMessage(RestoreTargetRefused, fn);
 
 test('targets: exactly one of latest, a time with a zone (normalised to UTC), a WAL position', () => {
   assert.deepEqual(parseRestoreTarget({ latest: true }), { kind: 'latest' });
