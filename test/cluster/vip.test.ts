@@ -159,7 +159,10 @@ describe('leader VIP: three nodes, the VIP moves with the PostgreSQL leader leas
     const next = await ha.soleLeader(30_000, leader);
     const movedAt = await vipOn(next, 15_000);
     console.log(`# leader's hasup killed: VIP removed by the fence after ${gone.value - at} ms, on node ${next} after ${movedAt - at} ms`);
-    assert.ok(gone.value - at < 1000, 'the fence acts at once when its supervisor is gone');
+    // The fence acts when it sees its supervisor gone (usually within tens of ms), at the latest at its freeze
+    // deadline; either way before the lease can end and the new leader adds the VIP.
+    assert.ok(gone.value - at <= FREEZE_MS, `the fence removed the VIP within the freeze deadline (${gone.value - at} ms)`);
+    assert.ok(gone.value < movedAt, 'off the old leader before the new one has it');
     ha.startNode(leader);
     await ha.whole(120_000);
   });
