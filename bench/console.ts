@@ -31,21 +31,15 @@
  *
  * The last line printed is one JSON object.
  */
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Client } from '@elastic/elasticsearch';
 import { chromium, type Browser } from 'playwright-core';
-import { ApiClient } from '../src/cli/api-client.js';
 import { consoleAssets } from '../src/plugins/http/console/assets.js';
 import { CHARTS } from '../src/plugins/http/console/es-queries.js';
 import { installTemplates } from '../src/plugins/shipper/index-admin.js';
 import { dailyIndex } from '../src/plugins/shipper/indices.js';
-import type { ServiceStatus } from '../src/supervisor/service.js';
 import { MEMBERS, startConsoleServer, VIEWER_TOKEN, type ConsoleServer } from '../test/support/console-fixture.js';
-import { LocalRing, generateRingKey, randomPortBase } from '../test/support/member-procs.js';
-import { freePort } from '../test/support/service-harness.js';
+import { startEsNode } from './support/es-node.js';
 
 const { values } = parseArgs({
   options: {
@@ -64,7 +58,6 @@ const CHROMIUM = '/usr/bin/chromium';
 const ADDR_INDEX = 64;
 const SAMPLE_MS = 10_000;
 const progress = (msg: string) => process.stderr.write(`[console] ${msg}\n`);
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function percentile(xs: number[], p: number): number {
   const sorted = [...xs].sort((a, b) => a - b);
@@ -76,33 +69,7 @@ const round1 = (x: number) => Math.round(x * 10) / 10;
 /** An Elasticsearch to query: the one given, or one node started by `hasup run` (stopped by the returned function). */
 async function elasticsearch(): Promise<{ url: string; stop: () => Promise<void> }> {
   if (values.es) return { url: values.es.replace(/\/$/, ''), stop: async () => {} };
-  const base = mkdtempSync(join(tmpdir(), 'hasup-bench-console-'));
-  chmodSync(base, 0o755);
-  const gossipPort = randomPortBase();
-  const keyFile = join(base, 'ring.key');
-  generateRingKey(keyFile);
-  const esPort = await freePort();
-  const configFile = join(base, 'hasup.toml');
-  writeFileSync(configFile, ['[services]', 'load = ["elasticsearch"]', '[service.elasticsearch]', `http_port = ${esPort}`, `transport_port = ${await freePort()}`, 'disk_threshold_enabled = false', '[shipping]', 'enabled = false', ''].join('\n'));
-  const ring = new LocalRing({ baseDir: base, gossipPort, httpPort: gossipPort + 1, keyFile });
-  const stop = async () => {
-    await ring.stopAll();
-    rmSync(base, { recursive: true, force: true });
-  };
-  try {
-    progress(`starting Elasticsearch on ${LocalRing.addr(ADDR_INDEX)}:${esPort}`);
-    ring.spawn(ADDR_INDEX, { extraArgs: ['--config', configFile] });
-    await ring.ready([ADDR_INDEX], 30_000);
-    const api = ApiClient.fromStateDir(join(base, `member-${ADDR_INDEX}`));
-    for (const deadline = Date.now() + 180_000; Date.now() < deadline; await sleep(500)) {
-      const es = (await api.request<{ services: ServiceStatus[] }>('GET', '/services').catch(() => ({ services: [] }))).services.find((s) => s.name === 'elasticsearch');
-      if (es?.health === 'ok') return { url: `http://${LocalRing.addr(ADDR_INDEX)}:${esPort}`, stop };
-    }
-    throw new Error('Elasticsearch did not become healthy within 180 s');
-  } catch (err) {
-    await stop();
-    throw err;
-  }
+  return startEsNode('console', ADDR_INDEX, progress);
 }
 
 /** The metric documents one member's collector writes at `t` (the datasets the charts read). */

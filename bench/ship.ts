@@ -28,22 +28,19 @@
  * The last line printed is one JSON object.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, createWriteStream } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, readFileSync, writeFileSync, createWriteStream } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Client } from '@elastic/elasticsearch';
 import { pino } from 'pino';
-import { ApiClient } from '../src/cli/api-client.js';
 import type { EventOrigin } from '../src/plugins/shipper/ecs.js';
 import { dailyIndex, indexTemplate } from '../src/plugins/shipper/indices.js';
 import { ChildLinesInput } from '../src/plugins/shipper/inputs.js';
 import { ElasticsearchOutput } from '../src/plugins/shipper/output.js';
 import { Shipper } from '../src/plugins/shipper/shipper.js';
 import { Spool } from '../src/plugins/shipper/spool.js';
-import type { ServiceStatus } from '../src/supervisor/service.js';
-import { LocalRing, generateRingKey, randomPortBase } from '../test/support/member-procs.js';
-import { freePort } from '../test/support/service-harness.js';
+import { LocalRing } from '../test/support/member-procs.js';
+import { startEsNode } from './support/es-node.js';
 
 const { values } = parseArgs({
   options: {
@@ -258,32 +255,12 @@ async function rsyslogRound(node: Node, round: number, children: Set<ChildProces
 }
 
 async function main(): Promise<void> {
-  const base = mkdtempSync(join(tmpdir(), 'hasup-bench-ship-'));
-  chmodSync(base, 0o755);
-  const gossipPort = randomPortBase();
-  const keyFile = join(base, 'ring.key');
-  generateRingKey(keyFile);
-  const esPort = await freePort();
-  const configFile = join(base, 'hasup.toml');
-  writeFileSync(
-    configFile,
-    ['[services]', 'load = ["elasticsearch"]', '[service.elasticsearch]', `http_port = ${esPort}`, `transport_port = ${await freePort()}`, 'disk_threshold_enabled = false', '[shipping]', 'enabled = false', ''].join('\n'),
-  );
-  const ring = new LocalRing({ baseDir: base, gossipPort, httpPort: gossipPort + 1, keyFile });
-  const stateDir = join(base, `member-${ADDR_INDEX}`);
+  const started = await startEsNode('ship', ADDR_INDEX, progress);
+  const { base, esPort } = started;
   const children = new Set<ChildProcess>();
-  const es = new Client({ node: `http://${addr}:${esPort}`, requestTimeout: 60_000 });
+  const es = new Client({ node: started.url, requestTimeout: 60_000 });
   try {
-    progress(`starting Elasticsearch on ${addr}:${esPort}`);
-    ring.spawn(ADDR_INDEX, { extraArgs: ['--config', configFile] });
-    await ring.ready([ADDR_INDEX], 30_000);
-    let esStatus: ServiceStatus | undefined;
-    for (const deadline = Date.now() + 180_000; Date.now() < deadline; await sleep(500)) {
-      esStatus = (await ApiClient.fromStateDir(stateDir).request<{ services: ServiceStatus[] }>('GET', '/services').catch(() => ({ services: [] }))).services.find((s) => s.name === 'elasticsearch');
-      if (esStatus?.health === 'ok') break;
-    }
-    if (esStatus?.health !== 'ok' || esStatus.pid === undefined) throw new Error('Elasticsearch did not become healthy');
-    const node: Node = { base, addr, esPort, es, jvms: esPids(esStatus.pid) };
+    const node: Node = { base, addr, esPort, es, jvms: esPids(started.pid) };
     await warmUp(es);
 
     const rsyslogHere = withRsyslog && existsSync('/usr/sbin/rsyslogd') && existsSync('/usr/lib/x86_64-linux-gnu/rsyslog/omelasticsearch.so');
@@ -319,8 +296,7 @@ async function main(): Promise<void> {
   } finally {
     for (const child of children) child.kill('SIGTERM');
     await es.close();
-    await ring.stopAll();
-    rmSync(base, { recursive: true, force: true });
+    await started.stop();
   }
 }
 
