@@ -18,6 +18,7 @@ import type { StoredRumor } from '../../src/gossip/rumor-store.js';
 import type { HaOperations, HaView } from '../../src/ha/index.js';
 import type { EtcdMembershipStatus } from '../../src/plugins/etcd/membership.js';
 import { createApiServer } from '../../src/plugins/http/api.js';
+import type { LogLine } from '../../src/plugins/http/console/es-queries.js';
 import type { SessionLimits } from '../../src/plugins/http/sessions.js';
 import type { Leadership, LeadershipState } from '../../src/supervisor/leadership.js';
 import type { ServiceStatus } from '../../src/supervisor/service.js';
@@ -162,14 +163,8 @@ export async function startConsoleServer(opts: { es?: FakeConsoleEs; esUrl?: str
 
 // ---- a fake Elasticsearch for the console's searches ----------------------------------
 
-interface LogDoc {
-  id: string;
-  time: number;
-  member: string;
-  service: string;
-  level: string;
-  message: string;
-}
+/** A shipped log line as the console's log search returns it. */
+type LogDoc = LogLine;
 
 export class FakeConsoleEs {
   url = '';
