@@ -6,7 +6,14 @@
  * node; per trial a kill -9 of every process of the leader's node
  * (PostgreSQL, its etcd member, hasup: the node "loses power").
  *
- *   npm run bench:failover -- --trials 5 --json [--sync] [--kill-etcd-leader] [--etcd-timeouts 100/1000]
+ *   npm run bench:failover -- --trials 5 --json [--sync] [--kill-etcd-leader] [--etcd-timeouts 100/1000] [--via-vip]
+ *
+ * --via-vip: the cluster also has the leader VIP ([cluster] vip, docs/vip.md)
+ * and a writer goes through it beside the one through HAProxy; the killed
+ * node's link goes down with it (a dead machine stops answering ARP for the
+ * VIP), for both paths. vip_failover_ms: from the kill to the first write
+ * acknowledged through the VIP by the new leader, in the same trials as
+ * failover_ms (HAProxy's).
  *
  * failover_ms: from the kill to the first write acknowledged through HAProxy
  * by the new leader. lost_acked_writes: acknowledged ids missing from the
@@ -35,6 +42,7 @@ const { values } = parseArgs({
     json: { type: 'boolean', default: false },
     'kill-etcd-leader': { type: 'boolean', default: false },
     'etcd-timeouts': { type: 'string' },
+    'via-vip': { type: 'boolean', default: false },
   },
 });
 const trials = Number(values.trials);
@@ -80,6 +88,8 @@ interface Trial {
   promoted_ms: number | null;
   primary_ms: number;
   failover_ms: number;
+  /** --via-vip: the first write through the VIP on the new leader. */
+  vip_failover_ms?: number;
   acked_writes: number;
   lost_acked_writes: number;
   split_brain_overlaps: number;
@@ -93,6 +103,8 @@ async function main(): Promise<void> {
   const loadAtStart = load1();
   // Without --sync the cluster is asynchronous on purpose (the default, "auto", is synchronous with three members).
   const ha = await HaCluster.create({ nodes: 3, etcd: etcdTimeouts(values['etcd-timeouts']), ha: values.sync ? [] : ['synchronous_mode = false'] });
+  const viaVip = values['via-vip'];
+  if (viaVip) ha.enableVip();
   const results: Trial[] = [];
   try {
     for (const i of [1, 2, 3]) ha.startNode(i);
@@ -112,15 +124,17 @@ async function main(): Promise<void> {
       leader = await ha.whole();
       if (values.sync) await eventually(async () => (await ha.view(leader)).sync_members.length === 2, 30_000, 'both followers synchronous again');
       const w = new WriteChecker({ user: 'hasup', password: ha.secrets.postgresql.superuser_password, intervalMs: 20, timeoutMs: 1500 });
-      w.start([ha.haproxyTarget, ...[1, 2, 3].map((i) => ha.nodeTarget(i))]);
+      w.start([ha.haproxyTarget, ...(viaVip ? [ha.vipTarget] : []), ...[1, 2, 3].map((i) => ha.nodeTarget(i))]);
       await sleep(2000 + Math.random() * 1000);
       if (values['kill-etcd-leader']) await ha.moveEtcdLeader(leader);
       const etcdLeader = (await ha.etcdLeader()) ?? null;
       const killed = Date.now();
-      await ha.killNode(leader);
+      if (viaVip) await ha.powerOff(leader);
+      else await ha.killNode(leader);
       const next = await ha.soleLeader(60_000, leader);
       const primaryMs = Date.now() - killed;
       const first = await eventually(async () => w.firstAckAfter(killed, 'haproxy', ha.address(next)), 30_000, 'a write on the new leader');
+      const firstVip = viaVip ? await eventually(async () => w.firstAckAfter(killed, 'vip', ha.address(next)), 30_000, 'a write through the VIP on the new leader') : undefined;
       await sleep(1000);
       await w.stop();
       const missing = await w.missing(ha.nodeTarget(next));
@@ -140,14 +154,17 @@ async function main(): Promise<void> {
         promoted_ms: after((e) => e.event === 'ha_promoted'),
         primary_ms: primaryMs,
         failover_ms: first.value.ackedAt - killed,
+        ...(firstVip ? { vip_failover_ms: firstVip.value.ackedAt - killed } : {}),
         acked_writes: w.acks.length,
         lost_acked_writes: missing.length,
         split_brain_overlaps: w.overlaps().length,
         load1: load1(),
       };
       results.push(trial);
+      if (viaVip) ha.powerOn(leader);
       progress(
         `trial ${t}: node ${leader} killed (etcd raft leader: node ${etcdLeader ?? '?'}), node ${next} took writes after ${trial.failover_ms} ms ` +
+          (viaVip ? `(through the VIP ${trial.vip_failover_ms} ms) ` : '') +
           `(no leader ${trial.no_leader_ms}, elected ${trial.elected_ms}, promoted ${trial.promoted_ms}, /primary ${trial.primary_ms}); ` +
           `${trial.acked_writes} acknowledged, ${trial.lost_acked_writes} lost, ${trial.split_brain_overlaps} overlaps; load ${trial.load1}`,
       );
@@ -170,6 +187,7 @@ async function main(): Promise<void> {
     failover_ms: failovers,
     failover_ms_median: median(failovers),
     failover_ms_max: Math.max(...failovers),
+    ...(viaVip ? vipFigures(results) : {}),
     acked_writes: sum((r) => r.acked_writes),
     lost_acked_writes: sum((r) => r.lost_acked_writes),
     split_brain_overlaps: sum((r) => r.split_brain_overlaps),
@@ -179,6 +197,12 @@ async function main(): Promise<void> {
     load1_at_end: load1(),
   };
   console.log(values.json ? JSON.stringify(result) : result);
+}
+
+/** The failover figures through the VIP, beside HAProxy's from the same trials. */
+function vipFigures(results: Trial[]): Record<string, unknown> {
+  const vip = results.map((r) => r.vip_failover_ms!);
+  return { via_vip: true, vip_failover_ms: vip, vip_failover_ms_median: median(vip), vip_failover_ms_max: Math.max(...vip) };
 }
 
 main().catch((err: unknown) => {

@@ -9,7 +9,7 @@
  * /primary on every member.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { appendFileSync, chownSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { appendFileSync, chownSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, afterEach } from 'node:test';
@@ -90,6 +90,8 @@ export function hasupIn(node: ClusterNode, args: string[]): ReturnType<typeof ru
 export class HaCluster {
   haproxy?: ChildProcess;
   haproxyPort = 0;
+  /** The leader VIP, once enableVip() set it. */
+  vip: string | undefined;
 
   private constructor(
     readonly cluster: NetnsCluster,
@@ -195,6 +197,45 @@ export class HaCluster {
     writeFileSync(file, gen.stdout);
     this.haproxy = spawn('haproxy', ['-db', '-f', file], { stdio: ['ignore', 'ignore', 'ignore'] });
     this.cluster.adoptHostProcess(this.haproxy);
+  }
+
+  /**
+   * Gives every node's hasup.toml the leader VIP (docs/vip.md): address .100
+   * of the bridge's /24 on each node's eth0. Before the nodes start. Returns
+   * the VIP (no prefix).
+   */
+  enableVip(): string {
+    const vip = `${this.cluster.hostAddress.split('.').slice(0, 3).join('.')}.100`;
+    for (const n of this.cluster.nodes) {
+      // The [cluster] table cluster create/join wrote gets the VIP (a second [cluster] table would be a TOML error).
+      const file = this.configFile(n.index);
+      writeFileSync(file, readFileSync(file, 'utf8').replace(/^\[cluster\]\n/m, `[cluster]\nvip = "${vip}/24"\nvip_interface = "eth0"\n`));
+    }
+    this.vip = vip;
+    return vip;
+  }
+
+  /** Writes through the leader VIP (after enableVip), with TLS as through HAProxy (no member certificate names the VIP). */
+  get vipTarget(): WriteTarget {
+    if (this.vip === undefined) throw new Error('enableVip() first');
+    return { name: 'vip', host: this.vip, port: PG_PORT, ...(this.secrets.tls ? { ca: this.secrets.tls.ca_cert, verifyHost: false } : {}) };
+  }
+
+  /**
+   * Node i "loses power": every process killed, then its link taken down, as
+   * a dead machine's goes (the namespace's kernel would otherwise go on
+   * answering ARP for an address left on eth0, the VIP among them).
+   */
+  async powerOff(i: number): Promise<void> {
+    await this.killNode(i);
+    spawnSync('ip', ['-n', this.cluster.node(i).namespace, 'link', 'set', 'eth0', 'down']);
+  }
+
+  /** Node i back on after powerOff: its link up, without the addresses a reboot would not keep (the VIP). */
+  powerOn(i: number): void {
+    const ns = this.cluster.node(i).namespace;
+    if (this.vip !== undefined) spawnSync('ip', ['-n', ns, 'addr', 'del', `${this.vip}/24`, 'dev', 'eth0']);
+    spawnSync('ip', ['-n', ns, 'link', 'set', 'eth0', 'up']);
   }
 
   get haproxyTarget(): WriteTarget {
