@@ -12,6 +12,7 @@ import { DEFAULT_CLUSTER_NAME, generateSecrets, loadSecretsFile, writeSecretsFil
 import { DEFAULT_STATE_DIR, StateDir } from '../supervisor/state-dir.js';
 import { ApiClient } from './api-client.js';
 import { registerClusterRoleCommands } from './cluster-role.js';
+import { registerClusterSettingCommands } from './cluster-settings.js';
 import { allowedCidrs, DEFAULT_PREFIX, renderNodeConfig } from './node-config-template.js';
 
 /**
@@ -119,10 +120,11 @@ The first 3 (or 5) members to run become etcd voting members, later ones etcd cl
     });
 
   registerClusterRoleCommands(cluster);
+  registerClusterSettingCommands(cluster);
 
   program
     .command('depart <member>')
-    .description('permanently remove a dead member (by id or address): from the ring, and from etcd\'s voting members so a new member can take its place')
+    .description('permanently remove a stopped or dead member (by id or address): from etcd\'s voting members (an etcd client takes its seat) and the ring; refused when etcd would lose its quorum or the database its last member')
     .option('--state-dir <dir>', 'state directory of the local member', process.env.HASUP_STATE_DIR ?? DEFAULT_STATE_DIR)
     .option('--api <url>', 'HTTP API of the member (default: recorded in STATE_DIR/api.json)')
     .option('--secrets <file>', 'cluster secrets file holding the API token (default: recorded by the daemon)')
@@ -130,7 +132,10 @@ The first 3 (or 5) members to run become etcd voting members, later ones etcd cl
       const api = ApiClient.fromStateDir(flags.stateDir, { url: flags.api, secrets: flags.secrets });
       const id = await memberIdOf(api, target);
       const answer = await api.request<{ member: string; etcd: RemovedVoter }>('POST', `/members/${id}/depart`);
-      const etcd = answer.etcd.was_voter ? `removed from etcd's voting members (etcd member ${answer.etcd.etcd_member_id})` : `it was not an etcd voter${answer.etcd.note ? ` (${answer.etcd.note})` : ''}`;
+      const e = answer.etcd;
+      const etcd = e.was_voter
+        ? `removed from etcd's voting members (etcd member ${e.etcd_member_id}${e.voters_left === undefined ? '' : `, ${e.voters_left} voters left`})${e.promotes ? `; etcd client ${e.promotes} takes the seat` : ''}${e.note ? `; ${e.note}` : ''}`
+        : `it was not an etcd voter${e.note ? ` (${e.note})` : ''}`;
       console.log(`member ${answer.member} departed; ${etcd}`);
     });
 }

@@ -15,6 +15,8 @@ import type { CensusSource } from '../../supervisor/rumors/service-members.js';
 import { ETCD_SERVICE, etcdVoters, type EtcdVoterEndpoint } from './endpoints.js';
 import { EtcdClient, endpointHost, hexId, type EtcdMember } from './client.js';
 import { readDecision, writeDecision, type EtcdDecision, type EtcdVoterDecision } from './formation-file.js';
+import { nextRumorVersion } from '../../supervisor/rumors/key.js';
+import { decideSeat, etcdClients, etcdRoleRumor, parseStoredVoters, voterRemovalRefusal, votersKey, type EtcdRole } from './seats.js';
 
 /**
  * etcd formed by the supervisors from the gossip census. The member where
@@ -96,8 +98,14 @@ export function checkVoterCount(n: number): number {
   return n;
 }
 
+/** How often an etcd client looks for a free voter seat (with up to half of it as jitter). */
+export const SEAT_CHECK_MS = 5000;
+
+/** A depart that would be unsafe for etcd: the route answers 409 with the reason. */
+export class DepartRefused extends Error {}
+
 export interface EtcdMembershipDeps {
-  ring: CensusSource & Pick<Memberlist, 'member'>;
+  ring: CensusSource & Pick<Memberlist, 'member' | 'publish'>;
   supervisor: Pick<Supervisor, 'get' | 'load'>;
   stateDir: StateDir;
   memberId: string;
@@ -115,6 +123,8 @@ export interface EtcdMembershipDeps {
   userLayer: TomlTable;
   log: Logger;
   random?: () => number;
+  /** ms since the epoch (tests inject one). */
+  now?: () => number;
 }
 
 export interface EtcdMembershipStatus {
@@ -124,6 +134,12 @@ export interface EtcdMembershipStatus {
   /** joining: not decided yet. null when formation is off. */
   role: 'voter' | 'client' | 'joining' | null;
   voters_wanted: number;
+  /** cluster: set with `hasup cluster set etcd_voters` (kept in etcd); config: this member's hasup.toml / secrets (until it has read etcd, or nobody set it). */
+  voters_wanted_source?: 'cluster' | 'config';
+  /** Alive etcd clients, in the order they take a free voter seat. */
+  clients?: string[];
+  /** A client's last look for a free seat. */
+  seat?: string | null;
   attempts: number;
   last_error: string | null;
   /** Voters in the census, healthy first. */
@@ -134,7 +150,19 @@ export interface RemovedVoter {
   was_voter: boolean;
   /** etcd's id of the removed member (hex, as etcdctl prints it). */
   etcd_member_id?: string;
+  /** Voting members etcd has after the removal. */
+  voters_left?: number;
+  /** The etcd client that takes the freed seat (the first in line), when there is one and a seat is wanted. */
+  promotes?: string;
   note?: string;
+}
+
+export interface VotersSet {
+  voters: number;
+  previous: number;
+  /** etcd's members now. */
+  members: number;
+  note: string;
 }
 
 export class EtcdMembership {
@@ -147,6 +175,11 @@ export class EtcdMembership {
   private wake?: () => void;
   private timer?: NodeJS.Timeout;
   private readonly log: Logger;
+  private readonly now: () => number;
+  /** The cluster's count, once read from etcd. */
+  private clusterVoters: number | undefined;
+  private seat: string | null = null;
+  private roleVersion = 0;
 
   constructor(private readonly deps: EtcdMembershipDeps) {
     checkVoterCount(deps.voters);
@@ -154,6 +187,7 @@ export class EtcdMembership {
     if (this.cluster) assertSameCluster(this.cluster, deps.secrets.cluster_id, deps.stateDir.root, deps.secretsFile);
     this.serviceRoot = deps.stateDir.path('svc', ETCD_SERVICE);
     this.log = deps.log.child({ component: 'etcd-membership' });
+    this.now = deps.now ?? Date.now;
   }
 
   /** Formation decides whether this member runs etcd (so etcd is not started from services.load). */
@@ -181,7 +215,10 @@ export class EtcdMembership {
       forming: this.forming,
       founder: this.cluster?.founder ?? false,
       role: !this.forming ? null : (this.decision?.role ?? 'joining'),
-      voters_wanted: this.deps.voters,
+      voters_wanted: this.clusterVoters ?? this.deps.voters,
+      voters_wanted_source: this.clusterVoters === undefined ? 'config' : 'cluster',
+      clients: etcdClients(this.deps.ring),
+      seat: this.seat,
       attempts: this.attempts,
       last_error: this.lastError,
       voters: etcdVoters(this.deps.ring, etcdScheme(!!this.deps.tls)).map((v) => ({ member: v.member, member_state: v.memberState, client_url: v.clientUrl, peer_url: v.peerUrl, healthy: v.healthy })),
@@ -195,18 +232,52 @@ export class EtcdMembership {
    */
   async removeVoter(memberId: string): Promise<RemovedVoter> {
     const view = this.deps.ring.member(memberId);
-    const urls = etcdVoters(this.deps.ring, etcdScheme(!!this.deps.tls))
-      .filter((v) => v.member !== memberId)
-      .map((v) => v.clientUrl);
+    const voters = etcdVoters(this.deps.ring, etcdScheme(!!this.deps.tls));
+    const urls = voters.filter((v) => v.member !== memberId).map((v) => v.clientUrl);
     if (urls.length === 0) return { was_voter: false, note: 'no etcd voter in the census' };
     const etcd = etcdAt(urls, this.deps.tls);
     const members = await etcd.memberList();
     const target = members.find((m) => m.name === memberId) ?? (view ? members.find((m) => m.peerUrls.some((u) => endpointHost(u) === view.addr)) : undefined);
     if (!target) return { was_voter: false };
-    await etcd.memberRemove(target.id);
+    const healthy = new Set(voters.filter((v) => v.healthy && v.member !== memberId).map((v) => v.member));
+    const refusal = voterRemovalRefusal(members, target.id, healthy);
+    if (refusal) throw new DepartRefused(refusal);
+    const wanted = await this.wantedVoters(etcd);
+    const left = await etcd.memberRemove(target.id);
     const hex = hexId(target.id) ?? target.id;
-    this.log.warn({ event: 'etcd_member_removed', peer: memberId, etcd_member_id: hex }, `removed departed member ${memberId} (etcd member ${hex}) from etcd`);
-    return { was_voter: true, etcd_member_id: hex };
+    const promotes = left.length < wanted ? etcdClients(this.deps.ring).find((c) => c !== memberId) : undefined;
+    this.log.warn(
+      { event: 'etcd_member_removed', peer: memberId, etcd_member_id: hex, voters_left: left.length, promotes: promotes ?? null },
+      `removed departed member ${memberId} (etcd member ${hex}) from etcd; ${left.length} voters left${promotes ? `, client ${promotes} takes the seat` : ''}`,
+    );
+    const note =
+      left.length >= wanted ? undefined : promotes ? undefined : `no etcd client to promote: etcd runs with ${left.length} voters until a member joins (or a client appears)`;
+    return { was_voter: true, etcd_member_id: hex, voters_left: left.length, ...(promotes ? { promotes } : {}), ...(note ? { note } : {}) };
+  }
+
+  /**
+   * `hasup cluster set etcd_voters N`: the cluster's wanted voter count,
+   * kept in etcd. Raising it lets clients (and the next joiners) take the
+   * new seats; lowering it demotes nobody: voters above it leave only when
+   * departed.
+   */
+  async setVoters(n: number): Promise<VotersSet> {
+    checkVoterCount(n);
+    const urls = etcdVoters(this.deps.ring, etcdScheme(!!this.deps.tls)).map((v) => v.clientUrl);
+    if (urls.length === 0) throw new Error('no etcd voter in the census');
+    const etcd = etcdAt(urls, this.deps.tls);
+    const previous = await this.wantedVoters(etcd);
+    const members = (await etcd.memberList()).length;
+    await etcd.put(votersKey(this.scope()), String(n));
+    this.clusterVoters = n;
+    const clients = etcdClients(this.deps.ring);
+    let note: string;
+    if (members > n) note = `etcd has ${members} voters; nobody is demoted: voters above ${n} leave only when departed`;
+    else if (members === n) note = `etcd has its ${n} voters`;
+    else if (clients.length > 0) note = `${Math.min(n - members, clients.length)} etcd client(s) take the free seats (${clients.slice(0, n - members).join(', ')}); the next members to join take the rest`;
+    else note = `the next ${n - members} member(s) to join become voters`;
+    this.log.warn({ event: 'etcd_voters_set', voters: n, previous, members }, `etcd voters wanted: ${n} (was ${previous}); ${note}`);
+    return { voters: n, previous, members, note };
   }
 
   // ---- internals --------------------------------------------------------------
@@ -216,7 +287,7 @@ export class EtcdMembership {
     let decision = readDecision(this.serviceRoot);
     if (decision) this.log.info({ event: 'etcd_role', role: decision.role, recalled: true }, `etcd role: ${decision.role} (decided earlier)`);
     if (!decision && this.cluster!.founder) {
-      decision = { role: 'voter', state: 'new', token: this.token(), members: [{ name: this.deps.memberId, peer_urls: [selfPeerUrl] }], decided_at: Date.now() };
+      decision = { role: 'voter', state: 'new', token: this.token(), members: [{ name: this.deps.memberId, peer_urls: [selfPeerUrl] }], decided_at: this.now() };
       writeDecision(this.serviceRoot, decision);
       this.log.info({ event: 'etcd_role', role: 'voter', founder: true }, 'etcd role: voter, founding a new etcd cluster');
     }
@@ -232,9 +303,89 @@ export class EtcdMembership {
       await this.sleep(delay);
     }
     if (!decision || this.stopped) return;
+    this.decided(decision);
+    if (decision.role === 'voter') {
+      if (!this.deps.supervisor.get(ETCD_SERVICE)) await this.deps.supervisor.load(ETCD_SERVICE);
+      return;
+    }
+    await this.watchSeats(selfPeerUrl);
+  }
+
+  private decided(decision: EtcdDecision): void {
     this.decision = decision;
     this.lastError = null;
-    if (decision.role === 'voter' && !this.deps.supervisor.get(ETCD_SERVICE)) await this.deps.supervisor.load(ETCD_SERVICE);
+    this.publishRole(decision.role);
+  }
+
+  /** Tells the ring whether this member is an etcd voter or client (the order of promotion reads it). */
+  private publishRole(role: EtcdRole): void {
+    this.roleVersion = nextRumorVersion(this.roleVersion, this.now());
+    this.deps.ring.publish(etcdRoleRumor(this.deps.memberId, role, this.now(), this.roleVersion));
+  }
+
+  /**
+   * An etcd client looks for a free voter seat every SEAT_CHECK_MS (seats.ts
+   * decideSeat) and takes it: adds itself, then starts etcd as a member of
+   * the running cluster, as a joiner does.
+   */
+  private async watchSeats(selfPeerUrl: string): Promise<void> {
+    let freeSince: number | undefined;
+    while (!this.stopped) {
+      await this.sleep(SEAT_CHECK_MS * (1 + 0.5 * (this.deps.random ?? Math.random)()));
+      if (this.stopped) return;
+      // The role is published again now and then: a rumor from before a restart of the ring may have aged out.
+      this.publishRole('client');
+      try {
+        const urls = etcdVoters(this.deps.ring, etcdScheme(!!this.deps.tls)).map((v) => v.clientUrl);
+        if (urls.length === 0) {
+          this.seat = 'no etcd voter in the census';
+          continue;
+        }
+        const etcd = etcdAt(urls, this.deps.tls);
+        const wanted = await this.wantedVoters(etcd);
+        const members = await etcd.memberList();
+        const free = members.length < wanted;
+        if (!free) freeSince = undefined;
+        else freeSince ??= this.now();
+        let step = decideSeat({ members, selfPeerUrl, wanted, clients: etcdClients(this.deps.ring), selfId: this.deps.memberId, freeForMs: free ? this.now() - freeSince! : 0 });
+        if (step.kind === 'wait') {
+          this.seat = step.reason;
+          continue;
+        }
+        if (step.kind === 'add') {
+          this.log.info({ event: 'etcd_promote', voters: members.length, wanted }, `etcd has ${members.length} of ${wanted} voters: this client takes a seat`);
+          const added = await etcd.memberAdd(selfPeerUrl);
+          const after = decideJoin(added.members, selfPeerUrl, wanted);
+          if (after.kind === 'withdraw') {
+            await etcd.memberRemove(after.id);
+            this.seat = 'withdrew: another member took the seat at the same time';
+            continue;
+          }
+          step = { kind: 'start', members: added.members };
+        }
+        const decision: EtcdVoterDecision = { role: 'voter', state: 'existing', token: this.token(), members: initialMembers(step.members, this.deps.memberId, selfPeerUrl), decided_at: this.now() };
+        writeDecision(this.serviceRoot, decision);
+        this.log.warn({ event: 'etcd_role', role: 'voter', promoted: true, members: step.members.length }, `etcd role: voter (promoted from client), joining an etcd cluster of ${step.members.length}`);
+        this.seat = null;
+        this.decided(decision);
+        if (!this.deps.supervisor.get(ETCD_SERVICE)) await this.deps.supervisor.load(ETCD_SERVICE);
+        return;
+      } catch (err) {
+        this.seat = `could not look at etcd: ${(err as Error).message}`;
+      }
+    }
+  }
+
+  /** The cluster's wanted voter count: etcd's key when set (cluster set etcd_voters), else this member's config. */
+  private async wantedVoters(etcd: EtcdClient): Promise<number> {
+    const stored = parseStoredVoters((await etcd.get(votersKey(this.scope())))?.value);
+    this.clusterVoters = stored;
+    return stored ?? this.deps.voters;
+  }
+
+  /** The etcd key prefix every member shares (the daemon's HA scope). */
+  private scope(): string {
+    return this.deps.secrets.cluster_id ?? this.deps.secrets.cluster_name ?? 'hasup';
   }
 
   /** One look at the cluster: returns the decision, or undefined to look again later. */
@@ -247,28 +398,29 @@ export class EtcdMembership {
       return undefined;
     }
     const etcd = etcdAt(urls, this.deps.tls);
-    let step = decideJoin(await etcd.memberList(), selfPeerUrl, this.deps.voters);
+    const wanted = await this.wantedVoters(etcd);
+    let step = decideJoin(await etcd.memberList(), selfPeerUrl, wanted);
     if (step.kind === 'add') {
       const { members } = await etcd.memberAdd(selfPeerUrl);
       this.log.info({ event: 'etcd_member_added', members: members.length }, `added to etcd (${members.length} members now)`);
-      step = decideJoin(members, selfPeerUrl, this.deps.voters);
+      step = decideJoin(members, selfPeerUrl, wanted);
     }
     switch (step.kind) {
       case 'start': {
-        const decision: EtcdDecision = { role: 'voter', state: 'existing', token: this.token(), members: initialMembers(step.members, this.deps.memberId, selfPeerUrl), decided_at: Date.now() };
+        const decision: EtcdDecision = { role: 'voter', state: 'existing', token: this.token(), members: initialMembers(step.members, this.deps.memberId, selfPeerUrl), decided_at: this.now() };
         writeDecision(this.serviceRoot, decision);
         this.log.info({ event: 'etcd_role', role: 'voter', members: step.members.length }, `etcd role: voter, joining an etcd cluster of ${step.members.length}`);
         return decision;
       }
       case 'client': {
-        const decision: EtcdDecision = { role: 'client', decided_at: Date.now() };
+        const decision: EtcdDecision = { role: 'client', decided_at: this.now() };
         writeDecision(this.serviceRoot, decision);
-        this.log.info({ event: 'etcd_role', role: 'client', voters: this.deps.voters }, `etcd role: client (the cluster has its ${this.deps.voters} voters)`);
+        this.log.info({ event: 'etcd_role', role: 'client', voters: wanted }, `etcd role: client (the cluster has its ${wanted} voters)`);
         return decision;
       }
       case 'withdraw':
         await etcd.memberRemove(step.id);
-        this.lastError = `withdrew from etcd: another member was added at the same time and the cluster has its ${this.deps.voters} voters`;
+        this.lastError = `withdrew from etcd: another member was added at the same time and the cluster has its ${wanted} voters`;
         this.log.info({ event: 'etcd_member_withdrawn', etcd_member_id: hexId(step.id) ?? step.id }, this.lastError);
         return undefined;
       case 'add':
