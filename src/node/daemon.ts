@@ -11,6 +11,7 @@ import type { SearchSnapshots } from '../plugins/backup/search-snapshots.js';
 import { SnapshotJobs } from '../plugins/backup/snapshot-jobs.js';
 import { searchSnapshotsFrom } from './search-snapshots.js';
 import { driverFor } from './drivers.js';
+import { elasticsearchConfigHere, MemberEsAccess } from '../plugins/elasticsearch/access.js';
 import { ElasticsearchMembership } from '../plugins/elasticsearch/membership.js';
 import { etcdClientUrls } from '../plugins/etcd/endpoints.js';
 import { etcdClientTls, etcdScheme } from '../plugins/etcd/tls.js';
@@ -109,6 +110,8 @@ export class Daemon {
   private snapshots?: SnapshotJobs;
   /** One Elasticsearch cluster from the census (members of a cluster; a member on its own has a cluster of one). */
   private esMembership?: ElasticsearchMembership;
+  /** How this member's clients reach Elasticsearch: scheme, CA and users (plugins/elasticsearch/access.ts). */
+  private esAccess?: MemberEsAccess;
   /** The leader VIP, when configured: on this member while it leads PostgreSQL (docs/vip.md). */
   private vip?: LeaderVip;
   private servicePorts?: ServicePorts;
@@ -252,7 +255,13 @@ export class Daemon {
     // The slot record is the cluster's (etcd) where there is a cluster; a member on its own is its only leader.
     const slotClaims: SlotClaims = this.ha ? new EtcdSlotClaims(this.ha.etcd, `/hasup/${scope}/backup/${opts.services.group}/slots/`) : new MemorySlotClaims();
     // Elasticsearch snapshots from this member's Elasticsearch config: a backup set's other side.
-    const search = searchSnapshotsFrom({ context: () => supervisor.get('elasticsearch')?.driverContext(), peers: () => elasticsearchPeerUrls(ring) });
+    const esAccess = new MemberEsAccess({
+      config: () => elasticsearchConfigHere(supervisor.get('elasticsearch')?.config(), opts.services.userLayers.elasticsearch),
+      secrets,
+      caFile: () => (this.tls.on ? this.tls.files.ca : undefined),
+    });
+    this.esAccess = esAccess;
+    const search = searchSnapshotsFrom({ context: () => supervisor.get('elasticsearch')?.driverContext(), peers: () => elasticsearchPeerUrls(ring, esAccess.scheme()) });
     this.backup = this.startBackups(ring, supervisor, leadership, slotClaims, search);
     this.snapshots = new SnapshotJobs({ memberId: this.memberId, search, clusterRestore: () => this.ha?.operations.view().restore ?? null, log: this.log });
 
@@ -266,7 +275,8 @@ export class Daemon {
         token: secrets.api_token,
         viewerToken: secrets.viewer_token,
         secretsFile,
-        elasticsearchUrls: () => this.shipping?.urls() ?? (this.ring ? elasticsearchPeerUrls(this.ring) : []),
+        elasticsearchUrls: () => this.shipping?.urls() ?? (this.ring ? elasticsearchPeerUrls(this.ring, esAccess.scheme()) : []),
+        elasticsearchAccess: () => esAccess.as('reader'),
         metricsRegistries: [this.hostMetrics.registry],
         ha: this.ha?.operations,
         backup: this.backup,
@@ -365,7 +375,11 @@ export class Daemon {
   private tlsReport(): TlsReport {
     const services = (this.supervisor?.list() ?? []).map((s) => ({ name: s.name, certFile: serviceTlsFiles(this.state.path('svc', s.name)).cert }));
     const clearText: string[] = [];
-    if (this.tls.on && services.some((s) => s.name === 'elasticsearch')) clearText.push('Elasticsearch (transport and HTTP, and the shipping into it): not yet encrypted by hasup');
+    if (this.tls.on && this.esAccess?.scheme() !== 'https') {
+      const local = services.some((s) => s.name === 'elasticsearch');
+      if (local) clearText.push('Elasticsearch (transport and HTTP, and the shipping into it): [service.elasticsearch] security is off');
+      else if (this.shipping) clearText.push('shipping into Elasticsearch: [service.elasticsearch] security is off');
+    }
     return tlsReport(this.tls, { services: this.tls.on ? services : [], clearText, now: new Date() });
   }
 
@@ -470,7 +484,8 @@ export class Daemon {
       secrets,
       role: () => leadership.state().role,
       onSample: (sample) => this.hostMetrics.update(sample),
-      peers: () => (this.ring ? elasticsearchPeerUrls(this.ring) : []),
+      peers: () => (this.ring ? elasticsearchPeerUrls(this.ring, this.esAccess?.scheme()) : []),
+      ...(this.esAccess ? { esAccess: this.esAccess } : {}),
     });
     this.earlyLines.release(this.shipping.sink);
     this.serviceLines.add(this.shipping.sink);

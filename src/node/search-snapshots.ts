@@ -1,5 +1,5 @@
 import type { SearchSnapshots } from '../plugins/backup/search-snapshots.js';
-import { elasticsearchUrl } from '../plugins/elasticsearch/driver.js';
+import { driverAccess, elasticsearchUrl } from '../plugins/elasticsearch/driver.js';
 import { checkSnapshotSettings, snapshotSettingsFrom, snapshotsEnabled, type SnapshotSettings } from '../plugins/elasticsearch/snapshot-settings.js';
 import { assertSucceeded, EsSnapshots, esRequestOver } from '../plugins/elasticsearch/snapshots.js';
 import { dayOfIndex, STREAMS } from '../plugins/shipper/indices.js';
@@ -30,7 +30,7 @@ export function searchSnapshotsFrom(source: SearchSnapshotsSource): () => Search
     if (cache?.cfg !== ctx.cfg) {
       const settings = snapshotSettingsFrom(ctx.cfg);
       const on = snapshotsEnabled(settings) && checkSnapshotSettings(settings) === undefined;
-      cache = { cfg: ctx.cfg, value: on ? adapt(new EsSnapshots({ request: esRequestOver(() => [elasticsearchUrl(ctx), ...source.peers()]), repoPath: settings.repoPath }), settings) : undefined };
+      cache = { cfg: ctx.cfg, value: on ? adapt(new EsSnapshots({ request: esRequestOver(() => [elasticsearchUrl(ctx), ...source.peers()], 30_000, () => driverAccess(ctx, 'admin')), repoPath: settings.repoPath }), settings) : undefined };
     }
     return cache.value;
   };

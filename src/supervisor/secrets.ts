@@ -49,6 +49,15 @@ export interface ClusterSecrets {
    * clear text until `hasup cert init-ca` adds one.
    */
   tls?: { ca_cert: string; ca_key: string };
+  /**
+   * Passwords of hasup's own Elasticsearch users (file realm, written by the
+   * Elasticsearch driver when [service.elasticsearch] security is on; see
+   * docs/elasticsearch.md, "Security"). Files written before them lack
+   * this: each password is then derived from api_token and cluster_id
+   * (plugins/elasticsearch/users.ts), the same on every member, with
+   * nothing to add by hand.
+   */
+  elasticsearch?: { admin_password: string; shipper_password: string; reader_password: string };
 }
 
 const token = () => randomBytes(24).toString('base64url');
@@ -70,6 +79,7 @@ export function generateSecrets(opts: { name?: string; ringKey?: boolean; etcdVo
     postgresql: { superuser_password: token(), replication_password: token() },
     // 48 random bytes, as pgBackRest's documentation suggests; base64url has no character its config format treats specially.
     backup: { repo_cipher_pass: randomBytes(48).toString('base64url') },
+    elasticsearch: { admin_password: token(), shipper_password: token(), reader_password: token() },
   };
 }
 
@@ -120,6 +130,13 @@ export function checkSecrets(data: unknown, file: string): ClusterSecrets {
     const pass = (s.backup as { repo_cipher_pass?: unknown } | null)?.repo_cipher_pass;
     if (typeof pass !== 'string' || pass.length < 16 || /[\n\r\0]/.test(pass)) {
       throw new Error(`${file}: backup.repo_cipher_pass must be a string of at least 16 characters on one line`);
+    }
+  }
+  if (s.elasticsearch !== undefined) {
+    const es = (s.elasticsearch ?? {}) as Record<string, unknown>;
+    for (const field of ['admin_password', 'shipper_password', 'reader_password']) {
+      const v = es[field];
+      if (typeof v !== 'string' || v.length < 16 || /[\n\r\0]/.test(v)) throw new Error(`${file}: elasticsearch.${field} must be a string of at least 16 characters on one line`);
     }
   }
   if (s.tls !== undefined) {

@@ -3,13 +3,16 @@ import { chown, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { formatHostPort } from '../../gossip/index.js';
 import type { DriverContext, HealthResult, ServiceDriver, ServicePaths } from '../../supervisor/driver.js';
+import { installServiceTls } from '../../supervisor/pki/service-copy.js';
 import { httpJson } from '../http-json.js';
 import { assertReachable, ensureOwnedDir, isFile, prepareServiceDirs } from '../service-dirs.js';
+import { esAccess, esRequestExtras, esScheme, securityOn, type EsAccess, type EsUser } from './access.js';
 import { initialMasterNodes, type ClusterRole } from './bootstrap.js';
 import { interpretClusterHealth, type ClusterHealthAnswer } from './cluster-health.js';
 import { launcherScript, launchProblem, resolveLaunch, type LaunchEnvironment } from './launch.js';
 import { seedHostsContent, writeSeedHostsFile } from './seed-hosts.js';
-import { bindHost, elasticsearchSettings, transportAddress, type ElasticsearchNode } from './settings.js';
+import { bindHost, elasticsearchSettings, ES_TLS_DIR, transportAddress, type ElasticsearchNode } from './settings.js';
+import { esPasswordSource, writeSecurityFiles } from './users.js';
 
 export type { ElasticsearchNode };
 
@@ -51,10 +54,15 @@ export function tmpDir(paths: ServicePaths): string {
   return join(paths.root, 'tmp');
 }
 
-/** The base URL of this member's Elasticsearch HTTP API. */
+/** The base URL of this member's Elasticsearch HTTP API (https when security is on). */
 export function elasticsearchUrl(ctx: Pick<DriverContext, 'cfg' | 'ip'>): string {
   const host = bindHost(ctx.cfg, ctx.ip);
-  return `http://${formatHostPort(host, String(ctx.cfg.http_port))}`;
+  return `${esScheme(ctx.cfg)}://${formatHostPort(host, String(ctx.cfg.http_port))}`;
+}
+
+/** How this member's clients reach its Elasticsearch as `user`, from the service's context (access.ts). */
+export function driverAccess(ctx: Pick<DriverContext, 'cfg' | 'secrets' | 'tls'>, user: EsUser): EsAccess {
+  return esAccess({ cfg: ctx.cfg, secrets: ctx.secrets, caFile: ctx.tls?.ca }, user);
 }
 
 /**
@@ -86,6 +94,7 @@ export class ElasticsearchDriver implements ServiceDriver {
         ip: ctx.ip,
         dataDir: ctx.paths.data,
         logsDir: ctx.paths.logs,
+        tls: ctx.tls !== undefined,
         discovery: cluster
           ? { kind: 'census', initialMasterNodes: initialMasterNodes({ role: cluster.role, selfName: ctx.memberId, formed, bootstrapped: existsSync(join(ctx.paths.root, BOOTSTRAPPED_MARKER)) }) }
           : { kind: 'static', nodes: this.clusterNodes(ctx), formed },
@@ -116,6 +125,11 @@ export class ElasticsearchDriver implements ServiceDriver {
     return this.lastCtx && elasticsearchUrl(this.lastCtx);
   }
 
+  /** How to reach it as `user` (the CA and user when security is on), once the service has been prepared. */
+  access(user: EsUser): EsAccess | undefined {
+    return this.lastCtx && driverAccess(this.lastCtx, user);
+  }
+
   async prepare(ctx: DriverContext): Promise<void> {
     const { paths, user } = ctx;
     const launch = resolveLaunch(ctx.cfg, this.opts.launchEnvironment);
@@ -127,9 +141,19 @@ export class ElasticsearchDriver implements ServiceDriver {
     await assertReachable(paths.config, user);
     await assertReachable(launcherScript(launch.home), user);
     for (const name of COPIED_CONFIG_FILES) await copyDistributionFile(launch.home, name, paths.config, user);
+    if (securityOn(ctx.cfg)) await this.prepareSecurity(ctx);
     this.lastCtx = ctx;
     // Before the start: the node's first discovery round already has the census's seeds.
     await this.refreshSeedHosts();
+  }
+
+  /**
+   * The member's certificate was issued anew: the copy under config/tls is
+   * brought up to date, and Elasticsearch takes it up by itself (it watches
+   * its SSL files and reloads them, within 5 s by default), no restart.
+   */
+  async reloadTls(ctx: DriverContext): Promise<void> {
+    if (securityOn(ctx.cfg) && ctx.tls) installServiceTls(ctx.tls, ctx.paths.config, ctx.user);
   }
 
   async health(ctx: DriverContext, signal: AbortSignal): Promise<HealthResult> {
@@ -137,7 +161,7 @@ export class ElasticsearchDriver implements ServiceDriver {
     const base = elasticsearchUrl(ctx);
     let answer: { status: number; json: unknown };
     try {
-      answer = await httpJson(`${base}/_cluster/health`, signal);
+      answer = await httpJson(`${base}/_cluster/health`, signal, undefined, esRequestExtras(driverAccess(ctx, 'admin')));
     } catch (err) {
       return { status: 'critical', message: signal.aborted ? `Elasticsearch at ${base} did not answer in time` : `Elasticsearch at ${base}: ${(err as Error).message}` };
     }
@@ -148,6 +172,24 @@ export class ElasticsearchDriver implements ServiceDriver {
       return { ...result, message: `${result.message} (this member joins the cluster the founder's node forms; is it running and in the census?)` };
     }
     return result;
+  }
+
+  /**
+   * Security on: the member's TLS files copied under the config dir (where
+   * Elasticsearch reads SSL files from) and hasup's users written into its
+   * file realm. Passwords never reach a log; only where they come from.
+   */
+  private async prepareSecurity(ctx: DriverContext): Promise<void> {
+    if (!ctx.tls) throw new Error('elasticsearch: security = true needs TLS, and TLS is off on this member (no cluster CA, or [tls] enabled = false; see docs/tls.md)');
+    installServiceTls(ctx.tls, ctx.paths.config, ctx.user);
+    const changed = await writeSecurityFiles(ctx.paths.config, ctx.secrets, ctx.user);
+    if (changed.length > 0) {
+      const source = esPasswordSource(ctx.secrets);
+      ctx.log.info(
+        { event: 'es_security_files', files: changed, passwords: source },
+        `Elasticsearch security: ${changed.join(', ')} written in ${ctx.paths.config} (TLS files in ${ES_TLS_DIR}/; passwords ${source === 'stored' ? 'from the secrets file' : 'derived from the cluster secrets, which predate stored Elasticsearch passwords'})`,
+      );
+    }
   }
 
   private clusterNodes(ctx: DriverContext): ElasticsearchNode[] {

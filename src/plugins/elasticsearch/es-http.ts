@@ -1,4 +1,5 @@
 import { jsonRequest, type JsonAnswer } from '../http-json.js';
+import { esRequestExtras, type EsAccess } from './access.js';
 
 /** An answer of Elasticsearch's HTTP API (one connection per request, see http-json.ts). */
 export type EsAnswer = JsonAnswer;
@@ -17,15 +18,17 @@ export function esError(answer: EsAnswer): string {
  * still starting), moves on to the next. Any other answer, even an error,
  * is returned: the cluster was reached and said no. When every node fails,
  * the last 5xx answer is returned, or an error naming each failure.
- * A `body` is sent as JSON.
+ * A `body` is sent as JSON; `access` (access.ts) gives the CA and user when
+ * security is on.
  */
-export async function firstAnswer(urls: string[], method: 'GET' | 'POST' | 'DELETE', path: string, timeoutMs: number, body?: unknown): Promise<EsAnswer & { base: string }> {
+export async function firstAnswer(urls: string[], method: 'GET' | 'POST' | 'DELETE', path: string, timeoutMs: number, body?: unknown, access?: EsAccess): Promise<EsAnswer & { base: string }> {
   if (urls.length === 0) throw new Error('no Elasticsearch node to ask (none runs here and none is in the census)');
+  const extras = esRequestExtras(access);
   const failures: string[] = [];
   let unavailable: (EsAnswer & { base: string }) | undefined;
   for (const base of urls) {
     try {
-      const answer = { ...(await jsonRequest(method, `${base}${path}`, AbortSignal.timeout(timeoutMs), body)), base };
+      const answer = { ...(await jsonRequest(method, `${base}${path}`, AbortSignal.timeout(timeoutMs), body, extras)), base };
       if (answer.status < 500) return answer;
       unavailable = answer;
     } catch (err) {

@@ -140,8 +140,9 @@ export class ElasticsearchMembership {
     const local = this.driver?.localUrl();
     // Members without an Elasticsearch node leave this to those with one.
     if (!local) return;
-    const urls = [local, ...elasticsearchPeerUrls(this.deps.ring)];
-    const nodesAnswer = await firstAnswer(urls, 'GET', '/_cat/nodes?format=json&h=id,name&full_id=true', QUERY_TIMEOUT_MS);
+    const access = this.driver?.access('admin');
+    const urls = [local, ...elasticsearchPeerUrls(this.deps.ring, access?.scheme)];
+    const nodesAnswer = await firstAnswer(urls, 'GET', '/_cat/nodes?format=json&h=id,name&full_id=true', QUERY_TIMEOUT_MS, undefined, access);
     if (nodesAnswer.status !== 200 || !Array.isArray(nodesAnswer.json)) throw new Error(`GET /_cat/nodes on ${nodesAnswer.base}: ${esError(nodesAnswer)}`);
     const live = (nodesAnswer.json as Array<{ id?: unknown; name?: unknown }>).flatMap((n) => (typeof n.id === 'string' && typeof n.name === 'string' ? [{ id: n.id, name: n.name }] : []));
     const learned = this.known.learn(live);
@@ -149,17 +150,17 @@ export class ElasticsearchMembership {
 
     const departed = departedMembers(this.deps.ring).filter((m) => !this.settled.has(m));
     if (departed.length === 0) return;
-    const state = await firstAnswer(urls, 'GET', '/_cluster/state/metadata?filter_path=metadata.cluster_coordination', QUERY_TIMEOUT_MS);
+    const state = await firstAnswer(urls, 'GET', '/_cluster/state/metadata?filter_path=metadata.cluster_coordination', QUERY_TIMEOUT_MS, undefined, access);
     if (state.status !== 200) throw new Error(`GET /_cluster/state on ${state.base}: ${esError(state)}`);
     const plan = planExclusions({ departed, knownIds: this.known.map, liveNodes: live, ...coordinationFacts(state.json as CoordinationAnswer) });
 
     for (const { member, nodeId } of plan.exclude) {
-      const answer = await firstAnswer(urls, 'POST', `/_cluster/voting_config_exclusions?node_ids=${encodeURIComponent(nodeId)}&timeout=${EXCLUSION_TIMEOUT_S}s`, (EXCLUSION_TIMEOUT_S + 5) * 1000);
+      const answer = await firstAnswer(urls, 'POST', `/_cluster/voting_config_exclusions?node_ids=${encodeURIComponent(nodeId)}&timeout=${EXCLUSION_TIMEOUT_S}s`, (EXCLUSION_TIMEOUT_S + 5) * 1000, undefined, access);
       if (answer.status !== 200) throw new Error(`excluding departed member ${member} (node ${nodeId}) from the voting configuration: ${esError(answer)}`);
       this.log.warn({ event: 'es_voter_excluded', peer: member, node_id: nodeId }, `departed member ${member}: its Elasticsearch node ${nodeId} is out of the voting configuration`);
     }
     if (plan.clear) {
-      const answer = await firstAnswer(urls, 'DELETE', '/_cluster/voting_config_exclusions?wait_for_removal=false', QUERY_TIMEOUT_MS);
+      const answer = await firstAnswer(urls, 'DELETE', '/_cluster/voting_config_exclusions?wait_for_removal=false', QUERY_TIMEOUT_MS, undefined, access);
       if (answer.status !== 200) throw new Error(`clearing the voting configuration exclusions: ${esError(answer)}`);
       this.log.info({ event: 'es_voting_exclusions_cleared' }, 'voting configuration exclusions cleared: the excluded nodes have left the cluster');
     }

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { formatHostPort } from '../../gossip/index.js';
 import type { TomlTable } from '../../supervisor/toml-schema.js';
+import { securityOn } from './access.js';
 import { pathRepoValue } from './snapshot-settings.js';
 
 /**
@@ -42,6 +43,15 @@ const MANAGED_SETTINGS = [
   // From [snapshot] repo_path (snapshot-settings.ts).
   'path.repo',
 ];
+/** Setting prefixes hasup owns as a whole: [service.elasticsearch] security renders them (security.ts, the template). */
+const MANAGED_PREFIXES = ['xpack.security.'];
+
+/**
+ * Where the node's TLS files are, relative to its config directory
+ * (Elasticsearch reads SSL files only from under it): the driver copies
+ * the member's certificate, key and CA there before every start.
+ */
+export const ES_TLS_DIR = 'tls';
 
 export interface SettingsInput {
   cfg: TomlTable;
@@ -54,6 +64,8 @@ export interface SettingsInput {
   discovery: StaticDiscovery | CensusDiscovery;
   /** /proc/sys/vm/max_map_count, for allow_mmap = "auto"; read from the host when not given. */
   maxMapCount?: number;
+  /** The member's TLS is on (the service has a copy of its certificate): security = true needs it. */
+  tls?: boolean;
 }
 
 /**
@@ -91,6 +103,10 @@ export function elasticsearchSettings(input: SettingsInput): Record<string, unkn
   const autoCreate = String(cfg.auto_create_index);
   if (autoCreate.trim() === '') throw new Error('elasticsearch: auto_create_index must not be empty (use "true", "false" or a pattern list)');
   const discovery = discoveryValues(input.discovery);
+  const security = securityOn(cfg);
+  if (security && !input.tls) {
+    throw new Error('elasticsearch: security = true needs TLS, and TLS is off on this member (no cluster CA, or [tls] enabled = false; see docs/tls.md)');
+  }
   return {
     es_cluster_name: JSON.stringify(clusterName),
     es_node_name: JSON.stringify(input.memberId),
@@ -102,6 +118,10 @@ export function elasticsearchSettings(input: SettingsInput): Record<string, unkn
     es_auto_create_index: JSON.stringify(autoCreate === 'true' || autoCreate === 'false' ? autoCreate === 'true' : autoCreate),
     es_extra: extraSettings(cfg.extra),
     es_path_repo: pathRepoValue(cfg),
+    es_security: security,
+    es_tls_key: JSON.stringify(`${ES_TLS_DIR}/member.key`),
+    es_tls_cert: JSON.stringify(`${ES_TLS_DIR}/member.pem`),
+    es_tls_ca: JSON.stringify([`${ES_TLS_DIR}/ca.pem`]),
   };
 }
 
@@ -173,7 +193,7 @@ function extraSettings(extra: unknown): Array<{ key: string; value: string }> {
     }
     const key = path.join('.');
     if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]*$/.test(key)) throw new Error(`elasticsearch: extra setting name ${JSON.stringify(key)} is not an Elasticsearch setting name`);
-    if (MANAGED_SETTINGS.includes(key)) throw new Error(`elasticsearch: extra.${key} is written by hasup; use the plan's own setting instead`);
+    if (MANAGED_SETTINGS.includes(key) || MANAGED_PREFIXES.some((p) => key.startsWith(p))) throw new Error(`elasticsearch: extra.${key} is written by hasup; use the plan's own setting instead`);
     out.push({ key, value: JSON.stringify(value instanceof Date ? value.toISOString() : value) });
   };
   if (extra !== undefined) walk(extra, []);

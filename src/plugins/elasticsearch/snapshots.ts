@@ -1,4 +1,5 @@
 import { setTimeout as sleepFor } from 'node:timers/promises';
+import type { EsAccess } from './access.js';
 import { firstAnswer, type EsAnswer } from './es-http.js';
 import { SnapshotError } from './snapshot-error.js';
 import {
@@ -28,9 +29,9 @@ import { planRestore, type RestorePlan, type RestoreRequest } from './snapshot-r
 /** One request to the cluster: any node, the answer as Elasticsearch gave it (errors included). */
 export type EsRequest = (method: 'GET' | 'POST' | 'DELETE', path: string, opts?: { body?: unknown; timeoutMs?: number }) => Promise<EsAnswer>;
 
-/** Requests through the project's client: the first of `urls()` that answers (es-http.ts). */
-export function esRequestOver(urls: () => string[], defaultTimeoutMs = 30_000): EsRequest {
-  return (method, path, opts = {}) => firstAnswer(urls(), method, path, opts.timeoutMs ?? defaultTimeoutMs, opts.body);
+/** Requests through the project's client: the first of `urls()` that answers (es-http.ts), as hasup's admin user when security is on. */
+export function esRequestOver(urls: () => string[], defaultTimeoutMs = 30_000, access?: () => EsAccess): EsRequest {
+  return (method, path, opts = {}) => firstAnswer(urls(), method, path, opts.timeoutMs ?? defaultTimeoutMs, opts.body, access?.());
 }
 
 export interface EsSnapshotsOptions {

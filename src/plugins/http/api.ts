@@ -27,6 +27,7 @@ import { esRoutes } from './console/es-routes.js';
 import { censusInput, viewRoutes } from './views.js';
 import { buildCensus } from './cluster-view.js';
 import type { EtcdMembershipStatus } from '../etcd/membership.js';
+import type { EsAccess } from '../elasticsearch/access.js';
 
 export interface ApiDeps {
   log: Logger;
@@ -59,6 +60,8 @@ export interface ApiDeps {
   spool?: () => { backlog: number; dropped: number } | undefined;
   /** Elasticsearch nodes the console's charts and log search ask, in order; none: those panels say so. */
   elasticsearchUrls?: () => string[];
+  /** How the console reaches Elasticsearch when its security is on: the CA and hasup's reader user (elasticsearch/access.ts). */
+  elasticsearchAccess?: () => EsAccess;
   /** The console's session limits (default 1 h idle, 12 h at most). */
   sessions?: SessionLimits;
 }
@@ -104,7 +107,7 @@ export async function createApiServer(deps: ApiDeps): Promise<FastifyInstance> {
       { plugin: metricsRoutes, options: { metrics } },
       { plugin: eventRoutes, options: { hub, memberId } },
       { plugin: consoleRoutes, options: { memberId, token: deps.token, viewerToken: deps.viewerToken, sessions, secretsHint: deps.secretsFile } },
-      { plugin: esRoutes, options: { urls: deps.elasticsearchUrls ?? (() => []) } },
+      { plugin: esRoutes, options: { urls: deps.elasticsearchUrls ?? (() => []), ...(deps.elasticsearchAccess ? { access: deps.elasticsearchAccess } : {}) } },
     ],
   });
   app.addHook('onClose', async () => {

@@ -15,7 +15,8 @@ import type { ClusterSecrets } from '../../supervisor/secrets.js';
 import type { TomlTable } from '../../supervisor/toml-schema.js';
 import type { MemberTlsFiles } from '../../supervisor/pki/member-files.js';
 import { PgSession, superuserTarget } from '../postgresql/connect.js';
-import { elasticsearchUrl } from '../elasticsearch/driver.js';
+import { esRequestExtras } from '../elasticsearch/access.js';
+import { driverAccess, elasticsearchUrl } from '../elasticsearch/driver.js';
 import { httpJson } from '../http-json.js';
 import type { MetricSet } from './sample.js';
 
@@ -151,7 +152,8 @@ export class ElasticsearchSampler {
     const heap: Record<string, unknown> = {};
     try {
       const filter = 'nodes.*.indices.indexing.index_total,nodes.*.indices.docs.count,nodes.*.jvm.mem.heap_used_in_bytes,nodes.*.jvm.mem.heap_used_percent';
-      const answer = await httpJson(`${elasticsearchUrl({ cfg, ip: ctx.ip })}/_nodes/_local/stats/indices,jvm?filter_path=${filter}`, AbortSignal.timeout(QUERY_TIMEOUT_MS));
+      const access = driverAccess({ cfg, secrets: ctx.secrets, tls: ctx.tls?.('elasticsearch') }, 'admin');
+      const answer = await httpJson(`${elasticsearchUrl({ cfg, ip: ctx.ip })}/_nodes/_local/stats/indices,jvm?filter_path=${filter}`, AbortSignal.timeout(QUERY_TIMEOUT_MS), undefined, esRequestExtras(access));
       type NodeStats = { indices?: { indexing?: { index_total?: number }; docs?: { count?: number } }; jvm?: { mem?: { heap_used_in_bytes?: number; heap_used_percent?: number } } };
       const node = Object.values((answer.json as { nodes?: Record<string, NodeStats> }).nodes ?? {})[0];
       const total = node?.indices?.indexing?.index_total;

@@ -7,12 +7,20 @@
  * network hop, and its failure is already the supervisor's business); a
  * node that did not answer is passed over for `downForMs`, then tried
  * again, so shipping returns to the local node once it is back.
+ *
+ * Bulk requests go as hasup's shipper user, index administration as its
+ * admin user, each with the CA and password `access` gives (the one place,
+ * ../elasticsearch/access.ts): with security on the server's certificate is
+ * verified against the cluster CA. Without `access`, plain HTTP.
  */
 import { Client } from '@elastic/elasticsearch';
+import { accessKey, esClientOptions, type EsAccess, type EsUser } from '../elasticsearch/access.js';
 import { requestVerdict } from './bulk.js';
 
 export interface ElasticsearchOutputOptions {
   urls: () => string[];
+  /** How to reach Elasticsearch as each user (read before every request: a new CA or password is taken up). */
+  access?: (user: EsUser) => EsAccess;
   /** Default 60 s: a big bulk into a busy node can take long; a dead one fails at connect. */
   requestTimeoutMs?: number;
   /** How long a node that did not answer is passed over. Default 30 s. */
@@ -27,7 +35,8 @@ const BULK_FILTER = 'errors,took,items.*.status,items.*.error.type,items.*.error
 const BULK_WAIT = '10s';
 
 export class ElasticsearchOutput {
-  private readonly clients = new Map<string, Client>();
+  /** By user and URL: the client and the access it was made with. */
+  private readonly clients = new Map<string, { client: Client; key: string; url: string }>();
   private readonly downUntil = new Map<string, number>();
   private lastUrl: string | undefined;
 
@@ -54,19 +63,20 @@ export class ElasticsearchOutput {
     // an index creation (1 min by default). A node stopping without a master (the last one of its
     // cluster) waits for its requests in flight before it exits; a shorter wait here bounds that,
     // and the events stay spooled for the next try.
-    return this.request((client) => client.bulk({ body: ndjson, filter_path: BULK_FILTER, timeout: BULK_WAIT } as unknown as Parameters<Client['bulk']>[0]));
+    return this.request((client) => client.bulk({ body: ndjson, filter_path: BULK_FILTER, timeout: BULK_WAIT } as unknown as Parameters<Client['bulk']>[0]), 'shipper');
   }
 
   /**
-   * Runs `fn` against the preferred node; a node that gave no answer is
-   * marked down and the error rethrown (the caller retries, then on the next).
+   * Runs `fn` against the preferred node as `user` (index administration:
+   * admin); a node that gave no answer is marked down and the error rethrown
+   * (the caller retries, then on the next).
    */
-  async request<T>(fn: (client: Client) => Promise<T>): Promise<T> {
+  async request<T>(fn: (client: Client) => Promise<T>, user: EsUser = 'admin'): Promise<T> {
     const url = this.current();
     if (!url) throw new Error('no Elasticsearch node to ship to');
     this.lastUrl = url;
     try {
-      const result = await fn(this.client(url));
+      const result = await fn(this.client(url, user));
       this.downUntil.delete(url);
       return result;
     } catch (err) {
@@ -78,30 +88,43 @@ export class ElasticsearchOutput {
   async close(): Promise<void> {
     const clients = [...this.clients.values()];
     this.clients.clear();
-    await Promise.allSettled(clients.map((c) => c.close()));
+    await Promise.allSettled(clients.map((c) => c.client.close()));
   }
 
-  private client(url: string): Client {
-    let client = this.clients.get(url);
-    if (!client) {
-      client = new Client({
-        node: url,
-        compression: this.opts.compression ?? true,
-        // The shipper retries itself, with backoff and per document; the client must not resend behind its back.
-        maxRetries: 0,
-        requestTimeout: this.opts.requestTimeoutMs ?? 60_000,
-      });
-      this.clients.set(url, client);
+  private client(url: string, user: EsUser): Client {
+    const access = this.opts.access?.(user) ?? { scheme: 'http' };
+    if (access.scheme === 'https' && !url.startsWith('https:')) {
+      // Never credentials in clear text: an http:// URL (a stale [shipping] list) is refused, not used.
+      throw new Error(`${url}: Elasticsearch security is on, so its URLs must be https://`);
+    }
+    const id = `${user} ${url}`;
+    const key = accessKey(access);
+    let entry = this.clients.get(id);
+    if (!entry || entry.key !== key) {
+      if (entry) void entry.client.close();
+      entry = {
+        client: new Client({
+          node: url,
+          compression: this.opts.compression ?? true,
+          // The shipper retries itself, with backoff and per document; the client must not resend behind its back.
+          maxRetries: 0,
+          requestTimeout: this.opts.requestTimeoutMs ?? 60_000,
+          ...esClientOptions(access),
+        }),
+        key,
+        url,
+      };
+      this.clients.set(id, entry);
       // Forget clients of nodes no longer listed (the census changed).
       const listed = new Set(this.opts.urls());
-      for (const [u, c] of this.clients) {
-        if (!listed.has(u) && u !== url) {
-          this.clients.delete(u);
-          void c.close();
+      for (const [i, e] of this.clients) {
+        if (!listed.has(e.url) && e.url !== url) {
+          this.clients.delete(i);
+          void e.client.close();
         }
       }
     }
-    return client;
+    return entry.client;
   }
 }
 

@@ -13,6 +13,7 @@ import type { Logger, LogTap } from '../../supervisor/log.js';
 import type { ClusterSecrets } from '../../supervisor/secrets.js';
 import type { ServiceStatus } from '../../supervisor/service.js';
 import type { TomlTable } from '../../supervisor/toml-schema.js';
+import type { MemberEsAccess } from '../elasticsearch/access.js';
 import { elasticsearchUrl } from '../elasticsearch/driver.js';
 import { MetricsCollector } from '../metrics-collector/collector.js';
 import type { Sample } from '../metrics-collector/sample.js';
@@ -69,6 +70,8 @@ export interface ShippingDeps {
   onSample?: (sample: Sample) => void;
   /** Other members' Elasticsearch URLs, from the census (./census.ts), tried after the local and configured ones. */
   peers?: () => string[];
+  /** Scheme, CA and users for Elasticsearch (../elasticsearch/access.ts); absent: plain HTTP, no user. */
+  esAccess?: MemberEsAccess;
 }
 
 export class Shipping {
@@ -86,7 +89,8 @@ export class Shipping {
     const log = deps.log.child({ component: 'shipper' });
     const origin: EventOrigin = { memberId: deps.memberId, hostName: settings.hostName ?? hostname(), hostIp: deps.ip, role: deps.role };
     const spool = Spool.open({ dir: join(deps.stateDir, 'spool', 'events'), maxBytes: settings.spoolMaxMb * 1024 * 1024 });
-    const output = new ElasticsearchOutput({ urls: () => this.urls() });
+    const access = deps.esAccess;
+    const output = new ElasticsearchOutput({ urls: () => this.urls(), ...(access ? { access: (user) => access.as(user) } : {}) });
     this.shipper = new Shipper({
       spool,
       output,

@@ -1,4 +1,5 @@
 import type { FastifyPluginAsync, FastifyReply } from 'fastify';
+import type { EsAccess } from '../../elasticsearch/access.js';
 import { esError, firstAnswer } from '../../elasticsearch/es-http.js';
 import type { Stream } from '../../shipper/indices.js';
 import { CHARTS, chartQuery, LOG_LEVELS, logQuery, marksQuery, parseChart, parseLogs, parseMarks, QUERY_TIMEOUT_MS, RANGES_MS, searchPath, timeRange, type ChartName, type LogSearch, type TimeRange } from './es-queries.js';
@@ -6,6 +7,8 @@ import { CHARTS, chartQuery, LOG_LEVELS, logQuery, marksQuery, parseChart, parse
 export interface EsRouteDeps {
   /** Elasticsearch nodes to ask, in order (this member's first): the shipper's list. */
   urls: () => string[];
+  /** The CA and user (hasup's reader) when Elasticsearch security is on (elasticsearch/access.ts); absent: plain HTTP. */
+  access?: () => EsAccess;
   now?: () => number;
 }
 
@@ -54,7 +57,7 @@ export const esRoutes: FastifyPluginAsync<EsRouteDeps> = async (app, deps) => {
   async function search(stream: Stream, r: TimeRange, body: object, reply: FastifyReply): Promise<unknown> {
     let answer;
     try {
-      answer = await firstAnswer(deps.urls(), 'POST', searchPath(stream, r), QUERY_TIMEOUT_MS + 2000, body);
+      answer = await firstAnswer(deps.urls(), 'POST', searchPath(stream, r), QUERY_TIMEOUT_MS + 2000, body, deps.access?.());
     } catch (err) {
       reply.code(503).send({ error: `Elasticsearch cannot be reached: ${(err as Error).message}` });
       return undefined;
