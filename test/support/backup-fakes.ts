@@ -9,6 +9,7 @@ import { parseInfo, type BackupInfo, type BackupType, type StanzaInfo } from '..
 import type { ArchiverStats, LocalDatabase } from '../../src/plugins/backup/local-db.js';
 import { PgBackRestError, type BackupOptions } from '../../src/plugins/backup/pgbackrest.js';
 import type { SearchSnapshots } from '../../src/plugins/backup/search-snapshots.js';
+import type { ReplicaRow } from '../../src/plugins/backup/standby.js';
 import { backupSettingsFrom, type BackupSettings } from '../../src/plugins/backup/settings.js';
 import type { VerifyReport } from '../../src/plugins/backup/verify.js';
 import type { DriverContext } from '../../src/supervisor/driver.js';
@@ -143,6 +144,11 @@ export class FakeDb implements LocalDatabase {
   }
   async checkpointNewTimeline(): Promise<boolean> {
     return false;
+  }
+  /** The leader's pg_stat_replication; none by default (the leader takes its backups itself). */
+  replicaRows: ReplicaRow[] = [];
+  async replicas(): Promise<ReplicaRow[]> {
+    return this.replicaRows;
   }
 }
 

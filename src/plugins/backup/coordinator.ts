@@ -12,7 +12,9 @@ import { archivedSegment, archiverFailing, localDatabase, type LocalDatabase } f
 import { BackupNotConfigured, PgBackRest, type BackupOptions, type CallOptions } from './pgbackrest.js';
 import type { SearchSnapshots } from './search-snapshots.js';
 import { backupSetsJson, lastSetBrief } from './set-views.js';
+import type { ServerControl } from './server.js';
 import { backupEnabled, backupSettingsFrom, type BackupSettings } from './settings.js';
+import { chooseStandbys, primaryRemoteOf, primaryRemoteProblem, sourceAnnotations, type BackupSourceRole, type PrimaryRemote } from './standby.js';
 import type { VerifyReport } from './verify.js';
 import { backupJson, backupListing, verifyOutcome, type BackupJson, type BackupListing, type VerifyOutcome } from './views.js';
 
@@ -49,8 +51,12 @@ export interface BackupTool {
   verify(opts?: CallOptions & { repo?: 1 | 2 }): Promise<VerifyReport>;
 }
 
-/** unavailable: something it needs cannot be read now (Elasticsearch, for a backup set). */
-export type RefusalReason = 'off' | 'no-postgresql' | 'not-leader' | 'no-leader' | 'not-writable' | 'busy' | 'closed' | 'unavailable';
+/**
+ * unavailable: something it needs cannot be read now (Elasticsearch, for a backup set);
+ * not-standby: a backup from a follower asked of a member that cannot take it now (not a
+ * streaming follower of the leader that asks); invalid: a request no member should send.
+ */
+export type RefusalReason = 'off' | 'no-postgresql' | 'not-leader' | 'no-leader' | 'not-writable' | 'busy' | 'closed' | 'unavailable' | 'not-standby' | 'invalid';
 
 /** An operation that cannot run here or now, and why (the routes turn the reason into a status). */
 export class BackupRefused extends Error {
@@ -78,6 +84,12 @@ export interface JobView {
   took_ms: number | null;
   /** detail: what it does now, when the percentage does not say it (absent otherwise). */
   progress: { percent: number | null; bytes_total: number | null; bytes_done: number | null; detail?: string };
+  /**
+   * Where the backup is taken (backup jobs): on a follower (pgBackRest's
+   * backup-standby) or on the leader, and why the leader took it itself;
+   * absent until the job has chosen, and on verify jobs.
+   */
+  source?: JobSource;
   /** The backup made (backup jobs, once done), as `info` lists it. */
   backup: BackupJson | null;
   /** The Elasticsearch snapshot taken after the backup (a backup set), once done; absent when snapshots are off. */
@@ -91,8 +103,10 @@ export interface JobView {
 export interface BackupOperations {
   /** This member's report (undefined where PostgreSQL is not loaded). */
   report(): BackupReport | undefined;
-  /** Starts a backup job on this member, which must be the leader. */
+  /** Starts a backup job on this member, which must be the leader (the backup itself may be taken on a follower). */
   startBackup(type: BackupType): JobView;
+  /** On a follower, asked by the leader: takes a backup as a standby of the leader (backup-standby). */
+  startStandbyBackup?(req: StandbyRequest): JobView;
   /** Starts a verify job on this member. */
   startVerify(opts?: { timeoutMs?: number }): JobView;
   job(id: string): JobView | undefined;
@@ -100,6 +114,36 @@ export interface BackupOperations {
   waitJob(id: string, ms: number): Promise<JobView | undefined>;
   /** The repository's backups and archive (pgbackrest info), from this member; with the backup sets when Elasticsearch snapshots are on. */
   list(opts?: { timeoutMs?: number; signal?: AbortSignal }): Promise<BackupListing>;
+}
+
+/** Where a backup job's backup is taken. */
+export interface JobSource {
+  role: BackupSourceRole;
+  /** The member that runs pgBackRest's backup. */
+  member: string;
+  /** On the leader's job, when a follower takes the backup: the follower's own job (GET /backup/jobs/:id there). */
+  job?: string;
+  /** On a follower's job: the leader whose PostgreSQL it backs up. */
+  leader?: string;
+  /** Why the leader took the backup itself (no follower could, or backup_standby = "off"). */
+  reason?: string;
+}
+
+/** What the leader asks of a follower: a backup of this type, taken as a standby of `primary`. */
+export interface StandbyRequest {
+  type: BackupType;
+  primary: PrimaryRemote;
+}
+
+/** A follower refused, or could not be reached: it started nothing, so another may be asked. */
+export class PeerRefused extends Error {}
+
+/** The leader's side of asking another member (peer-client.ts over the members' API; in tests, another coordinator). */
+export interface PeerBackups {
+  /** Asks `member` to take a backup as a standby; its job. Throws PeerRefused when it surely started none, anything else when that is not known. */
+  startStandby(member: string, req: StandbyRequest, signal: AbortSignal): Promise<JobView>;
+  /** A job on `member`; undefined when it has none of that id (it restarted). */
+  job(member: string, id: string, signal: AbortSignal): Promise<JobView | undefined>;
 }
 
 type JobResult = { backup: BackupInfo; snapshot?: SnapshotOutcome } | { verify: VerifyOutcome };
@@ -131,6 +175,14 @@ export interface BackupCoordinatorOptions {
   schedule?: () => ScheduleReport | null;
   /** Elasticsearch snapshots as configured now on this member; undefined while they are off (search-snapshots.ts). */
   search?: () => SearchSnapshots | undefined;
+  /** This member's pgBackRest TLS server (server.ts), kept in line with the config at every poll; none: no backups from a follower here. */
+  server?: ServerControl;
+  /** Other members' backup APIs (peer-client.ts); none: the leader takes every backup itself. */
+  peers?: PeerBackups;
+  /** A member's advertised address as the gossip knows it: a follower checks the leader's request against it. */
+  memberAddress?: (member: string) => string | undefined;
+  /** How long a follower's job may go unanswered before the leader gives up on it. */
+  followerSilenceMs?: number;
 }
 
 const MINUTE = 60_000;
@@ -165,6 +217,10 @@ export class BackupCoordinator implements BackupOperations {
   private lastByType: Partial<Record<BackupType, number>> = {};
   private infoAt = 0;
   private readonly jobAborts = new Map<string, AbortController>();
+  /** Where each backup job's backup is taken, once chosen. */
+  private readonly sources = new Map<string, JobSource>();
+  /** This member's running backups as a standby: job id → the leader it backs up. */
+  private readonly standbyJobs = new Map<string, string>();
   private timer: NodeJS.Timeout | undefined;
   private unsubscribe: (() => void) | undefined;
   private ticking = false;
@@ -235,10 +291,12 @@ export class BackupCoordinator implements BackupOperations {
     }
     if (!st.writable) throw new BackupRefused('not-writable', `this leader's PostgreSQL takes no writes now (${st.reason}); try again when it does`);
     const busy = this.jobs.running('backup');
-    if (busy) throw new BackupRefused('busy', new JobBusy(busy).message, null, jobView(busy));
+    if (busy) throw new BackupRefused('busy', new JobBusy(busy).message, null, this.view(busy));
     const tool = this.toolOrRefuse(ctx);
     const db = (this.opts.database ?? localDatabase)(ctx);
     const abort = new AbortController();
+    // The work starts on the next turn, when `job` is set.
+    const jobId = () => job.id;
     const job = this.jobs.start('backup', type, async (progress) => {
       const total = await db.databaseBytes(AbortSignal.timeout(DB_TIMEOUT_MS)).catch(() => null);
       progress({ bytesTotal: total });
@@ -250,14 +308,22 @@ export class BackupCoordinator implements BackupOperations {
       }
       let made: BackupInfo;
       try {
-        made = await tool.backup(type, {
-          signal: abort.signal,
-          timeoutMs: this.opts.backupTimeoutMs ?? 24 * 60 * MINUTE,
-          progressIntervalMs: this.opts.progressMs ?? 2000,
-          onProgress: (p) => {
-            if (p.percent !== undefined) progress({ percent: p.percent });
-          },
-        });
+        const onFollower = await this.backupOnFollower(ctx, tool, db, type, jobId(), abort.signal, progress);
+        if ('made' in onFollower) made = onFollower.made;
+        else {
+          this.sources.set(jobId(), { role: 'leader', member: this.opts.memberId, reason: onFollower.reason });
+          this.log.info({ event: 'backup_source', job: jobId(), source: 'leader', reason: onFollower.reason }, `backup job ${jobId()}: the leader takes the backup itself: ${onFollower.reason}`);
+          progress({ detail: undefined });
+          made = await tool.backup(type, {
+            signal: abort.signal,
+            timeoutMs: this.opts.backupTimeoutMs ?? 24 * 60 * MINUTE,
+            progressIntervalMs: this.opts.progressMs ?? 2000,
+            annotations: sourceAnnotations('leader', this.opts.memberId),
+            onProgress: (p) => {
+              if (p.percent !== undefined) progress({ percent: p.percent });
+            },
+          });
+        }
       } catch (err) {
         const why = abort.signal.reason instanceof Error ? abort.signal.reason.message : undefined;
         if (abort.signal.aborted && why) throw new Error(`cancelled: ${why} (${(err as Error).message})`);
@@ -279,13 +345,67 @@ export class BackupCoordinator implements BackupOperations {
     });
     this.jobAborts.set(job.id, abort);
     this.log.info({ event: 'backup_job', job: job.id, type, state: 'running' }, `backup job ${job.id} (${type}) started`);
-    return jobView(job);
+    return this.view(job);
+  }
+
+  /**
+   * On a follower, asked by the leader (POST /backup/standby): a backup
+   * taken here, the leader's PostgreSQL reached through its pgBackRest
+   * server as pg2 (backup-standby). Refused unless this member is a
+   * streaming follower of that very leader, at the address the gossip
+   * knows it by, with its own pgBackRest certificate, and no backup runs
+   * here. The job is cancelled when this member's leader changes or it
+   * stops following (a failover fails the backup; the next slot retries).
+   */
+  startStandbyBackup(req: StandbyRequest): JobView {
+    const ctx = this.requireBackups();
+    const settings = backupSettingsFrom(ctx.cfg);
+    if (settings.backupStandby === 'off') throw new BackupRefused('off', 'backups from a follower are off on this member (backup.backup_standby = "off")');
+    const problem = primaryRemoteProblem(req.primary);
+    if (problem) throw new BackupRefused('invalid', `not a backup this member can take: ${problem}`);
+    const p = req.primary;
+    const st = this.opts.leadership.state();
+    if (st.role !== 'replica') throw new BackupRefused('not-standby', `this member is not a follower (${st.role === 'leader' ? 'it leads' : st.reason})`);
+    if (st.leader !== p.member) throw new BackupRefused('not-standby', `this member follows ${st.leader ?? 'no leader'}, not ${p.member}`);
+    if (st.replication?.state !== 'streaming') throw new BackupRefused('not-standby', `this member does not stream from the leader now (${st.replication?.state ?? 'unknown'})`);
+    const known = this.opts.memberAddress?.(p.member);
+    if (known !== undefined && known !== p.host) throw new BackupRefused('invalid', `the leader ${p.member} is at ${known}, not ${p.host}`);
+    const tls = this.opts.server?.status().tls;
+    if (!tls) throw new BackupRefused('off', `this member has no pgBackRest certificate to reach the leader with (${this.opts.server?.status().reason ?? 'no pgBackRest server here'})`);
+    const busy = this.jobs.running('backup');
+    if (busy) throw new BackupRefused('busy', new JobBusy(busy).message, null, this.view(busy));
+    const tool = this.toolOrRefuse(ctx);
+    const abort = new AbortController();
+    const job = this.jobs.start('backup', req.type, async (progress) => {
+      try {
+        const made = await tool.backup(req.type, {
+          signal: abort.signal,
+          timeoutMs: this.opts.backupTimeoutMs ?? 24 * 60 * MINUTE,
+          progressIntervalMs: this.opts.progressMs ?? 2000,
+          standby: { primary: p, tls },
+          annotations: sourceAnnotations('follower', this.opts.memberId),
+          onProgress: (x) => {
+            if (x.percent !== undefined) progress({ percent: x.percent });
+          },
+        });
+        return { backup: made };
+      } catch (err) {
+        const why = abort.signal.reason instanceof Error ? abort.signal.reason.message : undefined;
+        if (abort.signal.aborted && why) throw new Error(`cancelled: ${why} (${(err as Error).message})`);
+        throw err;
+      }
+    });
+    this.jobAborts.set(job.id, abort);
+    this.standbyJobs.set(job.id, p.member);
+    this.sources.set(job.id, { role: 'follower', member: this.opts.memberId, leader: p.member });
+    this.log.info({ event: 'backup_job', job: job.id, type: req.type, state: 'running', source: 'follower', leader: p.member }, `backup job ${job.id} (${req.type}) started on this follower, as a standby of the leader ${p.member}`);
+    return this.view(job);
   }
 
   startVerify(opts: { timeoutMs?: number } = {}): JobView {
     const ctx = this.requireBackups();
     const busy = this.jobs.running('verify');
-    if (busy) throw new BackupRefused('busy', new JobBusy(busy).message, null, jobView(busy));
+    if (busy) throw new BackupRefused('busy', new JobBusy(busy).message, null, this.view(busy));
     const tool = this.toolOrRefuse(ctx);
     const db = (this.opts.database ?? localDatabase)(ctx);
     const abort = new AbortController();
@@ -310,7 +430,7 @@ export class BackupCoordinator implements BackupOperations {
     });
     this.jobAborts.set(job.id, abort);
     this.log.info({ event: 'verify_job', job: job.id, state: 'running' }, `verify job ${job.id} started`);
-    return jobView(job);
+    return this.view(job);
   }
 
   /** Per type, when the newest successful backup of it ended, as the leader read it from the repository. */
@@ -325,12 +445,12 @@ export class BackupCoordinator implements BackupOperations {
 
   job(id: string): JobView | undefined {
     const job = this.jobs.get(id);
-    return job ? jobView(job) : undefined;
+    return job ? this.view(job) : undefined;
   }
 
   async waitJob(id: string, ms: number): Promise<JobView | undefined> {
     const job = await this.jobs.wait(id, ms);
-    return job ? jobView(job) : undefined;
+    return job ? this.view(job) : undefined;
   }
 
   async list(opts: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<BackupListing> {
@@ -364,6 +484,7 @@ export class BackupCoordinator implements BackupOperations {
     for (const abort of this.jobAborts.values()) abort.abort(new Error('this member is shutting down'));
     await this.ensuring;
     await this.jobs.settle();
+    await this.opts.server?.close();
     this.listeners.clear();
   }
 
@@ -377,7 +498,15 @@ export class BackupCoordinator implements BackupOperations {
     const enabled = settings !== undefined && backupEnabled(settings);
     const leading = this.opts.leadership.state().role === 'leader';
     const running = this.jobs.running('backup');
-    if (!leading && running) this.jobAborts.get(running.id)?.abort(new Error('this member is no longer the PostgreSQL leader'));
+    const st = this.opts.leadership.state();
+    const leaderOfStandby = running ? this.standbyJobs.get(running.id) : undefined;
+    if (running && leaderOfStandby !== undefined) {
+      // A backup taken here as a standby ends with the leadership it was taken under.
+      if (st.role !== 'replica' || st.leader !== leaderOfStandby) {
+        const now = st.role === 'leader' ? 'this member leads now' : `this member's leader is now ${st.leader ?? 'unknown'}`;
+        this.jobAborts.get(running.id)?.abort(new Error(`the leader changed during the backup (it was ${leaderOfStandby}; ${now})`));
+      }
+    } else if (!leading && running) this.jobAborts.get(running.id)?.abort(new Error('this member is no longer the PostgreSQL leader'));
     const key = enabled && leading ? JSON.stringify([settings.repoPath, settings.repo2Path, settings.cipher]) : undefined;
     if (key === this.activeKey) {
       if (key === undefined) this.stanza = enabled ? 'unknown' : 'off';
@@ -463,6 +592,8 @@ export class BackupCoordinator implements BackupOperations {
     try {
       this.reconsider();
       const ctx = this.opts.context();
+      // pgBackRest's server runs on every member with backups on, whether it leads or not.
+      void this.opts.server?.sync(ctx);
       if (this.activeKey === undefined || !ctx) return;
       const key = this.activeKey;
       try {
@@ -524,11 +655,14 @@ export class BackupCoordinator implements BackupOperations {
   }
 
   private onJobChange(job: Job<JobResult>): void {
+    // Sources of jobs the book no longer keeps are forgotten with them.
+    for (const id of this.sources.keys()) if (!this.jobs.get(id)) this.sources.delete(id);
     if (job.state === 'running') {
       this.tell(job.progress.percent === null);
       return;
     }
     this.jobAborts.delete(job.id);
+    this.standbyJobs.delete(job.id);
     const took = job.endedAt !== null ? job.endedAt - job.startedAt : null;
     if (job.state === 'failed') {
       this.log.warn({ event: `${job.kind}_job`, job: job.id, state: 'failed', reason: job.error, took_ms: took }, `${job.kind} job ${job.id} failed: ${job.error}`);
@@ -556,7 +690,100 @@ export class BackupCoordinator implements BackupOperations {
     this.tell(true);
   }
 
+  // ---- backups from a follower, on the leader ---------------------------------------
+
+  /**
+   * The leader's side of a backup from a follower: when backup_standby
+   * allows, this leader's pgBackRest server runs and a follower streams
+   * within STANDBY_MAX_LAG_BYTES (pg_stat_replication), asks the best one to
+   * take the backup (POST /backup/standby there), and follows its job,
+   * mirroring its progress, until it ends; the backup is then read from the
+   * repository. `{ reason }` when no follower took it (the leader takes it
+   * itself then, and the job says why); a follower's failure fails the job
+   * (no second backup is started: the next slot retries). A follower that
+   * may or may not have started (its answer was lost) fails the job too:
+   * two backups must not run at once.
+   */
+  private async backupOnFollower(
+    ctx: DriverContext,
+    tool: BackupTool,
+    db: LocalDatabase,
+    type: BackupType,
+    jobId: string,
+    signal: AbortSignal,
+    progress: (p: { percent?: number | null; detail?: string }) => void,
+  ): Promise<{ made: BackupInfo } | { reason: string }> {
+    const settings = backupSettingsFrom(ctx.cfg);
+    if (settings.backupStandby === 'off') return { reason: 'backup.backup_standby = "off"' };
+    const peers = this.opts.peers;
+    if (!peers) return { reason: 'this member cannot ask other members (it serves no API)' };
+    const server = this.opts.server?.status();
+    if (!server || server.state !== 'running') return { reason: `this leader's pgBackRest server is not running (${server?.reason ?? server?.state ?? 'none here'}), so no follower can reach it` };
+    let rows;
+    try {
+      rows = await db.replicas(AbortSignal.any([signal, AbortSignal.timeout(DB_TIMEOUT_MS)]));
+    } catch (err) {
+      if (signal.aborted) throw err;
+      return { reason: `pg_stat_replication could not be read (${this.describe(err)})` };
+    }
+    const choice = chooseStandbys(rows);
+    const refusals = choice.skipped.map((x) => `${x.member} ${x.why}`);
+    const primary = primaryRemoteOf(ctx, settings);
+    for (const member of choice.candidates) {
+      let remote: JobView;
+      try {
+        remote = await peers.startStandby(member, { type, primary }, signal);
+      } catch (err) {
+        if (signal.aborted) throw err;
+        if (!(err instanceof PeerRefused)) throw new Error(`follower ${member} was asked to take the backup and its answer was lost (${this.describe(err)}); not starting a second one`);
+        refusals.push(`${member} refused: ${this.describe(err)}`);
+        continue;
+      }
+      this.sources.set(jobId, { role: 'follower', member, job: remote.id });
+      this.log.info({ event: 'backup_source', job: jobId, source: 'follower', member, follower_job: remote.id }, `backup job ${jobId}: follower ${member} takes the backup (its job ${remote.id})`);
+      const label = await this.followRemote(peers, member, remote, signal, progress);
+      const made = (await tool.info({ signal, timeoutMs: INFO_TIMEOUT_MS })).backups.filter((b) => b.label === label).pop();
+      if (!made) throw new Error(`follower ${member} made backup ${label}, which pgbackrest info does not list here`);
+      return { made };
+    }
+    if (rows.length === 0) return { reason: 'no follower streams from this leader' };
+    return { reason: `no follower could take it (${refusals.join('; ')})` };
+  }
+
+  /** Polls a follower's job until it ends; its label when done, its error thrown when it failed. */
+  private async followRemote(peers: PeerBackups, member: string, first: JobView, signal: AbortSignal, progress: (p: { percent?: number | null; detail?: string }) => void): Promise<string> {
+    const every = this.opts.progressMs ?? 2000;
+    const silence = this.opts.followerSilenceMs ?? 60_000;
+    let job = first;
+    let heardAt = this.now();
+    let lastError = '';
+    while (job.state === 'running') {
+      progress({ percent: job.progress.percent, detail: `taken on follower ${member}${job.progress.percent !== null ? `: ${job.progress.percent}%` : ''}` });
+      await sleep(every, signal);
+      signal.throwIfAborted();
+      try {
+        const now = await peers.job(member, job.id, AbortSignal.any([signal, AbortSignal.timeout(Math.max(every * 5, 10_000))]));
+        if (!now) throw new Error(`follower ${member} has no job ${job.id} any more (it restarted); the backup is lost with it`);
+        job = now;
+        heardAt = this.now();
+      } catch (err) {
+        if (signal.aborted) throw err;
+        if (/has no job/.test((err as Error).message)) throw err;
+        lastError = this.describe(err);
+        if (this.now() - heardAt > silence) throw new Error(`lost track of the backup on follower ${member} (job ${job.id}): no answer for ${Math.round(silence / 1000)} s (${lastError})`);
+      }
+    }
+    if (job.state === 'failed') throw new Error(`the backup on follower ${member} failed: ${job.error ?? 'no reason given'}`);
+    if (!job.backup) throw new Error(`follower ${member} says its job ${job.id} is done but names no backup`);
+    return job.backup.label;
+  }
+
   // ---- helpers -------------------------------------------------------------------
+
+  private view(job: Job<JobResult>): JobView {
+    const source = this.sources.get(job.id);
+    return source ? { ...jobView(job), source } : jobView(job);
+  }
 
   private requireBackups(): DriverContext {
     if (this.closed) throw new BackupRefused('closed', 'this member is shutting down');

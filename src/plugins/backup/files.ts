@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import type { DriverContext, ServicePaths } from '../../supervisor/driver.js';
 import { ensureOwnedDir, isFile } from '../service-dirs.js';
 import { passfilePath, writePassfile } from '../postgresql/standby-config.js';
-import { cipherPass } from './settings.js';
+import { pgbackrestTlsFiles, pgbackrestTlsProblem, PGBACKREST_CLIENT_CN } from './server-tls.js';
+import { backupEnabled, backupSettingsFrom, cipherPass } from './settings.js';
 
 /**
  * Where pgBackRest keeps its files on a member: all under the PostgreSQL
@@ -29,6 +30,8 @@ export interface PgBackRestPaths {
   includeDir: string;
   cipherFile: string;
   logs: string;
+  /** The pid file of this member's pgBackRest TLS server (server.ts). */
+  serverPid: string;
 }
 
 /** The stanza: one per cluster, every member's PostgreSQL is the same database. */
@@ -45,13 +48,44 @@ export function pgbackrestPaths(paths: ServicePaths): PgBackRestPaths {
     includeDir,
     cipherFile: join(includeDir, 'cipher.conf'),
     logs: paths.logs,
+    serverPid: join(dir, 'server.pid'),
   };
 }
 
-/** What the plan's templates see as {{svc.pgbackrest.*}}. */
-export function pgbackrestTemplateValues(paths: ServicePaths): Record<string, string> {
-  const p = pgbackrestPaths(paths);
-  return { conf: p.conf, spool_dir: p.spool, lock_dir: p.lock, include_dir: p.includeDir, log_dir: p.logs, stanza: STANZA };
+/**
+ * What the plan's templates see as {{svc.pgbackrest.*}}; `server` says
+ * whether this member runs pgBackRest's TLS server (serverProblem), whose
+ * section then names its certificate files and the client CN it admits.
+ */
+export function pgbackrestTemplateValues(ctx: Pick<DriverContext, 'paths' | 'cfg' | 'tls' | 'secrets'>): Record<string, string | boolean> {
+  const p = pgbackrestPaths(ctx.paths);
+  const tls = pgbackrestTlsFiles(ctx);
+  return {
+    conf: p.conf,
+    spool_dir: p.spool,
+    lock_dir: p.lock,
+    include_dir: p.includeDir,
+    log_dir: p.logs,
+    stanza: STANZA,
+    server: serverProblem(ctx) === undefined,
+    tls_ca: tls?.ca ?? '',
+    tls_cert: tls?.cert ?? '',
+    tls_key: tls?.key ?? '',
+    client_cn: PGBACKREST_CLIENT_CN,
+  };
+}
+
+/**
+ * Why this member runs no pgBackRest TLS server, or undefined when it runs
+ * one: backups off, backup_standby = "off", or no TLS to issue its
+ * certificate from. Every member with backups on runs one, so whichever
+ * leads can be reached by a follower's backup.
+ */
+export function serverProblem(ctx: Pick<DriverContext, 'cfg' | 'tls' | 'secrets'>): string | undefined {
+  const s = backupSettingsFrom(ctx.cfg);
+  if (!backupEnabled(s)) return 'backups are off (backup.repo_path is empty)';
+  if (s.backupStandby === 'off') return 'backup.backup_standby = "off"';
+  return pgbackrestTlsProblem(ctx);
 }
 
 /**

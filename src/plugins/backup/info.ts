@@ -33,6 +33,8 @@ export interface BackupInfo {
   prior: string | null;
   /** pgBackRest found a page checksum error in a data file while copying it. */
   error: boolean;
+  /** Key/value annotations stored with the backup (hasup's say where it was taken: standby.ts); absent when it has none. */
+  annotations?: Record<string, string>;
 }
 
 export interface ArchiveRange {
@@ -144,7 +146,16 @@ function parseBackup(b: unknown, i: number): BackupInfo {
     lsnStop: r.strOrNull(lsn, 'stop'),
     prior: r.strOrNull(o, 'prior'),
     error: o.error === true,
+    ...annotationsOf(o.annotation),
   };
+}
+
+/** pgBackRest's `annotation` object (string values only), as the optional field. */
+function annotationsOf(v: unknown): { annotations?: Record<string, string> } {
+  if (!isObject(v)) return {};
+  const out: Record<string, string> = {};
+  for (const [k, x] of Object.entries(v)) if (typeof x === 'string') out[k] = x;
+  return Object.keys(out).length > 0 ? { annotations: out } : {};
 }
 
 /** Reads typed fields, naming the field and where it is when one is not what pgBackRest documents. */

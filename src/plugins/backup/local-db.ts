@@ -1,5 +1,6 @@
 import type { DriverContext } from '../../supervisor/driver.js';
 import { superuserTarget, withClient } from '../postgresql/connect.js';
+import type { ReplicaRow } from './standby.js';
 
 /**
  * What the backup coordinator asks of the local PostgreSQL, over one
@@ -29,6 +30,8 @@ export interface LocalDatabase {
    * that checkpoint now when it is due; true when one was needed.
    */
   checkpointNewTimeline(signal: AbortSignal): Promise<boolean>;
+  /** On the leader: its followers as pg_stat_replication shows them (application_name is the member id), for a backup from one of them. */
+  replicas(signal: AbortSignal): Promise<ReplicaRow[]>;
 }
 
 export function localDatabase(ctx: DriverContext): LocalDatabase {
@@ -69,6 +72,16 @@ export function localDatabase(ctx: DriverContext): LocalDatabase {
         await c.query('CHECKPOINT');
         return true;
       }),
+    replicas: (signal) =>
+      withClient(target, signal, async (c) =>
+        (
+          await c.query<{ member: string; state: string; sync_state: string; lag: string | null }>(
+            `SELECT application_name AS member, state, sync_state,
+                    (CASE WHEN replay_lsn IS NULL THEN NULL ELSE pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn) END)::bigint::text AS lag
+               FROM pg_stat_replication`,
+          )
+        ).rows.map((r) => ({ member: r.member, state: r.state, syncState: r.sync_state, replayLagBytes: r.lag === null ? null : Math.max(0, Number(r.lag)) })),
+      ),
     databaseBytes: (signal) => withClient(target, signal, async (c) => Number((await c.query<{ n: string }>('SELECT sum(pg_database_size(oid))::text AS n FROM pg_database')).rows[0]!.n)),
   };
 }

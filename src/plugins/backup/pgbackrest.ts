@@ -5,7 +5,9 @@ import { passfilePath } from '../postgresql/standby-config.js';
 import { runTool, type RunResult } from '../service-dirs.js';
 import { preparePgBackRestFiles, pgbackrestPaths, STANZA, type PgBackRestPaths } from './files.js';
 import { parseInfo, parseProgress, type BackupInfo, type BackupProgress, type BackupType, type StanzaInfo } from './info.js';
+import type { PgBackRestTlsFiles } from './server-tls.js';
 import { backupEnabled, backupSettingsFrom, checkBackupSettings, type BackupSettings } from './settings.js';
+import { standbyArgs, type PrimaryRemote } from './standby.js';
 import { parseVerify, withDependents, type VerifyReport } from './verify.js';
 
 /**
@@ -57,6 +59,10 @@ export interface BackupOptions extends CallOptions {
   /** Called every progressIntervalMs while the backup runs, with what `info` says of it. */
   onProgress?: (p: BackupProgress) => void;
   progressIntervalMs?: number;
+  /** Take the backup on this member, a standby, with the leader reached through its pgBackRest TLS server (backup-standby). */
+  standby?: { primary: PrimaryRemote; tls: PgBackRestTlsFiles };
+  /** Stored with the backup (pgBackRest's --annotation; `info` lists them): hasup says where it was taken. */
+  annotations?: Record<string, string>;
 }
 
 const MINUTE = 60_000;
@@ -128,7 +134,12 @@ export class PgBackRest {
   /** Takes a backup of the local PostgreSQL (which must be the primary) and returns it as `info` lists it. */
   async backup(type: BackupType, opts: BackupOptions = {}): Promise<BackupInfo> {
     const before = new Set((await this.info(opts)).backups.map((b) => `${b.repo}/${b.label}`));
-    const args = [`--type=${type}`, ...(opts.repo ? [`--repo=${opts.repo}`] : [])];
+    const args = [
+      `--type=${type}`,
+      ...(opts.repo ? [`--repo=${opts.repo}`] : []),
+      ...Object.entries(opts.annotations ?? {}).map(([k, v]) => `--annotation=${k}=${v}`),
+      ...(opts.standby ? standbyArgs(opts.standby.primary, opts.standby.tls) : []),
+    ];
     const stopProgress = opts.onProgress ? this.watchProgress(opts.onProgress, opts.progressIntervalMs ?? 5000) : undefined;
     try {
       await this.run('backup', args, { timeoutMs: LONG_TIMEOUT_MS }, opts);
@@ -199,7 +210,8 @@ export class PgBackRest {
       throw err;
     });
     await this.prepared;
-    const shown = `pgbackrest ${[command, ...args.filter((a) => !a.startsWith('--output') && a !== '--verbose')].join(' ')}`;
+    // The command as errors name it: the leader's remote (--pg2-*) and the annotations are left out, --backup-standby stays.
+    const shown = `pgbackrest ${[command, ...args.filter((a) => !a.startsWith('--output') && a !== '--verbose' && !a.startsWith('--pg2-') && !a.startsWith('--annotation'))].join(' ')}`;
     const argv = [
       `--config=${this.paths.conf}`,
       `--config-include-path=${this.paths.includeDir}`,

@@ -35,6 +35,10 @@ export interface BackupSettings {
   pgbackrestBin: string;
   /** Per backup type, a cron expression (UTC) the leader takes that type of backup on; "" = not scheduled. */
   schedules: Record<BackupType, string>;
+  /** prefer: a streaming follower takes the backups (pgBackRest's backup-standby), the leader when none can; off: the leader always. */
+  backupStandby: BackupStandbyMode;
+  /** The port of this member's pgBackRest TLS server (on its advertised address), which a follower's backup reaches the leader through. */
+  serverPort: number;
   /** Keys present with a wrong type or value (refused by checkBackupSettings). */
   invalid: string[];
 }
@@ -43,6 +47,8 @@ export const COMPRESS_TYPES = ['zst', 'lz4', 'gz', 'bz2', 'none'] as const;
 export type CompressType = (typeof COMPRESS_TYPES)[number];
 export const RETENTION_FULL_TYPES = ['count', 'time'] as const;
 export type RetentionFullType = (typeof RETENTION_FULL_TYPES)[number];
+export const BACKUP_STANDBY_MODES = ['prefer', 'off'] as const;
+export type BackupStandbyMode = (typeof BACKUP_STANDBY_MODES)[number];
 
 const absolute = (v: string) => (v === '' || v.startsWith('/') ? undefined : `must be an absolute path or "" (got ${JSON.stringify(v)})`);
 const oneLine = (v: string) => (/[\n\r\0]/.test(v) ? 'must be one line' : undefined);
@@ -71,6 +77,13 @@ export const BACKUP_SETTINGS_SCHEMA: Schema = {
   schedule_full: { type: 'string', doc: 'when the leader takes a full backup: a cron expression in UTC; "" = never', default: '', check: cronProblem },
   schedule_diff: { type: 'string', doc: 'when the leader takes a differential backup: a cron expression in UTC; "" = never', default: '', check: cronProblem },
   schedule_incr: { type: 'string', doc: 'when the leader takes an incremental backup: a cron expression in UTC; "" = never', default: '', check: cronProblem },
+  backup_standby: {
+    type: 'string',
+    enum: BACKUP_STANDBY_MODES,
+    doc: 'prefer: a streaming follower takes each backup (the leader only when none can); off: the leader takes them',
+    default: 'prefer',
+  },
+  server_port: { type: 'integer', doc: "the port of the member's pgBackRest TLS server (a follower's backup reaches the leader's PostgreSQL through it)", default: 8432, min: 1, max: 65535 },
 };
 
 const DEFAULTS = checkTable({}, BACKUP_SETTINGS_SCHEMA, { fill: true }).value;
@@ -99,6 +112,8 @@ function readBackupSettings(cfg: TomlTable): BackupSettings {
     startFast: get<boolean>('start_fast'),
     pgbackrestBin: get<string>('pgbackrest_bin'),
     schedules: { full: get<string>('schedule_full'), diff: get<string>('schedule_diff'), incr: get<string>('schedule_incr') },
+    backupStandby: get<BackupStandbyMode>('backup_standby'),
+    serverPort: get<number>('server_port'),
     invalid: problems.map((p) => p.reason),
   };
 }

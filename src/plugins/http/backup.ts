@@ -1,6 +1,6 @@
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { formatHostPort } from '../../gossip/index.js';
-import { BackupRefused, type BackupOperations, type RefusalReason } from '../backup/coordinator.js';
+import { BackupRefused, type BackupOperations, type RefusalReason, type StandbyRequest } from '../backup/coordinator.js';
 import type { BackupType } from '../backup/info.js';
 
 /**
@@ -10,6 +10,9 @@ import type { BackupType } from '../backup/info.js';
  *   POST /backup {type}      a backup job on the leader: 202 with the job;
  *                            409 naming the job that runs; 421 from a
  *                            follower, with the leader's id and API address
+ *   POST /backup/standby     asked of a follower by the leader: a backup
+ *                            taken there as a standby (backup-standby);
+ *                            202 with the job; 409 when it cannot now
  *   GET  /backup/jobs/:id    a job: running (progress), done (the backup or
  *                            the verdict), failed (why)
  *   GET  /backups            the repository's backups, archive and
@@ -31,6 +34,34 @@ const backupBody = {
   additionalProperties: false,
   properties: {
     type: { type: 'string', enum: ['full', 'diff', 'incr'], description: 'full (the default), diff (changes since the last full backup) or incr (changes since the last backup of any type)' },
+  },
+} as const;
+
+const path = { type: 'string', minLength: 1, maxLength: 1024, pattern: '^/[^\\u0000\\n\\r]*$' } as const;
+const port = { type: 'integer', minimum: 1, maximum: 65535 } as const;
+
+const standbyBody = {
+  type: 'object',
+  required: ['type', 'primary'],
+  additionalProperties: false,
+  properties: {
+    type: { type: 'string', enum: ['full', 'diff', 'incr'] },
+    primary: {
+      type: 'object',
+      required: ['member', 'host', 'server_port', 'pg_path', 'pg_port', 'socket_path', 'config', 'include_path'],
+      additionalProperties: false,
+      description: "the leader asking: its member id, its advertised address and pgBackRest server port, its data directory, PostgreSQL port and socket directory, its pgbackrest.conf and include directory",
+      properties: {
+        member: { type: 'string', pattern: '^[0-9a-f]{16}$' },
+        host: { type: 'string', minLength: 2, maxLength: 45 },
+        server_port: port,
+        pg_path: path,
+        pg_port: port,
+        socket_path: path,
+        config: path,
+        include_path: path,
+      },
+    },
   },
 } as const;
 
@@ -65,6 +96,8 @@ const STATUS: Record<RefusalReason, number> = {
   'not-writable': 503,
   closed: 503,
   unavailable: 503,
+  'not-standby': 409,
+  invalid: 422,
 };
 
 const NO_BACKUPS = { error: 'this member has no backup coordinator' };
@@ -97,6 +130,26 @@ export const backupRoutes: FastifyPluginAsync<BackupRouteDeps> = async (app, dep
       if (!backup) return reply.code(501).send(NO_BACKUPS);
       try {
         const job = backup.startBackup(req.body?.type ?? 'full');
+        return reply.code(202).send({ job, href: `/backup/jobs/${job.id}` });
+      } catch (err) {
+        return refuse(req, reply, err);
+      }
+    },
+  );
+
+  app.post<{ Body: StandbyRequest }>(
+    '/backup/standby',
+    {
+      schema: {
+        body: standbyBody,
+        description:
+          "Asked of a follower by the PostgreSQL leader (hasup does it; not for operators): take a backup here as a standby of that leader (pgBackRest's backup-standby, the leader reached through its pgBackRest TLS server). 202 with the job; 409 when this member is not a streaming follower of that leader, a backup runs here, or backups from a follower are off here; 422 when the leader's address is not the one the gossip knows.",
+      },
+    },
+    async (req, reply) => {
+      if (!backup?.startStandbyBackup) return reply.code(501).send(NO_BACKUPS);
+      try {
+        const job = backup.startStandbyBackup(req.body);
         return reply.code(202).send({ job, href: `/backup/jobs/${job.id}` });
       } catch (err) {
         return refuse(req, reply, err);

@@ -61,7 +61,7 @@ export class PostgresqlDriver implements ServiceDriver {
 
   /** {{svc.pgbackrest.*}}: where pgBackRest's config, spool, locks and logs are on this member. */
   templateValues(ctx: DriverContext): Record<string, unknown> {
-    return { pgbackrest: pgbackrestTemplateValues(ctx.paths) };
+    return { pgbackrest: pgbackrestTemplateValues(ctx) };
   }
 
   async prepare(ctx: DriverContext): Promise<void> {

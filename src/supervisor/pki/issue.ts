@@ -163,3 +163,64 @@ async function importCaKey(pem: string, source: string): Promise<CryptoKey> {
     throw new TlsFileError(source, 'the cluster CA key is not an ECDSA P-256 private key in PKCS#8');
   }
 }
+
+export interface RoleCertRequest {
+  ca: KeyPairPem;
+  caSource?: string;
+  /** The subject CN, the same on every member (a server that authorizes clients by CN names it once). */
+  commonName: string;
+  /**
+   * The member's addresses, each as an IP SAN and also as a DNS SAN of the
+   * same text: pgBackRest 2.45's TLS client compares the host it was given
+   * with the DNS names (and the CN) of the server's certificate only, never
+   * its IP SANs, so a server reached by address must carry it as a name too.
+   */
+  addresses: string[];
+  days?: number;
+  now?: Date;
+}
+
+/**
+ * A certificate for one role a member plays beside its member certificate
+ * (the pgBackRest TLS server and its clients: src/plugins/backup/server-tls.ts):
+ * subject CN = `commonName`, O=hasup; the addresses as IP and DNS SANs;
+ * serverAuth and clientAuth. It never outlives its CA.
+ */
+export async function issueRoleCert(req: RoleCertRequest): Promise<KeyPairPem> {
+  const days = req.days ?? MEMBER_DAYS;
+  checkDays(days, 'the certificate validity');
+  if (!/^[A-Za-z0-9][A-Za-z0-9.-]{0,63}$/.test(req.commonName)) throw new Error(`"${req.commonName}" is not a plain name for a certificate's CN`);
+  if (req.addresses.length === 0) throw new Error('a role certificate needs at least one address');
+  for (const a of req.addresses) if (!isIP(a)) throw new Error(`"${a}" is not an IP address`);
+  const { x509, subtle } = await lib();
+  let caCert: InstanceType<typeof x509.X509Certificate>;
+  try {
+    caCert = new x509.X509Certificate(req.ca.cert);
+  } catch {
+    throw new TlsFileError(req.caSource ?? 'the cluster CA', 'the cluster CA certificate is corrupt');
+  }
+  const caKey = await importCaKey(req.ca.key, req.caSource ?? 'the cluster CA');
+  const keys = await subtle.generateKey(EC, true, ['sign', 'verify']);
+  const now = req.now ?? new Date();
+  const notAfter = new Date(Math.min(now.getTime() + days * DAY_MS, caCert.notAfter.getTime()));
+  const addresses = [...new Set(req.addresses)];
+  const cert = await x509.X509CertificateGenerator.create({
+    serialNumber: serial(),
+    subject: [{ CN: [req.commonName] }, { O: ['hasup'] }],
+    issuer: caCert.subject,
+    notBefore: new Date(now.getTime() - BACKDATE_MS),
+    notAfter,
+    publicKey: keys.publicKey,
+    signingKey: caKey,
+    signingAlgorithm: EC,
+    extensions: [
+      new x509.BasicConstraintsExtension(false, undefined, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]),
+      new x509.SubjectAlternativeNameExtension([...addresses.map((a) => ({ type: 'ip' as const, value: a })), ...addresses.map((a) => ({ type: 'dns' as const, value: a }))]),
+      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+      await x509.AuthorityKeyIdentifierExtension.create(caCert),
+    ],
+  });
+  return { cert: cert.toString('pem'), key: await exportKey(keys.privateKey) };
+}
