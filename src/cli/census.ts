@@ -7,6 +7,7 @@ import { scheduleLines } from '../plugins/backup/views.js';
 import type { Census, ClusterBackupView, ClusterView, ClusterVipView, ElasticsearchClusterView, ServiceGroupMember, ServiceGroupView } from '../plugins/http/cluster-view.js';
 import { DEFAULT_STATE_DIR } from '../supervisor/state-dir.js';
 import { ApiClient } from './api-client.js';
+import type { SpareView } from '../node/spare.js';
 
 /**
  * `hasup census`: every member the local daemon knows, its services with
@@ -68,8 +69,9 @@ export function etcdSummary(etcd: EtcdMembershipStatus): string | undefined {
  * something to say: a standby cluster (whom it follows, its standby
  * leader's replication), a restore under way or failed.
  */
-export function haGroupSummary(ha: Pick<HaView, 'standby_of' | 'leader' | 'members' | 'restore'>): string[] {
+export function haGroupSummary(ha: Pick<HaView, 'standby_of' | 'leader' | 'members' | 'restore'> & Partial<Pick<HaView, 'standby_of_repo' | 'spare'>>, now = Date.now()): string[] {
   const out: string[] = [];
+  if (ha.standby_of_repo) out.push(...spareSummary(ha, now));
   if (ha.standby_of) {
     const leader = ha.members.find((m) => m.member === ha.leader);
     const lag = leader?.lag_bytes != null ? `, ${formatBytes(leader.lag_bytes)} behind it` : '';
@@ -79,6 +81,32 @@ export function haGroupSummary(ha: Pick<HaView, 'standby_of' | 'leader' | 'membe
   const r = ha.restore;
   if (r && r.state !== 'done') out.push(`restore ${r.id} (${describeTarget(r.target)}, on ${r.member}): ${r.state === 'failed' ? 'FAILED' : r.state}: ${r.detail}`);
   return out;
+}
+
+/**
+ * A warm spare kept current from a repository copy: its role, the last
+ * restored backup set and its age, the last WAL replayed and the age of
+ * the last transaction in it, the next slot; a WARNING when the newest
+ * restore is older than its schedule or a slot failed.
+ */
+export function spareSummary(ha: Partial<Pick<HaView, 'standby_of_repo' | 'leader' | 'members' | 'spare'>>, now: number): string[] {
+  const s = (ha.spare ?? null) as SpareView | null;
+  const leader = ha.members?.find((m) => m.member === ha.leader);
+  const parts = [`standby cluster (restore mode): a warm spare of the repository copy ${ha.standby_of_repo}`];
+  parts.push(leader ? `standby leader ${leader.member} (${leader.replication_state ?? 'state unknown'})` : 'no standby leader yet');
+  const r = s?.last_restore;
+  if (r) {
+    const snap = r.snapshot ? (r.snapshot.restored ? ` + snapshot ${r.snapshot.name}` : ` (snapshot ${r.snapshot.name} NOT restored: ${r.snapshot.error ?? '?'})`) : '';
+    parts.push(`last restored backup ${r.label}${snap}, taken ${ago(now - r.backup_stopped_at)}, restored ${minute(r.ended_at)} (${ago(now - r.ended_at)})`);
+  } else parts.push('no restore recorded yet');
+  const w = s?.replay;
+  if (w) parts.push(`replayed WAL up to ${w.segment ?? w.lsn} (${w.lsn})${w.lastXactAt !== null ? `, last transaction from ${ago(now - w.lastXactAt)}` : ''}, as of ${ago(now - w.read_at)}`);
+  if (s?.running) parts.push(`re-base running since ${minute(s.running.started_at)}: ${s.running.detail}`);
+  if (s?.schedule) parts.push(`next restore ${s.next_slot !== null ? `${minute(s.next_slot)} (in ${duration(Math.max(0, s.next_slot - now))})` : 'never'} (${s.schedule})`);
+  else parts.push('no restore schedule (it replays the copy\'s archive only)');
+  if (s?.warning) parts.push(`WARNING: ${s.warning}`);
+  else if (s?.last_failure) parts.push(`WARNING: the restore slot of ${minute(s.last_failure.slot_at)} failed: ${s.last_failure.error}`);
+  return [`${parts.join('; ')}; takes no writes until \`hasup cluster promote\``];
 }
 
 /** The `hasup status` line on this member's fence: whether it guards a primary, its size, the watchdog, what it last did. */

@@ -39,6 +39,10 @@ export function registerClusterRoleCommands(cluster: Command): void {
       const api = apiClient(flags);
       const timeoutMs = seconds(flags.timeout);
       let ha = await api.request<HaView>('GET', '/ha');
+      if (ha.standby_of_repo) {
+        await promoteSpare(api, ha, flags.wait, timeoutMs);
+        return;
+      }
       if (!ha.standby_of) throw new Error(`${ha.service_group} is a primary cluster already: nothing to promote`);
       // Right after the primary cluster was demoted or went down, the standby leader may not have reported the cut stream yet.
       for (const until = Date.now() + STREAM_CUT_GRACE_MS; leaderOf(ha)?.replication_state === 'streaming' && !flags.force && Date.now() < until; ) {
@@ -94,6 +98,21 @@ export function registerClusterRoleCommands(cluster: Command): void {
           (streams ? 'streams from it' : `follows it once it takes writes (\`hasup cluster promote\` there, when it is a standby cluster)`),
       );
     });
+}
+
+/**
+ * A warm spare kept current from a repository copy: nothing streams, so
+ * nothing says whether the primary cluster is alive (the site has no link
+ * to it); the operator's word is taken. Clearing standby_of_repo (and its
+ * schedule) promotes the standby leader once any re-base under way ends.
+ */
+async function promoteSpare(api: ApiClient, ha: HaView, wait: boolean, timeoutMs: number): Promise<void> {
+  const version = await patchGroupConfig(api, ha.service_group, { ha: { standby_of_repo: '', restore_schedule: '' } });
+  console.log(`${ha.service_group} version ${version}: standby_of_repo cleared (it was ${ha.standby_of_repo}); the standby leader is being promoted and the repository copy is no longer read`);
+  if (!wait) return;
+  const started = Date.now();
+  const done = await follow(api, timeoutMs, (v) => (!v.standby_of && !v.standby_of_repo && leaderOf(v)?.role === 'leader' ? v : null));
+  console.log(`${ha.service_group} is the primary cluster: leader ${done.leader}, timeline ${done.timeline ?? '?'}, takes writes (${((Date.now() - started) / 1000).toFixed(1)} s)`);
 }
 
 function leaderOf(v: HaView): HaMemberView | undefined {

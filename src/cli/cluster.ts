@@ -3,6 +3,7 @@ import { dirname, join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { formatPeerAddress, parsePeerAddress, loadKeyring } from '../gossip/index.js';
 import { parseEndpoint } from '../ha/index.js';
+import { parseCron } from '../plugins/backup/cron.js';
 import { checkVoterCount, type RemovedVoter } from '../plugins/etcd/membership.js';
 import { readClusterState, writeClusterState } from '../supervisor/cluster-state.js';
 import { parseNodeConfig } from '../supervisor/config-file.js';
@@ -66,11 +67,16 @@ The first 3 (or 5) members to run become etcd voting members, later ones etcd cl
     .option('--ca-days <n>', 'validity of the cluster CA in days (member certificates: [tls] member_days)', String(CA_DAYS))
     .option('--etcd-voters <n>', 'members that run an etcd voting member: 3 or 5 (kept in the secrets file, so every join uses it)', '3')
     .option('--standby-of <host:port>', "make this a standby cluster (a warm spare) of the primary cluster whose leader HOST:PORT reaches (its HAProxy write port); needs --primary-secrets")
-    .option('--primary-secrets <file>', "with --standby-of: the primary cluster's secrets file, whose PostgreSQL passwords and backup passphrase this cluster shares (its database is a copy)")
-    .action(async (flags: PrepareFlags & { secrets?: string; name: string; etcdVoters: string; caDays: string; standbyOf?: string; primarySecrets?: string }) => {
+    .option('--primary-secrets <file>', "with --standby-of or --standby-of-repo: the primary cluster's secrets file, whose PostgreSQL passwords and backup passphrase this cluster shares (its database is a copy)")
+    .option('--standby-of-repo <path>', "make this a warm spare kept current from a copy of the primary cluster's pgBackRest repository at PATH (read only; for sites without a network link to it); needs --primary-secrets")
+    .option('--restore-schedule <cron>', 'with --standby-of-repo: when the spare re-bases on the newest backup in the copy (cron, 5 fields, UTC), e.g. "30 2 * * *"')
+    .action(async (flags: PrepareFlags & { secrets?: string; name: string; etcdVoters: string; caDays: string; standbyOf?: string; primarySecrets?: string; standbyOfRepo?: string; restoreSchedule?: string }) => {
       const voters = checkVoterCount(Number(flags.etcdVoters));
       if (flags.standbyOf !== undefined && !parseEndpoint(flags.standbyOf)) throw new Error(`--standby-of must be HOST:PORT (got ${JSON.stringify(flags.standbyOf)})`);
-      if ((flags.standbyOf === undefined) !== (flags.primarySecrets === undefined)) throw new Error('--standby-of and --primary-secrets go together: a standby cluster shares the primary cluster\'s PostgreSQL passwords');
+      const spare = checkSpareFlags(flags);
+      if ((flags.standbyOf === undefined && spare === undefined) !== (flags.primarySecrets === undefined)) {
+        throw new Error('--standby-of (or --standby-of-repo) and --primary-secrets go together: a standby cluster shares the primary cluster\'s PostgreSQL passwords');
+      }
       const primary = flags.primarySecrets === undefined ? undefined : loadSecretsFile(resolve(flags.primarySecrets));
       // The cluster CA is made before anything is written: a failure leaves nothing behind.
       const fresh = await withClusterCa(generateSecrets({ name: flags.name, etcdVoters: voters }), { days: Number(flags.caDays) });
@@ -78,14 +84,19 @@ The first 3 (or 5) members to run become etcd voting members, later ones etcd cl
       const secretsFile = resolve(flags.secrets ?? join(p.stateDir, 'secrets.json'));
       if (existsSync(secretsFile)) throw new Error(`${secretsFile} already exists; refusing to overwrite the cluster secrets (a cluster is created once; other nodes use \`hasup cluster join\`)`);
       // A standby cluster's own ring, etcd and API; the primary's database roles and repository passphrase.
-      const secrets = primary ? { ...fresh, postgresql: primary.postgresql, ...(primary.backup ? { backup: primary.backup } : {}), standby_of: flags.standbyOf! } : fresh;
+      const secrets = primary
+        ? { ...fresh, postgresql: primary.postgresql, ...(primary.backup ? { backup: primary.backup } : {}), ...(flags.standbyOf ? { standby_of: flags.standbyOf } : {}), ...(spare ? { standby_of_repo: spare.repo, ...(spare.schedule ? { restore_schedule: spare.schedule } : {}) } : {}) }
+        : fresh;
       mkdirSync(dirname(secretsFile), { recursive: true, mode: 0o700 });
       writeSecretsFile(secretsFile, secrets);
       writeClusterState(p.stateDir, { cluster_id: secrets.cluster_id!, cluster_name: flags.name, founder: true, created_at: Date.now() });
-      const config = finish(p, flags, { clusterName: flags.name, peers: [], secrets: secretsFile, standbyOf: secrets.standby_of, writtenBy: 'create' });
+      const config = finish(p, flags, { clusterName: flags.name, peers: [], secrets: secretsFile, standbyOf: secrets.standby_of, standbyOfRepo: secrets.standby_of_repo, restoreSchedule: secrets.restore_schedule, writtenBy: 'create' });
       const tls = await memberTls(p, secrets, secretsFile);
       p.say(`cluster ${flags.name} (id ${secrets.cluster_id}) created; this node is member ${p.memberId}, the etcd founder`);
       if (secrets.standby_of) p.say(`  a standby cluster of ${secrets.standby_of}: its leader copies and then streams from it, and never promotes until standby_of is set to ""`);
+      if (secrets.standby_of_repo) {
+        p.say(`  a warm spare of the repository copy ${secrets.standby_of_repo} (read only): its leader restores the newest backup there, replays the WAL archived there${secrets.restore_schedule ? `, and re-bases on the newest backup at ${secrets.restore_schedule} (UTC)` : ''}; it never promotes until \`hasup cluster promote\``);
+      }
       p.say(`  secrets: ${secretsFile} (mode 0600: copy it to every other node, keep it secret: it holds the cluster CA's key)`);
       p.say(`  config:  ${config}`);
       p.say(`  tls:     ${tls}`);
@@ -109,7 +120,7 @@ The first 3 (or 5) members to run become etcd voting members, later ones etcd cl
       const secretsFile = installSecrets(source, secrets, join(p.stateDir, 'secrets.json'));
       writeClusterState(p.stateDir, { cluster_id: secrets.cluster_id ?? null, cluster_name: secrets.cluster_name ?? null, founder: false, joined_via: peer, created_at: Date.now() });
       const clusterName = secrets.cluster_name ?? DEFAULT_CLUSTER_NAME;
-      const config = finish(p, flags, { clusterName, peers: [peer], secrets: secretsFile, ringKey: flags.ringKey && resolve(flags.ringKey), standbyOf: secrets.standby_of, writtenBy: 'join' });
+      const config = finish(p, flags, { clusterName, peers: [peer], secrets: secretsFile, ringKey: flags.ringKey && resolve(flags.ringKey), standbyOf: secrets.standby_of, standbyOfRepo: secrets.standby_of_repo, restoreSchedule: secrets.restore_schedule, writtenBy: 'join' });
       const tls = await memberTls(p, secrets, secretsFile);
       p.say(`this node (member ${p.memberId}) is ready to join cluster ${clusterName}${secrets.cluster_id ? ` (id ${secrets.cluster_id})` : ''} through ${peer}`);
       p.say(`  secrets: ${secretsFile}`);
@@ -179,7 +190,7 @@ function prepare(flags: PrepareFlags, voters: number): Prepared {
 }
 
 /** Writes the node's hasup.toml (or prints it, or keeps an existing one). Returns where it is. */
-function finish(p: Prepared, flags: PrepareFlags, o: { clusterName: string; peers: string[]; secrets: string; ringKey?: string; standbyOf?: string; writtenBy: 'create' | 'join' }): string {
+function finish(p: Prepared, flags: PrepareFlags, o: { clusterName: string; peers: string[]; secrets: string; ringKey?: string; standbyOf?: string; standbyOfRepo?: string; restoreSchedule?: string; writtenBy: 'create' | 'join' }): string {
   const toml = renderNodeConfig({ ...o, advertise: p.advertise, stateDir: p.stateDir, etcdVoters: p.voters, services: flags.service, allowedCidrs: p.allowedCidrs });
   parseNodeConfig(toml, '(generated hasup.toml)'); // never hand the operator a file `hasup run` would refuse
   if (flags.printConfig) {
@@ -232,6 +243,25 @@ async function memberIdOf(api: ApiClient, target: string): Promise<string> {
   if (matches.length === 0) throw new Error(`no member at ${addr} in the ring`);
   if (matches.length > 1) throw new Error(`several members at ${addr} (${matches.map((m) => `${m.id} ${m.state}`).join(', ')}); name one by id`);
   return matches[0]!.id;
+}
+
+/** --standby-of-repo and --restore-schedule, checked before anything is written; undefined without them. */
+export function checkSpareFlags(flags: { standbyOf?: string; standbyOfRepo?: string; restoreSchedule?: string }): { repo: string; schedule?: string } | undefined {
+  if (flags.standbyOfRepo === undefined) {
+    if (flags.restoreSchedule !== undefined) throw new Error('--restore-schedule needs --standby-of-repo (it is when the warm spare re-bases on the newest backup there)');
+    return undefined;
+  }
+  if (flags.standbyOf !== undefined) throw new Error('--standby-of and --standby-of-repo exclude each other: a standby cluster streams from its primary cluster or replays a copy of its repository');
+  const repo = resolve(flags.standbyOfRepo).replace(/\/+$/, '') || '/';
+  if (/[\s'"\\]/.test(repo)) throw new Error(`--standby-of-repo must be a path without spaces or quotes (got ${JSON.stringify(flags.standbyOfRepo)})`);
+  if (!existsSync(repo)) throw new Error(`--standby-of-repo: ${repo} does not exist (the copy of the primary cluster's repository must be in place first)`);
+  if (!existsSync(join(repo, 'backup', 'hasup'))) throw new Error(`--standby-of-repo: ${repo} holds no pgBackRest stanza "hasup" (no backup/hasup): not a copy of a hasup cluster's repository`);
+  const schedule = flags.restoreSchedule?.trim();
+  if (schedule) {
+    const parsed = parseCron(schedule);
+    if ('problem' in parsed) throw new Error(`--restore-schedule ${parsed.problem}`);
+  }
+  return { repo, ...(schedule ? { schedule } : {}) };
 }
 
 function collect(value: string, previous: string[]): string[] {

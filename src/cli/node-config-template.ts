@@ -24,6 +24,9 @@ export interface NodeConfigTemplateInput {
   allowedCidrs?: string[];
   /** A standby cluster's primary (HOST:PORT). */
   standbyOf?: string;
+  /** A warm spare's repository copy (a path) and its re-base schedule (cron, UTC). */
+  standbyOfRepo?: string;
+  restoreSchedule?: string;
   /** For the header comment. */
   writtenBy: 'create' | 'join';
 }
@@ -68,6 +71,17 @@ export function renderNodeConfig(input: NodeConfigTemplateInput): string {
           '# A standby cluster: its leader streams from the primary cluster here (its HAProxy write port) and never',
           '# promotes until `hasup config apply` sets standby_of = "" (docs/backup.md, "Warm spare").',
           `standby_of = ${str(input.standbyOf)}`,
+          '',
+        ]
+      : []),
+    ...(input.standbyOfRepo
+      ? [
+          '[service.postgresql.ha]',
+          '# A warm spare kept current from a copy of the primary cluster\'s pgBackRest repository (read only: hasup',
+          '# never writes there). Its leader replays the WAL archived there and re-bases on the newest backup on each',
+          '# slot of restore_schedule (cron, UTC); it never promotes until `hasup cluster promote` (docs/backup.md).',
+          `standby_of_repo = ${str(input.standbyOfRepo)}`,
+          ...(input.restoreSchedule ? [`restore_schedule = ${str(input.restoreSchedule)}`] : []),
           '',
         ]
       : []),

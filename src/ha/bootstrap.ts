@@ -42,6 +42,16 @@ export async function bootstrapPlan(ctx: HaContext, signal: AbortSignal): Promis
         tell(`waiting for leader ${leader.member} to be healthy before copying its database`);
       } else if (!snap.initialize) {
         const standbyOf = ctx.settings().standbyOf;
+        const repo = ctx.settings().standbyOfRepo;
+        if (repo && (await store.claimInitialize(ctx.memberId, { signal }))) {
+          // A warm spare's first member restores the newest backup of the repository copy as a standby; the others copy it.
+          ctx.log.info({ event: 'ha_bootstrap', plan: 'standby-restore', repo }, `restoring the newest backup of the repository copy ${repo} as a standby (a warm spare)`);
+          return { kind: 'standby-restore', repo };
+        }
+        if (repo) {
+          await sleep(ctx.clock, BOOTSTRAP_POLL_MS, signal);
+          continue;
+        }
         if (standbyOf && (await store.claimInitialize(ctx.memberId, { signal }))) {
           // A standby cluster's first member copies the primary cluster; the others copy it.
           ctx.log.info({ event: 'ha_bootstrap', plan: 'clone', from: PRIMARY_CLUSTER }, `copying the database from the primary cluster at ${standbyOf.host}:${standbyOf.port}`);
@@ -51,6 +61,11 @@ export async function bootstrapPlan(ctx: HaContext, signal: AbortSignal): Promis
           ctx.log.info({ event: 'ha_bootstrap', plan: 'init' }, 'this member creates the database');
           return { kind: 'init' };
         }
+      } else if ((leader?.member === ctx.memberId || (snap.initialize.member === ctx.memberId && !leader)) && ctx.settings().standbyOfRepo) {
+        // A warm spare's standby leader (or its first member) whose data is gone: restore the repository copy's newest backup again.
+        const repo = ctx.settings().standbyOfRepo!;
+        ctx.log.info({ event: 'ha_bootstrap', plan: 'standby-restore', repo }, `restoring the newest backup of the repository copy ${repo} as a standby (this member ${leader ? 'leads the spare' : 'claimed it earlier'})`);
+        return { kind: 'standby-restore', repo };
       } else if (leader?.member === ctx.memberId && ctx.settings().standbyOf) {
         // A standby leader whose copy could not be rewound (it was set aside): copy the primary cluster again.
         const up = ctx.settings().standbyOf!;

@@ -210,6 +210,12 @@ export class HaController {
       ctx.decide('leader, writes frozen until a lease renewal is confirmed', 'warn');
       return;
     }
+    if (db.busy) {
+      // A warm spare's standby leader re-basing on a backup: stopped on purpose, and it keeps the key meanwhile.
+      this.unhealthySince = null;
+      ctx.decide(`leader: ${db.busy}`);
+      return;
+    }
     if (!db.running || !db.healthy) {
       const now = ctx.clock.now();
       this.unhealthySince ??= now;
@@ -235,6 +241,10 @@ export class HaController {
     await this.replication.keepSlots(db, false);
     if (s.standbyOf) {
       await this.standby.turn(db, s.standbyOf);
+      return;
+    }
+    if (s.standbyOfRepo) {
+      await this.standby.turnFromRepo(db, s.standbyOfRepo);
       return;
     }
     if (db.inRecovery) {
@@ -291,6 +301,14 @@ export class HaController {
       return;
     }
     this.replication.noLeader();
+    if (!snap.initialize && db.running && (await ctx.deps.db.restoredForNewCluster?.())) {
+      // A database that exists without the record of who made it (restored into a new cluster before its
+      // first start: hasup restore --to-new-cluster): recorded, so a joining member copies it rather than
+      // creating another one.
+      if (await store.claimInitialize(ctx.memberId, { timeoutMs: s.retryTimeoutMs }).catch(() => false)) {
+        ctx.log.info({ event: 'ha_bootstrap', plan: 'existing' }, "this member's database is the cluster's (it was there before the cluster's first leader)");
+      }
+    }
     if (snap.paused) {
       ctx.decide('no leader, and automatic failover is paused');
       return;

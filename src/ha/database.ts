@@ -53,10 +53,21 @@ export interface DatabaseStatus {
   replicas: ConnectedReplica[];
   /** Why it is not running or not healthy. */
   reason?: string;
+  /**
+   * The database is being re-based on a backup (a warm spare's scheduled
+   * restore): stopped on purpose; the loop leaves it alone (no restart, no
+   * giving up the leader key for an unhealthy database) until it is back.
+   */
+  busy?: string;
 }
 
 /** How a member without data gets some: create the database, copy the leader's, or restore it from the backup repository (a cluster restore names this member). */
-export type BootstrapPlan = { kind: 'init' } | { kind: 'clone'; leader: PeerEndpoint } | { kind: 'restore'; target: RestoreTarget };
+export type BootstrapPlan =
+  | { kind: 'init' }
+  | { kind: 'clone'; leader: PeerEndpoint }
+  | { kind: 'restore'; target: RestoreTarget }
+  /** A warm spare's first member: the newest backup of the repository copy, restored as a standby that replays its archive. */
+  | { kind: 'standby-restore'; repo: string };
 
 export interface ReplicatedDatabase {
   /** The database service is loaded on this member (a member without it stays out of the election). */
@@ -89,6 +100,14 @@ export interface ReplicatedDatabase {
   startStandby(signal: AbortSignal): Promise<void>;
   /** Becomes (or stays) a streaming standby of `leader`: re-points, rewinds or re-clones as needed; starts the server if stopped. */
   follow(leader: PeerEndpoint, opts: { leaderIsPrimary: boolean }, signal: AbortSignal): Promise<void>;
+  /**
+   * A warm spare's standby leader: a standby with no upstream that replays
+   * the WAL archived in the repository copy (restore_command); starts the
+   * server if stopped. Absent where the database cannot.
+   */
+  replayArchive?(signal: AbortSignal): Promise<void>;
+  /** The data was restored from a backup before the cluster's first start (hasup restore --to-new-cluster): it is the cluster's database. */
+  restoredForNewCluster?(): Promise<boolean>;
   /** Primary: commits wait for ANY 1 of `members`; null = asynchronous; [] = wait for a standby that is not there (strict). */
   setSynchronous(members: string[] | null, signal: AbortSignal): Promise<void>;
   /**

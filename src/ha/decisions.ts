@@ -1,5 +1,5 @@
 import type { DatabaseStatus } from './database.js';
-import type { HaSettings } from './settings.js';
+import { isStandbyCluster, type HaSettings } from './settings.js';
 import type { ClusterSnapshot, MemberReport } from './store.js';
 
 /**
@@ -30,7 +30,7 @@ export function eligibility(me: string, db: DatabaseStatus, settings: HaSettings
     if (lag > settings.maximumLagOnFailover) return { eligible: false, why: `${lag} bytes behind the last leader position (maximum_lag_on_failover ${settings.maximumLagOnFailover})` };
   }
   // In a standby cluster nothing commits here: a synchronous set left from its days as a primary protects nothing.
-  if (settings.synchronousMode && !settings.standbyOf && snap?.sync && snap.sync.members.length > 0 && !snap.sync.members.includes(me)) {
+  if (settings.synchronousMode && !isStandbyCluster(settings) && snap?.sync && snap.sync.members.length > 0 && !snap.sync.members.includes(me)) {
     return { eligible: false, why: `not in the synchronous set (${snap.sync.members.join(', ')})` };
   }
   const sw = snap?.switchover;

@@ -2,7 +2,7 @@ import type { HaContext } from './context.js';
 import type { DatabaseStatus } from './database.js';
 import { electionOutcome, eligibility } from './decisions.js';
 import type { LeaseKeeper } from './lease.js';
-import type { HaSettings } from './settings.js';
+import { isStandbyCluster, type HaSettings } from './settings.js';
 import type { ClusterSnapshot } from './store.js';
 import { updateLeadership } from './view.js';
 
@@ -66,7 +66,7 @@ export class Election {
   /** Holding the key with a standby: arm the fence, set the synchronous policy, promote. */
   async promote(snap: ClusterSnapshot, s: HaSettings): Promise<void> {
     const ctx = this.ctx;
-    if (s.standbyOf) {
+    if (isStandbyCluster(s)) {
       // A standby cluster's leader never promotes: the leader turn keeps it following the primary cluster.
       ctx.decide('standby leader: holds the key, follows the primary cluster');
       return;

@@ -53,6 +53,16 @@ export interface HaSettings {
    * other members cascade from it. null: this cluster is the primary.
    */
   standbyOf: { host: string; port: number } | null;
+  /**
+   * A standby cluster without a network link to its primary (a warm spare
+   * kept current by restores): the path of a copy of the primary cluster's
+   * pgBackRest repository, read only. Its leader replays the WAL archived
+   * there (no primary_conninfo) and re-bases on the newest backup on each
+   * slot of restoreSchedule. null: not such a spare.
+   */
+  standbyOfRepo: string | null;
+  /** The spare's re-base schedule (a cron expression, UTC), checked where cron is known (the spare keeper); null: none. */
+  restoreSchedule: string | null;
   /** Keys present with a wrong type or value: refused by checkHaSettings, never silently defaulted. */
   invalid: string[];
 }
@@ -93,7 +103,23 @@ export const HA_SETTINGS_SCHEMA: Schema = {
     default: '',
     check: (v) => (v === '' || parseEndpoint(v) ? undefined : `must be HOST:PORT (an address and a port, [IPv6]:PORT) or "" (got ${JSON.stringify(v)})`),
   },
+  standby_of_repo: {
+    type: 'string',
+    doc: 'a copy of the primary cluster\'s pgBackRest repository (an absolute path, read only): this cluster is a warm spare kept current from it; "" = not such a spare',
+    default: '',
+    check: (v) => (v === '' || (v.startsWith('/') && !/[\s'"\\]/.test(v) && !v.split('/').includes('..')) ? undefined : `must be an absolute path without spaces, quotes or .. (got ${JSON.stringify(v)}) or ""`),
+  },
+  restore_schedule: {
+    type: 'string',
+    doc: 'with standby_of_repo: when the spare\'s leader re-bases on the newest backup (cron, UTC); "" = never',
+    default: '',
+  },
 };
+
+/** A standby cluster of either kind: streaming from a primary cluster, or replaying a copy of its repository. */
+export function isStandbyCluster(s: Pick<HaSettings, 'standbyOf' | 'standbyOfRepo'>): boolean {
+  return s.standbyOf !== null || s.standbyOfRepo !== null;
+}
 
 /** "10.0.0.5:5432", "db.example:6432", "[fd00::5]:5432" → host and port; null when it is not one. */
 export function parseEndpoint(v: string): { host: string; port: number } | null {
@@ -125,6 +151,8 @@ function readHaSettings(cfg: TomlTable): HaSettings {
     watchdog: ha.watchdog as WatchdogMode,
     watchdogDevice: ha.watchdog_device as string,
     standbyOf: parseEndpoint(ha.standby_of as string),
+    standbyOfRepo: typeof ha.standby_of_repo !== 'string' || ha.standby_of_repo === '' ? null : ha.standby_of_repo.replace(/\/+$/, '') || '/',
+    restoreSchedule: typeof ha.restore_schedule !== 'string' || ha.restore_schedule.trim() === '' ? null : ha.restore_schedule.trim(),
     invalid: problems.map((p) => p.reason),
   };
 }
@@ -152,5 +180,7 @@ export function checkHaSettings(s: HaSettings): string | undefined {
   }
   if (!(s.maximumLagOnFailover >= 0)) return `ha.maximum_lag_on_failover must be 0 or more bytes (got ${s.maximumLagOnFailover})`;
   if (s.synchronousModeStrict && !s.synchronousMode && !s.synchronousModeAuto) return 'ha.synchronous_mode_strict needs ha.synchronous_mode = true or "auto"';
+  if (s.standbyOf && s.standbyOfRepo) return 'ha.standby_of and ha.standby_of_repo exclude each other: a standby cluster streams from its primary cluster or replays a copy of its repository, not both';
+  if (s.restoreSchedule && !s.standbyOfRepo) return 'ha.restore_schedule needs ha.standby_of_repo (it is when a warm spare re-bases on the newest backup there)';
   return undefined;
 }

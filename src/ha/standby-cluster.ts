@@ -70,6 +70,53 @@ export class StandbyLeader {
     ctx.decide(`standby leader: ${db.streaming ? 'streaming' : 'replaying from the archive'} from the primary cluster at ${where}`);
   }
 
+  /**
+   * The leader of a warm spare kept current from a copy of the primary
+   * cluster's repository ([ha] standby_of_repo): no upstream to stream
+   * from; its PostgreSQL replays the WAL archived there (restore_command,
+   * read only) and the other members cascade from it. The re-base on the
+   * newest backup at each schedule slot is the spare keeper's
+   * (src/node/spare.ts), which stops the database meanwhile (db.busy).
+   */
+  async turnFromRepo(db: DatabaseStatus, repo: string): Promise<void> {
+    const ctx = this.ctx;
+    if (db.busy) {
+      ctx.decide(`standby leader: ${db.busy}`);
+      return;
+    }
+    if (db.inRecovery === false) {
+      // A primary told to become a spare of a repository copy: no writes from here on; the next re-base makes it one.
+      ctx.log.warn({ event: 'ha_standby_cluster', repo }, `this cluster becomes a warm spare of the repository copy ${repo}: the leader stops taking writes`);
+      ctx.appliedSync = undefined;
+      ctx.deps.leadership.update({ primaryWritable: false, reason: `standby leader of the repository copy ${repo}` });
+      try {
+        await ctx.deps.db.demote(`this cluster becomes a warm spare of the repository copy ${repo}`);
+      } catch (err) {
+        ctx.decide(`cannot stop the primary to become a warm spare of ${repo}: ${(err as Error).message}`, 'warn');
+        return;
+      }
+      await this.lease.disarmFence();
+      ctx.decide(`standby leader: no longer takes writes; replays the repository copy ${repo} (its next re-base makes it follow the primary cluster's history)`);
+      return;
+    }
+    if (!db.running || db.upstream !== null) {
+      const why = !db.running ? `PostgreSQL is not running (${db.reason ?? 'no reason known'})` : `it follows ${db.upstream}`;
+      if (!ctx.deps.db.replayArchive) {
+        ctx.decide(`standby leader: cannot replay the repository copy ${repo} on this database`, 'warn');
+        return;
+      }
+      ctx.log.info({ event: 'ha_follow', leader: 'repository', repo, reason: why }, `standby leader: replaying the repository copy ${repo} (${why})`);
+      try {
+        await ctx.deps.db.replayArchive(ctx.stop.signal);
+        ctx.decide(`standby leader: replays the WAL archived in the repository copy ${repo}`);
+      } catch (err) {
+        ctx.decide(`standby leader: cannot replay the repository copy ${repo} yet: ${(err as Error).message}`, 'warn');
+      }
+      return;
+    }
+    ctx.decide(`standby leader: replays the WAL archived in the repository copy ${repo}`);
+  }
+
   private async follow(endpoint: PeerEndpoint, where: string): Promise<void> {
     const ctx = this.ctx;
     try {

@@ -36,6 +36,12 @@ export interface HaView {
   restore: RestoreRequest | null;
   /** A standby cluster: the primary cluster it follows (HOST:PORT); null for a primary cluster. */
   standby_of: string | null;
+  /** A warm spare kept current from a copy of the primary cluster's repository: that path; null otherwise. */
+  standby_of_repo?: string | null;
+  /** The spare's re-base schedule (cron, UTC), when it has one. */
+  restore_schedule?: string | null;
+  /** The warm spare's restores as the cluster records them (src/node/spare.ts); absent where nobody adds it. */
+  spare?: unknown;
   settings: { ttl: number; loop_wait: number; retry_timeout: number; maximum_lag_on_failover: number };
   members: HaMemberView[];
   /** Peers whose database takes writes without the leader lease, as this member sees them: critical. */
@@ -64,6 +70,8 @@ export function haView(ctx: HaContext, rogues: RoguePrimary[]): HaView {
     switchover: snap?.switchover ?? null,
     restore: snap?.restore ?? null,
     standby_of: s.standbyOf ? `${s.standbyOf.host.includes(':') ? `[${s.standbyOf.host}]` : s.standbyOf.host}:${s.standbyOf.port}` : null,
+    standby_of_repo: s.standbyOfRepo,
+    restore_schedule: s.standbyOfRepo ? s.restoreSchedule : null,
     settings: { ttl: s.ttlS, loop_wait: s.loopWaitMs / 1000, retry_timeout: s.retryTimeoutMs / 1000, maximum_lag_on_failover: s.maximumLagOnFailover },
     members,
     rogue_primaries: rogues,

@@ -106,6 +106,8 @@ export class Daemon {
   private backup?: BackupCoordinator;
   /** Scheduled backups, run once per slot by whichever member leads (docs/backup.md). */
   private backupSchedule?: BackupScheduler;
+  /** Elasticsearch snapshots as the backup sets see them; a warm spare's re-base restores its set's snapshot through it. */
+  private searchPort?: () => SearchSnapshots | undefined;
   /** Elasticsearch snapshot listing and restores, a backup set's included (docs/backup.md). */
   private snapshots?: SnapshotJobs;
   /** One Elasticsearch cluster from the census (members of a cluster; a member on its own has a cluster of one). */
@@ -245,6 +247,7 @@ export class Daemon {
         services: supervisor,
         onBootstrapWait: startFormation,
         serviceRoot: this.state.path('svc', 'postgresql'),
+        searchSnapshots: () => this.searchPort?.(),
         log,
       });
     }
@@ -261,7 +264,8 @@ export class Daemon {
       caFile: () => (this.tls.on ? this.tls.files.ca : undefined),
     });
     this.esAccess = esAccess;
-    const search = searchSnapshotsFrom({ context: () => supervisor.get('elasticsearch')?.driverContext(), peers: () => elasticsearchPeerUrls(ring, esAccess.scheme()) });
+    const search: () => SearchSnapshots | undefined = searchSnapshotsFrom({ context: () => supervisor.get('elasticsearch')?.driverContext(), peers: () => elasticsearchPeerUrls(ring, esAccess.scheme()) });
+    this.searchPort = search;
     this.backup = this.startBackups(ring, supervisor, leadership, slotClaims, search);
     this.snapshots = new SnapshotJobs({ memberId: this.memberId, search, clusterRestore: () => this.ha?.operations.view().restore ?? null, log: this.log });
 

@@ -1,8 +1,14 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { realClock } from '../ha/clock.js';
 import { DEFAULT_HA_SETTINGS, ElectedLeadership, HaController, haSettingsFrom, watchdogTimeoutS, type HaOperations, type HaSettings } from '../ha/index.js';
 import type { TlsClientOptions } from '../plugins/http-json.js';
+import { EtcdSlotClaims } from '../plugins/backup/etcd-slot-claims.js';
 import { PgBackRest } from '../plugins/backup/pgbackrest.js';
+import type { SearchSnapshots } from '../plugins/backup/search-snapshots.js';
+import { checkSpareSettings, SourceRepository, sourcePlaceFor } from '../plugins/backup/source-repo.js';
+import type { DriverContext } from '../supervisor/driver.js';
+import { EtcdSpareRecord, SpareKeeper } from './spare.js';
 import { EtcdClient } from '../plugins/etcd/client.js';
 import { EtcdClusterStore } from '../plugins/etcd/ha-store.js';
 import { ensureServiceCgroup, removeServiceCgroup } from '../plugins/fence/cgroup.js';
@@ -38,8 +44,18 @@ export interface PostgresHaOptions {
   etcdTls?: () => TlsClientOptions | undefined;
   /** The PostgreSQL service's directory (<state>/svc/postgresql): the fence reads data/postmaster.pid and writes its record here. */
   serviceRoot: string;
+  /** Elasticsearch snapshots, for a warm spare's backup sets (daemon.ts; undefined where they are off). */
+  searchSnapshots?: () => SearchSnapshots | undefined;
   log: Logger;
   serviceName?: string;
+}
+
+/** One SourceRepository per config in force (its prepare() is done once per object). */
+const sources = new WeakMap<DriverContext, SourceRepository>();
+function sourceFor(ctx: DriverContext, repo: string): SourceRepository {
+  let s = sources.get(ctx);
+  if (!s || s.place.repo !== repo) sources.set(ctx, (s = new SourceRepository(sourcePlaceFor(ctx, repo))));
+  return s;
 }
 
 export class PostgresHa {
@@ -50,6 +66,8 @@ export class PostgresHa {
   readonly fence: ProcessFence;
   /** The cluster's etcd client; the backup schedules' slot record shares it (daemon.ts). */
   readonly etcd: EtcdClient;
+  /** A warm spare's scheduled re-bases on the repository copy's newest backup (idle elsewhere). */
+  readonly spare: SpareKeeper;
   private readonly stop = new AbortController();
   private readonly serviceName: string;
   private readonly cgroup: string | undefined;
@@ -81,6 +99,7 @@ export class PostgresHa {
       },
       bootstrapFailed: () => late.controller!.bootstrapFailed(),
       restoreData: (ctx, target, o) => PgBackRest.forService(ctx).restore(target, o),
+      spare: { check: checkSpareSettings, source: sourceFor },
       stopSignal: this.stop.signal,
       log,
     });
@@ -100,6 +119,21 @@ export class PostgresHa {
       const s = settings();
       return s.watchdog === 'required' && !existsSync(s.watchdogDevice) ? `the required kernel watchdog ${s.watchdogDevice} is missing` : undefined;
     };
+    this.spare = new SpareKeeper({
+      memberId: opts.memberId,
+      settings: () => {
+        const s = settings();
+        return { repo: s.standbyOfRepo, schedule: s.restoreSchedule };
+      },
+      leading: () => this.leadership.state().holdsLease && settings().standbyOfRepo !== null,
+      source: () => this.node.currentSpareSource(),
+      db: this.node,
+      search: () => opts.searchSnapshots?.(),
+      claims: new EtcdSlotClaims(client, `/hasup/${opts.scope}/spare/${this.serviceName}.${opts.group}/slots/`),
+      record: new EtcdSpareRecord(client, `/hasup/${opts.scope}/spare/${this.serviceName}.${opts.group}/state`),
+      clock: realClock,
+      log,
+    });
     const controller = new HaController({ memberId: opts.memberId, serviceGroup, store, db: this.node, settings, leadership: this.leadership, fence: this.fence, leadBlocker, log });
     late.controller = controller;
     this.controller = controller;
@@ -107,7 +141,11 @@ export class PostgresHa {
       switchover: (to) => controller.switchover(to),
       setPaused: (paused) => controller.setPaused(paused),
       restore: (target) => controller.restore(target),
-      view: () => controller.view(),
+      view: () => {
+        const v = controller.view();
+        const spare = this.spare.view();
+        return spare ? { ...v, spare } : v;
+      },
       fence: () => this.fence.status(),
     };
   }
@@ -120,6 +158,7 @@ export class PostgresHa {
   start(): void {
     this.fence.start();
     this.controller.start();
+    this.spare.start();
   }
 
   /** After the services stopped: the fence exits (and would stop a primary left running). */
@@ -131,6 +170,7 @@ export class PostgresHa {
   /** `leaving`: the member shuts down, so a leader hands its key back at once. */
   async close(opts: { leaving: boolean }): Promise<void> {
     this.stop.abort();
+    await this.spare.close();
     await this.controller.close(opts);
     this.leadership.close();
     this.etcd.close();

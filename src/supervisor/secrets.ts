@@ -42,6 +42,14 @@ export interface ClusterSecrets {
    */
   standby_of?: string;
   /**
+   * A warm spare kept current from a copy of the primary cluster's
+   * pgBackRest repository (its path on these nodes, read only) and when it
+   * re-bases on the newest backup there (cron, UTC): chosen at create, so
+   * `cluster join` writes them into every node's hasup.toml. Not secret.
+   */
+  standby_of_repo?: string;
+  restore_schedule?: string;
+  /**
    * The cluster CA (docs/tls.md): its PEM certificate and PKCS#8 key. Every
    * member issues its own certificate from it when it is created or joins,
    * or at `hasup run` when its certificate is missing; the key never leaves
@@ -126,6 +134,8 @@ export function checkSecrets(data: unknown, file: string): ClusterSecrets {
   if (s.ring_key !== undefined) ringKeyBytes(s.ring_key, file);
   if (s.etcd_voters !== undefined && s.etcd_voters !== 3 && s.etcd_voters !== 5) throw new Error(`${file}: etcd_voters must be 3 or 5`);
   if (s.standby_of !== undefined && (typeof s.standby_of !== 'string' || !/^\S+:\d{1,5}$/.test(s.standby_of))) throw new Error(`${file}: standby_of must be HOST:PORT`);
+  if (s.standby_of_repo !== undefined && (typeof s.standby_of_repo !== 'string' || !s.standby_of_repo.startsWith('/'))) throw new Error(`${file}: standby_of_repo must be an absolute path`);
+  if (s.restore_schedule !== undefined && typeof s.restore_schedule !== 'string') throw new Error(`${file}: restore_schedule must be a string`);
   if (s.backup !== undefined) {
     const pass = (s.backup as { repo_cipher_pass?: unknown } | null)?.repo_cipher_pass;
     if (typeof pass !== 'string' || pass.length < 16 || /[\n\r\0]/.test(pass)) {

@@ -260,7 +260,7 @@ export class MemoryStore {
 
 // ---- the database ------------------------------------------------------------
 
-export type DbCall = 'promote' | 'demote' | 'startStandby' | 'follow' | 'setSynchronous' | 'prepareSynchronous' | 'fencePeer' | 'stopForRestore' | 'restore';
+export type DbCall = 'promote' | 'demote' | 'startStandby' | 'follow' | 'setSynchronous' | 'prepareSynchronous' | 'fencePeer' | 'stopForRestore' | 'restore' | 'replayArchive';
 
 /** Every member's database, so followers can copy the primary's WAL and peers can be asked about each other. */
 export class FakeWorld {
@@ -290,6 +290,8 @@ export class FakeDb implements ReplicatedDatabase {
   frozen = false;
   sqlFenced = false;
   sync: string[] | null = null;
+  /** A warm spare's re-base runs (the database is stopped on purpose): status says so. */
+  busy: string | undefined = undefined;
   readonly calls: { call: DbCall; at: number; arg?: unknown }[] = [];
 
   constructor(
@@ -332,6 +334,7 @@ export class FakeDb implements ReplicatedDatabase {
   }
   async status(): Promise<DatabaseStatus> {
     this.catchUp();
+    if (this.busy) return { running: false, healthy: false, inRecovery: null, timeline: null, walPosition: null, replayPosition: null, streaming: false, upstream: null, replicas: [], reason: this.busy, busy: this.busy };
     const up = this.running && !this.killed && !this.frozen;
     const replicas = up && !this.inRecovery ? [...this.world.dbs.values()].filter((d) => d.upstream === this.member && d.streaming()).map((d) => ({ member: d.member, state: 'streaming', syncState: 'async', flushPosition: d.wal, replayPosition: d.wal })) : [];
     return {
@@ -399,6 +402,14 @@ export class FakeDb implements ReplicatedDatabase {
     this.running = true;
     this.killed = false;
     this.inRecovery = true;
+  }
+  /** A warm spare's standby leader: no upstream, replaying the repository copy's archive. */
+  async replayArchive(): Promise<void> {
+    this.record('replayArchive');
+    this.running = true;
+    this.killed = false;
+    this.inRecovery = true;
+    this.upstream = null;
   }
   async follow(leader: PeerEndpoint): Promise<void> {
     this.record('follow', leader.member);

@@ -1,4 +1,5 @@
-import { readFile, rm } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import type pg from 'pg';
 import type { BootstrapPlan, ConnectedReplica, DatabaseStatus, PeerEndpoint, ReplicatedDatabase, RestoreTarget } from '../../ha/index.js';
 import { checkHaSettings, haSettingsFrom, PRIMARY_CLUSTER } from '../../ha/index.js';
@@ -7,7 +8,8 @@ import type { Logger } from '../../supervisor/log.js';
 import { isProcessLive } from '../../supervisor/pidfile.js';
 import type { ServiceStatus } from '../../supervisor/service.js';
 import type { TomlTable } from '../../supervisor/toml-schema.js';
-import { ensureOwnedDir } from '../service-dirs.js';
+import type { BackupInfo } from '../backup/info.js';
+import { ensureOwnedDir, isFile } from '../service-dirs.js';
 import { localHost, PgSession, superuserTarget, withClient, type PgTarget } from './connect.js';
 import { dropAutoConfSettings } from './auto-conf.js';
 import { clearPeerFence, fenceOverSql } from './peer-fence.js';
@@ -19,6 +21,7 @@ import {
   HA_STATE_MARK,
   markWasPrimary,
   renderHaConf,
+  emptyDataDir,
   setDataAside,
   slotName,
   standbySignalPath,
@@ -55,9 +58,49 @@ export interface PostgresHaNodeDeps {
   bootstrapFailed: () => Promise<void>;
   /** Restores the data directory from the backup repository (absent when backups are off). */
   restoreData?: (ctx: DriverContext, target: RestoreTarget, opts: { delta: boolean; signal: AbortSignal }) => Promise<void>;
+  /** A warm spare's repository copy (read only); absent where the member cannot be one. */
+  spare?: SparePort;
   /** Aborts waits for the cluster (the member is stopping). */
   stopSignal: AbortSignal;
   log: Logger;
+}
+
+/**
+ * What the node needs of a warm spare's repository copy ([ha]
+ * standby_of_repo): the settings' check, and the copy itself
+ * (src/plugins/backup/source-repo.ts), read only.
+ */
+export interface SparePort {
+  check(cfg: TomlTable): string | undefined;
+  source(ctx: DriverContext, repo: string): SpareSource;
+}
+
+export interface SpareSource {
+  /** PostgreSQL's restore_command reading the copy's archive. */
+  restoreCommand(): string;
+  /** Checks the copy is there and writes hasup's configuration for it. */
+  prepare(): Promise<void>;
+  /** The newest usable backup in the copy. */
+  newestBackup(signal?: AbortSignal): Promise<BackupInfo | undefined>;
+  /** Restores backup `label` (the newest when absent) as a standby, in place with `delta`. */
+  restoreStandby(opts: { label?: string; delta: boolean; signal?: AbortSignal }): Promise<{ label: string; stoppedAt: number }>;
+}
+
+/** The backup a warm spare's data was last restored from (written after each restore, in the service directory). */
+export interface SpareBase {
+  label: string;
+  /** When the backup ended on the primary cluster, and when it was restored here (ms). */
+  stopped_at: number;
+  restored_at: number;
+}
+
+/** Where a warm spare's standby is on the primary cluster's history. */
+export interface ReplayInfo {
+  /** The last WAL position replayed, as 0/3000060, and the segment it is in. */
+  lsn: string;
+  segment: string | null;
+  /** When the last transaction replayed committed on the primary cluster (ms since the epoch), null when none was replayed since the start. */
+  lastXactAt: number | null;
 }
 
 /**
@@ -101,6 +144,8 @@ export class PostgresHaNode implements ReplicatedDatabase {
   private creating = false;
   /** The next start is a restore's: archive recovery to its target, not a standby. */
   private recoveryStart = false;
+  /** A warm spare's re-base runs: PostgreSQL is stopped on purpose (status says so; the HA loop leaves it alone). */
+  private busy: string | null = null;
   private readonly log: Logger;
 
   constructor(private readonly deps: PostgresHaNodeDeps) {
@@ -121,10 +166,15 @@ export class PostgresHaNode implements ReplicatedDatabase {
    */
   async prepareData(ctx: DriverContext): Promise<void> {
     this.ctx = ctx;
-    const problem = checkHaSettings(haSettingsFrom(ctx.cfg));
+    const problem = checkHaSettings(haSettingsFrom(ctx.cfg)) ?? this.deps.spare?.check(ctx.cfg);
     if (problem) throw new Error(problem);
     await writePassfile(ctx);
     await this.loadConf(ctx);
+    // A warm spare's repository copy: hasup's configuration for it (its restore_command's). Not fatal here: a member
+    // that cannot read the copy still streams from its leader; a restore from it says why it cannot.
+    await this.spareSource(ctx)
+      ?.prepare()
+      .catch((err: unknown) => this.log.warn({ event: 'spare_source', err }, `the warm spare's repository copy: ${(err as Error).message}`));
     if (!(await isInitialized(ctx.paths.data))) {
       this.creating = true;
       try {
@@ -136,6 +186,7 @@ export class PostgresHaNode implements ReplicatedDatabase {
     if (await clearPeerFence(ctx.paths.data)) {
       this.log.warn({ event: 'peer_fence_cleared' }, 'removed the fence a peer set over SQL while this member was a rogue primary (postgresql.auto.conf)');
     }
+    this.refreshRestoreCommand(ctx);
     await writeHaConf(ctx, this.conf);
     // A restore's start replays to its target and ends recovery (recovery.signal, from pgBackRest).
     if (this.recoveryStart) return;
@@ -185,6 +236,17 @@ export class PostgresHaNode implements ReplicatedDatabase {
         this.recoveryStart = true;
         return;
       }
+      if (plan.kind === 'standby-restore') {
+        // A warm spare's first member: the newest backup of the repository copy, as a standby replaying its archive.
+        const source = this.spareSource(ctx);
+        if (!source) throw new Error(`this member cannot restore from the repository copy ${plan.repo} (ha.standby_of_repo is not in its config)`);
+        await emptyDataDir(ctx);
+        const base = await source.restoreStandby({ delta: false, signal });
+        await writeSpareBase(ctx, base);
+        this.conf = { upstream: null, syncStandbys: null };
+        this.log.warn({ event: 'spare_restored', repo: plan.repo, label: base.label }, `restored backup ${base.label} (the newest) of the repository copy ${plan.repo} as a standby`);
+        return;
+      }
       try {
         await cloneFromLeader(ctx, plan.leader, signal);
         this.conf.upstream = plan.leader;
@@ -211,7 +273,124 @@ export class PostgresHaNode implements ReplicatedDatabase {
   }
 
   private async saveConf(ctx: DriverContext): Promise<void> {
+    this.refreshRestoreCommand(this.ctx ?? ctx);
     await writeHaConf(ctx, this.conf);
+  }
+
+  /** The warm spare's repository copy as the config in force names it, once PostgreSQL was prepared. */
+  currentSpareSource(): SpareSource | undefined {
+    return this.ctx ? this.spareSource(this.ctx) : undefined;
+  }
+
+  /** A warm spare's repository copy, when the config in force names one. */
+  private spareSource(ctx: DriverContext): SpareSource | undefined {
+    const repo = haSettingsFrom(ctx.cfg).standbyOfRepo;
+    return repo && this.deps.spare ? this.deps.spare.source(ctx, repo) : undefined;
+  }
+
+  /** A warm spare replays the repository copy's archive (ha.conf's restore_command, over postgresql.conf's). */
+  private refreshRestoreCommand(ctx: DriverContext): void {
+    const cmd = this.spareSource(ctx)?.restoreCommand();
+    if (cmd) this.conf.restoreCommand = cmd;
+    else delete this.conf.restoreCommand;
+  }
+
+  /**
+   * A warm spare's re-base: PostgreSQL stopped, backup `label` of the
+   * repository copy restored in place as a standby (pgBackRest --delta
+   * --type=standby: only files that differ are copied), started again;
+   * resolves once it is a standby that answers (it then replays the
+   * copy's archive). While it runs, status() says so (busy) and the HA
+   * loop leaves the database alone. A failed restore leaves PostgreSQL
+   * stopped and the error thrown; the HA loop starts it again.
+   */
+  async rebaseStandby(label: string, signal: AbortSignal, progress: (detail: string) => void): Promise<void> {
+    const ctx = await this.requireData();
+    const svc = this.requireService();
+    const source = this.spareSource(ctx);
+    if (!source) throw new Error('this member is no warm spare of a repository copy (ha.standby_of_repo is empty)');
+    if (this.busy) throw new Error(`a re-base runs already (${this.busy})`);
+    this.busy = `re-basing on backup ${label} of the repository copy`;
+    try {
+      progress('stopping PostgreSQL');
+      await this.demote(`re-basing on backup ${label}`, { stayDown: true });
+      progress(`restoring backup ${label} in place (only files that differ are copied)`);
+      await writeSpareBase(ctx, null);
+      let base;
+      try {
+        base = await source.restoreStandby({ label, delta: true, signal });
+      } catch (err) {
+        // What was there before is still there (pgBackRest refused) or half restored: start it anyway; when it cannot
+        // start, the leader gives its key up to a follower whose database runs (as for any leader left unhealthy).
+        this.busy = null;
+        await svc.start().catch(() => undefined);
+        throw err;
+      }
+      await writeSpareBase(ctx, base);
+      this.conf.upstream = null;
+      this.busy = `starting PostgreSQL on backup ${label}`;
+      progress('starting PostgreSQL as a standby replaying the repository copy');
+      await svc.start();
+      await this.awaitStandby(svc, signal);
+    } finally {
+      this.busy = null;
+    }
+  }
+
+  private async awaitStandby(svc: PgServiceHandle, signal: AbortSignal): Promise<void> {
+    for (;;) {
+      if (signal.aborted) throw new Error('the member stopped during the re-base');
+      const runner = svc.status();
+      if (runner.state === 'backoff' || runner.state === 'flapping' || runner.state === 'stopped') throw new Error(`PostgreSQL did not come up on the restored backup (${runner.lastError ?? runner.state})`);
+      const st = await this.statusNow(AbortSignal.any([signal, AbortSignal.timeout(5000)]));
+      if (st.running && st.inRecovery === true) return;
+      await new Promise((r) => setTimeout(r, RECOVERY_POLL_MS));
+    }
+  }
+
+  /** The backup this member's data was last restored from as a warm spare, when known. */
+  async spareBase(): Promise<SpareBase | null> {
+    const ctx = this.ctx;
+    if (!ctx) return null;
+    try {
+      const v = JSON.parse(await readFile(spareBasePath(ctx), 'utf8')) as SpareBase;
+      return typeof v.label === 'string' ? v : null;
+    } catch {
+      return null;
+    }
+  }
+
+  /** Where this standby is on the primary cluster's history: the last replayed position and transaction. */
+  async replayInfo(signal: AbortSignal): Promise<ReplayInfo | null> {
+    const ctx = this.ctx;
+    if (!ctx || this.busy || this.deps.service()?.status().state !== 'running') return null;
+    return withClient(this.target(ctx), signal, async (client) => {
+      const row = (
+        await client.query<{ lsn: string | null; at: Date | null; tli: number | null }>(
+          `SELECT pg_last_wal_replay_lsn()::text AS lsn, pg_last_xact_replay_timestamp() AS at,
+                  (SELECT max(('x' || substr(name, 1, 8))::bit(32)::int) FROM pg_ls_waldir() WHERE name ~ '^[0-9A-F]{24}$') AS tli`,
+        )
+      ).rows[0];
+      if (!row?.lsn) return null;
+      return { lsn: row.lsn, segment: row.tli ? segmentOf(row.tli, row.lsn) : null, lastXactAt: row.at ? row.at.getTime() : null };
+    });
+  }
+
+  async restoredForNewCluster(): Promise<boolean> {
+    return !!this.ctx && isFile(join(this.ctx.paths.root, RESTORED_FOR_NEW_CLUSTER));
+  }
+
+  async replayArchive(signal: AbortSignal): Promise<void> {
+    const ctx = await this.requireData();
+    const svc = this.requireService();
+    this.conf.upstream = null;
+    await this.saveConf(ctx);
+    if (svc.status().state !== 'running') {
+      // prepare() makes it a standby start; ha.conf has no primary_conninfo and the copy's restore_command.
+      await svc.start();
+      return;
+    }
+    await this.reload(ctx, signal);
   }
 
   // ---- ReplicatedDatabase -------------------------------------------------------
@@ -231,6 +410,11 @@ export class PostgresHaNode implements ReplicatedDatabase {
   }
 
   async status(signal: AbortSignal): Promise<DatabaseStatus> {
+    if (this.busy) return { running: false, healthy: false, inRecovery: null, timeline: null, walPosition: null, replayPosition: null, streaming: false, upstream: null, replicas: [], reason: this.busy, busy: this.busy };
+    return this.statusNow(signal);
+  }
+
+  private async statusNow(signal: AbortSignal): Promise<DatabaseStatus> {
     const down = (reason: string): DatabaseStatus => ({ running: false, healthy: false, inRecovery: null, timeline: null, walPosition: null, replayPosition: null, streaming: false, upstream: this.conf.upstream?.member ?? null, replicas: [], reason });
     const svc = this.deps.service();
     const ctx = this.ctx;
@@ -587,6 +771,29 @@ async function readHistory(client: pg.Client, timeline: number): Promise<Array<{
     if (m) out.push({ timeline: Number(m[1]), switchpoint: parseInt(m[2]!, 16) * 2 ** 32 + parseInt(m[3]!, 16) });
   }
   return out;
+}
+
+/** Written into the service directory by `hasup restore --to-new-cluster` beside the data it restored. */
+export const RESTORED_FOR_NEW_CLUSTER = 'restored-for-new-cluster.json';
+
+const spareBasePath = (ctx: DriverContext) => join(ctx.paths.root, 'spare-base.json');
+
+/** Records what a warm spare's data was restored from (null: a restore under way, the data is none of them). */
+async function writeSpareBase(ctx: DriverContext, base: { label: string; stoppedAt: number } | null): Promise<void> {
+  if (!base) {
+    await rm(spareBasePath(ctx), { force: true });
+    return;
+  }
+  const v: SpareBase = { label: base.label, stopped_at: base.stoppedAt, restored_at: Date.now() };
+  await writeFile(spareBasePath(ctx), `${JSON.stringify(v)}\n`, { mode: 0o600 });
+}
+
+/** The WAL segment (16 MiB) holding position `lsn` on timeline `tli`. */
+export function segmentOf(tli: number, lsn: string): string | null {
+  const m = /^([0-9A-Fa-f]+)\/([0-9A-Fa-f]+)$/.exec(lsn);
+  if (!m) return null;
+  const hex = (n: number) => n.toString(16).toUpperCase().padStart(8, '0');
+  return `${hex(tli)}${hex(parseInt(m[1]!, 16))}${hex(Math.floor(parseInt(m[2]!, 16) / 0x1000000))}`;
 }
 
 function num(text: string | null): number | null {

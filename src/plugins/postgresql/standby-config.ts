@@ -25,6 +25,8 @@ export interface HaConfState {
   upstream: Upstream | null;
   /** null: asynchronous; []: wait for a standby that is not there (strict); else ANY 1 of these. */
   syncStandbys: string[] | null;
+  /** A warm spare: PostgreSQL's restore_command reading the primary cluster's repository copy (over postgresql.conf's). */
+  restoreCommand?: string;
 }
 
 /** ha.conf carries the state it was rendered from on this line, for a restarted supervisor. */
@@ -137,6 +139,10 @@ export function renderHaConf(ctx: DriverContext, state: HaConfState): string {
     lines.push(`# upstream member: ${state.upstream.member}`);
   } else {
     lines.push("primary_conninfo = ''", "primary_slot_name = ''");
+  }
+  if (state.restoreCommand) {
+    // A warm spare replays the WAL archived in the primary cluster's repository copy (archive-get only).
+    lines.push(`restore_command = ${confString(state.restoreCommand)}`);
   }
   const sync = state.syncStandbys;
   if (sync === null) lines.push("synchronous_standby_names = ''");
