@@ -155,8 +155,15 @@ export function backupDoneText(j: JobView): string {
   if (!b) return `backup job ${j.id} done`;
   const took = j.took_ms !== null ? ` in ${(j.took_ms / 1000).toFixed(1)} s` : '';
   const upgraded = j.type !== null && j.type !== b.type ? ` (asked for ${j.type}: pgBackRest takes a full backup when there is none to build on)` : '';
-  const done = `backup ${b.label} (${b.type}) done${took}${upgraded}: database ${formatBytes(b.database_bytes)}, copied ${formatBytes(b.backup_bytes)}, ${formatBytes(b.repo_bytes)} in the repository; WAL ${b.wal_start ?? '?'} to ${b.wal_stop ?? '?'}`;
+  const done = `backup ${b.label} (${b.type}) done${took}${upgraded}${sourceText(j.source)}: database ${formatBytes(b.database_bytes)}, copied ${formatBytes(b.backup_bytes)}, ${formatBytes(b.repo_bytes)} in the repository; WAL ${b.wal_start ?? '?'} to ${b.wal_stop ?? '?'}`;
   return j.snapshot ? `${done}\n${snapshotOutcomeText(j.snapshot)}` : done;
+}
+
+/** Where a backup job's backup was taken: ` on follower X` (backup-standby), or ` on the leader X (why no follower took it)`. */
+export function sourceText(source: JobView['source']): string {
+  if (!source) return '';
+  if (source.role === 'follower') return ` on follower ${source.member}${source.leader ? ` (a standby of the leader ${source.leader})` : ''}`;
+  return ` on the leader ${source.member}${source.reason ? ` (${source.reason})` : ''}`;
 }
 
 /** The snapshot after a backup: the set complete, or why not; what retention deleted. */
@@ -176,13 +183,16 @@ export function listingText(l: BackupListing): string {
   if (l.backups.length === 0) lines.push('no backups yet (hasup backup create --type full)');
   else {
     const sets = l.sets;
-    const rows = [['LABEL', 'TYPE', 'REPO', 'STARTED', 'STOPPED', 'DATABASE', 'COPIED', 'IN REPO', 'WAL START', 'WAL STOP', ...(sets ? ['SNAPSHOT'] : [])]];
+    // Where each backup was taken (a follower or the leader), when hasup annotated any of them.
+    const sourced = l.backups.some((b) => b.source);
+    const rows = [['LABEL', 'TYPE', 'REPO', ...(sourced ? ['TAKEN ON'] : []), 'STARTED', 'STOPPED', 'DATABASE', 'COPIED', 'IN REPO', 'WAL START', 'WAL STOP', ...(sets ? ['SNAPSHOT'] : [])]];
     for (const b of l.backups) {
       const set = sets?.find((s) => s.backup === b.label);
       rows.push([
         `${b.label}${b.error ? ' (page checksum errors)' : ''}`,
         b.type,
         String(b.repo),
+        ...(sourced ? [b.source ? `${b.source.role} ${b.source.member}` : '-'] : []),
         when(b.started_at),
         when(b.stopped_at),
         formatBytes(b.database_bytes),

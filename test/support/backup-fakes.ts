@@ -74,6 +74,8 @@ export class Behaviour {
   verifyReport: VerifyReport | undefined;
   infoOverride: StanzaInfo | undefined;
   release: (() => void) | undefined;
+  /** The options of the last backup asked for (a standby's remote, the annotations). */
+  lastBackupOpts: BackupOptions | undefined;
 
   finishBackup(): void {
     this.release?.();
@@ -105,6 +107,7 @@ export class FakeTool implements BackupTool {
   backup(type: BackupType, opts: BackupOptions = {}): Promise<BackupInfo> {
     const b = this.b;
     b.calls.push(`backup ${type}`);
+    b.lastBackupOpts = opts;
     opts.onProgress?.({ running: true, percent: 40 });
     return new Promise((resolve, reject) => {
       const onAbort = () => reject(new PgBackRestError(`pgbackrest backup --type=${type}`, null, 'SIGKILL', [], 'was cancelled'));
@@ -115,6 +118,7 @@ export class FakeTool implements BackupTool {
         if (b.backupError) return reject(b.backupError);
         const n = b.backups.length;
         const made = backupInfo(type === 'full' ? `20261207-10000${n}F` : `20261207-100000F_20261207-10000${n}I`, type, Date.UTC(2026, 11, 7, 10, 0, n));
+        if (opts.annotations) made.annotations = opts.annotations;
         b.backups.push(made);
         resolve(made);
       };

@@ -2,6 +2,7 @@ import type { ArchiveReport, ScheduleReport } from '../../supervisor/rumors/back
 import { STANZA } from './files.js';
 import type { ArchiveRange, BackupInfo, BackupType, StanzaInfo } from './info.js';
 import type { BackupSetJson } from './set-views.js';
+import { sourceOf, type BackupSourceRole } from './standby.js';
 import { segmentNumber, type VerifyReport, type WalRange } from './verify.js';
 
 /**
@@ -31,6 +32,8 @@ export interface BackupJson {
   prior: string | null;
   /** pgBackRest saw a page checksum error while copying. */
   error: boolean;
+  /** Where it was taken (a follower, with backup-standby, or the leader), from hasup's annotations; null for a backup hasup did not annotate. */
+  source?: { role: BackupSourceRole; member: string } | null;
 }
 
 export function backupJson(b: BackupInfo): BackupJson {
@@ -50,6 +53,7 @@ export function backupJson(b: BackupInfo): BackupJson {
     lsn_stop: b.lsnStop,
     prior: b.prior,
     error: b.error,
+    source: sourceOf(b.annotations),
   };
 }
 
