@@ -4,13 +4,26 @@
  * does not matter which one gets there first.
  */
 import type { Client } from '@elastic/elasticsearch';
-import { STREAMS, expiredIndices, indexTemplate, INDEX_PREFIX, type TemplateSettings } from './indices.js';
+import { AUTO_EXPAND_REPLICAS, STREAMS, expiredIndices, indexTemplate, INDEX_PREFIX, type TemplateSettings } from './indices.js';
 
-/** PUT of both templates (the same body again is a no-op for Elasticsearch). */
+/**
+ * PUT of both templates (the same body again is a no-op for Elasticsearch),
+ * then the replica rule on the daily indices that exist: one made before
+ * the template, restored from a snapshot or changed by hand follows the
+ * node count again (Elasticsearch then adds or drops replicas as nodes join
+ * and leave).
+ */
 export async function installTemplates(client: Client, settings: TemplateSettings): Promise<void> {
   for (const stream of STREAMS) {
     await client.indices.putIndexTemplate({ name: `${INDEX_PREFIX}${stream}`, ...indexTemplate(stream, settings) } as Parameters<Client['indices']['putIndexTemplate']>[0]);
   }
+  await client.indices.putSettings({
+    index: STREAMS.map((s) => `${INDEX_PREFIX}${s}-*`).join(','),
+    settings: { index: { auto_expand_replicas: AUTO_EXPAND_REPLICAS } },
+    allow_no_indices: true,
+    ignore_unavailable: true,
+    expand_wildcards: 'open',
+  });
 }
 
 /** Deletes daily indices past retention, by exact name; returns the names deleted. */

@@ -91,6 +91,15 @@ const dynamicTemplates = [
   { numbers_as_doubles: { match_mapping_type: 'long', mapping: { type: 'double' } } },
 ];
 
+/**
+ * Replicas of the shipping indices follow Elasticsearch's node count: none
+ * (and green) on one node, one from two nodes on, so losing any one node
+ * loses no log or metric. One, not two: a second replica would triple the
+ * disk of every index to survive two nodes lost at once, which the etcd and
+ * PostgreSQL of a three-member cluster do not survive either.
+ */
+export const AUTO_EXPAND_REPLICAS = '0-1';
+
 export interface TemplateSettings {
   retentionDays: number;
   /** Seconds between refreshes: larger is cheaper to index; events become searchable this late. */
@@ -107,8 +116,7 @@ export function indexTemplate(stream: Stream, settings: TemplateSettings): Recor
     template: {
       settings: {
         number_of_shards: 1,
-        // One replica once the cluster has a second node; none (and green) on one node.
-        auto_expand_replicas: '0-1',
+        auto_expand_replicas: AUTO_EXPAND_REPLICAS,
         refresh_interval: `${settings.refreshIntervalS ?? 5}s`,
         'mapping.total_fields.limit': 2000,
       },
