@@ -51,8 +51,12 @@ export interface HaClusterOptions {
    * cannot give (docs/elasticsearch.md), so it is a cluster of one node.
    * `snapshots`: a snapshot repository (BASEDIR/es-snapshots, owned by the
    * service user) named as [service.elasticsearch.snapshot] repo_path.
+   * `security`: Elasticsearch's security on (HTTPS with the cluster CA and
+   * hasup's users, docs/elasticsearch.md): `security = true` in every node's
+   * [service.elasticsearch], since the nodes without Elasticsearch ship into
+   * node 1's and must speak HTTPS to it too.
    */
-  elasticsearch?: { snapshots?: boolean; settings?: string[] };
+  elasticsearch?: { snapshots?: boolean; settings?: string[]; security?: boolean };
   /**
    * A standby cluster (warm spare) of another: `cluster create --standby-of
    * ENDPOINT --primary-secrets FILE` (the primary cluster's HAProxy write
@@ -133,12 +137,15 @@ export class HaCluster {
                 '[service.elasticsearch]',
                 'heap = "320m"',
                 'disk_threshold_enabled = false',
+                ...(opts.elasticsearch?.security ? ['security = true'] : []),
                 ...(opts.elasticsearch?.settings ?? []),
                 '[service.elasticsearch.extra]',
                 '"transport.host" = "127.0.0.1"',
                 ...(esSnapshots ? ['[service.elasticsearch.snapshot]', `repo_path = ${JSON.stringify(esSnapshots)}`] : []),
               ]
-            : []),
+            : opts.elasticsearch?.security
+              ? ['[service.elasticsearch]', 'security = true']
+              : []),
         ];
         if (extra.length > 0) appendFileSync(configOf(i), `\n${extra.join('\n')}\n`);
       };
@@ -218,7 +225,7 @@ export class HaCluster {
   /** Writes through the leader VIP (after enableVip), with TLS as through HAProxy (no member certificate names the VIP). */
   get vipTarget(): WriteTarget {
     if (this.vip === undefined) throw new Error('enableVip() first');
-    return { name: 'vip', host: this.vip, port: PG_PORT, ...(this.secrets.tls ? { ca: this.secrets.tls.ca_cert, verifyHost: false } : {}) };
+    return { name: 'vip', host: this.vip, port: PG_PORT, movingAddress: true, ...(this.secrets.tls ? { ca: this.secrets.tls.ca_cert, verifyHost: false } : {}) };
   }
 
   /**
