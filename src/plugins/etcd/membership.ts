@@ -101,6 +101,9 @@ export function checkVoterCount(n: number): number {
 /** How often an etcd client looks for a free voter seat (with up to half of it as jitter). */
 export const SEAT_CHECK_MS = 5000;
 
+/** How often a voter re-reads the wanted voter count (for its status only: voters never act on it). */
+export const WANTED_REFRESH_MS = 30_000;
+
 /** A depart that would be unsafe for etcd: the route answers 409 with the reason. */
 export class DepartRefused extends Error {}
 
@@ -306,9 +309,20 @@ export class EtcdMembership {
     this.decided(decision);
     if (decision.role === 'voter') {
       if (!this.deps.supervisor.get(ETCD_SERVICE)) await this.deps.supervisor.load(ETCD_SERVICE);
-      return;
+    } else {
+      await this.watchSeats(selfPeerUrl);
     }
-    await this.watchSeats(selfPeerUrl);
+    await this.followWanted();
+  }
+
+  /** A voter re-reads the cluster's wanted count now and then, so its GET /etcd says what the cluster wants. */
+  private async followWanted(): Promise<void> {
+    while (!this.stopped) {
+      await this.sleep(WANTED_REFRESH_MS);
+      if (this.stopped) return;
+      const urls = etcdVoters(this.deps.ring, etcdScheme(!!this.deps.tls)).map((v) => v.clientUrl);
+      if (urls.length > 0) await this.wantedVoters(etcdAt(urls, this.deps.tls)).catch(() => undefined);
+    }
   }
 
   private decided(decision: EtcdDecision): void {
@@ -333,8 +347,6 @@ export class EtcdMembership {
     while (!this.stopped) {
       await this.sleep(SEAT_CHECK_MS * (1 + 0.5 * (this.deps.random ?? Math.random)()));
       if (this.stopped) return;
-      // The role is published again now and then: a rumor from before a restart of the ring may have aged out.
-      this.publishRole('client');
       try {
         const urls = etcdVoters(this.deps.ring, etcdScheme(!!this.deps.tls)).map((v) => v.clientUrl);
         if (urls.length === 0) {
