@@ -132,6 +132,9 @@ test('postgresDepartRefusal: the last PostgreSQL member and an unreplaced leader
   // A is the only alive one: B (dead) may go while A runs, but with A dead too, nobody may.
   const allDead = views.map((v) => ({ ...v, state: 'dead' as const }));
   assert.match(postgresDepartRefusal(ring(allDead, takenOver), B)!, /last PostgreSQL member/);
+  // A member stopped with systemctl stop (left the ring) still holds its data: the last one stays too.
+  const stopped = [member(A, '10.0.0.11', 'left'), member(B, '10.0.0.12', 'dead')];
+  assert.match(postgresDepartRefusal(ring(stopped, [rumor(A, 'postgresql', pg), rumor(B, 'postgresql', pg)]), A)!, /last PostgreSQL member/);
   // A departed member's rumor does not count as a copy of the database.
   const aDeparted = [member(A, '10.0.0.11', 'departed'), member(B, '10.0.0.12', 'alive')];
   assert.match(postgresDepartRefusal(ring(aDeparted, [rumor(A, 'postgresql', pg), rumor(B, 'postgresql', pg)]), B)!, /last PostgreSQL member/);

@@ -122,7 +122,8 @@ export function voterRemovalRefusal(members: EtcdMember[], targetId: string, hea
   return undefined;
 }
 
-const DEPARTABLE: ReadonlySet<MemberStateName> = new Set(['alive', 'suspect', 'dead']);
+/** Members whose PostgreSQL data directory still exists: a stopped (left) member's too. */
+const HOLDS_DATA: ReadonlySet<MemberStateName> = new Set(['alive', 'suspect', 'dead', 'left']);
 
 /**
  * Why departing `target` would lose the database, or undefined: it is the
@@ -136,7 +137,7 @@ export function postgresDepartRefusal(ring: Pick<Memberlist, 'members' | 'rumors
   const runsPostgres = new Set<string>();
   for (const r of ring.rumors(RUMOR_SERVICE)) {
     const key = parseServiceRumorKey(r.key);
-    if (key?.service === 'postgresql' && DEPARTABLE.has(states.get(key.member) ?? 'departed')) runsPostgres.add(key.member);
+    if (key?.service === 'postgresql' && HOLDS_DATA.has(states.get(key.member) ?? 'departed')) runsPostgres.add(key.member);
   }
   if (!runsPostgres.has(target)) return undefined;
   const othersAlive = [...runsPostgres].filter((m) => m !== target && states.get(m) === 'alive');
