@@ -2,7 +2,8 @@
  * The cluster lifecycle on real namespaces: `hasup cluster create` on one
  * node and parallel `hasup cluster join`s form a 3-voter etcd from the
  * gossip census; a 4th member is an etcd client; a dead voter is departed
- * (out of etcd, quorum kept) and a replacement joins as a voter. Each node
+ * (out of etcd, quorum kept), the client takes its seat, and a 5th member
+ * joins as a client. Each node
  * runs `hasup run --config` with the hasup.toml its create/join wrote, as a
  * systemd unit would. No PostgreSQL or Elasticsearch: etcd only.
  */
@@ -165,7 +166,7 @@ describe('cluster lifecycle: etcd formed from the gossip census', { skip }, () =
     assert.equal((await listMembers([clientUrl(1)], 5000, clientTls)).length, 3, 'etcd still has 3 members');
   });
 
-  test('depart refuses a live member; a killed voter departed is out of etcd, quorum holds, a replacement joins as a voter', async () => {
+  test('depart refuses a live member; a killed voter departed is out of etcd, quorum holds, the client takes its seat, a 5th member is a client', async () => {
     const refused = await hasupIn(cluster.node(1), ['depart', ids.get(3)!, '--state-dir', cluster.node(1).stateDir]);
     assert.notEqual(refused.code, 0);
     assert.match(refused.stderr, /409 .*is alive; only a dead or left member can be departed/);
@@ -178,23 +179,27 @@ describe('cluster lifecycle: etcd formed from the gossip census', { skip }, () =
     const departed = await hasupIn(cluster.node(3), ['depart', cluster.node(2).address, '--state-dir', cluster.node(3).stateDir]);
     assert.equal(departed.code, 0, departed.stderr);
     assert.match(departed.stdout, new RegExp(`member ${ids.get(2)} departed; removed from etcd's voting members`));
+    assert.match(departed.stdout, new RegExp(`etcd client ${ids.get(4)} takes the seat`));
 
-    const members = await listMembers([clientUrl(1), clientUrl(3)], 5000, clientTls);
-    assert.deepEqual(members.map((m) => m.name).sort(), [ids.get(1), ids.get(3)].sort(), 'etcd lists only the two live voters');
     await etcdPut(clientUrl(1), 'lifecycle/after-depart', 'quorum');
     await eventually(async () => (await member(1).butterfly()).members.find((m) => m.id === ids.get(2))?.state === 'departed', 10_000, 'node 2 departed in the ring');
     assert.ok(!(await etcdStatus(3)).voters.some((v) => v.member === ids.get(2)), 'the departed voter is out of the census\'s voters');
 
+    // The client (node 4) takes the free seat by itself: member add, then its own etcd.
     const start = Date.now();
+    await etcdMembersAre([1, 3], [1, 3, 4], 60_000);
+    console.log(`# client promoted to voter ${Date.now() - start} ms after the depart`);
+    await eventually(async () => etcdHealthy(clientUrl(4)), 20_000, 'etcd on node 4 healthy');
+    await eventually(async () => (await etcdStatus(4)).role === 'voter', 10_000, 'node 4 to call itself a voter');
+    assert.deepEqual(processNames(cluster.node(4)), ['etcd', 'node']);
+    const got = await httpJson(`${clientUrl(4)}/v3/kv/range`, AbortSignal.timeout(5000), { key: b64('lifecycle/after-depart') }, { tls: clientTls });
+    const kvs = (got.json as { kvs?: Array<{ value: string }> }).kvs ?? [];
+    assert.equal(Buffer.from(kvs[0]?.value ?? '', 'base64').toString(), 'quorum', 'the promoted voter has the data written while the seat was free');
+
+    // etcd is full again: the next member to join is a client.
     await joinNode(5, 1);
-    await etcdMembersAre([1, 3], [1, 3, 5], 60_000);
-    console.log(`# replacement voter in etcd ${Date.now() - start} ms after starting`);
-    await eventually(async () => etcdHealthy(clientUrl(5)), 20_000, 'etcd on node 5 healthy');
-    assert.equal((await etcdStatus(5)).role, 'voter');
-    assert.deepEqual(processNames(cluster.node(5)), ['etcd', 'node']);
-    const put = await httpJson(`${clientUrl(5)}/v3/kv/range`, AbortSignal.timeout(5000), { key: b64('lifecycle/after-depart') }, { tls: clientTls });
-    const kvs = (put.json as { kvs?: Array<{ value: string }> }).kvs ?? [];
-    assert.equal(Buffer.from(kvs[0]?.value ?? '', 'base64').toString(), 'quorum', 'the replacement has the data written while it was missing');
-    assert.equal((await etcdStatus(4)).role, 'client', 'the client stays a client');
+    await eventually(async () => (await etcdStatus(5)).role === 'client', 60_000, 'node 5 to become an etcd client');
+    assert.deepEqual(processNames(cluster.node(5)), ['node'], 'node 5 runs no etcd');
+    assert.deepEqual((await listMembers([clientUrl(1)], 5000, clientTls)).map((m) => m.name).sort(), [1, 3, 4].map((i) => ids.get(i)).sort());
   });
 });
