@@ -2,6 +2,7 @@ import type { DriverContext } from '../../supervisor/driver.js';
 import type { Logger } from '../../supervisor/log.js';
 import type { LogSink } from '../../supervisor/log-sink.js';
 import { ProcessRunner, type RunnerState } from '../../supervisor/process-runner.js';
+import { passfilePath } from '../postgresql/standby-config.js';
 import { TOOL_ENV } from '../service-dirs.js';
 import { pgbackrestPaths, preparePgBackRestFiles, serverProblem } from './files.js';
 import { ensurePgBackRestTls, type PgBackRestTlsFiles } from './server-tls.js';
@@ -111,7 +112,8 @@ export class PgBackRestServer implements ServerControl {
       name: 'pgbackrest-server',
       command: settings.pgbackrestBin,
       args,
-      env: { ...TOOL_ENV },
+      // The remotes it runs for a follower's backup connect to this member's PostgreSQL as the superuser, password from the passfile.
+      env: { ...TOOL_ENV, PGPASSFILE: passfilePath(ctx), PGCONNECT_TIMEOUT: '10' },
       cwd: p.dir,
       ...(ctx.user ? { user: ctx.user.name } : {}),
       stopSignal: 'SIGTERM',
