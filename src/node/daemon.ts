@@ -4,6 +4,8 @@ import { WireCodec, resolveGossipConfig, type GossipProfile, loadKeyring, Member
 import { writeApiEndpoint } from './api-endpoint.js';
 import { BackupCoordinator } from '../plugins/backup/coordinator.js';
 import { EtcdSlotClaims } from '../plugins/backup/etcd-slot-claims.js';
+import { HttpPeerBackups } from '../plugins/backup/peer-client.js';
+import { PgBackRestServer } from '../plugins/backup/server.js';
 import { BackupScheduler } from '../plugins/backup/scheduler.js';
 import { backupSettingsFrom } from '../plugins/backup/settings.js';
 import { MemorySlotClaims, type SlotClaims } from '../plugins/backup/slot-claims.js';
@@ -43,6 +45,7 @@ import { keyringFromSecrets, loadOrCreateSecrets, type ClusterSecrets } from '..
 import { backupRumorFor } from '../supervisor/rumors/backup.js';
 import { nextRumorVersion } from '../supervisor/rumors/key.js';
 import { serviceRumor, ServicePorts } from '../supervisor/rumors/service.js';
+import { memberApiAddress } from '../supervisor/rumors/service-members.js';
 import { vipRumorFor } from '../supervisor/rumors/vip.js';
 import { decodeServiceConfigRumor, serviceConfigRumor } from '../supervisor/rumors/service-config.js';
 import type { ServiceStatus } from '../supervisor/service.js';
@@ -397,12 +400,20 @@ export class Daemon {
     const context = () => supervisor.get('postgresql')?.driverContext();
     // The coordinator's report carries the scheduler's part; the scheduler starts the coordinator's jobs.
     const late: { scheduler?: BackupScheduler } = {};
+    // Backups from a follower: every member runs pgBackRest's TLS server, and the leader asks a follower over the API.
+    const secrets = this.tlsInputs?.secrets;
+    const memberTls = this.tls.on ? readMemberTls(this.tls.files) : undefined;
     const coordinator: BackupCoordinator = new BackupCoordinator({
       memberId: this.memberId,
       context,
       leadership,
       schedule: () => late.scheduler?.report() ?? null,
       search,
+      server: new PgBackRestServer({ log: this.log, logSink: this.serviceLines }),
+      ...(this.opts.http && secrets
+        ? { peers: new HttpPeerBackups({ locate: (m) => memberApiAddress(ring, m), token: secrets.api_token, ...(memberTls || this.opts.http.tls ? { tls: { ca: memberTls?.ca ?? '' } } : {}) }) }
+        : {}),
+      memberAddress: (m) => ring.members().find((x) => x.id === m)?.addr,
       clusterReport: () => {
         const view = clusterBackupView(
           { memberId: this.memberId, members: ring.members(), rumors: (kind) => ring.rumors(kind), localServices: [], leadership: leadership.state(), localBackup: coordinator.report() },
