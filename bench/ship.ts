@@ -3,7 +3,12 @@
  * on 127.0.0.63, shipping of its own off, so only the measured pipeline
  * writes):
  *
- *   npm run bench:ship -- --events 200000 --json [--no-rsyslog] [--rounds N]
+ *   npm run bench:ship -- --events 200000 --json [--no-rsyslog] [--rounds N] [--tls]
+ *
+ * --tls: Elasticsearch's security on (docs/elasticsearch.md): the node serves
+ * HTTPS only, the shipper verifies it against the cluster CA and writes as
+ * hasup_shipper, as a member with security = true does; the JSON says
+ * "tls": true. rsyslog is left out then (rsyslog_events_per_s null).
  *
  * hasup: child lines go through the same path a supervised child's lines take
  * (ChildLinesInput → ECS document → disk spool → bulk create, gzip) as fast
@@ -32,6 +37,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync, createWriteStream }
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Client } from '@elastic/elasticsearch';
+import { esClientOptions, type EsAccess, type EsUser } from '../src/plugins/elasticsearch/access.js';
 import { pino } from 'pino';
 import type { EventOrigin } from '../src/plugins/shipper/ecs.js';
 import { dailyIndex, indexTemplate } from '../src/plugins/shipper/indices.js';
@@ -49,11 +55,13 @@ const { values } = parseArgs({
     rsyslog: { type: 'boolean', default: true },
     'no-rsyslog': { type: 'boolean', default: false },
     rounds: { type: 'string', default: '1' },
+    tls: { type: 'boolean', default: false },
   },
 });
 const ROUNDS = Math.max(1, Number(values.rounds));
 const EVENTS = Number(values.events);
-const withRsyslog = values.rsyslog && !values['no-rsyslog'];
+const TLS = values.tls === true;
+const withRsyslog = values.rsyslog && !values['no-rsyslog'] && !TLS;
 const progress = (msg: string) => process.stderr.write(`[ship] ${msg}\n`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const ADDR_INDEX = 63;
@@ -116,6 +124,9 @@ interface Node {
   base: string;
   addr: string;
   esPort: number;
+  /** http(s)://ADDR:PORT of the node. */
+  url: string;
+  access: (user: EsUser) => EsAccess;
   es: Client;
   jvms: number[];
 }
@@ -126,7 +137,7 @@ async function hasupRound(node: Node, round: number): Promise<Record<string, unk
   // A fresh daily index each round, as rsyslog gets a fresh index of its own (lookups of ids grow with the index).
   await node.es.indices.delete({ index: dailyIndex('logs', Date.now()), ignore_unavailable: true });
   const spool = Spool.open({ dir: join(node.base, `spool-${round}`), maxBytes: 1024 * 1024 * 1024 });
-  const shipper = new Shipper({ spool, output: new ElasticsearchOutput({ urls: () => [`http://${node.addr}:${node.esPort}`] }), memberId: 'bench', log: pino({ level: 'warn' }, process.stderr) });
+  const shipper = new Shipper({ spool, output: new ElasticsearchOutput({ urls: () => [node.url], access: node.access }), memberId: 'bench', log: pino({ level: 'warn' }, process.stderr) });
   const origin: EventOrigin = { memberId: 'bench', hostName: 'bench-host', hostIp: node.addr, role: () => 'leader' };
   // The line number rides along in log.offset, for the lost/duplicate check in Elasticsearch.
   let lineNumber = 0;
@@ -255,12 +266,12 @@ async function rsyslogRound(node: Node, round: number, children: Set<ChildProces
 }
 
 async function main(): Promise<void> {
-  const started = await startEsNode('ship', ADDR_INDEX, progress);
+  const started = await startEsNode('ship', ADDR_INDEX, progress, { security: TLS });
   const { base, esPort } = started;
   const children = new Set<ChildProcess>();
-  const es = new Client({ node: started.url, requestTimeout: 60_000 });
+  const es = new Client({ node: started.url, requestTimeout: 60_000, ...esClientOptions(started.access('admin')) });
   try {
-    const node: Node = { base, addr, esPort, es, jvms: esPids(started.pid) };
+    const node: Node = { base, addr, esPort, url: started.url, access: started.access, es, jvms: esPids(started.pid) };
     await warmUp(es);
 
     const rsyslogHere = withRsyslog && existsSync('/usr/sbin/rsyslogd') && existsSync('/usr/lib/x86_64-linux-gnu/rsyslog/omelasticsearch.so');
@@ -286,6 +297,7 @@ async function main(): Promise<void> {
       lost: hasupRounds.reduce((sum, r) => sum + rate(r, 'lost'), 0),
       duplicates: hasupRounds.reduce((sum, r) => sum + rate(r, 'duplicates'), 0),
       rounds: ROUNDS,
+      tls: TLS,
       ...(ROUNDS > 1 ? { events_per_s_rounds: hasupRounds.map((r) => r.events_per_s) } : {}),
       rsyslog_events_per_s: bestRsyslog ? (bestRsyslog.rsyslog_events_per_s ?? null) : null,
       ...(bestRsyslog ? { rsyslog_lost: rsyslogRounds.reduce((sum, r) => sum + rate(r, 'rsyslog_lost'), 0), rsyslog_duplicates: rsyslogRounds.reduce((sum, r) => sum + rate(r, 'rsyslog_duplicates'), 0), rsyslog_cpu_pct: bestRsyslog.rsyslog_cpu_pct } : {}),

@@ -1,7 +1,9 @@
 /**
  * The operator's console (docs/console.md) in Debian's Chromium against a
  * real three-node cluster: `hasup cluster create` and two joins, every node
- * running PostgreSQL and its etcd voter, node 1 Elasticsearch too, every node
+ * running PostgreSQL and its etcd voter, node 1 Elasticsearch too, with its
+ * security on (HTTPS with the cluster CA and hasup's users: every node ships
+ * as hasup_shipper, the console reads as hasup_reader), every node
  * shipping its logs and metrics into it. The page is served by node 1; Chromium runs in the host's
  * namespace and reaches it over the test bridge.
  *
@@ -65,7 +67,7 @@ describe('the console in Chromium against three nodes', { skip: skip ?? false },
     // Elasticsearch runs on node 1 only, its transport on the namespace's loopback: bound to another address
     // it enforces production bootstrap checks this machine cannot pass (docs/elasticsearch.md). Every node
     // ships into it (the census names it), metrics every 2 s, for the page's charts and logs.
-    ha = await HaCluster.create({ nodes: 3, elasticsearch: {} });
+    ha = await HaCluster.create({ nodes: 3, elasticsearch: { security: true } });
     for (const i of [1, 2, 3]) appendFileSync(ha.configFile(i), '\n[shipping]\nenabled = true\nmetrics_interval_s = 2\nflush_interval_ms = 500\n');
     for (const i of [1, 2, 3]) ha.startNode(i);
     await ha.whole(180_000);

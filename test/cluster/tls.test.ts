@@ -4,18 +4,25 @@
  *
  * - the bridge's traffic, captured with tcpdump while rows carrying a
  *   marker are written through HAProxy, replicated, and the cluster is read
- *   over the API (and etcd's lease traffic runs all along), holds neither
- *   the marker, nor a PostgreSQL password, nor the API or viewer token;
+ *   over the API (and etcd's lease traffic runs all along), and while the
+ *   marker, logged by each node's PostgreSQL, is shipped by nodes 2 and 3
+ *   into node 1's Elasticsearch (security on: HTTPS and hasup's users) and
+ *   found by the console's log search, holds neither the marker, nor a
+ *   PostgreSQL or Elasticsearch password, nor the API or viewer token;
  *   a control string sent in clear text across the same bridge is found,
- *   so the capture did see the traffic;
+ *   so the capture did see the traffic; Elasticsearch answers nothing in
+ *   clear text;
  * - a fourth member whose certificate comes from another CA ([tls] with
- *   the operator's files) cannot reach etcd, replicate, or have its API
- *   believed: the CLI refuses it, and every failure is named in its log;
+ *   the operator's files) cannot reach etcd, replicate, ship into
+ *   Elasticsearch, or have its API believed: the CLI refuses it, and every
+ *   failure is named in its log;
  * - `hasup cert rotate` under writes through HAProxy: no failed write beyond
  *   HAProxy's reconnects, no leader change, every link serving the new
  *   certificate afterwards.
  *
- * Elasticsearch is left out: its security is not on yet (docs/tls.md).
+ * Elasticsearch runs on node 1 only, its transport on the namespace's
+ * loopback (docs/elasticsearch.md: this machine cannot pass its bootstrap
+ * checks on another address); every node ships into it over the bridge.
  */
 import { after, afterEach, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -23,13 +30,16 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes, X509Certificate } from 'node:crypto';
 import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { connect as tcpConnect } from 'node:net';
+import { request as httpRequest } from 'node:http';
 import { connect as tlsConnect } from 'node:tls';
 import { join } from 'node:path';
 import pg from 'pg';
+import type { LogPage } from '../../src/plugins/http/console/es-queries.js';
+import { esPasswords } from '../../src/plugins/elasticsearch/users.js';
 import { createCa, issueMemberCert } from '../../src/supervisor/pki/issue.js';
 import { memberTlsFiles, writeMemberTls } from '../../src/supervisor/pki/member-files.js';
 import { netnsUnavailableReason } from '../support/netns-cluster.js';
-import { eventually, HaCluster, hasupIn, API_PORT, ETCD_CLIENT_PORT, PG_PORT } from '../support/ha-cluster.js';
+import { eventually, HaCluster, hasupIn, API_PORT, ES_HTTP_PORT, ETCD_CLIENT_PORT, PG_PORT } from '../support/ha-cluster.js';
 import { WriteChecker } from '../support/write-checker.js';
 
 const skip =
@@ -37,6 +47,7 @@ const skip =
   (existsSync('/usr/bin/etcd') ? null : 'etcd is not installed') ??
   (existsSync('/usr/lib/postgresql/15/bin/postgres') ? null : 'PostgreSQL 15 is not installed') ??
   (spawnSync('haproxy', ['-v'], { stdio: 'ignore' }).status === 0 ? null : 'haproxy is not installed') ??
+  (spawnSync('java', ['-version'], { stdio: 'ignore' }).status === 0 ? null : 'Java (for Elasticsearch) is not installed') ??
   (spawnSync('tcpdump', ['--version'], { stdio: 'ignore' }).status === 0 ? null : 'tcpdump is not installed (npm run bootstrap)');
 
 /** The certificate a TLS server at HOST:PORT presents (its SHA-256 fingerprint), or why none came. */
@@ -68,7 +79,9 @@ describe('TLS on every link: a capture of the bridge, a member of another CA, ce
   let failed = false;
 
   before(async () => {
-    ha = await HaCluster.create({ nodes: 4 });
+    // Elasticsearch with its security on node 1; every node ships into it (node 4 tries, with a certificate of another CA).
+    ha = await HaCluster.create({ nodes: 4, elasticsearch: { security: true } });
+    for (const i of [1, 2, 3, 4]) appendFileSync(ha.configFile(i), '\n[shipping]\nenabled = true\nflush_interval_ms = 500\njournal = false\n');
     // Node 4 presents a certificate of another CA, as an operator's own files would: prepared by cluster join like the others, then given those.
     const foreignDir = join(ha.cluster.baseDir, 'foreign-ca');
     mkdirSync(foreignDir, { recursive: true });
@@ -139,12 +152,37 @@ describe('TLS on every link: a capture of the bridge, a member of another CA, ce
     for (const i of [1, 2, 3].filter((n) => n !== leader)) {
       await eventually(async () => ((await ha.sql<{ n: number }>(i, 'SELECT count(*)::int AS n FROM tls_capture WHERE note LIKE $1', [`${marker}%`]))[0]!.n === 20) || undefined, 30_000, `the marker rows on node ${i}`);
     }
+    // The marker in each node's PostgreSQL log: shipped by every node into node 1's Elasticsearch (nodes 2 and 3 across
+    // the bridge, HTTPS as hasup_shipper), then found by the console's log search on node 1 (as hasup_reader).
+    for (const i of [1, 2, 3]) await ha.sql(i, `DO $$ BEGIN RAISE WARNING '${marker} logged'; END $$`);
+    const ids = new Map<string, number>();
+    for (const i of [1, 2, 3]) ids.set(await ha.memberId(i), i);
+    const shippedFrom = await eventually(
+      async () => {
+        const page = await ha.member(1).api<LogPage>(`/ui/logs?range=1h&size=500&text=${encodeURIComponent(marker)}`).catch(() => undefined);
+        const from = new Set((page?.lines ?? []).filter((l) => l.message.includes(marker)).map((l) => ids.get(l.member)));
+        return from.has(2) && from.has(3) ? [...from].sort() : undefined;
+      },
+      240_000,
+      'the marker shipped from nodes 2 and 3 and found in Elasticsearch by the console',
+      1000,
+    );
+    console.log(`# the marker's log lines found in Elasticsearch from nodes ${shippedFrom.value.join(', ')}`);
+    // Elasticsearch answers nothing in clear text, not even an error page.
+    const plain = await new Promise<string>((resolve) => {
+      const req = httpRequest(`http://${ha.address(1)}:${ES_HTTP_PORT}/_cluster/health`, { timeout: 10_000 }, (res) => resolve(`answered ${res.statusCode}`));
+      req.on('error', (err) => resolve(`error ${(err as NodeJS.ErrnoException).code ?? err.message}`));
+      req.on('timeout', () => req.destroy(new Error('timeout')));
+      req.end();
+    });
+    assert.match(plain, /^error /, `Elasticsearch in clear text: ${plain}`);
     // Reads over the API (with the token) and the CLI, from the host across the bridge.
     for (const i of [1, 2, 3]) await ha.member(i).api('/cluster');
     await ha.check(1, '/primary');
     const status = await hasupIn(ha.cluster.node(1), ['status', '--state-dir', ha.cluster.node(1).stateDir]);
     assert.equal(status.code, 0, status.stderr);
     assert.match(status.stdout, /^tls: on \(cluster CA\)/m);
+    assert.doesNotMatch(status.stdout, /clear text: .*(Elasticsearch|shipping)/, 'Elasticsearch is no longer listed as clear text');
     // The control: clear text across the bridge to node 1's API port (refused by its TLS, but on the wire).
     await new Promise<void>((resolve) => {
       const s = tcpConnect({ host: ha.address(1), port: API_PORT }, () => s.end(`${control}\r\n`));
@@ -164,6 +202,7 @@ describe('TLS on every link: a capture of the bridge, a member of another CA, ce
       'replication password': ha.secrets.postgresql.replication_password,
       'API token': ha.secrets.api_token,
       'viewer token': ha.secrets.viewer_token ?? '',
+      ...Object.fromEntries(Object.entries(esPasswords(ha.secrets)).map(([user, p]) => [`Elasticsearch ${user} password`, p])),
     };
     for (const [what, value] of Object.entries(secrets)) {
       if (value) assert.ok(!captured.includes(value), `the ${what} crossed the bridge in clear text`);
@@ -185,6 +224,13 @@ describe('TLS on every link: a capture of the bridge, a member of another CA, ce
     ).catch(async (err: unknown) => {
       throw new Error(`${(err as Error).message}; /etcd says ${JSON.stringify(await member.api('/etcd').catch((e: unknown) => String(e)))}`);
     });
+    // Its shipper never gets a request into node 1's Elasticsearch: that certificate does not verify against node 4's CA.
+    const refusedShip = await member.waitForEvent(
+      (e) => (e.event === 'ship_retry' || e.event === 'ship_templates_retry') && /certificate|self.signed|unable to verify/i.test(String((e as { reason?: unknown }).reason)),
+      120_000,
+      "node 4's shipper refusing Elasticsearch's certificate",
+    );
+    console.log(`# node 4 shipping: ${String((refusedShip as { reason?: unknown }).reason)}`);
     // Its PostgreSQL never streams from the leader: the leader's certificate does not verify against node 4's CA.
     await new Promise((r) => setTimeout(r, 5000));
     const streaming = await ha.sql<{ application_name: string }>(leader, "SELECT application_name FROM pg_stat_replication WHERE state = 'streaming'");

@@ -5,7 +5,7 @@
  * checked against an HTTPS server with a certificate from a cluster CA.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -279,4 +279,26 @@ test('the shipper output: bulk as the shipper user, index administration as admi
   } finally {
     await plain.close();
   }
+});
+
+test('cert rotate: reloadTls brings the copy under config/tls up to date (Elasticsearch reloads it by itself); with security off it writes nothing', async () => {
+  const root = join(dir, 'svc-reload');
+  const svcTls = join(root, 'tls');
+  const first = await issueMemberCert({ ca, memberId: '0123456789abcdef', addresses: ['127.0.0.2'] });
+  installServiceTls({ ca: caFile, cert: writeTemp('r1.pem', first.cert), key: writeTemp('r1.key', first.key, 0o600) }, root);
+  const driver = new ElasticsearchDriver();
+  const on = context({ security: true }, { tls: true, root });
+  assert.equal(on.tls?.ca, join(svcTls, 'ca.pem'));
+  await driver.reloadTls(on);
+  assert.equal(readFileSync(join(root, 'config', 'tls', 'member.pem'), 'utf8'), first.cert);
+  const second = await issueMemberCert({ ca, memberId: '0123456789abcdef', addresses: ['127.0.0.2'] });
+  installServiceTls({ ca: caFile, cert: writeTemp('r2.pem', second.cert), key: writeTemp('r2.key', second.key, 0o600) }, root);
+  await driver.reloadTls(on);
+  assert.equal(readFileSync(join(root, 'config', 'tls', 'member.pem'), 'utf8'), second.cert);
+  assert.equal(readFileSync(join(root, 'config', 'tls', 'member.key'), 'utf8'), second.key);
+
+  const offRoot = join(dir, 'svc-off');
+  installServiceTls({ ca: caFile, cert: join(dir, 'r2.pem'), key: join(dir, 'r2.key') }, offRoot);
+  await driver.reloadTls(context({}, { tls: true, root: offRoot }));
+  assert.equal(existsSync(join(offRoot, 'config', 'tls')), false);
 });

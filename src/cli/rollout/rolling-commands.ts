@@ -1,8 +1,14 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Command } from 'commander';
 import { formatHostPort, parsePeerAddress } from '../../gossip/index.js';
+import { readApiEndpoint } from '../../node/api-endpoint.js';
+import { esAccess, esRequestExtras, type EsAccess } from '../../plugins/elasticsearch/access.js';
 import { textRequest } from '../../plugins/http-json.js';
 import type { Census } from '../../plugins/http/cluster-view.js';
 import { decodeServiceRumor, parseServiceRumorKey, RUMOR_SERVICE } from '../../supervisor/rumors/service.js';
+import { memberTlsFiles } from '../../supervisor/pki/member-files.js';
+import { loadSecretsFile, type ClusterSecrets } from '../../supervisor/secrets.js';
 import { DEFAULT_STATE_DIR } from '../../supervisor/state-dir.js';
 import { ApiClient } from '../api-client.js';
 import { ROLLOUT_DEFAULTS, rollingRestart, RolloutError, type RolloutApi, type RolloutMember } from './rolling-restart.js';
@@ -41,8 +47,12 @@ export function registerRollingCommands(program: Command): void {
       if (!Number.isSafeInteger(maxLag) || maxLag < 0) throw new Error(`--max-lag must be a number of bytes, got "${flags.maxLag}"`);
       if (!Number.isFinite(timeoutS) || timeoutS <= 0) throw new Error(`--timeout must be a positive number of seconds, got "${flags.timeout}"`);
       const api = ApiClient.fromStateDir(flags.stateDir, { url: flags.api, secrets: flags.secrets });
+      // Elasticsearch with its security on is reached as hasup's admin user, verified against the cluster CA.
+      const secretsFile = flags.secrets ?? readApiEndpoint(flags.stateDir).secrets ?? join(flags.stateDir, 'secrets.json');
+      const caFile = memberTlsFiles(flags.stateDir).ca;
+      const es = { secrets: loadSecretsFile(secretsFile), ...(existsSync(caFile) ? { caFile } : {}) };
       try {
-        await rollingRestart(httpRolloutApi(api), {
+        await rollingRestart(httpRolloutApi(api, es), {
           service,
           group: flags.group,
           maxLagBytes: maxLag,
@@ -68,14 +78,19 @@ interface Butterfly {
   rumors?: Array<{ kind: string; key: string; payload: string }>;
 }
 
-/** The RolloutApi over the local member's API (census, switchover), each member's own (restart) and Elasticsearch's. */
-export function httpRolloutApi(local: ApiClient): RolloutApi {
-  /** member id → its API client and its Elasticsearch URL, from /butterfly. */
-  const where = async (): Promise<Map<string, { api?: ApiClient; es?: string }>> => {
+/**
+ * The RolloutApi over the local member's API (census, switchover), each
+ * member's own (restart) and Elasticsearch's. `es`: the cluster secrets and
+ * CA bundle, for an Elasticsearch whose security is on (asked of a member
+ * that runs it: its config in force says).
+ */
+export function httpRolloutApi(local: ApiClient, es: { secrets?: ClusterSecrets; caFile?: string } = {}): RolloutApi {
+  /** member id → its API client, its Elasticsearch host:port and service group, from /butterfly. */
+  const where = async (): Promise<Map<string, { api?: ApiClient; es?: string; esGroup?: string }>> => {
     const b = await local.request<Butterfly>('GET', '/butterfly');
     const scheme = new URL(local.url).protocol;
     const hosts = new Map([b.self, ...b.members].map((m) => [m.id, parsePeerAddress(m.address).addr]));
-    const out = new Map<string, { api?: ApiClient; es?: string }>();
+    const out = new Map<string, { api?: ApiClient; es?: string; esGroup?: string }>();
     for (const r of b.rumors ?? []) {
       const key = r.kind === RUMOR_SERVICE ? parseServiceRumorKey(r.key) : undefined;
       const p = key ? decodeServiceRumor(Buffer.from(r.payload, 'base64')) : undefined;
@@ -84,17 +99,40 @@ export function httpRolloutApi(local: ApiClient): RolloutApi {
       const entry = out.get(key.member) ?? {};
       if (p.api_port !== undefined) entry.api = local.at(`${scheme}//${formatHostPort(host, p.api_port)}`);
       const esPort = key.service === 'elasticsearch' ? p.ports?.http_port : undefined;
-      if (esPort !== undefined) entry.es = `http://${formatHostPort(host, esPort)}`;
+      if (esPort !== undefined) {
+        entry.es = formatHostPort(host, esPort);
+        entry.esGroup = key.group;
+      }
       out.set(key.member, entry);
     }
     return out;
   };
+  let access: EsAccess | undefined;
+  /** Scheme, CA and user (plugins/elasticsearch/access.ts), by the security setting of a member that runs Elasticsearch. */
+  const esAccessOf = async (members: Array<{ api?: ApiClient; esGroup?: string }>): Promise<EsAccess> => {
+    if (access) return access;
+    let last: Error = new Error('no member that runs Elasticsearch answers on its API');
+    for (const m of members) {
+      if (!m.api || !m.esGroup) continue;
+      try {
+        const { config } = await m.api.request<{ config: { security?: unknown } }>('GET', `/services/elasticsearch/${m.esGroup}/config`);
+        if (config.security === true && !es.secrets) throw new Error('Elasticsearch security is on and no cluster secrets file was found (--secrets)');
+        access = esAccess({ cfg: { security: config.security === true }, secrets: es.secrets!, caFile: es.caFile }, 'admin');
+        return access;
+      } catch (err) {
+        last = err as Error;
+      }
+    }
+    throw last;
+  };
   const search = async (method: 'GET' | 'PUT', path: string, body?: unknown): Promise<unknown> => {
-    const urls = [...(await where()).values()].map((e) => e.es).filter((u): u is string => !!u);
+    const members = [...(await where()).values()].filter((e) => e.es);
+    const how = await esAccessOf(members);
+    const urls = members.map((e) => `${how.scheme}://${e.es!}`);
     let last: Error = new Error('no member publishes an Elasticsearch HTTP port');
     for (const url of urls) {
       try {
-        const r = await textRequest(method, `${url}${path}`, AbortSignal.timeout(10_000), body);
+        const r = await textRequest(method, `${url}${path}`, AbortSignal.timeout(10_000), body, esRequestExtras(how));
         if (r.status >= 200 && r.status < 300) return JSON.parse(r.text) as unknown;
         last = new Error(`${method} ${path}: ${r.status} ${r.text.slice(0, 200)}`);
       } catch (err) {
