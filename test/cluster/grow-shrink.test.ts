@@ -12,7 +12,7 @@
  * - Two followers are stopped (as `systemctl stop hasup` stops one) and
  *   departed with `hasup depart ADDRESS`, one at a time: etcd goes to four,
  *   then three voters, healthy at each step (every voter answers and all
- *   agree on one raft leader).
+ *   agree on one raft leader); `cluster set etcd_voters 3` after.
  * - No acknowledged write is lost, never two nodes take writes, and
  *   Elasticsearch (node 1 only: this machine cannot bind its transport to a
  *   namespace address, docs/elasticsearch.md) is green with the shipping
@@ -194,6 +194,10 @@ describe('grow and shrink: one node → three → five → three under writes th
     assert.match(out2, /removed from etcd's voting members \(etcd member [0-9a-f]+, 3 voters left\)/);
     await etcdIs(running, 60_000);
     assert.equal(running.length, 3);
+    // Back at three members the operator sets the count back, so a member joining later is a client.
+    const set = await cli(via, ['cluster', 'set', 'etcd_voters', '3']);
+    assert.equal(set.code, 0, set.stderr);
+    assert.match(set.stdout, /etcd_voters = 3 \(was 5\); etcd has its 3 voters/);
     await pgWhole(60_000);
     // A departed member is gone for good from every running member's ring.
     for (const i of running) {
