@@ -9,6 +9,12 @@
  *  - `hasup backup create --type full --wait`, asked of a follower, goes to
  *    the leader and succeeds; a second backup while one runs is refused
  *    naming it; `hasup backup list --json` shows the backup;
+ *  - that backup is taken on a streaming follower (pgBackRest's
+ *    backup-standby, backup_standby = "prefer" by default): the job and
+ *    `backup list` name the follower, its pgBackRest log shows
+ *    --backup-standby and the label, the leader's has no backup at all;
+ *    with backup_standby = "off" (config apply) the leader takes it and
+ *    says why; the restores below restore these backups;
  *  - under writes the leader node is killed: the new leader archives on its
  *    new timeline without any operator action, and an incremental backup
  *    after the failover succeeds;
@@ -63,6 +69,8 @@ describe('backups: three nodes sharing one repository', { skip: skip ?? false },
   let ha: HaCluster;
   const ids = new Map<number, string>();
   let full: string;
+  /** The follower the first backup was taken on. */
+  let standbyMember: string;
 
   /** `hasup ARGS` from the host against node i's API (its state dir), without blocking the event loop. */
   const cli = (i: number, args: string[]) => hasupCli(ha, i, args);
@@ -128,7 +136,7 @@ describe('backups: three nodes sharing one repository', { skip: skip ?? false },
     assert.equal(archive.failing, false);
   });
 
-  test('hasup backup create --type full --wait, asked of a follower, runs on the leader; a second backup meanwhile is refused naming it; list --json shows it', async () => {
+  test('hasup backup create --type full --wait, asked of a follower, is the leader\'s job and is taken on a streaming follower (backup-standby); a second backup meanwhile is refused naming it; list shows it and where it was taken; the leader\'s pgBackRest ran no backup', async () => {
     const leader = await ha.whole(90_000);
     const follower = [1, 2, 3].find((i) => i !== leader)!;
     const w = new WriteChecker({ user: 'hasup', password: ha.secrets.postgresql.superuser_password, intervalMs: 20, timeoutMs: 1500 });
@@ -154,15 +162,31 @@ describe('backups: three nodes sharing one repository', { skip: skip ?? false },
       noSecret(r.stdout + r.stderr);
       assert.match(r.stderr, new RegExp(`this member is not the leader; asking the leader ${ids.get(leader)} at https://`));
       assert.match(r.stdout, new RegExp(`^backup job ${first.id} \\(full\\) started on member ${ids.get(leader)}$`, 'm'));
-      const done = /^backup (\S+F) \(full\) done in [\d.]+ s: database .* WAL (\S+) to (\S+)$/m.exec(r.stdout);
+      // Taken on a follower (backup-standby): the leader's job names it.
+      const done = /^backup (\S+F) \(full\) done in [\d.]+ s on follower ([0-9a-f]{16}): database .* WAL (\S+) to (\S+)$/m.exec(r.stdout);
       assert.ok(done, r.stdout);
       full = done[1]!;
+      standbyMember = done[2]!;
+      assert.notEqual(standbyMember, ids.get(leader));
+      assert.ok([...ids.values()].includes(standbyMember), `${standbyMember} is a member`);
     } finally {
       await w.stop();
     }
     assert.ok(w.acks.length > 20, `writes went on during the backup (${w.acks.length})`);
     const l = await listing(follower);
     assert.deepEqual(l.backups.map((b) => [b.label, b.type]), [[full, 'full']]);
+    assert.deepEqual(l.backups[0]!.source, { role: 'follower', member: standbyMember }, 'backup list names the follower it was taken on');
+    const text = await cli(follower, ['backup', 'list']);
+    assert.match(text.stdout, new RegExp(`^${full} +full +1 +follower ${standbyMember} `, 'm'));
+    // pgBackRest ran the backup on the follower, from the standby, and never on the leader.
+    const nodeOf = (member: string) => [...ids.entries()].find(([, id]) => id === member)![0];
+    const pgbrLogs = (i: number) => join(ha.cluster.node(i).stateDir, 'svc', 'postgresql', 'logs');
+    const standbyLog = readFileSync(join(pgbrLogs(nodeOf(standbyMember)), 'hasup-backup.log'), 'utf8');
+    assert.match(standbyLog, /backup command begin 2\.45: --backup-standby /);
+    assert.match(standbyLog, /wait for replay on the standby to reach/);
+    assert.match(standbyLog, new RegExp(`new backup label = ${full}`));
+    assert.ok(!existsSync(join(pgbrLogs(leader), 'hasup-backup.log')), "the leader's pgBackRest ran no backup");
+    assert.ok(ha.member(leader).events.some((e) => e.event === 'backup_source' && e.source === 'follower' && e.member === standbyMember), 'the leader logged which follower takes it');
     assert.deepEqual(l.stanza.cipher, ['aes-256-cbc']);
     assert.ok(l.backups[0]!.repo_bytes > 0 && l.backups[0]!.database_bytes > l.backups[0]!.repo_bytes);
     assert.equal(l.recoverable[0]?.from_backup, full);
@@ -367,5 +391,34 @@ describe('backups: three nodes sharing one repository', { skip: skip ?? false },
     console.log(`# restore --latest after every member's data was destroyed: whole ${Date.now() - started} ms after the command\n${r.stdout.trim()}`);
     assert.equal(next, restorer);
     assert.deepEqual(await w.missing(ha.nodeTarget(next)), [], 'every acknowledged write is back');
+  });
+
+  test('backup_standby = "off" (config apply): the leader takes the backup itself and says why; back to "prefer", a follower takes it again', async () => {
+    const leader = await ha.whole(90_000);
+    const patch = join(ha.cluster.baseDir, 'standby-off.toml');
+    writeFileSync(patch, '[backup]\nbackup_standby = "off"\n');
+    const applied = await cli(leader, ['config', 'apply', 'postgresql.default', '3', patch]);
+    assert.equal(applied.code, 0, applied.stderr);
+    try {
+      const r = await eventually(async () => {
+        const x = await cli(leader, ['backup', 'create', '--type', 'incr', '--wait']);
+        assert.equal(x.code, 0, `${x.stdout}\n${x.stderr}`);
+        // The config reaches the leader by gossip: a backup taken before it did is taken again.
+        return /on the leader /.test(x.stdout) ? x : undefined;
+      }, 30_000, 'a backup on the leader', 1000);
+      assert.match(r.value.stdout, new RegExp(`^backup \\S+I \\(incr\\) done in [\\d.]+ s on the leader ${ids.get(leader)} \\(backup\\.backup_standby = "off"\\): database`, 'm'));
+      assert.ok(existsSync(join(ha.cluster.node(leader).stateDir, 'svc', 'postgresql', 'logs', 'hasup-backup.log')), "the leader's pgBackRest ran this one");
+      assert.ok(ha.member(leader).events.some((e) => e.event === 'backup_source' && e.source === 'leader' && /backup_standby = "off"/.test(String(e.reason))), 'the leader logged why it took it');
+    } finally {
+      writeFileSync(patch, '[backup]\nbackup_standby = "prefer"\n');
+      const back = await cli(leader, ['config', 'apply', 'postgresql.default', '4', patch]);
+      assert.equal(back.code, 0, back.stderr);
+    }
+    const again = await eventually(async () => {
+      const x = await cli(leader, ['backup', 'create', '--type', 'incr', '--wait']);
+      assert.equal(x.code, 0, `${x.stdout}\n${x.stderr}`);
+      return /on follower [0-9a-f]{16}: database/.test(x.stdout) ? x : undefined;
+    }, 60_000, 'a backup on a follower again', 1000);
+    console.log(`# ${again.value.stdout.trim().split('\n').pop()}`);
   });
 });

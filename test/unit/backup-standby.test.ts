@@ -356,6 +356,14 @@ test('the leader takes the backup itself, and says why, when no follower can: no
         },
         /00000000000000b2 refused: 409: this member does not stream from the leader now \(in archive recovery\)/,
       ],
+      [
+        'follower on an older timeline',
+        () => {
+          t.follower.leadership.set({ replication: { state: 'streaming', lagBytes: 0 }, timeline: 1 });
+          t.leader.leadership.set({ timeline: 2 });
+        },
+        /00000000000000b2 refused: 409: this member is on timeline 1, the leader on 2/,
+      ],
     ];
     for (const [what, arrange, why] of cases) {
       arrange();

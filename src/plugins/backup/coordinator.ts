@@ -133,6 +133,8 @@ export interface JobSource {
 export interface StandbyRequest {
   type: BackupType;
   primary: PrimaryRemote;
+  /** The leader's timeline: a follower still on an older one (just after a failover) refuses. */
+  timeline?: number | null;
 }
 
 /** A follower refused, or could not be reached: it started nothing, so another may be asked. */
@@ -368,6 +370,7 @@ export class BackupCoordinator implements BackupOperations {
     if (st.role !== 'replica') throw new BackupRefused('not-standby', `this member is not a follower (${st.role === 'leader' ? 'it leads' : st.reason})`);
     if (st.leader !== p.member) throw new BackupRefused('not-standby', `this member follows ${st.leader ?? 'no leader'}, not ${p.member}`);
     if (st.replication?.state !== 'streaming') throw new BackupRefused('not-standby', `this member does not stream from the leader now (${st.replication?.state ?? 'unknown'})`);
+    if (typeof req.timeline === 'number' && typeof st.timeline === 'number' && st.timeline !== req.timeline) throw new BackupRefused('not-standby', `this member is on timeline ${st.timeline}, the leader on ${req.timeline}`);
     const known = this.opts.memberAddress?.(p.member);
     if (known !== undefined && known !== p.host) throw new BackupRefused('invalid', `the leader ${p.member} is at ${known}, not ${p.host}`);
     const tls = this.opts.server?.status().tls;
@@ -732,7 +735,7 @@ export class BackupCoordinator implements BackupOperations {
     for (const member of choice.candidates) {
       let remote: JobView;
       try {
-        remote = await peers.startStandby(member, { type, primary }, signal);
+        remote = await peers.startStandby(member, { type, primary, timeline: this.opts.leadership.state().timeline }, signal);
       } catch (err) {
         if (signal.aborted) throw err;
         if (!(err instanceof PeerRefused)) throw new Error(`follower ${member} was asked to take the backup and its answer was lost (${this.describe(err)}); not starting a second one`);

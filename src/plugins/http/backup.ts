@@ -46,6 +46,7 @@ const standbyBody = {
   additionalProperties: false,
   properties: {
     type: { type: 'string', enum: ['full', 'diff', 'incr'] },
+    timeline: { type: ['integer', 'null'], minimum: 1, description: "the leader's timeline; a follower on another refuses" },
     primary: {
       type: 'object',
       required: ['member', 'host', 'server_port', 'pg_path', 'pg_port', 'socket_path', 'config', 'include_path'],
