@@ -79,6 +79,25 @@ export interface ServiceDriver {
    * handshake (etcd), or uses none.
    */
   reloadTls?(ctx: DriverContext, signal: AbortSignal): Promise<void>;
+  /**
+   * `hasup upgrade SERVICE --to TO` on this member: which config values run
+   * the service from TO (a version or a path, the driver says which it
+   * takes), after checking it is installed here, runs, and can run this
+   * member's data (PostgreSQL: the same major version). Throws
+   * UpgradeRefused with the reason. Absent: the service cannot be upgraded
+   * this way.
+   */
+  upgradeTarget?(ctx: DriverContext, to: string, signal: AbortSignal): Promise<UpgradeTarget>;
   /** One health check; must finish or give up when `signal` aborts. */
   health(ctx: DriverContext, signal: AbortSignal): Promise<HealthResult>;
 }
+
+/** What an upgrade changes: config values over every other layer, and the version they run. */
+export interface UpgradeTarget {
+  /** E.g. { bin_dir: "/usr/lib/postgresql/15/bin" }. */
+  cfg: TomlTable;
+  /** What the new program says of itself (its --version). */
+  version: string;
+}
+
+export class UpgradeRefused extends Error {}

@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import { chownSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { changedKeys, mergeLayers, needsRestart, renderTemplates, type ConfigLayer } from './config-layers.js';
-import type { DriverContext, Health, HealthResult, ServiceDriver, ServicePaths } from './driver.js';
+import { UpgradeRefused, type DriverContext, type Health, type HealthResult, type ServiceDriver, type ServicePaths, type UpgradeTarget } from './driver.js';
 import type { LogSink } from './log-sink.js';
 import type { Logger } from './log.js';
 import type { Plan } from './plan.js';
@@ -34,7 +34,7 @@ export interface ServiceStatus {
   details?: Record<string, unknown>;
   /** Version of the gossiped config in force, 0 when none. */
   configVersion: number;
-  /** The plan's version of the service (plan.toml `version`, e.g. "15"). */
+  /** The plan's version of the service (plan.toml `version`, e.g. "15"), or the one `hasup upgrade` switched this member to. */
   version?: string;
 }
 
@@ -57,6 +57,8 @@ export interface ServiceDeps {
   log: Logger;
   /** The gossiped config in force when the supervisor last ran. */
   initialConfig?: GossipedConfig;
+  /** This member's upgrade in force when the supervisor last ran (hasup upgrade). */
+  initialUpgrade?: UpgradeTarget;
 }
 
 export class ConfigRefused extends Error {}
@@ -64,6 +66,8 @@ export class ConfigRefused extends Error {}
 const STARTUP_PROBE_MS = 200;
 /** How long a service may take to take up a new certificate. */
 const TLS_RELOAD_TIMEOUT_MS = 10_000;
+/** How long a driver may take to check an upgrade's program (it runs its --version). */
+const UPGRADE_CHECK_TIMEOUT_MS = 30_000;
 
 /**
  * One supervised service: renders its config from the layers, prepares and
@@ -77,6 +81,8 @@ export class Service extends EventEmitter<{ status: [ServiceStatus] }> {
   private readonly runner: ProcessRunner;
   private cfg: TomlTable;
   private gossiped: GossipedConfig | undefined;
+  /** What `hasup upgrade` set on this member: config values over every other layer (the program to run), and its version. */
+  private upgrade: UpgradeTarget | undefined;
   private health: HealthResult = { status: 'unknown' };
   private healthSince = Date.now();
   private healthTimer?: NodeJS.Timeout;
@@ -95,6 +101,7 @@ export class Service extends EventEmitter<{ status: [ServiceStatus] }> {
     const root = deps.serviceRoot;
     this.paths = { root, data: join(root, 'data'), config: join(root, 'config'), run: join(root, 'run'), logs: join(root, 'logs') };
     this.gossiped = deps.initialConfig;
+    this.upgrade = deps.initialUpgrade;
     this.cfg = this.merge(this.gossiped);
     const manifest = deps.plan.manifest;
     this.runner = new ProcessRunner({
@@ -147,7 +154,7 @@ export class Service extends EventEmitter<{ status: [ServiceStatus] }> {
       healthSince: this.healthSince,
       details: this.health.details,
       configVersion: this.gossiped?.version ?? 0,
-      version: this.deps.plan.manifest.version,
+      version: this.upgrade?.version ?? this.deps.plan.manifest.version,
     };
   }
 
@@ -212,6 +219,39 @@ export class Service extends EventEmitter<{ status: [ServiceStatus] }> {
     this.runner.release();
   }
 
+  /** What `hasup upgrade --to TO` would run here, checked by the driver; changes nothing. */
+  upgradeTarget(to: string): Promise<UpgradeTarget> {
+    const resolve = this.deps.driver.upgradeTarget;
+    if (!resolve) return Promise.reject(new UpgradeRefused(`hasup cannot upgrade ${this.name} (its driver names no program to switch)`));
+    return resolve.call(this.deps.driver, this.context(this.cfg), to, AbortSignal.timeout(UPGRADE_CHECK_TIMEOUT_MS));
+  }
+
+  /**
+   * Runs the service with `layer` over every other config layer (an upgrade
+   * to another program), or with none (back to the configured one):
+   * merged, rendered and validated like a config document, then the service
+   * restarts. A layer that does not merge, render or validate is refused
+   * and nothing changes.
+   */
+  setUpgrade(upgrade: UpgradeTarget | undefined): Promise<'restarted' | 'unchanged'> {
+    return this.serialised(async () => {
+      const cfg = this.mergeOrRefuse(this.gossiped, upgrade?.cfg);
+      const files = this.renderOrRefuse(cfg);
+      const problem = await this.deps.driver.validate?.(this.context(cfg), files);
+      if (problem) throw new ConfigRefused(problem);
+      const changed = changedKeys(this.cfg, cfg);
+      this.cfg = cfg;
+      this.upgrade = upgrade;
+      if (changed.length === 0) return 'unchanged';
+      this.writeFiles(files);
+      if (!this.running) return 'unchanged';
+      this.log.info({ event: 'upgrade', changed, to: upgrade?.version ?? null }, upgrade ? `upgrade to ${upgrade.version}: restarting` : 'upgrade undone: restarting with the configured program');
+      this.configureRunner();
+      await this.runner.restart();
+      return 'restarted';
+    });
+  }
+
   /**
    * Checks a gossiped config document without applying it: merge, render
    * and the service's own validation. Throws ConfigRefused with the reason.
@@ -274,15 +314,16 @@ export class Service extends EventEmitter<{ status: [ServiceStatus] }> {
     return next;
   }
 
-  private merge(gossiped: GossipedConfig | undefined): TomlTable {
+  private merge(gossiped: GossipedConfig | undefined, upgrade = this.upgrade?.cfg): TomlTable {
     const layers: ConfigLayer[] = [{ name: `[service.${this.name}] in hasup.toml`, data: this.deps.userLayer }];
     if (gossiped) layers.push({ name: `config version ${gossiped.version}`, data: gossiped.data });
+    if (upgrade) layers.push({ name: 'this member\'s upgrade (hasup upgrade)', data: upgrade });
     return mergeLayers(this.deps.plan.defaults, layers);
   }
 
-  private mergeOrRefuse(candidate: GossipedConfig): TomlTable {
+  private mergeOrRefuse(candidate: GossipedConfig | undefined, upgrade = this.upgrade?.cfg): TomlTable {
     try {
-      return this.merge(candidate);
+      return this.merge(candidate, upgrade);
     } catch (err) {
       throw new ConfigRefused((err as Error).message);
     }

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import type { ServiceDriver } from './driver.js';
+import type { ServiceDriver, UpgradeTarget } from './driver.js';
 import type { LogSink } from './log-sink.js';
 import type { Logger } from './log.js';
 import { findPlan } from './plan.js';
@@ -32,10 +32,19 @@ export interface SupervisorDeps {
   driverFor(name: string): ServiceDriver;
 }
 
-/** What the supervisor remembers across restarts: which services, and whether they should run. */
+/** An upgrade in force on this member (`hasup upgrade`), with the one it replaced, to go back to. */
+interface UpgradeRecord {
+  /** As the operator gave it (a version or a path). */
+  to: string;
+  target: UpgradeTarget;
+  previous: { to: string; target: UpgradeTarget } | null;
+}
+
+/** What the supervisor remembers across restarts: which services, whether they should run, their config and upgrades. */
 interface Persisted {
   services: Array<{ name: string; wanted: 'up' | 'down' }>;
   configs: Record<string, GossipedConfig>;
+  upgrades: Record<string, UpgradeRecord>;
 }
 
 /**
@@ -119,6 +128,42 @@ export class Supervisor extends EventEmitter<{ status: [ServiceStatus] }> {
     return service.status();
   }
 
+  /** What `hasup upgrade NAME --to TO` would run on this member, checked; changes nothing. */
+  checkUpgrade(name: string, to: string): Promise<UpgradeTarget> {
+    return this.require(name).upgradeTarget(to);
+  }
+
+  /**
+   * Switches NAME on this member to the program TO names and restarts it
+   * (hasup upgrade); remembered across supervisor restarts, with the
+   * upgrade it replaces for revertUpgrade. Refused (UpgradeRefused,
+   * ConfigRefused) with nothing changed when TO is not installed, does not
+   * run, or cannot run this member's data.
+   */
+  async upgradeService(name: string, to: string): Promise<ServiceStatus> {
+    const service = this.require(name);
+    const target = await service.upgradeTarget(to);
+    const sg = `${name}.${this.deps.group}`;
+    const current = this.persisted.upgrades[sg];
+    await service.setUpgrade(target);
+    this.persisted.upgrades[sg] = { to, target, previous: current ? { to: current.to, target: current.target } : null };
+    this.write();
+    return service.status();
+  }
+
+  /** Back to what ran before the last upgradeService (the configured program when it was the first); restarts. */
+  async revertUpgrade(name: string): Promise<ServiceStatus> {
+    const service = this.require(name);
+    const sg = `${name}.${this.deps.group}`;
+    const record = this.persisted.upgrades[sg];
+    if (!record) throw new Error(`no upgrade of ${sg} on this member to undo`);
+    await service.setUpgrade(record.previous?.target);
+    if (record.previous) this.persisted.upgrades[sg] = { ...record.previous, previous: null };
+    else delete this.persisted.upgrades[sg];
+    this.write();
+    return service.status();
+  }
+
   /** Validates a config document for SVC.GROUP without applying it (before gossiping it). */
   async checkConfig(serviceGroup: string, candidate: GossipedConfig): Promise<void> {
     const service = this.byServiceGroup(serviceGroup);
@@ -196,6 +241,7 @@ export class Supervisor extends EventEmitter<{ status: [ServiceStatus] }> {
       logSink: this.deps.logSink,
       log: this.deps.log,
       initialConfig: this.persisted.configs[`${name}.${this.deps.group}`],
+      initialUpgrade: this.persisted.upgrades[`${name}.${this.deps.group}`]?.target,
     });
     service.on('status', (s) => this.emit('status', s));
     this.services.set(name, service);
@@ -224,9 +270,9 @@ export class Supervisor extends EventEmitter<{ status: [ServiceStatus] }> {
 }
 
 function readPersisted(file: string): Persisted {
-  if (!existsSync(file)) return { services: [], configs: {} };
+  if (!existsSync(file)) return { services: [], configs: {}, upgrades: {} };
   const data = JSON.parse(readFileSync(file, 'utf8')) as Partial<Persisted>;
-  return { services: data.services ?? [], configs: data.configs ?? {} };
+  return { services: data.services ?? [], configs: data.configs ?? {}, upgrades: data.upgrades ?? {} };
 }
 
 function writePersisted(file: string, persisted: Persisted): void {

@@ -18,6 +18,11 @@ class FakeClusterApi implements RolloutApi {
   allocation: string | null = null;
   /** Members that never come back from a restart. */
   readonly broken = new Set<string>();
+  /** hasup upgrade: members that do not have the program, with their refusal; programs a member does not come back on. */
+  readonly lacks = new Map<string, string>();
+  readonly failingPrograms = new Set<string>();
+  /** The program each member runs (hasup upgrade), "configured" at first. */
+  readonly program = new Map<string, string[]>();
   private readonly restarted = new Set<string>();
   searchStatus: 'green' | 'yellow' = 'green';
 
@@ -42,6 +47,37 @@ class FakeClusterApi implements RolloutApi {
     this.calls.push(`restart ${member} ${sg}${this.allocation ? ` (allocation ${this.allocation})` : ''}`);
     const m = this.members_.get(member)!;
     this.restarted.add(member);
+    m.since = this.t;
+    m.downUntil = this.t + this.downMs;
+    m.catchUpAt = this.t + this.downMs + this.catchUpMs;
+    return m.since;
+  }
+
+  async checkUpgrade(member: string, sg: string, to: string): Promise<string> {
+    this.calls.push(`check ${member} ${sg} ${to}`);
+    const lacking = this.lacks.get(member);
+    if (lacking) throw new Error(lacking);
+    return `${to}.1`;
+  }
+
+  async upgrade(member: string, sg: string, to: string): Promise<number> {
+    this.calls.push(`upgrade ${member} ${sg} ${to}`);
+    this.program.set(member, [...(this.program.get(member) ?? ['configured']), to]);
+    return this.restartOn(member, this.failingPrograms.has(to));
+  }
+
+  async revertUpgrade(member: string, sg: string): Promise<number> {
+    this.calls.push(`revert ${member} ${sg}`);
+    const programs = this.program.get(member) ?? ['configured'];
+    programs.pop();
+    return this.restartOn(member, this.failingPrograms.has(programs.at(-1)!));
+  }
+
+  private restartOn(member: string, failing: boolean): number {
+    if (failing) this.broken.add(member);
+    else this.broken.delete(member);
+    this.restarted.add(member);
+    const m = this.members_.get(member)!;
     m.since = this.t;
     m.downUntil = this.t + this.downMs;
     m.catchUpAt = this.t + this.downMs + this.catchUpMs;
@@ -162,4 +198,50 @@ test('plans and switchover targets', () => {
   assert.deepEqual(planRollout('postgresql', [m('a', { leader: true }), m('b')]), [{ kind: 'restart', member: 'b' }, { kind: 'switchover', from: 'a' }, { kind: 'restart', member: 'a' }]);
   assert.equal(switchoverTarget([m('a', { leader: true }), m('b', { lagBytes: 10 }), m('c', { lagBytes: 5 }), m('d', { lagBytes: 0, streaming: false })], 'a')?.member, 'c');
   assert.equal(switchoverTarget([m('a', { leader: true })], 'a'), undefined);
+});
+
+test('upgrade: every member asked first; then in the rolling order, each switched and waited on until caught up', async () => {
+  const api = new FakeClusterApi(['m1', 'm2', 'm3'], 'm1');
+  const lines: string[] = [];
+  const r = await rollingRestart(api, opts('postgresql', lines, { upgradeTo: '/opt/pg/bin' }));
+  assert.deepEqual(api.calls, [
+    'check m1 postgresql.default /opt/pg/bin',
+    'check m2 postgresql.default /opt/pg/bin',
+    'check m3 postgresql.default /opt/pg/bin',
+    'upgrade m2 postgresql.default /opt/pg/bin',
+    'upgrade m3 postgresql.default /opt/pg/bin',
+    'switchover m2',
+    'upgrade m1 postgresql.default /opt/pg/bin',
+  ]);
+  assert.deepEqual(r.restarted, ['m2', 'm3', 'm1']);
+  assert.ok(lines.includes('every member has it: m1 /opt/pg/bin.1, m2 /opt/pg/bin.1, m3 /opt/pg/bin.1'));
+  assert.ok(lines.includes('  1. switch postgresql on m2 to /opt/pg/bin, restart it and wait until it streams, caught up'));
+  assert.match(lines.at(-1)!, /^upgrade of postgresql.default to \/opt\/pg\/bin done in/);
+});
+
+test('upgrade: a member without the program refuses the whole rollout before any member is touched; --dry-run still asks', async () => {
+  const api = new FakeClusterApi(['m1', 'm2', 'm3'], 'm1');
+  api.lacks.set('m3', '/opt/pg/bin/postgres does not exist on this member');
+  await assert.rejects(
+    rollingRestart(api, opts('postgresql', [], { upgradeTo: '/opt/pg/bin' })),
+    /upgrade of postgresql.default to \/opt\/pg\/bin refused: m3: \/opt\/pg\/bin\/postgres does not exist on this member; nothing was changed/,
+  );
+  assert.deepEqual(api.calls.filter((c) => !c.startsWith('check')), [], 'nothing switched, restarted or handed over');
+  const dry = new FakeClusterApi(['m1', 'm2'], 'm1');
+  dry.lacks.set('m2', 'no');
+  await assert.rejects(rollingRestart(dry, opts('postgresql', [], { upgradeTo: '16', dryRun: true })), /refused: m2: no/);
+});
+
+test('upgrade: the first member failing on the new program goes back to its previous one; the rollout stops there', async () => {
+  const api = new FakeClusterApi(['m1', 'm2', 'm3'], 'm1');
+  api.failingPrograms.add('/opt/bad/bin');
+  const lines: string[] = [];
+  await assert.rejects(rollingRestart(api, opts('postgresql', lines, { upgradeTo: '/opt/bad/bin', memberTimeoutMs: 10_000 })), (err: Error) => {
+    assert.ok(err instanceof RolloutError);
+    assert.match(err.message, /upgrade of postgresql.default to \/opt\/bad\/bin stopped at step 1 .*m2 did not come back within 10 s \(last seen: not healthy\); m2 is back on its previous program and healthy; upgraded: none; not touched: m3, m1/);
+    return true;
+  });
+  assert.deepEqual(api.calls.slice(3), ['upgrade m2 postgresql.default /opt/bad/bin', 'revert m2 postgresql.default'], 'no second member, no switchover');
+  assert.deepEqual(api.program.get('m2'), ['configured']);
+  assert.ok(lines.includes('m2 did not come back on /opt/bad/bin: putting it back on its previous program'));
 });

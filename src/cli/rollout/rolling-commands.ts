@@ -30,46 +30,60 @@ interface Flags {
 }
 
 export function registerRollingCommands(program: Command): void {
-  program
-    .command('rolling-restart')
+  rolloutCommand(program.command('rolling-restart'))
     .description('restart SERVICE on every member, one at a time: followers first, a switchover, the old leader last (PostgreSQL); shard allocation held per node and green awaited (Elasticsearch)')
     .argument('<service>', 'postgresql, elasticsearch, etcd, ...')
+    .action((service: string, flags: Flags) => runRollout(service, flags));
+  rolloutCommand(program.command('upgrade'))
+    .description(
+      'switch SERVICE to another build on every member, in the order of rolling-restart: every member is asked first whether it has it; a member that does not come back healthy on it goes back to its previous program and the rollout stops',
+    )
+    .argument('<service>', 'postgresql or etcd')
+    .requiredOption('--to <version|path>', 'postgresql: 15, 15.18 or a bin directory of the same major version; etcd: the path of an etcd binary, or its version')
+    .action((service: string, flags: Flags & { to: string }) => runRollout(service, flags, flags.to));
+}
+
+/** The options rolling-restart and upgrade share. */
+function rolloutCommand(command: Command): Command {
+  return command
     .option('--dry-run', 'print the plan and change nothing')
     .option('--group <group>', 'service group', 'default')
     .option('--max-lag <bytes>', 'a PostgreSQL follower counts as caught up within this many bytes of the leader', String(ROLLOUT_DEFAULTS.maxLagBytes))
     .option('--timeout <seconds>', 'how long each member may take to come back', String(ROLLOUT_DEFAULTS.memberTimeoutMs / 1000))
     .option('--state-dir <dir>', 'state directory of the local member', process.env.HASUP_STATE_DIR ?? DEFAULT_STATE_DIR)
     .option('--api <url>', 'HTTP API of the local member (default: recorded in STATE_DIR/api.json)')
-    .option('--secrets <file>', 'cluster secrets file holding the API token (default: recorded by the daemon)')
-    .action(async (service: string, flags: Flags) => {
-      const maxLag = Number(flags.maxLag);
-      const timeoutS = Number(flags.timeout);
-      if (!Number.isSafeInteger(maxLag) || maxLag < 0) throw new Error(`--max-lag must be a number of bytes, got "${flags.maxLag}"`);
-      if (!Number.isFinite(timeoutS) || timeoutS <= 0) throw new Error(`--timeout must be a positive number of seconds, got "${flags.timeout}"`);
-      const api = ApiClient.fromStateDir(flags.stateDir, { url: flags.api, secrets: flags.secrets });
-      // Elasticsearch with its security on is reached as hasup's admin user, verified against the cluster CA.
-      const secretsFile = flags.secrets ?? readApiEndpoint(flags.stateDir).secrets ?? join(flags.stateDir, 'secrets.json');
-      const caFile = memberTlsFiles(flags.stateDir).ca;
-      const es = { secrets: loadSecretsFile(secretsFile), ...(existsSync(caFile) ? { caFile } : {}) };
-      try {
-        await rollingRestart(httpRolloutApi(api, es), {
-          service,
-          group: flags.group,
-          maxLagBytes: maxLag,
-          memberTimeoutMs: timeoutS * 1000,
-          pollMs: ROLLOUT_DEFAULTS.pollMs,
-          dryRun: !!flags.dryRun,
-          say: (line) => console.log(line),
-        });
-      } catch (err) {
-        if (err instanceof RolloutError) {
-          console.error(`hasup: ${err.message}`);
-          process.exitCode = 1;
-          return;
-        }
-        throw err;
-      }
+    .option('--secrets <file>', 'cluster secrets file holding the API token (default: recorded by the daemon)');
+}
+
+async function runRollout(service: string, flags: Flags, upgradeTo?: string): Promise<void> {
+  const maxLag = Number(flags.maxLag);
+  const timeoutS = Number(flags.timeout);
+  if (!Number.isSafeInteger(maxLag) || maxLag < 0) throw new Error(`--max-lag must be a number of bytes, got "${flags.maxLag}"`);
+  if (!Number.isFinite(timeoutS) || timeoutS <= 0) throw new Error(`--timeout must be a positive number of seconds, got "${flags.timeout}"`);
+  const api = ApiClient.fromStateDir(flags.stateDir, { url: flags.api, secrets: flags.secrets });
+  // Elasticsearch with its security on is reached as hasup's admin user, verified against the cluster CA.
+  const secretsFile = flags.secrets ?? readApiEndpoint(flags.stateDir).secrets ?? join(flags.stateDir, 'secrets.json');
+  const caFile = memberTlsFiles(flags.stateDir).ca;
+  const es = { secrets: loadSecretsFile(secretsFile), ...(existsSync(caFile) ? { caFile } : {}) };
+  try {
+    await rollingRestart(httpRolloutApi(api, es), {
+      service,
+      group: flags.group,
+      maxLagBytes: maxLag,
+      memberTimeoutMs: timeoutS * 1000,
+      pollMs: ROLLOUT_DEFAULTS.pollMs,
+      dryRun: !!flags.dryRun,
+      ...(upgradeTo !== undefined ? { upgradeTo } : {}),
+      say: (line) => console.log(line),
     });
+  } catch (err) {
+    if (err instanceof RolloutError) {
+      console.error(`hasup: ${err.message}`);
+      process.exitCode = 1;
+      return;
+    }
+    throw err;
+  }
 }
 
 interface Butterfly {
@@ -141,6 +155,11 @@ export function httpRolloutApi(local: ApiClient, es: { secrets?: ClusterSecrets;
     }
     throw last;
   };
+  const memberApi = async (member: string): Promise<ApiClient> => {
+    const api = (await where()).get(member)?.api;
+    if (!api) throw new Error(`member ${member} publishes no API port`);
+    return api;
+  };
   return {
     async members(sg) {
       const census = await local.request<Census>('GET', '/census');
@@ -161,10 +180,19 @@ export function httpRolloutApi(local: ApiClient, es: { secrets?: ClusterSecrets;
       return out;
     },
     async restart(member, sg) {
-      const api = (await where()).get(member)?.api;
-      if (!api) throw new Error(`member ${member} publishes no API port`);
-      const [svc, group] = sg.split('.') as [string, string];
-      const r = await api.request<{ service: { since: number } }>('POST', `/services/${svc}/${group}/restart`, undefined, { timeoutMs: 180_000 });
+      const r = await (await memberApi(member)).request<{ service: { since: number } }>('POST', `/services/${sg.replace('.', '/')}/restart`, undefined, { timeoutMs: 180_000 });
+      return r.service.since;
+    },
+    async checkUpgrade(member, sg, to) {
+      const r = await (await memberApi(member)).request<{ version: string }>('POST', `/services/${sg.replace('.', '/')}/upgrade`, { to, check: true }, { timeoutMs: 60_000 });
+      return r.version;
+    },
+    async upgrade(member, sg, to) {
+      const r = await (await memberApi(member)).request<{ service: { since: number } }>('POST', `/services/${sg.replace('.', '/')}/upgrade`, { to }, { timeoutMs: 180_000 });
+      return r.service.since;
+    },
+    async revertUpgrade(member, sg) {
+      const r = await (await memberApi(member)).request<{ service: { since: number } }>('POST', `/services/${sg.replace('.', '/')}/upgrade`, { revert: true }, { timeoutMs: 180_000 });
       return r.service.since;
     },
     async switchover(to) {

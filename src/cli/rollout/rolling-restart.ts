@@ -1,6 +1,7 @@
 /**
- * `hasup rolling-restart SERVICE`: restarts one service on every member, one
- * member at a time, so the cluster keeps serving (Patroni's "followers
+ * `hasup rolling-restart SERVICE` and `hasup upgrade SERVICE --to TO`:
+ * restarts one service on every member (on the program TO names, for an
+ * upgrade), one member at a time, so the cluster keeps serving (Patroni's "followers
  * first, switchover, leader last"; Elasticsearch's rolling restart with
  * shard allocation held). This module decides and sequences; it reaches
  * the cluster only through the RolloutApi port, so its decisions are unit
@@ -11,7 +12,10 @@
  * touched, and the error says which member and step, what is done and what
  * is left. A member found unhealthy before the start refuses the rollout
  * (restarting a healthy member while another is down could leave no
- * leader or no quorum).
+ * leader or no quorum). An upgrade first asks every member whether it
+ * has TO and can run it (nothing changes until all say yes); a member that
+ * does not come back healthy on it is put back on its previous program and
+ * the rollout stops there.
  */
 
 /** A member running the service, as the cluster reports it. */
@@ -36,6 +40,12 @@ export interface RolloutApi {
   members(serviceGroup: string): Promise<RolloutMember[]>;
   /** Restarts the service on one member; resolves once its supervisor restarted it, with the new process's `since`. */
   restart(member: string, serviceGroup: string): Promise<number>;
+  /** What `to` names on one member (its version), checked there; changes nothing. Throws the member's refusal. */
+  checkUpgrade(member: string, serviceGroup: string, to: string): Promise<string>;
+  /** Switches one member's service to `to` and restarts it; the new process's `since`. */
+  upgrade(member: string, serviceGroup: string, to: string): Promise<number>;
+  /** Puts one member's service back on the program it ran before its last upgrade; the new process's `since`. */
+  revertUpgrade(member: string, serviceGroup: string): Promise<number>;
   /** PostgreSQL: a planned switchover to `to`; resolves once the new leader runs. */
   switchover(to: string): Promise<void>;
   /** Elasticsearch: cluster.routing.allocation.enable ("primaries" while a node restarts; null puts the default back). */
@@ -54,8 +64,10 @@ export interface RolloutOptions {
   /** How long one member may take to come back healthy (and caught up, and green). */
   memberTimeoutMs: number;
   pollMs: number;
-  /** Print the plan only. */
+  /** Print the plan only (an upgrade still asks every member whether it can). */
   dryRun: boolean;
+  /** hasup upgrade: the version or path each member's service is switched to. Absent: a plain rolling restart. */
+  upgradeTo?: string;
   /** Progress, one line at a time. */
   say: (line: string) => void;
 }
@@ -114,28 +126,32 @@ export function switchoverTarget(members: RolloutMember[], from: string): Rollou
     .sort((a, b) => (a.lagBytes ?? Infinity) - (b.lagBytes ?? Infinity) || a.member.localeCompare(b.member))[0];
 }
 
-export function describeStep(s: RolloutStep, service: string): string {
+export function describeStep(s: RolloutStep, service: string, upgradeTo?: string): string {
   if (s.kind === 'switchover') return `switch the PostgreSQL leader over from ${s.from} to the most caught-up follower`;
   const extra = kindOf(service) === 'elasticsearch' ? ' (shard allocation held to primaries meanwhile, then green awaited)' : kindOf(service) === 'postgresql' ? ' and wait until it streams, caught up' : ' and wait until it is healthy';
-  return `restart ${service} on ${s.member}${extra}`;
+  return upgradeTo === undefined ? `restart ${service} on ${s.member}${extra}` : `switch ${service} on ${s.member} to ${upgradeTo}, restart it${extra}`;
 }
 
 export async function rollingRestart(api: RolloutApi, o: RolloutOptions): Promise<RolloutResult> {
   const sg = `${o.service}.${o.group}`;
   const kind = kindOf(o.service);
+  const upgradeTo = o.upgradeTo;
+  const what = upgradeTo === undefined ? `rolling restart of ${sg}` : `upgrade of ${sg} to ${upgradeTo}`;
   const started = api.now();
   const members = await api.members(sg);
   const steps = planRollout(o.service, members);
   const refused = refusal(o.service, members);
   o.say(`plan for ${sg} (${members.length} members):`);
-  steps.forEach((s, i) => o.say(`  ${i + 1}. ${describeStep(s, o.service)}`));
-  if (refused) throw new RolloutError(`rolling restart of ${sg} refused: ${refused}; nothing was restarted`);
+  steps.forEach((s, i) => o.say(`  ${i + 1}. ${describeStep(s, o.service, upgradeTo)}`));
+  if (refused) throw new RolloutError(`${what} refused: ${refused}; nothing was ${upgradeTo === undefined ? 'restarted' : 'changed'}`);
+  if (upgradeTo !== undefined) await checkEveryMember(api, o, sg, upgradeTo, members);
   const result: RolloutResult = { restarted: [], switchover: null, tookMs: 0 };
   if (o.dryRun) return result;
 
   const where = (i: number, why: string) => {
     const left = steps.slice(i + 1).filter((s) => s.kind === 'restart').map((s) => s.member);
-    return new RolloutError(`rolling restart of ${sg} stopped at step ${i + 1} (${describeStep(steps[i]!, o.service)}): ${why}; restarted: ${result.restarted.join(', ') || 'none'}; not touched: ${left.join(', ') || 'none'}`);
+    const done = upgradeTo === undefined ? 'restarted' : 'upgraded';
+    return new RolloutError(`${what} stopped at step ${i + 1} (${describeStep(steps[i]!, o.service, upgradeTo)}): ${why}; ${done}: ${result.restarted.join(', ') || 'none'}; not touched: ${left.join(', ') || 'none'}`);
   };
   let allocationHeld = false;
   for (const [i, step] of steps.entries()) {
@@ -148,13 +164,13 @@ export async function rollingRestart(api: RolloutApi, o: RolloutOptions): Promis
         result.switchover = { from: step.from, to: target.member };
         continue;
       }
-      o.say(`[${i + 1}/${steps.length}] restarting ${o.service} on ${step.member}`);
+      o.say(`[${i + 1}/${steps.length}] ${upgradeTo === undefined ? 'restarting' : `switching to ${upgradeTo} and restarting`} ${o.service} on ${step.member}`);
       if (kind === 'elasticsearch') {
         await api.setAllocation('primaries');
         allocationHeld = true;
       }
-      const since = await api.restart(step.member, sg);
-      await waitBack(api, o, sg, step.member, since);
+      if (upgradeTo === undefined) await waitBack(api, o, sg, step.member, await api.restart(step.member, sg));
+      else await upgradeOne(api, o, sg, step.member, upgradeTo);
       if (kind === 'elasticsearch') {
         await api.setAllocation(null);
         allocationHeld = false;
@@ -169,8 +185,47 @@ export async function rollingRestart(api: RolloutApi, o: RolloutOptions): Promis
     }
   }
   result.tookMs = Math.round(api.now() - started);
-  o.say(`rolling restart of ${sg} done in ${(result.tookMs / 1000).toFixed(1)} s${result.switchover ? ` (leader now ${result.switchover.to})` : ''}`);
+  o.say(`${what} done in ${(result.tookMs / 1000).toFixed(1)} s${result.switchover ? ` (leader now ${result.switchover.to})` : ''}`);
   return result;
+}
+
+/** Every member must have `to` and be able to run it before any is touched. */
+async function checkEveryMember(api: RolloutApi, o: RolloutOptions, sg: string, to: string, members: RolloutMember[]): Promise<void> {
+  const answers = await Promise.all(
+    members.map(async (m) => {
+      try {
+        return { member: m.member, version: await api.checkUpgrade(m.member, sg, to) };
+      } catch (err) {
+        return { member: m.member, error: (err as Error).message };
+      }
+    }),
+  );
+  const refused = answers.filter((a) => 'error' in a);
+  if (refused.length > 0) throw new RolloutError(`upgrade of ${sg} to ${to} refused: ${refused.map((a) => `${a.member}: ${a.error}`).join('; ')}; nothing was changed`);
+  o.say(`every member has it: ${answers.map((a) => `${a.member} ${a.version}`).join(', ')}`);
+}
+
+/**
+ * One member onto `to`, waited on like a restart. When it does not come
+ * back healthy there, it is put back on its previous program (and waited
+ * on again) before the failure is reported: the rollout never leaves a
+ * member on a program that failed.
+ */
+async function upgradeOne(api: RolloutApi, o: RolloutOptions, sg: string, member: string, to: string): Promise<void> {
+  let failure: Error;
+  try {
+    await waitBack(api, o, sg, member, await api.upgrade(member, sg, to));
+    return;
+  } catch (err) {
+    failure = err as Error;
+  }
+  o.say(`${member} did not come back on ${to}: putting it back on its previous program`);
+  try {
+    await waitBack(api, o, sg, member, await api.revertUpgrade(member, sg));
+  } catch (err) {
+    throw new Error(`${failure.message}; putting it back on its previous program failed too: ${(err as Error).message}`);
+  }
+  throw new Error(`${failure.message}; ${member} is back on its previous program and healthy`);
 }
 
 /**

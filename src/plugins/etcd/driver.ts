@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import type { DriverContext, HealthResult, ServiceDriver } from '../../supervisor/driver.js';
+import type { DriverContext, HealthResult, ServiceDriver, UpgradeTarget } from '../../supervisor/driver.js';
+import { etcdUpgradeTarget } from '../upgrade-targets.js';
 import { assertReachable, prepareServiceDirs } from '../service-dirs.js';
 import { clientUrl, clusterToken, initialCluster, peerUrl } from './cluster.js';
 import { EtcdClient, EtcdError, hexId, type EtcdStatus } from './client.js';
@@ -49,6 +50,11 @@ export class EtcdDriver implements ServiceDriver {
       etcd_initial_cluster_state: hasData ? 'existing' : 'new',
       etcd_cluster_token: clusterToken(ctx.memberId),
     };
+  }
+
+  /** hasup upgrade etcd --to /path/to/etcd | 3.4.23. */
+  upgradeTarget(ctx: DriverContext, to: string, signal: AbortSignal): Promise<UpgradeTarget> {
+    return etcdUpgradeTarget(ctx, to, signal);
   }
 
   async prepare(ctx: DriverContext): Promise<void> {

@@ -1,4 +1,5 @@
 import type { FastifyPluginAsync, FastifyReply } from 'fastify';
+import { UpgradeRefused } from '../../supervisor/driver.js';
 import { ConfigRefused, type ServiceStatus } from '../../supervisor/service.js';
 import type { Supervisor } from '../../supervisor/supervisor.js';
 import { redactSecrets } from './redact.js';
@@ -10,7 +11,17 @@ const groupParams = { type: 'object', required: ['svc', 'group'], additionalProp
 
 const actions = ['load', 'unload', 'start', 'stop', 'restart'] as const;
 
-type Lookup = Pick<Supervisor, 'list' | 'get' | 'load' | 'unload' | 'startService' | 'stopService' | 'restartService'>;
+type Lookup = Pick<Supervisor, 'list' | 'get' | 'load' | 'unload' | 'startService' | 'stopService' | 'restartService' | 'checkUpgrade' | 'upgradeService' | 'revertUpgrade'>;
+
+const upgradeBody = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    to: { type: 'string', minLength: 1, maxLength: 4096, description: 'a version or an absolute path, as the service takes it' },
+    check: { type: 'boolean', description: 'only check what `to` names here; change nothing' },
+    revert: { type: 'boolean', description: 'back to what ran before the last upgrade on this member' },
+  },
+} as const;
 
 /**
  * The member's services: `GET /services` (the data behind `hasup status`),
@@ -64,6 +75,29 @@ export const servicesRoutes: FastifyPluginAsync<{ supervisor: Lookup }> = async 
     },
   );
 
+  app.post<{ Params: { svc: string; group: string }; Body: { to?: string; check?: boolean; revert?: boolean } }>(
+    '/services/:svc/:group/upgrade',
+    {
+      schema: {
+        params: groupParams,
+        body: upgradeBody,
+        description: 'hasup upgrade on this member: { to, check: true } checks what `to` names (200 { version }); { to } switches the service to it and restarts it; { revert: true } goes back to what ran before. 422 when refused, nothing changed.',
+      },
+    },
+    async (req, reply) => {
+      const { svc, group } = req.params;
+      if (!find(svc, group)) return notFound(reply, svc, group);
+      const { to, check, revert } = req.body ?? {};
+      if (revert === true) {
+        if (to !== undefined || check === true) return reply.code(400).send({ error: 'revert takes neither to nor check' });
+        return run(reply, async () => ({ service: await supervisor.revertUpgrade(svc) }));
+      }
+      if (to === undefined) return reply.code(400).send({ error: 'to (a version or a path) is required' });
+      if (check === true) return run(reply, async () => ({ version: (await supervisor.checkUpgrade(svc, to)).version }));
+      return run(reply, async () => ({ service: await supervisor.upgradeService(svc, to) }));
+    },
+  );
+
   for (const action of actions) {
     app.post<{ Params: { svc: string } }>(`/services/:svc/${action}`, { schema: { params: nameParam, description: `hasup svc ${action}` } }, async (req, reply) => {
       const { svc } = req.params;
@@ -91,7 +125,7 @@ async function run(reply: FastifyReply, work: () => Promise<object>) {
     return await work();
   } catch (err) {
     const message = (err as Error).message;
-    const code = /not loaded|no plan named/.test(message) ? 404 : /already loaded/.test(message) ? 409 : err instanceof ConfigRefused ? 422 : 500;
+    const code = /not loaded|no plan named/.test(message) ? 404 : /already loaded|no upgrade of .* to undo/.test(message) ? 409 : err instanceof ConfigRefused || err instanceof UpgradeRefused ? 422 : 500;
     return reply.code(code).send({ error: message });
   }
 }

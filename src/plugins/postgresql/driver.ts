@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import type { DriverContext, HealthResult, ServiceDriver } from '../../supervisor/driver.js';
+import type { DriverContext, HealthResult, ServiceDriver, UpgradeTarget } from '../../supervisor/driver.js';
+import { postgresqlUpgradeTarget } from '../upgrade-targets.js';
 import { assertReachable, ensureOwnedDir } from '../service-dirs.js';
 import { checkPostgresqlConf } from './conf-check.js';
 import { PgSession, superuserTarget, withClient } from './connect.js';
@@ -10,6 +11,7 @@ import { syncReplicationRole } from './replication-role.js';
 import { checkHaSettings, haSettingsFrom } from '../../ha/index.js';
 import { pgbackrestTemplateValues, preparePgBackRestFiles } from '../backup/files.js';
 import { backupEnabled, backupSettingsFrom, checkBackupSettings } from '../backup/settings.js';
+import { checkSpareSettings } from '../backup/source-repo.js';
 
 /**
  * What a member of an HA cluster adds to the driver (src/plugins/postgresql/ha-node.ts):
@@ -79,11 +81,18 @@ export class PostgresqlDriver implements ServiceDriver {
     if (backupEnabled(backupSettingsFrom(ctx.cfg))) await preparePgBackRestFiles(ctx);
   }
 
+  /** hasup upgrade postgresql --to 15 | 15.18 | /path/to/bin (another build of the same major: a restart takes it). */
+  upgradeTarget(ctx: DriverContext, to: string, signal: AbortSignal): Promise<UpgradeTarget> {
+    return postgresqlUpgradeTarget(ctx, to, signal);
+  }
+
   async validate(ctx: DriverContext, files: Map<string, string>): Promise<string | undefined> {
     const ha = checkHaSettings(haSettingsFrom(ctx.cfg));
     if (ha) return ha;
     const backup = checkBackupSettings(backupSettingsFrom(ctx.cfg), ctx.secrets);
     if (backup) return backup;
+    const spare = checkSpareSettings(ctx.cfg);
+    if (spare) return spare;
     const hba = files.get('pg_hba.conf');
     if (hba !== undefined) {
       const problems = checkHba(hba);
