@@ -6,12 +6,19 @@
  * two nodes take writes at once; no acknowledged write is lost; the
  * longest pause in writes through HAProxy is printed (the issue's target:
  * at most 2 s). Then --dry-run changes nothing, and a rollout with a
- * member down is refused before anything is restarted.
+ * member down is refused before anything is restarted. Then `hasup upgrade
+ * postgresql --to DIR` onto another bin directory (links to Debian's
+ * programs, as a second install of the same build would be): every member
+ * runs from it, one leader change, 0 lost; and onto a build that does not
+ * start: the first member goes back to its previous program, the rollout
+ * stops, no other member is touched.
  */
 import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, mkdirSync, mkdtempSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { netnsUnavailableReason } from '../support/netns-cluster.js';
 import { destroyAfterSuite, eventually, HaCluster } from '../support/ha-cluster.js';
 import { WriteChecker } from '../support/write-checker.js';
@@ -24,6 +31,25 @@ const skip =
   (spawnSync('haproxy', ['-v'], { stdio: 'ignore' }).status === 0 ? null : 'haproxy is not installed');
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const PG_BIN = '/usr/lib/postgresql/15/bin';
+
+/**
+ * A bin directory every node sees (the namespaces share the file system): links to Debian's programs, and a
+ * `postgres` that is either a link too or, `broken`, a script that answers --version and config checks (-C) like
+ * the real one but exits at once when started as a server.
+ */
+function binDir(broken: boolean): string {
+  const dir = mkdtempSync(join(tmpdir(), broken ? 'hasup-pg-broken-' : 'hasup-pg-build-'));
+  chmodSync(dir, 0o755);
+  const bin = join(dir, 'bin');
+  mkdirSync(bin, { mode: 0o755 });
+  for (const name of readdirSync(PG_BIN)) if (!(broken && name === 'postgres')) symlinkSync(join(PG_BIN, name), join(bin, name));
+  if (broken) {
+    writeFileSync(join(bin, 'postgres'), `#!/bin/sh\ncase " $* " in *" --version "*|*" -C "*) exec ${PG_BIN}/postgres "$@";; esac\necho "this build does not start" >&2\nexit 1\n`);
+    chmodSync(join(bin, 'postgres'), 0o755);
+  }
+  return bin;
+}
 
 describe('rolling restart of PostgreSQL: three nodes under write load', { skip: skip ?? false }, () => {
   let ha: HaCluster;
@@ -33,11 +59,20 @@ describe('rolling restart of PostgreSQL: three nodes under write load', { skip: 
   const cli = (i: number, args: string[]) => hasupCli(ha, i, args);
 
 
-  /** The postmaster pid of node i (its service status). */
-  async function pgPid(i: number): Promise<number | null> {
+  /** Node i's PostgreSQL service as its status says. */
+  async function pgService(i: number): Promise<{ pid: number | null; version?: string }> {
     const r = await cli(i, ['status', '--json']);
-    const services = (JSON.parse(r.stdout) as { services: Array<{ name: string; pid: number | null }> }).services;
-    return services.find((s) => s.name === 'postgresql')?.pid ?? null;
+    const services = (JSON.parse(r.stdout) as { services: Array<{ name: string; pid: number | null; version?: string }> }).services;
+    return services.find((s) => s.name === 'postgresql') ?? { pid: null };
+  }
+
+  /** The postmaster pid of node i. */
+  const pgPid = async (i: number): Promise<number | null> => (await pgService(i)).pid;
+
+  /** The program node i's postmaster runs (/proc/PID/exe, the link resolved: the bin directory's name is in cmdline). */
+  async function pgCommand(i: number): Promise<string> {
+    const pid = await pgPid(i);
+    return pid ? readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')[0]! : '';
   }
 
   before(async () => {
@@ -113,4 +148,44 @@ describe('rolling restart of PostgreSQL: three nodes under write load', { skip: 
     await ha.whole(120_000);
   });
 
+
+  test('upgrade postgresql --to another bin directory under writes: every member runs from it, one leader change, 0 lost', async () => {
+    const leader = await ha.whole(120_000);
+    const bin = binDir(false);
+    const w = new WriteChecker({ user: 'hasup', password: ha.secrets.postgresql.superuser_password, intervalMs: 20, timeoutMs: 1500 });
+    w.start([{ ...ha.haproxyTarget, connections: 3 }, ...[1, 2, 3].map((i) => ha.nodeTarget(i))]);
+    await sleep(1000);
+    const r = await cli(leader === 1 ? 2 : 1, ['upgrade', 'postgresql', '--to', bin]);
+    await sleep(1000);
+    await w.stop();
+    console.log(`# upgrade:\n${r.stdout.replace(/^/gm, '#   ')}`);
+    assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+    assert.match(r.stdout, /every member has it: .*15\.\d+/);
+    for (const i of [1, 2, 3]) {
+      assert.equal(await pgCommand(i), join(bin, 'postgres'), `node ${i}'s postmaster runs from the new directory`);
+      assert.match((await pgService(i)).version ?? '', /^15\.\d+$/, `node ${i}'s status gives the version it runs`);
+    }
+    const next = await ha.soleLeader(30_000);
+    assert.notEqual(next, leader, 'the leader moved once, by the switchover');
+    assert.deepEqual(w.overlaps(), [], 'never two nodes taking writes');
+    assert.deepEqual(await w.missing(ha.nodeTarget(next)), [], 'no acknowledged write lost');
+  });
+
+  test('upgrade to a build that does not start: the first member goes back to its previous program; no other member is touched', async () => {
+    const leader = await ha.whole(120_000);
+    const before = await Promise.all([1, 2, 3].map(pgCommand));
+    const bad = binDir(true);
+    const missing = await cli(1, ['upgrade', 'postgresql', '--to', '/nowhere/bin']);
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /upgrade of postgresql.default to \/nowhere\/bin refused: .*\/nowhere\/bin\/postgres does not exist on this member.*nothing was changed/);
+    const r = await cli(leader, ['upgrade', 'postgresql', '--to', bad, '--timeout', '20']);
+    console.log(`# upgrade to a broken build:\n${r.stdout.replace(/^/gm, '#   ')}\n${r.stderr.replace(/^/gm, '#   ')}`);
+    assert.equal(r.code, 1, r.stdout);
+    const first = (r.stdout.match(/\[1\/4\] switching to .* and restarting postgresql on (\S+)/) ?? [])[1];
+    assert.ok(first, r.stdout);
+    assert.match(r.stderr, new RegExp(`stopped at step 1 .*${first} did not come back within 20 s.*; ${first} is back on its previous program and healthy; upgraded: none`));
+    await ha.whole(60_000);
+    assert.deepEqual(await Promise.all([1, 2, 3].map(pgCommand)), before, 'every member runs the program it ran before');
+    assert.equal(await ha.soleLeader(10_000), leader, 'no switchover was made');
+  });
 });
