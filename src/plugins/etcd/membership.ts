@@ -277,7 +277,10 @@ export class EtcdMembership {
     let note: string;
     if (members > n) note = `etcd has ${members} voters; nobody is demoted: voters above ${n} leave only when departed`;
     else if (members === n) note = `etcd has its ${n} voters`;
-    else if (clients.length > 0) note = `${Math.min(n - members, clients.length)} etcd client(s) take the free seats (${clients.slice(0, n - members).join(', ')}); the next members to join take the rest`;
+    else if (clients.length > 0) {
+      const taking = clients.slice(0, n - members);
+      note = `etcd client(s) ${taking.join(', ')} take the free seat(s), one at a time${taking.length < n - members ? `; the next ${n - members - taking.length} member(s) to join take the rest` : ''}`;
+    }
     else note = `the next ${n - members} member(s) to join become voters`;
     this.log.warn({ event: 'etcd_voters_set', voters: n, previous, members }, `etcd voters wanted: ${n} (was ${previous}); ${note}`);
     return { voters: n, previous, members, note };
