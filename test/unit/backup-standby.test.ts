@@ -235,7 +235,7 @@ async function pair(opts: { peers?: (real: PeerBackups) => PeerBackups } = {}) {
     const db = new FakeDb();
     const server = new FakeServer();
     const state = { cfg: { port: 5432, backup: { repo_path: '/repo' } } as TomlTable };
-    const ctx = () => ({ cfg: state.cfg, secrets: { api_token: TOKEN, postgresql: { superuser_password: 'pw-pw-pw-pw' } }, memberId: id, ip: '127.0.0.1', paths: { ...paths, root: `/m/${id}`, data: `/m/${id}/data`, run: `/m/${id}/run`, config: `/m/${id}/config` } }) as unknown as DriverContext;
+    const ctx = () => ({ cfg: state.cfg, tls: TLS, secrets: { api_token: TOKEN, postgresql: { superuser_password: 'pw-pw-pw-pw' }, tls: { ca_cert: 'x', ca_key: 'y' } }, memberId: id, ip: '127.0.0.1', paths: { ...paths, root: `/m/${id}`, data: `/m/${id}/data`, run: `/m/${id}/run`, config: `/m/${id}/config` } }) as unknown as DriverContext;
     const coordinator = new BackupCoordinator({
       memberId: id,
       context: ctx,

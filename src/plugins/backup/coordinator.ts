@@ -12,6 +12,7 @@ import { archivedSegment, archiverFailing, localDatabase, type LocalDatabase } f
 import { BackupNotConfigured, PgBackRest, type BackupOptions, type CallOptions } from './pgbackrest.js';
 import type { SearchSnapshots } from './search-snapshots.js';
 import { backupSetsJson, lastSetBrief } from './set-views.js';
+import { serverProblem } from './files.js';
 import type { ServerControl } from './server.js';
 import { backupEnabled, backupSettingsFrom, type BackupSettings } from './settings.js';
 import { chooseStandbys, primaryRemoteOf, primaryRemoteProblem, sourceAnnotations, type BackupSourceRole, type PrimaryRemote } from './standby.js';
@@ -194,6 +195,8 @@ const DB_TIMEOUT_MS = 5000;
 const CHECKPOINT_TIMEOUT_MS = 10 * MINUTE;
 const INFO_TIMEOUT_MS = 2 * MINUTE;
 const DEFAULT_VERIFY_TIMEOUT_MS = 6 * 60 * MINUTE;
+/** How long the leader waits for its pgBackRest server to come up before it takes a backup itself. */
+const SERVER_START_WAIT_MS = 5000;
 
 export class BackupCoordinator implements BackupOperations {
   private readonly now: () => number;
@@ -373,14 +376,19 @@ export class BackupCoordinator implements BackupOperations {
     if (typeof req.timeline === 'number' && typeof st.timeline === 'number' && st.timeline !== req.timeline) throw new BackupRefused('not-standby', `this member is on timeline ${st.timeline}, the leader on ${req.timeline}`);
     const known = this.opts.memberAddress?.(p.member);
     if (known !== undefined && known !== p.host) throw new BackupRefused('invalid', `the leader ${p.member} is at ${known}, not ${p.host}`);
-    const tls = this.opts.server?.status().tls;
-    if (!tls) throw new BackupRefused('off', `this member has no pgBackRest certificate to reach the leader with (${this.opts.server?.status().reason ?? 'no pgBackRest server here'})`);
+    const server = this.opts.server;
+    const noServer = server ? serverProblem(ctx) : 'no pgBackRest server here';
+    if (noServer) throw new BackupRefused('off', `this member cannot reach the leader's pgBackRest server: ${noServer}`);
     const busy = this.jobs.running('backup');
     if (busy) throw new BackupRefused('busy', new JobBusy(busy).message, null, this.view(busy));
     const tool = this.toolOrRefuse(ctx);
     const abort = new AbortController();
     const job = this.jobs.start('backup', req.type, async (progress) => {
       try {
+        // Its certificate (the client side of pgBackRest's TLS) is issued when the server is brought in line.
+        await server!.sync(ctx);
+        const tls = server!.status().tls;
+        if (!tls) throw new Error(`this member has no pgBackRest certificate to reach the leader with (${server!.status().reason ?? 'unknown'})`);
         const made = await tool.backup(req.type, {
           signal: abort.signal,
           timeoutMs: this.opts.backupTimeoutMs ?? 24 * 60 * MINUTE,
@@ -720,6 +728,9 @@ export class BackupCoordinator implements BackupOperations {
     if (settings.backupStandby === 'off') return { reason: 'backup.backup_standby = "off"' };
     const peers = this.opts.peers;
     if (!peers) return { reason: 'this member cannot ask other members (it serves no API)' };
+    // The server is brought in line now (a member just started may not have had its first poll), and given a moment to start.
+    await this.opts.server?.sync(ctx);
+    for (let waited = 0; this.opts.server?.status().state === 'starting' && waited < SERVER_START_WAIT_MS; waited += 250) await sleep(250, signal);
     const server = this.opts.server?.status();
     if (!server || server.state !== 'running') return { reason: `this leader's pgBackRest server is not running (${server?.reason ?? server?.state ?? 'none here'}), so no follower can reach it` };
     let rows;
