@@ -18,6 +18,7 @@ import type { StoredRumor } from '../../src/gossip/rumor-store.js';
 import type { HaOperations, HaView } from '../../src/ha/index.js';
 import type { EtcdMembershipStatus } from '../../src/plugins/etcd/membership.js';
 import { createApiServer } from '../../src/plugins/http/api.js';
+import type { EsAccess } from '../../src/plugins/elasticsearch/access.js';
 import type { LogLine } from '../../src/plugins/http/console/es-queries.js';
 import type { SessionLimits } from '../../src/plugins/http/sessions.js';
 import type { Leadership, LeadershipState } from '../../src/supervisor/leadership.js';
@@ -137,8 +138,11 @@ export interface ConsoleServer {
   close(): Promise<void>;
 }
 
-/** The API of member a1a1… on 127.0.0.1 (random port), its Elasticsearch the given fake or a real one at esUrl (neither: nothing answers). */
-export async function startConsoleServer(opts: { es?: FakeConsoleEs; esUrl?: string; sessions?: SessionLimits; viewerToken?: string | null; host?: string } = {}): Promise<ConsoleServer> {
+/**
+ * The API of member a1a1… on 127.0.0.1 (random port), its Elasticsearch the given fake or a real one at esUrl (neither: nothing answers);
+ * `esAccess`: the CA and reader user for a real one with its security on (plugins/elasticsearch/access.ts).
+ */
+export async function startConsoleServer(opts: { es?: FakeConsoleEs; esUrl?: string; esAccess?: () => EsAccess; sessions?: SessionLimits; viewerToken?: string | null; host?: string } = {}): Promise<ConsoleServer> {
   const cluster = new FakeCluster();
   const app = await createApiServer({
     log: quiet,
@@ -153,6 +157,7 @@ export async function startConsoleServer(opts: { es?: FakeConsoleEs; esUrl?: str
     etcd: () => cluster.etcd(),
     spool: () => ({ backlog: 0, dropped: 0 }),
     elasticsearchUrls: () => [opts.esUrl ?? opts.es?.url ?? 'http://127.0.0.1:9'],
+    ...(opts.esAccess ? { elasticsearchAccess: opts.esAccess } : {}),
     sessions: opts.sessions,
   });
   // GET /etcd is registered by the daemon beside the API (plugins/http/members.ts); here the fixture's.

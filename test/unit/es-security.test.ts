@@ -112,6 +112,7 @@ test('security = true: TLS on transport and HTTP with the copy under the config 
     'xpack.security.http.ssl.key: "tls/member.key"',
     'xpack.security.http.ssl.certificate: "tls/member.pem"',
     'xpack.security.authc.realms.file.hasup.order: 0',
+    'xpack.security.authc.reserved_realm.enabled: false',
   ]) {
     assert.ok(yml.split('\n').includes(line), `${line} in\n${yml}`);
   }
