@@ -220,4 +220,27 @@ describe('backups from a streaming follower with real PostgreSQL and pgBackRest'
     assert.equal(row?.n, '5000');
     assert.equal(row?.after, '0');
   });
+
+  test("pgBackRest's server is started again when it exits, and stopped when backups from a follower are turned off", { timeout: 120_000 }, async () => {
+    // The leader's coordinator (and its server) closed, so nothing but this server keeps the port.
+    await leader.close();
+    const server = new PgBackRestServer({ log: createLogger({ level: 'silent' }), logSink: { write: () => undefined } });
+    try {
+      await server.sync(primary.ctx);
+      const first = await waitFor('the server running', 30_000, async () => server.status().pid ?? undefined, 100);
+      assert.equal(server.status().state, 'running');
+      process.kill(first, 'SIGKILL');
+      const second = await waitFor('the server started again', 60_000, async () => {
+        const st = server.status();
+        return st.state === 'running' && st.pid !== null && st.pid !== first ? st.pid : undefined;
+      }, 100);
+      const cfg = primary.ctx.cfg;
+      await server.sync({ ...primary.ctx, cfg: { ...cfg, backup: { ...(cfg.backup as Record<string, unknown>), backup_standby: 'off' } } });
+      assert.equal(server.status().state, 'off');
+      assert.match(server.status().reason ?? '', /backup_standby = "off"/);
+      assert.throws(() => process.kill(second, 0), /ESRCH/, 'the server process is gone');
+    } finally {
+      await server.close();
+    }
+  });
 });

@@ -199,7 +199,7 @@ test("pgBackRest's options for the leader as pg2 over TLS; a request naming anyt
 });
 
 class FakeServer implements ServerControl {
-  st: ServerStatus = { state: 'running', reason: null, address: '127.0.0.1', port: 18432, tls: { ca: '/t/ca.pem', cert: '/t/pgbackrest.pem', key: '/t/pgbackrest.key' } };
+  st: ServerStatus = { state: 'running', reason: null, address: '127.0.0.1', port: 18432, pid: 4242, tls: { ca: '/t/ca.pem', cert: '/t/pgbackrest.pem', key: '/t/pgbackrest.key' } };
   syncs = 0;
   async sync(): Promise<void> {
     this.syncs++;

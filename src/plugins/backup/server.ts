@@ -31,6 +31,8 @@ export interface ServerStatus {
   /** The address and port it listens on, while wanted. */
   address: string | null;
   port: number | null;
+  /** The server's pid while it runs. */
+  pid: number | null;
   /** This member's pgBackRest certificate (its client side too), while the server is wanted. */
   tls: PgBackRestTlsFiles | null;
 }
@@ -50,7 +52,7 @@ export interface PgBackRestServerOptions {
   now?: () => Date;
 }
 
-const OFF: ServerStatus = { state: 'off', reason: 'not started', address: null, port: null, tls: null };
+const OFF: ServerStatus = { state: 'off', reason: 'not started', address: null, port: null, pid: null, tls: null };
 
 export class PgBackRestServer implements ServerControl {
   private runner: ProcessRunner | undefined;
@@ -68,7 +70,7 @@ export class PgBackRestServer implements ServerControl {
     if (!this.runner || this.current.state === 'off') return this.current;
     const r = this.runner.state();
     const state: ServerState = r.state === 'running' ? 'running' : r.state === 'starting' ? 'starting' : 'failing';
-    return { ...this.current, state, reason: state === 'failing' ? (r.lastError ?? `pgbackrest server ${r.state}`) : null };
+    return { ...this.current, state, pid: r.pid ?? null, reason: state === 'failing' ? (r.lastError ?? `pgbackrest server ${r.state}`) : null };
   }
 
   sync(ctx: DriverContext | undefined): Promise<void> {
@@ -100,7 +102,7 @@ export class PgBackRestServer implements ServerControl {
     const p = pgbackrestPaths(ctx.paths);
     const args = [`--config=${p.conf}`, `--config-include-path=${p.includeDir}`, '--log-level-console=off', '--log-level-stderr=warn', 'server'];
     const key = JSON.stringify([settings.pgbackrestBin, args, ctx.ip, settings.serverPort, tls.fingerprint, ctx.user?.name ?? null]);
-    this.current = { state: 'starting', reason: null, address: ctx.ip, port: settings.serverPort, tls: tls.files };
+    this.current = { state: 'starting', reason: null, address: ctx.ip, port: settings.serverPort, pid: null, tls: tls.files };
     if (this.runner && key === this.key) return;
     if (this.runner) {
       this.log.info({ event: 'pgbackrest_server', state: 'restarting' }, `restarting pgBackRest's server: what it was started with changed`);
