@@ -201,8 +201,14 @@ describe('grow and shrink: one node → three → five → three under writes th
     await pgWhole(60_000);
     // A departed member is gone for good from every running member's ring.
     for (const i of running) {
-      const members = (await ha.member(i).butterfly()).members;
-      for (const gone of [first, second]) assert.equal(members.find((m) => m.id === ids.get(gone))?.state, 'departed', `node ${i} sees node ${gone} departed`);
+      await eventually(
+        async () => {
+          const members = (await ha.member(i).butterfly()).members;
+          return [first, second].every((gone) => members.find((m) => m.id === ids.get(gone))?.state === 'departed') || undefined;
+        },
+        10_000,
+        `node ${i} to see nodes ${first} and ${second} departed`,
+      );
     }
   });
 
