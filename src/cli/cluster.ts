@@ -25,7 +25,7 @@ import { allowedCidrs, DEFAULT_PREFIX, renderNodeConfig } from './node-config-te
  */
 export const DEFAULT_CONFIG_FILE = '/etc/hasup/hasup.toml';
 
-interface PrepareFlags {
+export interface PrepareFlags {
   advertise: string;
   stateDir: string;
   config: string;
@@ -34,7 +34,7 @@ interface PrepareFlags {
   clusterCidr: string[];
 }
 
-function withPrepareFlags(cmd: Command): Command {
+export function withPrepareFlags(cmd: Command): Command {
   return cmd
     .requiredOption('--advertise <addr[:port]>', 'address other members reach this node at (a literal IP; gossip port 9638)')
     .option('--state-dir <dir>', 'state directory of this node', process.env.HASUP_STATE_DIR ?? DEFAULT_STATE_DIR)
@@ -151,7 +151,7 @@ The first 3 (or 5) members to run become etcd voting members, later ones etcd cl
     });
 }
 
-interface Prepared {
+export interface Prepared {
   stateDir: string;
   memberId: string;
   advertise: string;
@@ -165,7 +165,7 @@ interface Prepared {
 }
 
 /** Checks every flag and claims the state directory before anything is written. */
-function prepare(flags: PrepareFlags, voters: number): Prepared {
+export function prepare(flags: PrepareFlags, voters: number): Prepared {
   const advertise = parsePeerAddress(flags.advertise);
   let hba: ReturnType<typeof allowedCidrs>;
   try {
@@ -190,7 +190,7 @@ function prepare(flags: PrepareFlags, voters: number): Prepared {
 }
 
 /** Writes the node's hasup.toml (or prints it, or keeps an existing one). Returns where it is. */
-function finish(p: Prepared, flags: PrepareFlags, o: { clusterName: string; peers: string[]; secrets: string; ringKey?: string; standbyOf?: string; standbyOfRepo?: string; restoreSchedule?: string; writtenBy: 'create' | 'join' }): string {
+export function finish(p: Prepared, flags: PrepareFlags, o: { clusterName: string; peers: string[]; secrets: string; ringKey?: string; standbyOf?: string; standbyOfRepo?: string; restoreSchedule?: string; backupRepo?: string; writtenBy: 'create' | 'join' | 'restore --to-new-cluster' }): string {
   const toml = renderNodeConfig({ ...o, advertise: p.advertise, stateDir: p.stateDir, etcdVoters: p.voters, services: flags.service, allowedCidrs: p.allowedCidrs });
   parseNodeConfig(toml, '(generated hasup.toml)'); // never hand the operator a file `hasup run` would refuse
   if (flags.printConfig) {
@@ -211,7 +211,7 @@ function finish(p: Prepared, flags: PrepareFlags, o: { clusterName: string; peer
  * the node starts with them; `hasup run` issues them too when missing.
  * Returns a line for the operator.
  */
-async function memberTls(p: Prepared, secrets: ClusterSecrets, secretsFile: string): Promise<string> {
+export async function memberTls(p: Prepared, secrets: ClusterSecrets, secretsFile: string): Promise<string> {
   const tls = await ensureMemberTls({ stateRoot: p.stateDir, memberId: p.memberId, addresses: [p.address], secrets, secretsFile, settings: DEFAULT_TLS_SETTINGS });
   if (!tls.on) return `off: ${tls.reason}`;
   return `${tls.files.cert} (key ${tls.files.key}, mode 0600), valid until ${tls.cert.notAfter.toISOString().slice(0, 10)}, from ${tls.cert.issuer}`;

@@ -27,8 +27,10 @@ export interface NodeConfigTemplateInput {
   /** A warm spare's repository copy (a path) and its re-base schedule (cron, UTC). */
   standbyOfRepo?: string;
   restoreSchedule?: string;
+  /** The cluster's own pgBackRest repository ([service.postgresql.backup] repo_path), when it has one from the start. */
+  backupRepo?: string;
   /** For the header comment. */
-  writtenBy: 'create' | 'join';
+  writtenBy: 'create' | 'join' | 'restore --to-new-cluster';
 }
 
 /** TOML basic strings accept JSON's escapes for everything JSON.stringify produces. */
@@ -37,7 +39,7 @@ const list = (vs: string[]) => `[${vs.map(str).join(', ')}]`;
 
 export function renderNodeConfig(input: NodeConfigTemplateInput): string {
   return [
-    `# hasup.toml of member ${input.advertise} in cluster ${input.clusterName}, written by \`hasup cluster ${input.writtenBy}\`.`,
+    `# hasup.toml of member ${input.advertise} in cluster ${input.clusterName}, written by \`hasup ${input.writtenBy.startsWith('restore') ? '' : 'cluster '}${input.writtenBy}\`.`,
     '# Every key and its default: docs/config.md (or `hasup config reference`).',
     '',
     '[member]',
@@ -71,6 +73,14 @@ export function renderNodeConfig(input: NodeConfigTemplateInput): string {
           '# A standby cluster: its leader streams from the primary cluster here (its HAProxy write port) and never',
           '# promotes until `hasup config apply` sets standby_of = "" (docs/backup.md, "Warm spare").',
           `standby_of = ${str(input.standbyOf)}`,
+          '',
+        ]
+      : []),
+    ...(input.backupRepo
+      ? [
+          '[service.postgresql.backup]',
+          '# This cluster\'s own pgBackRest repository: its leader archives WAL and takes backups here.',
+          `repo_path = ${str(input.backupRepo)}`,
           '',
         ]
       : []),

@@ -4,6 +4,7 @@ import { DEFAULT_STATE_DIR } from '../supervisor/state-dir.js';
 import type { SnapshotJobView } from '../plugins/backup/snapshot-jobs.js';
 import { ApiClient, ApiError } from './api-client.js';
 import { followSnapshotRestore, snapshotRestoreDoneText } from './snapshot-commands.js';
+import { NEW_CLUSTER_DEFAULTS, restoreToNewCluster, type NewClusterFlags } from './restore-new-cluster.js';
 
 /**
  * `hasup restore (--latest | --time T | --lsn L | --set LABEL) --yes`: the
@@ -13,7 +14,8 @@ import { followSnapshotRestore, snapshotRestoreDoneText } from './snapshot-comma
  * until it is done or failed, printing what it does. A backup set's
  * Elasticsearch snapshot is restored after PostgreSQL, and followed too.
  */
-interface RestoreFlags {
+interface RestoreFlags extends Partial<Omit<NewClusterFlags, 'latest' | 'time' | 'lsn' | 'set' | 'secrets' | 'stateDir'>> {
+  toNewCluster?: boolean;
   stateDir: string;
   api?: string;
   secrets?: string;
@@ -42,7 +44,31 @@ export function registerRestoreCommand(program: Command): void {
     .option('--api <url>', 'HTTP API of the member (default: recorded in STATE_DIR/api.json)')
     .option('--secrets <file>', 'cluster secrets file holding the API token (default: recorded by the daemon)')
     .option('--json', 'print the final state as JSON')
+    .option('--to-new-cluster', 'restore into a new cluster on this node (a node of no cluster), beside the running one, which is never touched: needs --repo, --source-secrets and --advertise; --secrets is then the new secrets file to write')
+    .option('--repo <path>', "with --to-new-cluster: the repository to restore from (read only; a copy of it is fine)")
+    .option('--source-secrets <file>', "with --to-new-cluster: the secrets file of the cluster that wrote the repository (its PostgreSQL passwords and the repository's passphrase)")
+    .option('--new-repo <path>', "with --to-new-cluster: the new cluster's own repository, where it archives (default: archiving off); never the source")
+    .option('--advertise <addr[:port]>', "with --to-new-cluster: this node's address (as for cluster create)")
+    .option('--config <file>', 'with --to-new-cluster: the hasup.toml to write', process.env.HASUP_CONFIG ?? '/etc/hasup/hasup.toml')
+    .option('--print-config', 'with --to-new-cluster: print the hasup.toml instead of writing it')
+    .option('--service <name>', 'with --to-new-cluster: plans to start (default postgresql; repeatable)', (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .option('--cluster-cidr <cidr>', 'with --to-new-cluster: as for cluster create (repeatable)', (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .option('--name <name>', 'with --to-new-cluster: the new cluster\'s name', `${NEW_CLUSTER_DEFAULTS.name}-restored`)
+    .option('--etcd-voters <n>', 'with --to-new-cluster: 3 or 5', '3')
+    .option('--ca-days <n>', 'with --to-new-cluster: validity of the new cluster CA in days', NEW_CLUSTER_DEFAULTS.caDays)
+    .option('--pg-bin-dir <dir>', "with --to-new-cluster: PostgreSQL's programs", '/usr/lib/postgresql/15/bin')
+    .option('--pgbackrest-bin <file>', 'with --to-new-cluster: the pgbackrest executable', '/usr/bin/pgbackrest')
+    .option('--service-user <user>', 'with --to-new-cluster, as root: the user PostgreSQL runs as', 'hasup')
+    .option('--recovery-timeout <s>', 'with --to-new-cluster: how long the replay to the target may take', '86400')
     .action(async (flags: RestoreFlags) => {
+      if (flags.toNewCluster) {
+        if (!flags.repo || !flags.sourceSecrets || !flags.advertise) throw new Error('--to-new-cluster needs --repo PATH, --source-secrets FILE and --advertise ADDR');
+        await restoreToNewCluster(flags as unknown as NewClusterFlags);
+        return;
+      }
+      for (const f of ['repo', 'sourceSecrets', 'newRepo', 'advertise'] as const) {
+        if (flags[f] !== undefined) throw new Error(`--${f.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} goes with --to-new-cluster`);
+      }
       const body = {
         ...(flags.latest ? { latest: true } : {}),
         ...(flags.time !== undefined ? { time: flags.time } : {}),
