@@ -34,7 +34,7 @@ import { PostgresHa } from './postgres-ha.js';
 import { StandaloneLeadership, gossipRoles, type Leadership } from '../supervisor/leadership.js';
 import { shippedPlansDir } from '../supervisor/install-paths.js';
 import { MultiSink, RotatingFileSink } from '../supervisor/log-sink.js';
-import { preloadPlans } from '../supervisor/plan.js';
+import { findPlan, preloadPlans } from '../supervisor/plan.js';
 import type { Logger, LogTap } from '../supervisor/log.js';
 import { DEFAULT_TLS_SETTINGS, ensureMemberTls, type MemberTls, type TlsSettings } from '../supervisor/pki/provision.js';
 import { tlsReport, type TlsReport } from '../supervisor/pki/report.js';
@@ -261,8 +261,14 @@ export class Daemon {
     // The slot record is the cluster's (etcd) where there is a cluster; a member on its own is its only leader.
     const slotClaims: SlotClaims = this.ha ? new EtcdSlotClaims(this.ha.etcd, `/hasup/${scope}/backup/${opts.services.group}/slots/`) : new MemorySlotClaims();
     // Elasticsearch snapshots from this member's Elasticsearch config: a backup set's other side.
+    let esDefaults: TomlTable | undefined;
+    try {
+      esDefaults = findPlan('elasticsearch', planPath).defaults;
+    } catch {
+      // No Elasticsearch plan on this installation: its defaults (security off) stand.
+    }
     const esAccess = new MemberEsAccess({
-      config: () => elasticsearchConfigHere(supervisor.get('elasticsearch')?.config(), opts.services.userLayers.elasticsearch),
+      config: () => elasticsearchConfigHere(supervisor.get('elasticsearch')?.config(), opts.services.userLayers.elasticsearch, esDefaults),
       secrets,
       caFile: () => (this.tls.on ? this.tls.files.ca : undefined),
     });

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { pino } from 'pino';
-import { accessKey, esAccess, esClientOptions, esRequestExtras, esScheme, MemberEsAccess, securityOn } from '../../src/plugins/elasticsearch/access.js';
+import { accessKey, elasticsearchConfigHere, esAccess, esClientOptions, esRequestExtras, esScheme, MemberEsAccess, securityOn } from '../../src/plugins/elasticsearch/access.js';
 import { ElasticsearchDriver } from '../../src/plugins/elasticsearch/driver.js';
 import { firstAnswer } from '../../src/plugins/elasticsearch/es-http.js';
 import { ES_USERNAMES, esPasswords, esPasswordSource, pbkdf2Hash, pbkdf2Matches, rolesYml, usersFile, usersRolesFile, writeSecurityFiles } from '../../src/plugins/elasticsearch/users.js';
@@ -302,4 +302,12 @@ test('cert rotate: reloadTls brings the copy under config/tls up to date (Elasti
   installServiceTls({ ca: caFile, cert: join(dir, 'r2.pem'), key: join(dir, 'r2.key') }, offRoot);
   await driver.reloadTls(context({}, { tls: true, root: offRoot }));
   assert.equal(existsSync(join(offRoot, 'config', 'tls')), false);
+});
+
+test("a member's Elasticsearch setting: the service's config where it runs, else hasup.toml's layer over the plan's defaults", () => {
+  assert.equal(securityOn(elasticsearchConfigHere({ security: true }, { security: false }, plan.defaults)), true, 'the config in force wins');
+  assert.equal(securityOn(elasticsearchConfigHere(undefined, { security: true }, plan.defaults)), true, 'a member that only ships, told in hasup.toml');
+  assert.equal(securityOn(elasticsearchConfigHere(undefined, undefined, plan.defaults)), false, 'told nothing: the plan default');
+  assert.equal(securityOn(elasticsearchConfigHere(undefined, undefined, { ...plan.defaults, security: true })), true, 'a default of true reaches members that only ship');
+  assert.equal(elasticsearchConfigHere(undefined, undefined), undefined);
 });

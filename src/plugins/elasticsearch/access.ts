@@ -97,11 +97,13 @@ export function accessKey(access: EsAccess): string {
 /**
  * The Elasticsearch config to go by on this member: the service's config in
  * force where it runs, otherwise hasup.toml's [service.elasticsearch] layer
- * (a member that only ships into other members' nodes must be told
- * `security = true` too).
+ * over the plan's defaults (a member that only ships into other members'
+ * nodes must be told `security = true` too, unless the default says so).
  */
-export function elasticsearchConfigHere(loaded: TomlTable | undefined, userLayer: TomlTable | undefined): TomlTable | undefined {
-  return loaded ?? userLayer;
+export function elasticsearchConfigHere(loaded: TomlTable | undefined, userLayer: TomlTable | undefined, defaults: TomlTable | undefined = undefined): TomlTable | undefined {
+  if (loaded) return loaded;
+  if (!userLayer && !defaults) return undefined;
+  return { ...(defaults ?? {}), ...(userLayer ?? {}) };
 }
 
 /**
