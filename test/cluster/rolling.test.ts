@@ -13,10 +13,10 @@
  * start: the first member goes back to its previous program, the rollout
  * stops, no other member is touched.
  */
-import { before, describe, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, readFileSync, mkdirSync, mkdtempSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { netnsUnavailableReason } from '../support/netns-cluster.js';
@@ -38,8 +38,10 @@ const PG_BIN = '/usr/lib/postgresql/15/bin';
  * `postgres` that is either a link too or, `broken`, a script that answers --version and config checks (-C) like
  * the real one but exits at once when started as a server.
  */
+const madeDirs: string[] = [];
 function binDir(broken: boolean): string {
   const dir = mkdtempSync(join(tmpdir(), broken ? 'hasup-pg-broken-' : 'hasup-pg-build-'));
+  madeDirs.push(dir);
   chmodSync(dir, 0o755);
   const bin = join(dir, 'bin');
   mkdirSync(bin, { mode: 0o755 });
@@ -54,6 +56,9 @@ function binDir(broken: boolean): string {
 describe('rolling restart of PostgreSQL: three nodes under write load', { skip: skip ?? false }, () => {
   let ha: HaCluster;
   destroyAfterSuite('rolling', () => [[ha, 'rolling']]);
+  after(() => {
+    for (const dir of madeDirs) rmSync(dir, { recursive: true, force: true });
+  });
 
   /** `hasup ARGS` against node i, without blocking the event loop (the writers keep writing). */
   const cli = (i: number, args: string[]) => hasupCli(ha, i, args);
