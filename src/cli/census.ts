@@ -137,8 +137,10 @@ export function backupSummary(b: ClusterBackupView, now: number): string {
     const retry = b.retry_at !== null ? `; retrying ${b.retry_at > now ? `in ${duration(b.retry_at - now)}` : 'now'}` : '';
     parts.push(`WARNING: repository not ready${b.last_error ? ` since ${minute(b.last_error.at)} (${b.last_error.message})` : ''}${retry}`);
   }
-  parts.push(b.last_full ? `last full ${minute(b.last_full.stopped_at)} (${ago(now - b.last_full.stopped_at)})` : 'no full backup yet');
-  if (b.last_backup && b.last_backup.label !== b.last_full?.label) parts.push(`last ${b.last_backup.type} ${minute(b.last_backup.stopped_at)} (${ago(now - b.last_backup.stopped_at)})`);
+  parts.push(b.last_full ? `last full ${minute(b.last_full.stopped_at)} (${ago(now - b.last_full.stopped_at)})${takenOn(b.last_full)}` : 'no full backup yet');
+  if (b.last_backup && b.last_backup.label !== b.last_full?.label) parts.push(`last ${b.last_backup.type} ${minute(b.last_backup.stopped_at)} (${ago(now - b.last_backup.stopped_at)})${takenOn(b.last_backup)}`);
+  // Backups from a follower reach the leader through its pgBackRest server: without it the leader takes them itself.
+  if (b.server?.state === 'failing') parts.push(`WARNING: the leader's pgBackRest server is not running (${b.server.reason ?? 'no reason given'}): backups are taken on the leader`);
   if (b.last_set) parts.push(setPart(b.last_set));
   const a = b.archive;
   if (a?.failing) {
@@ -154,6 +156,12 @@ export function backupSummary(b: ClusterBackupView, now: number): string {
   if (b.schedule) parts.push(...scheduleParts(b.schedule, now));
   if (!b.from_leader) parts.push(`as reported by ${b.member}, not known as the leader here`);
   return `backups: ${parts.join(', ')}`;
+}
+
+/** ` on follower ID` / ` on the leader ID`, for a backup hasup annotated. */
+function takenOn(b: NonNullable<ClusterBackupView['last_full']>): string {
+  if (!b.taken_on) return '';
+  return b.taken_on.role === 'follower' ? ` on follower ${b.taken_on.member}` : ` on the leader ${b.taken_on.member}`;
 }
 
 /**

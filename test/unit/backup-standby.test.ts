@@ -475,3 +475,34 @@ test('the CLI says where a backup was taken: the job line and a TAKEN ON column 
   assert.match(listing, /LABEL +TYPE +REPO +TAKEN ON +STARTED/);
   assert.match(listing, new RegExp(`20261207-100000F +full +1 +follower ${FOLLOWER} +2026-12-07`));
 });
+
+test("hasup status: where the last backups were taken, and a WARNING while the leader's pgBackRest server is down; the report keeps both through the rumor", async () => {
+  const { backupSummary } = await import('../../src/cli/census.js');
+  const { decodeBackupReport, encodeBackupReport, MAX_BACKUP_RUMOR_BYTES } = await import('../../src/supervisor/rumors/backup.js');
+  const now = Date.UTC(2026, 11, 7, 10, 10);
+  const report = {
+    enabled: true,
+    repo_path: '/srv/backup',
+    active: true,
+    stanza: 'ok' as const,
+    stanza_ok_at: now - 600_000,
+    last_error: null,
+    retry_at: null,
+    archive: null,
+    last_full: { label: '20261207-100000F', type: 'full' as const, stopped_at: now - 600_000, taken_on: { role: 'follower' as const, member: FOLLOWER } },
+    last_backup: { label: '20261207-100000F_20261207-100500I', type: 'incr' as const, stopped_at: now - 300_000, taken_on: { role: 'leader' as const, member: LEADER } },
+    job: null,
+    server: { state: 'failing' as const, reason: `cannot start /usr/bin/pgbackrest: ${'x'.repeat(400)}` },
+    at: now,
+  };
+  const line = backupSummary({ ...report, member: LEADER, from_leader: true }, now);
+  assert.match(line, new RegExp(`last full 2026-12-07T10:00Z \\(10 min ago\\) on follower ${FOLLOWER}, last incr 2026-12-07T10:05Z \\(5 min ago\\) on the leader ${LEADER}`));
+  assert.match(line, /WARNING: the leader's pgBackRest server is not running \(cannot start \/usr\/bin\/pgbackrest: x+\): backups are taken on the leader/);
+  assert.doesNotMatch(backupSummary({ ...report, server: { state: 'running', reason: null }, member: LEADER, from_leader: true }, now), /WARNING/);
+  const bytes = encodeBackupReport(report);
+  assert.ok(bytes.length <= MAX_BACKUP_RUMOR_BYTES, `${bytes.length} bytes`);
+  const back = decodeBackupReport(bytes)!;
+  assert.deepEqual(back.last_full?.taken_on, { role: 'follower', member: FOLLOWER });
+  assert.equal(back.server?.state, 'failing');
+  assert.ok((back.server?.reason ?? '').length <= 120);
+});

@@ -15,7 +15,7 @@ import { backupSetsJson, lastSetBrief } from './set-views.js';
 import { serverProblem } from './files.js';
 import type { ServerControl } from './server.js';
 import { backupEnabled, backupSettingsFrom, type BackupSettings } from './settings.js';
-import { chooseStandbys, primaryRemoteOf, primaryRemoteProblem, sourceAnnotations, type BackupSourceRole, type PrimaryRemote } from './standby.js';
+import { chooseStandbys, primaryRemoteOf, primaryRemoteProblem, sourceAnnotations, sourceOf, type BackupSourceRole, type PrimaryRemote } from './standby.js';
 import type { VerifyReport } from './verify.js';
 import { backupJson, backupListing, verifyOutcome, type BackupJson, type BackupListing, type VerifyOutcome } from './views.js';
 
@@ -283,6 +283,7 @@ export class BackupCoordinator implements BackupOperations {
       job: job ? jobBrief(job) : null,
       schedule: this.opts.schedule?.() ?? null,
       ...(this.opts.search?.() ? { last_set: this.lastSet } : {}),
+      ...(this.opts.server ? { server: serverBrief(this.opts.server.status()) } : {}),
       at: this.now(),
     };
   }
@@ -869,7 +870,12 @@ export class BackupCoordinator implements BackupOperations {
 }
 
 function brief(b: BackupInfo): BackupBrief {
-  return { label: b.label, type: b.type, stopped_at: b.stoppedAt.getTime() };
+  const source = sourceOf(b.annotations);
+  return { label: b.label, type: b.type, stopped_at: b.stoppedAt.getTime(), ...(source ? { taken_on: source } : {}) };
+}
+
+function serverBrief(st: ReturnType<ServerControl['status']>): NonNullable<BackupReport['server']> {
+  return { state: st.state, reason: st.reason };
 }
 
 function jobBrief(job: Job<JobResult>): JobBrief {

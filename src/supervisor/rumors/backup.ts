@@ -34,6 +34,8 @@ export interface BackupBrief {
   label: string;
   type: 'full' | 'diff' | 'incr';
   stopped_at: number;
+  /** The member it was taken on, and whether that was a follower (backup-standby) or the leader; absent for a backup hasup did not annotate. */
+  taken_on?: { role: 'leader' | 'follower'; member: string };
 }
 
 /** The newest backup set: a pgBackRest backup and the Elasticsearch snapshot paired with it (docs/backup.md, "Backup sets"). */
@@ -102,6 +104,8 @@ export interface BackupReport {
   schedule?: ScheduleReport | null;
   /** The newest backup set, on the leader when Elasticsearch snapshots are on; absent otherwise (and from members before backup sets). */
   last_set?: SetBrief | null;
+  /** This member's pgBackRest TLS server, which a follower's backup reaches the leader through; absent where none is kept. */
+  server?: { state: 'off' | 'starting' | 'running' | 'failing'; reason: string | null };
   /** When this report was made (ms since the epoch). */
   at: number;
 }
@@ -131,6 +135,7 @@ export function encodeBackupReport(r: BackupReport): Uint8Array {
       repo_path: cut(r.repo_path, path),
       last_error: r.last_error ? { at: r.last_error.at, message: cut(r.last_error.message, message) } : null,
       job: r.job ? { ...r.job, error: r.job.error === null ? null : cut(r.job.error, jobError) } : null,
+      ...(r.server ? { server: { state: r.server.state, reason: r.server.reason === null ? null : cut(r.server.reason, jobError) } } : {}),
       schedule: r.schedule ? { ...r.schedule, types: r.schedule.types.map((t) => ({ ...t, cron: cut(t.cron, path / 4) })), last_problem: r.schedule.last_problem ? { at: r.schedule.last_problem.at, message: cut(r.schedule.last_problem.message, message) } : null } : null,
     };
     for (const key of Object.keys(small)) if (small[key] === null) delete small[key];
