@@ -63,6 +63,18 @@ export interface HaClusterOptions {
    * port and secrets file).
    */
   standbyOf?: { endpoint: string; primarySecrets: string };
+  /**
+   * A warm spare kept current from a copy of the primary cluster's
+   * repository: `cluster create --standby-of-repo REPO --primary-secrets
+   * FILE [--restore-schedule CRON]`.
+   */
+  standbyOfRepo?: { repo: string; primarySecrets: string; schedule?: string };
+  /**
+   * Node 1 prepared by `hasup restore --to-new-cluster --repo REPO
+   * --source-secrets FILE TARGET...` instead of `cluster create` (the
+   * others join it as usual).
+   */
+  restoreFrom?: { repo: string; sourceSecrets: string; target: string[] };
 }
 
 /** What etcd's maintenance/status says on one voter. */
@@ -149,7 +161,18 @@ export class HaCluster {
         ];
         if (extra.length > 0) appendFileSync(configOf(i), `\n${extra.join('\n')}\n`);
       };
-      await prepare(1, ['cluster', 'create', ...(opts.standbyOf ? ['--standby-of', opts.standbyOf.endpoint, '--primary-secrets', opts.standbyOf.primarySecrets] : [])]);
+      const spare = opts.standbyOfRepo;
+      await prepare(
+        1,
+        opts.restoreFrom
+          ? ['restore', '--to-new-cluster', '--repo', opts.restoreFrom.repo, '--source-secrets', opts.restoreFrom.sourceSecrets, ...opts.restoreFrom.target]
+          : [
+              'cluster',
+              'create',
+              ...(opts.standbyOf ? ['--standby-of', opts.standbyOf.endpoint, '--primary-secrets', opts.standbyOf.primarySecrets] : []),
+              ...(spare ? ['--standby-of-repo', spare.repo, '--primary-secrets', spare.primarySecrets, ...(spare.schedule ? ['--restore-schedule', spare.schedule] : [])] : []),
+            ],
+      );
       const secretsFile = join(cluster.node(1).stateDir, 'secrets.json');
       // Joins may run in parallel, as the operator's may.
       const others = cluster.nodes.map((n) => n.index).filter((i) => i !== 1);
