@@ -192,6 +192,8 @@ describe('backups: three nodes sharing one repository', { skip: skip ?? false },
     assert.equal(l.recoverable[0]?.from_backup, full);
     const status = await cli(leader, ['status']);
     assert.match(status.stdout, /^backups: .*stanza ok, last full \S+Z \([^)]+ ago\)/m);
+    assert.match(status.stdout, new RegExp(`^backups: .*last full \\S+Z \\([^)]+ ago\\) on follower ${standbyMember}`, 'm'));
+    assert.doesNotMatch(status.stdout, /pgBackRest server is not running/);
   });
 
   test('the leader killed under writes: the new leader archives on its new timeline by itself, and an incremental backup after the failover works', async () => {
