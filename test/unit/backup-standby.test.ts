@@ -13,6 +13,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
@@ -505,4 +506,50 @@ test("hasup status: where the last backups were taken, and a WARNING while the l
   assert.deepEqual(back.last_full?.taken_on, { role: 'follower', member: FOLLOWER });
   assert.equal(back.server?.state, 'failing');
   assert.ok((back.server?.reason ?? '').length <= 120);
+});
+
+test('the peer client over HTTPS: the follower verified against the cluster CA; a certificate of another CA, a refused connection or an unknown member mean nothing started (PeerRefused)', async () => {
+  const { createCa, issueMemberCert } = await import('../../src/supervisor/pki/issue.js');
+  const dir = mkdtempSync(join(tmpdir(), 'hasup-peer-tls-'));
+  const ca = await createCa({ name: 'test' });
+  const member = await issueMemberCert({ ca, memberId: FOLLOWER, addresses: ['127.0.0.1'] });
+  writeFileSync(join(dir, 'member.pem'), member.cert);
+  writeFileSync(join(dir, 'member.key'), member.key, { mode: 0o600 });
+  const asked: StandbyRequest[] = [];
+  const job = { id: 'backup-0000beef', kind: 'backup', type: 'full', member: FOLLOWER, state: 'running', started_at: '2026-12-07T10:00:00.000Z', ended_at: null, took_ms: null, progress: { percent: null, bytes_total: null, bytes_done: null }, backup: null, verify: null, error: null } as JobView;
+  const ops = {
+    report: () => undefined,
+    startBackup: () => job,
+    startStandbyBackup: (req: StandbyRequest) => (asked.push(req), job),
+    startVerify: () => job,
+    job: () => job,
+    waitJob: async () => job,
+    list: async () => {
+      throw new Error('not here');
+    },
+  };
+  const app = await createHttpServer({ log: createLogger({ level: 'silent' }), token: TOKEN, tls: { cert: join(dir, 'member.pem'), key: join(dir, 'member.key') }, plugins: [{ plugin: backupRoutes, options: { backup: ops, locate: () => undefined } }] });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const port = (app.server.address() as { port: number }).port;
+  try {
+    const client = (caPem: string, at = port) => new HttpPeerBackups({ locate: (m) => (m === FOLLOWER ? { addr: '127.0.0.1', port: at } : undefined), token: TOKEN, tls: { ca: caPem } });
+    const got = await client(ca.cert).startStandby(FOLLOWER, { type: 'full', primary: PRIMARY, timeline: 3 }, AbortSignal.timeout(5000));
+    assert.equal(got.id, job.id);
+    assert.deepEqual(asked, [{ type: 'full', primary: PRIMARY, timeline: 3 }]);
+    assert.equal((await client(ca.cert).job(FOLLOWER, job.id, AbortSignal.timeout(5000)))?.id, job.id);
+    const other = await createCa({ name: 'other' });
+    await assert.rejects(client(other.cert).startStandby(FOLLOWER, { type: 'full', primary: PRIMARY }, AbortSignal.timeout(5000)), (err: unknown) => err instanceof PeerRefused && /cannot be reached/.test((err as Error).message));
+    await assert.rejects(client(ca.cert).startStandby(OTHER_FOLLOWER, { type: 'full', primary: PRIMARY }, AbortSignal.timeout(5000)), (err: unknown) => err instanceof PeerRefused && /API address is not known/.test((err as Error).message));
+    const closed = await new Promise<number>((resolve) => {
+      const s = createServer().listen(0, '127.0.0.1', () => {
+        const p = (s.address() as { port: number }).port;
+        s.close(() => resolve(p));
+      });
+    });
+    await assert.rejects(client(ca.cert, closed).startStandby(FOLLOWER, { type: 'full', primary: PRIMARY }, AbortSignal.timeout(5000)), (err: unknown) => err instanceof PeerRefused && /ECONNREFUSED/.test((err as Error).message));
+    assert.equal(asked.length, 1, 'nothing more reached the follower');
+  } finally {
+    await app.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
