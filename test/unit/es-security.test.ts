@@ -124,7 +124,7 @@ test('security = true without TLS on the member is refused at render time; so ar
   assert.throws(() => renderYml(context({ security: true })), /security = true needs TLS, and TLS is off on this member/);
   assert.throws(() => renderYml(context({ extra: { xpack: { security: { http: { ssl: { enabled: false } } } } } }, { tls: true })), /extra\.xpack\.security\.http\.ssl\.enabled is written by hasup/);
   assert.throws(() => mergeLayers(plan.defaults, [{ name: 'apply', data: { security: 'yes' } }]), /security/);
-  assert.throws(() => securityOn({ security: 'yes' }), /security must be true or false/);
+  assert.throws(() => securityOn({ security: 'yes' }), /security must be true, false or "auto"/);
 });
 
 test('passwords: stored ones are used; a secrets file from before gets derived ones, the same every time, distinct, none of them the token', () => {
@@ -310,4 +310,20 @@ test("a member's Elasticsearch setting: the service's config where it runs, else
   assert.equal(securityOn(elasticsearchConfigHere(undefined, undefined, plan.defaults)), false, 'told nothing: the plan default');
   assert.equal(securityOn(elasticsearchConfigHere(undefined, undefined, { ...plan.defaults, security: true })), true, 'a default of true reaches members that only ship');
   assert.equal(elasticsearchConfigHere(undefined, undefined), undefined);
+});
+
+test('security = "auto" (the default to come): on where the member has TLS, off without it, never a render error', () => {
+  const autoDefaults = { ...plan.defaults, security: 'auto' };
+  const cfg = (layer: TomlTable) => mergeLayers(autoDefaults, [{ name: 'test', data: layer }]);
+  const withTls = { ...context({}, { tls: true }), cfg: cfg({}) };
+  const without = { ...context({}), cfg: cfg({}) };
+  assert.match(renderYml(withTls), /^xpack\.security\.enabled: true$/m);
+  assert.match(renderYml(without), /^xpack\.security\.enabled: false$/m, 'a member in clear text runs Elasticsearch in clear text, as before');
+  assert.equal(cfg({ security: false }).security, false, 'an operator may still say no');
+  assert.throws(() => renderYml({ ...context({}), cfg: cfg({ security: true }) }), /needs TLS/, 'true means true');
+  assert.throws(() => cfg({ security: 'yes' }), /security/);
+  assert.equal(esAccess({ cfg: { security: 'auto' }, secrets, caFile }, 'shipper').scheme, 'https');
+  assert.deepEqual(esAccess({ cfg: { security: 'auto' }, secrets, caFile: undefined }, 'shipper'), { scheme: 'http' });
+  assert.equal(new MemberEsAccess({ config: () => ({ security: 'auto' }), secrets, caFile: () => caFile }).scheme(), 'https');
+  assert.equal(new MemberEsAccess({ config: () => ({ security: 'auto' }), secrets, caFile: () => undefined }).scheme(), 'http');
 });

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import { formatHostPort, parsePeerAddress } from '../../gossip/index.js';
 import { readApiEndpoint } from '../../node/api-endpoint.js';
-import { esAccess, esRequestExtras, type EsAccess } from '../../plugins/elasticsearch/access.js';
+import { esAccess, esRequestExtras, securityOn, type EsAccess } from '../../plugins/elasticsearch/access.js';
 import { textRequest } from '../../plugins/http-json.js';
 import type { Census } from '../../plugins/http/cluster-view.js';
 import { decodeServiceRumor, parseServiceRumorKey, RUMOR_SERVICE } from '../../supervisor/rumors/service.js';
@@ -129,9 +129,10 @@ export function httpRolloutApi(local: ApiClient, es: { secrets?: ClusterSecrets;
     for (const m of members) {
       if (!m.api || !m.esGroup) continue;
       try {
-        const { config } = await m.api.request<{ config: { security?: unknown } }>('GET', `/services/elasticsearch/${m.esGroup}/config`);
-        if (config.security === true && !es.secrets) throw new Error('Elasticsearch security is on and no cluster secrets file was found (--secrets)');
-        access = esAccess({ cfg: { security: config.security === true }, secrets: es.secrets!, caFile: es.caFile }, 'admin');
+        const { config } = await m.api.request<{ config: { security?: boolean | string } }>('GET', `/services/elasticsearch/${m.esGroup}/config`);
+        const cfg = config.security === undefined ? {} : { security: config.security };
+        if (securityOn(cfg, es.caFile !== undefined) && !es.secrets) throw new Error('Elasticsearch security is on and no cluster secrets file was found (--secrets)');
+        access = esAccess({ cfg, secrets: es.secrets!, caFile: es.caFile }, 'admin');
         return access;
       } catch (err) {
         last = err as Error;

@@ -37,22 +37,28 @@ export interface EsAccessSource {
   caFile: string | undefined;
 }
 
-/** [service.elasticsearch] security: true or false; anything else is refused at render time. */
-export function securityOn(cfg: TomlTable | undefined): boolean {
+/**
+ * [service.elasticsearch] security: true, false, or "auto" (on where the
+ * member's TLS is on, `tlsOn`: a cluster with a CA secures its
+ * Elasticsearch, a member running in clear text does not). Anything else
+ * is refused at render time.
+ */
+export function securityOn(cfg: TomlTable | undefined, tlsOn = false): boolean {
   const v = cfg?.security;
   if (v === undefined || v === false) return false;
   if (v === true) return true;
-  throw new Error(`elasticsearch: security must be true or false, got ${JSON.stringify(v)}`);
+  if (v === 'auto') return tlsOn;
+  throw new Error(`elasticsearch: security must be true, false or "auto", got ${JSON.stringify(v)}`);
 }
 
-/** The scheme of every Elasticsearch URL, by the config in force. */
-export function esScheme(cfg: TomlTable | undefined): 'http' | 'https' {
-  return securityOn(cfg) ? 'https' : 'http';
+/** The scheme of every Elasticsearch URL, by the config in force and whether the member's TLS is on. */
+export function esScheme(cfg: TomlTable | undefined, tlsOn = false): 'http' | 'https' {
+  return securityOn(cfg, tlsOn) ? 'https' : 'http';
 }
 
 /** Why security cannot be on here, or undefined. */
 export function securityProblem(cfg: TomlTable | undefined, caFile: string | undefined): string | undefined {
-  if (!securityOn(cfg) || caFile !== undefined) return undefined;
+  if (!securityOn(cfg, caFile !== undefined) || caFile !== undefined) return undefined;
   return 'elasticsearch: security = true needs TLS, and TLS is off on this member (no cluster CA, or [tls] enabled = false; see docs/tls.md): Elasticsearch would require a user on every request but could only serve them in clear text';
 }
 
@@ -70,7 +76,7 @@ function readCa(file: string): string {
 
 /** How to reach Elasticsearch as `user`. Throws (a message without any secret) when security is on but this member has no CA. */
 export function esAccess(source: EsAccessSource, user: EsUser): EsAccess {
-  if (!securityOn(source.cfg)) return { scheme: 'http' };
+  if (!securityOn(source.cfg, source.caFile !== undefined)) return { scheme: 'http' };
   const problem = securityProblem(source.cfg, source.caFile);
   if (problem) throw new Error(problem);
   return { scheme: 'https', ca: readCa(source.caFile!), auth: { username: ES_USERNAMES[user], password: esPasswords(source.secrets)[user] } };
@@ -124,7 +130,7 @@ export class MemberEsAccess {
 
   scheme(): 'http' | 'https' {
     try {
-      return esScheme(this.source.config());
+      return esScheme(this.source.config(), this.source.caFile() !== undefined);
     } catch {
       // A refused security value: its render says why; no request goes out in clear text meanwhile.
       return 'https';

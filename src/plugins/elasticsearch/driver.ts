@@ -54,10 +54,10 @@ export function tmpDir(paths: ServicePaths): string {
   return join(paths.root, 'tmp');
 }
 
-/** The base URL of this member's Elasticsearch HTTP API (https when security is on). */
-export function elasticsearchUrl(ctx: Pick<DriverContext, 'cfg' | 'ip'>): string {
+/** The base URL of this member's Elasticsearch HTTP API (https when security is on; `tls`: the member's TLS is on). */
+export function elasticsearchUrl(ctx: Pick<DriverContext, 'cfg' | 'ip' | 'tls'>): string {
   const host = bindHost(ctx.cfg, ctx.ip);
-  return `${esScheme(ctx.cfg)}://${formatHostPort(host, String(ctx.cfg.http_port))}`;
+  return `${esScheme(ctx.cfg, ctx.tls !== undefined)}://${formatHostPort(host, String(ctx.cfg.http_port))}`;
 }
 
 /** How this member's clients reach its Elasticsearch as `user`, from the service's context (access.ts). */
@@ -141,7 +141,7 @@ export class ElasticsearchDriver implements ServiceDriver {
     await assertReachable(paths.config, user);
     await assertReachable(launcherScript(launch.home), user);
     for (const name of COPIED_CONFIG_FILES) await copyDistributionFile(launch.home, name, paths.config, user);
-    if (securityOn(ctx.cfg)) await this.prepareSecurity(ctx);
+    if (securityOn(ctx.cfg, ctx.tls !== undefined)) await this.prepareSecurity(ctx);
     this.lastCtx = ctx;
     // Before the start: the node's first discovery round already has the census's seeds.
     await this.refreshSeedHosts();
@@ -153,7 +153,7 @@ export class ElasticsearchDriver implements ServiceDriver {
    * its SSL files and reloads them, within 5 s by default), no restart.
    */
   async reloadTls(ctx: DriverContext): Promise<void> {
-    if (securityOn(ctx.cfg) && ctx.tls) installServiceTls(ctx.tls, ctx.paths.config, ctx.user);
+    if (securityOn(ctx.cfg, ctx.tls !== undefined) && ctx.tls) installServiceTls(ctx.tls, ctx.paths.config, ctx.user);
   }
 
   async health(ctx: DriverContext, signal: AbortSignal): Promise<HealthResult> {

@@ -103,7 +103,7 @@ export function elasticsearchSettings(input: SettingsInput): Record<string, unkn
   const autoCreate = String(cfg.auto_create_index);
   if (autoCreate.trim() === '') throw new Error('elasticsearch: auto_create_index must not be empty (use "true", "false" or a pattern list)');
   const discovery = discoveryValues(input.discovery);
-  const security = securityOn(cfg);
+  const security = securityOn(cfg, input.tls === true);
   if (security && !input.tls) {
     throw new Error('elasticsearch: security = true needs TLS, and TLS is off on this member (no cluster CA, or [tls] enabled = false; see docs/tls.md)');
   }

@@ -152,8 +152,9 @@ export class ElasticsearchSampler {
     const heap: Record<string, unknown> = {};
     try {
       const filter = 'nodes.*.indices.indexing.index_total,nodes.*.indices.docs.count,nodes.*.jvm.mem.heap_used_in_bytes,nodes.*.jvm.mem.heap_used_percent';
-      const access = driverAccess({ cfg, secrets: ctx.secrets, tls: ctx.tls?.('elasticsearch') }, 'admin');
-      const answer = await httpJson(`${elasticsearchUrl({ cfg, ip: ctx.ip })}/_nodes/_local/stats/indices,jvm?filter_path=${filter}`, AbortSignal.timeout(QUERY_TIMEOUT_MS), undefined, esRequestExtras(access));
+      const tls = ctx.tls?.('elasticsearch');
+      const access = driverAccess({ cfg, secrets: ctx.secrets, tls }, 'admin');
+      const answer = await httpJson(`${elasticsearchUrl({ cfg, ip: ctx.ip, tls })}/_nodes/_local/stats/indices,jvm?filter_path=${filter}`, AbortSignal.timeout(QUERY_TIMEOUT_MS), undefined, esRequestExtras(access));
       type NodeStats = { indices?: { indexing?: { index_total?: number }; docs?: { count?: number } }; jvm?: { mem?: { heap_used_in_bytes?: number; heap_used_percent?: number } } };
       const node = Object.values((answer.json as { nodes?: Record<string, NodeStats> }).nodes ?? {})[0];
       const total = node?.indices?.indexing?.index_total;

@@ -119,8 +119,9 @@ export class Shipping {
   /** Where events go: the local Elasticsearch first (when this member runs one), then the configured nodes, then the census's. */
   urls(): string[] {
     const urls: string[] = [];
-    const local = this.deps.services.list().some((s) => s.name === 'elasticsearch') ? this.deps.services.get('elasticsearch')?.config() : undefined;
-    if (local) urls.push(elasticsearchUrl({ cfg: local, ip: this.deps.ip }));
+    const service = this.deps.services.list().some((s) => s.name === 'elasticsearch') ? this.deps.services.get('elasticsearch') : undefined;
+    const local = service?.config();
+    if (service && local) urls.push(elasticsearchUrl({ cfg: local, ip: this.deps.ip, tls: service.driverContext().tls }));
     for (const url of [...this.settings.elasticsearch, ...(this.deps.peers?.() ?? [])]) if (!urls.includes(url)) urls.push(url);
     return urls;
   }
