@@ -77,7 +77,7 @@ export async function createApiServer(deps: ApiDeps): Promise<FastifyInstance> {
   for (const registry of deps.metricsRegistries ?? []) metrics.addRegistry(registry);
   const hub = new EventHub({ ...deps.events, onClients: (n) => metrics.eventClients.set(n), onDropped: () => metrics.eventClientsDropped.inc() });
   const unwatch = watchRing(ring, (e) => hub.publish(e));
-  const views = { memberId, ring, services: supervisor, leadership, backup: () => deps.backup?.report() };
+  const views = { memberId, ring, services: supervisor, leadership, backup: () => deps.backup?.report(), spare: () => deps.ha?.view().spare };
   const sessions = new SessionStore(deps.sessions);
   const app = await createHttpServer({
     log: deps.log,

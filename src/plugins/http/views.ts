@@ -12,6 +12,8 @@ export interface ViewDeps {
   leadership: Leadership;
   /** This member's backup report (undefined where PostgreSQL is not loaded); peers' come from their rumors. */
   backup?: () => BackupReport | undefined;
+  /** A warm spare kept current by restores: its record as this member knows it (src/node/spare.ts); undefined elsewhere. */
+  spare?: () => unknown;
 }
 
 /** What the census is built from, read now. */
@@ -34,7 +36,8 @@ export function censusInput(deps: ViewDeps): CensusInput {
 export const viewRoutes: FastifyPluginAsync<ViewDeps> = async (app, deps) => {
   const input = () => censusInput(deps);
   app.get('/census', { schema: { description: 'Every member with its services, health and role; the leader of each service group.' } }, async () => buildCensus(input()));
-  app.get('/cluster', { schema: { description: 'The whole cluster in one answer: members, gossip states, clock drift, per service group the leader, roles, lag, timeline and health, and backups as the leader reports them (repository, stanza, archiving, last full backup, the running job).' } }, async () =>
-    buildClusterView(input()),
-  );
+  app.get('/cluster', { schema: { description: 'The whole cluster in one answer: members, gossip states, clock drift, per service group the leader, roles, lag, timeline and health, backups as the leader reports them (repository, stanza, archiving, last full backup, the running job), and on a warm spare kept current by restores its last restore, replay and schedule (spare).' } }, async () => {
+    const spare = deps.spare?.();
+    return { ...buildClusterView(input()), ...(spare ? { spare } : {}) };
+  });
 };
