@@ -432,6 +432,33 @@ test("a follower whose answer is lost may have started: the job fails rather tha
   }
 });
 
+test("a follower that stops answering the leader's polls is given up: the job fails saying it lost track; one that restarted (no such job) fails it at once", async () => {
+  let mode: 'silent' | 'forgot' = 'silent';
+  const t = await pair({
+    peers: (real) => ({
+      startStandby: (member: string, req: StandbyRequest, signal: AbortSignal) => real.startStandby(member, req, signal),
+      job: async () => {
+        if (mode === 'forgot') return undefined;
+        throw Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:9631'), { code: 'ECONNREFUSED' });
+      },
+    }),
+  });
+  try {
+    const silent = t.leader.coordinator.startBackup('full');
+    const failed = await ended(t.leader, silent.id);
+    assert.match(failed.error ?? '', new RegExp(`lost track of the backup on follower ${FOLLOWER} \\(job backup-[0-9a-f]{8}\\): no answer for 0 s \\(connect ECONNREFUSED`));
+    t.repo.finishBackup();
+    await eventually(async () => (t.follower.coordinator.report()?.job?.state === 'done' ? true : undefined), 5000, "the follower's backup");
+    mode = 'forgot';
+    const forgot = t.leader.coordinator.startBackup('incr');
+    const gone = await ended(t.leader, forgot.id);
+    assert.match(gone.error ?? '', new RegExp(`follower ${FOLLOWER} has no job backup-[0-9a-f]{8} any more \\(it restarted\\); the backup is lost with it`));
+    t.repo.finishBackup();
+  } finally {
+    await t.close();
+  }
+});
+
 test('POST /backup/standby: the token, the body schema, and refusals with nothing started', async () => {
   const t = await pair();
   try {
