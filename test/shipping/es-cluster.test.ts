@@ -143,6 +143,8 @@ before(async () => {
       `transport_port = ${transportPort}`,
       'heap = "320m"',
       'disk_threshold_enabled = false',
+      // This test reads the cluster in clear text; es-cluster-security.test.ts is the secured one.
+      'security = false',
       '[shipping]',
       'enabled = false',
     ].join('\n'),
