@@ -186,7 +186,7 @@ describe('backups: three nodes sharing one repository', { skip: skip ?? false },
     assert.match(standbyLog, /wait for replay on the standby to reach/);
     assert.match(standbyLog, new RegExp(`new backup label = ${full}`));
     assert.ok(!existsSync(join(pgbrLogs(leader), 'hasup-backup.log')), "the leader's pgBackRest ran no backup");
-    assert.ok(ha.member(leader).events.some((e) => e.event === 'backup_source' && e.source === 'follower' && e.member === standbyMember), 'the leader logged which follower takes it');
+    assert.ok(ha.member(leader).events.some((e) => e.event === 'backup_source' && e.source === 'follower' && e.follower === standbyMember), 'the leader logged which follower takes it');
     assert.deepEqual(l.stanza.cipher, ['aes-256-cbc']);
     assert.ok(l.backups[0]!.repo_bytes > 0 && l.backups[0]!.database_bytes > l.backups[0]!.repo_bytes);
     assert.equal(l.recoverable[0]?.from_backup, full);

@@ -755,7 +755,7 @@ export class BackupCoordinator implements BackupOperations {
         continue;
       }
       this.sources.set(jobId, { role: 'follower', member, job: remote.id });
-      this.log.info({ event: 'backup_source', job: jobId, source: 'follower', member, follower_job: remote.id }, `backup job ${jobId}: follower ${member} takes the backup (its job ${remote.id})`);
+      this.log.info({ event: 'backup_source', job: jobId, source: 'follower', follower: member, follower_job: remote.id }, `backup job ${jobId}: follower ${member} takes the backup (its job ${remote.id})`);
       const label = await this.followRemote(peers, member, remote, signal, progress);
       const made = (await tool.info({ signal, timeoutMs: INFO_TIMEOUT_MS })).backups.filter((b) => b.label === label).pop();
       if (!made) throw new Error(`follower ${member} made backup ${label}, which pgbackrest info does not list here`);
