@@ -47,8 +47,24 @@ export function registerRunCommand(program: Command): void {
       // The tap feeds the supervisor's own log lines to the journal shipper when shipping is on.
       const logTap = new LogTap();
       const log = createLogger({ level: flags.logLevel ?? config.log.level, tap: logTap });
-      const daemon = new Daemon({ ...daemonOptions(config, flags, log), logTap, shipping: shippingOptions(config.shipping) });
       let stopping: Promise<void> | undefined;
+      // Only where something starts hasup again when it exits: systemd (the unit gen-systemd-unit writes:
+      // Restart=always, KillMode=process) or the process manager HASUP_RESTARTED_BY names.
+      const restartedBy = process.env.INVOCATION_ID ? 'systemd' : process.env.HASUP_RESTARTED_BY;
+      const exitForRestart = restartedBy
+        ? () => {
+            if (stopping) return;
+            log.info({ event: 'exit_for_restart', restarted_by: restartedBy }, `exiting with the services left running; ${restartedBy} starts hasup again`);
+            stopping = daemon.stop({ leave: false, release: true }).then(
+              () => process.exit(0),
+              (err: unknown) => {
+                log.error({ err }, 'error while exiting for a restart');
+                process.exit(1);
+              },
+            );
+          }
+        : undefined;
+      const daemon = new Daemon({ ...daemonOptions(config, flags, log), logTap, shipping: shippingOptions(config.shipping), ...(exitForRestart ? { exitForRestart } : {}) });
       const shutdown = (signal: string) => {
         if (stopping) return;
         log.info({ event: 'signal', signal }, `received ${signal}: stopping services and leaving the ring`);

@@ -23,6 +23,8 @@ import { clusterBackupView } from '../plugins/http/cluster-view.js';
 import { memberRoutes } from '../plugins/http/members.js';
 import { listen, type HttpListen } from '../plugins/http/server.js';
 import { TlsRenewRefused, tlsRoutes } from '../plugins/http/tls-routes.js';
+import { supervisorRoutes } from '../plugins/http/supervisor-routes.js';
+import { hasupVersion, installedHasupVersion } from '../supervisor/version.js';
 import type { TlsClientOptions } from '../plugins/http-json.js';
 import { HostMetrics } from '../plugins/metrics/host-metrics.js';
 import { elasticsearchPeerUrls } from '../plugins/shipper/census.js';
@@ -82,6 +84,13 @@ export interface DaemonOptions {
   logTap?: LogTap;
   /** hasup.toml [tls]: the member's certificate from the cluster CA (the default), the operator's own, or off (docs/tls.md). */
   tls?: TlsSettings;
+  /**
+   * POST /supervisor/restart (hasup upgrade hasup): end this process with
+   * the services left running, for the process manager to start hasup
+   * again. Absent: nothing starts hasup again when it exits, and a restart
+   * is refused.
+   */
+  exitForRestart?: () => void;
   log: Logger;
 }
 
@@ -130,6 +139,8 @@ export class Daemon {
   private readonly hostMetrics = new HostMetrics(() => this.shipping?.stats());
   private timers: NodeJS.Timeout[] = [];
   private stopped = false;
+  /** When this hasup process started (ms): GET /supervisor, and how hasup upgrade hasup sees a member back. */
+  private readonly startedAt = Date.now();
   private rumorVersion = 0;
   /** This member's certificate and key (or why TLS is off), decided at start, issued anew by cert rotate. */
   private tls: MemberTls = { on: false, reason: 'the member has not started' };
@@ -306,6 +317,23 @@ export class Daemon {
       });
       await this.http.register(memberRoutes, { ring, etcd });
       await this.http.register(tlsRoutes, { report: () => this.tlsReport(), renew: () => this.renewTls() });
+      const exitForRestart = this.opts.exitForRestart;
+      await this.http.register(supervisorRoutes, {
+        pid: process.pid,
+        startedAt: this.startedAt,
+        runningVersion: hasupVersion(),
+        installedVersion: installedHasupVersion,
+        restartRefusal: () =>
+          !exitForRestart
+            ? 'nothing starts hasup again when it exits: it runs under systemd (INVOCATION_ID) or with HASUP_RESTARTED_BY naming the process manager that restarts it'
+            : leadership.state().holdsLease
+              ? 'this member holds the PostgreSQL leader lease, and its fence stops the primary when hasup exits: switch over first'
+              : undefined,
+        restart: () => {
+          log.info({ event: 'supervisor_restart' }, 'restarting hasup: leaving the services running for the next hasup to adopt');
+          exitForRestart?.();
+        },
+      });
       const url = await listen(this.http, opts.http);
       this.apiPort = Number(new URL(url).port);
       // The CLI verifies the API's certificate against the member's CA bundle.
@@ -568,8 +596,12 @@ export class Daemon {
     }
   }
 
-  /** Graceful stop: services down, leave the ring, close everything. */
-  async stop(opts: { leave: boolean } = { leave: true }): Promise<void> {
+  /**
+   * Graceful stop: services down, leave the ring, close everything. With
+   * `release` the services are left running for the next hasup to adopt
+   * (a restart of hasup alone), and the ring is not left.
+   */
+  async stop(opts: { leave: boolean; release?: boolean } = { leave: true }): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
     for (const t of this.timers) clearTimeout(t);
@@ -583,7 +615,8 @@ export class Daemon {
     await this.vip?.stop();
     // A leader that leaves hands its key back before PostgreSQL goes down, so a follower takes over at once.
     await this.ha?.close({ leaving: opts.leave });
-    await this.supervisor?.stopAll();
+    if (opts.release) this.supervisor?.releaseAll();
+    else await this.supervisor?.stopAll();
     await this.ha?.closeFence();
     // After the children: their last lines are spooled; what is not acknowledged ships at the next start.
     await this.shipping?.stop();

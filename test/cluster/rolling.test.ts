@@ -11,7 +11,10 @@
  * programs, as a second install of the same build would be): every member
  * runs from it, one leader change, 0 lost; and onto a build that does not
  * start: the first member goes back to its previous program, the rollout
- * stops, no other member is touched.
+ * stops, no other member is touched. Last `hasup upgrade hasup --to
+ * VERSION`: every member's hasup is a new process, each of its services
+ * the same one (adopted), the PostgreSQL leader's last after a switchover,
+ * 0 lost writes.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -64,6 +67,13 @@ describe('rolling restart of PostgreSQL: three nodes under write load', { skip: 
   const cli = (i: number, args: string[]) => hasupCli(ha, i, args);
 
 
+  /** Node i's services and their pids, as its status says. */
+  async function servicePids(i: number): Promise<Record<string, number | null>> {
+    const r = await cli(i, ['status', '--json']);
+    const services = (JSON.parse(r.stdout) as { services: Array<{ name: string; pid: number | null }> }).services;
+    return Object.fromEntries(services.map((s) => [s.name, s.pid]));
+  }
+
   /** Node i's PostgreSQL service as its status says. */
   async function pgService(i: number): Promise<{ pid: number | null; version?: string }> {
     const r = await cli(i, ['status', '--json']);
@@ -82,6 +92,8 @@ describe('rolling restart of PostgreSQL: three nodes under write load', { skip: 
 
   before(async () => {
     ha = await HaCluster.create({ nodes: 3 });
+    // As under the systemd unit: a hasup that exits by itself is started again (hasup upgrade hasup).
+    for (const i of [1, 2, 3]) ha.restartOnExit(i);
     for (const i of [1, 2, 3]) ha.startNode(i);
     for (const i of [1, 2, 3]) await ha.member(i).waitForEvent((e) => e.event === 'http', 30_000, 'HTTP listening');
     await ha.startHaproxy();
@@ -192,5 +204,34 @@ describe('rolling restart of PostgreSQL: three nodes under write load', { skip: 
     await ha.whole(60_000);
     assert.deepEqual(await Promise.all([1, 2, 3].map(pgCommand)), before, 'every member runs the program it ran before');
     assert.equal(await ha.soleLeader(10_000), leader, 'no switchover was made');
+  });
+
+  test('upgrade hasup: every member\'s hasup restarted onto the installed version, its services adopted (same pids), the leader\'s last; 0 lost', async () => {
+    const leader = await ha.whole(120_000);
+    const version = (JSON.parse(readFileSync(join(process.cwd(), 'package.json'), 'utf8')) as { version: string }).version;
+    const wrong = await cli(1, ['upgrade', 'hasup', '--to', '99.0.0']);
+    assert.equal(wrong.code, 1);
+    assert.match(wrong.stderr, /upgrade of hasup.default to 99\.0\.0 refused: .*hasup 99\.0\.0 is not installed on this member \(installed: /);
+    const hasupPids = [1, 2, 3].map((i) => ha.member(i).pid);
+    const services = await Promise.all([1, 2, 3].map(servicePids));
+    const w = new WriteChecker({ user: 'hasup', password: ha.secrets.postgresql.superuser_password, intervalMs: 20, timeoutMs: 1500 });
+    w.start([{ ...ha.haproxyTarget, connections: 3 }, ...[1, 2, 3].map((i) => ha.nodeTarget(i))]);
+    await sleep(1000);
+    const r = await cli(leader === 1 ? 2 : 1, ['upgrade', 'hasup', '--to', version]);
+    await sleep(1000);
+    await w.stop();
+    console.log(`# upgrade hasup:\n${r.stdout.replace(/^/gm, '#   ')}\n${r.stderr.replace(/^/gm, '#   ')}`);
+    assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+    const lines = r.stdout.split('\n');
+    const leaderId = await ha.memberId(leader);
+    assert.ok(lines.findIndex((l) => l.includes(`switchover ${leaderId} ->`)) < lines.findIndex((l) => l.includes(`restarting hasup on ${leaderId}`)), 'the leader\'s hasup last, after the switchover');
+    for (const [k, i] of [1, 2, 3].entries()) {
+      assert.notEqual(ha.member(i).pid, hasupPids[k], `node ${i}'s hasup is a new process`);
+      assert.deepEqual(await servicePids(i), services[k], `node ${i}'s services are the same processes, adopted`);
+    }
+    const next = await ha.soleLeader(30_000);
+    assert.notEqual(next, leader, 'the leader moved once, by the switchover');
+    assert.deepEqual(w.overlaps(), [], 'never two nodes taking writes');
+    assert.deepEqual(await w.missing(ha.nodeTarget(next)), [], 'no acknowledged write lost');
   });
 });

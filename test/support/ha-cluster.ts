@@ -205,8 +205,34 @@ export class HaCluster {
 
   /** Starts (or restarts, after killNode) `hasup run --config` on node i, as its systemd unit would. */
   startNode(i: number): MemberProc {
+    if (this.restartingNodes.has(i)) return this.startRestarting(i);
     return this.cluster.node(i).spawnHasup(['run', '--config', this.configFile(i)]);
   }
+
+  /** Nodes whose hasup is started again when it exits by itself with 0 (restartOnExit). */
+  private readonly restartingNodes = new Set<number>();
+
+  /**
+   * From now on node i's hasup runs as under its systemd unit's
+   * Restart=always: with HASUP_RESTARTED_BY set (so `hasup upgrade hasup`
+   * may restart it) and started again one second after it exits with 0 by
+   * itself (not after killNode, whose SIGKILL gives no exit code).
+   */
+  restartOnExit(i: number): void {
+    this.restartingNodes.add(i);
+  }
+
+  private startRestarting(i: number): MemberProc {
+    const member = this.cluster.node(i).spawnHasup(['run', '--config', this.configFile(i)], { env: { HASUP_RESTARTED_BY: 'the test harness' } });
+    void member.exited.then(async (code) => {
+      if (code !== 0 || this.destroying) return;
+      await new Promise((r) => setTimeout(r, 1000));
+      if (!this.destroying) this.startRestarting(i);
+    });
+    return member;
+  }
+
+  private destroying = false;
 
   async killNode(i: number): Promise<void> {
     await this.cluster.killNode(i);
@@ -457,6 +483,7 @@ export class HaCluster {
   }
 
   async destroy(): Promise<void> {
+    this.destroying = true;
     const haproxy = this.haproxy;
     if (haproxy && haproxy.exitCode === null && haproxy.signalCode === null) {
       const gone = new Promise((r) => haproxy.once('exit', r));

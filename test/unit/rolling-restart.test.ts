@@ -196,6 +196,10 @@ test('plans and switchover targets', () => {
   const m = (id: string, over: Partial<RolloutMember> = {}): RolloutMember => ({ member: id, live: true, healthy: true, leader: false, streaming: true, lagBytes: 0, since: 0, ...over });
   assert.deepEqual(planRollout('etcd', [m('m10'), m('m2')]).map((s) => s.kind === 'restart' && s.member), ['m2', 'm10'], 'by id, numerically');
   assert.deepEqual(planRollout('postgresql', [m('a', { leader: true }), m('b')]), [{ kind: 'restart', member: 'b' }, { kind: 'switchover', from: 'a' }, { kind: 'restart', member: 'a' }]);
+  // hasup itself: the PostgreSQL leader's hasup last, after a switchover (its fence would stop the primary with it).
+  assert.deepEqual(planRollout('hasup', [m('a', { leader: true }), m('b')]), [{ kind: 'restart', member: 'b' }, { kind: 'switchover', from: 'a' }, { kind: 'restart', member: 'a' }]);
+  assert.equal(refusal('hasup', [m('a', { leader: true, streaming: false }), m('b', { streaming: false })]), 'no PostgreSQL follower streams from the leader: a switchover would have no target');
+  assert.equal(refusal('hasup', [m('a', { streaming: false })]), undefined, 'members without PostgreSQL: nothing to hand over');
   assert.equal(switchoverTarget([m('a', { leader: true }), m('b', { lagBytes: 10 }), m('c', { lagBytes: 5 }), m('d', { lagBytes: 0, streaming: false })], 'a')?.member, 'c');
   assert.equal(switchoverTarget([m('a', { leader: true })], 'a'), undefined);
 });

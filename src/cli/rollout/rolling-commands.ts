@@ -38,8 +38,8 @@ export function registerRollingCommands(program: Command): void {
     .description(
       'switch SERVICE to another build on every member, in the order of rolling-restart: every member is asked first whether it has it; a member that does not come back healthy on it goes back to its previous program and the rollout stops',
     )
-    .argument('<service>', 'postgresql or etcd')
-    .requiredOption('--to <version|path>', 'postgresql: 15, 15.18 or a bin directory of the same major version; etcd: the path of an etcd binary, or its version')
+    .argument('<service>', 'postgresql, etcd, or hasup')
+    .requiredOption('--to <version|path>', 'postgresql: 15, 15.18 or a bin directory of the same major version; etcd: the path of an etcd binary, or its version; hasup: the version installed on every member (each member\'s hasup restarts onto it, its services left running and adopted)')
     .action((service: string, flags: Flags & { to: string }) => runRollout(service, flags, flags.to));
 }
 
@@ -84,6 +84,15 @@ async function runRollout(service: string, flags: Flags, upgradeTo?: string): Pr
     }
     throw err;
   }
+}
+
+/** GET /supervisor (plugins/http/supervisor-routes.ts). */
+interface SupervisorView {
+  pid: number;
+  started_at: number;
+  version: string;
+  installed_version: string;
+  restart_refused: string | null;
 }
 
 interface Butterfly {
@@ -161,8 +170,34 @@ export function httpRolloutApi(local: ApiClient, es: { secrets?: ClusterSecrets;
     if (!api) throw new Error(`member ${member} publishes no API port`);
     return api;
   };
+  /** hasup itself (hasup upgrade hasup): every member, its `since` its hasup's start, healthy when every service is. */
+  const hasupMembers = async (group: string): Promise<RolloutMember[]> => {
+    const census = await local.request<Census>('GET', '/census');
+    const apis = await where();
+    return Promise.all(
+      census.members.map(async (m) => {
+        const pg = m.services.find((x) => x.service_group === `postgresql.${group}`);
+        const started = await apis
+          .get(m.id)
+          ?.api?.request<SupervisorView>('GET', '/supervisor', undefined, { timeoutMs: 5000 })
+          .then((v) => v.started_at)
+          .catch(() => null);
+        return {
+          member: m.id,
+          live: (m.state === 'alive' || m.state === 'suspect') && started != null,
+          healthy: m.services.length > 0 && m.services.every((s) => s.state === 'running' && (s.health === 'ok' || s.health === 'warning')),
+          leader: pg?.role === 'leader' && pg.writable === true,
+          streaming: pg?.role === 'replica' && pg.replication_state === 'streaming',
+          lagBytes: pg?.lag_bytes ?? null,
+          since: started ?? null,
+        };
+      }),
+    );
+  };
+  const restartHasup = async (member: string): Promise<number> => (await (await memberApi(member)).request<{ requested_at: number }>('POST', '/supervisor/restart', undefined, { timeoutMs: 30_000 })).requested_at;
   return {
     async members(sg) {
+      if (sg.startsWith('hasup.')) return hasupMembers(sg.slice('hasup.'.length));
       const census = await local.request<Census>('GET', '/census');
       const out: RolloutMember[] = [];
       for (const m of census.members) {
@@ -181,18 +216,28 @@ export function httpRolloutApi(local: ApiClient, es: { secrets?: ClusterSecrets;
       return out;
     },
     async restart(member, sg) {
+      if (sg.startsWith('hasup.')) return restartHasup(member);
       const r = await (await memberApi(member)).request<{ service: { since: number } }>('POST', `/services/${sg.replace('.', '/')}/restart`, undefined, { timeoutMs: 180_000 });
       return r.service.since;
     },
     async checkUpgrade(member, sg, to) {
+      if (sg.startsWith('hasup.')) {
+        const v = await (await memberApi(member)).request<SupervisorView>('GET', '/supervisor', undefined, { timeoutMs: 10_000 });
+        if (v.installed_version !== to) throw new Error(`hasup ${to} is not installed on this member (installed: ${v.installed_version}, running: ${v.version}): install it on every member first`);
+        if (v.restart_refused && !/leader lease/.test(v.restart_refused)) throw new Error(v.restart_refused);
+        return `hasup ${v.installed_version} installed, ${v.version} running`;
+      }
       const r = await (await memberApi(member)).request<{ version: string }>('POST', `/services/${sg.replace('.', '/')}/upgrade`, { to, check: true }, { timeoutMs: 60_000 });
       return r.version;
     },
     async upgrade(member, sg, to) {
+      // hasup is installed in place: the restart is what takes the new one up.
+      if (sg.startsWith('hasup.')) return restartHasup(member);
       const r = await (await memberApi(member)).request<{ service: { since: number } }>('POST', `/services/${sg.replace('.', '/')}/upgrade`, { to }, { timeoutMs: 180_000 });
       return r.service.since;
     },
     async revertUpgrade(member, sg) {
+      if (sg.startsWith('hasup.')) throw new Error(`hasup cannot put ${member} back on the hasup it ran: the installation on disk is the new one (reinstall the old version there and restart hasup)`);
       const r = await (await memberApi(member)).request<{ service: { since: number } }>('POST', `/services/${sg.replace('.', '/')}/upgrade`, { revert: true }, { timeoutMs: 180_000 });
       return r.service.since;
     },

@@ -88,10 +88,11 @@ export interface RolloutResult {
   tookMs: number;
 }
 
-type Kind = 'postgresql' | 'elasticsearch' | 'plain';
+type Kind = 'postgresql' | 'elasticsearch' | 'hasup' | 'plain';
 
+/** `hasup` is hasup's own process on each member: restarted with its services left running, the PostgreSQL leader's last. */
 function kindOf(service: string): Kind {
-  return service === 'postgresql' ? 'postgresql' : service === 'elasticsearch' ? 'elasticsearch' : 'plain';
+  return service === 'postgresql' || service === 'elasticsearch' || service === 'hasup' ? service : 'plain';
 }
 
 /**
@@ -100,7 +101,8 @@ function kindOf(service: string): Kind {
  */
 export function planRollout(service: string, members: RolloutMember[]): RolloutStep[] {
   const sorted = [...members].sort((a, b) => a.member.localeCompare(b.member, 'en', { numeric: true }));
-  if (kindOf(service) !== 'postgresql') return sorted.map((m) => ({ kind: 'restart', member: m.member }));
+  const kind = kindOf(service);
+  if (kind !== 'postgresql' && kind !== 'hasup') return sorted.map((m) => ({ kind: 'restart', member: m.member }));
   const leader = sorted.find((m) => m.leader);
   const steps: RolloutStep[] = sorted.filter((m) => m !== leader).map((m) => ({ kind: 'restart', member: m.member }));
   if (leader) steps.push({ kind: 'switchover', from: leader.member }, { kind: 'restart', member: leader.member });
@@ -112,7 +114,8 @@ export function refusal(service: string, members: RolloutMember[]): string | und
   if (members.length === 0) return `no member runs ${service}`;
   const bad = members.filter((m) => !m.live || !m.healthy);
   if (bad.length > 0) return `not every member is healthy (${bad.map((m) => `${m.member}: ${m.live ? 'service not healthy' : 'member not alive'}`).join('; ')}): bring them back first`;
-  if (kindOf(service) !== 'postgresql') return undefined;
+  const kind = kindOf(service);
+  if (kind !== 'postgresql' && !(kind === 'hasup' && members.some((m) => m.leader))) return undefined;
   const leaders = members.filter((m) => m.leader);
   if (leaders.length !== 1) return leaders.length === 0 ? 'PostgreSQL has no leader' : `several members claim to lead PostgreSQL (${leaders.map((m) => m.member).join(', ')})`;
   if (members.length > 1 && !members.some((m) => !m.leader && m.streaming)) return 'no PostgreSQL follower streams from the leader: a switchover would have no target';
@@ -128,7 +131,15 @@ export function switchoverTarget(members: RolloutMember[], from: string): Rollou
 
 export function describeStep(s: RolloutStep, service: string, upgradeTo?: string): string {
   if (s.kind === 'switchover') return `switch the PostgreSQL leader over from ${s.from} to the most caught-up follower`;
-  const extra = kindOf(service) === 'elasticsearch' ? ' (shard allocation held to primaries meanwhile, then green awaited)' : kindOf(service) === 'postgresql' ? ' and wait until it streams, caught up' : ' and wait until it is healthy';
+  const kind = kindOf(service);
+  const extra =
+    kind === 'elasticsearch'
+      ? ' (shard allocation held to primaries meanwhile, then green awaited)'
+      : kind === 'postgresql'
+        ? ' and wait until it streams, caught up'
+        : kind === 'hasup'
+          ? ' (its services left running for the new hasup to adopt) and wait until it is back, its services healthy'
+          : ' and wait until it is healthy';
   return upgradeTo === undefined ? `restart ${service} on ${s.member}${extra}` : `switch ${service} on ${s.member} to ${upgradeTo}, restart it${extra}`;
 }
 
