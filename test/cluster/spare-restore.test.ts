@@ -149,9 +149,16 @@ describe('a warm spare kept current by restores, and a restore into a new cluste
     assert.equal(v.standby_of_repo, copy);
     assert.equal(v.standby_of, null);
     await eventually(async () => spareOf(await s.view(sl))?.replay?.segment ?? undefined, 30_000, 'the last replayed WAL recorded');
-    const status = await hasupCli(s, sl === 1 ? 2 : 1, ['status']);
-    assert.equal(status.code, 0, status.stderr);
-    assert.match(status.stdout, new RegExp(`^standby cluster \\(restore mode\\): a warm spare of the repository copy ${copy.replace(/[/.]/g, '\\$&')}; standby leader ${v.leader} \\(in archive recovery\\); last restored backup \\d{8}-\\d{6}F.*; replayed WAL up to [0-9A-F]{24}`, 'm'));
+    // The follower shows what the standby leader recorded (it reads the record every 10 s).
+    const line = new RegExp(`^standby cluster \\(restore mode\\): a warm spare of the repository copy ${copy.replace(/[/.]/g, '\\$&')}; standby leader ${v.leader} \\(in archive recovery\\); last restored backup \\d{8}-\\d{6}F.*; replayed WAL up to [0-9A-F]{24}`, 'm');
+    let shown = '';
+    await eventually(async () => {
+      const status = await hasupCli(s, sl === 1 ? 2 : 1, ['status']);
+      shown = `${status.code} ${status.stdout} ${status.stderr}`;
+      return (status.code === 0 && line.test(status.stdout)) || undefined;
+    }, 45_000, 'the spare line in hasup status on the follower').catch((err: unknown) => {
+      throw new Error(`${(err as Error).message}: ${shown}`);
+    });
   });
 
   test('a new backup shipped into the copy: the next slot re-bases the spare on it; the spare wrote nothing into the copy', async () => {

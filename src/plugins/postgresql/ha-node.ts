@@ -368,7 +368,8 @@ export class PostgresHaNode implements ReplicatedDatabase {
       const row = (
         await client.query<{ lsn: string | null; at: Date | null; tli: number | null }>(
           `SELECT pg_last_wal_replay_lsn()::text AS lsn, pg_last_xact_replay_timestamp() AS at,
-                  (SELECT max(('x' || substr(name, 1, 8))::bit(32)::int) FROM pg_ls_waldir() WHERE name ~ '^[0-9A-F]{24}$') AS tli`,
+                  COALESCE((SELECT max(('x' || substr(name, 1, 8))::bit(32)::int) FROM pg_ls_waldir() WHERE name ~ '^[0-9A-F]{24}$'),
+                           (SELECT timeline_id FROM pg_control_checkpoint())) AS tli`,
         )
       ).rows[0];
       if (!row?.lsn) return null;
