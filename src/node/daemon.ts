@@ -24,6 +24,8 @@ import { memberRoutes } from '../plugins/http/members.js';
 import { listen, type HttpListen } from '../plugins/http/server.js';
 import { TlsRenewRefused, tlsRoutes } from '../plugins/http/tls-routes.js';
 import { supervisorRoutes } from '../plugins/http/supervisor-routes.js';
+import { rolloutRoutes } from '../plugins/http/rollout-routes.js';
+import { rolloutRumorFor } from '../supervisor/rumors/rollout.js';
 import { hasupVersion, installedHasupVersion } from '../supervisor/version.js';
 import type { TlsClientOptions } from '../plugins/http-json.js';
 import { HostMetrics } from '../plugins/metrics/host-metrics.js';
@@ -317,6 +319,13 @@ export class Daemon {
       });
       await this.http.register(memberRoutes, { ring, etcd });
       await this.http.register(tlsRoutes, { report: () => this.tlsReport(), renew: () => this.renewTls() });
+      let rolloutVersion = 0;
+      await this.http.register(rolloutRoutes, {
+        publish: (progress) => {
+          rolloutVersion = nextRumorVersion(rolloutVersion);
+          ring.publish(rolloutRumorFor(this.memberId, progress, rolloutVersion));
+        },
+      });
       const exitForRestart = this.opts.exitForRestart;
       await this.http.register(supervisorRoutes, {
         pid: process.pid,

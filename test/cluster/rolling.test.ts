@@ -23,9 +23,10 @@ import { chmodSync, existsSync, readFileSync, mkdirSync, mkdtempSync, readdirSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { netnsUnavailableReason } from '../support/netns-cluster.js';
-import { destroyAfterSuite, eventually, HaCluster } from '../support/ha-cluster.js';
+import { API_PORT, destroyAfterSuite, eventually, HaCluster } from '../support/ha-cluster.js';
 import { WriteChecker } from '../support/write-checker.js';
 import { hasupCli } from '../support/hasup-cli.js';
+import { WebSocket } from 'ws';
 
 const skip =
   netnsUnavailableReason() ??
@@ -120,9 +121,24 @@ describe('rolling restart of PostgreSQL: three nodes under write load', { skip: 
     const target = { ...ha.haproxyTarget, connections: 3 };
     w.start([target, ...[1, 2, 3].map((i) => ha.nodeTarget(i))]);
     await sleep(2000);
+    // Progress as another member's /events shows it (the command posts it to its own member, which gossips it).
+    const watcher = leader === 1 ? 3 : leader;
+    const ws = new WebSocket(`wss://${ha.address(watcher)}:${API_PORT}/events`, { headers: { authorization: `Bearer ${ha.secrets.api_token}` }, ca: ha.secrets.tls?.ca_cert });
+    const rollout: Array<{ state: string; line: string; by: string }> = [];
+    ws.on('message', (data: Buffer) => {
+      const e = JSON.parse(data.toString()) as { type: string; state: string; line: string; by: string };
+      if (e.type === 'rollout') rollout.push(e);
+    });
+    await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
     const started = Date.now();
     const r = await cli(leader === 1 ? 2 : 1, ['rolling-restart', 'postgresql']);
     const took = Date.now() - started;
+    await eventually(async () => rollout.some((e) => e.state === 'done') || undefined, 10_000, 'the rollout done on /events of another member');
+    ws.close();
+    assert.equal(rollout[0]?.by, await ha.memberId(leader === 1 ? 2 : 1), 'by the member the command ran on');
+    // The rumor holds a member's latest line: a line superseded before it reached the watcher is not shown there.
+    const steps = new Set(rollout.filter((e) => e.state === 'running' && /^\[\d\/4\]/.test(e.line)).map((e) => e.line));
+    assert.ok(steps.size >= 4, `the steps followed on /events: ${[...steps].join(' | ')}`);
     await sleep(2000);
     await w.stop();
     console.log(`# rolling-restart (${took} ms):\n${r.stdout.replace(/^/gm, '#   ')}`);

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
@@ -65,6 +66,7 @@ async function runRollout(service: string, flags: Flags, upgradeTo?: string): Pr
   const secretsFile = flags.secrets ?? readApiEndpoint(flags.stateDir).secrets ?? join(flags.stateDir, 'secrets.json');
   const caFile = memberTlsFiles(flags.stateDir).ca;
   const es = { secrets: loadSecretsFile(secretsFile), ...(existsSync(caFile) ? { caFile } : {}) };
+  const progress = progressReporter(api, { command: upgradeTo === undefined ? 'rolling-restart' : 'upgrade', service_group: `${service}.${flags.group}`, to: upgradeTo ?? null });
   try {
     await rollingRestart(httpRolloutApi(api, es), {
       service,
@@ -74,16 +76,48 @@ async function runRollout(service: string, flags: Flags, upgradeTo?: string): Pr
       pollMs: ROLLOUT_DEFAULTS.pollMs,
       dryRun: !!flags.dryRun,
       ...(upgradeTo !== undefined ? { upgradeTo } : {}),
-      say: (line) => console.log(line),
+      say: (line) => {
+        console.log(line);
+        progress.say(line, 'running');
+      },
     });
+    if (!flags.dryRun) progress.say('done', 'done');
   } catch (err) {
+    progress.say((err as Error).message, 'failed');
     if (err instanceof RolloutError) {
       console.error(`hasup: ${err.message}`);
       process.exitCode = 1;
       return;
     }
     throw err;
+  } finally {
+    await progress.flush();
   }
+}
+
+/**
+ * Each line of the rollout to the local member (POST /rollouts/progress),
+ * which gossips it to every member's /events, in order. Progress that cannot
+ * be posted never stops the rollout: said once on stderr.
+ */
+function progressReporter(api: ApiClient, what: { command: 'rolling-restart' | 'upgrade'; service_group: string; to: string | null }) {
+  const id = `${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
+  let chain: Promise<void> = Promise.resolve();
+  let warned = false;
+  return {
+    say(line: string, state: 'running' | 'done' | 'failed'): void {
+      chain = chain.then(() =>
+        api.request('POST', '/rollouts/progress', { id, ...what, line, state }, { timeoutMs: 5000 }).then(
+          () => undefined,
+          (err: unknown) => {
+            if (!warned) console.error(`hasup: progress is not shown on /events: ${(err as Error).message}`);
+            warned = true;
+          },
+        ),
+      );
+    },
+    flush: () => chain,
+  };
 }
 
 /** GET /supervisor (plugins/http/supervisor-routes.ts). */

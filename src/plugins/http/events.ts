@@ -6,9 +6,10 @@ import { splitMemberServiceKey } from '../../supervisor/rumors/key.js';
 import { decodeRoleRumor, RUMOR_ROLE } from '../../supervisor/rumors/role.js';
 import { decodeServiceConfigRumor } from '../../supervisor/rumors/service-config.js';
 import { decodeServiceRumor, RUMOR_SERVICE } from '../../supervisor/rumors/service.js';
+import { decodeRolloutProgress, RUMOR_ROLLOUT } from '../../supervisor/rumors/rollout.js';
 
 export interface ApiEvent {
-  type: 'hello' | 'member' | 'service' | 'role' | 'config' | 'ha-status';
+  type: 'hello' | 'member' | 'service' | 'role' | 'config' | 'ha-status' | 'rollout';
   /** ms since the epoch. */
   time: number;
   [field: string]: unknown;
@@ -99,6 +100,12 @@ export function watchRing(ring: EventEmitter<MemberlistEvents>, publish: (e: Api
     publish({ type: 'member', time: Date.now(), member: m.id, address: `${m.addr}:${m.port}`, state: m.state, previous: prev ?? null, incarnation: m.incarnation });
   };
   const onRumor = (r: StoredRumor) => {
+    if (r.kind === RUMOR_ROLLOUT) {
+      const p = decodeRolloutProgress(r.payload);
+      const by = splitMemberServiceKey(r.key)?.member;
+      if (p && by) publish({ ...p, type: 'rollout', time: p.at, by });
+      return;
+    }
     const config = decodeServiceConfigRumor(r);
     if (config) {
       publish({ type: 'config', time: Date.now(), service_group: config.serviceGroup, version: config.version, origin: r.originId });
@@ -136,7 +143,7 @@ export const eventRoutes: FastifyPluginAsync<{ hub: EventHub; memberId: string }
   app.addHook('onClose', async () => hub.closeAll());
   app.get(
     '/events',
-    { websocket: true, schema: { description: 'WebSocket stream of membership, service health, role and config events, one JSON object per message with a `time` field.' } },
+    { websocket: true, schema: { description: 'WebSocket stream of membership, service health, role, config and rollout-progress events, one JSON object per message with a `time` field.' } },
     (socket) => hub.add(socket, { type: 'hello', time: Date.now(), member: memberId }),
   );
 };
