@@ -31,6 +31,9 @@ import { backupInfo } from '../support/backup-fakes.js';
 import { FakeSearch, snapshot } from '../support/fake-search-snapshots.js';
 import { FakeCluster } from '../support/ha-fakes.js';
 import type { BackupInfo } from '../../src/plugins/backup/info.js';
+import { buildCensus } from '../../src/plugins/http/cluster-view.js';
+import { haReasons } from '../../src/plugins/http/ha-status.js';
+import { member, NO_LEADERSHIP, roleRumorOf, rumor } from '../support/census-fixtures.js';
 
 const REPO = '/srv/primary-repo-copy';
 const callsOf = (c: FakeCluster, id: string, call: string) => c.member(id).db.calls.filter((x) => x.call === call);
@@ -289,4 +292,19 @@ test('cluster create --standby-of-repo: refused flags, and the hasup.toml it wri
   assert.match(toml, /^standby_of_repo = "\/srv\/primary-repo-copy"$/m);
   assert.match(toml, /^restore_schedule = "30 2 \* \* \*"$/m);
   parseNodeConfig(toml, '(test)');
+});
+
+test('HA status on a spare: its standby leader replaying the copy is no "not streaming" reason; a late spare is a warning', () => {
+  const A = 'aaaaaaaaaaaaaaaa';
+  const B = 'bbbbbbbbbbbbbbbb';
+  const running = { state: 'running', pid: 10, health: 'ok', since: 0, config_version: 0 };
+  const rumors = [rumor(A, 'postgresql', running), rumor(B, 'postgresql', running), roleRumorOf(A, { role: 'replica', replication_state: 'in archive recovery' }), roleRumorOf(B, { role: 'replica', replication_state: 'streaming', lag_bytes: 0 })];
+  const census = buildCensus({ memberId: B, members: [member(A, '10.0.0.11', 'alive'), member(B, '10.0.0.12', 'alive')], rumors: (kind) => rumors.filter((r) => r.kind === kind), localServices: [], leadership: NO_LEADERSHIP });
+  const ha = { paused: false, synchronous_mode: false, sync_members: [], leader: A, settings: { ttl: 3, loop_wait: 1, retry_timeout: 1, maximum_lag_on_failover: 1048576 } };
+  const codes = (x: object) => haReasons({ census, ha: { ...ha, ...x }, etcd: null, spool: null, now: 0 } as never).map((r) => `${r.code}:${r.member ?? '-'}`);
+  assert.deepEqual(codes({}), [`pg_not_streaming:${A}`], 'in a primary cluster a replica in archive recovery is a reason');
+  assert.deepEqual(codes({ standby_of_repo: REPO, spare: { warning: null } }), [], "on a spare, the standby leader replays the copy: no reason");
+  const late = haReasons({ census, ha: { ...ha, standby_of_repo: REPO, spare: { warning: 'the newest restore (backup X, 3.0 h ago) is older than its schedule (0 * * * *)' } }, etcd: null, spool: null, now: 0 } as never);
+  assert.deepEqual(late.map((r) => [r.code, r.severity]), [['spare_late', 'warning']]);
+  assert.match(late[0]!.text, /^warm spare: the newest restore .* is older than its schedule/);
 });

@@ -26,6 +26,7 @@ export type HaReasonCode =
   | 'pg_not_streaming'
   | 'pg_lagging'
   | 'pg_no_sync_standby'
+  | 'spare_late'
   | 'paused'
   | 'etcd_voter_unhealthy'
   | 'etcd_quorum_lost'
@@ -77,7 +78,7 @@ export interface HaStatusInput {
   now: number;
   census: Census;
   /** The PostgreSQL election's view; absent on a member without it. */
-  ha?: Pick<HaView, 'paused' | 'synchronous_mode' | 'sync_members' | 'leader' | 'settings'> | null;
+  ha?: (Pick<HaView, 'paused' | 'synchronous_mode' | 'sync_members' | 'leader' | 'settings'> & Partial<Pick<HaView, 'standby_of_repo' | 'spare'>>) | null;
   /** etcd's voters as this member knows them; absent where the members do not form etcd. */
   etcd?: Pick<EtcdMembershipStatus, 'forming' | 'role' | 'voters' | 'voters_wanted'> | null;
   /** This member's shipping spool (other members' are not gossiped): backlog samples, oldest first, and events dropped so far. */
@@ -119,7 +120,9 @@ function postgresReasons(input: HaStatusInput): HaReasonDraft[] {
   for (const c of group.critical) out.push({ key: `pg:rogue:${c}`, code: 'pg_rogue_primary', severity: 'critical', member: null, text: c });
   const bound = input.ha?.settings.maximum_lag_on_failover ?? DEFAULT_MAX_LAG_BYTES;
   for (const r of live.filter((m) => m.role === 'replica')) {
-    if (r.replication_state !== 'streaming') {
+    // A warm spare kept current by restores: its standby leader replays the repository copy and streams from nobody.
+    const replaysCopy = !!input.ha?.standby_of_repo && r.member === input.ha.leader;
+    if (r.replication_state !== 'streaming' && !replaysCopy) {
       out.push({ key: `pg:stream:${r.member}`, code: 'pg_not_streaming', severity: 'warning', member: r.member, text: `PostgreSQL on ${r.member} does not stream from the leader (${r.replication_state ?? 'replication state unknown'})` });
     }
     if (r.lag_bytes !== null && r.lag_bytes > bound) {
@@ -131,6 +134,8 @@ function postgresReasons(input: HaStatusInput): HaReasonDraft[] {
   if ((input.ha?.synchronous_mode && input.ha.sync_members.length === 0 && leader) || degraded) {
     out.push({ key: 'pg:sync', code: 'pg_no_sync_standby', severity: 'critical', member: leader, text: `synchronous mode has no synchronous standby: leader ${leader} commits without waiting for a copy, so a failover now can lose acknowledged writes` });
   }
+  const spareLate = (input.ha?.spare as { warning?: string | null } | undefined)?.warning;
+  if (input.ha?.standby_of_repo && spareLate) out.push({ key: 'spare:late', code: 'spare_late', severity: 'warning', member: input.ha.leader, text: `warm spare: ${spareLate}` });
   if (input.ha?.paused) out.push({ key: 'pg:paused', code: 'paused', severity: 'warning', member: null, text: 'automatic failover is paused (hasup resume ends it): a dead leader is not replaced' });
   return out;
 }
