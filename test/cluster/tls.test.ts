@@ -229,7 +229,10 @@ describe('TLS on every link: a capture of the bridge, a member of another CA, ce
       (e) => (e.event === 'ship_retry' || e.event === 'ship_templates_retry') && /certificate|self.signed|unable to verify/i.test(String((e as { reason?: unknown }).reason)),
       120_000,
       "node 4's shipper refusing Elasticsearch's certificate",
-    );
+    ).catch((err: unknown) => {
+      const shipping = member.events.filter((e) => /ship|elasticsearch|es_/.test(String(e.event))).slice(-15);
+      throw new Error(`${(err as Error).message}; node 4's shipping events: ${JSON.stringify(shipping)}`);
+    });
     console.log(`# node 4 shipping: ${String((refusedShip as { reason?: unknown }).reason)}`);
     // Its PostgreSQL never streams from the leader: the leader's certificate does not verify against node 4's CA.
     await new Promise((r) => setTimeout(r, 5000));
