@@ -1,4 +1,4 @@
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { basename, dirname, isAbsolute, join } from 'node:path';
 import { UpgradeRefused, type DriverContext, type UpgradeTarget } from '../supervisor/driver.js';
 import { runTool } from './service-dirs.js';
@@ -92,6 +92,45 @@ export async function etcdUpgradeTarget(ctx: DriverContext, to: string, signal: 
     throw new UpgradeRefused(`${bin} is etcd ${version}, older than the ${running.join('.')} running: etcd does not go back to an older minor version`);
   }
   return { cfg: { bin }, version };
+}
+
+/** An Elasticsearch home's version, from its lib/elasticsearch-X.Y.Z.jar (no JVM to start); undefined when there is none. */
+export function elasticsearchHomeVersion(home: string): number[] | undefined {
+  let names: string[];
+  try {
+    names = readdirSync(join(home, 'lib'));
+  } catch {
+    return undefined;
+  }
+  for (const name of names) {
+    const m = /^elasticsearch-(\d+)\.(\d+)\.(\d+)\.jar$/.exec(name);
+    if (m) return [Number(m[1]), Number(m[2]), Number(m[3])];
+  }
+  return undefined;
+}
+
+/**
+ * Elasticsearch: TO is the absolute path of another Elasticsearch home (the
+ * folder with bin/elasticsearch), run as an installed distribution from
+ * then on. `currentHome` is the one running. Another major version is
+ * refused (a rolling upgrade goes through the last minor of the previous
+ * major, which a restart alone cannot check), and so is an older version
+ * (Elasticsearch does not read data a newer one wrote).
+ */
+export function elasticsearchUpgradeTarget(currentHome: string, to: string): UpgradeTarget {
+  if (!isAbsolute(to)) throw new UpgradeRefused(`--to must be the absolute path of an Elasticsearch home (the folder with bin/elasticsearch), got "${to}"`);
+  if (!existsSync(join(to, 'bin', 'elasticsearch'))) throw new UpgradeRefused(`${join(to, 'bin', 'elasticsearch')} does not exist on this member`);
+  const found = elasticsearchHomeVersion(to);
+  if (!found) throw new UpgradeRefused(`${to} has no lib/elasticsearch-VERSION.jar: not an Elasticsearch home`);
+  const version = found.join('.');
+  const running = elasticsearchHomeVersion(currentHome);
+  if (running) {
+    if (found[0] !== running[0]) throw new UpgradeRefused(`${to} is Elasticsearch ${version} and ${running.join('.')} runs here: hasup upgrades within a major version`);
+    if (found[1]! < running[1]! || (found[1] === running[1] && found[2]! < running[2]!)) {
+      throw new UpgradeRefused(`${to} is Elasticsearch ${version}, older than the ${running.join('.')} running: Elasticsearch does not read data a newer version wrote`);
+    }
+  }
+  return { cfg: { launcher: 'distribution', home: to }, version };
 }
 
 function isDirectory(path: string): boolean {

@@ -10,7 +10,7 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { UpgradeRefused, type DriverContext } from '../../src/supervisor/driver.js';
-import { etcdUpgradeTarget, parseEtcdVersion, parsePostgresVersion, postgresqlUpgradeTarget } from '../../src/plugins/upgrade-targets.js';
+import { elasticsearchUpgradeTarget, etcdUpgradeTarget, parseEtcdVersion, parsePostgresVersion, postgresqlUpgradeTarget } from '../../src/plugins/upgrade-targets.js';
 
 const PG_BIN = '/usr/lib/postgresql/15/bin';
 const skipPg = existsSync(join(PG_BIN, 'postgres')) ? false : 'PostgreSQL 15 is not installed';
@@ -88,6 +88,35 @@ test('etcd: a binary by path or its version; an older minor refused', { skip: sk
     assert.deepEqual(await etcdUpgradeTarget(ctx, join(dir, 'new'), signal()), { cfg: { bin: join(dir, 'new', 'etcd') }, version: '3.5.17' });
     program(join(dir, 'old', 'etcd'), 'etcd Version: 3.3.27');
     await assert.rejects(etcdUpgradeTarget(ctx, join(dir, 'old', 'etcd'), signal()), refused(/is etcd 3\.3\.27, older than the 3\.\d+\.\d+ running: etcd does not go back to an older minor version/));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+/** A folder shaped like an Elasticsearch home of `version` (what the check reads: bin/elasticsearch, lib/elasticsearch-VERSION.jar). */
+function esHome(path: string, version: string): string {
+  mkdirSync(join(path, 'bin'), { recursive: true });
+  mkdirSync(join(path, 'lib'), { recursive: true });
+  writeFileSync(join(path, 'bin', 'elasticsearch'), '#!/bin/sh\n');
+  writeFileSync(join(path, 'lib', `elasticsearch-${version}.jar`), '');
+  writeFileSync(join(path, 'lib', 'elasticsearch-x-content-8.0.0.jar'), '');
+  return path;
+}
+
+test('elasticsearch: another home of the same major, not older; refused otherwise, naming why', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'hasup-upgrade-'));
+  try {
+    const current = esHome(join(dir, 'es-8.14.3'), '8.14.3');
+    const next = esHome(join(dir, 'es-8.15.1'), '8.15.1');
+    assert.deepEqual(elasticsearchUpgradeTarget(current, next), { cfg: { launcher: 'distribution', home: next }, version: '8.15.1' });
+    assert.equal(elasticsearchUpgradeTarget(current, current).version, '8.14.3', 'the same version: a restart onto it');
+    assert.throws(() => elasticsearchUpgradeTarget(current, esHome(join(dir, 'es-8.13.4'), '8.13.4')), refused(/is Elasticsearch 8\.13\.4, older than the 8\.14\.3 running/));
+    assert.throws(() => elasticsearchUpgradeTarget(current, esHome(join(dir, 'es-9.0.0'), '9.0.0')), refused(/is Elasticsearch 9\.0\.0 and 8\.14\.3 runs here: hasup upgrades within a major version/));
+    assert.throws(() => elasticsearchUpgradeTarget(current, 'es-8.15.1'), refused(/--to must be the absolute path of an Elasticsearch home/));
+    assert.throws(() => elasticsearchUpgradeTarget(current, join(dir, 'nothing')), refused(/bin\/elasticsearch does not exist on this member/));
+    mkdirSync(join(dir, 'empty', 'bin'), { recursive: true });
+    writeFileSync(join(dir, 'empty', 'bin', 'elasticsearch'), '');
+    assert.throws(() => elasticsearchUpgradeTarget(current, join(dir, 'empty')), refused(/has no lib\/elasticsearch-VERSION\.jar: not an Elasticsearch home/));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -39,8 +39,8 @@ export function registerRollingCommands(program: Command): void {
     .description(
       'switch SERVICE to another build on every member, in the order of rolling-restart: every member is asked first whether it has it; a member that does not come back healthy on it goes back to its previous program and the rollout stops',
     )
-    .argument('<service>', 'postgresql, etcd, or hasup')
-    .requiredOption('--to <version|path>', 'postgresql: 15, 15.18 or a bin directory of the same major version; etcd: the path of an etcd binary, or its version; hasup: the version installed on every member (each member\'s hasup restarts onto it, its services left running and adopted)')
+    .argument('<service>', 'postgresql, etcd, elasticsearch, or hasup')
+    .requiredOption('--to <version|path>', 'postgresql: 15, 15.18 or a bin directory of the same major version; etcd: the path of an etcd binary, or its version; elasticsearch: the path of another Elasticsearch home; hasup: the version installed on every member (each member\'s hasup restarts onto it, its services left running and adopted)')
     .action((service: string, flags: Flags & { to: string }) => runRollout(service, flags, flags.to));
 }
 

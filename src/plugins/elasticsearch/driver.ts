@@ -2,7 +2,8 @@ import { existsSync } from 'node:fs';
 import { chown, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { formatHostPort } from '../../gossip/index.js';
-import type { DriverContext, HealthResult, ServiceDriver, ServicePaths } from '../../supervisor/driver.js';
+import type { DriverContext, HealthResult, ServiceDriver, ServicePaths, UpgradeTarget } from '../../supervisor/driver.js';
+import { elasticsearchUpgradeTarget } from '../upgrade-targets.js';
 import { installServiceTls } from '../../supervisor/pki/service-copy.js';
 import { httpJson } from '../http-json.js';
 import { assertReachable, ensureOwnedDir, isFile, prepareServiceDirs } from '../service-dirs.js';
@@ -79,6 +80,11 @@ export class ElasticsearchDriver implements ServiceDriver {
   private seedWrites: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly opts: ElasticsearchDriverOptions = {}) {}
+
+  /** hasup upgrade elasticsearch --to /path/to/elasticsearch-home (the same major, not older). */
+  async upgradeTarget(ctx: DriverContext, to: string): Promise<UpgradeTarget> {
+    return elasticsearchUpgradeTarget(resolveLaunch(ctx.cfg, this.opts.launchEnvironment).home, to);
+  }
 
   templateValues(ctx: DriverContext): Record<string, unknown> {
     const launch = resolveLaunch(ctx.cfg, this.opts.launchEnvironment);
