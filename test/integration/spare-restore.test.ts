@@ -5,7 +5,7 @@
  *  - a primary (the plan's PostgreSQL with an encrypted repository) takes
  *    a full backup, rows are written and archived;
  *  - a copy of its repository (as a site without a network link would
- *    receive it) is what the spare reads: hasup's PostgreSQL node restores
+ *    receive it, with no write permission anywhere) is what the spare reads: hasup's PostgreSQL node restores
  *    the copy's newest backup as a standby at its first start (the
  *    bootstrap plan of a spare's first member), replays the copy's archive
  *    (ha.conf's restore_command, no primary_conninfo) and refuses writes;
@@ -76,11 +76,18 @@ function treeHash(dir: string): Map<string, string> {
   return out;
 }
 
+/**
+ * The copy as a site would receive it, then made read-only (no write bit
+ * anywhere, for its owner the service user too): whatever pgBackRest would
+ * try to write there fails.
+ */
 function copyTree(from: string, to: string, user: DriverContext['user']): void {
+  if (existsSync(to)) spawnSync('chmod', ['-R', 'u+w', to]);
   rmSync(to, { recursive: true, force: true });
   const r = spawnSync('cp', ['-a', from, to], { encoding: 'utf8' });
   assert.equal(r.status, 0, r.stderr);
   if (user) spawnSync('chown', ['-R', `${user.uid}:${user.gid}`, to]);
+  assert.equal(spawnSync('chmod', ['-R', 'a-w', to]).status, 0);
 }
 
 /** The supervisor's part, for one PostgreSQL: prepare (the HA node's), render, start, stop. */
@@ -175,6 +182,7 @@ describe('warm spare from a repository copy, and restore into a new cluster (rea
 
   after(async () => {
     for (const c of cleanups.reverse()) await c();
+    if (copy && existsSync(copy)) spawnSync('chmod', ['-R', 'u+w', copy]);
     if (primaryPg) {
       killGroup(primaryPg.pid, 'SIGKILL');
       await primaryPg.exited;
