@@ -46,7 +46,9 @@ export function clusterCell(view: ClusterView, serviceGroup: string): string {
   const mine = g.members.find((m) => m.member === view.member_id);
   const role = mine?.role && mine.role !== 'unknown' ? `${mine.role}; ` : '';
   const es = serviceGroup.startsWith('elasticsearch.') && view.elasticsearch ? `${elasticsearchSummary(view.elasticsearch)}; ` : '';
-  return `${es}${role}${groupSummary(g, view.member_id)}`;
+  // /cluster carries a warm spare's record (kept current by restores): the group is a standby cluster.
+  const spare = serviceGroup.startsWith('postgresql.') && (view as ClusterView & { spare?: unknown }).spare ? 'standby cluster (restore mode); ' : '';
+  return `${spare}${es}${role}${groupSummary(g, view.member_id)}`;
 }
 
 /** e.g. `green, 3/3 nodes`: the cluster's health as this member's node reports it; its nodes against the members that run one. */

@@ -15,7 +15,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { DEFAULT_HA_SETTINGS, checkHaSettings, haSettingsFrom, type HaView } from '../../src/ha/index.js';
-import { spareSummary } from '../../src/cli/census.js';
+import { clusterCell, spareSummary } from '../../src/cli/census.js';
 import { checkSpareFlags } from '../../src/cli/cluster.js';
 import { renderNodeConfig } from '../../src/cli/node-config-template.js';
 import { parseCron } from '../../src/plugins/backup/cron.js';
@@ -307,4 +307,12 @@ test('HA status on a spare: its standby leader replaying the copy is no "not str
   const late = haReasons({ census, ha: { ...ha, standby_of_repo: REPO, spare: { warning: 'the newest restore (backup X, 3.0 h ago) is older than its schedule (0 * * * *)' } }, etcd: null, spool: null, now: 0 } as never);
   assert.deepEqual(late.map((r) => [r.code, r.severity]), [['spare_late', 'warning']]);
   assert.match(late[0]!.text, /^warm spare: the newest restore .* is older than its schedule/);
+});
+
+test("hasup status's CLUSTER cell on a spare says standby cluster (restore mode)", () => {
+  const A = 'aaaaaaaaaaaaaaaa';
+  const rumors = [rumor(A, 'postgresql', { state: 'running', pid: 10, health: 'ok', since: 0, config_version: 0 }), roleRumorOf(A, { role: 'replica', replication_state: 'in archive recovery' })];
+  const view = { member_id: 'bbbbbbbbbbbbbbbb', service_groups: buildCensus({ memberId: 'bbbbbbbbbbbbbbbb', members: [member(A, '10.0.0.11', 'alive')], rumors: (kind) => rumors.filter((r) => r.kind === kind), localServices: [], leadership: NO_LEADERSHIP }).service_groups };
+  assert.doesNotMatch(clusterCell(view as never, 'postgresql.default'), /standby cluster/);
+  assert.match(clusterCell({ ...view, spare: { repo: REPO } } as never, 'postgresql.default'), /^standby cluster \(restore mode\); /);
 });
