@@ -34,6 +34,8 @@ export interface ServiceStatus {
   details?: Record<string, unknown>;
   /** Version of the gossiped config in force, 0 when none. */
   configVersion: number;
+  /** The process is one a previous hasup started and this one adopted (a restart of hasup alone); absent once this hasup restarted it. */
+  adopted?: boolean;
   /** The plan's version of the service (plan.toml `version`, e.g. "15"), or the one `hasup upgrade` switched this member to. */
   version?: string;
 }
@@ -154,6 +156,7 @@ export class Service extends EventEmitter<{ status: [ServiceStatus] }> {
       healthSince: this.healthSince,
       details: this.health.details,
       configVersion: this.gossiped?.version ?? 0,
+      ...(r.adopted ? { adopted: true } : {}),
       version: this.upgrade?.version ?? this.deps.plan.manifest.version,
     };
   }

@@ -224,6 +224,7 @@ export function httpRolloutApi(local: ApiClient, es: { secrets?: ClusterSecrets;
           streaming: pg?.role === 'replica' && pg.replication_state === 'streaming',
           lagBytes: pg?.lag_bytes ?? null,
           since: started ?? null,
+          runsPostgresql: pg !== undefined,
         };
       }),
     );

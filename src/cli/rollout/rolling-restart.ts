@@ -33,6 +33,8 @@ export interface RolloutMember {
   lagBytes: number | null;
   /** When the service's process last changed state, on the member's clock (ms); null when unknown. */
   since: number | null;
+  /** hasup itself: the member runs PostgreSQL (it must follow the leader, caught up, before the rollout goes on). */
+  runsPostgresql?: boolean;
 }
 
 export interface RolloutApi {
@@ -176,6 +178,9 @@ export async function rollingRestart(api: RolloutApi, o: RolloutOptions): Promis
         continue;
       }
       o.say(`[${i + 1}/${steps.length}] ${upgradeTo === undefined ? 'restarting' : `switching to ${upgradeTo} and restarting`} ${o.service} on ${step.member}`);
+      // The old leader, just handed over, is first waited on until it follows the new one: restarting it (or its
+      // hasup) while it rewinds would cut the rewind short and start it over.
+      if (result.switchover?.from === step.member) await waitBack(api, o, sg, step.member, null);
       if (kind === 'elasticsearch') {
         await api.setAllocation('primaries');
         allocationHeld = true;
@@ -240,19 +245,27 @@ async function upgradeOne(api: RolloutApi, o: RolloutOptions, sg: string, member
 }
 
 /**
- * Until the member's new process (its `since` at least the restart's) is
- * healthy (PostgreSQL: a follower streaming within maxLagBytes), seen so
+ * Until the member's new process (its `since` at least the restart's; any
+ * process when `restartedSince` is null) is healthy (PostgreSQL, and hasup
+ * on a PostgreSQL member: a follower streaming within maxLagBytes), seen so
  * GOOD_IN_A_ROW times in a row: the census is gossip, and a report from
  * before the restart must not pass for one after it.
  */
-async function waitBack(api: RolloutApi, o: RolloutOptions, sg: string, member: string, restartedSince: number): Promise<void> {
+async function waitBack(api: RolloutApi, o: RolloutOptions, sg: string, member: string, restartedSince: number | null): Promise<void> {
   const deadline = api.now() + o.memberTimeoutMs;
   let good = 0;
   let last = 'not seen yet';
   while (api.now() < deadline) {
     await api.sleep(o.pollMs);
     const m = (await api.members(sg).catch(() => [])).find((x) => x.member === member);
-    const ok = !!m && m.live && m.healthy && m.since !== null && m.since >= restartedSince && (kindOf(o.service) !== 'postgresql' || m.leader || (m.streaming && m.lagBytes !== null && m.lagBytes <= o.maxLagBytes));
+    const kind = kindOf(o.service);
+    const replicates = kind === 'postgresql' || (kind === 'hasup' && m?.runsPostgresql === true);
+    const ok =
+      !!m &&
+      m.live &&
+      m.healthy &&
+      (restartedSince === null || (m.since !== null && m.since >= restartedSince)) &&
+      (!replicates || m.leader || (m.streaming && m.lagBytes !== null && m.lagBytes <= o.maxLagBytes));
     if (m) last = !m.live ? 'member not alive' : !m.healthy ? 'not healthy' : !m.streaming && !m.leader ? 'not streaming' : `${m.lagBytes ?? '?'} bytes behind`;
     good = ok ? good + 1 : 0;
     if (good >= GOOD_IN_A_ROW) return;

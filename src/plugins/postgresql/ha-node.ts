@@ -82,6 +82,8 @@ export interface SpareSource {
   prepare(): Promise<void>;
   /** The newest usable backup in the copy. */
   newestBackup(signal?: AbortSignal): Promise<BackupInfo | undefined>;
+  /** The system identifier of the database the copy's stanza holds (null when unknown). */
+  systemId(signal?: AbortSignal): Promise<string | null>;
   /** Restores backup `label` (the newest when absent) as a standby, in place with `delta`. */
   restoreStandby(opts: { label?: string; delta: boolean; signal?: AbortSignal }): Promise<{ label: string; stoppedAt: number }>;
 }
@@ -310,6 +312,12 @@ export class PostgresHaNode implements ReplicatedDatabase {
     const source = this.spareSource(ctx);
     if (!source) throw new Error('this member is no warm spare of a repository copy (ha.standby_of_repo is empty)');
     if (this.busy) throw new Error(`a re-base runs already (${this.busy})`);
+    // Another database's backups (the copy replaced by another cluster's repository) would leave the followers
+    // unable to follow: refused, with this one left running.
+    const [theirs, ours] = await Promise.all([source.systemId(signal), this.systemId(ctx, signal)]);
+    if (theirs !== null && ours !== null && theirs !== ours) {
+      throw new Error(`the repository copy holds another database (system identifier ${theirs}; this spare's is ${ours}): not restored. Make a new spare from it (hasup cluster create --standby-of-repo on fresh nodes)`);
+    }
     this.busy = `re-basing on backup ${label} of the repository copy`;
     try {
       progress('stopping PostgreSQL');
@@ -346,6 +354,11 @@ export class PostgresHaNode implements ReplicatedDatabase {
       if (st.running && st.inRecovery === true) return;
       await new Promise((r) => setTimeout(r, RECOVERY_POLL_MS));
     }
+  }
+
+  /** The local database's system identifier, as text (null when it does not answer). */
+  private async systemId(ctx: DriverContext, signal: AbortSignal): Promise<string | null> {
+    return withClient(this.target(ctx), signal, async (c) => (await c.query<{ id: string }>('SELECT system_identifier::text AS id FROM pg_control_system()')).rows[0]?.id ?? null).catch(() => null);
   }
 
   /** The backup this member's data was last restored from as a warm spare, when known. */
@@ -650,6 +663,9 @@ export class PostgresHaNode implements ReplicatedDatabase {
     await this.checkpointSource(ctx, up, signal);
     await this.demote(`rewinding to follow ${up.member}`, { stayDown: true });
     const outcome = await rewindFrom(ctx, up, signal);
+    // Cut short by the member stopping (or hasup restarting): not a failed rewind. Nothing is set aside; the next
+    // start looks at the data directory again (and rewinds, or copies the leader when a rewind cannot be done).
+    if (!outcome.ok && signal.aborted) throw new Error(`pg_rewind from ${up.member} cancelled: ${outcome.reason}`);
     this.conf.upstream = up;
     if (!outcome.ok) {
       this.log.warn({ event: 'rewind_failed', reason: outcome.reason }, `${outcome.reason}; copying the leader afresh`);
