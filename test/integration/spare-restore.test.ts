@@ -285,6 +285,26 @@ describe('warm spare from a repository copy, and restore into a new cluster (rea
     t.diagnostic(`pgBackRest logs on the spare: ${logs.join(', ')}`);
     assert.ok(logs.includes('hasup-restore.log'), logs.join(', '));
     for (const f of logs) assert.doesNotMatch(f, /archive-push|backup|expire|stanza|check/, `pgbackrest ${f} ran on the spare`);
+
+    // Another cluster's repository shipped in place of the copy: the re-base is refused, the spare runs on as it was.
+    const other = createHarness('postgresql', driverFor('postgresql'), { port: await freePort(), listen_addresses: '127.0.0.1', shared_buffers: '16MB', max_connections: 20, extra: { fsync: 'off' }, backup: { repo_path: join(base, 'other-repo'), cipher: true } });
+    other.ctx.secrets = { ...other.ctx.secrets, backup: primary.ctx.secrets.backup! };
+    mkdirSync(join(base, 'other-repo'), { mode: 0o750 });
+    if (other.ctx.user) chownSync(join(base, 'other-repo'), other.ctx.user.uid, other.ctx.user.gid);
+    await other.driver.prepare(other.ctx);
+    installConfig(other, render(other));
+    const otherPg = startService(other);
+    cleanups.push(async () => {
+      await otherPg.stop('SIGINT');
+      other.cleanup();
+    });
+    await waitFor('the other cluster to be healthy', 60_000, async () => ((await other.driver.health(other.ctx, AbortSignal.timeout(2000))).status === 'ok' ? true : undefined), 200);
+    const otherPgbr = PgBackRest.forService(other.ctx);
+    await otherPgbr.stanzaCreate();
+    const foreign = await otherPgbr.backup('full');
+    copyTree(join(base, 'other-repo'), copy, primary.ctx.user);
+    await assert.rejects(node.rebaseStandby(foreign.label, AbortSignal.timeout(60_000), () => undefined), /the repository copy holds another database \(system identifier \d+; this spare's is \d+\): not restored/);
+    assert.equal((await query<{ n: string }>(spare.ctx, 'SELECT count(*) AS n FROM t'))[0]!.n, '300', 'the spare runs on untouched');
   });
 
   test('restore --to-new-cluster to a time: the first batch only, a new timeline, new cluster secrets; refusals write nothing', { timeout: 600_000 }, async (t) => {

@@ -155,6 +155,11 @@ export class SourceRepository {
     return parseInfo(out, STANZA);
   }
 
+  /** The system identifier of the database the stanza holds. */
+  async systemId(signal?: AbortSignal): Promise<string | null> {
+    return (await this.info(signal)).systemId;
+  }
+
   /** The newest backup without errors, or undefined when there is none. */
   async newestBackup(signal?: AbortSignal): Promise<BackupInfo | undefined> {
     const info = await this.info(signal);
