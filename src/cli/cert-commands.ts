@@ -12,6 +12,10 @@ import { loadSecretsFile, writeSecretsFile } from '../supervisor/secrets.js';
 import { DEFAULT_STATE_DIR } from '../supervisor/state-dir.js';
 import { formatHostPort, parsePeerAddress } from '../gossip/index.js';
 import { ApiClient } from './api-client.js';
+import { readApiEndpoint } from '../node/api-endpoint.js';
+import { createCa } from '../supervisor/pki/issue.js';
+import type { CaChange, CaChangeResult } from '../supervisor/pki/ca-change.js';
+import type { ClusterSecrets } from '../supervisor/secrets.js';
 import { publishedPorts } from './frontend-config.js';
 
 /**
@@ -47,11 +51,20 @@ export function registerCertCommands(program: Command): void {
     .option('--state-dir <dir>', 'state directory of the local member', process.env.HASUP_STATE_DIR ?? DEFAULT_STATE_DIR)
     .option('--api <url>', 'HTTP API of the member (default: recorded in STATE_DIR/api.json)')
     .option('--secrets <file>', 'cluster secrets file holding the API token (default: recorded by the daemon)')
-    .action(async (flags: { stateDir: string; api?: string; secrets?: string }) => {
+    .option('--new-ca', 'instead: make a new cluster CA and have every member trust it beside the old one (its secrets file and CA bundle; etcd restarts, one member at a time); then run cert rotate to move every member to it')
+    .option('--drop-old-ca', 'instead: once every member has a certificate of the new CA, stop trusting the old one, one member at a time')
+    .option('--ca-days <n>', 'with --new-ca: validity of the new CA in days', String(CA_DAYS))
+    .action(async (flags: { stateDir: string; api?: string; secrets?: string; newCa?: boolean; dropOldCa?: boolean; caDays: string }) => {
       const api = ApiClient.fromStateDir(flags.stateDir, { url: flags.api, secrets: flags.secrets });
       const [ring, cluster] = await Promise.all([api.request<RingView>('GET', '/butterfly'), api.request<ClusterView>('GET', '/cluster')]);
       const leader = cluster.service_groups.find((g) => g.service_group.startsWith('postgresql.'))?.leader ?? null;
       const plan = rotationPlan(ring, leader, api.url);
+      if (flags.newCa || flags.dropOldCa) {
+        if (flags.newCa && flags.dropOldCa) throw new Error('--new-ca and --drop-old-ca are two steps of a CA change: run one, then cert rotate, then the other');
+        const secretsFile = resolve(flags.secrets ?? readApiEndpoint(flags.stateDir).secrets ?? join(flags.stateDir, 'secrets.json'));
+        await changeClusterCa({ api, plan, secretsFile, step: flags.newCa ? 'new' : 'drop', caDays: Number(flags.caDays), print: (line) => console.log(line) });
+        return;
+      }
       for (const skipped of plan.skipped) console.log(`member ${skipped.id}: skipped (${skipped.why})`);
       for (const m of plan.order) {
         const answer = await api
@@ -186,4 +199,91 @@ export function reportFromFiles(stateDir: string, now: Date): TlsReport {
     certificates: [certFileView('member', files.cert, now), ...services.map((name) => certFileView(name, serviceTlsFiles(join(svcRoot, name)).cert, now)), ...cas],
     clear_text: [],
   };
+}
+
+/** The part of ApiClient a CA change uses (a fake in unit tests). */
+export interface MemberApi {
+  at(url: string): { request<T>(method: 'GET' | 'POST', path: string, body?: unknown, o?: { timeoutMs?: number }): Promise<T> };
+}
+
+type CaChangeAnswer = TlsReport & { ca_change: CaChangeResult };
+
+/**
+ * What every member is sent for a step of a CA change (docs/tls.md, "A new
+ * CA"), from the local secrets file: `new` makes the new CA unless a change
+ * is under way (tls.trusted not empty: the same CA again, so an interrupted
+ * step is only run again); `drop` keeps the CA and trusts nothing beside it,
+ * sending no key.
+ */
+export async function caChangeFor(tls: NonNullable<ClusterSecrets['tls']>, step: 'new' | 'drop', o: { name: string; clusterId?: string; caDays: number; now?: Date }): Promise<{ change: CaChange; made: boolean }> {
+  const underWay = (tls.trusted ?? []).length > 0;
+  if (step === 'drop') {
+    if (!underWay) throw new Error('the cluster trusts one CA only (the secrets file has no tls.trusted): there is no old CA to drop; nothing changed');
+    return { change: { ca_cert: tls.ca_cert, trusted: [] }, made: false };
+  }
+  if (underWay) return { change: { ca_cert: tls.ca_cert, ca_key: tls.ca_key, trusted: tls.trusted! }, made: false };
+  const now = o.now ?? new Date();
+  const ca = await createCa({ name: o.name, clusterId: o.clusterId, days: o.caDays, now, label: `from ${now.toISOString().slice(0, 10)}` });
+  return { change: { ca_cert: ca.cert, ca_key: ca.key, trusted: [tls.ca_cert] }, made: true };
+}
+
+/**
+ * One step of a CA change over every member: refused unless every member
+ * is alive and reachable (a member left out would distrust the others'
+ * certificates); each member is first asked whether it would take the
+ * change (check_only: a member whose certificate the new bundle would not
+ * trust refuses, and nothing has changed anywhere), then the members one at
+ * a time, followers first, the PostgreSQL leader last, each answering once
+ * its services took the bundle up (etcd restarted and healthy again), so no
+ * two members restart at once.
+ */
+export async function changeClusterCa(o: {
+  api: MemberApi;
+  plan: ReturnType<typeof rotationPlan>;
+  secretsFile: string;
+  step: 'new' | 'drop';
+  caDays: number;
+  print: (line: string) => void;
+  now?: Date;
+}): Promise<void> {
+  if (o.plan.skipped.length > 0) {
+    throw new Error(`every member must be alive and reachable for a CA change; ${o.plan.skipped.map((m) => `${m.id}: ${m.why}`).join('; ')}; nothing changed`);
+  }
+  const secrets = loadSecretsFile(o.secretsFile);
+  if (!secrets.tls) throw new Error(`${o.secretsFile} holds no cluster CA (TLS is off or the certificates are the operator's); nothing changed`);
+  const { change, made } = await caChangeFor(secrets.tls, o.step, { name: secrets.cluster_name ?? 'hasup', clusterId: secrets.cluster_id, caDays: o.caDays, ...(o.now ? { now: o.now } : {}) });
+  const newCa = certificateInfo(parseCertificates(change.ca_cert, 'the new CA')[0]!);
+  if (o.step === 'new') o.print(made ? `new cluster CA: ${newCa.subject}, until ${newCa.notAfter.toISOString().slice(0, 10)}, fingerprint ${newCa.fingerprint}` : `a CA change is under way (${newCa.subject}, fingerprint ${newCa.fingerprint}): continuing it`);
+  for (const m of o.plan.order) {
+    await o.api
+      .at(m.url)
+      .request<CaChangeAnswer>('POST', '/tls/ca', { ...change, check_only: true }, { timeoutMs: 30_000 })
+      .catch((err: unknown) => {
+        throw new Error(`member ${m.id} (${m.url}) would not take the change: ${(err as Error).message}; nothing changed on any member`);
+      });
+  }
+  // Kept before any member trusts it, so an interrupted change continues with the same CA.
+  if (made) writeSecretsFile(o.secretsFile, { ...secrets, tls: { ca_cert: change.ca_cert, ca_key: change.ca_key!, trusted: change.trusted } }, { force: true });
+  let done = 0;
+  for (const m of o.plan.order) {
+    const answer = await o.api
+      .at(m.url)
+      .request<CaChangeAnswer>('POST', '/tls/ca', change, { timeoutMs: 150_000 })
+      .catch((err: unknown) => {
+        throw new Error(`member ${m.id} (${m.url}): ${(err as Error).message}; ${done} member${done === 1 ? '' : 's'} before it took the change, the others not yet (run the same command again)`);
+      });
+    done++;
+    const r = answer.ca_change;
+    o.print(`member ${m.id}: ${r.changed ? 'trusts' : 'already trusted'} ${r.trusted.length} CA${r.trusted.length === 1 ? '' : 's'}${r.restarted.length > 0 ? `; restarted ${r.restarted.join(', ')} (healthy again)` : ''}`);
+  }
+  if (o.step === 'drop') {
+    // The local file, when the daemon keeps its secrets elsewhere.
+    const after = loadSecretsFile(o.secretsFile);
+    if (after.tls && (after.tls.trusted ?? []).length > 0) writeSecretsFile(o.secretsFile, { ...after, tls: { ca_cert: after.tls.ca_cert, ca_key: after.tls.ca_key } }, { force: true });
+    o.print(`${done} member${done === 1 ? '' : 's'} trust the new CA only`);
+    o.print(`next: clients that kept the old bundle (HAProxy's check ca-file, psql's sslrootcert) need the new CA: ${newCa.fingerprint}; hosts that will join take a copy of the secrets file now`);
+  } else {
+    o.print(`${done} member${done === 1 ? '' : 's'} trust both CAs and still present certificates of the old one`);
+    o.print('next: give clients outside the cluster the new bundle (STATE_DIR/tls/ca.pem) and reload HAProxy (its check ca-file); then run `hasup cert rotate` (a certificate of the new CA for every member), then `hasup cert rotate --drop-old-ca`');
+  }
 }

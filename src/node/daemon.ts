@@ -42,10 +42,11 @@ import { findPlan, preloadPlans } from '../supervisor/plan.js';
 import type { Logger, LogTap } from '../supervisor/log.js';
 import { DEFAULT_TLS_SETTINGS, ensureMemberTls, type MemberTls, type TlsSettings } from '../supervisor/pki/provision.js';
 import { tlsReport, type TlsReport } from '../supervisor/pki/report.js';
-import { readMemberTls } from '../supervisor/pki/member-files.js';
+import { checkMemberTls, readMemberTls } from '../supervisor/pki/member-files.js';
+import { applyCaChange, CaChangeRefused, parseCaChange, planCaChange, RESTART_FOR_NEW_BUNDLE, waitHealthySince, writeCaBundle, type CaChangeResult } from '../supervisor/pki/ca-change.js';
 import { serviceTlsFiles } from '../supervisor/pki/service-copy.js';
 import { tlsRumorFor, type TlsRumor } from '../supervisor/rumors/tls.js';
-import { keyringFromSecrets, loadOrCreateSecrets, type ClusterSecrets } from '../supervisor/secrets.js';
+import { keyringFromSecrets, loadOrCreateSecrets, loadSecretsFile, writeSecretsFile, type ClusterSecrets } from '../supervisor/secrets.js';
 import { backupRumorFor } from '../supervisor/rumors/backup.js';
 import { nextRumorVersion } from '../supervisor/rumors/key.js';
 import { serviceRumor, ServicePorts } from '../supervisor/rumors/service.js';
@@ -318,7 +319,7 @@ export class Daemon {
         configs: { publish: (sg: string, version: number, toml: string) => ring.publish(serviceConfigRumor(sg, version, toml)) },
       });
       await this.http.register(memberRoutes, { ring, etcd });
-      await this.http.register(tlsRoutes, { report: () => this.tlsReport(), renew: () => this.renewTls() });
+      await this.http.register(tlsRoutes, { report: () => this.tlsReport(), renew: () => this.renewTls(), changeCa: (body) => this.changeCa(body) });
       let rolloutVersion = 0;
       await this.http.register(rolloutRoutes, {
         publish: (progress) => {
@@ -409,6 +410,50 @@ export class Daemon {
       await this.supervisor?.refreshTls();
       this.publishTlsRumor();
       return this.tlsReport();
+    } finally {
+      this.renewing = false;
+    }
+  }
+
+  /**
+   * POST /tls/ca (`hasup cert rotate --new-ca`, `--drop-old-ca`, one member
+   * at a time): the CA the member issues from and those it trusts beside it
+   * (supervisor/pki/ca-change.ts). Secrets file, then bundle, then services:
+   * reloaded, etcd restarted and healthy again before the answer.
+   */
+  private async changeCa(body: unknown): Promise<TlsReport & { ca_change: CaChangeResult }> {
+    const change = parseCaChange(body);
+    const current = this.tls;
+    if (!current.on) throw new CaChangeRefused(`TLS is off on this member: ${current.reason}`);
+    if (current.source !== 'cluster-ca' || !this.tlsInputs?.secrets.tls) throw new CaChangeRefused("this member's certificates are the operator's ([tls] in hasup.toml): its CA is not the cluster's to change");
+    if (this.renewing) throw new CaChangeRefused('a renewal or CA change is already under way on this member');
+    this.renewing = true;
+    try {
+      const inputs = this.tlsInputs;
+      const plan = planCaChange({ current: inputs.secrets.tls!, change, memberFiles: current.files, now: new Date() });
+      if (change.check_only) return { ...this.tlsReport(), ca_change: { changed: plan.secretsChanged || plan.bundleChanged, trusted: plan.fingerprints, restarted: [] } };
+      const result = await applyCaChange(plan, {
+        writeSecrets: (tls) => {
+          const secrets = { ...loadSecretsFile(inputs.secretsFile), tls };
+          writeSecretsFile(inputs.secretsFile, secrets, { force: true });
+          this.tlsInputs = { secrets: { ...inputs.secrets, tls }, secretsFile: inputs.secretsFile };
+        },
+        writeBundle: (pem) => writeCaBundle(current.files.ca, pem),
+        refreshServices: async () => {
+          this.tls = { ...current, ...checkMemberTls(current.files) };
+          this.etcdTls = etcdClientTls(current.files);
+          await this.supervisor?.refreshTls();
+        },
+        restartNeeded: () => RESTART_FOR_NEW_BUNDLE.filter((name) => this.supervisor?.get(name)?.status().state === 'running'),
+        restartAndWait: async (name) => {
+          const since = Date.now();
+          await this.supervisor!.get(name)!.restart();
+          await waitHealthySince(() => this.supervisor?.get(name)?.status(), { name, since, timeoutMs: 90_000 });
+        },
+        log: (fields, message) => this.log.info(fields, message),
+      });
+      this.publishTlsRumor();
+      return { ...this.tlsReport(), ca_change: result };
     } finally {
       this.renewing = false;
     }

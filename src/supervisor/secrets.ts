@@ -54,9 +54,11 @@ export interface ClusterSecrets {
    * member issues its own certificate from it when it is created or joins,
    * or at `hasup run` when its certificate is missing; the key never leaves
    * this file. Files written before TLS lack it: such a cluster runs in
-   * clear text until `hasup cert init-ca` adds one.
+   * clear text until `hasup cert init-ca` adds one. `trusted`: CA
+   * certificates (no keys) still trusted beside it while the cluster moves
+   * to a new CA (`hasup cert rotate --new-ca` until `--drop-old-ca`).
    */
-  tls?: { ca_cert: string; ca_key: string };
+  tls?: { ca_cert: string; ca_key: string; trusted?: string[] };
   /**
    * Passwords of hasup's own Elasticsearch users (file realm, written by the
    * Elasticsearch driver when [service.elasticsearch] security is on; see
@@ -153,6 +155,10 @@ export function checkSecrets(data: unknown, file: string): ClusterSecrets {
     const t = s.tls as { ca_cert?: unknown; ca_key?: unknown } | null;
     if (typeof t?.ca_cert !== 'string' || !t.ca_cert.includes('-----BEGIN CERTIFICATE-----') || typeof t.ca_key !== 'string' || !t.ca_key.includes('-----BEGIN PRIVATE KEY-----')) {
       throw new Error(`${file}: tls must hold ca_cert (a PEM certificate) and ca_key (a PEM PKCS#8 private key)`);
+    }
+    const trusted = (t as { trusted?: unknown }).trusted;
+    if (trusted !== undefined && (!Array.isArray(trusted) || !trusted.every((c) => typeof c === 'string' && c.includes('-----BEGIN CERTIFICATE-----')))) {
+      throw new Error(`${file}: tls.trusted must be a list of PEM CA certificates`);
     }
   }
   return s as ClusterSecrets;

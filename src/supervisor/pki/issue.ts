@@ -53,7 +53,7 @@ function checkDays(days: number, what: string): void {
 }
 
 /** A new cluster CA, self-signed, valid `days` days from `now`; `name` goes into its subject. */
-export async function createCa(o: { name: string; clusterId?: string; days?: number; now?: Date }): Promise<KeyPairPem> {
+export async function createCa(o: { name: string; clusterId?: string; days?: number; now?: Date; /** Ends the CN, so a second CA of the same cluster (cert rotate --new-ca) is told apart from the first. */ label?: string }): Promise<KeyPairPem> {
   const days = o.days ?? CA_DAYS;
   checkDays(days, 'the CA validity');
   const { x509, subtle } = await lib();
@@ -61,7 +61,7 @@ export async function createCa(o: { name: string; clusterId?: string; days?: num
   const keys = await subtle.generateKey(EC, true, ['sign', 'verify']);
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
     serialNumber: serial(),
-    name: [{ CN: [`hasup cluster CA ${o.name}${o.clusterId ? ` ${o.clusterId}` : ''}`] }, { O: ['hasup'] }],
+    name: [{ CN: [`hasup cluster CA ${o.name}${o.clusterId ? ` ${o.clusterId}` : ''}${o.label ? ` ${o.label}` : ''}`] }, { O: ['hasup'] }],
     notBefore: now,
     notAfter: new Date(now.getTime() + days * DAY_MS),
     keys,

@@ -4,6 +4,7 @@ import type { ClusterSecrets } from '../secrets.js';
 import { certificateInfo, daysLeft, parseCertificates, readCertificateFile, TlsFileError } from './inspect.js';
 import { CA_DAYS, createCa, issueMemberCert, MEMBER_DAYS } from './issue.js';
 import { keyMatches } from './verify.js';
+import { clusterBundle } from './ca-change.js';
 import { checkMemberTls, memberTlsFiles, presentFiles, writeMemberTls, type CheckedTls, type MemberTlsFiles } from './member-files.js';
 
 /**
@@ -124,7 +125,8 @@ async function issueInto(files: MemberTlsFiles, ca: X509Certificate, o: EnsureTl
     days: o.settings.memberDays,
     now,
   });
-  writeMemberTls(files, { ca: ca.toString(), cert: issued.cert, key: issued.key });
+  // The bundle: the cluster CA and, while the cluster moves to it, the CAs still trusted beside it.
+  writeMemberTls(files, { ca: o.secrets.tls!.trusted?.length ? clusterBundle(o.secrets.tls!) : ca.toString(), cert: issued.cert, key: issued.key });
 }
 
 /** Secrets with a new cluster CA added (`cluster create`, `cert init-ca`); refuses to replace one. */
