@@ -54,7 +54,8 @@ export function registerCertCommands(program: Command): void {
     .option('--new-ca', 'instead: make a new cluster CA and have every member trust it beside the old one (its secrets file and CA bundle; etcd restarts, one member at a time); then run cert rotate to move every member to it')
     .option('--drop-old-ca', 'instead: once every member has a certificate of the new CA, stop trusting the old one, one member at a time')
     .option('--ca-days <n>', 'with --new-ca: validity of the new CA in days', String(CA_DAYS))
-    .action(async (flags: { stateDir: string; api?: string; secrets?: string; newCa?: boolean; dropOldCa?: boolean; caDays: string }) => {
+    .option('--allow-down', 'with --new-ca or --drop-old-ca: go on without the members that are down (each needs a copy of the secrets file from a member before it starts again)')
+    .action(async (flags: { stateDir: string; api?: string; secrets?: string; newCa?: boolean; dropOldCa?: boolean; caDays: string; allowDown?: boolean }) => {
       const api = ApiClient.fromStateDir(flags.stateDir, { url: flags.api, secrets: flags.secrets });
       const [ring, cluster] = await Promise.all([api.request<RingView>('GET', '/butterfly'), api.request<ClusterView>('GET', '/cluster')]);
       const leader = cluster.service_groups.find((g) => g.service_group.startsWith('postgresql.'))?.leader ?? null;
@@ -62,7 +63,7 @@ export function registerCertCommands(program: Command): void {
       if (flags.newCa || flags.dropOldCa) {
         if (flags.newCa && flags.dropOldCa) throw new Error('--new-ca and --drop-old-ca are two steps of a CA change: run one, then cert rotate, then the other');
         const secretsFile = resolve(flags.secrets ?? readApiEndpoint(flags.stateDir).secrets ?? join(flags.stateDir, 'secrets.json'));
-        await changeClusterCa({ api, plan, secretsFile, step: flags.newCa ? 'new' : 'drop', caDays: Number(flags.caDays), print: (line) => console.log(line) });
+        await changeClusterCa({ api, plan, secretsFile, step: flags.newCa ? 'new' : 'drop', caDays: Number(flags.caDays), allowDown: flags.allowDown === true, print: (line) => console.log(line) });
         return;
       }
       for (const skipped of plan.skipped) console.log(`member ${skipped.id}: skipped (${skipped.why})`);
@@ -243,11 +244,15 @@ export async function changeClusterCa(o: {
   secretsFile: string;
   step: 'new' | 'drop';
   caDays: number;
+  /** Go on without the members that are down (--allow-down): each is told to take a copy of the secrets file. */
+  allowDown?: boolean;
   print: (line: string) => void;
   now?: Date;
 }): Promise<void> {
   if (o.plan.skipped.length > 0) {
-    throw new Error(`every member must be alive and reachable for a CA change; ${o.plan.skipped.map((m) => `${m.id}: ${m.why}`).join('; ')}; nothing changed`);
+    const list = o.plan.skipped.map((m) => `${m.id}: ${m.why.split(':')[0]}`).join('; ');
+    if (!o.allowDown) throw new Error(`every member must be alive and reachable for a CA change (one left out would not trust the others' new certificates); ${list}; nothing changed (--allow-down goes on without them)`);
+    for (const m of o.plan.skipped) o.print(`member ${m.id}: left out (${m.why.split(':')[0]}); before it starts again, give it a copy of ${o.secretsFile} from a member that took the change`);
   }
   const secrets = loadSecretsFile(o.secretsFile);
   if (!secrets.tls) throw new Error(`${o.secretsFile} holds no cluster CA (TLS is off or the certificates are the operator's); nothing changed`);

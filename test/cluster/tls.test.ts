@@ -284,4 +284,75 @@ describe('TLS on every link: a capture of the bridge, a member of another CA, ce
       await eventually(async () => ((await ha.sql<{ n: number }>(i, 'SELECT count(*)::int AS n FROM tls_rotate WHERE note = $1', [mark]))[0]!.n === 1) || undefined, 30_000, `the row on node ${i}`);
     }
   });
+
+  test('a new CA under writes (cert rotate --new-ca, cert rotate, --drop-old-ca): no leader change, every link serves a certificate of the new CA', async () => {
+    const oldCa = ha.secrets.tls!.ca_cert;
+    const hasup = (...args: string[]) => hasupIn(ha.cluster.node(1), ['cert', 'rotate', ...args, '--state-dir', ha.cluster.node(1).stateDir]);
+    const newCaPem = () => readFileSync(memberTlsFiles(ha.cluster.node(1).stateDir).ca, 'utf8');
+    // Writes to the leader's PostgreSQL while etcd restarts on one member after another: trusting the old CA
+    // during --new-ca, then both through cert rotate and --drop-old-ca.
+    const writer = () => new WriteChecker({ user: 'hasup', password: ha.secrets.postgresql.superuser_password, intervalMs: 20, timeoutMs: 1500 });
+    const target = (ca: string) => ({ name: 'leader', host: ha.address(leader), port: PG_PORT, ca, verifyHost: false });
+    const w1 = writer();
+    await w1.setup(target(oldCa));
+    let started = Date.now();
+    w1.start([target(oldCa)]);
+    const trust = await hasup('--new-ca', '--allow-down');
+    await w1.stop();
+    assert.equal(trust.code, 0, trust.stderr);
+    assert.match(trust.stdout, /3 members trust both CAs/);
+    const gaps = [w1.longestGap('leader', started)];
+    assert.deepEqual(await w1.missing(target(oldCa)), [], 'no acknowledged write lost (--new-ca)');
+    const bundle = newCaPem();
+    assert.equal(bundle.match(/BEGIN CERTIFICATE/g)?.length, 2, "node 1's bundle holds both CAs");
+    // What the operator does between the steps: HAProxy reloads its check ca-file (node 1's bundle, now both CAs).
+    ha.haproxy?.kill('SIGKILL');
+    ha.haproxy = spawn('haproxy', ['-db', '-f', join(ha.cluster.baseDir, 'haproxy.cfg')], { stdio: ['ignore', 'ignore', 'ignore'] });
+    ha.cluster.adoptHostProcess(ha.haproxy);
+    const w2 = writer();
+    await w2.setup(target(bundle));
+    started = Date.now();
+    w2.start([target(bundle)]);
+    const moved = await hasup();
+    assert.equal(moved.code, 0, moved.stderr);
+    const dropped = await hasup('--drop-old-ca', '--allow-down');
+    assert.equal(dropped.code, 0, dropped.stderr);
+    assert.match(dropped.stdout, /3 members trust the new CA only/);
+    await new Promise((r) => setTimeout(r, 2000));
+    await w2.stop();
+    gaps.push(w2.longestGap('leader', started));
+    assert.equal(await ha.soleLeader(10_000), leader, 'no leader change');
+    console.log(`# new CA under writes: longest pause of writes to the leader ${gaps.join(' ms (--new-ca), ')} ms (cert rotate, --drop-old-ca)`);
+    assert.ok(Math.max(...gaps) < 1500, `no write stall longer than 1.5 s (was ${gaps.join(', ')} ms)`);
+    assert.deepEqual(await w2.missing(target(bundle)), [], 'no acknowledged write lost');
+    const newCa = new X509Certificate(newCaPem());
+    assert.notEqual(newCa.fingerprint256, new X509Certificate(oldCa).fingerprint256);
+    for (const i of [1, 2, 3]) {
+      const files = memberTlsFiles(ha.cluster.node(i).stateDir);
+      assert.equal(readFileSync(files.ca, 'utf8').match(/BEGIN CERTIFICATE/g)?.length, 1, `node ${i} trusts one CA`);
+      const cert = new X509Certificate(readFileSync(files.cert));
+      assert.ok(cert.checkIssued(newCa) && cert.verify(newCa.publicKey), `node ${i}'s certificate is of the new CA`);
+      for (const [port, pgStart] of [[API_PORT, false], [PG_PORT, true], [ETCD_CLIENT_PORT, false]] as const) {
+        assert.equal(await servedFingerprint(ha.address(i), port, pgStart), cert.fingerprint256, `node ${i} serves it on port ${port}`);
+      }
+    }
+    // Replication verifies the new certificates, and HAProxy's checks too: a row through HAProxy reaches every follower.
+    const mark = `after-new-ca-${randomBytes(4).toString('hex')}`;
+    await eventually(async () => {
+      const client = new pg.Client({ ...ha.haproxyTarget, user: 'hasup', password: ha.secrets.postgresql.superuser_password, database: 'postgres', ssl: { ca: newCaPem(), checkServerIdentity: () => undefined } });
+      client.on('error', () => undefined);
+      try {
+        await client.connect();
+        await client.query('INSERT INTO tls_rotate VALUES ($1)', [mark]);
+        return true;
+      } catch {
+        return undefined;
+      } finally {
+        await client.end().catch(() => undefined);
+      }
+    }, 30_000, 'a row written through HAProxy, its checks verifying the new certificates');
+    for (const i of [1, 2, 3].filter((n) => n !== leader)) {
+      await eventually(async () => ((await ha.sql<{ n: number }>(i, 'SELECT count(*)::int AS n FROM tls_rotate WHERE note = $1', [mark]))[0]!.n === 1) || undefined, 30_000, `the row on node ${i}`);
+    }
+  });
 });

@@ -231,9 +231,15 @@ test('a CA change is refused while a member is down; a member failing midway sto
   const { api, calls } = fakeApi((_u, b) => ok(b));
   await assert.rejects(
     changeClusterCa({ api, plan: { order, skipped: [{ id: 'c', why: 'suspect' }] }, secretsFile: file, step: 'new', caDays: 365, print: () => undefined }),
-    /every member must be alive and reachable for a CA change; c: suspect; nothing changed/,
+    /every member must be alive and reachable for a CA change \(one left out would not trust the others' new certificates\); c: suspect; nothing changed/,
   );
   assert.equal(calls.length, 0);
+  const lines: string[] = [];
+  const allowed = fakeApi((_u, b) => ok(b));
+  await changeClusterCa({ api: allowed.api, plan: { order, skipped: [{ id: 'c', why: 'suspect: x' }] }, secretsFile: file, step: 'new', caDays: 365, allowDown: true, print: (l) => lines.push(l) });
+  assert.equal(allowed.calls.length, 4);
+  assert.ok(lines.some((l) => /member c: left out \(suspect\); before it starts again, give it a copy of/.test(l)));
+  writeSecretsFile(file, secrets, { force: true });
   assert.equal(loadSecretsFile(file).tls!.trusted, undefined);
   const failing = fakeApi((url, b) => {
     if (!b.check_only && url.includes('10.0.0.1')) throw new Error('etcd is not healthy');
