@@ -357,9 +357,11 @@ export class Daemon {
     this.backupSchedule?.start();
     esMembership.start();
     // Under formation etcd runs only where the formation decides (it loads it there).
-    await supervisor.start(etcd.forming ? opts.services.load.filter((name) => name !== 'etcd') : opts.services.load);
+    // Shipping starts once the services exist, not once they run: a service's start may wait long (a new member's
+    // PostgreSQL until etcd says where its data comes from, which a member that cannot reach etcd never learns),
+    // and its log lines meanwhile are the ones an operator needs.
+    await supervisor.start(etcd.forming ? opts.services.load.filter((name) => name !== 'etcd') : opts.services.load, () => this.startShipping(supervisor, secrets, leadership));
     startFormation();
-    this.startShipping(supervisor, secrets, leadership);
   }
 
   /**

@@ -64,8 +64,8 @@ export class Supervisor extends EventEmitter<{ status: [ServiceStatus] }> {
     this.persisted = this.read();
   }
 
-  /** Loads the remembered set, or `initial` on a member's first start. */
-  async start(initial: string[]): Promise<void> {
+  /** Loads the remembered set, or `initial` on a member's first start; onCreated runs once every service exists, before any starts. */
+  async start(initial: string[], onCreated?: () => void): Promise<void> {
     const firstStart = !existsSync(this.file);
     const entries = firstStart ? initial.map((name) => ({ name, wanted: 'up' as const })) : this.persisted.services;
     // Every plan is found and loaded before anything starts, so a missing
@@ -76,6 +76,7 @@ export class Supervisor extends EventEmitter<{ status: [ServiceStatus] }> {
       this.persisted.services = entries;
       this.write();
     }
+    onCreated?.();
     // All at once: a service's start may wait on another's (a new member's PostgreSQL waits
     // for etcd to say where its data comes from), so none may queue behind another.
     const starts = await Promise.allSettled(created.filter(({ entry }) => entry.wanted === 'up').map(({ service }) => service.start()));
