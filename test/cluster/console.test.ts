@@ -146,7 +146,12 @@ describe('the console in Chromium against three nodes', { skip: skip ?? false },
       2000,
     );
     await page.selectOption('#chart-range', '15m');
-    await page.waitForFunction(() => document.querySelectorAll('#charts canvas').length >= 10, undefined, { timeout: 20_000 });
+    await page.waitForFunction(() => document.querySelectorAll('#charts canvas').length >= 10, undefined, { timeout: 30_000 }).catch(async (err: unknown) => {
+      // Which charts drew nothing, and what they say instead (loading, no data, an error).
+      const panels = await page.$$eval('#charts .chart', (els) => els.filter((e) => !e.querySelector('canvas')).map((e) => e.textContent?.trim()));
+      await shot('4-charts-missing');
+      throw new Error(`${(err as Error).message}; charts without a plot: ${JSON.stringify(panels)}`);
+    });
     const marker = `console-test-${Date.now().toString(36)}`;
     const leader = await ha.soleLeader(10_000);
     await ha.sql(leader, `DO $$ BEGIN RAISE LOG '${marker}'; END $$`);
