@@ -463,6 +463,12 @@ export class EtcdClient {
     return (answer.members ?? []).map(memberOf);
   }
 
+  /** Sets a member's peer URLs (etcd's member update); returns the member list right after the change. */
+  async memberUpdate(id: string, peerUrls: string[], opts: CallOptions = {}): Promise<EtcdMember[]> {
+    const answer = (await this.call('/v3/cluster/member/update', { ID: id, peerURLs: peerUrls }, opts, 'each')) as { members?: RawMember[] };
+    return (answer.members ?? []).map(memberOf);
+  }
+
   /** The member at `endpoint` (no failover): its ids, raft position and alarms. */
   async statusAt(endpoint: string, opts: CallOptions = {}): Promise<EtcdStatus> {
     const answer = (await this.callAt(endpoint, '/v3/maintenance/status', {}, opts)) as RawStatus;

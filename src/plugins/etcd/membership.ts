@@ -10,7 +10,7 @@ import type { ClusterSecrets } from '../../supervisor/secrets.js';
 import type { StateDir } from '../../supervisor/state-dir.js';
 import type { Supervisor } from '../../supervisor/supervisor.js';
 import type { TomlTable } from '../../supervisor/toml-schema.js';
-import { clusterToken, peerUrl } from './cluster.js';
+import { clientUrl, clusterToken, peerUrl } from './cluster.js';
 import type { CensusSource } from '../../supervisor/rumors/service-members.js';
 import { ETCD_SERVICE, etcdVoters, type EtcdVoterEndpoint } from './endpoints.js';
 import { EtcdClient, endpointHost, hexId, type EtcdMember } from './client.js';
@@ -168,6 +168,34 @@ export interface VotersSet {
   note: string;
 }
 
+/**
+ * A voter's own entry in etcd's member list when it still holds clear-text
+ * peer URLs while this member's etcd serves its peer port over TLS: a
+ * cluster whose etcd was formed before it had a CA (`hasup cert init-ca`)
+ * keeps the http:// URLs in etcd's own data, which the flags of a restart do
+ * not change (docs/tls.md). undefined when there is nothing to move.
+ */
+export function peerUrlsToMove(members: EtcdMember[], name: string, selfPeerUrl: string): { id: string; from: string[] } | undefined {
+  if (!selfPeerUrl.startsWith('https:')) return undefined;
+  const own = members.find((m) => m.name === name);
+  if (!own || !own.peerUrls.some((u) => u.startsWith('http:'))) return undefined;
+  return { id: own.id, from: own.peerUrls };
+}
+
+/**
+ * Moves this voter's peer URLs to https (etcd's member update) through its
+ * own etcd once that serves TLS; the other members then dial it over TLS.
+ * Each member does it for itself when it restarts with TLS, so a rolling
+ * restart after `cert init-ca` moves the voters one at a time. Returns what
+ * it moved, or undefined when etcd already had https URLs for it.
+ */
+export async function movePeerUrlsToTls(etcd: Pick<EtcdClient, 'memberList' | 'memberUpdate'>, name: string, selfPeerUrl: string): Promise<{ id: string; from: string[]; to: string[] } | undefined> {
+  const move = peerUrlsToMove(await etcd.memberList(), name, selfPeerUrl);
+  if (!move) return undefined;
+  await etcd.memberUpdate(move.id, [selfPeerUrl]);
+  return { ...move, to: [selfPeerUrl] };
+}
+
 export class EtcdMembership {
   private readonly cluster: ClusterState | undefined;
   private readonly serviceRoot: string;
@@ -312,6 +340,7 @@ export class EtcdMembership {
     this.decided(decision);
     if (decision.role === 'voter') {
       if (!this.deps.supervisor.get(ETCD_SERVICE)) await this.deps.supervisor.load(ETCD_SERVICE);
+      if (this.deps.tls) void this.keepPeerUrlsTls(selfPeerUrl).catch((err: unknown) => this.log.warn({ event: 'etcd_peer_urls_failed', reason: (err as Error).message }, `etcd peer URLs not checked: ${(err as Error).message}`));
     } else {
       await this.watchSeats(selfPeerUrl);
     }
@@ -444,6 +473,28 @@ export class EtcdMembership {
   }
 
   /** This member's etcd peer URL from the plan defaults and [service.etcd] (before etcd is loaded). */
+  /** A voter under TLS: its clear-text peer URLs in etcd moved to https through its own etcd, retried until etcd answers. */
+  private async keepPeerUrlsTls(selfPeerUrl: string): Promise<void> {
+    const plan = findPlan(ETCD_SERVICE, this.deps.planPath);
+    const cfg = mergeLayers(plan.defaults, [{ name: '[service.etcd] in hasup.toml', data: this.deps.userLayer }]);
+    const etcd = etcdAt([clientUrl(cfg, this.deps.ip, true)], this.deps.tls);
+    while (!this.stopped) {
+      try {
+        const moved = await movePeerUrlsToTls(etcd, this.deps.memberId, selfPeerUrl);
+        if (moved) {
+          this.log.warn(
+            { event: 'etcd_peer_urls_tls', etcd_member_id: hexId(moved.id) ?? moved.id, from: moved.from, to: moved.to },
+            `etcd held clear-text peer URLs for this member (${moved.from.join(', ')}), formed before the cluster CA: moved to ${moved.to.join(', ')}`,
+          );
+        }
+        return;
+      } catch (err) {
+        this.log.info({ event: 'etcd_peer_urls_retry', reason: (err as Error).message }, `etcd peer URLs not checked yet: ${(err as Error).message}`);
+      }
+      await this.sleep(SEAT_CHECK_MS);
+    }
+  }
+
   private ownPeerUrl(): string {
     const plan = findPlan(ETCD_SERVICE, this.deps.planPath);
     const cfg = mergeLayers(plan.defaults, [{ name: '[service.etcd] in hasup.toml', data: this.deps.userLayer }]);
