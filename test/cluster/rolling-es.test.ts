@@ -13,7 +13,7 @@
 import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { appendFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { esAccess, esRequestExtras } from '../../src/plugins/elasticsearch/access.js';
 import { textRequest } from '../../src/plugins/http-json.js';
@@ -47,6 +47,8 @@ describe('rolling restart of Elasticsearch under write and shipping load', { ski
 
   before(async () => {
     ha = await HaCluster.create({ nodes: 3, elasticsearch: { security: true } });
+    // Every member ships (nodes 2 and 3 run no Elasticsearch: shipping is off there unless asked for).
+    for (const i of [1, 2, 3]) appendFileSync(ha.configFile(i), `\n[shipping]\nenabled = true\nmetrics_interval_s = ${METRICS_MS / 1000}\nflush_interval_ms = 500\n`);
     for (const i of [1, 2, 3]) ha.startNode(i);
     await ha.startHaproxy();
     await ha.whole(180_000);
@@ -55,8 +57,9 @@ describe('rolling restart of Elasticsearch under write and shipping load', { ski
     const ids = await Promise.all([1, 2, 3].map((i) => ha.memberId(i)));
     await eventually(
       async () => {
-        const r = await es<{ aggregations: { m: { buckets: Array<{ key: string }> } } }>('POST', '/hasup-metrics-*/_search', { size: 0, aggs: { m: { terms: { field: 'hasup.member.id', size: 10 } } } }).catch(() => undefined);
-        const seen = new Set(r?.aggregations.m.buckets.map((b) => b.key));
+        // No aggregations in the answer while no metrics index exists yet.
+        const r = await es<{ aggregations?: { m: { buckets: Array<{ key: string }> } } }>('POST', '/hasup-metrics-*/_search', { size: 0, aggs: { m: { terms: { field: 'hasup.member.id', size: 10 } } } }).catch(() => undefined);
+        const seen = new Set(r?.aggregations?.m.buckets.map((b) => b.key));
         return ids.every((id) => seen.has(id)) || undefined;
       },
       120_000,
