@@ -24,6 +24,7 @@ import { memberRoutes } from '../plugins/http/members.js';
 import { listen, type HttpListen } from '../plugins/http/server.js';
 import { TlsRenewRefused, tlsRoutes } from '../plugins/http/tls-routes.js';
 import { supervisorRoutes } from '../plugins/http/supervisor-routes.js';
+import { joinCandidates, peersToRemember, readKnownPeers, writeKnownPeers } from './known-peers.js';
 import { rolloutRoutes } from '../plugins/http/rollout-routes.js';
 import { rolloutRumorFor } from '../supervisor/rumors/rollout.js';
 import { hasupVersion, installedHasupVersion } from '../supervisor/version.js';
@@ -144,6 +145,8 @@ export class Daemon {
   private stopped = false;
   /** When this hasup process started (ms): GET /supervisor, and how hasup upgrade hasup sees a member back. */
   private readonly startedAt = Date.now();
+  /** The last known-peers.json written (unchanged lists are not written again). */
+  private knownPeersText: string | undefined;
   private rumorVersion = 0;
   /** This member's certificate and key (or why TLS is off), decided at start, issued anew by cert rotate. */
   private tls: MemberTls = { on: false, reason: 'the member has not started' };
@@ -604,7 +607,8 @@ export class Daemon {
    */
   private joinPeers(attempt: number): void {
     const self = this.transport!.local;
-    const peers = this.opts.peers.filter((p) => !(p.addr === self.addr && p.port === self.port));
+    // The configured peers, and the members this one knew when it last ran (a founder has no configured peer).
+    const peers = joinCandidates(this.opts.peers, readKnownPeers(this.state.root)).filter((p) => !(p.addr === self.addr && p.port === self.port));
     if (peers.length === 0 || this.stopped) return;
     this.log.info({ event: 'joining', peers: peers.map(formatPeerAddress), attempt }, 'joining the ring');
     void this.memberlist.join(peers).then((answered) => {
@@ -623,6 +627,17 @@ export class Daemon {
     const fields = { event: 'member', peer: m.id, address: `${m.addr}:${m.port}`, state: m.state, prev: prev ?? null, incarnation: m.incarnation };
     if (m.state === 'dead' || m.state === 'suspect') this.log.warn(fields, `member ${m.id} is ${m.state}`);
     else this.log.info(fields, `member ${m.id} is ${m.state}`);
+    this.rememberPeers();
+  }
+
+  /** STATE_DIR/known-peers.json follows the membership (known-peers.ts): a restarted hasup rejoins through it. */
+  private rememberPeers(): void {
+    if (this.stopped || !this.ring) return;
+    try {
+      this.knownPeersText = writeKnownPeers(this.state.root, peersToRemember(this.memberId, this.memberlist.members()), this.knownPeersText);
+    } catch (err) {
+      this.log.warn({ event: 'known_peers_write_failed', err }, 'cannot remember the ring\'s members for the next start');
+    }
   }
 
   private checkClocks(): void {
