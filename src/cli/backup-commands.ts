@@ -2,6 +2,7 @@ import { InvalidArgumentError, Option, type Command } from 'commander';
 import type { JobView } from '../plugins/backup/coordinator.js';
 import type { BackupType } from '../plugins/backup/info.js';
 import { formatBytes } from '../plugins/backup/pgbackrest.js';
+import { describeRepoState } from '../plugins/backup/repos.js';
 import type { BackupListing, VerifyOutcome } from '../plugins/backup/views.js';
 import { DEFAULT_STATE_DIR } from '../supervisor/state-dir.js';
 import { ApiClient, ApiError } from './api-client.js';
@@ -10,9 +11,9 @@ import { ApiClient, ApiError } from './api-client.js';
  * Backups from the command line, through the local daemon's API
  * (docs/backup.md):
  *
- *   hasup backup create [--type full|diff|incr] [--wait]   on the leader (a follower names it; the command goes there)
+ *   hasup backup create [--type full|diff|incr] [--repo 1|2] [--wait]   on the leader (a follower names it; the command goes there), into repository 1 unless told
  *   hasup backup list [--json]                              the repository's backups (with their Elasticsearch snapshots: backup sets), archive and recoverability window
- *   hasup backup verify [--json]                            pgBackRest's verify and hasup's checks; exit 1 when anything is wrong
+ *   hasup backup verify [--repo 1|2] [--json]               pgBackRest's verify and hasup's checks, of every repository unless told; exit 1 when anything is wrong
  */
 export interface Flags {
   stateDir: string;
@@ -46,25 +47,27 @@ export function registerBackupCommands(program: Command): void {
   withFlags(backup.command('create'))
     .description('take a backup on the PostgreSQL leader (asked of a follower, the command goes to the leader)')
     .addOption(new Option('--type <type>', 'full, diff (changes since the last full) or incr (changes since the last backup)').choices(['full', 'diff', 'incr']).default('full'))
+    .addOption(repoOption('the repository the backup goes into: 1 (repo_path, the default) or 2 (repo2_path)'))
     .option('--wait', 'wait for the backup to end, printing its progress')
-    .action(async (flags: Flags & { type: BackupType; wait?: boolean }) => {
+    .action(async (flags: Flags & { type: BackupType; repo?: 1 | 2; wait?: boolean }) => {
+      const body = { type: flags.type, ...(flags.repo ? { repo: flags.repo } : {}) };
       let api = client(flags);
       let answer: { job: JobView };
       try {
-        answer = await api.request<{ job: JobView }>('POST', '/backup', { type: flags.type });
+        answer = await api.request<{ job: JobView }>('POST', '/backup', body);
       } catch (err) {
         const leader = err instanceof ApiError && err.status === 421 ? (err.body.leader as { member?: string; api?: string | null } | undefined) : undefined;
         if (!leader) throw plain(err);
         if (!leader.api) throw new Error(`backups are taken on the leader, member ${leader.member ?? '?'}, whose API address this member does not know; run the command there`);
         if (!flags.json) console.error(`this member is not the leader; asking the leader ${leader.member ?? ''} at ${leader.api}`);
         api = api.at(leader.api);
-        answer = await api.request<{ job: JobView }>('POST', '/backup', { type: flags.type }).catch((e: unknown) => {
+        answer = await api.request<{ job: JobView }>('POST', '/backup', body).catch((e: unknown) => {
           throw plain(e);
         });
       }
       let job = answer.job;
       if (!flags.wait) {
-        console.log(flags.json ? JSON.stringify(job, null, 2) : `backup job ${job.id} (${job.type}) started on member ${job.member}; follow it at ${api.url}/backup/jobs/${job.id}, or run with --wait`);
+        console.log(flags.json ? JSON.stringify(job, null, 2) : `backup job ${job.id} (${job.type}${flags.repo ? `, repository ${flags.repo}` : ''}) started on member ${job.member}; follow it at ${api.url}/backup/jobs/${job.id}, or run with --wait`);
         return;
       }
       if (!flags.json) console.log(`backup job ${job.id} (${job.type}) started on member ${job.member}`);
@@ -90,10 +93,11 @@ export function registerBackupCommands(program: Command): void {
 
   withFlags(backup.command('verify'))
     .description("check every backup file and archived WAL segment against its checksum (pgBackRest verify) and hasup's checks (WAL gaps, unusable backups, each backup's WAL, the repository's system id, the leader's archiving); exits 1 when anything is wrong")
-    .option('--timeout <seconds>', 'give verify up after this long (default 6 hours)', positiveInt)
-    .action(async (flags: Flags & { timeout?: number }) => {
+    .option('--timeout <seconds>', 'give verify up after this long (default 6 hours, each repository)', positiveInt)
+    .addOption(repoOption('verify this repository only (default: every configured one)'))
+    .action(async (flags: Flags & { timeout?: number; repo?: 1 | 2 }) => {
       const api = client(flags);
-      const body = { wait_s: VERIFY_WAIT_S, ...(flags.timeout ? { timeout_s: flags.timeout } : {}) };
+      const body = { wait_s: VERIFY_WAIT_S, ...(flags.timeout ? { timeout_s: flags.timeout } : {}), ...(flags.repo ? { repo: flags.repo } : {}) };
       let job = (
         await api.request<{ job: JobView }>('POST', '/backup/verify', body, { timeoutMs: (VERIFY_WAIT_S + 30) * 1000 }).catch((err: unknown) => {
           throw plain(err);
@@ -104,12 +108,21 @@ export function registerBackupCommands(program: Command): void {
         job = await follow(api, `/backup/jobs/${job.id}`, job, progressText, () => undefined);
       }
       if (job.state === 'failed' || !job.verify) throw new Error(`verify job ${job.id} could not run: ${job.error ?? 'no verdict'}`);
-      console.log(flags.json ? JSON.stringify(job.verify, null, 2) : verifyText(job.verify));
-      if (!job.verify.ok) {
-        console.error(`hasup: the repository has ${job.verify.problems.length} problem(s)${job.verify.problems[0] ? `, first: ${job.verify.problems[0]}` : ''}`);
+      const outcomes = job.verify_repos ?? [job.verify];
+      console.log(flags.json ? JSON.stringify(job.verify_repos ?? job.verify, null, 2) : outcomes.map(verifyText).join('\n\n'));
+      for (const v of outcomes.filter((o) => !o.ok)) {
+        console.error(`hasup: repository ${v.repo} (${v.repo_path}) has ${v.problems.length} problem(s)${v.problems[0] ? `, first: ${v.problems[0]}` : ''}`);
         process.exitCode = 1;
       }
     });
+}
+
+/** `--repo 1|2`: the number (the daemon refuses 2 when repo2_path is not set). */
+export function repoOption(what: string): Option {
+  return new Option('--repo <n>', what).choices(['1', '2']).argParser((v) => {
+    if (v !== '1' && v !== '2') throw new InvalidArgumentError('1 or 2');
+    return Number(v) as 1 | 2;
+  });
 }
 
 function positiveInt(v: string): number {
@@ -209,6 +222,8 @@ export function listingText(l: BackupListing): string {
   if (alone.length > 0) lines.push(`snapshots without a backup: ${alone.map((s) => `${s.snapshot!.name} ${s.snapshot!.state}`).join(', ')}`);
   if (l.sets_error) lines.push(`WARNING: the backup sets are unknown: ${l.sets_error}`);
   for (const a of l.archives) lines.push(`archive (repository ${a.repo}, ${a.id}): ${a.min === null ? 'no WAL yet' : `${a.min} to ${a.max}`}`);
+  if (l.repo_path_2) lines.push(`repository 2: ${l.repo_path_2}`);
+  for (const r of l.repo_archive ?? []) if (r.state !== 'ok') lines.push(`${r.state === 'behind' ? '' : 'WARNING: '}${describeRepoState(r)}`);
   for (const w of l.recoverable) {
     lines.push(`recoverable (repository ${w.repo}): from ${when(w.from)} (end of backup ${w.from_backup}) to the end of WAL ${w.to_wal}${w.to ? ` (archived ${when(w.to)})` : ''}; hasup backup verify checks the WAL between is all there`);
   }

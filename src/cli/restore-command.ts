@@ -45,7 +45,7 @@ export function registerRestoreCommand(program: Command): void {
     .option('--secrets <file>', 'cluster secrets file holding the API token (default: recorded by the daemon)')
     .option('--json', 'print the final state as JSON')
     .option('--to-new-cluster', 'restore into a new cluster on this node (a node of no cluster), beside the running one, which is never touched: needs --repo, --source-secrets and --advertise; --secrets is then the new secrets file to write')
-    .option('--repo <path>', "with --to-new-cluster: the repository to restore from (read only; a copy of it is fine)")
+    .option('--repo <n|path>', "the repository to restore from: 1 or 2 (repo_path or repo2_path; with two, hasup chooses the first holding a backup for the target whose archiving does not fail); with --to-new-cluster: its path (read only; a copy of it is fine)")
     .option('--source-secrets <file>', "with --to-new-cluster: the secrets file of the cluster that wrote the repository (its PostgreSQL passwords and the repository's passphrase)")
     .option('--new-repo <path>', "with --to-new-cluster: the new cluster's own repository, where it archives (default: archiving off); never the source")
     .option('--advertise <addr[:port]>', "with --to-new-cluster: this node's address (as for cluster create)")
@@ -66,7 +66,8 @@ export function registerRestoreCommand(program: Command): void {
         await restoreToNewCluster(flags as unknown as NewClusterFlags);
         return;
       }
-      for (const f of ['repo', 'sourceSecrets', 'newRepo', 'advertise'] as const) {
+      if (flags.repo !== undefined && flags.repo !== '1' && flags.repo !== '2') throw new Error(`--repo is 1 or 2 (a repository of this cluster); a path goes with --to-new-cluster (got ${JSON.stringify(flags.repo.slice(0, 80))})`);
+      for (const f of ['sourceSecrets', 'newRepo', 'advertise'] as const) {
         if (flags[f] !== undefined) throw new Error(`--${f.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} goes with --to-new-cluster`);
       }
       const body = {
@@ -87,14 +88,15 @@ export function registerRestoreCommand(program: Command): void {
       }
       const api = ApiClient.fromStateDir(flags.stateDir, { url: flags.api, secrets: flags.secrets });
       const started = await api
-        .request<{ restore: RestoreRequest; snapshot_restore?: SnapshotJobView | null; snapshot_note?: string | null }>('POST', '/restore', body)
+        .request<{ restore: RestoreRequest; snapshot_restore?: SnapshotJobView | null; snapshot_note?: string | null }>('POST', '/restore', { ...body, ...(flags.repo ? { repo: Number(flags.repo) } : {}) })
         .catch((err: unknown) => {
           throw err instanceof ApiError && typeof err.body.error === 'string' ? new Error(err.body.error) : err;
         });
       let r = started.restore;
       const search = started.snapshot_restore ?? null;
       if (!flags.json) {
-        console.log(`cluster restore ${r.id} to ${describeTarget(r.target)} started, member ${r.member} restoring`);
+        const repo = (r.target as { repo?: number }).repo;
+        console.log(`cluster restore ${r.id} to ${describeTarget(r.target)}${repo ? ` from repository ${repo}` : ''} started, member ${r.member} restoring`);
         if (search) console.log(`then snapshot ${search.snapshot} (${describeIndices(search)}, replacing the existing ones), job ${search.id}`);
         if (started.snapshot_note) console.log(started.snapshot_note);
       }

@@ -69,7 +69,9 @@ class FakeBackups implements BackupOperations {
     if (this.mode === 'no-leader') throw new BackupRefused('no-leader', 'there is no PostgreSQL leader to take the backup now (electing)');
   }
 
-  startBackup(type: BackupType): JobView {
+  repos: Array<number | undefined> = [];
+  startBackup(type: BackupType, opts: { repo?: 1 | 2 } = {}): JobView {
+    this.repos.push(opts.repo);
     this.refuse();
     if (this.running) throw new BackupRefused('busy', `backup job ${this.running.id} (${this.running.type}) is running since ${this.running.started_at}`, null, this.running);
     this.started.push(type);
@@ -130,10 +132,16 @@ test('POST /backup needs the token, and its body is checked field by field', asy
   const badType = await call('POST', '/backup', { type: 'weekly' });
   assert.equal(badType.statusCode, 400);
   assert.match(badType.json().error, /body\/type must be one of "full", "diff", "incr"/);
-  const unknown = await call('POST', '/backup', { type: 'full', repo: 2 });
+  const unknown = await call('POST', '/backup', { type: 'full', label: 'x' });
   assert.equal(unknown.statusCode, 400);
-  assert.match(unknown.json().error, /unknown field "repo"/);
+  assert.match(unknown.json().error, /unknown field "label"/);
+  const badRepo = await call('POST', '/backup', { type: 'full', repo: 3 });
+  assert.equal(badRepo.statusCode, 400);
+  assert.match(badRepo.json().error, /body\/repo must be one of 1, 2|body\/repo must be equal to one of/);
   assert.deepEqual(fake.started, [], 'nothing started on a refused request');
+  assert.equal((await call('POST', '/backup', { type: 'diff', repo: 2 })).statusCode, 202);
+  assert.deepEqual(fake.started, ['diff'], 'the repository went with it');
+  assert.deepEqual(fake.repos, [2]);
   await app.close();
 });
 

@@ -10,6 +10,7 @@ import type { BackupInfo, BackupType, StanzaInfo } from './info.js';
 import { JobBook, JobBusy, type Job } from './jobs.js';
 import { archivedSegment, archiverFailing, localDatabase, type LocalDatabase } from './local-db.js';
 import { BackupNotConfigured, PgBackRest, type BackupOptions, type CallOptions } from './pgbackrest.js';
+import { configuredRepos, parseRepo, repoArchiveStates, repoPath, RepoRefused, type PushError, type RepoNumber } from './repos.js';
 import type { SearchSnapshots } from './search-snapshots.js';
 import { backupSetsJson, lastSetBrief } from './set-views.js';
 import { serverProblem } from './files.js';
@@ -50,6 +51,8 @@ export interface BackupTool {
   backup(type: BackupType, opts?: BackupOptions): Promise<BackupInfo>;
   info(opts?: CallOptions): Promise<StanzaInfo>;
   verify(opts?: CallOptions & { repo?: 1 | 2 }): Promise<VerifyReport>;
+  /** The async archive-push's current errors (spool .error files); absent in fakes that have none. */
+  archivePushErrors?(): Promise<PushError[]>;
 }
 
 /**
@@ -95,8 +98,10 @@ export interface JobView {
   backup: BackupJson | null;
   /** The Elasticsearch snapshot taken after the backup (a backup set), once done; absent when snapshots are off. */
   snapshot?: SnapshotOutcome;
-  /** The verdict (verify jobs, once done). */
+  /** The verdict (verify jobs, once done): with two repositories verified, the first that failed, else the first. */
   verify: VerifyOutcome | null;
+  /** Each repository's verdict, when the job verified more than one. */
+  verify_repos?: VerifyOutcome[];
   error: string | null;
 }
 
@@ -105,11 +110,11 @@ export interface BackupOperations {
   /** This member's report (undefined where PostgreSQL is not loaded). */
   report(): BackupReport | undefined;
   /** Starts a backup job on this member, which must be the leader (the backup itself may be taken on a follower). */
-  startBackup(type: BackupType): JobView;
+  startBackup(type: BackupType, opts?: { repo?: RepoNumber }): JobView;
   /** On a follower, asked by the leader: takes a backup as a standby of the leader (backup-standby). */
   startStandbyBackup?(req: StandbyRequest): JobView;
   /** Starts a verify job on this member. */
-  startVerify(opts?: { timeoutMs?: number }): JobView;
+  startVerify(opts?: { timeoutMs?: number; repo?: RepoNumber }): JobView;
   job(id: string): JobView | undefined;
   /** The job when it has ended, or as it is after `ms`. */
   waitJob(id: string, ms: number): Promise<JobView | undefined>;
@@ -136,6 +141,8 @@ export interface StandbyRequest {
   primary: PrimaryRemote;
   /** The leader's timeline: a follower still on an older one (just after a failover) refuses. */
   timeline?: number | null;
+  /** The repository the backup goes into (the first when absent). */
+  repo?: RepoNumber;
 }
 
 /** A follower refused, or could not be reached: it started nothing, so another may be asked. */
@@ -149,7 +156,7 @@ export interface PeerBackups {
   job(member: string, id: string, signal: AbortSignal): Promise<JobView | undefined>;
 }
 
-type JobResult = { backup: BackupInfo; snapshot?: SnapshotOutcome } | { verify: VerifyOutcome };
+type JobResult = { backup: BackupInfo; snapshot?: SnapshotOutcome } | { verify: VerifyOutcome; verifyRepos?: VerifyOutcome[] };
 
 export interface BackupCoordinatorOptions {
   memberId: string;
@@ -288,8 +295,9 @@ export class BackupCoordinator implements BackupOperations {
     };
   }
 
-  startBackup(type: BackupType): JobView {
+  startBackup(type: BackupType, opts: { repo?: RepoNumber } = {}): JobView {
     const ctx = this.requireBackups();
+    const repo = this.repoOrRefuse(ctx, opts.repo);
     const st = this.opts.leadership.state();
     if (st.role !== 'leader') {
       if (st.leader && st.leader !== this.opts.memberId) throw new BackupRefused('not-leader', `backups are taken on the PostgreSQL leader, member ${st.leader}; this member is ${st.role === 'replica' ? 'a follower' : 'not the leader'}`, st.leader);
@@ -314,13 +322,14 @@ export class BackupCoordinator implements BackupOperations {
       }
       let made: BackupInfo;
       try {
-        const onFollower = await this.backupOnFollower(ctx, tool, db, type, jobId(), abort.signal, progress);
+        const onFollower = await this.backupOnFollower(ctx, tool, db, type, repo, jobId(), abort.signal, progress);
         if ('made' in onFollower) made = onFollower.made;
         else {
           this.sources.set(jobId(), { role: 'leader', member: this.opts.memberId, reason: onFollower.reason });
           this.log.info({ event: 'backup_source', job: jobId(), source: 'leader', reason: onFollower.reason }, `backup job ${jobId()}: the leader takes the backup itself: ${onFollower.reason}`);
           progress({ detail: undefined });
           made = await tool.backup(type, {
+            ...(repo ? { repo } : {}),
             signal: abort.signal,
             timeoutMs: this.opts.backupTimeoutMs ?? 24 * 60 * MINUTE,
             progressIntervalMs: this.opts.progressMs ?? 2000,
@@ -350,7 +359,7 @@ export class BackupCoordinator implements BackupOperations {
       return { backup: made, snapshot };
     });
     this.jobAborts.set(job.id, abort);
-    this.log.info({ event: 'backup_job', job: job.id, type, state: 'running' }, `backup job ${job.id} (${type}) started`);
+    this.log.info({ event: 'backup_job', job: job.id, type, repo: repo ?? 1, state: 'running' }, `backup job ${job.id} (${type}, repository ${repo ?? 1}) started`);
     return this.view(job);
   }
 
@@ -383,6 +392,7 @@ export class BackupCoordinator implements BackupOperations {
     const busy = this.jobs.running('backup');
     if (busy) throw new BackupRefused('busy', new JobBusy(busy).message, null, this.view(busy));
     const tool = this.toolOrRefuse(ctx);
+    const repo = this.repoOrRefuse(ctx, req.repo);
     const abort = new AbortController();
     const job = this.jobs.start('backup', req.type, async (progress) => {
       try {
@@ -391,6 +401,7 @@ export class BackupCoordinator implements BackupOperations {
         const tls = server!.status().tls;
         if (!tls) throw new Error(`this member has no pgBackRest certificate to reach the leader with (${server!.status().reason ?? 'unknown'})`);
         const made = await tool.backup(req.type, {
+          ...(repo ? { repo } : {}),
           signal: abort.signal,
           timeoutMs: this.opts.backupTimeoutMs ?? 24 * 60 * MINUTE,
           progressIntervalMs: this.opts.progressMs ?? 2000,
@@ -414,31 +425,40 @@ export class BackupCoordinator implements BackupOperations {
     return this.view(job);
   }
 
-  startVerify(opts: { timeoutMs?: number } = {}): JobView {
+  startVerify(opts: { timeoutMs?: number; repo?: RepoNumber } = {}): JobView {
     const ctx = this.requireBackups();
+    const asked = this.repoOrRefuse(ctx, opts.repo);
+    const repos = asked ? [asked] : configuredRepos(backupSettingsFrom(ctx.cfg));
     const busy = this.jobs.running('verify');
     if (busy) throw new BackupRefused('busy', new JobBusy(busy).message, null, this.view(busy));
     const tool = this.toolOrRefuse(ctx);
     const db = (this.opts.database ?? localDatabase)(ctx);
     const abort = new AbortController();
-    const job = this.jobs.start('verify', null, async () => {
-      const startedAt = this.now();
-      const repo = 1;
-      const report = await tool.verify({ repo, signal: abort.signal, timeoutMs: opts.timeoutMs ?? DEFAULT_VERIFY_TIMEOUT_MS });
-      const info = await tool.info({ signal: abort.signal, timeoutMs: INFO_TIMEOUT_MS }).catch(() => null);
-      const localSystemId = await db.systemId(AbortSignal.timeout(DB_TIMEOUT_MS)).catch((err: unknown) => ({ unknown: this.describe(err) }));
-      const outcome = verifyOutcome({
-        member: this.opts.memberId,
-        repo,
-        repoPath: tool.settings.repoPath,
-        report,
-        info,
-        localSystemId,
-        leaderArchive: this.leaderArchive(),
-        startedAt,
-        endedAt: this.now(),
-      });
-      return { verify: outcome };
+    const job = this.jobs.start('verify', null, async (progress) => {
+      const outcomes: VerifyOutcome[] = [];
+      // One repository after the other (each reads all of its files); the time limit is each one's.
+      for (const repo of repos) {
+        if (repos.length > 1) progress({ detail: `verifying repository ${repo} (${repoPath(tool.settings, repo)})` });
+        const startedAt = this.now();
+        const report = await tool.verify({ repo, signal: abort.signal, timeoutMs: opts.timeoutMs ?? DEFAULT_VERIFY_TIMEOUT_MS });
+        const info = await tool.info({ signal: abort.signal, timeoutMs: INFO_TIMEOUT_MS }).catch(() => null);
+        const localSystemId = await db.systemId(AbortSignal.timeout(DB_TIMEOUT_MS)).catch((err: unknown) => ({ unknown: this.describe(err) }));
+        outcomes.push(
+          verifyOutcome({
+            member: this.opts.memberId,
+            repo,
+            repoPath: repoPath(tool.settings, repo),
+            report,
+            info: info ? { ...info, backups: info.backups.filter((b) => b.repo === repo), archives: info.archives.filter((a) => a.repo === repo) } : null,
+            localSystemId,
+            leaderArchive: this.leaderArchive(),
+            startedAt,
+            endedAt: this.now(),
+          }),
+        );
+      }
+      const worst = outcomes.find((o) => !o.ok) ?? outcomes[0]!;
+      return outcomes.length > 1 ? { verify: worst, verifyRepos: outcomes } : { verify: worst };
     });
     this.jobAborts.set(job.id, abort);
     this.log.info({ event: 'verify_job', job: job.id, state: 'running' }, `verify job ${job.id} started`);
@@ -470,7 +490,7 @@ export class BackupCoordinator implements BackupOperations {
     const tool = this.toolOrRefuse(ctx);
     try {
       const info = await tool.info({ timeoutMs: opts.timeoutMs ?? INFO_TIMEOUT_MS, ...(opts.signal ? { signal: opts.signal } : {}) });
-      const listing = backupListing({ member: this.opts.memberId, repoPath: tool.settings.repoPath, info, archive: this.leaderArchive()?.archive ?? null });
+      const listing = await this.withRepoArchive(tool, backupListing({ member: this.opts.memberId, repoPath: tool.settings.repoPath, info, archive: this.leaderArchive()?.archive ?? null }), info);
       const search = this.opts.search?.();
       if (!search) return listing;
       try {
@@ -482,6 +502,19 @@ export class BackupCoordinator implements BackupOperations {
     } catch (err) {
       throw new Error(this.describe(err));
     }
+  }
+
+  /**
+   * With two repositories, each one's archive (repos.ts): how far its WAL
+   * goes, and the async archive-push's errors naming it (only the leader,
+   * which archives, has them in its spool).
+   */
+  private async withRepoArchive(tool: BackupTool, listing: BackupListing, info: StanzaInfo): Promise<BackupListing> {
+    if (configuredRepos(tool.settings).length < 2) return listing;
+    const pushErrors = (await tool.archivePushErrors?.().catch(() => [])) ?? [];
+    const states = repoArchiveStates({ settings: tool.settings, repos: info.repos, archives: info.archives, pushErrors });
+    for (const st of states) st.detail = st.detail === null ? null : this.describe(new Error(st.detail));
+    return { ...listing, repo_path_2: tool.settings.repo2Path, repo_archive: states };
   }
 
   /** Stops looking after the stanza, cancels running jobs and waits for them. */
@@ -612,7 +645,12 @@ export class BackupCoordinator implements BackupOperations {
         const a = await (this.opts.database ?? localDatabase)(ctx).archiver(AbortSignal.any([AbortSignal.timeout(DB_TIMEOUT_MS), this.closing.signal]));
         if (this.activeKey !== key) return;
         const failing = archiverFailing(a);
-        if (failing && !this.archive?.failing) this.log.warn({ event: 'archive_failing', wal: a.lastFailedWal }, `WAL archiving fails: segment ${a.lastFailedWal ?? '?'} could not be archived`);
+        if (failing && !this.archive?.failing) {
+          // pgBackRest's own reason, from the async archive-push's error file: with two repositories it names the one that refused (the other still gets the WAL).
+          const why = (await Promise.resolve().then(() => this.toolFor(ctx).archivePushErrors?.()).catch(() => undefined))?.at(-1);
+          const reason = why ? this.describe(new Error(why.message)) : undefined;
+          this.log.warn({ event: 'archive_failing', wal: a.lastFailedWal, ...(reason ? { reason } : {}) }, `WAL archiving fails: segment ${a.lastFailedWal ?? '?'} could not be archived${reason ? `: ${reason}` : ''}`);
+        }
         if (!failing && this.archive?.failing) this.log.info({ event: 'archive_ok', wal: a.lastArchivedWal }, `WAL archiving works again: ${a.lastArchivedWal ?? '?'} archived`);
         const major = this.archive === null || failing !== this.archive.failing;
         // "Archived up to" is a segment: a history or partial file archived last leaves the segment before it.
@@ -721,6 +759,7 @@ export class BackupCoordinator implements BackupOperations {
     tool: BackupTool,
     db: LocalDatabase,
     type: BackupType,
+    repo: RepoNumber | undefined,
     jobId: string,
     signal: AbortSignal,
     progress: (p: { percent?: number | null; detail?: string }) => void,
@@ -747,7 +786,7 @@ export class BackupCoordinator implements BackupOperations {
     for (const member of choice.candidates) {
       let remote: JobView;
       try {
-        remote = await peers.startStandby(member, { type, primary, timeline: this.opts.leadership.state().timeline }, signal);
+        remote = await peers.startStandby(member, { type, primary, timeline: this.opts.leadership.state().timeline, ...(repo ? { repo } : {}) }, signal);
       } catch (err) {
         if (signal.aborted) throw err;
         if (!(err instanceof PeerRefused)) throw new Error(`follower ${member} was asked to take the backup and its answer was lost (${this.describe(err)}); not starting a second one`);
@@ -811,6 +850,16 @@ export class BackupCoordinator implements BackupOperations {
   private toolFor(ctx: DriverContext): BackupTool {
     if (this.toolCache?.cfg !== ctx.cfg) this.toolCache = { cfg: ctx.cfg, tool: (this.opts.tool ?? PgBackRest.forService)(ctx) };
     return this.toolCache.tool;
+  }
+
+  /** The repository asked for (1 or 2 with repo2_path set), refused otherwise; undefined when none was asked. */
+  private repoOrRefuse(ctx: DriverContext, repo: unknown): RepoNumber | undefined {
+    try {
+      return parseRepo(repo, backupSettingsFrom(ctx.cfg));
+    } catch (err) {
+      if (err instanceof RepoRefused) throw new BackupRefused('invalid', err.message);
+      throw err;
+    }
   }
 
   private toolOrRefuse(ctx: DriverContext): BackupTool {
@@ -896,6 +945,7 @@ export function jobView(job: Job<JobResult>): JobView {
     backup: job.result && 'backup' in job.result ? backupJson(job.result.backup) : null,
     ...(job.result && 'backup' in job.result && job.result.snapshot ? { snapshot: job.result.snapshot } : {}),
     verify: job.result && 'verify' in job.result ? job.result.verify : null,
+    ...(job.result && 'verify' in job.result && job.result.verifyRepos ? { verify_repos: job.result.verifyRepos } : {}),
     error: job.error,
   };
 }

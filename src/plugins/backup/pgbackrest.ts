@@ -1,4 +1,5 @@
-import { statfs } from 'node:fs/promises';
+import { readdir, readFile, stat, statfs } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { RestoreTarget } from '../../ha/index.js';
 import type { DriverContext } from '../../supervisor/driver.js';
 import { passfilePath } from '../postgresql/standby-config.js';
@@ -7,6 +8,7 @@ import { preparePgBackRestFiles, pgbackrestPaths, STANZA, type PgBackRestPaths }
 import { parseInfo, parseProgress, type BackupInfo, type BackupProgress, type BackupType, type StanzaInfo } from './info.js';
 import type { PgBackRestTlsFiles } from './server-tls.js';
 import { backupEnabled, backupSettingsFrom, checkBackupSettings, type BackupSettings } from './settings.js';
+import { parsePushError, type PushError } from './repos.js';
 import { standbyArgs, type PrimaryRemote } from './standby.js';
 import { parseVerify, withDependents, type VerifyReport } from './verify.js';
 
@@ -166,8 +168,10 @@ export class PgBackRest {
    * standby.signal, PostgreSQL replays the archive to the target and ends
    * recovery there on a new timeline.
    */
-  async restore(target: RestoreTarget, opts: CallOptions & { delta: boolean }): Promise<void> {
-    const args = [...(opts.delta ? ['--delta'] : []), ...restoreTargetArgs(target)];
+  async restore(target: RestoreTarget & { repo?: 1 | 2 }, opts: CallOptions & { delta: boolean; repo?: 1 | 2 }): Promise<void> {
+    // Without --repo pgBackRest takes the first repository holding a backup for the target; the request's repo (restore-target.ts) or the caller's chooses one.
+    const repo = opts.repo ?? target.repo;
+    const args = [...(opts.delta ? ['--delta'] : []), ...(repo ? [`--repo=${repo}`] : []), ...restoreTargetArgs(target)];
     await this.run('restore', args, { timeoutMs: LONG_TIMEOUT_MS }, opts);
   }
 
@@ -200,6 +204,32 @@ export class PgBackRest {
   /** Removes backups (and the WAL only they need) beyond the retention settings; a backup does this itself when it ends. */
   async expire(opts: CallOptions & { repo?: 1 | 2 } = {}): Promise<void> {
     await this.run('expire', opts.repo ? [`--repo=${opts.repo}`] : [], { timeoutMs: SHORT_TIMEOUT_MS }, opts);
+  }
+
+  /**
+   * The segments the async archive-push could not push, from its spool's
+   * `.error` files (pgBackRest removes one when the segment is pushed).
+   * With two repositories each names the repository that refused it.
+   */
+  async archivePushErrors(): Promise<PushError[]> {
+    const dir = join(this.paths.spool, 'archive', STANZA, 'out');
+    let names: string[];
+    try {
+      names = (await readdir(dir)).filter((n) => n.endsWith('.error'));
+    } catch {
+      return [];
+    }
+    const out: PushError[] = [];
+    for (const name of names.sort().slice(-20)) {
+      try {
+        const file = join(dir, name);
+        const [text, st] = await Promise.all([readFile(file, 'utf8'), stat(file)]);
+        out.push(parsePushError(name.replace(/\.error$/, ''), text, st.mtimeMs));
+      } catch {
+        // Gone meanwhile: pushed.
+      }
+    }
+    return out;
   }
 
   // ---- internals --------------------------------------------------------------

@@ -1,5 +1,6 @@
 import type { RestoreTarget } from '../../ha/index.js';
 import { lsnText, parseLsn } from '../postgresql/replication-tools.js';
+import { chooseRestoreRepo, RepoRefused, type RepoNumber } from './repos.js';
 import type { BackupListing, RecoveryWindow } from './views.js';
 
 /**
@@ -17,6 +18,45 @@ export interface RestoreTargetInput {
   lsn?: string;
   /** A backup's label: restored to its end (a backup set, with its snapshot). */
   set?: string;
+  /** The repository to restore from (1 or 2); with two repositories, hasup chooses when absent. */
+  repo?: number;
+}
+
+/**
+ * A target with the repository it is restored from. The field rides on
+ * the restore request as it is (stored in etcd with it) and reaches
+ * PgBackRest.restore, which gives pgBackRest --repo.
+ */
+export type RepoRestoreTarget = RestoreTarget & { repo?: RepoNumber };
+
+/**
+ * The repository a restore reads: none to choose with one repository
+ * (pgBackRest's default; `repo` 2 refused); with two, the one asked for if
+ * it holds a backup for the target, else the first that does and is not
+ * failing (repos.ts). A target only a failing repository can serve is
+ * refused naming it.
+ */
+export function withRestoreRepo(target: RestoreTarget, asked: number | undefined, listing: BackupListing): RepoRestoreTarget {
+  const two = listing.repo_path_2 !== undefined;
+  if (asked !== undefined && asked !== 1 && asked !== 2) throw new RestoreTargetRefused(`repository must be 1 or 2, got ${asked}`);
+  if (!two) {
+    if (asked === 2) throw new RestoreTargetRefused('repository 2 is not configured (backup.repo2_path is empty)');
+    return target;
+  }
+  try {
+    const repo = chooseRestoreRepo({
+      need: target.kind === 'time' ? { kind: 'time', time: target.time } : target,
+      asked: asked as RepoNumber | undefined,
+      repos: [1, 2],
+      backups: listing.backups.map((b) => ({ label: b.label, repo: b.repo, error: b.error, stoppedAt: new Date(b.stopped_at), lsnStop: b.lsn_stop })),
+      states: listing.repo_archive ?? [],
+      lsnValue: parseLsn,
+    });
+    return { ...target, repo };
+  } catch (err) {
+    if (err instanceof RepoRefused) throw new RestoreTargetRefused(err.message);
+    throw err;
+  }
 }
 
 /** pgBackRest's labels: a full backup's, or a differential or incremental one's after the full it builds on. */
@@ -49,11 +89,12 @@ export function parseRestoreTarget(input: RestoreTargetInput): RestoreTarget {
   return { kind: 'lsn', lsn: lsn.toUpperCase() };
 }
 
-/** The window of the first repository with a usable backup, or a refusal saying why there is none. */
-export function restoreWindow(listing: BackupListing): RecoveryWindow {
-  if (!listing.stanza.exists) throw new RestoreTargetRefused(`the repository ${listing.repo_path} holds no stanza yet: nothing to restore`);
-  const w = listing.recoverable[0];
-  if (!w) throw new RestoreTargetRefused(`the repository ${listing.repo_path} holds no usable backup: nothing to restore`);
+/** The window of the repository given (else the first with a usable backup), or a refusal saying why there is none. */
+export function restoreWindow(listing: BackupListing, repo?: number): RecoveryWindow {
+  const where = repo === 2 && listing.repo_path_2 ? `repository 2 (${listing.repo_path_2})` : `the repository ${listing.repo_path}`;
+  if (!listing.stanza.exists) throw new RestoreTargetRefused(`${where} holds no stanza yet: nothing to restore`);
+  const w = repo === undefined ? listing.recoverable[0] : listing.recoverable.find((x) => x.repo === repo);
+  if (!w) throw new RestoreTargetRefused(`${where} holds no usable backup: nothing to restore`);
   return w;
 }
 

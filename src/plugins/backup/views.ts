@@ -1,3 +1,4 @@
+import type { RepoArchiveState } from './repos.js';
 import type { ArchiveReport, ScheduleReport } from '../../supervisor/rumors/backup.js';
 import { STANZA } from './files.js';
 import type { ArchiveRange, BackupInfo, BackupType, StanzaInfo } from './info.js';
@@ -91,6 +92,10 @@ export interface BackupListing {
   sets?: BackupSetJson[];
   /** Why the sets are unknown (the snapshots could not be listed); absent otherwise. */
   sets_error?: string;
+  /** The second repository's path, when there is one. */
+  repo_path_2?: string;
+  /** With two repositories, each one's WAL archive: ok, behind, failing (the archive-push's error naming it) or unreadable. */
+  repo_archive?: RepoArchiveState[];
 }
 
 export function backupListing(input: { member: string; repoPath: string; info: StanzaInfo; archive: ArchiveReport | null }): BackupListing {

@@ -34,8 +34,11 @@ const backupBody = {
   additionalProperties: false,
   properties: {
     type: { type: 'string', enum: ['full', 'diff', 'incr'], description: 'full (the default), diff (changes since the last full backup) or incr (changes since the last backup of any type)' },
+    repo: { type: 'integer', enum: [1, 2], description: 'the repository the backup goes into: 1 (the default, repo_path) or 2 (repo2_path, refused with 422 when it is not set)' },
   },
 } as const;
+
+const repoProp = { type: 'integer', enum: [1, 2] } as const;
 
 const path = { type: 'string', minLength: 1, maxLength: 1024, pattern: '^/[^\\u0000\\n\\r]*$' } as const;
 const port = { type: 'integer', minimum: 1, maximum: 65535 } as const;
@@ -47,6 +50,7 @@ const standbyBody = {
   properties: {
     type: { type: 'string', enum: ['full', 'diff', 'incr'] },
     timeline: { type: ['integer', 'null'], minimum: 1, description: "the leader's timeline; a follower on another refuses" },
+    repo: { ...repoProp, description: 'the repository the backup goes into (1 when absent)' },
     primary: {
       type: 'object',
       required: ['member', 'host', 'server_port', 'pg_path', 'pg_port', 'socket_path', 'config', 'include_path'],
@@ -74,7 +78,8 @@ const verifyBody = {
   additionalProperties: false,
   properties: {
     wait_s: { type: 'integer', minimum: 0, maximum: MAX_WAIT_S, description: `how long to wait for the verdict before answering 202 with the job (default 240, at most ${MAX_WAIT_S})` },
-    timeout_s: { type: 'integer', minimum: 10, maximum: 86_400, description: 'give verify up after this long (default 6 hours)' },
+    timeout_s: { type: 'integer', minimum: 10, maximum: 86_400, description: 'give verify up after this long (default 6 hours, each repository)' },
+    repo: { ...repoProp, description: 'verify this repository only (default: every configured one, one after the other)' },
   },
 } as const;
 
@@ -118,7 +123,7 @@ export const backupRoutes: FastifyPluginAsync<BackupRouteDeps> = async (app, dep
     return reply.code(STATUS[err.reason]).send(body);
   };
 
-  app.post<{ Body: { type?: BackupType } | null }>(
+  app.post<{ Body: { type?: BackupType; repo?: 1 | 2 } | null }>(
     '/backup',
     {
       schema: {
@@ -130,7 +135,7 @@ export const backupRoutes: FastifyPluginAsync<BackupRouteDeps> = async (app, dep
     async (req, reply) => {
       if (!backup) return reply.code(501).send(NO_BACKUPS);
       try {
-        const job = backup.startBackup(req.body?.type ?? 'full');
+        const job = backup.startBackup(req.body?.type ?? 'full', req.body?.repo ? { repo: req.body.repo } : {});
         return reply.code(202).send({ job, href: `/backup/jobs/${job.id}` });
       } catch (err) {
         return refuse(req, reply, err);
@@ -182,7 +187,7 @@ export const backupRoutes: FastifyPluginAsync<BackupRouteDeps> = async (app, dep
     },
   );
 
-  app.post<{ Body: { wait_s?: number; timeout_s?: number } | null }>(
+  app.post<{ Body: { wait_s?: number; timeout_s?: number; repo?: 1 | 2 } | null }>(
     '/backup/verify',
     {
       schema: {
@@ -195,7 +200,7 @@ export const backupRoutes: FastifyPluginAsync<BackupRouteDeps> = async (app, dep
       if (!backup) return reply.code(501).send(NO_BACKUPS);
       let started;
       try {
-        started = backup.startVerify(req.body?.timeout_s ? { timeoutMs: req.body.timeout_s * 1000 } : {});
+        started = backup.startVerify({ ...(req.body?.timeout_s ? { timeoutMs: req.body.timeout_s * 1000 } : {}), ...(req.body?.repo ? { repo: req.body.repo } : {}) });
       } catch (err) {
         return refuse(req, reply, err);
       }

@@ -1,7 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { RestoreRefused, type HaOperations } from '../../ha/index.js';
 import { BackupRefused, type BackupOperations } from '../backup/coordinator.js';
-import { checkSetInRepository, checkTargetInWindow, parseRestoreTarget, restoreWindow, RestoreTargetRefused, type RestoreTargetInput } from '../backup/restore-target.js';
+import { checkSetInRepository, checkTargetInWindow, parseRestoreTarget, restoreWindow, RestoreTargetRefused, withRestoreRepo, type RestoreTargetInput } from '../backup/restore-target.js';
 import type { SetSnapshotChoice, SnapshotOperations } from '../backup/snapshot-jobs.js';
 import { SnapshotError } from '../elasticsearch/snapshot-error.js';
 
@@ -38,6 +38,7 @@ const restoreBody = {
     latest: { type: 'boolean', description: 'replay every archived WAL segment (the newest state the repository holds)' },
     time: { type: 'string', maxLength: 64, description: 'a moment with its zone, e.g. 2026-12-07T03:00:00Z: replay up to it' },
     lsn: { type: 'string', maxLength: 32, description: 'a WAL position, e.g. 0/3000060: replay up to it' },
+    repo: { type: 'integer', enum: [1, 2], description: 'the repository to restore from; with two repositories, when absent: the first that holds a backup for the target and to which archiving does not fail (a target only a failing repository can serve is refused naming it)' },
     set: { type: 'string', maxLength: 64, description: "a backup's label, e.g. 20261207-003702F: PostgreSQL restored to the end of that backup and, when its set has an Elasticsearch snapshot, the snapshot's indices restored (mode replace: existing indices of those names are deleted first) once PostgreSQL is back" },
   },
 } as const;
@@ -57,13 +58,14 @@ export const restoreRoutes: FastifyPluginAsync<RestoreRouteDeps> = async (app, d
       if (!ha) return reply.code(501).send({ error: 'this member runs no HA election: a restore needs the cluster' });
       if (!backup) return reply.code(501).send({ error: 'this member has no backup coordinator' });
       try {
-        const target = parseRestoreTarget(req.body);
+        const asked = parseRestoreTarget(req.body);
         const listing = await backup.list();
+        const target = withRestoreRepo(asked, req.body.repo, listing);
         let search: SetSnapshotChoice | null = null;
         if (target.kind === 'set') {
           checkSetInRepository(target.label, listing);
           search = snapshots ? await snapshots.chooseForSet(target.label, listing) : { restore: null, note: 'this member has no Elasticsearch snapshots: PostgreSQL alone is restored' };
-        } else checkTargetInWindow(target, restoreWindow(listing), listing, Date.now());
+        } else checkTargetInWindow(target, restoreWindow(listing, target.repo), listing, Date.now());
         const restore = await ha.restore(target);
         const snapshotRestore = search?.restore && snapshots ? snapshots.restoreAfter(restore, search.restore) : null;
         return reply.code(202).send({ restore, href: '/restore', ...(search ? { snapshot_restore: snapshotRestore, snapshot_note: search.note } : {}) });
