@@ -6,7 +6,15 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseInfo } from '../../src/plugins/backup/info.js';
+import { pino } from 'pino';
+import { VirtualClock } from '../../src/gossip/sim/virtual-clock.js';
+import type { JobView } from '../../src/plugins/backup/coordinator.js';
+import { parseInfo, type BackupType } from '../../src/plugins/backup/info.js';
+import { BackupScheduler } from '../../src/plugins/backup/scheduler.js';
+import { backupSettingsFrom, checkBackupSettings } from '../../src/plugins/backup/settings.js';
+import { MemorySlotClaims } from '../../src/plugins/backup/slot-claims.js';
+import type { LeadershipState } from '../../src/supervisor/leadership.js';
+import type { ClusterSecrets } from '../../src/supervisor/secrets.js';
 import { restoreTargetArgs } from '../../src/plugins/backup/pgbackrest.js';
 import { chooseRestoreRepo, configuredRepos, describeRepoState, parsePushError, parseRepo, repoArchiveStates, RepoRefused, reposNamed, type RepoArchiveState } from '../../src/plugins/backup/repos.js';
 import { parseRestoreTarget, restoreWindow, RestoreTargetRefused, withRestoreRepo } from '../../src/plugins/backup/restore-target.js';
@@ -117,4 +125,41 @@ test('a restore request: the repository rides on the target to pgBackRest --repo
   assert.match(refusalMessage(RestoreTargetRefused, () => withRestoreRepo({ kind: 'latest' }, 3, two)), /repository must be 1 or 2/);
   // restoreTargetArgs is unchanged; PgBackRest.restore adds --repo from the target.
   assert.deepEqual(restoreTargetArgs(target), ['--set=20261206-234933F', '--type=immediate', '--target-action=promote']);
+});
+
+test('schedule_repo: 1 by default, 2 only with repo2_path; a scheduled slot starts its backup in that repository', async () => {
+  assert.equal(backupSettingsFrom({ backup: { repo_path: '/r1' } }).scheduleRepo, 1);
+  const two = backupSettingsFrom({ backup: { repo_path: '/r1', repo2_path: '/r2', schedule_repo: 2, schedule_full: '0 1 * * *' } });
+  assert.equal(two.scheduleRepo, 2);
+  assert.equal(checkBackupSettings(two, {} as ClusterSecrets), undefined);
+  assert.equal(checkBackupSettings(backupSettingsFrom({ backup: { repo_path: '/r1', schedule_repo: 2 } }), {} as ClusterSecrets), 'backup.schedule_repo = 2 needs backup.repo2_path (the second repository)');
+  assert.match(checkBackupSettings(backupSettingsFrom({ backup: { repo_path: '/r1', schedule_repo: 3 } }), {} as ClusterSecrets) ?? '', /schedule_repo/);
+
+  const clock = new VirtualClock({ startWallMs: Date.UTC(2026, 11, 7, 0, 59, 30) });
+  const started: Array<[string, number | undefined]> = [];
+  const state: LeadershipState = { serviceGroup: 'postgresql.default', role: 'leader', holdsLease: true, leaseInDoubt: false, writable: true, replication: null, timeline: 1, leader: 'a', since: 0, reason: 'test' };
+  const ops = {
+    startBackup(type: BackupType, opts: { repo?: 1 | 2 } = {}): JobView {
+      started.push([type, opts.repo]);
+      return { id: 'backup-00000001', kind: 'backup', type, member: 'a', state: 'running', started_at: new Date(clock.wallNow()).toISOString(), ended_at: null, took_ms: null, progress: { percent: null, bytes_total: null, bytes_done: null }, backup: null, verify: null, error: null };
+    },
+    job: () => undefined,
+    report: () => undefined,
+    lastBackups: () => ({}),
+  };
+  const scheduler = new BackupScheduler({
+    memberId: 'a',
+    leadership: { state: () => state, onChange: () => () => undefined, close: () => undefined },
+    settings: () => two,
+    ops,
+    claims: new MemorySlotClaims(),
+    clock,
+    log: pino({ level: 'silent' }),
+  });
+  await scheduler.tick();
+  for (let i = 0; i < 6 && started.length === 0; i++) {
+    await clock.advance(10_000);
+    await scheduler.tick();
+  }
+  assert.deepEqual(started, [['full', 2]]);
 });

@@ -199,7 +199,8 @@ export class BackupScheduler {
     const coverNote = covers.length > 0 ? `; it covers the ${covers.map((c) => c.type).join(' and ')} slot(s) due with it` : '';
     let job: JobView;
     try {
-      job = this.opts.ops.startBackup(slot.type);
+      const repo = this.opts.settings()?.scheduleRepo;
+      job = this.opts.ops.startBackup(slot.type, repo === 2 ? { repo } : {});
     } catch (err) {
       const message = `the scheduled ${slot.type} backup of ${iso(slot.at)} could not start: ${(err as Error).message}`;
       this.log.warn({ event: 'backup_schedule', state: 'not-started', type: slot.type, slot: iso(slot.at), reason: (err as Error).message }, message);

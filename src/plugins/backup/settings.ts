@@ -35,6 +35,8 @@ export interface BackupSettings {
   pgbackrestBin: string;
   /** Per backup type, a cron expression (UTC) the leader takes that type of backup on; "" = not scheduled. */
   schedules: Record<BackupType, string>;
+  /** The repository scheduled backups go into (each schedule's full, diff and incr in the same one, so they build on each other). */
+  scheduleRepo: 1 | 2;
   /** prefer: a streaming follower takes the backups (pgBackRest's backup-standby), the leader when none can; off: the leader always. */
   backupStandby: BackupStandbyMode;
   /** The port of this member's pgBackRest TLS server (on its advertised address), which a follower's backup reaches the leader through. */
@@ -77,6 +79,7 @@ export const BACKUP_SETTINGS_SCHEMA: Schema = {
   schedule_full: { type: 'string', doc: 'when the leader takes a full backup: a cron expression in UTC; "" = never', default: '', check: cronProblem },
   schedule_diff: { type: 'string', doc: 'when the leader takes a differential backup: a cron expression in UTC; "" = never', default: '', check: cronProblem },
   schedule_incr: { type: 'string', doc: 'when the leader takes an incremental backup: a cron expression in UTC; "" = never', default: '', check: cronProblem },
+  schedule_repo: { type: 'integer', doc: 'the repository scheduled backups go into: 1 (repo_path) or 2 (repo2_path)', default: 1, min: 1, max: 2 },
   backup_standby: {
     type: 'string',
     enum: BACKUP_STANDBY_MODES,
@@ -112,6 +115,7 @@ function readBackupSettings(cfg: TomlTable): BackupSettings {
     startFast: get<boolean>('start_fast'),
     pgbackrestBin: get<string>('pgbackrest_bin'),
     schedules: { full: get<string>('schedule_full'), diff: get<string>('schedule_diff'), incr: get<string>('schedule_incr') },
+    scheduleRepo: get<number>('schedule_repo') === 2 ? 2 : 1,
     backupStandby: get<BackupStandbyMode>('backup_standby'),
     serverPort: get<number>('server_port'),
     invalid: problems.map((p) => p.reason),
@@ -129,6 +133,7 @@ export function checkBackupSettings(s: BackupSettings, secrets: ClusterSecrets):
   if (s.compressLevel > maxLevel) return maxLevel === 0 ? `backup.compress_level must be 0 with compress_type = "none" (got ${s.compressLevel})` : `backup.compress_level must be at most ${maxLevel} for ${s.compressType} (got ${s.compressLevel})`;
   if (s.repo2Path !== '' && s.repoPath === '') return 'backup.repo2_path is set but backup.repo_path is empty (the first repository comes first)';
   if (s.repo2Path !== '' && s.repo2Path.replace(/\/+$/, '') === s.repoPath.replace(/\/+$/, '')) return 'backup.repo2_path must differ from backup.repo_path';
+  if (s.scheduleRepo === 2 && s.repo2Path === '') return 'backup.schedule_repo = 2 needs backup.repo2_path (the second repository)';
   if (s.cipher && cipherPass(secrets) === undefined) {
     return 'backup.cipher = true needs the cluster secret backup.repo_cipher_pass, which the secrets file lacks (it predates it): add the same passphrase to the secrets file of every member';
   }
