@@ -285,10 +285,10 @@ export async function changeClusterCa(o: {
     // The local file, when the daemon keeps its secrets elsewhere.
     const after = loadSecretsFile(o.secretsFile);
     if (after.tls && (after.tls.trusted ?? []).length > 0) writeSecretsFile(o.secretsFile, { ...after, tls: { ca_cert: after.tls.ca_cert, ca_key: after.tls.ca_key } }, { force: true });
-    o.print(`${done} member${done === 1 ? '' : 's'} trust the new CA only`);
+    o.print(`${done} member${done === 1 ? ' trusts' : 's trust'} the new CA only`);
     o.print(`next: clients that kept the old bundle (HAProxy's check ca-file, psql's sslrootcert) need the new CA: ${newCa.fingerprint}; hosts that will join take a copy of the secrets file now`);
   } else {
-    o.print(`${done} member${done === 1 ? '' : 's'} trust both CAs and still present certificates of the old one`);
+    o.print(`${done} member${done === 1 ? ' trusts' : 's trust'} both CAs and still present${done === 1 ? 's' : ''} certificates of the old one`);
     o.print('next: give clients outside the cluster the new bundle (STATE_DIR/tls/ca.pem) and reload HAProxy (its check ca-file); then run `hasup cert rotate` (a certificate of the new CA for every member), then `hasup cert rotate --drop-old-ca`');
   }
 }
