@@ -197,6 +197,9 @@ async function recover(o: { dataDir: string; binDir: string; user: ServiceUser |
         `hba_file = ${q(join(run, 'pg_hba.conf'))}`,
         `ident_file = ${q(join(run, 'pg_ident.conf'))}`,
         `restore_command = ${q(o.restoreCommand)}`,
+        // Not a hot standby: nobody reads it while it replays, and a hot standby must have at least the source's
+        // max_connections, max_wal_senders, ... or PostgreSQL aborts the recovery ("insufficient parameter settings").
+        'hot_standby = off',
         'max_connections = 20',
         'logging_collector = off',
         '',
