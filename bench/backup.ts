@@ -291,6 +291,7 @@ interface Result {
   db_mb: number;
   pgbench_init_s: number;
   backup_full_s: number;
+  backup_full_source: { role: string; reason?: string } | null;
   backup_full_cli_s: number;
   backup_mb_per_s: number;
   backup_full_repo_mb: number | null;
@@ -538,6 +539,8 @@ async function main(): Promise<void> {
       db_mb: round(dbMb, 1),
       pgbench_init_s: secs(init.ms),
       backup_full_s: round(fullS),
+      // Where pgBackRest ran: a streaming follower (backup-standby, the default) or the leader, and why.
+      backup_full_source: full.job.source ? { role: full.job.source.role, ...(full.job.source.reason ? { reason: full.job.source.reason } : {}) } : null,
       backup_full_cli_s: secs(full.cliMs),
       backup_mb_per_s: round(dbMb / fullS, 1),
       backup_full_repo_mb: full.job.backup ? round(full.job.backup.repo_bytes / MIB, 1) : null,
