@@ -24,7 +24,7 @@
  * loopback (docs/elasticsearch.md: this machine cannot pass its bootstrap
  * checks on another address); every node ships into it over the bridge.
  */
-import { after, afterEach, before, describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes, X509Certificate } from 'node:crypto';
@@ -39,7 +39,7 @@ import { esPasswords } from '../../src/plugins/elasticsearch/users.js';
 import { createCa, issueMemberCert } from '../../src/supervisor/pki/issue.js';
 import { memberTlsFiles, writeMemberTls } from '../../src/supervisor/pki/member-files.js';
 import { netnsUnavailableReason } from '../support/netns-cluster.js';
-import { eventually, HaCluster, hasupIn, API_PORT, ES_HTTP_PORT, ETCD_CLIENT_PORT, PG_PORT } from '../support/ha-cluster.js';
+import { destroyAfterSuite, eventually, HaCluster, hasupIn, API_PORT, ES_HTTP_PORT, ETCD_CLIENT_PORT, PG_PORT } from '../support/ha-cluster.js';
 import { WriteChecker } from '../support/write-checker.js';
 
 const skip =
@@ -76,7 +76,6 @@ function servedFingerprint(host: string, port: number, starttlsPostgres = false)
 describe('TLS on every link: a capture of the bridge, a member of another CA, cert rotate under writes', { skip: skip ?? false }, () => {
   let ha: HaCluster;
   let leader = 0;
-  let failed = false;
 
   before(async () => {
     // Elasticsearch with its security on node 1; every node ships into it (node 4 tries, with a certificate of another CA).
@@ -109,14 +108,8 @@ describe('TLS on every link: a capture of the bridge, a member of another CA, ce
     leader = value;
   });
 
-  afterEach((t) => {
-    if ((t as unknown as { passed?: boolean }).passed === false) failed = true;
-  });
-
-  after(async () => {
-    if (failed && ha) console.log(`# member logs kept under ${ha.cluster.baseDir}`);
-    await ha?.destroy();
-  });
+  // A failed test keeps every member's log (the cluster's own directory goes with it).
+  destroyAfterSuite('tls', () => [[ha, 'tls']]);
 
   test('the bridge carries no marker, password or token in clear text; a clear-text control string is seen', async () => {
     const marker = `hasup-marker-${randomBytes(8).toString('hex')}`;
