@@ -210,7 +210,8 @@ Look around (from ${layout.root}):
   ${cli} switchover --state-dir ${layout.show(layout.memberDir(1))}    # move the leader; HAProxy follows within ~2 s
   ${cli} backup create --wait --state-dir ${layout.show(layout.memberDir(1))}   # a full backup, taken on the leader; then \`backup list\`, \`backup verify\`
   ${cli} restore --time "$(date -u -d '2 min ago' +%FT%TZ)" --yes --state-dir ${layout.show(layout.memberDir(2))}   # the whole cluster back to a moment (checked against \`backup list\`'s window first)
-  curl -s --cacert ${ca} https://${memberAddress(1)}:${MEMBER_PORTS['hasup API']}/primary; curl -s http://${memberAddress(1)}:${MEMBER_PORTS['Elasticsearch HTTP']}/_cluster/health
+  curl -s --cacert ${ca} https://${memberAddress(1)}:${MEMBER_PORTS['hasup API']}/primary
+  curl -s --cacert ${ca} -u hasup_admin https://${memberAddress(1)}:${MEMBER_PORTS['Elasticsearch HTTP']}/_cluster/health   # Elasticsearch over TLS; its password: elasticsearch.admin_password in ${secrets}
 
 State and logs, kept across \`npm run demo -- stop\` and the next \`npm run demo\` (\`npm run demo -- fresh\` starts over):
   ${layout.show(layout.dir)}/member-N/hasup.toml          written by \`hasup cluster create|join\` (plus the ES heap, ${ES_HEAP}, and the backup repository)

@@ -29,7 +29,7 @@ import type { BackupListing } from '../../src/plugins/backup/views.js';
 import type { ClusterView } from '../../src/plugins/http/cluster-view.js';
 import { installRoot } from '../../src/supervisor/install-paths.js';
 import { netnsUnavailableReason } from '../support/netns-cluster.js';
-import { destroyAfterSuite, ES_HTTP_PORT, eventually, HaCluster } from '../support/ha-cluster.js';
+import { destroyAfterSuite, eventually, HaCluster } from '../support/ha-cluster.js';
 import { hasupCli } from '../support/hasup-cli.js';
 
 const skip =
@@ -51,17 +51,8 @@ describe('backup sets: a pgBackRest backup and an Elasticsearch snapshot, listed
 
   const cli = (i: number, args: string[], timeoutMs?: number) => hasupCli(ha, i, args, timeoutMs ? { timeoutMs } : {});
 
-  async function es<T>(method: 'GET' | 'PUT' | 'POST', path: string, body?: unknown): Promise<T> {
-    const res = await fetch(`http://${ha.address(ES_NODE)}:${ES_HTTP_PORT}${path}`, {
-      method,
-      headers: body === undefined ? {} : { 'content-type': 'application/json' },
-      body: body === undefined ? undefined : JSON.stringify(body),
-      signal: AbortSignal.timeout(10_000),
-    });
-    const text = await res.text();
-    if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${text.slice(0, 300)}`);
-    return JSON.parse(text) as T;
-  }
+  /** Node 1's Elasticsearch (its security on by default: HTTPS and hasup's admin user). */
+  const es = <T>(method: 'GET' | 'PUT' | 'POST', path: string, body?: unknown): Promise<T> => ha.es<T>(method, path, body);
 
   const docIds = async () => (await es<{ hits: { hits: Array<{ _id: string }> } }>('GET', `/${INDEX}/_search?size=100`)).hits.hits.map((h) => h._id).sort();
 

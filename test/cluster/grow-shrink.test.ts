@@ -25,7 +25,7 @@ import { existsSync } from 'node:fs';
 import { EtcdClient, type EtcdMember } from '../../src/plugins/etcd/client.js';
 import type { EtcdMembershipStatus } from '../../src/plugins/etcd/membership.js';
 import { installRoot } from '../../src/supervisor/install-paths.js';
-import { destroyAfterSuite, ES_HTTP_PORT, ETCD_CLIENT_PORT, eventually, HaCluster } from '../support/ha-cluster.js';
+import { destroyAfterSuite, ETCD_CLIENT_PORT, eventually, HaCluster } from '../support/ha-cluster.js';
 import { hasupCli } from '../support/hasup-cli.js';
 import { netnsUnavailableReason } from '../support/netns-cluster.js';
 import { memberClientTls } from '../support/tls-request.js';
@@ -222,11 +222,7 @@ describe('grow and shrink: one node → three → five → three under writes th
     const failures = [...w.failures.values()].reduce((a, b) => a + b, 0);
     mark(`${w.acks.length} writes acknowledged, ${failures} failed attempts, longest pause through HAProxy ${w.longestGap('haproxy', t0)} ms`);
 
-    const es = async <T>(path: string): Promise<T> => {
-      const res = await fetch(`http://${ha.address(1)}:${ES_HTTP_PORT}${path}`, { signal: AbortSignal.timeout(10_000) });
-      if (!res.ok) throw new Error(`GET ${path}: ${res.status} ${(await res.text()).slice(0, 200)}`);
-      return (await res.json()) as T;
-    };
+    const es = <T>(path: string): Promise<T> => ha.es<T>('GET', path);
     await eventually(async () => (await es<{ status: string }>('/_cluster/health')).status === 'green' || undefined, 60_000, 'Elasticsearch green');
     const settings = await eventually(
       async () => {

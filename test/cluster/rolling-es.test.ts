@@ -14,11 +14,8 @@ import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { appendFileSync, existsSync } from 'node:fs';
-import { join } from 'node:path';
-import { esAccess, esRequestExtras } from '../../src/plugins/elasticsearch/access.js';
-import { textRequest } from '../../src/plugins/http-json.js';
 import { netnsUnavailableReason } from '../support/netns-cluster.js';
-import { destroyAfterSuite, eventually, ES_HTTP_PORT, HaCluster } from '../support/ha-cluster.js';
+import { destroyAfterSuite, eventually, HaCluster } from '../support/ha-cluster.js';
 import { hasupCli } from '../support/hasup-cli.js';
 import { WriteChecker } from '../support/write-checker.js';
 
@@ -38,12 +35,7 @@ describe('rolling restart of Elasticsearch under write and shipping load', { ski
   destroyAfterSuite('rolling-es', () => [[ha, 'rolling-es']]);
 
   /** Elasticsearch on node 1, as hasup's admin user over HTTPS verified against the cluster CA. */
-  async function es<T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
-    const how = esAccess({ cfg: { security: true }, secrets: ha.secrets, caFile: join(ha.cluster.node(1).stateDir, 'tls', 'ca.pem') }, 'admin');
-    const r = await textRequest(method, `${how.scheme}://${ha.address(1)}:${ES_HTTP_PORT}${path}`, AbortSignal.timeout(10_000), body, esRequestExtras(how));
-    if (r.status < 200 || r.status >= 300) throw new Error(`${method} ${path}: ${r.status} ${r.text.slice(0, 300)}`);
-    return JSON.parse(r.text) as T;
-  }
+  const es = <T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> => ha.es<T>(method, path, body);
 
   before(async () => {
     ha = await HaCluster.create({ nodes: 3, elasticsearch: { security: true } });

@@ -15,6 +15,8 @@ import { join } from 'node:path';
 import { after, afterEach } from 'node:test';
 import pg from 'pg';
 import type { HaView } from '../../src/ha/index.js';
+import { esAccess, esRequestExtras } from '../../src/plugins/elasticsearch/access.js';
+import { textRequest } from '../../src/plugins/http-json.js';
 import { resolveServiceUser } from '../../src/supervisor/process-runner.js';
 import { loadSecretsFile, type ClusterSecrets } from '../../src/supervisor/secrets.js';
 import { HASUP_BIN, type MemberProc } from './member-procs.js';
@@ -51,10 +53,11 @@ export interface HaClusterOptions {
    * cannot give (docs/elasticsearch.md), so it is a cluster of one node.
    * `snapshots`: a snapshot repository (BASEDIR/es-snapshots, owned by the
    * service user) named as [service.elasticsearch.snapshot] repo_path.
-   * `security`: Elasticsearch's security on (HTTPS with the cluster CA and
-   * hasup's users, docs/elasticsearch.md): `security = true` in every node's
-   * [service.elasticsearch], since the nodes without Elasticsearch ship into
-   * node 1's and must speak HTTPS to it too.
+   * `security`: written as `security = ...` in every node's
+   * [service.elasticsearch] (the nodes without Elasticsearch ship into node
+   * 1's and must agree with it); absent, the plan's default ("auto": on, as
+   * these clusters have a CA: HTTPS with the cluster CA and hasup's users,
+   * docs/elasticsearch.md). HaCluster.es() reaches it either way.
    */
   elasticsearch?: { snapshots?: boolean; settings?: string[]; security?: boolean };
   /**
@@ -106,6 +109,23 @@ export function hasupIn(node: ClusterNode, args: string[]): ReturnType<typeof ru
 export class HaCluster {
   haproxy?: ChildProcess;
   haproxyPort = 0;
+  /** [service.elasticsearch] security as the nodes have it (HaClusterOptions.elasticsearch). */
+  esSecurity: boolean | 'auto' = 'auto';
+
+  /**
+   * A request to node 1's Elasticsearch as hasup's admin user: over HTTPS
+   * verified against the cluster CA when its security is on (the default),
+   * in clear text when the cluster asked for it off. Throws on a non-2xx
+   * answer, naming it.
+   */
+  async es<T>(method: 'GET' | 'PUT' | 'POST' | 'DELETE', path: string, body?: unknown): Promise<T> {
+    const caFile = this.secrets.tls ? join(this.cluster.node(1).stateDir, 'tls', 'ca.pem') : undefined;
+    const how = esAccess({ cfg: { security: this.esSecurity }, secrets: this.secrets, caFile }, 'admin');
+    const r = await textRequest(method, `${how.scheme}://${this.address(1)}:${ES_HTTP_PORT}${path}`, AbortSignal.timeout(10_000), body, esRequestExtras(how));
+    if (r.status < 200 || r.status >= 300) throw new Error(`Elasticsearch ${method} ${path}: ${r.status} ${r.text.slice(0, 300)}`);
+    return JSON.parse(r.text) as T;
+  }
+
   /** The leader VIP, once enableVip() set it. */
   vip: string | undefined;
 
@@ -149,14 +169,14 @@ export class HaCluster {
                 '[service.elasticsearch]',
                 'heap = "320m"',
                 'disk_threshold_enabled = false',
-                ...(opts.elasticsearch?.security ? ['security = true'] : []),
+                ...(opts.elasticsearch?.security !== undefined ? [`security = ${opts.elasticsearch.security}`] : []),
                 ...(opts.elasticsearch?.settings ?? []),
                 '[service.elasticsearch.extra]',
                 '"transport.host" = "127.0.0.1"',
                 ...(esSnapshots ? ['[service.elasticsearch.snapshot]', `repo_path = ${JSON.stringify(esSnapshots)}`] : []),
               ]
-            : opts.elasticsearch?.security
-              ? ['[service.elasticsearch]', 'security = true']
+            : opts.elasticsearch?.security !== undefined
+              ? ['[service.elasticsearch]', `security = ${opts.elasticsearch.security}`]
               : []),
         ];
         if (extra.length > 0) appendFileSync(configOf(i), `\n${extra.join('\n')}\n`);
@@ -177,7 +197,9 @@ export class HaCluster {
       // Joins may run in parallel, as the operator's may.
       const others = cluster.nodes.map((n) => n.index).filter((i) => i !== 1);
       await Promise.all(others.map((i) => prepare(i, ['cluster', 'join', cluster.node(1).address, '--secrets', secretsFile])));
-      return new HaCluster(cluster, loadSecretsFile(secretsFile), secretsFile, repo, esSnapshots);
+      const ha = new HaCluster(cluster, loadSecretsFile(secretsFile), secretsFile, repo, esSnapshots);
+      ha.esSecurity = opts.elasticsearch?.security ?? 'auto';
+      return ha;
     } catch (err) {
       await cluster.destroy();
       throw err;

@@ -88,8 +88,8 @@ function renderYml(ctx: DriverContext): string {
 }
 
 test('security = false: elasticsearch.yml says so and every URL is http, TLS on the member or not', () => {
-  // The default stays false until the cluster tests have run with security on; then "auto" (docs/elasticsearch.md).
-  assert.equal(plan.defaults.security, false, 'the plan default (change this line with the default)');
+  // On wherever the member has TLS (docs/elasticsearch.md).
+  assert.equal(plan.defaults.security, 'auto', 'the plan default (change this line with the default)');
   const ctx = context({ security: false }, { tls: true });
   const yml = renderYml(ctx);
   assert.match(yml, /^xpack\.security\.enabled: false$/m);
