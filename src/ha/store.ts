@@ -77,7 +77,10 @@ export interface SwitchoverRequest {
 }
 
 /** Where a restore brings the database: the end of the archive, a moment, a WAL position, or the end of one backup (its label). */
-export type RestoreTarget = { kind: 'latest' } | { kind: 'time'; time: string } | { kind: 'lsn'; lsn: string } | { kind: 'set'; label: string };
+export type RestoreTarget = ({ kind: 'latest' } | { kind: 'time'; time: string } | { kind: 'lsn'; lsn: string } | { kind: 'set'; label: string }) & {
+  /** With two pgBackRest repositories: the one to restore from (docs/backup.md, "Two repositories"). */
+  repo?: 1 | 2;
+};
 
 /**
  * A cluster restore. While it is neither done nor failed, no member elects

@@ -168,7 +168,7 @@ export class PgBackRest {
    * standby.signal, PostgreSQL replays the archive to the target and ends
    * recovery there on a new timeline.
    */
-  async restore(target: RestoreTarget & { repo?: 1 | 2 }, opts: CallOptions & { delta: boolean; repo?: 1 | 2 }): Promise<void> {
+  async restore(target: RestoreTarget, opts: CallOptions & { delta: boolean; repo?: 1 | 2 }): Promise<void> {
     // Without --repo pgBackRest takes the first repository holding a backup for the target; the request's repo (restore-target.ts) or the caller's chooses one.
     const repo = opts.repo ?? target.repo;
     const args = [...(opts.delta ? ['--delta'] : []), ...(repo ? [`--repo=${repo}`] : []), ...restoreTargetArgs(target)];

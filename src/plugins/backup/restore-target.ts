@@ -22,12 +22,6 @@ export interface RestoreTargetInput {
   repo?: number;
 }
 
-/**
- * A target with the repository it is restored from. The field rides on
- * the restore request as it is (stored in etcd with it) and reaches
- * PgBackRest.restore, which gives pgBackRest --repo.
- */
-export type RepoRestoreTarget = RestoreTarget & { repo?: RepoNumber };
 
 /**
  * The repository a restore reads: none to choose with one repository
@@ -36,7 +30,7 @@ export type RepoRestoreTarget = RestoreTarget & { repo?: RepoNumber };
  * failing (repos.ts). A target only a failing repository can serve is
  * refused naming it.
  */
-export function withRestoreRepo(target: RestoreTarget, asked: number | undefined, listing: BackupListing): RepoRestoreTarget {
+export function withRestoreRepo(target: RestoreTarget, asked: number | undefined, listing: BackupListing): RestoreTarget {
   const two = listing.repo_path_2 !== undefined;
   if (asked !== undefined && asked !== 1 && asked !== 2) throw new RestoreTargetRefused(`repository must be 1 or 2, got ${asked}`);
   if (!two) {
