@@ -146,7 +146,9 @@ export function backupSummary(b: ClusterBackupView, now: number): string {
   if (b.last_set) parts.push(setPart(b.last_set));
   const a = b.archive;
   if (a?.failing) {
-    parts.push(`WARNING: WAL archiving fails (segment ${a.last_failed_wal ?? '?'}${a.last_failed_at !== null ? ` at ${minute(a.last_failed_at)}` : ''}; last archived ${a.last_archived_wal ?? 'none'}${a.last_archived_at !== null ? ` at ${minute(a.last_archived_at)}` : ''})`);
+    parts.push(
+      `WARNING: WAL archiving fails (segment ${a.last_failed_wal ?? '?'}${a.last_failed_at !== null ? ` at ${minute(a.last_failed_at)}` : ''}; last archived ${a.last_archived_wal ?? 'none'}${a.last_archived_at !== null ? ` at ${minute(a.last_archived_at)}` : ''})${a.failing_reason ? `: ${a.failing_reason}` : ''}`,
+    );
   } else if (a) parts.push(a.last_archived_wal ? `archive up to ${a.last_archived_wal}${a.last_archived_at !== null ? ` (${ago(now - a.last_archived_at)})` : ''}` : 'nothing archived yet');
   if (a?.oldest_waiting_at != null && now - a.oldest_waiting_at > ARCHIVE_BEHIND_MS) {
     parts.push(`WARNING: WAL archiving falls behind: ${a.waiting ?? '?'} segment${a.waiting === 1 ? '' : 's'} waiting, the oldest for ${duration(now - a.oldest_waiting_at)}`);

@@ -116,6 +116,11 @@ test('backups off, a repository that is not ready, archiving that fails, a faile
     backupSummary(backupView({ archive: failing }), NOW),
     'backups: repository /srv/backup, stanza ok, last full 2026-12-06T10:00Z (3 min ago), WARNING: WAL archiving fails (segment 000000020000000000000006 at 2026-12-06T10:02Z; last archived 000000020000000000000005 at 2026-12-06T10:00Z)',
   );
+  // With two repositories the leader's report says which one refuses (pgBackRest's reason).
+  assert.match(
+    backupSummary(backupView({ archive: { ...failing, failing_reason: 'repo1: [FileOpenError] unable to open file: Permission denied' } }), NOW),
+    /WARNING: WAL archiving fails \(segment 000000020000000000000006 .*\): repo1: \[FileOpenError\] unable to open file: Permission denied$/,
+  );
   const behind = { ...backupView().archive!, waiting: 3, oldest_waiting_at: NOW - 125_000 };
   assert.match(backupSummary(backupView({ archive: behind }), NOW), /, WARNING: WAL archiving falls behind: 3 segments waiting, the oldest for 2 min$/);
   assert.doesNotMatch(backupSummary(backupView({ archive: { ...behind, oldest_waiting_at: NOW - 20_000 } }), NOW), /falls behind/, 'a segment waiting for seconds is normal');

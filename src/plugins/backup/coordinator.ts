@@ -645,10 +645,11 @@ export class BackupCoordinator implements BackupOperations {
         const a = await (this.opts.database ?? localDatabase)(ctx).archiver(AbortSignal.any([AbortSignal.timeout(DB_TIMEOUT_MS), this.closing.signal]));
         if (this.activeKey !== key) return;
         const failing = archiverFailing(a);
+        let reason = failing ? this.archive?.failing_reason : undefined;
         if (failing && !this.archive?.failing) {
           // pgBackRest's own reason, from the async archive-push's error file: with two repositories it names the one that refused (the other still gets the WAL).
           const why = (await Promise.resolve().then(() => this.toolFor(ctx).archivePushErrors?.()).catch(() => undefined))?.at(-1);
-          const reason = why ? this.describe(new Error(why.message)) : undefined;
+          reason = why ? this.describe(new Error(why.message)).slice(0, 300) : undefined;
           this.log.warn({ event: 'archive_failing', wal: a.lastFailedWal, ...(reason ? { reason } : {}) }, `WAL archiving fails: segment ${a.lastFailedWal ?? '?'} could not be archived${reason ? `: ${reason}` : ''}`);
         }
         if (!failing && this.archive?.failing) this.log.info({ event: 'archive_ok', wal: a.lastArchivedWal }, `WAL archiving works again: ${a.lastArchivedWal ?? '?'} archived`);
@@ -657,7 +658,7 @@ export class BackupCoordinator implements BackupOperations {
         const segment = archivedSegment(a.lastArchivedWal);
         const lastWal = segment ?? this.archive?.last_archived_wal ?? null;
         const lastAt = segment !== undefined ? a.lastArchivedAt : (this.archive?.last_archived_at ?? null);
-        this.archive = { last_archived_wal: lastWal, last_archived_at: lastAt, failed_count: a.failedCount, last_failed_wal: a.lastFailedWal, last_failed_at: a.lastFailedAt, failing, waiting: a.waiting, oldest_waiting_at: a.oldestWaitingAt };
+        this.archive = { last_archived_wal: lastWal, last_archived_at: lastAt, failed_count: a.failedCount, last_failed_wal: a.lastFailedWal, last_failed_at: a.lastFailedAt, failing, ...(reason ? { failing_reason: reason } : {}), waiting: a.waiting, oldest_waiting_at: a.oldestWaitingAt };
         this.tell(major);
       } catch (err) {
         this.log.debug({ event: 'archiver_unread', reason: (err as Error).message }, 'pg_stat_archiver could not be read');

@@ -25,6 +25,8 @@ export interface ArchiveReport {
   last_failed_at: number | null;
   /** The last attempt failed: no success since the last failure. */
   failing: boolean;
+  /** While failing: pgBackRest's reason (with two repositories it names the one that refuses), secrets scrubbed; absent when unknown. */
+  failing_reason?: string;
   /** Completed segments waiting to be archived, and when the oldest was completed; absent from members before them. */
   waiting?: number;
   oldest_waiting_at?: number | null;
