@@ -110,6 +110,21 @@ export async function issueMemberCert(req: MemberCertRequest): Promise<KeyPairPe
       throw new Error(`"${n}" is neither an IP address nor a DNS name`);
     }
   }
+  const unique = [...new Set(names)];
+  return signLeaf(req, days, [{ CN: [req.memberId] }, { O: ['hasup'] }, ...(req.clusterName ? [{ OU: [req.clusterName] }] : [])], unique.map((n) => (isIP(n) ? { type: 'ip' as const, value: n } : { type: 'dns' as const, value: n })));
+}
+
+/**
+ * A certificate signed by the cluster CA for serverAuth and clientAuth,
+ * with a fresh P-256 key: `subject`, the SANs given, valid for `days` from
+ * five minutes before now but never past the CA's own end.
+ */
+async function signLeaf(
+  req: { ca: { cert: string; key: string }; caSource?: string; now?: Date },
+  days: number,
+  subject: Array<Record<string, string[]>>,
+  sans: Array<{ type: 'ip' | 'dns'; value: string }>,
+): Promise<KeyPairPem> {
   const { x509, subtle } = await lib();
   let caCert: InstanceType<typeof x509.X509Certificate>;
   try {
@@ -121,10 +136,9 @@ export async function issueMemberCert(req: MemberCertRequest): Promise<KeyPairPe
   const keys = await subtle.generateKey(EC, true, ['sign', 'verify']);
   const now = req.now ?? new Date();
   const notAfter = new Date(Math.min(now.getTime() + days * DAY_MS, caCert.notAfter.getTime()));
-  const unique = [...new Set(names)];
   const cert = await x509.X509CertificateGenerator.create({
     serialNumber: serial(),
-    subject: [{ CN: [req.memberId] }, { O: ['hasup'] }, ...(req.clusterName ? [{ OU: [req.clusterName] }] : [])],
+    subject,
     issuer: caCert.subject,
     notBefore: new Date(now.getTime() - BACKDATE_MS),
     notAfter,
@@ -135,7 +149,7 @@ export async function issueMemberCert(req: MemberCertRequest): Promise<KeyPairPe
       new x509.BasicConstraintsExtension(false, undefined, true),
       new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
       new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]),
-      new x509.SubjectAlternativeNameExtension(unique.map((n) => (isIP(n) ? { type: 'ip' as const, value: n } : { type: 'dns' as const, value: n }))),
+      new x509.SubjectAlternativeNameExtension(sans),
       await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
       await x509.AuthorityKeyIdentifierExtension.create(caCert),
     ],
@@ -192,35 +206,6 @@ export async function issueRoleCert(req: RoleCertRequest): Promise<KeyPairPem> {
   if (!/^[A-Za-z0-9][A-Za-z0-9.-]{0,63}$/.test(req.commonName)) throw new Error(`"${req.commonName}" is not a plain name for a certificate's CN`);
   if (req.addresses.length === 0) throw new Error('a role certificate needs at least one address');
   for (const a of req.addresses) if (!isIP(a)) throw new Error(`"${a}" is not an IP address`);
-  const { x509, subtle } = await lib();
-  let caCert: InstanceType<typeof x509.X509Certificate>;
-  try {
-    caCert = new x509.X509Certificate(req.ca.cert);
-  } catch {
-    throw new TlsFileError(req.caSource ?? 'the cluster CA', 'the cluster CA certificate is corrupt');
-  }
-  const caKey = await importCaKey(req.ca.key, req.caSource ?? 'the cluster CA');
-  const keys = await subtle.generateKey(EC, true, ['sign', 'verify']);
-  const now = req.now ?? new Date();
-  const notAfter = new Date(Math.min(now.getTime() + days * DAY_MS, caCert.notAfter.getTime()));
   const addresses = [...new Set(req.addresses)];
-  const cert = await x509.X509CertificateGenerator.create({
-    serialNumber: serial(),
-    subject: [{ CN: [req.commonName] }, { O: ['hasup'] }],
-    issuer: caCert.subject,
-    notBefore: new Date(now.getTime() - BACKDATE_MS),
-    notAfter,
-    publicKey: keys.publicKey,
-    signingKey: caKey,
-    signingAlgorithm: EC,
-    extensions: [
-      new x509.BasicConstraintsExtension(false, undefined, true),
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
-      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]),
-      new x509.SubjectAlternativeNameExtension([...addresses.map((a) => ({ type: 'ip' as const, value: a })), ...addresses.map((a) => ({ type: 'dns' as const, value: a }))]),
-      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
-      await x509.AuthorityKeyIdentifierExtension.create(caCert),
-    ],
-  });
-  return { cert: cert.toString('pem'), key: await exportKey(keys.privateKey) };
+  return signLeaf(req, days, [{ CN: [req.commonName] }, { O: ['hasup'] }], [...addresses.map((a) => ({ type: 'ip' as const, value: a })), ...addresses.map((a) => ({ type: 'dns' as const, value: a }))]);
 }
