@@ -4,9 +4,12 @@
  * PostgreSQL session through HAProxy, a one-line summary of it for the
  * progress lines, and the list of what is still missing, with where to look.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import pg from 'pg';
+import { esAccess, esRequestExtras } from '../src/plugins/elasticsearch/access.js';
 import { textRequest } from '../src/plugins/http-json.js';
+import { loadSecretsFile } from '../src/supervisor/secrets.js';
 import type { Census } from '../src/plugins/http/cluster-view.js';
 import { DemoLayout, HAPROXY, MEMBER_PORTS, MEMBERS, memberAddress } from './demo-layout.js';
 
@@ -74,11 +77,18 @@ export async function memberCheck(i: number, path: string): Promise<number> {
   }
 }
 
-/** The cluster status as member i's Elasticsearch node sees it. */
+/**
+ * The cluster status as member i's Elasticsearch node sees it, asked as
+ * hasup's admin user over HTTPS (the plan's default, security "auto", is on
+ * in the demo's cluster: it has a CA), or in clear text when it has none.
+ */
 async function esClusterStatus(i: number): Promise<string | null> {
   try {
-    const res = await fetch(`http://${memberAddress(i)}:${MEMBER_PORTS['Elasticsearch HTTP']}/_cluster/health`, { signal: AbortSignal.timeout(1500) });
-    return res.ok ? ((await res.json()) as { status: string }).status : null;
+    const layout = new DemoLayout();
+    const caFile = join(layout.memberDir(i), 'tls', 'ca.pem');
+    const how = esAccess({ cfg: { security: 'auto' }, secrets: loadSecretsFile(layout.secretsFile), caFile: existsSync(caFile) ? caFile : undefined }, 'admin');
+    const res = await textRequest('GET', `${how.scheme}://${memberAddress(i)}:${MEMBER_PORTS['Elasticsearch HTTP']}/_cluster/health`, AbortSignal.timeout(1500), undefined, esRequestExtras(how));
+    return res.status === 200 ? (JSON.parse(res.text) as { status: string }).status : null;
   } catch {
     return null;
   }
@@ -177,7 +187,7 @@ export function unmet(s: Snapshot, layout: DemoLayout): string[] {
   const notUsable = MEMBERS.map((i, n) => ({ i, status: s.esStatus[n] ?? null })).filter((m) => m.status !== 'green' && m.status !== 'yellow');
   if (notUsable.length > 0) {
     const first = memberAddress(notUsable[0]!.i);
-    out.push(`Elasticsearch cluster status ${notUsable.map((m) => `${m.status ?? 'unknown'} on member ${m.i}`).join(', ')} (want green or yellow): \`curl http://${first}:${MEMBER_PORTS['Elasticsearch HTTP']}/_cluster/health\``);
+    out.push(`Elasticsearch cluster status ${notUsable.map((m) => `${m.status ?? 'unknown'} on member ${m.i}`).join(', ')} (want green or yellow): \`curl --cacert ${new DemoLayout().memberDir(1)}/tls/ca.pem -u hasup_admin https://${first}:${MEMBER_PORTS['Elasticsearch HTTP']}/_cluster/health\` (the password: elasticsearch.admin_password in the secrets file)`);
   }
   if (s.haproxy === null) out.push('HAProxy has not been started (it is, once the ring has every member)');
   else if (typeof s.haproxy === 'string') out.push(`no session through HAProxy's write listener ${HAPROXY.host}:${HAPROXY.writePort} (${s.haproxy}): see ${layout.show(layout.haproxyLog)}`);
