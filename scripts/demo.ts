@@ -208,7 +208,7 @@ Backups: a full one every night at 03:00 UTC and an incremental one every hour, 
 Look around (from ${layout.root}):
   ${cli} status --state-dir ${layout.show(layout.memberDir(2))}        # any member; \`census\` and \`ha\` too
   ${cli} switchover --state-dir ${layout.show(layout.memberDir(1))}    # move the leader; HAProxy follows within ~2 s
-  ${cli} backup create --wait --state-dir ${layout.show(layout.memberDir(1))}   # a full backup, taken on the leader; then \`backup list\`, \`backup verify\`
+  ${cli} backup create --wait --state-dir ${layout.show(layout.memberDir(1))}   # a full backup, taken on a streaming follower (the leader when none can); then \`backup list\`, \`backup verify\`
   ${cli} restore --time "$(date -u -d '2 min ago' +%FT%TZ)" --yes --state-dir ${layout.show(layout.memberDir(2))}   # the whole cluster back to a moment (checked against \`backup list\`'s window first)
   curl -s --cacert ${ca} https://${memberAddress(1)}:${MEMBER_PORTS['hasup API']}/primary
   curl -s --cacert ${ca} -u hasup_admin https://${memberAddress(1)}:${MEMBER_PORTS['Elasticsearch HTTP']}/_cluster/health   # Elasticsearch over TLS; its password: elasticsearch.admin_password in ${secrets}
