@@ -266,7 +266,7 @@ describe('backups: three nodes sharing one repository', { skip: skip ?? false },
       const name = relative(stanzaDir, victim);
       assert.ok(bad.stdout.includes(name), `the report names ${name}:\n${bad.stdout}`);
       assert.match(bad.stdout, /PROBLEMS FOUND/);
-      assert.match(bad.stderr, new RegExp(`the repository has \\d+ problem\\(s\\), first: .*${name.replace(/[.]/g, '\\.')}`));
+      assert.match(bad.stderr, new RegExp(`repository 1 \\(.*\\) has \\d+ problem\\(s\\), first: .*${name.replace(/[.]/g, '\\.')}`));
     } finally {
       flipByte(victim, at);
     }
