@@ -9,6 +9,7 @@ import { textRequest } from '../../plugins/http-json.js';
 import type { Census } from '../../plugins/http/cluster-view.js';
 import { decodeServiceRumor, parseServiceRumorKey, RUMOR_SERVICE } from '../../supervisor/rumors/service.js';
 import { memberTlsFiles } from '../../supervisor/pki/member-files.js';
+import { ROLLOUT_LINE_MAX } from '../../supervisor/rumors/rollout.js';
 import { loadSecretsFile, type ClusterSecrets } from '../../supervisor/secrets.js';
 import { DEFAULT_STATE_DIR } from '../../supervisor/state-dir.js';
 import { ApiClient } from '../api-client.js';
@@ -66,7 +67,8 @@ async function runRollout(service: string, flags: Flags, upgradeTo?: string): Pr
   const secretsFile = flags.secrets ?? readApiEndpoint(flags.stateDir).secrets ?? join(flags.stateDir, 'secrets.json');
   const caFile = memberTlsFiles(flags.stateDir).ca;
   const es = { secrets: loadSecretsFile(secretsFile), ...(existsSync(caFile) ? { caFile } : {}) };
-  const progress = progressReporter(api, { command: upgradeTo === undefined ? 'rolling-restart' : 'upgrade', service_group: `${service}.${flags.group}`, to: upgradeTo ?? null });
+  // A dry run changes nothing, so it tells the cluster nothing either.
+  const progress = flags.dryRun ? { say: () => undefined, flush: () => Promise.resolve() } : progressReporter(api, { command: upgradeTo === undefined ? 'rolling-restart' : 'upgrade', service_group: `${service}.${flags.group}`, to: upgradeTo ?? null });
   try {
     await rollingRestart(httpRolloutApi(api, es), {
       service,
@@ -81,7 +83,7 @@ async function runRollout(service: string, flags: Flags, upgradeTo?: string): Pr
         progress.say(line, 'running');
       },
     });
-    if (!flags.dryRun) progress.say('done', 'done');
+    progress.say('done', 'done');
   } catch (err) {
     progress.say((err as Error).message, 'failed');
     if (err instanceof RolloutError) {
@@ -107,7 +109,7 @@ function progressReporter(api: ApiClient, what: { command: 'rolling-restart' | '
   return {
     say(line: string, state: 'running' | 'done' | 'failed'): void {
       chain = chain.then(() =>
-        api.request('POST', '/rollouts/progress', { id, ...what, line, state }, { timeoutMs: 5000 }).then(
+        api.request('POST', '/rollouts/progress', { id, ...what, line: line.slice(0, ROLLOUT_LINE_MAX), state }, { timeoutMs: 5000 }).then(
           () => undefined,
           (err: unknown) => {
             if (!warned) console.error(`hasup: progress is not shown on /events: ${(err as Error).message}`);
