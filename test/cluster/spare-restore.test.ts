@@ -24,15 +24,15 @@
 import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { chownSync, existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { chownSync, existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 import type { HaView } from '../../src/ha/index.js';
 import type { SpareView } from '../../src/node/spare.js';
 import { resolveServiceUser } from '../../src/supervisor/process-runner.js';
 import { netnsUnavailableReason } from '../support/netns-cluster.js';
 import { destroyAfterSuite, eventually, HaCluster } from '../support/ha-cluster.js';
 import { hasupCli } from '../support/hasup-cli.js';
+import { treeHash } from '../support/tree-hash.js';
 
 const skip =
   netnsUnavailableReason() ??
@@ -41,19 +41,6 @@ const skip =
   (existsSync('/usr/bin/pgbackrest') ? null : 'pgBackRest is not installed') ??
   (spawnSync('haproxy', ['-v'], { stdio: 'ignore' }).status === 0 ? null : 'haproxy is not installed');
 
-function treeHash(dir: string): Map<string, string> {
-  const out = new Map<string, string>();
-  const walk = (d: string) => {
-    for (const e of readdirSync(d, { withFileTypes: true })) {
-      const p = join(d, e.name);
-      if (e.isDirectory()) walk(p);
-      else if (e.isSymbolicLink()) out.set(relative(dir, p), `-> ${readlinkSync(p)}`);
-      else out.set(relative(dir, p), createHash('sha256').update(readFileSync(p)).digest('hex'));
-    }
-  };
-  walk(dir);
-  return out;
-}
 
 describe('a warm spare kept current by restores, and a restore into a new cluster', { skip: skip ?? false }, () => {
   let primary: HaCluster;

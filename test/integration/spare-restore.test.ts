@@ -22,10 +22,9 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, relative } from 'node:path';
+import { join } from 'node:path';
 import pg from 'pg';
 import { driverFor } from '../../src/node/drivers.js';
 import { MemorySpareRecord, SpareKeeper } from '../../src/node/spare.js';
@@ -42,6 +41,7 @@ import { createLogger } from '../../src/supervisor/log.js';
 import type { ServiceStatus } from '../../src/supervisor/service.js';
 import { loadSecretsFile, writeSecretsFile } from '../../src/supervisor/secrets.js';
 import { createHarness, freePort, installConfig, killGroup, render, startService, waitFor, type Harness, type RunningService } from '../support/service-harness.js';
+import { treeHash } from '../support/tree-hash.js';
 
 const BIN_DIR = '/usr/lib/postgresql/15/bin';
 const PGBACKREST = '/usr/bin/pgbackrest';
@@ -61,20 +61,6 @@ async function query<T extends pg.QueryResultRow>(ctx: DriverContext, sql: strin
   }
 }
 
-/** Every file under `dir` with its sha256: what "the copy was not written" is checked against. */
-function treeHash(dir: string): Map<string, string> {
-  const out = new Map<string, string>();
-  const walk = (d: string) => {
-    for (const e of readdirSync(d, { withFileTypes: true })) {
-      const p = join(d, e.name);
-      if (e.isDirectory()) walk(p);
-      else if (e.isSymbolicLink()) out.set(relative(dir, p), `-> ${readlinkSync(p)}`);
-      else out.set(relative(dir, p), createHash('sha256').update(readFileSync(p)).digest('hex'));
-    }
-  };
-  walk(dir);
-  return out;
-}
 
 /**
  * The copy as a site would receive it, then made read-only (no write bit
