@@ -23,7 +23,7 @@ import { chooseRestoreRepo, repoArchiveStates, RepoRefused } from '../../src/plu
 import type { BackupInfo } from '../../src/plugins/backup/info.js';
 import { parseRestoreTarget } from '../../src/plugins/backup/restore-target.js';
 import { parseLsn } from '../../src/plugins/postgresql/replication-tools.js';
-import { createHarness, freePort, installConfig, killGroup, render, startService, waitFor, type Harness, type RunningService } from '../support/service-harness.js';
+import { createHarness, freePort, installConfig, killGroup, render, startService, waitFor, waitHealthy, type Harness, type RunningService } from '../support/service-harness.js';
 
 const BIN_DIR = '/usr/lib/postgresql/15/bin';
 const PGBACKREST = '/usr/bin/pgbackrest';
@@ -83,11 +83,7 @@ describe('two pgBackRest repositories with a real PostgreSQL', { skip }, () => {
   };
 
   const healthy = () =>
-    waitFor('PostgreSQL to be healthy', 90_000, async () => {
-      const r = await h.driver.health(h.ctx, AbortSignal.timeout(2000));
-      if (r.status !== 'ok') throw new Error(r.message);
-      return true;
-    }, 200);
+    waitHealthy(h, 90_000);
 
   before(async () => {
     base = mkdtempSync(join(tmpdir(), 'hasup-two-repos-'));

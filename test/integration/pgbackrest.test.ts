@@ -19,7 +19,7 @@ import { BackupCoordinator, BackupRefused } from '../../src/plugins/backup/coord
 import { newestArchived, type BackupInfo, type BackupProgress } from '../../src/plugins/backup/info.js';
 import { PgBackRest, PgBackRestError } from '../../src/plugins/backup/pgbackrest.js';
 import type { Leadership, LeadershipState } from '../../src/supervisor/leadership.js';
-import { createHarness, freePort, installConfig, killGroup, render, startService, waitFor, type Harness, type RunningService } from '../support/service-harness.js';
+import { createHarness, freePort, installConfig, killGroup, render, startService, waitFor, waitHealthy, type Harness, type RunningService } from '../support/service-harness.js';
 
 const BIN_DIR = '/usr/lib/postgresql/15/bin';
 const PGBACKREST = '/usr/bin/pgbackrest';
@@ -113,11 +113,7 @@ describe('pgBackRest with a real PostgreSQL', { skip }, () => {
     await h.driver.prepare(h.ctx);
     installConfig(h, render(h));
     server = startService(h);
-    await waitFor('PostgreSQL to be healthy', 60_000, async () => {
-      const r = await h.driver.health(h.ctx, AbortSignal.timeout(2000));
-      if (r.status !== 'ok') throw new Error(r.message);
-      return true;
-    }, 200);
+    await waitHealthy(h, 60_000);
     pgbr = PgBackRest.forService(h.ctx);
   });
 

@@ -13,7 +13,7 @@ import { memberTlsFiles } from '../../src/supervisor/pki/member-files.js';
 import { DEFAULT_TLS_SETTINGS, ensureMemberTls } from '../../src/supervisor/pki/provision.js';
 import { installServiceTls } from '../../src/supervisor/pki/service-copy.js';
 import type { ClusterSecrets } from '../../src/supervisor/secrets.js';
-import { createHarness, enableTls, freePort, installConfig, killGroup, render, startService, waitFor, type Harness, type RunningService } from '../support/service-harness.js';
+import { createHarness, enableTls, freePort, installConfig, killGroup, render, startService, waitHealthy, type Harness, type RunningService } from '../support/service-harness.js';
 
 /**
  * A new cluster CA under a real PostgreSQL 15 (docs/tls.md, "A new CA"):
@@ -71,11 +71,7 @@ describe('a new cluster CA under a real PostgreSQL', { skip }, () => {
     await h.driver.prepare(h.ctx);
     installConfig(h, render(h));
     server = startService(h);
-    await waitFor('PostgreSQL to be healthy', 30_000, async () => {
-      const result = await h.driver.health(h.ctx, AbortSignal.timeout(2000));
-      if (result.status !== 'ok') throw new Error(result.message);
-      return true;
-    }, 200);
+    await waitHealthy(h);
     oldCa = { cert: h.ctx.secrets.tls!.ca_cert, key: h.ctx.secrets.tls!.ca_key };
     newCa = await createCa({ name: 'test', label: 'from today' });
     const t = superuserTarget(h.ctx);

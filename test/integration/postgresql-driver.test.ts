@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { PostgresqlDriver } from '../../src/plugins/postgresql/driver.js';
 import { driverFor } from '../../src/node/drivers.js';
-import { createHarness, freePort, installConfig, killGroup, render, startService, waitFor, type Harness, type RunningService } from '../support/service-harness.js';
+import { createHarness, freePort, installConfig, killGroup, render, startService, waitFor, waitHealthy, type Harness, type RunningService } from '../support/service-harness.js';
 
 const BIN_DIR = '/usr/lib/postgresql/15/bin';
 const skip = existsSync(join(BIN_DIR, 'postgres')) ? false : `PostgreSQL 15 is not installed in ${BIN_DIR} (npm run bootstrap)`;
@@ -28,13 +28,6 @@ async function query<T extends pg.QueryResultRow>(h: Harness, sql: string, user?
   }
 }
 
-async function waitHealthy(h: Harness): Promise<void> {
-  await waitFor('PostgreSQL to be healthy', 30_000, async () => {
-    const result = await h.driver.health(h.ctx, AbortSignal.timeout(2000));
-    if (result.status !== 'ok') throw new Error(result.message);
-    return true;
-  }, 200);
-}
 
 describe('PostgreSQL driver against a real server', { skip }, () => {
   let h: Harness;

@@ -9,7 +9,7 @@ import { driverFor } from '../../src/node/drivers.js';
 import { superuserTarget, withClient } from '../../src/plugins/postgresql/connect.js';
 import { conninfo } from '../../src/plugins/postgresql/standby-config.js';
 import { createCa } from '../../src/supervisor/pki/issue.js';
-import { createHarness, enableTls, freePort, installConfig, killGroup, render, startService, waitFor, type Harness, type RunningService } from '../support/service-harness.js';
+import { createHarness, enableTls, freePort, installConfig, killGroup, render, startService, waitHealthy, type Harness, type RunningService } from '../support/service-harness.js';
 
 /**
  * PostgreSQL with the member's certificate (docs/tls.md), against a real
@@ -32,11 +32,7 @@ describe('PostgreSQL over TLS against a real server', { skip }, () => {
     await h.driver.prepare(h.ctx);
     installConfig(h, render(h));
     server = startService(h);
-    await waitFor('PostgreSQL to be healthy', 30_000, async () => {
-      const result = await h.driver.health(h.ctx, AbortSignal.timeout(2000));
-      if (result.status !== 'ok') throw new Error(result.message);
-      return true;
-    }, 200);
+    await waitHealthy(h);
   });
 
   after(async () => {

@@ -195,3 +195,12 @@ export function killGroup(pgid: number, signal: NodeJS.Signals): void {
 export function waitFor<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>, intervalMs = 100): Promise<T> {
   return eventually(probe, timeoutMs, what, intervalMs);
 }
+
+/** Until the service's own health check passes (its driver's health, as the supervisor runs it). */
+export async function waitHealthy(h: Harness, timeoutMs = 30_000): Promise<void> {
+  await waitFor(`${h.ctx.plan.manifest.name} to be healthy`, timeoutMs, async () => {
+    const result = await h.driver.health(h.ctx, AbortSignal.timeout(2000));
+    if (result.status !== 'ok') throw new Error(result.message);
+    return true;
+  }, 200);
+}
