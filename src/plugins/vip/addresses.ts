@@ -1,6 +1,8 @@
 import { execFile } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { cidrContains, parseCidr, parseInterfaceAddress, type InterfaceAddress } from '../../supervisor/cidr.js';
+import { installRoot } from '../../supervisor/install-paths.js';
 
 /**
  * How the leader VIP is put on and taken off this host's interface: the
@@ -37,16 +39,16 @@ export interface AddressManager {
   add(vip: Vip): Promise<void>;
   /** Removes the address (already gone is fine). */
   remove(vip: Vip): Promise<void>;
-  /** Tells the neighbours the address is here now (gratuitous ARP); stops at once when `signal` aborts. */
+  /** Tells the neighbours the address is here now (gratuitous ARP, or unsolicited neighbour advertisements); stops at once when `signal` aborts. */
   announce(vip: Vip, signal: AbortSignal): Promise<void>;
 }
 
 /** Where Debian puts them; PATH may lack /usr/sbin under some service managers. */
 const SBIN = ['/usr/sbin', '/sbin', '/usr/bin', '/bin'];
 const COMMAND_TIMEOUT_MS = 3000;
-/** Gratuitous ARPs per claim, this far apart: one can be lost, and a switch may learn the port late. */
+/** Announcements per claim, this far apart: one can be lost, and a switch may learn the port late. */
 const ANNOUNCE_COUNT = 3;
-const ANNOUNCE_INTERVAL_S = 0.2;
+const ANNOUNCE_INTERVAL_MS = 200;
 /** CAP_NET_ADMIN's bit in /proc/self/status CapEff. */
 const CAP_NET_ADMIN = 12n;
 
@@ -64,18 +66,27 @@ interface IpAddrInfo {
   prefixlen: number;
 }
 
+/** hasup-ndsend as built by scripts/build-native.sh into the installation's dist/bin. */
+export function defaultNdsendBinary(): string | undefined {
+  const path = join(installRoot(), 'dist', 'bin', 'hasup-ndsend');
+  return existsSync(path) ? path : undefined;
+}
+
 export class IpAddresses implements AddressManager {
   private readonly ip: string | undefined;
   private readonly arping: string | undefined;
+  private readonly ndsend: string | undefined;
 
-  constructor(opts: { ip?: string; arping?: string } = {}) {
+  constructor(opts: { ip?: string; arping?: string; ndsend?: string } = {}) {
     this.ip = opts.ip ?? findCommand('ip');
     this.arping = opts.arping ?? findCommand('arping');
+    this.ndsend = opts.ndsend ?? defaultNdsendBinary();
   }
 
   async check(vip: Vip): Promise<string | undefined> {
     if (!this.ip) return 'iproute2\'s "ip" command is not installed (apt-get install iproute2)';
     if (vip.family === 4 && !this.arping) return 'arping is not installed, so the VIP could not be announced when it moves (apt-get install arping, or run scripts/bootstrap.sh)';
+    if (vip.family === 6 && !this.ndsend) return 'hasup-ndsend is not built, so the VIP could not be announced when it moves (npm run build compiles it into dist/bin)';
     if (!hasNetAdmin()) return `no permission to add addresses to ${vip.interface}: hasup needs CAP_NET_ADMIN (run it as root, or give the unit AmbientCapabilities=CAP_NET_ADMIN)`;
     let addrs: IpAddrInfo[];
     try {
@@ -117,16 +128,20 @@ export class IpAddresses implements AddressManager {
    * interface's MAC), which make every neighbour that has the VIP in its
    * cache point it here. arping exits 1 when nothing answers, which is what
    * gratuitous ARP expects; only its complaints on stderr are failures.
-   * IPv6: nothing is sent (no unsolicited neighbour advertisement tool in
-   * Debian's base); neighbours find the new holder when their cache entry
-   * goes stale and they probe it (docs/vip.md).
+   * IPv6: unsolicited neighbour advertisements with the override flag, to
+   * all nodes, which do the same for neighbour caches (hasup-ndsend; the
+   * kernel sends one only after duplicate address detection, which the VIP
+   * skips).
    */
   async announce(vip: Vip, signal: AbortSignal): Promise<void> {
-    if (vip.family !== 4) return;
-    const args = ['-q', '-U', '-c', String(ANNOUNCE_COUNT), '-W', String(ANNOUNCE_INTERVAL_S), '-i', vip.interface, '-S', vip.address, vip.address];
-    const r = await run(this.need(this.arping, 'arping'), args, signal);
+    const [name, path, args] =
+      vip.family === 4
+        ? ['arping', this.arping, ['-q', '-U', '-c', String(ANNOUNCE_COUNT), '-W', String(ANNOUNCE_INTERVAL_MS / 1000), '-i', vip.interface, '-S', vip.address, vip.address]]
+        : ['hasup-ndsend', this.ndsend, ['-i', vip.interface, '-c', String(ANNOUNCE_COUNT), '-w', String(ANNOUNCE_INTERVAL_MS), vip.address]];
+    const r = await run(this.need(path, name), args, signal);
     if (signal.aborted) return;
-    if ((r.code !== 0 && r.code !== 1) || r.stderr.trim()) throw new Error(`arping ${args.join(' ')}: ${r.stderr.trim() || `exit ${r.code}`}`);
+    const quietFailure = vip.family === 4 && r.code === 1;
+    if ((r.code !== 0 && !quietFailure) || r.stderr.trim()) throw new Error(`${name} ${args.join(' ')}: ${r.stderr.trim() || `exit ${r.code}`}`);
   }
 
   private async addresses(iface: string): Promise<IpAddrInfo[]> {
@@ -158,8 +173,10 @@ function hasNetAdmin(): boolean {
 function run(file: string, args: string[], signal?: AbortSignal): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     execFile(file, args, { timeout: COMMAND_TIMEOUT_MS, signal, env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C' } }, (err, stdout, stderr) => {
-      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : -1) : 0;
-      resolve({ code, stdout, stderr: err && !stderr ? err.message : stderr });
+      // An exit status is the command's answer (arping's 1 is); no status means it never ran or was killed.
+      const exited = !err || typeof (err as { code?: unknown }).code === 'number';
+      const code = !err ? 0 : exited ? (err as { code: number }).code : -1;
+      resolve({ code, stdout, stderr: !exited && !stderr ? err!.message : stderr });
     });
   });
 }

@@ -206,7 +206,7 @@ export class LeaderVip {
     this.announcing = ac;
     this.opts.addresses.announce(this.opts.vip, ac.signal).then(
       () => {
-        if (!ac.signal.aborted) this.log.info({ event: 'vip_announced' }, `announced the leader VIP ${this.opts.vip.text} (gratuitous ARP)`);
+        if (!ac.signal.aborted) this.log.info({ event: 'vip_announced' }, `announced the leader VIP ${this.opts.vip.text} (${this.opts.vip.family === 4 ? 'gratuitous ARP' : 'unsolicited neighbour advertisement'})`);
       },
       (err: unknown) => this.log.warn({ event: 'vip_announce_failed', err }, `cannot announce the leader VIP: ${(err as Error).message}; neighbours find it when their caches expire`),
     );
