@@ -11,23 +11,20 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { pino } from 'pino';
 import { accessKey, elasticsearchConfigHere, esAccess, esClientOptions, esRequestExtras, esScheme, MemberEsAccess, securityOn } from '../../src/plugins/elasticsearch/access.js';
 import { ElasticsearchDriver } from '../../src/plugins/elasticsearch/driver.js';
 import { firstAnswer } from '../../src/plugins/elasticsearch/es-http.js';
 import { ES_USERNAMES, esPasswords, esPasswordSource, pbkdf2Hash, pbkdf2Matches, rolesYml, usersFile, usersRolesFile, writeSecurityFiles } from '../../src/plugins/elasticsearch/users.js';
 import { elasticsearchPeerUrls } from '../../src/plugins/shipper/census.js';
 import { ElasticsearchOutput } from '../../src/plugins/shipper/output.js';
-import { mergeLayers, renderTemplates } from '../../src/supervisor/config-layers.js';
-import type { DriverContext, ServicePaths } from '../../src/supervisor/driver.js';
-import { shippedPlansDir } from '../../src/supervisor/install-paths.js';
+import { mergeLayers } from '../../src/supervisor/config-layers.js';
+import type { DriverContext } from '../../src/supervisor/driver.js';
 import { createCa, issueMemberCert, type KeyPairPem } from '../../src/supervisor/pki/issue.js';
 import { installServiceTls } from '../../src/supervisor/pki/service-copy.js';
-import { findPlan } from '../../src/supervisor/plan.js';
 import { checkSecrets, generateSecrets, type ClusterSecrets } from '../../src/supervisor/secrets.js';
 import type { TomlTable } from '../../src/supervisor/toml-schema.js';
+import { esDriverContext, esPlan as plan, renderEsYml as renderYml } from '../support/es-driver-context.js';
 
-const plan = findPlan('elasticsearch', [shippedPlansDir()]);
 const dir = mkdtempSync(join(tmpdir(), 'hasup-es-security-'));
 const secrets = generateSecrets();
 let ca: KeyPairPem;
@@ -66,26 +63,7 @@ after(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-function context(layer: TomlTable, opts: { tls?: boolean; root?: string } = {}): DriverContext {
-  const root = opts.root ?? '/state/svc/elasticsearch';
-  const paths: ServicePaths = { root, data: join(root, 'data'), config: join(root, 'config'), run: join(root, 'run'), logs: join(root, 'logs') };
-  return {
-    plan,
-    paths,
-    cfg: mergeLayers(plan.defaults, [{ name: 'test', data: layer }]),
-    memberId: '0e12a4b5c6d7e8f9',
-    ip: '10.0.0.7',
-    secrets,
-    ...(opts.tls ? { tls: { ca: join(root, 'tls', 'ca.pem'), cert: join(root, 'tls', 'member.pem'), key: join(root, 'tls', 'member.key') } } : {}),
-    log: pino({ level: 'silent' }),
-  };
-}
-
-function renderYml(ctx: DriverContext): string {
-  const driver = new ElasticsearchDriver();
-  const svc = { data_dir: ctx.paths.data, config_dir: ctx.paths.config, logs_dir: ctx.paths.logs, run_dir: ctx.paths.run, ...driver.templateValues(ctx) };
-  return renderTemplates(plan, { cfg: ctx.cfg, svc, sys: { ip: ctx.ip, member_id: ctx.memberId } }).get('elasticsearch.yml')!;
-}
+const context = (layer: TomlTable, opts: { tls?: boolean; root?: string } = {}): DriverContext => esDriverContext(layer, { ...opts, secrets });
 
 test('security = false: elasticsearch.yml says so and every URL is http, TLS on the member or not', () => {
   // On wherever the member has TLS (docs/elasticsearch.md).
