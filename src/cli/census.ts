@@ -71,7 +71,7 @@ export function etcdSummary(etcd: EtcdMembershipStatus): string | undefined {
  * something to say: a standby cluster (whom it follows, its standby
  * leader's replication), a restore under way or failed.
  */
-export function haGroupSummary(ha: Pick<HaView, 'standby_of' | 'leader' | 'members' | 'restore'> & Partial<Pick<HaView, 'standby_of_repo' | 'spare'>>, now = Date.now()): string[] {
+export function haGroupSummary(ha: Pick<HaView, 'standby_of' | 'leader' | 'members' | 'restore'> & Partial<Pick<HaView, 'standby_of_ca' | 'standby_of_repo' | 'spare'>>, now = Date.now()): string[] {
   const out: string[] = [];
   if (ha.standby_of_repo) out.push(...spareSummary(ha, now));
   if (ha.standby_of) {
@@ -79,6 +79,7 @@ export function haGroupSummary(ha: Pick<HaView, 'standby_of' | 'leader' | 'membe
     const lag = leader?.lag_bytes != null ? `, ${formatBytes(leader.lag_bytes)} behind it` : '';
     const how = leader ? `standby leader ${leader.member} (${leader.replication_state ?? 'state unknown'}${leader.wal_position !== null ? `, received up to ${lsnText(leader.wal_position)}` : ''}${lag})` : 'no standby leader yet';
     out.push(`standby cluster: follows the primary cluster at ${ha.standby_of}; ${how}; takes no writes until \`hasup cluster promote\``);
+    if (ha.standby_of_ca === false) out.push("  its servers' certificates are not verified: no [ha] standby_of_ca (`cluster create --primary-secrets` takes it from a primary cluster with TLS, `cluster demote --follow-ca` from a file)");
   }
   const r = ha.restore;
   if (r && r.state !== 'done') out.push(`restore ${r.id} (${describeTarget(r.target)}, on ${r.member}): ${r.state === 'failed' ? 'FAILED' : r.state}: ${r.detail}`);

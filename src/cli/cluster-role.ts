@@ -1,7 +1,8 @@
+import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import type { Command } from 'commander';
 import { stringify } from 'smol-toml';
-import { parseEndpoint, type HaMemberView, type HaView } from '../ha/index.js';
+import { caBundleProblem, parseEndpoint, type HaMemberView, type HaView } from '../ha/index.js';
 import { readApiEndpoint } from '../node/api-endpoint.js';
 import { mergeInto } from '../supervisor/config-layers.js';
 import { StateDir } from '../supervisor/state-dir.js';
@@ -67,15 +68,18 @@ export function registerClusterRoleCommands(cluster: Command): void {
   withApiFlags(cluster.command('demote'))
     .description('make this primary cluster a standby cluster of another (to switch back after its spare was promoted): the leader stops taking writes, rewinds if it must, and streams from HOST:PORT')
     .requiredOption('--follow <host:port>', "the other cluster's write address (its HAProxy write port)")
+    .option('--follow-ca <file>', "the other cluster's CA certificate(s) (PEM, e.g. its secrets' tls.ca_cert saved to a file): the standby leader then streams only from servers with a certificate from it (verify-ca); without, the stream is encrypted but not verified")
     .option('--offline', "on a stopped member: change its stored config so it starts as a standby cluster (run it on every member before starting any, e.g. when the failed site comes back)")
     .option('--service-group <svc.group>', 'with --offline: the HA group', 'postgresql.default')
     .option('--no-wait', 'return once the change is applied, without waiting for the leader to stop taking writes')
     .option('--timeout <s>', 'how long to wait for the leader to stop taking writes', '120')
-    .action(async (flags: RoleFlags & { follow: string; offline?: boolean; serviceGroup: string }) => {
+    .action(async (flags: RoleFlags & { follow: string; followCa?: string; offline?: boolean; serviceGroup: string }) => {
       const ep = parseEndpoint(flags.follow);
       if (!ep) throw new Error(`--follow must be HOST:PORT (got ${JSON.stringify(flags.follow)})`);
       const upstream = `${ep.host.includes(':') ? `[${ep.host}]` : ep.host}:${ep.port}`;
-      const patch = { ha: { standby_of: upstream } };
+      // Always set, so the CA of a cluster followed before is never taken for this one's.
+      const patch = { ha: { standby_of: upstream, standby_of_ca: flags.followCa === undefined ? '' : readCaFile(flags.followCa) } };
+      if (flags.followCa === undefined) console.error(`note: without --follow-ca the stream from ${upstream} is encrypted but its server is not verified`);
       if (flags.offline) {
         await refuseIfRunning(flags.stateDir);
         const version = patchConfigOffline(new StateDir(flags.stateDir), flags.serviceGroup, patch);
@@ -113,6 +117,19 @@ async function promoteSpare(api: ApiClient, ha: HaView, wait: boolean, timeoutMs
   const started = Date.now();
   const done = await follow(api, timeoutMs, (v) => (!v.standby_of && !v.standby_of_repo && leaderOf(v)?.role === 'leader' ? v : null));
   console.log(`${ha.service_group} is the primary cluster: leader ${done.leader}, timeline ${done.timeline ?? '?'}, takes writes (${((Date.now() - started) / 1000).toFixed(1)} s)`);
+}
+
+/** --follow-ca: PEM CA certificates, checked before anything changes. */
+function readCaFile(file: string): string {
+  let pem: string;
+  try {
+    pem = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new Error(`--follow-ca ${file}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`);
+  }
+  const problem = caBundleProblem(pem);
+  if (problem) throw new Error(`--follow-ca ${file}: ${problem}`);
+  return pem;
 }
 
 function leaderOf(v: HaView): HaMemberView | undefined {

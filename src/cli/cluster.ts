@@ -7,6 +7,7 @@ import { parseCron } from '../plugins/backup/cron.js';
 import { checkVoterCount, type RemovedVoter } from '../plugins/etcd/membership.js';
 import { readClusterState, writeClusterState } from '../supervisor/cluster-state.js';
 import { parseNodeConfig } from '../supervisor/config-file.js';
+import { clusterBundle } from '../supervisor/pki/ca-change.js';
 import { CA_DAYS } from '../supervisor/pki/issue.js';
 import { DEFAULT_TLS_SETTINGS, ensureMemberTls, withClusterCa } from '../supervisor/pki/provision.js';
 import { DEFAULT_CLUSTER_NAME, generateSecrets, loadSecretsFile, writeSecretsFile, type ClusterSecrets } from '../supervisor/secrets.js';
@@ -85,12 +86,12 @@ The first 3 (or 5) members to run become etcd voting members, later ones etcd cl
       if (existsSync(secretsFile)) throw new Error(`${secretsFile} already exists; refusing to overwrite the cluster secrets (a cluster is created once; other nodes use \`hasup cluster join\`)`);
       // A standby cluster's own ring, etcd and API; the primary's database roles and repository passphrase.
       const secrets = primary
-        ? { ...fresh, postgresql: primary.postgresql, ...(primary.backup ? { backup: primary.backup } : {}), ...(flags.standbyOf ? { standby_of: flags.standbyOf } : {}), ...(spare ? { standby_of_repo: spare.repo, ...(spare.schedule ? { restore_schedule: spare.schedule } : {}) } : {}) }
+        ? { ...fresh, postgresql: primary.postgresql, ...(primary.backup ? { backup: primary.backup } : {}), ...(flags.standbyOf ? { standby_of: flags.standbyOf, ...(primary.tls ? { standby_of_ca: clusterBundle(primary.tls) } : {}) } : {}), ...(spare ? { standby_of_repo: spare.repo, ...(spare.schedule ? { restore_schedule: spare.schedule } : {}) } : {}) }
         : fresh;
       mkdirSync(dirname(secretsFile), { recursive: true, mode: 0o700 });
       writeSecretsFile(secretsFile, secrets);
       writeClusterState(p.stateDir, { cluster_id: secrets.cluster_id!, cluster_name: flags.name, founder: true, created_at: Date.now() });
-      const config = finish(p, flags, { clusterName: flags.name, peers: [], secrets: secretsFile, standbyOf: secrets.standby_of, standbyOfRepo: secrets.standby_of_repo, restoreSchedule: secrets.restore_schedule, writtenBy: 'create' });
+      const config = finish(p, flags, { clusterName: flags.name, peers: [], secrets: secretsFile, standbyOf: secrets.standby_of, standbyOfCa: secrets.standby_of_ca, standbyOfRepo: secrets.standby_of_repo, restoreSchedule: secrets.restore_schedule, writtenBy: 'create' });
       const tls = await memberTls(p, secrets, secretsFile);
       p.say(`cluster ${flags.name} (id ${secrets.cluster_id}) created; this node is member ${p.memberId}, the etcd founder`);
       if (secrets.standby_of) p.say(`  a standby cluster of ${secrets.standby_of}: its leader copies and then streams from it, and never promotes until standby_of is set to ""`);
@@ -120,7 +121,7 @@ The first 3 (or 5) members to run become etcd voting members, later ones etcd cl
       const secretsFile = installSecrets(source, secrets, join(p.stateDir, 'secrets.json'));
       writeClusterState(p.stateDir, { cluster_id: secrets.cluster_id ?? null, cluster_name: secrets.cluster_name ?? null, founder: false, joined_via: peer, created_at: Date.now() });
       const clusterName = secrets.cluster_name ?? DEFAULT_CLUSTER_NAME;
-      const config = finish(p, flags, { clusterName, peers: [peer], secrets: secretsFile, ringKey: flags.ringKey && resolve(flags.ringKey), standbyOf: secrets.standby_of, standbyOfRepo: secrets.standby_of_repo, restoreSchedule: secrets.restore_schedule, writtenBy: 'join' });
+      const config = finish(p, flags, { clusterName, peers: [peer], secrets: secretsFile, ringKey: flags.ringKey && resolve(flags.ringKey), standbyOf: secrets.standby_of, standbyOfCa: secrets.standby_of_ca, standbyOfRepo: secrets.standby_of_repo, restoreSchedule: secrets.restore_schedule, writtenBy: 'join' });
       const tls = await memberTls(p, secrets, secretsFile);
       p.say(`this node (member ${p.memberId}) is ready to join cluster ${clusterName}${secrets.cluster_id ? ` (id ${secrets.cluster_id})` : ''} through ${peer}`);
       p.say(`  secrets: ${secretsFile}`);
@@ -190,7 +191,7 @@ export function prepare(flags: PrepareFlags, voters: number): Prepared {
 }
 
 /** Writes the node's hasup.toml (or prints it, or keeps an existing one). Returns where it is. */
-export function finish(p: Prepared, flags: PrepareFlags, o: { clusterName: string; peers: string[]; secrets: string; ringKey?: string; standbyOf?: string; standbyOfRepo?: string; restoreSchedule?: string; backupRepo?: string; writtenBy: 'create' | 'join' | 'restore --to-new-cluster' }): string {
+export function finish(p: Prepared, flags: PrepareFlags, o: { clusterName: string; peers: string[]; secrets: string; ringKey?: string; standbyOf?: string; standbyOfCa?: string; standbyOfRepo?: string; restoreSchedule?: string; backupRepo?: string; writtenBy: 'create' | 'join' | 'restore --to-new-cluster' }): string {
   const toml = renderNodeConfig({ ...o, advertise: p.advertise, stateDir: p.stateDir, etcdVoters: p.voters, services: flags.service, allowedCidrs: p.allowedCidrs });
   parseNodeConfig(toml, '(generated hasup.toml)'); // never hand the operator a file `hasup run` would refuse
   if (flags.printConfig) {

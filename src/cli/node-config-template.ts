@@ -22,8 +22,9 @@ export interface NodeConfigTemplateInput {
   services: string[];
   /** PostgreSQL's pg_hba networks (see allowedCidrs): the other members and the load balancer connect from these. Absent: the plan's default (loopback only). */
   allowedCidrs?: string[];
-  /** A standby cluster's primary (HOST:PORT). */
+  /** A standby cluster's primary (HOST:PORT), and its CA certificates (PEM). */
   standbyOf?: string;
+  standbyOfCa?: string;
   /** A warm spare's repository copy (a path) and its re-base schedule (cron, UTC). */
   standbyOfRepo?: string;
   restoreSchedule?: string;
@@ -73,6 +74,12 @@ export function renderNodeConfig(input: NodeConfigTemplateInput): string {
           '# A standby cluster: its leader streams from the primary cluster here (its HAProxy write port) and never',
           '# promotes until `hasup config apply` sets standby_of = "" (docs/backup.md, "Warm spare").',
           `standby_of = ${str(input.standbyOf)}`,
+          ...(input.standbyOfCa
+            ? [
+                "# The primary cluster's CA: the standby leader streams only from servers with a certificate from it (verify-ca).",
+                `standby_of_ca = '''\n${input.standbyOfCa.trim()}\n'''`,
+              ]
+            : []),
           '',
         ]
       : []),

@@ -10,6 +10,8 @@ export interface PeerEndpoint {
   member: string;
   host: string;
   port: number;
+  /** The CA (PEM) its certificate must come from when that is not this cluster's: another cluster's (a standby cluster's upstream). */
+  ca?: string;
 }
 
 export interface ConnectedReplica {

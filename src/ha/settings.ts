@@ -1,3 +1,4 @@
+import { X509Certificate } from 'node:crypto';
 import { checkTable, isTable, perConfig, type Schema, type TomlTable } from '../supervisor/toml-schema.js';
 
 /**
@@ -51,8 +52,11 @@ export interface HaSettings {
    * PostgreSQL endpoint, which reaches the primary cluster's leader
    * wherever it is (the primary cluster's HAProxy write port), and the
    * other members cascade from it. null: this cluster is the primary.
+   * `ca`: the primary cluster's CA certificates (PEM), which its members'
+   * certificates must come from (sslmode=verify-ca); absent: encrypted but
+   * not verified (sslmode=require).
    */
-  standbyOf: { host: string; port: number } | null;
+  standbyOf: { host: string; port: number; ca?: string } | null;
   /**
    * A standby cluster without a network link to its primary (a warm spare
    * kept current by restores): the path of a copy of the primary cluster's
@@ -103,6 +107,12 @@ export const HA_SETTINGS_SCHEMA: Schema = {
     default: '',
     check: (v) => (v === '' || parseEndpoint(v) ? undefined : `must be HOST:PORT (an address and a port, [IPv6]:PORT) or "" (got ${JSON.stringify(v)})`),
   },
+  standby_of_ca: {
+    type: 'string',
+    doc: "with standby_of: the primary cluster's CA certificates (PEM), so the standby leader verifies that cluster's servers (sslmode=verify-ca); \"\" = encrypted but not verified",
+    default: '',
+    check: (v) => (v === '' ? undefined : caBundleProblem(v)),
+  },
   standby_of_repo: {
     type: 'string',
     doc: 'a copy of the primary cluster\'s pgBackRest repository (an absolute path, read only): this cluster is a warm spare kept current from it; "" = not such a spare',
@@ -115,6 +125,26 @@ export const HA_SETTINGS_SCHEMA: Schema = {
     default: '',
   },
 };
+
+function withCa(up: { host: string; port: number } | null, ca: unknown): HaSettings['standbyOf'] {
+  return up && typeof ca === 'string' && ca !== '' && caBundleProblem(ca) === undefined ? { ...up, ca } : up;
+}
+
+/** Why PEM text is not one or more CA certificates, or undefined when it is. */
+export function caBundleProblem(pem: string): string | undefined {
+  const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  if (blocks.length === 0) return 'must be PEM certificates (-----BEGIN CERTIFICATE-----), or ""';
+  for (const [i, block] of blocks.entries()) {
+    let cert: X509Certificate;
+    try {
+      cert = new X509Certificate(block);
+    } catch {
+      return `certificate ${i + 1} cannot be parsed`;
+    }
+    if (!cert.ca) return `certificate ${i + 1} (${cert.subject.replace(/\n/g, ', ')}) is not a CA certificate`;
+  }
+  return undefined;
+}
 
 /** A standby cluster of either kind: streaming from a primary cluster, or replaying a copy of its repository. */
 export function isStandbyCluster(s: Pick<HaSettings, 'standbyOf' | 'standbyOfRepo'>): boolean {
@@ -150,7 +180,7 @@ function readHaSettings(cfg: TomlTable): HaSettings {
     noFailover: ha.nofailover as boolean,
     watchdog: ha.watchdog as WatchdogMode,
     watchdogDevice: ha.watchdog_device as string,
-    standbyOf: parseEndpoint(ha.standby_of as string),
+    standbyOf: withCa(parseEndpoint(ha.standby_of as string), ha.standby_of_ca),
     standbyOfRepo: typeof ha.standby_of_repo !== 'string' || ha.standby_of_repo === '' ? null : ha.standby_of_repo.replace(/\/+$/, '') || '/',
     restoreSchedule: typeof ha.restore_schedule !== 'string' || ha.restore_schedule.trim() === '' ? null : ha.restore_schedule.trim(),
     invalid: problems.map((p) => p.reason),

@@ -1,6 +1,7 @@
 import type { HaContext } from './context.js';
 import type { DatabaseStatus, PeerEndpoint } from './database.js';
 import type { LeaseKeeper } from './lease.js';
+import type { HaSettings } from './settings.js';
 
 /**
  * The leader of a standby cluster ([ha] standby_of = "HOST:PORT"): it holds
@@ -31,9 +32,9 @@ export class StandbyLeader {
     private readonly lease: LeaseKeeper,
   ) {}
 
-  async turn(db: DatabaseStatus, up: { host: string; port: number }): Promise<void> {
+  async turn(db: DatabaseStatus, up: NonNullable<HaSettings['standbyOf']>): Promise<void> {
     const ctx = this.ctx;
-    const endpoint: PeerEndpoint = { member: PRIMARY_CLUSTER, host: up.host, port: up.port };
+    const endpoint: PeerEndpoint = { member: PRIMARY_CLUSTER, ...up };
     const where = `${up.host.includes(':') ? `[${up.host}]` : up.host}:${up.port}`;
     if (db.inRecovery === false) {
       // A primary told to follow another cluster (cluster demote): no writes from here on, whether or

@@ -36,6 +36,8 @@ export interface HaView {
   restore: RestoreRequest | null;
   /** A standby cluster: the primary cluster it follows (HOST:PORT); null for a primary cluster. */
   standby_of: string | null;
+  /** With standby_of: whether the primary cluster's CA was given ([ha] standby_of_ca), so its servers are verified. */
+  standby_of_ca?: boolean;
   /** A warm spare kept current from a copy of the primary cluster's repository: that path; null otherwise. */
   standby_of_repo?: string | null;
   /** The spare's re-base schedule (cron, UTC), when it has one. */
@@ -70,6 +72,7 @@ export function haView(ctx: HaContext, rogues: RoguePrimary[]): HaView {
     switchover: snap?.switchover ?? null,
     restore: snap?.restore ?? null,
     standby_of: s.standbyOf ? `${s.standbyOf.host.includes(':') ? `[${s.standbyOf.host}]` : s.standbyOf.host}:${s.standbyOf.port}` : null,
+    ...(s.standbyOf ? { standby_of_ca: s.standbyOf.ca !== undefined } : {}),
     standby_of_repo: s.standbyOfRepo,
     restore_schedule: s.standbyOfRepo ? s.restoreSchedule : null,
     settings: { ttl: s.ttlS, loop_wait: s.loopWaitMs / 1000, retry_timeout: s.retryTimeoutMs / 1000, maximum_lag_on_failover: s.maximumLagOnFailover },

@@ -41,6 +41,8 @@ export interface ClusterSecrets {
    * then the primary cluster's: its database is a copy of that one.
    */
   standby_of?: string;
+  /** With standby_of: the primary cluster's CA certificates (PEM, public), which its servers' certificates must come from; taken from its secrets at create. */
+  standby_of_ca?: string;
   /**
    * A warm spare kept current from a copy of the primary cluster's
    * pgBackRest repository (its path on these nodes, read only) and when it
@@ -136,6 +138,7 @@ export function checkSecrets(data: unknown, file: string): ClusterSecrets {
   if (s.ring_key !== undefined) ringKeyBytes(s.ring_key, file);
   if (s.etcd_voters !== undefined && s.etcd_voters !== 3 && s.etcd_voters !== 5) throw new Error(`${file}: etcd_voters must be 3 or 5`);
   if (s.standby_of !== undefined && (typeof s.standby_of !== 'string' || !/^\S+:\d{1,5}$/.test(s.standby_of))) throw new Error(`${file}: standby_of must be HOST:PORT`);
+  if (s.standby_of_ca !== undefined && (typeof s.standby_of_ca !== 'string' || !s.standby_of_ca.includes('-----BEGIN CERTIFICATE-----'))) throw new Error(`${file}: standby_of_ca must be PEM certificates`);
   if (s.standby_of_repo !== undefined && (typeof s.standby_of_repo !== 'string' || !s.standby_of_repo.startsWith('/'))) throw new Error(`${file}: standby_of_repo must be an absolute path`);
   if (s.restore_schedule !== undefined && typeof s.restore_schedule !== 'string') throw new Error(`${file}: restore_schedule must be a string`);
   if (s.backup !== undefined) {

@@ -22,7 +22,8 @@
 import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { netnsUnavailableReason } from '../support/netns-cluster.js';
 import { destroyAfterSuite, eventually, HaCluster } from '../support/ha-cluster.js';
 import { hasupCli } from '../support/hasup-cli.js';
@@ -73,6 +74,9 @@ describe('a standby cluster (warm spare) of a primary cluster', { skip: skip ?? 
     const status = await hasupCli(spare, 1, ['status']);
     assert.equal(status.code, 0, status.stderr);
     assert.match(status.stdout, new RegExp(`^standby cluster: follows the primary cluster at ${primary.cluster.hostAddress}:${primary.haproxyPort}; standby leader ${v.leader} \\(streaming`, 'm'));
+    // The primary's CA came from its secrets at create: the stream checks the primary's certificates (verify-ca).
+    assert.doesNotMatch(status.stdout, /not verified/);
+    assert.match((await spare.sql<{ conninfo: string }>(sl, 'SELECT conninfo FROM pg_stat_wal_receiver'))[0]!.conninfo, /sslmode=verify-ca/);
     const pl = await primary.whole(60_000);
     await primary.sql(pl, 'CREATE TABLE dr_rows (id int PRIMARY KEY)');
     await primary.sql(pl, 'INSERT INTO dr_rows SELECT generate_series(1, 500)');
@@ -130,8 +134,14 @@ describe('a standby cluster (warm spare) of a primary cluster', { skip: skip ?? 
   });
 
   test('switch back: the old primary cluster comes back demoted (--offline) and follows the spare; then the spare is demoted and the old primary promoted', async () => {
+    // The spare's CA, as its operator would hand it over: the old primary then checks the spare's certificates.
+    const spareCa = join(primary.cluster.baseDir, 'spare-ca.pem');
+    writeFileSync(spareCa, spare.secrets.tls!.ca_cert);
+    const notCa = await hasupCli(primary, 1, ['cluster', 'demote', '--offline', '--follow', spareWriteAddress(), '--follow-ca', primary.secretsFile]);
+    assert.notEqual(notCa.code, 0, 'a file without a CA certificate is refused');
+    assert.match(notCa.stderr, /--follow-ca .*must be PEM certificates/);
     for (const i of [1, 2, 3]) {
-      const r = await hasupCli(primary, i, ['cluster', 'demote', '--offline', '--follow', spareWriteAddress()]);
+      const r = await hasupCli(primary, i, ['cluster', 'demote', '--offline', '--follow', spareWriteAddress(), '--follow-ca', spareCa]);
       assert.equal(r.code, 0, r.stderr);
     }
     for (const i of [1, 2, 3]) primary.startNode(i);
@@ -148,6 +158,7 @@ describe('a standby cluster (warm spare) of a primary cluster', { skip: skip ?? 
     await watcher;
     assert.deepEqual(watching.seen, [], 'no member of the returning site took writes');
     await eventually(async () => (await countOn(primary, pl, 'dr_rows')) === 900 || undefined, 60_000, 'the rows written on the promoted spare, on the old primary site');
+    assert.match((await primary.sql<{ conninfo: string }>(pl, 'SELECT conninfo FROM pg_stat_wal_receiver'))[0]!.conninfo, /sslmode=verify-ca/, "the returning site checks the spare's certificates");
 
     // Planned switch back: demote the spare first (it stops taking writes), then promote the old primary.
     const sl = await spare.whole(60_000);
@@ -165,5 +176,9 @@ describe('a standby cluster (warm spare) of a primary cluster', { skip: skip ?? 
     await eventually(async () => (await countOn(spare, back, 'dr_rows')) === 1000 || undefined, 60_000, 'the spare follows the old primary again');
     const status = await hasupCli(spare, back, ['status']);
     assert.match(status.stdout, new RegExp(`^standby cluster: follows the primary cluster at ${primaryWriteAddress().replace(/\./g, '\\.')}; standby leader \\w+ \\(streaming, received up to [0-9A-F]+/[0-9A-F]+, \\d+(\\.\\d)? [KMG]?i?B behind it\\)`, 'm'));
+    // Demoted without --follow-ca: encrypted, not verified, and status says so.
+    assert.match(demoted.stderr, /without --follow-ca the stream .* is encrypted but its server is not verified/);
+    assert.match(status.stdout, /certificates are not verified: no \[ha\] standby_of_ca/);
+    assert.match((await spare.sql<{ conninfo: string }>(back, 'SELECT conninfo FROM pg_stat_wal_receiver'))[0]!.conninfo, /sslmode=require/);
   });
 });

@@ -22,7 +22,9 @@ export interface PgTarget {
    * Absent: no TLS, for a member whose TLS is off.
    */
   ca?: string;
-  /** TLS without verifying the server (libpq's require): a standby cluster's upstream, the other cluster's load balancer. */
+  /** With `ca`: the chain is checked, not the name (libpq's verify-ca): a standby cluster's upstream, the other cluster's load balancer. */
+  skipHostCheck?: boolean;
+  /** TLS without verifying the server (libpq's require): a standby cluster's upstream whose CA this cluster was not given. */
   tlsUnverified?: boolean;
 }
 
@@ -60,7 +62,11 @@ export class PgUnavailable extends Error {}
 
 function clientConfig(target: PgTarget): pg.ClientConfig {
   // pg checks the certificate's names against `host` (an IP SAN for an address), as libpq's verify-full does.
-  const ssl = target.tlsUnverified ? { rejectUnauthorized: false } : target.ca ? { ca: target.ca, rejectUnauthorized: true } : false;
+  const ssl = target.tlsUnverified
+    ? { rejectUnauthorized: false }
+    : target.ca
+      ? { ca: target.ca, rejectUnauthorized: true, ...(target.skipHostCheck ? { checkServerIdentity: () => undefined } : {}) }
+      : false;
   return { host: target.host, port: target.port, user: target.user, password: target.password, database: target.database, ssl, application_name: 'hasup' };
 }
 
@@ -112,7 +118,7 @@ export class PgSession {
   async run<T>(target: PgTarget, signal: AbortSignal, fn: (client: pg.Client) => Promise<T>): Promise<T> {
     const where = `${target.host.includes(':') ? `[${target.host}]` : target.host}:${target.port}`;
     if (signal.aborted) throw new PgUnavailable(`PostgreSQL at ${where}: check aborted before it started`);
-    const key = `${target.host}|${target.port}|${target.user}|${target.database}|${createHash('sha256').update(target.password).update(target.ca ?? '').digest('hex')}|${target.tlsUnverified === true}`;
+    const key = `${target.host}|${target.port}|${target.user}|${target.database}|${createHash('sha256').update(target.password).update(target.ca ?? '').digest('hex')}|${target.tlsUnverified === true}|${target.skipHostCheck === true}`;
     if (key !== this.key) this.close();
     let client = this.client;
     const onAbort = () => this.drop(client);

@@ -29,6 +29,7 @@ import {
   writeHaConf,
   writePassfile,
   writeStandbySignal,
+  writeUpstreamCa,
   type HaConfState,
   type Upstream,
 } from './standby-config.js';
@@ -598,7 +599,8 @@ export class PostgresHaNode implements ReplicatedDatabase {
   async follow(leader: PeerEndpoint, opts: { leaderIsPrimary: boolean }, signal: AbortSignal): Promise<void> {
     const ctx = await this.requireData();
     const svc = this.requireService();
-    const up: Upstream = { member: leader.member, host: leader.host, port: leader.port };
+    const up: Upstream = { member: leader.member, host: leader.host, port: leader.port, ...(leader.ca ? { ca: leader.ca } : {}) };
+    await writeUpstreamCa(ctx, up);
     const st = svc.status();
     const running = st.state === 'running';
     let rewind = await wasPrimary(ctx);
@@ -741,10 +743,11 @@ export class PostgresHaNode implements ReplicatedDatabase {
     return superuserTarget(ctx);
   }
 
-  /** The upstream's server, as libpq reaches it for replication (standby-config.ts tlsParams): verified, but for a standby cluster's upstream. */
+  /** The upstream's server, checked as libpq checks it for replication (standby-config.ts tlsParams). */
   private upstreamTarget(ctx: DriverContext, up: Upstream): PgTarget {
     const target: PgTarget = { ...this.target(ctx), host: up.host, port: up.port };
-    return up.member === PRIMARY_CLUSTER && target.ca ? { ...target, ca: undefined, tlsUnverified: true } : target;
+    if (up.member !== PRIMARY_CLUSTER || !target.ca) return target;
+    return up.ca ? { ...target, ca: up.ca, skipHostCheck: true } : { ...target, ca: undefined, tlsUnverified: true };
   }
 
   private requireCtx(): DriverContext {

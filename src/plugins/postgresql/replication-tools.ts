@@ -2,7 +2,7 @@ import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { DriverContext } from '../../supervisor/driver.js';
 import { runTool, type RunResult } from '../service-dirs.js';
-import { conninfo, emptyDataDir, passfilePath, replicationUser, superuser, type Upstream } from './standby-config.js';
+import { conninfo, emptyDataDir, passfilePath, replicationUser, superuser, writeUpstreamCa, type Upstream } from './standby-config.js';
 
 /**
  * PostgreSQL's own tools for moving data between members, run as the
@@ -49,6 +49,7 @@ export async function cloneFromLeader(ctx: DriverContext, leader: Upstream, sign
   if ((await readdir(ctx.paths.data)).length > 0) throw new Error(`${ctx.paths.data} is not empty; refusing to copy the leader over it`);
   ctx.log.info({ event: 'pg_basebackup', from: leader.member, host: leader.host, port: leader.port }, `copying the database from ${leader.member} (${leader.host}:${leader.port})`);
   const started = Date.now();
+  await writeUpstreamCa(ctx, leader);
   const result = await runTool(
     bin(ctx, 'pg_basebackup'),
     ['-D', ctx.paths.data, '-d', conninfo(ctx, leader, replicationUser(ctx)), '-X', 'stream', '-c', 'fast', '-w'],
@@ -73,6 +74,7 @@ export async function rewindFrom(ctx: DriverContext, leader: Upstream, signal: A
   // single-user mode, which refuses to run with a standby.signal present;
   // prepare() writes it again before the next start.
   for (const name of ['standby.signal', 'recovery.signal']) await rm(join(ctx.paths.data, name), { force: true });
+  await writeUpstreamCa(ctx, leader);
   const result = await runTool(bin(ctx, 'pg_rewind'), ['-D', ctx.paths.data, '--source-server', conninfo(ctx, leader, superuser(ctx), { dbname: 'postgres' })], {
     user: ctx.user,
     cwd: ctx.paths.run,

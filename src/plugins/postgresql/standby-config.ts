@@ -19,6 +19,8 @@ export interface Upstream {
   member: string;
   host: string;
   port: number;
+  /** Another cluster's CA (PEM), for a standby cluster's upstream (tlsParams). */
+  ca?: string;
 }
 
 export interface HaConfState {
@@ -36,6 +38,8 @@ export const HA_STATE_MARK = '# hasup-state: ';
 export const NO_SYNC_STANDBY = 'hasup_no_sync_standby';
 
 export const passfilePath = (ctx: DriverContext) => join(ctx.paths.run, 'pgpass');
+/** Another cluster's CA (a standby cluster's upstream), for libpq's sslrootcert. */
+export const upstreamCaPath = (ctx: DriverContext) => join(ctx.paths.run, 'upstream-ca.pem');
 export const haConfPath = (ctx: DriverContext) => join(ctx.paths.config, 'ha.conf');
 export const standbySignalPath = (ctx: DriverContext) => join(ctx.paths.data, 'standby.signal');
 const wasPrimaryPath = (ctx: DriverContext) => join(ctx.paths.root, 'ha-was-primary');
@@ -74,18 +78,25 @@ export function superuser(ctx: DriverContext): string {
  * present a certificate from the cluster CA naming the address connected
  * to (verify-full; member certificates carry their addresses as IP SANs).
  * A standby cluster's upstream is the primary cluster's load balancer,
- * whose address no member certificate names and whose CA is the other
- * cluster's: that link is encrypted (require) but not yet verified. Never
- * clear text while TLS is on: libpq refuses a server without TLS.
+ * whose address no member certificate names: with that cluster's CA
+ * (`[ha] standby_of_ca`, written by writeUpstreamCa) its servers must
+ * present a certificate from it (verify-ca); without, the link is
+ * encrypted but not verified (require). Never clear text while TLS is on:
+ * libpq refuses a server without TLS.
  */
-export function tlsParams(ctx: DriverContext, up: { member?: string }): Record<string, string> {
+export function tlsParams(ctx: DriverContext, up: { member?: string; ca?: string }): Record<string, string> {
   if (!ctx.tls) return {};
-  if (up.member === PRIMARY_CLUSTER) return { sslmode: 'require' };
+  if (up.member === PRIMARY_CLUSTER) return up.ca ? { sslmode: 'verify-ca', sslrootcert: upstreamCaPath(ctx) } : { sslmode: 'require' };
   return { sslmode: 'verify-full', sslrootcert: ctx.tls.ca };
 }
 
+/** The upstream's own CA where libpq looks for it (tlsParams), before any connection to it is made. */
+export async function writeUpstreamCa(ctx: DriverContext, up: { ca?: string } | null): Promise<void> {
+  if (ctx.tls && up?.ca) await writeOwned(ctx, upstreamCaPath(ctx), up.ca, 0o644);
+}
+
 /** libpq connection string to `up` as `user`, passwords from the passfile. */
-export function conninfo(ctx: DriverContext, up: { host: string; port: number; member?: string }, user: string, extra: Record<string, string> = {}): string {
+export function conninfo(ctx: DriverContext, up: { host: string; port: number; member?: string; ca?: string }, user: string, extra: Record<string, string> = {}): string {
   const parts: Record<string, string> = {
     host: up.host,
     port: String(up.port),
@@ -181,6 +192,7 @@ async function writeOwned(ctx: DriverContext, file: string, content: string, mod
 }
 
 export async function writeHaConf(ctx: DriverContext, state: HaConfState): Promise<void> {
+  await writeUpstreamCa(ctx, state.upstream);
   await writeOwned(ctx, haConfPath(ctx), renderHaConf(ctx, state), 0o640);
 }
 
