@@ -1,3 +1,5 @@
+import { X509Certificate } from 'node:crypto';
+
 /**
  * Node's TLS error codes in words an operator can act on: which side of a
  * connection refused the other's certificate. The code stays beside the
@@ -23,4 +25,30 @@ const WORDS: Record<string, string> = {
 export function explainErrorCode(code: string): string {
   const words = WORDS[code];
   return words ? `${words} (${code})` : code;
+}
+
+/** Alerts by which the other end refused the certificate this member presented. */
+const OWN_CERT_REFUSED = new Set(['ERR_SSL_SSLV3_ALERT_BAD_CERTIFICATE', 'ERR_SSL_SSLV3_ALERT_CERTIFICATE_EXPIRED']);
+
+/**
+ * explainErrorCode, and when the other end refused the certificate this
+ * member presented (`ownCert`, PEM), what this member can see wrong with
+ * it at `now`: its dates. A server need not say why it refused: etcd 3.4
+ * (Go 1.19) answers an expired client certificate with "bad certificate"
+ * and logs nothing, so the member's own error is the only place to read it.
+ */
+export function explainTlsError(code: string, ownCert: string | undefined, now: Date): string {
+  const words = explainErrorCode(code);
+  if (!ownCert || !OWN_CERT_REFUSED.has(code)) return words;
+  let cert: X509Certificate;
+  try {
+    cert = new X509Certificate(ownCert);
+  } catch {
+    return words;
+  }
+  const from = new Date(cert.validFrom);
+  const to = new Date(cert.validTo);
+  if (now.getTime() > to.getTime()) return `${words}; this member's certificate expired on ${to.toISOString()}`;
+  if (now.getTime() < from.getTime()) return `${words}; this member's certificate is not valid until ${from.toISOString()} (check the clocks)`;
+  return words;
 }

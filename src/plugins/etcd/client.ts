@@ -28,7 +28,7 @@ import { Agent, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import { networkInterfaces } from 'node:os';
 import { openRequest, readText, textRequest, type TlsClientOptions } from '../http-json.js';
-import { explainErrorCode } from '../tls-errors.js';
+import { explainTlsError } from '../tls-errors.js';
 
 export interface EtcdClientOptions {
   /** Client URLs (http://IP:2379); read on every call. */
@@ -677,6 +677,17 @@ export class EtcdClient {
     throw new EtcdUnavailable(`etcd ${path}: ${failures.length > 0 ? failures.join('; ') : 'deadline passed before any endpoint was tried'}`);
   }
 
+  /** An error code in words; when etcd refused this member's certificate, also whether it is out of its dates. */
+  private explain(code: string): string {
+    let cert: string | undefined;
+    try {
+      cert = this.opts.tls?.()?.cert;
+    } catch {
+      cert = undefined;
+    }
+    return explainTlsError(code, cert, new Date());
+  }
+
   /** One POST to one endpoint, its answer read to the end and sorted; never rejects. */
   private async attempt(endpoint: string, path: string, body: unknown, signal: AbortSignal): Promise<AttemptOutcome> {
     let res: { status: number; ok: boolean; text: () => Promise<string> };
@@ -684,7 +695,7 @@ export class EtcdClient {
       res = await this.send(`${endpoint}${path}`, body, signal);
     } catch (err) {
       const code = errorCode(err);
-      return { kind: 'failed', reason: signal.aborted ? 'no answer in time' : explainErrorCode(code), sent: !NOT_SENT.has(code) };
+      return { kind: 'failed', reason: signal.aborted ? 'no answer in time' : this.explain(code), sent: !NOT_SENT.has(code) };
     }
     let text: string;
     try {
@@ -734,7 +745,7 @@ export class EtcdClient {
       res = answer;
       text = await answer.text();
     } catch (err) {
-      const reason = timeout.aborted ? 'no answer in time' : explainErrorCode(errorCode(err));
+      const reason = timeout.aborted ? 'no answer in time' : this.explain(errorCode(err));
       throw new EtcdUnavailable(`etcd ${path} at ${where}: ${reason}`, where, reason);
     }
     let json: unknown;
@@ -803,7 +814,7 @@ export class EtcdClient {
       } catch (err) {
         clearTimeout(timer);
         signal.removeEventListener('abort', onAbort);
-        failures.push(`${displayEndpoint(endpoint)}: ${connect.signal.aborted && !signal.aborted ? 'no answer in time' : explainErrorCode(errorCode(err))}`);
+        failures.push(`${displayEndpoint(endpoint)}: ${connect.signal.aborted && !signal.aborted ? 'no answer in time' : this.explain(errorCode(err))}`);
       }
     }
     throw new EtcdUnavailable(`etcd ${path}: ${failures.join('; ') || 'cancelled'}`);
