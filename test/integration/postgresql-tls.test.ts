@@ -1,15 +1,15 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { join } from 'node:path';
 import pg from 'pg';
-import { driverFor } from '../../src/node/drivers.js';
 import { superuserTarget, withClient } from '../../src/plugins/postgresql/connect.js';
 import { conninfo } from '../../src/plugins/postgresql/standby-config.js';
 import { createCa } from '../../src/supervisor/pki/issue.js';
-import { createHarness, enableTls, freePort, installConfig, killGroup, render, startService, waitHealthy, type Harness, type RunningService } from '../support/service-harness.js';
+import { killServer, PG_BIN_DIR as BIN_DIR, postgresqlHarness, postgresqlMissing, startPostgresql } from '../support/postgresql-server.js';
+import { enableTls, freePort, render, type Harness, type RunningService } from '../support/service-harness.js';
 
 /**
  * PostgreSQL with the member's certificate (docs/tls.md), against a real
@@ -18,28 +18,20 @@ import { createHarness, enableTls, freePort, installConfig, killGroup, render, s
  * another CA is refused, and a session from a cluster network without TLS
  * is refused by pg_hba (hostssl), never served in clear text.
  */
-const BIN_DIR = '/usr/lib/postgresql/15/bin';
-const skip = existsSync(join(BIN_DIR, 'postgres')) ? false : `PostgreSQL 15 is not installed in ${BIN_DIR} (npm run bootstrap)`;
+const skip = postgresqlMissing();
 
 describe('PostgreSQL over TLS against a real server', { skip }, () => {
   let h: Harness;
   let server: RunningService | undefined;
 
   before(async () => {
-    const port = await freePort();
-    h = createHarness('postgresql', driverFor('postgresql'), { port, listen_addresses: '127.0.0.1', shared_buffers: '16MB', max_connections: 20, extra: { fsync: 'off' } });
+    h = postgresqlHarness(await freePort(), { listen_addresses: '127.0.0.1' });
     await enableTls(h);
-    await h.driver.prepare(h.ctx);
-    installConfig(h, render(h));
-    server = startService(h);
-    await waitHealthy(h);
+    server = await startPostgresql(h);
   });
 
   after(async () => {
-    if (server) {
-      killGroup(server.pid, 'SIGKILL');
-      await server.exited;
-    }
+    await killServer(server);
     h?.cleanup();
   });
 
