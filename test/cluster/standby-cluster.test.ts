@@ -24,6 +24,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { memberTlsFiles } from '../../src/supervisor/pki/member-files.js';
 import { netnsUnavailableReason } from '../support/netns-cluster.js';
 import { destroyAfterSuite, eventually, HaCluster } from '../support/ha-cluster.js';
 import { hasupCli } from '../support/hasup-cli.js';
@@ -137,9 +138,10 @@ describe('a standby cluster (warm spare) of a primary cluster', { skip: skip ?? 
     // The spare's CA, as its operator would hand it over: the old primary then checks the spare's certificates.
     const spareCa = join(primary.cluster.baseDir, 'spare-ca.pem');
     writeFileSync(spareCa, spare.secrets.tls!.ca_cert);
-    const notCa = await hasupCli(primary, 1, ['cluster', 'demote', '--offline', '--follow', spareWriteAddress(), '--follow-ca', primary.secretsFile]);
-    assert.notEqual(notCa.code, 0, 'a file without a CA certificate is refused');
-    assert.match(notCa.stderr, /--follow-ca .*must be PEM certificates/);
+    const memberCert = memberTlsFiles(spare.cluster.node(1).stateDir).cert;
+    const notCa = await hasupCli(primary, 1, ['cluster', 'demote', '--offline', '--follow', spareWriteAddress(), '--follow-ca', memberCert]);
+    assert.notEqual(notCa.code, 0, "a member's certificate in place of the CA's is refused");
+    assert.match(notCa.stderr, /--follow-ca .*member\.pem: certificate 1 .* is not a CA certificate/);
     for (const i of [1, 2, 3]) {
       const r = await hasupCli(primary, i, ['cluster', 'demote', '--offline', '--follow', spareWriteAddress(), '--follow-ca', spareCa]);
       assert.equal(r.code, 0, r.stderr);

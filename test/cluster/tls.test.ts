@@ -31,6 +31,7 @@ import { randomBytes, X509Certificate } from 'node:crypto';
 import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { connect as tcpConnect } from 'node:net';
 import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { connect as tlsConnect } from 'node:tls';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -236,9 +237,23 @@ describe('TLS on every link: a capture of the bridge, a member of another CA, ce
     const refused = await hasupIn(ha.cluster.node(1), ['status', '--state-dir', ha.cluster.node(1).stateDir, '--api', `https://${ha.address(4)}:${API_PORT}`]);
     assert.notEqual(refused.code, 0);
     assert.match(refused.stderr, /presented a certificate this client does not trust/);
-    // etcd on the voters refuses node 4's client certificate outright.
-    const voterEtcd = await servedFingerprint(ha.address(1), ETCD_CLIENT_PORT).catch((e: Error) => e.message);
-    assert.match(voterEtcd, /^[0-9A-F:]{95}$/, 'etcd serves TLS on the client port');
+    // etcd on the voters refuses node 4's client certificate outright, and answers a member's.
+    const own = memberTlsFiles(ha.cluster.node(1).stateDir);
+    const etcdVersion = (files: { cert: string; key: string }) =>
+      new Promise<number>((resolve, reject) => {
+        const req = httpsRequest(
+          { host: ha.address(1), port: ETCD_CLIENT_PORT, path: '/version', ca: readFileSync(own.ca), cert: readFileSync(files.cert), key: readFileSync(files.key), timeout: 5000 },
+          (res) => {
+            res.resume();
+            resolve(res.statusCode ?? 0);
+          },
+        );
+        req.on('error', reject);
+        req.on('timeout', () => req.destroy(new Error('no answer in 5 s')));
+        req.end();
+      });
+    assert.equal(await etcdVersion(own), 200, "etcd answers a member's certificate");
+    await assert.rejects(etcdVersion(memberTlsFiles(join(ha.cluster.baseDir, 'foreign-ca'))), /alert|bad certificate|unknown ca|certificate required|socket hang up|ECONNRESET/i, "etcd refuses node 4's certificate");
     await ha.killNode(4);
     // Down in the ring before cert rotate runs (it renews every alive member).
     await eventually(async () => ((await ha.member(1).butterfly()).members.find((m) => m.id === id4)?.state ?? 'dead') !== 'alive' || undefined, 30_000, 'node 4 seen down by node 1');
@@ -267,7 +282,7 @@ describe('TLS on every link: a capture of the bridge, a member of another CA, ce
       assert.notEqual(expected, before[i - 1], `node ${i} has a new certificate`);
       assert.equal(await servedFingerprint(ha.address(i), API_PORT), expected, `node ${i}'s API serves it`);
       assert.equal(await servedFingerprint(ha.address(i), PG_PORT, true), expected, `node ${i}'s PostgreSQL serves it`);
-      assert.equal(await servedFingerprint(ha.address(i), ETCD_CLIENT_PORT).catch(() => expected), expected, `node ${i}'s etcd serves it`);
+      assert.equal(await servedFingerprint(ha.address(i), ETCD_CLIENT_PORT), expected, `node ${i}'s etcd serves it`);
     }
     // Replication still verifies with the new certificates: a row written now reaches every follower.
     const mark = `after-rotate-${randomBytes(4).toString('hex')}`;
@@ -335,7 +350,7 @@ describe('TLS on every link: a capture of the bridge, a member of another CA, ce
       assert.ok(cert.checkIssued(newCa) && cert.verify(newCa.publicKey), `node ${i}'s certificate is of the new CA`);
       assert.equal(await servedFingerprint(ha.address(i), API_PORT), cert.fingerprint256, `node ${i}'s API serves it`);
       assert.equal(await servedFingerprint(ha.address(i), PG_PORT, true), cert.fingerprint256, `node ${i}'s PostgreSQL serves it`);
-      assert.equal(await servedFingerprint(ha.address(i), ETCD_CLIENT_PORT).catch(() => cert.fingerprint256), cert.fingerprint256, `node ${i}'s etcd serves it`);
+      assert.equal(await servedFingerprint(ha.address(i), ETCD_CLIENT_PORT), cert.fingerprint256, `node ${i}'s etcd serves it`);
     }
     // Replication verifies the new certificates, and HAProxy's checks too: a row through HAProxy reaches every follower.
     const mark = `after-new-ca-${randomBytes(4).toString('hex')}`;
