@@ -7,13 +7,18 @@
  * the address; after the announcement it names node 2's at once, for IPv4
  * (gratuitous ARP) and IPv6 (unsolicited neighbour advertisement). Plus the
  * start checks: a VIP outside the interface's networks or on a missing
- * interface is refused with a reason, and nothing is added.
+ * interface is refused with a reason, and nothing is added. And the fence
+ * (hasup-fence) removes the VIP of either family over netlink when it
+ * acts, with no hasup process involved.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { defaultFenceBinary } from '../../src/plugins/fence/process-fence.js';
 import { defaultNdsendBinary, findCommand, IpAddresses, parseVip, type Vip } from '../../src/plugins/vip/addresses.js';
 import { eventually } from '../support/eventually.js';
 import { netnsUnavailableReason, NetnsCluster, type ClusterNode } from '../support/netns-cluster.js';
@@ -94,6 +99,36 @@ describe('the leader VIP on real interfaces: added, announced, moved, refused', 
   test('IPv6: the VIP moves from node 1 to node 2, and an unsolicited neighbour advertisement repoints the client at once', async () => {
     await moves(parseVip(`${v6}100/64`, 'eth0'));
   });
+
+  for (const family of [4, 6] as const) {
+    test(`the fence removes an IPv${family} VIP over netlink when its freeze instant passes without a new arm`, async () => {
+      const node = cluster.node(1);
+      const vip = parseVip(family === 4 ? `${cluster.subnet}.101/24` : `${v6}101/64`, 'eth0');
+      const one = addressesOn(node);
+      await one.add(vip);
+      // The fence as hasup runs it (no PostgreSQL here: its pidfile names none), inside node 1's namespace.
+      const fence = spawn('ip', ['netns', 'exec', node.namespace, defaultFenceBinary(), '--pidfile', join(wrappers, 'no-postmaster.pid')], { stdio: ['pipe', 'pipe', 'ignore'] });
+      const replies: string[] = [];
+      createInterface({ input: fence.stdout! }).on('line', (l) => replies.push(l));
+      const reply = (what: RegExp) => eventually(async () => replies.find((l) => what.test(l)), 3000, `the fence's "${what.source}"`);
+      try {
+        fence.stdin!.write(`vip ${vip.text} eth0\n`);
+        await reply(/^vip on$/);
+        const freeze = process.hrtime.bigint() + 300_000_000n;
+        fence.stdin!.write(`arm ${freeze} ${freeze + 1_000_000_000n} ${freeze + 2_000_000_000n}\n`);
+        await reply(/^armed /);
+        assert.equal(await one.present(vip), true, 'on the interface while the fence is armed in time');
+        await reply(/^frozen /);
+        assert.equal(await one.present(vip), false, 'removed when the fence froze');
+        fence.stdin!.write('disarm\n');
+        await reply(/^disarmed$/);
+      } finally {
+        fence.stdin!.end();
+        await new Promise((r) => (fence.exitCode !== null ? r(undefined) : fence.once('exit', r)));
+        await one.remove(vip);
+      }
+    });
+  }
 
   test('a VIP outside the networks of the interface, or on a missing one, is refused with the reason and never added', async () => {
     const one = addressesOn(cluster.node(1));
