@@ -1,10 +1,8 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
-import { driverFor } from '../../src/node/drivers.js';
 import { superuserTarget, withClient } from '../../src/plugins/postgresql/connect.js';
 import { conninfo } from '../../src/plugins/postgresql/standby-config.js';
 import { applyCaChange, planCaChange, writeCaBundle, type CaChange } from '../../src/supervisor/pki/ca-change.js';
@@ -13,7 +11,8 @@ import { memberTlsFiles } from '../../src/supervisor/pki/member-files.js';
 import { DEFAULT_TLS_SETTINGS, ensureMemberTls } from '../../src/supervisor/pki/provision.js';
 import { installServiceTls } from '../../src/supervisor/pki/service-copy.js';
 import type { ClusterSecrets } from '../../src/supervisor/secrets.js';
-import { createHarness, enableTls, freePort, installConfig, killGroup, render, startService, waitHealthy, type Harness, type RunningService } from '../support/service-harness.js';
+import { killServer, PG_BIN_DIR, postgresqlHarness, postgresqlMissing, startPostgresql } from '../support/postgresql-server.js';
+import { enableTls, freePort, type Harness, type RunningService } from '../support/service-harness.js';
 
 /**
  * A new cluster CA under a real PostgreSQL 15 (docs/tls.md, "A new CA"):
@@ -24,8 +23,7 @@ import { createHarness, enableTls, freePort, installConfig, killGroup, render, s
  * served once the server's certificate is of it, one trusting the old CA
  * only no longer.
  */
-const BIN_DIR = '/usr/lib/postgresql/15/bin';
-const skip = existsSync(join(BIN_DIR, 'postgres')) ? false : `PostgreSQL 15 is not installed in ${BIN_DIR} (npm run bootstrap)`;
+const skip = postgresqlMissing();
 
 describe('a new cluster CA under a real PostgreSQL', { skip }, () => {
   let h: Harness;
@@ -55,7 +53,7 @@ describe('a new cluster CA under a real PostgreSQL', { skip }, () => {
     withClient({ ...superuserTarget(h.ctx), ca }, AbortSignal.timeout(5000), async (c) => (await c.query('SELECT 1')).rowCount === 1).catch((err: Error) => err.message);
   const verifyFull = () => {
     const info = conninfo(h.ctx, { host: '127.0.0.1', port: Number(h.ctx.cfg.port) }, String(h.ctx.cfg.superuser), { dbname: 'postgres' }).replace(/passfile=\S+ /, '');
-    return spawnSync(join(BIN_DIR, 'psql'), ['-X', '-A', '-t', '-d', info, '-c', 'SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()'], {
+    return spawnSync(join(PG_BIN_DIR, 'psql'), ['-X', '-A', '-t', '-d', info, '-c', 'SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()'], {
       encoding: 'utf8',
       env: { PATH: '/usr/bin:/bin', PGPASSWORD: h.ctx.secrets.postgresql.superuser_password },
       ...(h.ctx.user ? { uid: h.ctx.user.uid, gid: h.ctx.user.gid } : {}),
@@ -65,13 +63,9 @@ describe('a new cluster CA under a real PostgreSQL', { skip }, () => {
   const postmasterStart = async () => (await held!.query<{ t: string }>('SELECT pg_postmaster_start_time()::text AS t')).rows[0]!.t;
 
   before(async () => {
-    const port = await freePort();
-    h = createHarness('postgresql', driverFor('postgresql'), { port, listen_addresses: '127.0.0.1', shared_buffers: '16MB', max_connections: 20, extra: { fsync: 'off' } });
+    h = postgresqlHarness(await freePort(), { listen_addresses: '127.0.0.1' });
     await enableTls(h);
-    await h.driver.prepare(h.ctx);
-    installConfig(h, render(h));
-    server = startService(h);
-    await waitHealthy(h);
+    server = await startPostgresql(h);
     oldCa = { cert: h.ctx.secrets.tls!.ca_cert, key: h.ctx.secrets.tls!.ca_key };
     newCa = await createCa({ name: 'test', label: 'from today' });
     const t = superuserTarget(h.ctx);
@@ -82,10 +76,7 @@ describe('a new cluster CA under a real PostgreSQL', { skip }, () => {
 
   after(async () => {
     await held?.end().catch(() => undefined);
-    if (server) {
-      killGroup(server.pid, 'SIGKILL');
-      await server.exited;
-    }
+    await killServer(server);
     h?.cleanup();
   });
 

@@ -3,31 +3,12 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync, chmodSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
-import pg from 'pg';
 import { PostgresqlDriver } from '../../src/plugins/postgresql/driver.js';
 import { driverFor } from '../../src/node/drivers.js';
-import { createHarness, freePort, installConfig, killGroup, render, startService, waitFor, waitHealthy, type Harness, type RunningService } from '../support/service-harness.js';
+import { killServer, postgresqlHarness, postgresqlMissing, query } from '../support/postgresql-server.js';
+import { createHarness, freePort, installConfig, render, startService, waitFor, waitHealthy, type Harness, type RunningService } from '../support/service-harness.js';
 
-const BIN_DIR = '/usr/lib/postgresql/15/bin';
-const skip = existsSync(join(BIN_DIR, 'postgres')) ? false : `PostgreSQL 15 is not installed in ${BIN_DIR} (npm run bootstrap)`;
-
-async function query<T extends pg.QueryResultRow>(h: Harness, sql: string, user?: string, password?: string): Promise<T[]> {
-  const client = new pg.Client({
-    host: '127.0.0.1',
-    port: Number(h.ctx.cfg.port),
-    user: user ?? String(h.ctx.cfg.superuser),
-    password: password ?? h.ctx.secrets.postgresql.superuser_password,
-    database: 'postgres',
-    connectionTimeoutMillis: 5000,
-  });
-  await client.connect();
-  try {
-    return (await client.query<T>(sql)).rows;
-  } finally {
-    await client.end();
-  }
-}
-
+const skip = postgresqlMissing();
 
 describe('PostgreSQL driver against a real server', { skip }, () => {
   let h: Harness;
@@ -41,22 +22,11 @@ describe('PostgreSQL driver against a real server', { skip }, () => {
   };
 
   before(async () => {
-    const port = await freePort();
-    h = createHarness('postgresql', driverFor('postgresql'), {
-      port,
-      listen_addresses: '',
-      shared_buffers: '16MB',
-      max_connections: 20,
-      // The test's data is disposable; skipping fsync keeps the machine's disk out of the timings.
-      extra: { fsync: 'off' },
-    });
+    h = postgresqlHarness(await freePort());
   });
 
   after(async () => {
-    for (const s of started) {
-      killGroup(s.pid, 'SIGKILL');
-      await s.exited;
-    }
+    for (const s of started) await killServer(s);
     h?.cleanup();
   });
 
@@ -94,14 +64,14 @@ describe('PostgreSQL driver against a real server', { skip }, () => {
   test('the superuser logs in over TCP with the secret password and not with a wrong one', async () => {
     const rows = await query<{ one: number }>(h, 'SELECT 1 AS one');
     assert.equal(rows[0]?.one, 1);
-    await assert.rejects(query(h, 'SELECT 1', undefined, 'not-the-password'), (err: Error & { code?: string }) => {
+    await assert.rejects(query(h, 'SELECT 1', [], { password: 'not-the-password' }), (err: Error & { code?: string }) => {
       assert.equal(err.code, '28P01');
       return true;
     });
   });
 
   test('health made the replication role; it logs in with the replication secret and is a replication role', async () => {
-    const rows = await query<{ one: number }>(h, 'SELECT 1 AS one', 'replicator', h.ctx.secrets.postgresql.replication_password);
+    const rows = await query<{ one: number }>(h, 'SELECT 1 AS one', [], { user: 'replicator', password: h.ctx.secrets.postgresql.replication_password });
     assert.equal(rows[0]?.one, 1);
     const role = await query<{ rolreplication: boolean; rolpassword: string }>(h, "SELECT rolreplication, rolpassword FROM pg_authid WHERE rolname = 'replicator'");
     assert.equal(role[0]?.rolreplication, true);
@@ -120,7 +90,7 @@ describe('PostgreSQL driver against a real server', { skip }, () => {
     assert.equal(same[0]?.rolpassword, before[0]?.rolpassword);
     await query(h, "ALTER ROLE replicator PASSWORD 'something-else'");
     assert.equal((await new PostgresqlDriver().health(h.ctx, AbortSignal.timeout(2000))).status, 'ok');
-    const rows = await query<{ one: number }>(h, 'SELECT 1 AS one', 'replicator', h.ctx.secrets.postgresql.replication_password);
+    const rows = await query<{ one: number }>(h, 'SELECT 1 AS one', [], { user: 'replicator', password: h.ctx.secrets.postgresql.replication_password });
     assert.equal(rows[0]?.one, 1);
   });
 
