@@ -86,6 +86,11 @@ export class ApiClient {
 export function unreachable(url: string, err: NodeJS.ErrnoException): string {
   const code = err.code ?? err.name;
   if (code === 'TimeoutError' || code === 'ABORT_ERR') return `the hasup daemon at ${url} did not answer in time`;
+  if (code === 'CERT_HAS_EXPIRED' || code === 'CERT_NOT_YET_VALID') {
+    // A certificate of the right CA out of its dates: renewing it is the fix, not the CA bundle.
+    const what = code === 'CERT_HAS_EXPIRED' ? 'that has expired' : 'that is not valid yet (check the clocks)';
+    return `the hasup daemon at ${url} presented a certificate ${what} (${code}: ${err.message}); restarting that member's hasup issues it a new one from the cluster CA, an operator's own certificate ([tls] cert_file, [http] tls_cert) must be replaced (docs/tls.md)`;
+  }
   if (/CERT|SIGNATURE|SELF_SIGNED|ISSUER|ALTNAME|UNABLE_TO_VERIFY/.test(code ?? '')) {
     return `the hasup daemon at ${url} presented a certificate this client does not trust (${code}: ${err.message}); it is checked against the member's CA bundle (STATE_DIR/tls/ca.pem, docs/tls.md)`;
   }

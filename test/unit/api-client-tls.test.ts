@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { ApiClient } from '../../src/cli/api-client.js';
+import { ApiClient, unreachable } from '../../src/cli/api-client.js';
 import { writeApiEndpoint } from '../../src/node/api-endpoint.js';
 import { createCa, issueMemberCert, type KeyPairPem } from '../../src/supervisor/pki/issue.js';
 import { generateSecrets, writeSecretsFile } from '../../src/supervisor/secrets.js';
@@ -53,6 +53,30 @@ test('a server whose certificate another CA signed, or that does not name the ad
   writeApiEndpoint(dir, { url: url.replace('127.0.0.2', '127.0.0.3'), secrets: join(dir, 'secrets.json'), ca: join(dir, 'ca.pem') });
   await assert.rejects(ApiClient.fromStateDir(dir).request('GET', '/ha'), /does not trust \(ERR_TLS_CERT_ALTNAME_INVALID/);
   assert.equal(seen.length, before, 'no request reached the server, and so no token left the client');
+});
+
+test('a server whose certificate of the recorded CA has expired is refused before the token is sent, and the error says it expired', async () => {
+  // Valid for one day, forty days ago: signed by the cluster CA, naming the address, expired today.
+  const expired = await issueMemberCert({ ca, memberId: '0123456789abcdef', addresses: ['127.0.0.2'], now: new Date(Date.now() - 40 * 86_400_000), days: 1 });
+  const stale = createServer({ cert: expired.cert, key: expired.key }, (req, res) => {
+    seen.push(`${req.url} ${req.headers.authorization === `Bearer ${secrets.api_token}` ? 'token' : 'no token'}`);
+    res.end('{}');
+  });
+  await new Promise<void>((r) => stale.listen(0, '127.0.0.2', r));
+  try {
+    const staleUrl = `https://127.0.0.2:${(stale.address() as AddressInfo).port}`;
+    writeApiEndpoint(dir, { url: staleUrl, secrets: join(dir, 'secrets.json'), ca: join(dir, 'ca.pem') });
+    const before = seen.length;
+    await assert.rejects(
+      ApiClient.fromStateDir(dir).request('GET', '/ha'),
+      new RegExp(`the hasup daemon at ${staleUrl.replace(/\./g, '\\.')} presented a certificate that has expired \\(CERT_HAS_EXPIRED: certificate has expired\\); restarting that member's hasup issues it a new one`),
+    );
+    assert.equal(seen.length, before, 'no request reached the server, and so no token left the client');
+  } finally {
+    stale.close();
+  }
+  const early = Object.assign(new Error('certificate is not yet valid'), { code: 'CERT_NOT_YET_VALID' });
+  assert.match(unreachable('https://10.0.0.7:9631', early), /presented a certificate that is not valid yet \(check the clocks\) \(CERT_NOT_YET_VALID: certificate is not yet valid\)/);
 });
 
 test('without a recorded CA: STATE_DIR/tls/ca.pem, else the system CAs (which do not know the cluster CA)', async () => {
