@@ -57,7 +57,7 @@ export function registerClientCommands(program: Command): void {
       const fence = ha?.fence;
       if (flags.json) console.log(JSON.stringify({ ha_status: haStatus ?? null, services, cluster, etcd, fence, tls }, null, 2));
       else {
-        const group = ha?.members ? haGroupSummary({ standby_of: ha.standby_of ?? null, standby_of_repo: ha.standby_of_repo ?? null, spare: ha.spare, leader: ha.leader ?? null, members: ha.members, restore: ha.restore ?? null }) : [];
+        const group = ha?.members ? haGroupSummary({ standby_of: ha.standby_of ?? null, ...(ha.standby_of_ca !== undefined ? { standby_of_ca: ha.standby_of_ca } : {}), standby_of_repo: ha.standby_of_repo ?? null, spare: ha.spare, leader: ha.leader ?? null, members: ha.members, restore: ha.restore ?? null }) : [];
         const extra = [etcd && etcdSummary(etcd), fence && fenceSummary(fence), cluster.vip && vipSummary(cluster.vip, cluster.member_id), cluster.backup && backupSummary(cluster.backup, Date.now()), ...group, ...(tls ? tlsSummaryLines(tls) : []), ...clusterTlsWarnings(cluster.members.filter((m) => !m.self))].filter((l): l is string => !!l);
         const first = haStatus ? [...haStatusLines(haStatus, Date.now()), ''] : [];
         console.log([...first, statusTable(services, Date.now(), cluster), '', ...clusterSummary(cluster), ...extra].join('\n'));

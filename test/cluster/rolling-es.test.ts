@@ -9,11 +9,17 @@
  * members collect metrics every 10 s: afterwards every line is in
  * Elasticsearch, every member's CPU samples go on without a hole, the
  * PostgreSQL leader never changed and no acknowledged write was lost.
+ * Then `hasup upgrade elasticsearch --to` another home (a copy of this one:
+ * the machine has one Elasticsearch build): Elasticsearch runs from it,
+ * green, and the shipping goes on; a path that is no home is refused with
+ * nothing changed.
  */
 import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { appendFileSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { installRoot } from '../../src/supervisor/install-paths.js';
 import { netnsUnavailableReason } from '../support/netns-cluster.js';
 import { destroyAfterSuite, eventually, HaCluster } from '../support/ha-cluster.js';
 import { hasupCli } from '../support/hasup-cli.js';
@@ -127,5 +133,30 @@ describe('rolling restart of Elasticsearch under write and shipping load', { ski
     const servers = new Set(w.acks.map((a) => a.server));
     assert.equal(servers.size, 1, `writes went to one server (${[...servers].join(', ')})`);
     assert.deepEqual(await w.missing(ha.nodeTarget(leader)), [], 'no acknowledged write lost');
+  });
+
+  test('upgrade elasticsearch --to another home: it runs from there, green, the shipping goes on; a path that is no home is refused', async () => {
+    const home = join(ha.cluster.baseDir, 'elasticsearch-home-2');
+    assert.equal(spawnSync('cp', ['-a', join(installRoot(), 'vendor', 'elasticsearch', 'home'), home]).status, 0, 'a copy of the home');
+    const refused = await hasupCli(ha, 2, ['upgrade', 'elasticsearch', '--to', join(ha.cluster.baseDir, 'nowhere')]);
+    assert.notEqual(refused.code, 0);
+    assert.match(refused.stderr, /nowhere\/bin\/elasticsearch does not exist on this member.*nothing was changed/);
+    const homeOf = async () => Object.values((await es<{ nodes: Record<string, { settings: { path: { home: string } } }> }>('GET', '/_nodes/_local/settings')).nodes)[0]!.settings.path.home;
+    assert.notEqual(await homeOf(), home);
+    const started = Date.now();
+    const r = await hasupCli(ha, 2, ['upgrade', 'elasticsearch', '--to', home]);
+    console.log(`# upgrade elasticsearch (${Date.now() - started} ms):\n${r.stdout.replace(/^/gm, '#   ')}`);
+    assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+    assert.equal(await homeOf(), home, 'Elasticsearch runs from the new home');
+    assert.equal((await es<{ status: string }>('GET', '/_cluster/health')).status, 'green');
+    // A line logged after the upgrade is shipped into it.
+    const mark = `esupgraded${Date.now().toString(36)}`;
+    await ha.sql(1, `DO $$ BEGIN RAISE LOG '${mark}'; END $$`);
+    await eventually(
+      async () => ((await es<{ hits: { total: { value: number } } }>('POST', '/hasup-logs-*/_search', { size: 0, query: { match: { message: mark } } }).catch(() => undefined))?.hits.total.value ?? 0) > 0 || undefined,
+      60_000,
+      'a line logged after the upgrade, in Elasticsearch',
+      2000,
+    );
   });
 });
