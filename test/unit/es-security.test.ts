@@ -14,6 +14,7 @@ import { after, before, test } from 'node:test';
 import { accessKey, elasticsearchConfigHere, esAccess, esClientOptions, esRequestExtras, esScheme, MemberEsAccess, securityOn } from '../../src/plugins/elasticsearch/access.js';
 import { ElasticsearchDriver } from '../../src/plugins/elasticsearch/driver.js';
 import { firstAnswer } from '../../src/plugins/elasticsearch/es-http.js';
+import { httpJson } from '../../src/plugins/http-json.js';
 import { ES_USERNAMES, esPasswords, esPasswordSource, pbkdf2Hash, pbkdf2Matches, rolesYml, usersFile, usersRolesFile, writeSecurityFiles } from '../../src/plugins/elasticsearch/users.js';
 import { elasticsearchPeerUrls } from '../../src/plugins/shipper/census.js';
 import { ElasticsearchOutput } from '../../src/plugins/shipper/output.js';
@@ -258,6 +259,44 @@ test('the shipper output: bulk as the shipper user, index administration as admi
     await assert.rejects(plain.bulk('{}\n'), /Elasticsearch security is on, so its URLs must be https:\/\//);
   } finally {
     await plain.close();
+  }
+});
+
+test('every client refuses a server whose certificate of the cluster CA has expired, before anything is sent, saying it expired', async () => {
+  // Valid for one day, forty days ago: signed by the cluster CA, naming 127.0.0.2, expired today.
+  const expired = await issueMemberCert({ ca, memberId: '0123456789abcdef', addresses: ['127.0.0.2'], now: new Date(Date.now() - 40 * 86_400_000), days: 1 });
+  const stale = createServer({ cert: expired.cert, key: expired.key }, (req, res) => {
+    seen.push({ path: req.url ?? '', user: undefined, password: undefined });
+    res.setHeader('content-type', 'application/json');
+    res.setHeader('x-elastic-product', 'Elasticsearch');
+    res.end(JSON.stringify({ cluster_name: 'hasup', status: 'green' }));
+  });
+  await new Promise<void>((r) => stale.listen(0, '127.0.0.2', r));
+  const port = (stale.address() as AddressInfo).port;
+  const staleUrl = `https://127.0.0.2:${port}`;
+  seen.length = 0;
+  try {
+    // hasup's JSON requests: health, membership, snapshots, the console (firstAnswer), and the metrics collector (httpJson).
+    const reader = esAccess({ cfg: { security: true }, secrets, caFile }, 'reader');
+    await assert.rejects(firstAnswer([staleUrl], 'GET', '/_cluster/health', 5000, undefined, reader), /no Elasticsearch node answered \(https:\/\/127\.0\.0\.2:\d+: certificate has expired\)/);
+    await assert.rejects(httpJson(`${staleUrl}/_nodes/_local/stats`, AbortSignal.timeout(5000), undefined, esRequestExtras(reader)), /certificate has expired/);
+    // The driver's health check, as the supervisor runs it on the member whose node this is.
+    const ctx = { ...context({ security: true, http_port: port }, { tls: true }), ip: '127.0.0.2', tls: { ca: caFile, cert: join(dir, 'unused.pem'), key: join(dir, 'unused.key') } };
+    const health = await new ElasticsearchDriver().health(ctx, AbortSignal.timeout(5000));
+    assert.equal(health.status, 'critical');
+    assert.match(health.message ?? '', new RegExp(`^Elasticsearch at ${staleUrl.replace(/\./g, '\\.')}: certificate has expired$`));
+    // The shipper's client: bulk as the shipper, index administration as admin.
+    const member = new MemberEsAccess({ config: () => ({ security: true }), secrets, caFile: () => caFile });
+    const output = new ElasticsearchOutput({ urls: () => [staleUrl], access: (user) => member.as(user), compression: false });
+    try {
+      await assert.rejects(output.bulk('{"create":{"_index":"hasup-logs-2026.12.07"}}\n{"message":"x"}\n'), /certificate has expired/);
+      await assert.rejects(output.request((client) => client.cluster.health()), /certificate has expired/);
+    } finally {
+      await output.close();
+    }
+    assert.deepEqual(seen, [], 'no request reached the server, and so no password left a client');
+  } finally {
+    stale.close();
   }
 });
 
