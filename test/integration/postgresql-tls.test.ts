@@ -7,16 +7,18 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { superuserTarget, withClient } from '../../src/plugins/postgresql/connect.js';
 import { conninfo } from '../../src/plugins/postgresql/standby-config.js';
-import { createCa } from '../../src/supervisor/pki/issue.js';
+import { createCa, issueMemberCert } from '../../src/supervisor/pki/issue.js';
+import { readMemberTls, writeMemberTls } from '../../src/supervisor/pki/member-files.js';
 import { killServer, PG_BIN_DIR as BIN_DIR, postgresqlHarness, postgresqlMissing, startPostgresql } from '../support/postgresql-server.js';
-import { enableTls, freePort, render, type Harness, type RunningService } from '../support/service-harness.js';
+import { enableTls, freePort, render, waitFor, type Harness, type RunningService } from '../support/service-harness.js';
 
 /**
  * PostgreSQL with the member's certificate (docs/tls.md), against a real
  * server: TLS on, hasup's own sessions verify it, libpq's verify-full (what
  * replication, pg_basebackup and pg_rewind use) verifies it, a client of
  * another CA is refused, and a session from a cluster network without TLS
- * is refused by pg_hba (hostssl), never served in clear text.
+ * is refused by pg_hba (hostssl), never served in clear text. A server
+ * whose certificate of the cluster CA has expired is refused by both.
  */
 const skip = postgresqlMissing();
 
@@ -29,6 +31,17 @@ describe('PostgreSQL over TLS against a real server', { skip }, () => {
     await enableTls(h);
     server = await startPostgresql(h);
   });
+
+  /** psql with `conn` as the service user, the password from PGPASSWORD (the passfile is not written in these tests). */
+  const psql = (conn: string) =>
+    spawnSync(join(BIN_DIR, 'psql'), ['-X', '-A', '-t', '-d', conn, '-c', 'SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()'], {
+      encoding: 'utf8',
+      env: { PATH: '/usr/bin:/bin', PGPASSWORD: h.ctx.secrets.postgresql.superuser_password },
+      ...(h.ctx.user ? { uid: h.ctx.user.uid, gid: h.ctx.user.gid } : {}),
+      timeout: 10_000,
+    });
+  /** The conninfo hasup writes for replication (verify-full against the service's CA bundle), without its passfile. */
+  const replicationInfo = () => conninfo(h.ctx, { host: '127.0.0.1', port: Number(h.ctx.cfg.port) }, String(h.ctx.cfg.superuser), { dbname: 'postgres' }).replace(/passfile=\S+ /, '');
 
   after(async () => {
     await killServer(server);
@@ -76,14 +89,6 @@ describe('PostgreSQL over TLS against a real server', { skip }, () => {
   test("libpq's verify-full with the conninfo hasup writes for replication, and a refusal with another CA", async () => {
     const info = conninfo(h.ctx, { host: '127.0.0.1', port: Number(h.ctx.cfg.port) }, String(h.ctx.cfg.superuser), { dbname: 'postgres' });
     assert.match(info, new RegExp(`sslmode=verify-full sslrootcert=${h.ctx.tls!.ca}`));
-    const psql = (conn: string) =>
-      spawnSync(join(BIN_DIR, 'psql'), ['-X', '-A', '-t', '-d', conn, '-c', 'SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()'], {
-        encoding: 'utf8',
-        env: { PATH: '/usr/bin:/bin', PGPASSWORD: h.ctx.secrets.postgresql.superuser_password },
-        ...(h.ctx.user ? { uid: h.ctx.user.uid, gid: h.ctx.user.gid } : {}),
-        timeout: 10_000,
-      });
-    // The passfile is not written in this test: the password comes from PGPASSWORD instead.
     const ok = psql(info.replace(/passfile=\S+ /, ''));
     assert.equal(ok.status, 0, ok.stderr);
     assert.equal(ok.stdout.trim(), 't');
@@ -94,5 +99,41 @@ describe('PostgreSQL over TLS against a real server', { skip }, () => {
     const refused = psql(info.replace(/passfile=\S+ /, '').replace(h.ctx.tls!.ca, otherCa));
     assert.notEqual(refused.status, 0);
     assert.match(refused.stderr, /certificate verify failed/);
+  });
+
+  test("a server whose certificate of the cluster CA has expired: refused by libpq's verify-full (replication) and by hasup's sessions, naming the expiry", async () => {
+    const own = readMemberTls(h.ctx.tls!);
+    const ca = { cert: h.ctx.secrets.tls!.ca_cert, key: h.ctx.secrets.tls!.ca_key };
+    // Valid for one day, forty days ago: signed by the cluster CA, naming 127.0.0.1, expired today.
+    const expired = await issueMemberCert({ ca, memberId: h.ctx.memberId, addresses: ['127.0.0.1'], now: new Date(Date.now() - 40 * 86_400_000), days: 1 });
+    const target = superuserTarget(h.ctx);
+    const session = () => withClient(target, AbortSignal.timeout(5000), async (c) => (await c.query('SELECT 1')).rowCount === 1).catch((err: Error) => err.message);
+    // Held open across the swap, to reload with whatever certificate the server presents.
+    const held = new pg.Client({ host: target.host, port: target.port, user: target.user, password: target.password, database: 'postgres', ssl: { ca: own.ca } });
+    await held.connect();
+    try {
+      // PostgreSQL rereads its certificate and key on a reload: it presents the expired one from then on.
+      writeMemberTls(h.ctx.tls!, { ca: own.ca, cert: expired.cert, key: expired.key }, h.ctx.user);
+      await held.query('SELECT pg_reload_conf()');
+      const refused = await waitFor('PostgreSQL to present the expired certificate', 10_000, async () => {
+        const r = await session();
+        return r === true ? undefined : r;
+      });
+      assert.match(String(refused), /certificate has expired/, "hasup's own session (node-postgres)");
+      const logFrom = server!.output.length;
+      const libpq = psql(replicationInfo());
+      assert.notEqual(libpq.status, 0, 'libpq verify-full: refused');
+      // libpq 15 says only "certificate verify failed"; it sends the server OpenSSL's "certificate expired"
+      // alert, and the server's log (the member whose certificate expired) names it.
+      assert.match(libpq.stderr, /SSL error: certificate verify failed/);
+      await waitFor("PostgreSQL's log to name the expired certificate", 5000, async () => (server!.output.slice(logFrom).some((l) => /could not accept SSL connection: .*certificate expired/.test(l)) ? true : undefined));
+    } finally {
+      writeMemberTls(h.ctx.tls!, own, h.ctx.user);
+      await held.query('SELECT pg_reload_conf()');
+      await held.end();
+    }
+    await waitFor('PostgreSQL to present its own certificate again', 10_000, async () => ((await session()) === true ? true : undefined));
+    const ok = psql(replicationInfo());
+    assert.equal(ok.status, 0, ok.stderr);
   });
 });
