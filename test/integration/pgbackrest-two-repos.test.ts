@@ -13,8 +13,6 @@ import assert from 'node:assert/strict';
 import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import pg from 'pg';
-import { driverFor } from '../../src/node/drivers.js';
 import { listingText } from '../../src/cli/backup-commands.js';
 import { BackupCoordinator } from '../../src/plugins/backup/coordinator.js';
 import { PgBackRest } from '../../src/plugins/backup/pgbackrest.js';
@@ -23,32 +21,11 @@ import { chooseRestoreRepo, repoArchiveStates, RepoRefused } from '../../src/plu
 import type { BackupInfo } from '../../src/plugins/backup/info.js';
 import { parseRestoreTarget } from '../../src/plugins/backup/restore-target.js';
 import { parseLsn } from '../../src/plugins/postgresql/replication-tools.js';
-import { createHarness, freePort, installConfig, killGroup, render, startService, waitFor, waitHealthy, type Harness, type RunningService } from '../support/service-harness.js';
+import { killServer, postgresqlHarness, postgresqlMissing, query, startPostgresql } from '../support/postgresql-server.js';
+import { archivedUpTo, droppedWal, installArchiveQueueMax, walWaiting, writeAndSwitch } from '../support/wal-archive.js';
+import { freePort, installConfig, render, startService, waitFor, waitHealthy, type Harness, type RunningService } from '../support/service-harness.js';
 
-const BIN_DIR = '/usr/lib/postgresql/15/bin';
-const PGBACKREST = '/usr/bin/pgbackrest';
-const skip = !existsSync(join(BIN_DIR, 'postgres'))
-  ? `PostgreSQL 15 is not installed in ${BIN_DIR} (npm run bootstrap)`
-  : !existsSync(PGBACKREST)
-    ? `pgBackRest is not installed at ${PGBACKREST} (npm run bootstrap)`
-    : false;
-
-async function query<T extends pg.QueryResultRow>(h: Harness, sql: string, params: unknown[] = []): Promise<T[]> {
-  const client = new pg.Client({
-    host: '127.0.0.1',
-    port: Number(h.ctx.cfg.port),
-    user: String(h.ctx.cfg.superuser),
-    password: h.ctx.secrets.postgresql.superuser_password,
-    database: 'postgres',
-    connectionTimeoutMillis: 5000,
-  });
-  await client.connect();
-  try {
-    return (await client.query<T>(sql, params)).rows;
-  } finally {
-    await client.end();
-  }
-}
+const skip = postgresqlMissing({ pgbackrest: true });
 
 function newestIn(info: Awaited<ReturnType<PgBackRest['info']>>, repo: number): string | null {
   let max: string | null = null;
@@ -90,32 +67,18 @@ describe('two pgBackRest repositories with a real PostgreSQL', { skip }, () => {
     chmodSync(base, 0o755);
     repo1 = join(base, 'repo1');
     repo2 = join(base, 'repo2');
-    const port = await freePort();
-    h = createHarness('postgresql', driverFor('postgresql'), {
-      port,
-      listen_addresses: '',
-      shared_buffers: '16MB',
-      max_connections: 20,
-      extra: { fsync: 'off' },
-      backup: { repo_path: repo1, repo2_path: repo2, cipher: true, archive_push_queue_max: '256MiB' },
-    });
+    h = postgresqlHarness(await freePort(), { backup: { repo_path: repo1, repo2_path: repo2, cipher: true, archive_push_queue_max: '256MiB' } });
     for (const r of [repo1, repo2]) {
       mkdirSync(r, { mode: 0o750 });
       if (h.ctx.user) chownSync(r, h.ctx.user.uid, h.ctx.user.gid);
     }
-    await h.driver.prepare(h.ctx);
-    installConfig(h, render(h));
-    server = startService(h);
-    await healthy();
+    server = await startPostgresql(h, 90_000);
     pgbr = PgBackRest.forService(h.ctx);
   });
 
   after(async () => {
     await coord?.close();
-    if (server) {
-      killGroup(server.pid, 'SIGKILL');
-      await server.exited;
-    }
+    await killServer(server);
     if (repo1 && existsSync(repo1)) for (const d of dirsUnder(repo1)) chmodSync(d, 0o750);
     if (base) rmSync(base, { recursive: true, force: true });
     h?.cleanup();
@@ -245,26 +208,19 @@ describe('two pgBackRest repositories with a real PostgreSQL', { skip }, () => {
   });
 
   test('repository 1 unwritable and pg_wal past archive_push_queue_max: pgBackRest drops WAL it has not pushed yet for both repositories (a hole in repository 2 too), says so in PostgreSQL\'s log, and pg_wal stops growing', { timeout: 300_000 }, async (t) => {
-    installConfig(h, render(h, { ...h.ctx.cfg, backup: { ...(h.ctx.cfg.backup as object), archive_push_queue_max: '32MiB' } }));
+    installArchiveQueueMax(h, '32MiB');
     const dirs = dirsUnder(join(repo1, 'archive'));
     for (const d of dirs) chmodSync(d, 0o500);
-    const switched: string[] = [];
     try {
-      for (let i = 0; i < 5; i++) {
-        await query(h, "INSERT INTO t (v) SELECT repeat('x', 200) FROM generate_series(1, 2000)");
-        switched.push((await query<{ seg: string }>(h, 'SELECT pg_walfile_name(pg_switch_wal()) AS seg'))[0]!.seg);
-      }
+      const switched = await writeAndSwitch(h, 5);
       const last = switched[switched.length - 1]!;
-      await waitFor(`PostgreSQL to count ${last} as archived`, 120_000, async () => {
-        const [a] = await query<{ last_archived_wal: string | null }>(h, 'SELECT last_archived_wal FROM pg_stat_archiver');
-        return a?.last_archived_wal && a.last_archived_wal >= last ? true : undefined;
-      }, 500);
-      const dropped = server.output.flatMap((l) => [...l.matchAll(/dropped WAL file '([0-9A-F]{24})' because archive queue exceeded/g)].map((m) => m[1]!));
+      await archivedUpTo(h, last, 120_000);
+      const dropped = droppedWal(server.output);
       const info = await pgbr.info();
       const in2 = newestIn(info, 2);
       t.diagnostic(`switched ${switched.join(' ')}; dropped ${dropped.join(' ')}; repository 2 up to ${in2}, repository 1 up to ${newestIn(info, 1)}`);
       assert.ok(dropped.length > 0, 'the drop is said in PostgreSQL\'s log');
-      const ready = readdirSync(join(h.ctx.paths.data, 'pg_wal', 'archive_status')).filter((f) => f.endsWith('.ready'));
+      const ready = walWaiting(h);
       assert.ok(ready.length * 16 * 1024 * 1024 <= 32 * 1024 * 1024, `pg_wal holds no backlog past the limit: ${ready.join(', ')}`);
       // Repository 2 keeps what it got on an earlier try; what the drop acknowledged without pushing is in neither repository.
       const inRepo2 = dropped.filter((seg) => {

@@ -10,44 +10,21 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statfsSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statfsSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
-import pg from 'pg';
-import { driverFor } from '../../src/node/drivers.js';
 import { BackupCoordinator, BackupRefused } from '../../src/plugins/backup/coordinator.js';
 import { newestArchived, type BackupInfo, type BackupProgress } from '../../src/plugins/backup/info.js';
 import { PgBackRest, PgBackRestError } from '../../src/plugins/backup/pgbackrest.js';
 import type { Leadership, LeadershipState } from '../../src/supervisor/leadership.js';
-import { createHarness, freePort, installConfig, killGroup, render, startService, waitFor, waitHealthy, type Harness, type RunningService } from '../support/service-harness.js';
+import { killServer, postgresqlHarness, postgresqlMissing, query, startPostgresql } from '../support/postgresql-server.js';
+import { archivedUpTo, droppedWal, installArchiveQueueMax, walWaiting, writeAndSwitch } from '../support/wal-archive.js';
+import { freePort, installConfig, render, waitFor, type Harness, type RunningService } from '../support/service-harness.js';
 
-const BIN_DIR = '/usr/lib/postgresql/15/bin';
-const PGBACKREST = '/usr/bin/pgbackrest';
-const skip = !existsSync(join(BIN_DIR, 'postgres'))
-  ? `PostgreSQL 15 is not installed in ${BIN_DIR} (npm run bootstrap)`
-  : !existsSync(PGBACKREST)
-    ? `pgBackRest is not installed at ${PGBACKREST} (npm run bootstrap)`
-    : false;
+const skip = postgresqlMissing({ pgbackrest: true });
 const isRoot = process.getuid?.() === 0;
 /** Big enough for a few backups of an empty cluster, small enough to fill in a moment. */
 const TMPFS_MB = 64;
-
-async function query<T extends pg.QueryResultRow>(h: Harness, sql: string, params: unknown[] = []): Promise<T[]> {
-  const client = new pg.Client({
-    host: '127.0.0.1',
-    port: Number(h.ctx.cfg.port),
-    user: String(h.ctx.cfg.superuser),
-    password: h.ctx.secrets.postgresql.superuser_password,
-    database: 'postgres',
-    connectionTimeoutMillis: 5000,
-  });
-  await client.connect();
-  try {
-    return (await client.query<T>(sql, params)).rows;
-  } finally {
-    await client.end();
-  }
-}
 
 /** Every regular file under `dir`. */
 function filesUnder(dir: string): string[] {
@@ -92,15 +69,7 @@ describe('pgBackRest with a real PostgreSQL', { skip }, () => {
     // The repository, outside the member's state dir, as a shared mount would be.
     repoMount = mkdtempSync(join(tmpdir(), 'hasup-backup-repo-'));
     chmodSync(repoMount, 0o755);
-    const port = await freePort();
-    h = createHarness('postgresql', driverFor('postgresql'), {
-      port,
-      listen_addresses: '',
-      shared_buffers: '16MB',
-      max_connections: 20,
-      extra: { fsync: 'off' },
-      backup: { repo_path: join(repoMount, 'repo'), cipher: true, process_max: 2 },
-    });
+    h = postgresqlHarness(await freePort(), { backup: { repo_path: join(repoMount, 'repo'), cipher: true, process_max: 2 } });
     const user = h.ctx.user;
     if (isRoot) {
       const owner = user ? `,uid=${user.uid},gid=${user.gid}` : '';
@@ -110,18 +79,12 @@ describe('pgBackRest with a real PostgreSQL', { skip }, () => {
     repo = join(repoMount, 'repo');
     mkdirSync(repo, { mode: 0o750 });
     if (user) chownSync(repo, user.uid, user.gid);
-    await h.driver.prepare(h.ctx);
-    installConfig(h, render(h));
-    server = startService(h);
-    await waitHealthy(h, 60_000);
+    server = await startPostgresql(h, 60_000);
     pgbr = PgBackRest.forService(h.ctx);
   });
 
   after(async () => {
-    if (server) {
-      killGroup(server.pid, 'SIGKILL');
-      await server.exited;
-    }
+    await killServer(server);
     if (tmpfs) spawnSync('umount', [repoMount]);
     if (repoMount) rmSync(repoMount, { recursive: true, force: true });
     h?.cleanup();
@@ -262,25 +225,18 @@ describe('pgBackRest with a real PostgreSQL', { skip }, () => {
     const idDir = join(archiveDir, readdirSync(archiveDir).find((n) => /^\d+-\d+$/.test(n))!);
     const timelineDir = join(idDir, readdirSync(idDir).find((n) => /^[0-9A-F]{16}$/.test(n))!);
     const queueMax = 32 * 1024 * 1024;
-    installConfig(h, render(h, { ...h.ctx.cfg, backup: { ...(h.ctx.cfg.backup as object), archive_push_queue_max: '32MiB' } }));
+    installArchiveQueueMax(h, '32MiB');
     chmodSync(timelineDir, 0o500);
     chmodSync(idDir, 0o500);
     const before = newestArchived(await pgbr.info());
-    const switched: string[] = [];
     try {
-      for (let i = 0; i < 5; i++) {
-        await query(h, "INSERT INTO t (v) SELECT repeat('x', 200) FROM generate_series(1, 2000)");
-        switched.push((await query<{ seg: string }>(h, 'SELECT pg_walfile_name(pg_switch_wal()) AS seg'))[0]!.seg);
-      }
+      const switched = await writeAndSwitch(h, 5);
       const last = switched[switched.length - 1]!;
       // PostgreSQL is told each segment is archived, so pg_wal does not keep them.
-      await waitFor(`PostgreSQL to count ${last} as archived`, 120_000, async () => {
-        const [a] = await query<{ last_archived_wal: string | null }>(h, 'SELECT last_archived_wal FROM pg_stat_archiver');
-        return a?.last_archived_wal && a.last_archived_wal >= last ? true : undefined;
-      }, 500);
-      const ready = readdirSync(join(h.ctx.paths.data, 'pg_wal', 'archive_status')).filter((f) => f.endsWith('.ready'));
+      await archivedUpTo(h, last, 120_000);
+      const ready = walWaiting(h);
       assert.ok(ready.length * 16 * 1024 * 1024 <= queueMax, `no backlog beyond the queue limit in pg_wal: ${ready.join(', ')}`);
-      const dropped = server.output.flatMap((l) => [...l.matchAll(/dropped WAL file '([0-9A-F]{24})' because archive queue exceeded/g)].map((m) => m[1]!));
+      const dropped = droppedWal(server.output);
       t.diagnostic(`switched ${switched.join(' ')}; dropped ${dropped.join(' ')}`);
       assert.ok(dropped.includes(last), 'the drop is said in PostgreSQL\'s log, segment by segment');
       assert.equal(newestArchived(await pgbr.info()), before, 'none of them reached the repository');
