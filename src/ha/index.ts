@@ -10,7 +10,7 @@ export { realClock, type Clock, type Timer } from './clock.js';
 export type { BootstrapPlan, ConnectedReplica, DatabaseStatus, PeerEndpoint, ReplicatedDatabase } from './database.js';
 export { ElectedLeadership, type LeadershipFacts, type RogueSighting } from './elected-leadership.js';
 export { NoFence, type FenceArmResult, type FenceDeadlines, type FenceRecord, type FenceStatus, type LeaderFence } from './fence.js';
-export { AUTO_SYNC_MIN_MEMBERS, caBundleProblem, checkHaSettings, DEFAULT_HA_SETTINGS, effectiveSettings, haSettingsFrom, isStandbyCluster, parseEndpoint, watchdogTimeoutS, type HaSettings, type WatchdogMode } from './settings.js';
+export { AUTO_SYNC_MIN_MEMBERS, checkHaSettings, DEFAULT_HA_SETTINGS, effectiveSettings, haSettingsFrom, isStandbyCluster, parseEndpoint, watchdogTimeoutS, type HaSettings, type WatchdogMode } from './settings.js';
 export type { ClusterSnapshot, ClusterStore, MemberReport, MemberRole, OpTime, RestoreRequest, RestoreTarget, StoreCall, StoredReport, SwitchoverRequest, SyncState } from './store.js';
 export { SwitchoverError, type SwitchoverResult } from './switchover.js';
 export { describeTarget, RestoreRefused } from './restore.js';

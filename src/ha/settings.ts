@@ -1,4 +1,4 @@
-import { X509Certificate } from 'node:crypto';
+import { caBundleProblem } from '../supervisor/pki/inspect.js';
 import { checkTable, isTable, perConfig, type Schema, type TomlTable } from '../supervisor/toml-schema.js';
 
 /**
@@ -128,22 +128,6 @@ export const HA_SETTINGS_SCHEMA: Schema = {
 
 function withCa(up: { host: string; port: number } | null, ca: unknown): HaSettings['standbyOf'] {
   return up && typeof ca === 'string' && ca !== '' && caBundleProblem(ca) === undefined ? { ...up, ca } : up;
-}
-
-/** Why PEM text is not one or more CA certificates, or undefined when it is. */
-export function caBundleProblem(pem: string): string | undefined {
-  const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
-  if (blocks.length === 0) return 'must be PEM certificates (-----BEGIN CERTIFICATE-----), or ""';
-  for (const [i, block] of blocks.entries()) {
-    let cert: X509Certificate;
-    try {
-      cert = new X509Certificate(block);
-    } catch {
-      return `certificate ${i + 1} cannot be parsed`;
-    }
-    if (!cert.ca) return `certificate ${i + 1} (${cert.subject.replace(/\n/g, ', ')}) is not a CA certificate`;
-  }
-  return undefined;
 }
 
 /** A standby cluster of either kind: streaming from a primary cluster, or replaying a copy of its repository. */

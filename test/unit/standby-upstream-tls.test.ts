@@ -48,7 +48,7 @@ test('[ha] standby_of_ca: CA certificates go with standby_of; text that is no ce
   assert.deepEqual(ok.standbyOf, { host: '10.0.9.1', port: 5432, ca: ca.cert });
   assert.deepEqual(haSettingsFrom({ ha: { standby_of: '10.0.9.1:5432' } }).standbyOf, { host: '10.0.9.1', port: 5432 });
   const garbage = haSettingsFrom({ ha: { standby_of: '10.0.9.1:5432', standby_of_ca: 'not a certificate' } });
-  assert.match(checkHaSettings(garbage) ?? '', /standby_of_ca.*must be PEM certificates/);
+  assert.match(checkHaSettings(garbage) ?? '', /standby_of_ca.*holds no PEM certificate/);
   const leaf = await issueMemberCert({ ca, memberId: '0123456789abcdef', addresses: ['10.0.0.1'] });
   const notCa = haSettingsFrom({ ha: { standby_of: '10.0.9.1:5432', standby_of_ca: leaf.cert } });
   assert.match(checkHaSettings(notCa) ?? '', /standby_of_ca.*certificate 1 .* is not a CA certificate/);

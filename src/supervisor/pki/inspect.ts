@@ -12,7 +12,7 @@ import { readFileSync } from 'node:fs';
 export class TlsFileError extends Error {
   constructor(
     readonly file: string,
-    reason: string,
+    readonly reason: string,
   ) {
     super(`${file}: ${reason}`);
   }
@@ -61,6 +61,18 @@ export function parseCertificates(pem: string, source: string): X509Certificate[
       throw new TlsFileError(source, `certificate ${i + 1} of ${blocks.length} is corrupt (not a valid X.509 certificate)`);
     }
   });
+}
+
+/** Why PEM text is not one or more CA certificates (another cluster's CA, given as text), or undefined when it is. */
+export function caBundleProblem(pem: string): string | undefined {
+  let certs: X509Certificate[];
+  try {
+    certs = parseCertificates(pem, 'the CA text');
+  } catch (err) {
+    return (err as TlsFileError).reason;
+  }
+  const leaf = certs.findIndex((c) => !c.ca);
+  return leaf < 0 ? undefined : `certificate ${leaf + 1} (${certs[leaf]!.subject.replace(/\n/g, ', ')}) is not a CA certificate`;
 }
 
 /** The certificates of a PEM file, the first being the file's own (a leaf, followed by any intermediates). */
