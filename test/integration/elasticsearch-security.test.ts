@@ -11,9 +11,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client } from '@elastic/elasticsearch';
 import { ApiClient } from '../../src/cli/api-client.js';
@@ -22,30 +21,24 @@ import { createCa } from '../../src/supervisor/pki/issue.js';
 import { withClusterCa } from '../../src/supervisor/pki/provision.js';
 import { generateSecrets, writeSecretsFile, type ClusterSecrets } from '../../src/supervisor/secrets.js';
 import type { ServiceStatus } from '../../src/supervisor/service.js';
-import { HASUP_BIN, LocalRing, generateRingKey, randomPortBase, type MemberProc } from '../support/member-procs.js';
-import { freePort } from '../support/service-harness.js';
+import { EsMembers } from '../support/es-members.js';
+import { HASUP_BIN, LocalRing, type MemberProc } from '../support/member-procs.js';
 import { eventually } from '../support/eventually.js';
 
-const base = mkdtempSync(join(tmpdir(), 'hasup-es-sec-'));
-chmodSync(base, 0o755);
-const gossipPort = randomPortBase();
 const ADDR_INDEX = 42;
+const members = new EsMembers('hasup-es-sec-', [ADDR_INDEX]);
+const ring = members.ring;
 const addr = LocalRing.addr(ADDR_INDEX);
-const stateDir = join(base, `member-${ADDR_INDEX}`);
-const serviceDir = join(stateDir, 'svc', 'elasticsearch');
-const keyFile = join(base, 'ring.key');
-const configFile = join(base, 'hasup.toml');
+const stateDir = members.stateDir(ADDR_INDEX);
+const serviceDir = members.serviceDir(ADDR_INDEX);
 const START_BUDGET_MS = 180_000;
 let httpPort = 0;
-let ring: LocalRing;
 let node: MemberProc;
 let secrets: ClusterSecrets;
 let passwords: ReturnType<typeof esPasswords>;
 let caPem = '';
 let url = '';
 const clients: Client[] = [];
-/** Every JVM of this test's Elasticsearch ever seen, so the end can stop each one by pid. */
-const jvmsSeen = new Map<number, string>();
 
 const api = () => ApiClient.fromStateDir(stateDir);
 const esStatus = async () => (await api().request<{ services: ServiceStatus[] }>('GET', '/services')).services.find((s) => s.name === 'elasticsearch');
@@ -69,33 +62,12 @@ async function statusOf(p: Promise<unknown>): Promise<number | string> {
   }
 }
 
-function nodeJvms(): number[] {
-  const out: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const argv = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
-      if (!argv[0]?.endsWith('/java') || !argv.some((a) => a.includes(serviceDir))) continue;
-      jvmsSeen.set(Number(entry), argv.join(' '));
-      out.push(Number(entry));
-    } catch {
-      // exited meanwhile
-    }
-  }
-  return out;
-}
-
-function stillRunning(pid: number, cmdline: string): boolean {
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ') === cmdline;
-  } catch {
-    return false;
-  }
-}
-
 before(async () => {
-  httpPort = await freePort();
-  generateRingKey(keyFile);
+  await members.configure({
+    elasticsearch: ['cluster_name = "hasup-es-sec"', 'security = true', 'heap = "384m"'],
+    shipping: ['journal = false', 'flush_interval_ms = 200', 'metrics_interval_s = 2'],
+  });
+  httpPort = members.httpPort;
   mkdirSync(stateDir, { recursive: true });
   // A secrets file as a cluster made before the Elasticsearch passwords has it, with a cluster CA.
   const { elasticsearch: _none, ...old } = generateSecrets({ ringKey: false });
@@ -104,43 +76,21 @@ before(async () => {
   writeSecretsFile(join(stateDir, 'secrets.json'), secrets);
   passwords = esPasswords(secrets);
   caPem = secrets.tls!.ca_cert;
-  writeFileSync(
-    configFile,
-    [
-      '[services]',
-      'load = ["elasticsearch"]',
-      '[service.elasticsearch]',
-      'cluster_name = "hasup-es-sec"',
-      'security = true',
-      'heap = "384m"',
-      `http_port = ${httpPort}`,
-      `transport_port = ${await freePort()}`,
-      'disk_threshold_enabled = false',
-      '[shipping]',
-      'journal = false',
-      'flush_interval_ms = 200',
-      'metrics_interval_s = 2',
-    ].join('\n'),
-  );
   url = `https://${addr}:${httpPort}`;
-  ring = new LocalRing({ baseDir: base, gossipPort, httpPort: gossipPort + 1, keyFile });
 });
 
 after(async () => {
   await Promise.allSettled(clients.map((c) => c.close()));
-  await ring?.stopAll();
-  nodeJvms();
-  for (const [pid, cmdline] of jvmsSeen) if (stillRunning(pid, cmdline)) process.kill(pid, 'SIGKILL');
-  rmSync(base, { recursive: true, force: true });
+  await members.cleanup();
 });
 
 test('security on: hasup brings Elasticsearch up over HTTPS, its health check passing as hasup_admin', async (t) => {
   const started = Date.now();
-  node = ring.spawn(ADDR_INDEX, { extraArgs: ['--config', configFile] });
+  node = ring.spawn(ADDR_INDEX);
   await ring.ready([ADDR_INDEX], 30_000);
   const up = await eventually(async () => {
     const s = await esStatus();
-    nodeJvms();
+    members.jvms.find(serviceDir);
     return s?.health === 'ok' && s.state === 'running' ? s : undefined;
   }, START_BUDGET_MS, 'elasticsearch healthy with security on');
   t.diagnostic(`hasup run to Elasticsearch healthy with security: ${Date.now() - started} ms`);

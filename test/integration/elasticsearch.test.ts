@@ -8,46 +8,24 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client } from '@elastic/elasticsearch';
-import { pino } from 'pino';
 import { ApiClient } from '../../src/cli/api-client.js';
 import { interpretClusterHealth } from '../../src/plugins/elasticsearch/cluster-health.js';
 import { ElasticsearchDriver } from '../../src/plugins/elasticsearch/driver.js';
-import { mergeLayers, renderTemplates } from '../../src/supervisor/config-layers.js';
-import type { DriverContext, ServicePaths } from '../../src/supervisor/driver.js';
-import { shippedPlansDir } from '../../src/supervisor/install-paths.js';
-import { findPlan } from '../../src/supervisor/plan.js';
-import { generateSecrets } from '../../src/supervisor/secrets.js';
 import type { ServiceStatus } from '../../src/supervisor/service.js';
 import type { TomlTable } from '../../src/supervisor/toml-schema.js';
-import { HASUP_BIN, LocalRing, generateRingKey, randomPortBase, type MemberProc } from '../support/member-procs.js';
-import { freePort } from '../support/service-harness.js';
+import { HASUP_BIN, LocalRing, type MemberProc } from '../support/member-procs.js';
 import { eventually } from '../support/eventually.js';
+import { esDriverContext, esPlan, renderEsYml } from '../support/es-driver-context.js';
+import { stillRunning } from '../support/es-jvms.js';
+import { EsMembers } from '../support/es-members.js';
 
 // ---- the plan and driver on their own (no Elasticsearch needed) -------------
 
-const plan = findPlan('elasticsearch', [shippedPlansDir()]);
-
-function fakeContext(layer: TomlTable, root = '/state/svc/elasticsearch'): DriverContext {
-  const paths: ServicePaths = { root, data: join(root, 'data'), config: join(root, 'config'), run: join(root, 'run'), logs: join(root, 'logs') };
-  return {
-    plan,
-    paths,
-    cfg: mergeLayers(plan.defaults, [{ name: 'test', data: layer }]),
-    memberId: '0e12a4b5c6d7e8f9',
-    ip: '10.0.0.7',
-    secrets: generateSecrets(),
-    log: pino({ level: 'silent' }),
-  };
-}
-
-function renderYml(driver: ElasticsearchDriver, ctx: DriverContext): string {
-  const svc = { data_dir: ctx.paths.data, config_dir: ctx.paths.config, logs_dir: ctx.paths.logs, run_dir: ctx.paths.run, ...driver.templateValues(ctx) };
-  return renderTemplates(plan, { cfg: ctx.cfg, svc, sys: { ip: ctx.ip, member_id: ctx.memberId } }).get('elasticsearch.yml')!;
-}
+const plan = esPlan;
 
 test('every setting of the plan needs a restart (Elasticsearch reads its config only at start)', () => {
   const keys = Object.keys(plan.defaults).sort();
@@ -62,7 +40,7 @@ test('elasticsearch.yml: member id as node name, member address, seed hosts and 
     { name: 'aaaaaaaaaaaaaaaa', host: 'fd00::9', transportPort: 9301 },
   ];
   const driver = new ElasticsearchDriver({ clusterNodes: () => nodes });
-  const yml = renderYml(driver, fakeContext({ cluster_name: 'prod', http_port: 9201, extra: { 'indices.query.bool.max_clause_count': 4096 } }));
+  const yml = renderEsYml(esDriverContext({ cluster_name: 'prod', http_port: 9201, extra: { 'indices.query.bool.max_clause_count': 4096 } }), driver);
   // "0e12..." unquoted would be a YAML float.
   assert.match(yml, /^node\.name: "0e12a4b5c6d7e8f9"$/m);
   assert.match(yml, /^cluster\.name: "prod"$/m);
@@ -79,12 +57,12 @@ test('elasticsearch.yml: member id as node name, member address, seed hosts and 
 test('after the cluster has formed, cluster.initial_master_nodes is no longer rendered', () => {
   const root = mkdtempSync(join(tmpdir(), 'hasup-es-yml-'));
   try {
-    const ctx = fakeContext({}, root);
+    const ctx = esDriverContext({}, { root });
     mkdirSync(ctx.paths.data, { recursive: true });
     const driver = new ElasticsearchDriver();
-    assert.match(renderYml(driver, ctx), /^cluster\.initial_master_nodes: \["0e12a4b5c6d7e8f9"\]$/m);
+    assert.match(renderEsYml(ctx, driver), /^cluster\.initial_master_nodes: \["0e12a4b5c6d7e8f9"\]$/m);
     writeFileSync(join(ctx.paths.data, 'hasup-cluster-formed'), 'x\n');
-    const yml = renderYml(driver, ctx);
+    const yml = renderEsYml(ctx, driver);
     assert.doesNotMatch(yml, /initial_master_nodes/);
     assert.match(yml, /^discovery\.seed_hosts: \["10\.0\.0\.7:9300"\]$/m);
   } finally {
@@ -103,17 +81,17 @@ test('values that would break elasticsearch.yml or the JVM are refused at render
     [{ extra: { xpack: { security: { enabled: true } } } }, /extra\.xpack\.security\.enabled is written by hasup/],
     [{ launcher: 'runner' }, /launcher must be one of distribution, maven/],
   ];
-  for (const [layer, reason] of refused) assert.throws(() => renderYml(driver, fakeContext(layer)), reason, JSON.stringify(layer));
+  for (const [layer, reason] of refused) assert.throws(() => renderEsYml(esDriverContext(layer), driver), reason, JSON.stringify(layer));
 });
 
 test('a missing distribution is refused before anything starts, saying what to do', async () => {
   const root = mkdtempSync(join(tmpdir(), 'hasup-es-prep-'));
   try {
     const maven = new ElasticsearchDriver({ launchEnvironment: { installRoot: root, path: '' } });
-    await assert.rejects(maven.prepare(fakeContext({}, join(root, 'svc'))), /development Elasticsearch is not fetched .*run npm run bootstrap/);
+    await assert.rejects(maven.prepare(esDriverContext({}, { root: join(root, 'svc') })), /development Elasticsearch is not fetched .*run npm run bootstrap/);
     const installed = new ElasticsearchDriver();
     await assert.rejects(
-      installed.prepare(fakeContext({ launcher: 'distribution', home: join(root, 'no-es') }, join(root, 'svc'))),
+      installed.prepare(esDriverContext({ launcher: 'distribution', home: join(root, 'no-es') }, { root: join(root, 'svc') })),
       /no Elasticsearch distribution at .*no-es .*bin\/elasticsearch is missing/,
     );
     assert.equal(existsSync(join(root, 'svc', 'data')), false, 'nothing created for a launch that cannot work');
@@ -138,23 +116,19 @@ test('cluster health: green ok, yellow ok on one data node but a warning on seve
 
 // ---- one real node under `hasup run` ----------------------------------------
 
-const base = mkdtempSync(join(tmpdir(), 'hasup-es-'));
-chmodSync(base, 0o755);
-const gossipPort = randomPortBase();
 const ADDR_INDEX = 41;
+const members = new EsMembers('hasup-es-', [ADDR_INDEX]);
+const { base, gossipPort, keyFile, ring } = members;
 const addr = LocalRing.addr(ADDR_INDEX);
-const stateDir = join(base, `member-${ADDR_INDEX}`);
-const serviceDir = join(stateDir, 'svc', 'elasticsearch');
-const keyFile = join(base, 'ring.key');
-const configFile = join(base, 'hasup.toml');
+const stateDir = members.stateDir(ADDR_INDEX);
+const serviceDir = members.serviceDir(ADDR_INDEX);
 const INDEX = 'hasup-test-docs';
 const START_BUDGET_MS = 120_000;
 let httpPort = 0;
-let ring: LocalRing;
 let node: MemberProc;
 let es: Client;
 /** Every JVM of this test's Elasticsearch ever seen, so the end can prove each one gone. */
-const jvmsSeen = new Map<number, string>();
+const jvmsSeen = members.jvms.seen;
 
 const api = () => ApiClient.fromStateDir(stateDir);
 const esStatus = async () => (await api().request<{ services: ServiceStatus[] }>('GET', '/services')).services.find((s) => s.name === 'elasticsearch')!;
@@ -170,39 +144,11 @@ const healthy = (notPid?: number) =>
     return s.health === 'ok' && s.state === 'running' && s.pid !== notPid ? s : undefined;
   }, START_BUDGET_MS, 'elasticsearch healthy');
 
-/** JVMs of this node: the launcher names our config dir, the server our temp dir; both lie under the service dir. */
-function nodeJvms(): Array<{ pid: number; ppid: number; role: 'launcher' | 'server'; rssMiB: number }> {
-  const out = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const argv = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
-      if (!argv[0]?.endsWith('/java') || !argv.some((a) => a.includes(serviceDir))) continue;
-      const status = readFileSync(`/proc/${entry}/status`, 'utf8');
-      const ppid = Number(/^PPid:\s+(\d+)/m.exec(status)?.[1]);
-      const rssMiB = Math.round(Number(/^VmRSS:\s+(\d+)/m.exec(status)?.[1] ?? 0) / 1024);
-      const role = argv.includes('org.elasticsearch.launcher.CliToolLauncher') ? ('launcher' as const) : ('server' as const);
-      const pid = Number(entry);
-      jvmsSeen.set(pid, argv.join(' '));
-      out.push({ pid, ppid, role, rssMiB });
-    } catch {
-      // exited meanwhile
-    }
-  }
-  return out;
-}
-
-/** A pid that still runs the very command line we saw (not a reused pid). */
-function stillRunning(pid: number, cmdline: string): boolean {
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ') === cmdline;
-  } catch {
-    return false;
-  }
-}
+/** JVMs of this node: launcher and server. */
+const nodeJvms = () => members.jvms.find(serviceDir);
 
 function startNode(): MemberProc {
-  return ring.spawn(ADDR_INDEX, { extraArgs: ['--config', configFile] });
+  return ring.spawn(ADDR_INDEX);
 }
 
 async function heapMaxBytes(): Promise<number | undefined> {
@@ -216,32 +162,15 @@ async function searchTestDoc(): Promise<unknown[]> {
 }
 
 before(async () => {
-  httpPort = await freePort();
-  generateRingKey(keyFile);
-  writeFileSync(
-    configFile,
-    [
-      '[services]',
-      'load = ["elasticsearch"]',
-      '[service.elasticsearch]',
-      'cluster_name = "hasup-es-test"',
-      `http_port = ${httpPort}`,
-      `transport_port = ${await freePort()}`,
-      // A nearly full CI disk must not make the test index read-only.
-      'disk_threshold_enabled = false',
-    ].join('\n'),
-  );
+  await members.configure({ elasticsearch: ['cluster_name = "hasup-es-test"'] });
+  httpPort = members.httpPort;
   mkdirSync(stateDir, { recursive: true });
   es = new Client({ node: `http://${addr}:${httpPort}`, requestTimeout: 30_000 });
-  ring = new LocalRing({ baseDir: base, gossipPort, httpPort: gossipPort + 1, keyFile });
 });
 
 after(async () => {
   await es?.close();
-  await ring?.stopAll();
-  // Whatever a failed test left behind: only the JVMs this test saw, by pid.
-  for (const [pid, cmdline] of jvmsSeen) if (stillRunning(pid, cmdline)) process.kill(pid, 'SIGKILL');
-  rmSync(base, { recursive: true, force: true });
+  await members.cleanup();
 });
 
 test('hasup run refuses an Elasticsearch distribution that is not there, naming the fix', () => {

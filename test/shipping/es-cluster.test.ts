@@ -13,15 +13,14 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ClusterView } from '../../src/plugins/http/cluster-view.js';
 import type { ServiceStatus } from '../../src/supervisor/service.js';
+import { stillRunning } from '../support/es-jvms.js';
+import { EsMembers, clusterFacts as factsVia, nodeIdOf, votersWithout, votingConfig, type ClusterFacts } from '../support/es-members.js';
 import { eventually } from '../support/eventually.js';
-import { HASUP_BIN, LocalRing, generateRingKey, randomPortBase, type MemberProc } from '../support/member-procs.js';
-import { freePort } from '../support/service-harness.js';
+import { LocalRing } from '../support/member-procs.js';
 
 const FOUNDER = 71;
 const INDEXES = [71, 72, 73];
@@ -29,22 +28,13 @@ const FORM_BUDGET_MS = 180_000;
 const REJOIN_BUDGET_MS = 150_000;
 const INDEX = 'es-cluster-test';
 
-const base = mkdtempSync(join(tmpdir(), 'hasup-escluster-'));
-chmodSync(base, 0o755);
-const keyFile = join(base, 'ring.key');
-const configFile = join(base, 'hasup.toml');
-const gossipPort = randomPortBase();
-const stateDir = (i: number) => join(base, `member-${i}`);
-const serviceDir = (i: number) => join(stateDir(i), 'svc', 'elasticsearch');
-let httpPort = 0;
-let transportPort = 0;
-let ring: LocalRing;
-const members = new Map<number, MemberProc>();
-const memberIds = new Map<number, string>();
+const cluster = new EsMembers('hasup-escluster-', INDEXES);
+const serviceDir = (i: number) => cluster.serviceDir(i);
+const memberIds = cluster.ids;
 /** Every JVM of this test's nodes ever seen, so the end can prove each one gone. */
-const jvmsSeen = new Map<number, string>();
+const jvmsSeen = cluster.jvms.seen;
 
-const esUrl = (i: number) => `http://${LocalRing.addr(i)}:${httpPort}`;
+const esUrl = (i: number) => `http://${LocalRing.addr(i)}:${cluster.httpPort}`;
 
 async function es<T>(i: number, path: string, method: 'GET' | 'PUT' | 'POST' = 'GET', body?: unknown): Promise<T> {
   const res = await fetch(`${esUrl(i)}${path}`, {
@@ -58,37 +48,13 @@ async function es<T>(i: number, path: string, method: 'GET' | 'PUT' | 'POST' = '
   return (text ? JSON.parse(text) : undefined) as T;
 }
 
-interface ClusterFacts {
-  uuid: string;
-  nodes: string[];
-  status: string;
-}
-
-/** One node's view of its cluster: UUID, node names, health. */
-async function clusterFacts(i: number): Promise<ClusterFacts> {
-  const meta = await es<{ metadata: { cluster_uuid: string } }>(i, '/_cluster/state/metadata?filter_path=metadata.cluster_uuid');
-  const nodes = await es<Array<{ name: string }>>(i, '/_cat/nodes?format=json&h=name');
-  const health = await es<{ status: string; number_of_nodes: number }>(i, '/_cluster/health');
-  return { uuid: meta.metadata.cluster_uuid, nodes: nodes.map((n) => n.name).sort(), status: health.status };
-}
-
+const clusterFacts = (i: number) => factsVia(es, i);
 /** Every listed member's node sees the same cluster with exactly these nodes, in `status`. */
-function oneCluster(indexes: number[], status: string, budgetMs: number, what: string): Promise<ClusterFacts> {
-  const want = indexes.map((i) => memberIds.get(i)!).sort();
-  return eventually(async () => {
-    const facts = await Promise.all(indexes.map((i) => clusterFacts(i).catch(() => undefined)));
-    const first = facts[0];
-    if (!first || facts.some((f) => !f || f.uuid !== first.uuid || f.status !== status || JSON.stringify(f.nodes) !== JSON.stringify(want))) return undefined;
-    return first;
-  }, budgetMs, what, 1000);
-}
+const oneCluster = (indexes: number[], status: string, budgetMs: number, what: string): Promise<ClusterFacts> => cluster.oneCluster(es, indexes, status, budgetMs, what);
 
-const clusterView = (i: number) => members.get(i)!.api<ClusterView>('/cluster');
-const esService = async (i: number) => (await members.get(i)!.api<{ services: ServiceStatus[] }>('/services')).services.find((s) => s.name === 'elasticsearch');
-
-function cli(i: number, ...args: string[]) {
-  return spawnSync(process.execPath, [HASUP_BIN, ...args, '--state-dir', stateDir(i)], { encoding: 'utf8', timeout: 60_000 });
-}
+const clusterView = (i: number) => cluster.member(i).api<ClusterView>('/cluster');
+const esService = async (i: number) => (await cluster.member(i).api<{ services: ServiceStatus[] }>('/services')).services.find((s) => s.name === 'elasticsearch');
+const cli = (i: number, ...args: string[]) => cluster.cli(i, ...args);
 
 /** The transport addresses in a member's unicast_hosts.txt, sorted. */
 function seedFile(i: number): string[] {
@@ -98,82 +64,27 @@ function seedFile(i: number): string[] {
     .sort();
 }
 
-const transportAddr = (i: number) => `${LocalRing.addr(i)}:${transportPort}`;
+const transportAddr = (i: number) => `${LocalRing.addr(i)}:${cluster.transportPort}`;
 
 /** JVMs of a member's node: both name a path under its service dir. */
-function nodeJvms(i: number): number[] {
-  const pids: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const argv = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
-      if (!argv[0]?.endsWith('/java') || !argv.some((a) => a.includes(`${serviceDir(i)}/`))) continue;
-      jvmsSeen.set(Number(entry), argv.join(' '));
-      pids.push(Number(entry));
-    } catch {
-      // exited meanwhile
-    }
-  }
-  return pids;
-}
-
-function stillRunning(pid: number, cmdline: string): boolean {
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ') === cmdline;
-  } catch {
-    return false;
-  }
-}
+const nodeJvms = (i: number) => cluster.jvms.pids(serviceDir(i));
 
 before(async () => {
-  httpPort = await freePort();
-  transportPort = await freePort();
-  generateRingKey(keyFile);
-  writeFileSync(
-    configFile,
-    [
-      // The Elasticsearch cluster is what is under test: no etcd formation, no shipping.
-      '[cluster]',
-      'etcd = false',
-      '[services]',
-      'load = ["elasticsearch"]',
-      '[service.elasticsearch]',
-      'cluster_name = "hasup-es-cluster-test"',
-      `http_port = ${httpPort}`,
-      `transport_port = ${transportPort}`,
-      'heap = "320m"',
-      'disk_threshold_enabled = false',
-      // This test reads the cluster in clear text; es-cluster-security.test.ts is the secured one.
-      'security = false',
-      '[shipping]',
-      'enabled = false',
-    ].join('\n'),
-  );
-  const founderAddr = `${LocalRing.addr(FOUNDER)}:${gossipPort}`;
-  for (const i of INDEXES) {
-    const prepare =
-      i === FOUNDER
-        ? ['cluster', 'create', '--name', 'es-cluster-test']
-        : ['cluster', 'join', founderAddr, '--secrets', join(stateDir(FOUNDER), 'secrets.json')];
-    const made = spawnSync(process.execPath, [HASUP_BIN, ...prepare, '--advertise', `${LocalRing.addr(i)}:${gossipPort}`, '--state-dir', stateDir(i), '--print-config'], { encoding: 'utf8', timeout: 30_000 });
-    assert.equal(made.status, 0, made.stderr);
-    memberIds.set(i, readFileSync(join(stateDir(i), 'member-id'), 'utf8').trim());
-  }
-  ring = new LocalRing({ baseDir: base, gossipPort, httpPort: gossipPort + 1, keyFile, extraArgs: ['--config', configFile] });
+  await cluster.configure({
+    // The Elasticsearch cluster is what is under test: no etcd formation, no shipping.
+    cluster: ['etcd = false'],
+    // This test reads the cluster in clear text; es-cluster-security.test.ts is the secured one.
+    elasticsearch: ['cluster_name = "hasup-es-cluster-test"', 'heap = "320m"', 'security = false'],
+    shipping: ['enabled = false'],
+  });
+  cluster.form('es-cluster-test');
 });
 
-after(async () => {
-  await ring?.stopAll();
-  for (const i of INDEXES) nodeJvms(i);
-  // Whatever a failed test left behind: only the JVMs this test saw, by pid.
-  for (const [pid, cmdline] of jvmsSeen) if (stillRunning(pid, cmdline)) process.kill(pid, 'SIGKILL');
-  rmSync(base, { recursive: true, force: true });
-});
+after(() => cluster.cleanup());
 
 test('three members form one Elasticsearch cluster of three nodes; status and /cluster say green, 3/3 nodes', async (t) => {
   const started = Date.now();
-  for (const i of INDEXES) members.set(i, ring.spawn(i, { peers: i === FOUNDER ? [] : [FOUNDER] }));
-  await ring.ready(INDEXES, 30_000);
+  await cluster.start();
   const formed = await oneCluster(INDEXES, 'green', FORM_BUDGET_MS, 'one cluster of 3 nodes');
   t.diagnostic(`one cluster ${formed.uuid} of ${formed.nodes.length} nodes ${Date.now() - started} ms after start`);
 
@@ -237,28 +148,20 @@ test('kill -9 of a node\'s JVMs: the supervisor restarts them and the node rejoi
 test('a stopped and departed member leaves the seed files and the voting configuration; the exclusion is cleared', async (t) => {
   const gone = 73;
   const goneId = memberIds.get(gone)!;
-  const nodes = await es<Array<{ id: string; name: string }>>(FOUNDER, '/_cat/nodes?format=json&h=id,name&full_id=true');
-  const goneNodeId = nodes.find((n) => n.name === goneId)?.id;
+  const goneNodeId = await nodeIdOf(es, FOUNDER, goneId);
   assert.ok(goneNodeId, 'member 73\'s node is in the cluster');
-  await members.get(gone)!.stop();
+  await cluster.member(gone).stop();
   await eventually(async () => (JSON.stringify(seedFile(FOUNDER)) === JSON.stringify([FOUNDER, 72].map(transportAddr)) ? true : undefined), 30_000, 'the stopped member out of the seed file');
 
-  type Coordination = { metadata: { cluster_coordination: { last_committed_config: string[]; voting_config_exclusions: Array<{ node_id: string }> } } };
-  const coordination = async () => (await es<Coordination>(FOUNDER, '/_cluster/state/metadata?filter_path=metadata.cluster_coordination')).metadata.cluster_coordination;
+  const coordination = () => votingConfig(es, FOUNDER);
   assert.ok((await coordination()).last_committed_config.includes(goneNodeId), 'with two nodes left, Elasticsearch keeps the stopped node a voter by itself');
 
-  const depart = await eventually(async () => {
-    const r = cli(FOUNDER, 'depart', goneId);
-    return r.status === 0 ? r : undefined;
-  }, 30_000, 'hasup depart accepted (once the ring sees the member gone)', 500);
+  const depart = await cluster.depart(FOUNDER, goneId);
   t.diagnostic(depart.stdout.trim());
   const started = Date.now();
-  const settled = await eventually(async () => {
-    const c = await coordination();
-    return !c.last_committed_config.includes(goneNodeId) && c.voting_config_exclusions.length === 0 ? c : undefined;
-  }, 60_000, 'the departed node out of the voting configuration and the exclusions cleared', 500);
+  const settled = await votersWithout(es, FOUNDER, goneNodeId, 60_000, 500);
   t.diagnostic(`voting configuration ${JSON.stringify(settled.last_committed_config)} ${Date.now() - started} ms after depart`);
-  const events = [...members.values()].flatMap((m) => m.events);
+  const events = cluster.events();
   assert.ok(events.some((e) => e.event === 'es_voter_excluded' && e.peer === goneId), 'the exclusion is logged');
   const counts = new Map<string, number>();
   for (const e of events) if (e.component === 'es-membership') counts.set(`${e.event} (level ${e.level})`, (counts.get(`${e.event} (level ${e.level})`) ?? 0) + 1);
