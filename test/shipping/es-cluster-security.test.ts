@@ -9,7 +9,8 @@
  *     required), each node with hasup's users in its own file realm (no node
  *     waits on another); /cluster says green, 3/3 (the health checks as
  *     hasup_admin over HTTPS);
- *   - every member's shipper writes into the cluster as hasup_shipper;
+ *   - every member's shipper writes into the cluster as hasup_shipper, and
+ *     every shipping index gets a replica on another node (three nodes);
  *   - the transport port refuses a TLS client without a certificate and one
  *     whose certificate another CA signed (a node of another CA cannot join);
  *   - a stopped and departed member's node leaves the voting configuration:
@@ -22,6 +23,7 @@ import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import { esAccess, esRequestExtras } from '../../src/plugins/elasticsearch/access.js';
 import { jsonRequest } from '../../src/plugins/http-json.js';
+import { AUTO_EXPAND_REPLICAS } from '../../src/plugins/shipper/indices.js';
 import type { ClusterView } from '../../src/plugins/http/cluster-view.js';
 import { createCa, issueMemberCert } from '../../src/supervisor/pki/issue.js';
 import { loadSecretsFile, type ClusterSecrets } from '../../src/supervisor/secrets.js';
@@ -105,6 +107,31 @@ test("every member's shipper writes into the secured cluster", async () => {
     1000,
   );
   assert.deepEqual(from, INDEXES.map((i) => memberIds.get(i)!).sort());
+  // The replica rule (auto_expand_replicas 0-1, docs/shipping.md): with three nodes every shipping index has a
+  // replica, started on another node than its primary, so losing one node loses no log line.
+  await eventually(
+    async () => {
+      const shards = await es<Array<{ index: string; prirep: string; state: string; node: string | null }>>(FOUNDER, '/_cat/shards/hasup-*?format=json&h=index,prirep,state,node');
+      const byIndex = new Map<string, typeof shards>();
+      for (const sh of shards) byIndex.set(sh.index, [...(byIndex.get(sh.index) ?? []), sh]);
+      const ok = [...byIndex.values()].every((list) => {
+        const started = list.filter((x) => x.state === 'STARTED');
+        const p = started.find((x) => x.prirep === 'p');
+        const r = started.find((x) => x.prirep === 'r');
+        return p && r && p.node !== r.node;
+      });
+      return byIndex.size > 0 && ok ? true : undefined;
+    },
+    90_000,
+    'every shipping index with a started replica on another node than its primary',
+    1000,
+  );
+  assert.equal((await es<{ status: string }>(FOUNDER, '/_cluster/health/hasup-*')).status, 'green');
+  const settings = await es<Record<string, { settings: { index: { auto_expand_replicas?: string; number_of_replicas: string } } }>>(FOUNDER, '/hasup-*/_settings');
+  for (const [index, v] of Object.entries(settings)) {
+    assert.equal(v.settings.index.auto_expand_replicas, AUTO_EXPAND_REPLICAS, `${index} follows the node count`);
+    assert.equal(v.settings.index.number_of_replicas, '1', `${index} has one replica on three nodes`);
+  }
 });
 
 test('the transport port takes only certificates of the cluster CA', async () => {
