@@ -462,7 +462,23 @@ export class HaCluster {
       timeoutMs,
       'an etcd voter on every node, all agreeing on one raft leader',
       250,
-    );
+    ).catch(async (err: unknown) => {
+      // What each member says of its etcd (role, attempts, last error): the reason is in there.
+      const seen = await Promise.all(
+        this.cluster.nodes.map(async (n) => {
+          const status = await this.etcdStatus(n.index).then(
+            (a) => `raft leader ${a.leaderId}`,
+            (e: Error) => `no status (${e.message})`,
+          );
+          const etcd = await this.member(n.index)
+            .api<Record<string, unknown>>('/etcd')
+            .then((v) => JSON.stringify({ role: v.role, attempts: v.attempts, last_error: v.last_error, voters: Array.isArray(v.voters) ? v.voters.length : v.voters }))
+            .catch((e: Error) => e.message);
+          return `node ${n.index}: ${status}; /etcd ${etcd}`;
+        }),
+      );
+      throw new Error(`${(err as Error).message}\n${seen.join('\n')}`);
+    });
   }
 
   /** Member id of node i (from its API). */
@@ -533,18 +549,21 @@ export async function eventually<T>(check: () => Promise<T | undefined | false |
 
 /**
  * A suite's clean-up: every cluster destroyed after the last test, and, when
- * a test failed (or HASUP_HA_LOGS is set), every member's log saved first
+ * a test failed, or none passed (a failed before()), or HASUP_HA_LOGS is set, every member's log saved first
  * into a temporary directory named after the suite, printed for the reader.
  * `clusters` is read at the end: each one with the prefix of its files.
  */
 export function destroyAfterSuite(name: string, clusters: () => Array<[HaCluster | undefined, string]>): void {
   let failed = false;
+  let passed = 0;
   afterEach((t) => {
     if ((t as unknown as { passed?: boolean }).passed === false) failed = true;
+    else passed++;
   });
   after(async () => {
     const all = clusters();
-    if (failed || process.env.HASUP_HA_LOGS) {
+    // No test passed: the suite's before() failed (its tests are cancelled without an afterEach), keep the logs too.
+    if (failed || passed === 0 || process.env.HASUP_HA_LOGS) {
       const dir = mkdtempSync(join(tmpdir(), `hasup-${name}-logs-`));
       for (const [c, prefix] of all) c?.saveMemberLogs(dir, prefix);
       console.log(`# member logs in ${dir}`);
