@@ -93,7 +93,11 @@ export function switchoverTarget(leader: string, requested: string | null, snap:
   if (requested !== null) {
     const stored = snap.members.get(requested);
     if (!stored) return { error: `member ${requested} is not reporting (is it running?)` };
-    if (!usable(stored.report)) return { error: `member ${requested} is not a healthy streaming replica (${stored.report.role}, ${stored.report.replication_state ?? 'no replication'})` };
+    if (!usable(stored.report)) {
+      const r = stored.report;
+      const why = [r.role, r.replication_state ?? 'no replication', r.healthy ? 'healthy' : 'its health check failing', ...(r.nofailover ? ['nofailover set'] : [])].join(', ');
+      return { error: `member ${requested} is not a healthy streaming replica (${why})` };
+    }
     return { target: requested, lease: stored.lease };
   }
   const ranked = [...snap.members.values()].filter((s) => usable(s.report)).sort((a, b) => position(b.report) - position(a.report) || a.report.member.localeCompare(b.report.member));

@@ -127,7 +127,9 @@ test('switchover target: the named member if it streams healthy, else the replic
   const s = snap([report('a', { wal_position: 10 }), report('b', { wal_position: 20 }), report('c', { replication_state: 'in archive recovery', wal_position: 99 })]);
   assert.deepEqual(switchoverTarget('L', null, s), { target: 'b', lease: 'lease-b' });
   assert.deepEqual(switchoverTarget('L', 'a', s), { target: 'a', lease: 'lease-a' });
-  assert.match((switchoverTarget('L', 'c', s) as { error: string }).error, /not a healthy streaming replica/);
+  assert.match((switchoverTarget('L', 'c', s) as { error: string }).error, /not a healthy streaming replica \(replica, in archive recovery, healthy\)/);
+  const sick = snap([report('a', { healthy: false })]);
+  assert.match((switchoverTarget('L', 'a', sick) as { error: string }).error, /not a healthy streaming replica \(replica, streaming, its health check failing\)/, 'says which condition fails');
   assert.match((switchoverTarget('L', 'zz', s) as { error: string }).error, /not reporting/);
   assert.match((switchoverTarget('L', null, snap([])) as { error: string }).error, /no healthy streaming replica/);
 });
