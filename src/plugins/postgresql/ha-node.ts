@@ -29,7 +29,6 @@ import {
   writeHaConf,
   writePassfile,
   writeStandbySignal,
-  writeUpstreamCa,
   type HaConfState,
   type Upstream,
 } from './standby-config.js';
@@ -599,8 +598,7 @@ export class PostgresHaNode implements ReplicatedDatabase {
   async follow(leader: PeerEndpoint, opts: { leaderIsPrimary: boolean }, signal: AbortSignal): Promise<void> {
     const ctx = await this.requireData();
     const svc = this.requireService();
-    const up: Upstream = { member: leader.member, host: leader.host, port: leader.port, ...(leader.ca ? { ca: leader.ca } : {}) };
-    await writeUpstreamCa(ctx, up);
+    const up: Upstream = { ...leader };
     const st = svc.status();
     const running = st.state === 'running';
     let rewind = await wasPrimary(ctx);

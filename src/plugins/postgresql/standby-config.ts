@@ -1,6 +1,6 @@
 import { chown, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { PRIMARY_CLUSTER } from '../../ha/index.js';
+import { PRIMARY_CLUSTER, type PeerEndpoint } from '../../ha/index.js';
 import type { DriverContext } from '../../supervisor/driver.js';
 import { isFile } from '../service-dirs.js';
 
@@ -15,13 +15,8 @@ import { isFile } from '../service-dirs.js';
  *   root/ha-was-primary   this data directory has been a primary since it last followed
  *                         someone: it must be rewound before it follows anyone
  */
-export interface Upstream {
-  member: string;
-  host: string;
-  port: number;
-  /** Another cluster's CA (PEM), for a standby cluster's upstream (tlsParams). */
-  ca?: string;
-}
+/** Whom this member replicates from: the HA core's endpoint (a member, or the primary cluster with its CA). */
+export type Upstream = PeerEndpoint;
 
 export interface HaConfState {
   upstream: Upstream | null;
